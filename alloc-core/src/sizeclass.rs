@@ -84,11 +84,14 @@ impl SpanClass {
 }
 
 /// Size to class in O(1) with Go's two lookup tables (`size_to_class8` up to 1 KiB,
-/// `size_to_class128` above). `size` must be `<= MAX_SMALL_SIZE`.
+/// `size_to_class128` above). `size` must be `<= MAX_SMALL_SIZE`; size 0 gives class 1.
 #[inline(always)]
 pub fn size_to_class(size: usize) -> SizeClass {
     debug_assert!(size <= MAX_SMALL_SIZE);
-    if size <= SMALL_SIZE_MAX - 8 {
+    // Go tests `size <= smallSizeMax-8` and lets `size-smallSizeMax` wrap around for
+    // 1017..=1023 (the wrapped index rounds to 0); `SIZE_TO_CLASS8` covers all of
+    // 0..=SMALL_SIZE_MAX, so the boundary here is SMALL_SIZE_MAX itself.
+    if size <= SMALL_SIZE_MAX {
         SizeClass(SIZE_TO_CLASS8[size.div_ceil(SMALL_SIZE_DIV)])
     } else {
         SizeClass(SIZE_TO_CLASS128[(size - SMALL_SIZE_MAX).div_ceil(LARGE_SIZE_DIV)])

@@ -1,0 +1,128 @@
+//! The generated size-class tables: reproducible, equal to Go 1.19's, and correct for
+//! the lookups built on them.
+
+#[path = "../examples/mksizeclasses.rs"]
+mod mksizeclasses;
+
+use gomalloc::sizeclass::{obj_index, size_to_class, SizeClass, PAGE_SHIFT, PAGE_SIZE};
+use gomalloc::sizeclasses::{
+    CLASS_TO_ALLOCNPAGES, CLASS_TO_DIVMAGIC, CLASS_TO_SIZE, MAX_SMALL_SIZE, NUM_SIZE_CLASSES,
+};
+
+/// The committed generated file.
+const COMMITTED: &str = include_str!("../src/sizeclasses.rs");
+
+/// Go 1.19's table (`runtime/sizeclasses.go`'s comment), one row per class from 1 on.
+const GO_TABLE: &str = include_str!("data/go-sizeclasses.tsv");
+
+/// All real size classes (1..NUM_SIZE_CLASSES).
+fn classes() -> impl Iterator<Item = SizeClass> {
+    (1..NUM_SIZE_CLASSES).map(|c| SizeClass(u8::try_from(c).unwrap()))
+}
+
+#[test]
+fn generator_reproduces_committed_file() {
+    let generated = mksizeclasses::generate();
+    assert!(
+        generated == COMMITTED,
+        "src/sizeclasses.rs is stale: regenerate it with \
+         `cargo run -q -p gomalloc --example mksizeclasses > alloc-core/src/sizeclasses.rs`"
+    );
+}
+
+#[test]
+fn table_matches_go_1_19() {
+    let mut go_rows = GO_TABLE.lines();
+    assert_eq!(
+        go_rows.next().unwrap().split('\t').collect::<Vec<_>>(),
+        [
+            "class",
+            "bytes_per_obj",
+            "bytes_per_span",
+            "objects",
+            "tail_waste",
+            "max_waste",
+            "min_align"
+        ]
+    );
+    let go_rows: Vec<Vec<&str>> = go_rows.map(|l| l.split('\t').collect()).collect();
+    assert_eq!(go_rows.len(), NUM_SIZE_CLASSES - 1);
+
+    // The human-readable table in the generated file's header, as printed.
+    let printed: Vec<Vec<&str>> = COMMITTED
+        .lines()
+        .skip_while(|l| !l.starts_with("//! class  bytes/obj"))
+        .skip(1)
+        .take_while(|l| *l != "//!")
+        .map(|l| l.trim_start_matches("//!").split_whitespace().collect())
+        .collect();
+    assert_eq!(printed.len(), NUM_SIZE_CLASSES - 1);
+
+    assert_eq!(CLASS_TO_SIZE[0], 0);
+    assert_eq!(CLASS_TO_ALLOCNPAGES[0], 0);
+    assert_eq!(CLASS_TO_DIVMAGIC[0], 0);
+
+    for ((class, go_row), printed) in classes().zip(&go_rows).zip(&printed) {
+        // Every column printed the same way (max waste included: "87.50%")...
+        assert_eq!(printed, go_row, "{class:?}: printed row");
+
+        // ... and the numbers agree with the tables the crate uses.
+        let numbers: Vec<usize> = go_row
+            .iter()
+            .filter(|f| !f.ends_with('%'))
+            .map(|f| f.parse().unwrap())
+            .collect();
+        let [index, size, span, objects, tail, align] = numbers[..] else {
+            panic!("bad row {go_row:?}");
+        };
+        assert_eq!(usize::from(class.0), index);
+        assert_eq!(class.size(), size, "{class:?}: bytes/obj");
+        assert_eq!(class.npages() * PAGE_SIZE, span, "{class:?}: bytes/span");
+        assert_eq!(class.nelems(), objects, "{class:?}: objects");
+        assert_eq!(span - objects * size, tail, "{class:?}: tail waste");
+        let min_align = 1 << class.size().trailing_zeros().min(PAGE_SHIFT as u32);
+        assert_eq!(min_align, align, "{class:?}: min align");
+        assert_eq!(
+            class.div_magic(),
+            u32::MAX / size as u32 + 1,
+            "{class:?}: magic"
+        );
+    }
+}
+
+#[test]
+fn size_to_class_is_smallest_fitting_class() {
+    assert_eq!(size_to_class(0), SizeClass(1));
+    let mut expected = classes();
+    let mut class = expected.next().unwrap();
+    for size in 1..=MAX_SMALL_SIZE {
+        if class.size() < size {
+            class = expected.next().unwrap();
+        }
+        assert!(class.size() >= size);
+        assert_eq!(size_to_class(size), class, "size {size}");
+    }
+}
+
+#[test]
+fn obj_index_divides_exactly() {
+    for class in classes() {
+        let size = class.size();
+        let magic = class.div_magic();
+        for offset in 0..class.npages() * PAGE_SIZE {
+            assert_eq!(
+                obj_index(offset, magic),
+                offset / size,
+                "{class:?}: offset {offset}"
+            );
+        }
+    }
+}
+
+#[test]
+fn multiples_of_16_stay_16_aligned() {
+    for size in (16..=MAX_SMALL_SIZE).step_by(16) {
+        let class = size_to_class(size);
+        assert_eq!(class.size() % 16, 0, "size {size} -> {class:?}");
+    }
+}
