@@ -320,14 +320,14 @@ fn print_array<T: std::fmt::Display>(w: &mut String, doc: &str, decl: &str, valu
 /// Size -> class for `size = base + i * step`, `i` in `0..len`: the smallest class whose
 /// objects are at least `size` bytes.
 ///
-/// Go's table maps size 0 to class 0 (its dummy entry: its size, 0, is >= 0); Go never
-/// asks, as `mallocgc` returns `zerobase` for size 0. Here size 0 maps to class 1 like
-/// sizes 1..=8, so `size_to_class` gives a real class for every `size <= MAX_SMALL_SIZE`.
+/// Size 0 maps to class 0, as in Go (its dummy entry: its size, 0, is >= 0). The
+/// allocator relies on it: class 0's cache slot is always the empty span, so a zero-size
+/// request leaves the fast path and the slow path gives it a real, aligned slot.
 fn size_to_class_table(classes: &[Class], base: usize, step: usize, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| {
             let size = base + i * step;
-            let class = (1..classes.len())
+            let class = (0..classes.len())
                 .find(|&j| classes[j].size >= size)
                 .expect("size <= MAX_SMALL_SIZE");
             u8::try_from(class).expect("class fits u8")
@@ -419,7 +419,7 @@ fn print_classes(w: &mut String, classes: &[Class]) {
     print_array(
         w,
         "Size class of `size <= SMALL_SIZE_MAX`, indexed by `size.div_ceil(SMALL_SIZE_DIV)`.\n\
-         (Size 0 maps to class 1; Go's table maps it to class 0.)",
+         (Size 0 maps to class 0, as in Go.)",
         "pub static SIZE_TO_CLASS8: [u8; SMALL_SIZE_MAX / SMALL_SIZE_DIV + 1]",
         &sc,
     );

@@ -84,7 +84,8 @@ impl SpanClass {
 }
 
 /// Size to class in O(1) with Go's two lookup tables (`size_to_class8` up to 1 KiB,
-/// `size_to_class128` above). `size` must be `<= MAX_SMALL_SIZE`; size 0 gives class 1.
+/// `size_to_class128` above). `size` must be `<= MAX_SMALL_SIZE`. Size 0 gives class 0
+/// (as in Go): its cache slot is always the empty span, so the slow path handles it.
 #[inline(always)]
 pub fn size_to_class(size: usize) -> SizeClass {
     debug_assert!(size <= MAX_SMALL_SIZE);

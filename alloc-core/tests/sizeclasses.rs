@@ -92,7 +92,7 @@ fn table_matches_go_1_19() {
 
 #[test]
 fn size_to_class_is_smallest_fitting_class() {
-    assert_eq!(size_to_class(0), SizeClass(1));
+    assert_eq!(size_to_class(0), SizeClass(0));
     let mut expected = classes();
     let mut class = expected.next().unwrap();
     for size in 1..=MAX_SMALL_SIZE {

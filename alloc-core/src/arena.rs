@@ -1,0 +1,186 @@
+//! Heap arenas and the two-level arena map (Go's `heapArena` and `mheap.arenas`).
+//!
+//! The heap's address space comes in 64 MiB arenas, each 64 MiB-aligned. Each arena has a
+//! [`HeapArena`] record, kept off-heap, holding the page -> span map, the per-page bitmaps
+//! (scavenged, start of an in-use span) and the storage for the spans' allocation and mark
+//! bitmaps. The arena map `ARENAS[L1][L2]` covers the 48-bit address space and answers
+//! "which span owns this address?" with three loads and no lock: `free`, usable size,
+//! pointer validation and the garbage collector all go through [`span_of`].
+//!
+//! Entries are published with release stores under the heap lock and never removed
+//! (arenas are never unmapped), so readers need no lock.
+
+use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
+use crate::span::Span;
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use core::ptr;
+
+/// log2 of the arena size.
+pub const ARENA_SHIFT: usize = 26;
+/// Bytes per arena: 64 MiB.
+pub const ARENA_SIZE: usize = 1 << ARENA_SHIFT;
+/// Pages per arena: 8192.
+pub const PAGES_PER_ARENA: usize = ARENA_SIZE / PAGE_SIZE;
+/// Bits of user address space covered by the map.
+pub const ADDR_BITS: usize = 48;
+/// Bits of the first-level index.
+pub const L1_BITS: usize = 6;
+/// Bits of the second-level index.
+pub const L2_BITS: usize = ADDR_BITS - ARENA_SHIFT - L1_BITS;
+const L1_SIZE: usize = 1 << L1_BITS;
+const L2_SIZE: usize = 1 << L2_BITS;
+
+/// The most objects one page can hold (8-byte objects), so the bitmap words one page of a
+/// span may need.
+pub const MAX_OBJS_PER_PAGE: usize = PAGE_SIZE / 8;
+/// Bitmap words reserved per page.
+pub const BITMAP_WORDS_PER_PAGE: usize = MAX_OBJS_PER_PAGE / 64;
+/// Small spans are at most this many pages; a span starting near the end of an arena may
+/// run into the next (contiguous) one, so the bitmaps have this much slack.
+const BITMAP_SLACK_PAGES: usize = 16;
+const BITMAP_WORDS: usize = (PAGES_PER_ARENA + BITMAP_SLACK_PAGES) * BITMAP_WORDS_PER_PAGE;
+const PAGE_WORDS: usize = PAGES_PER_ARENA / 64;
+
+/// Metadata of one 64 MiB arena.
+///
+/// Invariants (heap lock held for writes unless stated):
+/// 1. `spans[i]` for every page of an in-use span points to that span; for a free span
+///    only its first and last pages point to it; other entries are null.
+/// 2. bit `i` of `scavenged` is set iff page `i` is free and its memory was returned to
+///    the OS (or never touched): it reads as zero.
+/// 3. bit `i` of `page_in_use` is set iff an in-use span starts at page `i`.
+/// 4. `alloc_bits[BITMAP_WORDS_PER_PAGE * i ..]` is the allocation bitmap of the span
+///    starting at page `i` (written only by the span's owner); `mark_bits` likewise for
+///    the collector.
+#[repr(C)]
+pub struct HeapArena {
+    /// Page -> span map.
+    pub spans: [AtomicPtr<Span>; PAGES_PER_ARENA],
+    /// Pages that read as zero because they were released or never used.
+    pub scavenged: [u64; PAGE_WORDS],
+    /// Start pages of in-use spans (for the collector's span walk).
+    pub page_in_use: [AtomicUsize; PAGE_WORDS],
+    /// Allocation bitmaps of the spans starting in this arena.
+    pub alloc_bits: [u64; BITMAP_WORDS],
+    /// Mark bitmaps of the spans starting in this arena.
+    pub mark_bits: [u64; BITMAP_WORDS],
+}
+
+/// Bytes of OS memory one [`HeapArena`] record takes.
+pub const HEAP_ARENA_BYTES: usize = core::mem::size_of::<HeapArena>().next_multiple_of(4096);
+
+type L2 = [AtomicPtr<HeapArena>; L2_SIZE];
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NULL_L2: AtomicPtr<L2> = AtomicPtr::new(ptr::null_mut());
+
+#[cfg(not(loom))]
+static ARENAS: [AtomicPtr<L2>; L1_SIZE] = [NULL_L2; L1_SIZE];
+
+/// The arena record for `addr`, or null if `addr` is not in a heap arena.
+#[cfg(not(loom))]
+#[inline(always)]
+pub fn heap_arena_of(addr: usize) -> *mut HeapArena {
+    let i1 = addr >> (ARENA_SHIFT + L2_BITS);
+    if i1 >= L1_SIZE {
+        return ptr::null_mut();
+    }
+    let l2 = ARENAS[i1].load(Ordering::Acquire);
+    if l2.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: a non-null L2 pointer refers to a live, never-freed L2 table.
+    unsafe { (*l2)[(addr >> ARENA_SHIFT) & (L2_SIZE - 1)].load(Ordering::Acquire) }
+}
+
+/// Page index of `addr` inside its arena.
+#[inline(always)]
+pub const fn page_index(addr: usize) -> usize {
+    (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1)
+}
+
+/// The span whose pages contain `addr`, or null. Lock-free, O(1).
+///
+/// The result may be a free span or a stale record for an address that is not allocated:
+/// callers validate it (state, bounds) before trusting it.
+#[cfg(not(loom))]
+#[inline(always)]
+pub fn span_of(addr: usize) -> *mut Span {
+    let ha = heap_arena_of(addr);
+    if ha.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `ha` is a live arena record (never freed).
+    unsafe { (*ha).spans[page_index(addr)].load(Ordering::Acquire) }
+}
+
+/// Sets the page -> span entry for the page holding `addr`.
+///
+/// # Safety
+/// `addr` lies in a registered arena; the heap lock is held.
+#[cfg(not(loom))]
+#[inline]
+pub unsafe fn set_span(addr: usize, s: *mut Span) {
+    let ha = heap_arena_of(addr);
+    debug_assert!(!ha.is_null());
+    // SAFETY: the caller guarantees the arena is registered.
+    unsafe { (*ha).spans[page_index(addr)].store(s, Ordering::Release) }
+}
+
+/// Registers `ha` as the record of the arena at `base`, creating the L2 table if needed.
+/// Returns false if the OS refused memory for the L2 table.
+///
+/// # Safety
+/// `base` is arena-aligned and below 2^48; the heap lock is held; `ha` is a zeroed
+/// `HeapArena` that lives forever.
+#[cfg(not(loom))]
+pub unsafe fn register(base: usize, ha: *mut HeapArena) -> Option<usize> {
+    let i1 = base >> (ARENA_SHIFT + L2_BITS);
+    let mut new_sys = 0;
+    let mut l2 = ARENAS[i1].load(Ordering::Acquire);
+    if l2.is_null() {
+        let bytes = core::mem::size_of::<L2>();
+        // SAFETY: `bytes` is a multiple of the page size; zeroed memory is a valid table of
+        // null atomic pointers.
+        l2 = unsafe { crate::os::sys_alloc(bytes) }.cast();
+        if l2.is_null() {
+            return None;
+        }
+        new_sys = bytes;
+        ARENAS[i1].store(l2, Ordering::Release);
+    }
+    // SAFETY: `l2` is a live table.
+    unsafe { (*l2)[(base >> ARENA_SHIFT) & (L2_SIZE - 1)].store(ha, Ordering::Release) };
+    Some(new_sys)
+}
+
+/// Pointer to the `i`-th page's bitmap slot in `bits` (alloc or mark).
+#[inline]
+pub fn bitmap_slot(bits: *mut u64, page: usize) -> *mut u64 {
+    bits.wrapping_add(page * BITMAP_WORDS_PER_PAGE)
+}
+
+const _: () = assert!(L1_BITS + L2_BITS + ARENA_SHIFT == ADDR_BITS);
+const _: () = assert!(PAGES_PER_ARENA == 8192);
+const _: () = assert!(crate::sizeclasses::MAX_SMALL_SIZE / PAGE_SIZE <= BITMAP_SLACK_PAGES);
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmapped_addresses_have_no_span() {
+        assert!(span_of(0).is_null());
+        assert!(span_of(0x1000).is_null());
+        assert!(span_of(usize::MAX).is_null());
+        assert!(span_of(1 << 47).is_null());
+        assert!(heap_arena_of(&ARENAS as *const _ as usize).is_null());
+    }
+
+    #[test]
+    fn page_index_wraps_at_arena() {
+        assert_eq!(page_index(ARENA_SIZE), 0);
+        assert_eq!(page_index(ARENA_SIZE - 1), PAGES_PER_ARENA - 1);
+        assert_eq!(page_index(3 * PAGE_SIZE + 5), 3);
+    }
+}

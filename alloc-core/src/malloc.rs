@@ -1,0 +1,304 @@
+//! The allocator's entry points (Go's `malloc.go` `mallocgc`, plus the explicit `free`
+//! that Go leaves to its collector).
+//!
+//! Small objects (at most 32 KiB, alignment at most a page) come from the calling thread's
+//! mcache; anything else is a large object straight from the page heap. Every pointer
+//! coming back (`free`, `realloc`, usable size) is resolved through the arena map and
+//! validated: a pointer gomalloc never handed out, a pointer into the middle of an object,
+//! and a double free each end the process with one line on stderr.
+
+use crate::arena::span_of;
+use crate::mcache::{self, MCache};
+use crate::mcentral::{central, CENTRAL};
+use crate::mheap::HEAP;
+use crate::report::fatal;
+use crate::sizeclass::{size_to_class, SizeClass, SpanClass, PAGE_SIZE};
+use crate::sizeclasses::{MAX_SMALL_SIZE, NUM_SIZE_CLASSES};
+use crate::span::{Span, SpanState};
+use core::ptr;
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory or
+/// when the request is impossible. `size == 0` gives a unique minimum-size object.
+#[inline(always)]
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    if size <= MAX_SMALL_SIZE && align <= 16 {
+        let sz = (size + align - 1) & !(align - 1);
+        let spc = ((size_to_class(sz).0 as usize) << 1) | 1;
+        // SAFETY: `current()` is the thread's cache or the static empty one, both valid;
+        // only this thread uses it.
+        let p = unsafe { (*mcache::current()).span(spc).next_free_fast() };
+        if !p.is_null() {
+            return p;
+        }
+    }
+    alloc_slow(size, align, true)
+}
+
+/// The general allocation path: thread set-up, refills, odd alignments, large objects.
+/// `noscan` selects the span class variant (the collector scans only scan spans).
+#[cold]
+#[inline(never)]
+pub fn alloc_slow(size: usize, align: usize, noscan: bool) -> *mut u8 {
+    if !align.is_power_of_two() {
+        return ptr::null_mut();
+    }
+    match small_class(size, align, noscan) {
+        Some(spc) => match mcache::current_or_init() {
+            // SAFETY: the thread's own cache.
+            Some(c) => unsafe { alloc_small(&*c, spc) },
+            None => {
+                mcache::with_orphan(|c| {
+                    // SAFETY: the orphan lock is held inside `with_orphan`.
+                    unsafe { alloc_small(c, spc) }
+                })
+                .unwrap_or(ptr::null_mut())
+            }
+        },
+        None => alloc_large(size, align, noscan),
+    }
+}
+
+/// The span class serving `size` bytes at `align`, or `None` for a large object.
+///
+/// Rounds the size up to the alignment, then takes the first class whose object size is
+/// a multiple of it: objects sit at multiples of their size from a page-aligned base.
+#[inline]
+pub fn small_class(size: usize, align: usize, noscan: bool) -> Option<SpanClass> {
+    if align > PAGE_SIZE {
+        return None;
+    }
+    let sz = size.max(1).checked_next_multiple_of(align)?;
+    if sz > MAX_SMALL_SIZE {
+        return None;
+    }
+    let mut class = size_to_class(sz);
+    while class.size() % align != 0 {
+        class = SizeClass(class.0 + 1);
+        if class.0 as usize >= NUM_SIZE_CLASSES {
+            return None;
+        }
+    }
+    Some(SpanClass::new(class, noscan))
+}
+
+/// # Safety
+/// The caller owns `c`.
+unsafe fn alloc_small(c: &MCache, spc: SpanClass) -> *mut u8 {
+    let p = c.span(spc.index()).next_free_fast();
+    if !p.is_null() {
+        return p;
+    }
+    // SAFETY: caller contract.
+    let s = unsafe { mcache::refill(c, spc) };
+    if s.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: refill returned a span with a free slot loaded.
+    unsafe { (*s).next_free_fast() }
+}
+
+fn alloc_large(size: usize, align: usize, noscan: bool) -> *mut u8 {
+    if size > isize::MAX as usize - PAGE_SIZE || align > 1 << 40 {
+        return ptr::null_mut();
+    }
+    let npages = size.max(1).div_ceil(PAGE_SIZE);
+    let s = HEAP
+        .lock()
+        .alloc_span(npages, align, SpanClass::new(SizeClass::LARGE, noscan));
+    if s.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: a fresh in-use span.
+    unsafe { (*s).base.get() as *mut u8 }
+}
+
+/// Like [`alloc`], but the memory reads as zero. Memory fresh from the OS (or released to
+/// it) is known to be zero and is not cleared again.
+#[inline]
+pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    let p = alloc(size, align);
+    if p.is_null() {
+        return p;
+    }
+    let s = span_of(p as usize);
+    // SAFETY: `p` was just allocated, so `s` is its live span and `p..p+size` is ours.
+    unsafe {
+        if (*s).needzero.get() {
+            ptr::write_bytes(p, 0, size);
+        }
+    }
+    p
+}
+
+/// Frees `p` (null is ignored). A pointer that is not a live gomalloc object ends the
+/// process with a message.
+///
+/// # Safety
+/// `p` is null or was returned by this allocator and is not used afterwards.
+#[inline(always)]
+pub unsafe fn free(p: *mut u8) {
+    let addr = p as usize;
+    let s = span_of(addr);
+    if s.is_null() {
+        if !p.is_null() {
+            fatal("free of a pointer not allocated by gomalloc:", addr);
+        }
+        return;
+    }
+    // SAFETY: arena-map entries point to live span records.
+    let sr = unsafe { &*s };
+    if sr.owner.load(crate::sync::Ordering::Relaxed) == mcache::current() {
+        // Owned by this thread's cache: no lock, no atomic read-modify-write.
+        match sr.slot_of(addr) {
+            // SAFETY: this thread owns the span; idx < nelems.
+            Some(idx) => unsafe { sr.free_local(idx, addr) },
+            None => fatal("free of a pointer into the middle of an object:", addr),
+        }
+        return;
+    }
+    // SAFETY: caller contract.
+    unsafe { free_slow(s, addr) }
+}
+
+/// Frees an object of a span this thread does not own: a remote free or a large object.
+#[inline(never)]
+unsafe fn free_slow(s: *mut Span, addr: usize) {
+    // SAFETY: arena-map entries point to live span records.
+    let sr = unsafe { &*s };
+    if sr.state() != SpanState::InUse {
+        fatal(
+            "free of a pointer not allocated by gomalloc (or already freed):",
+            addr,
+        );
+    }
+    if sr.is_large() {
+        if addr != sr.base.get() {
+            fatal("free of a pointer into the middle of an object:", addr);
+        }
+        let mut heap = HEAP.lock();
+        // Checked again under the lock: two racing frees of one block must not both win.
+        if sr.state() != SpanState::InUse {
+            fatal("double free of", addr);
+        }
+        // SAFETY: the span is in use and its one object is being freed.
+        unsafe { heap.free_span(s) };
+        return;
+    }
+    if sr.slot_of(addr).is_none() {
+        fatal("free of a pointer into the middle of an object:", addr);
+    }
+    // SAFETY: `addr` is a slot of the span being freed by its user (caller contract).
+    if unsafe { sr.xfree.push(addr as *mut u8) } {
+        // We woke a span parked full: hand it to its mcentral.
+        // SAFETY: the span is unowned and in no list until this push.
+        unsafe { central(sr.spanclass.get()).pending.push(s) };
+    }
+}
+
+/// The live span of object `p`, or a fatal error.
+fn object_span(p: *const u8) -> &'static Span {
+    let addr = p as usize;
+    let s = span_of(addr);
+    if s.is_null() {
+        fatal("pointer not allocated by gomalloc:", addr);
+    }
+    // SAFETY: arena-map entries point to live span records.
+    let sr = unsafe { &*s };
+    if sr.state() != SpanState::InUse {
+        fatal(
+            "pointer not allocated by gomalloc (or already freed):",
+            addr,
+        );
+    }
+    let ok = if sr.is_large() {
+        addr == sr.base.get()
+    } else {
+        sr.slot_of(addr).is_some()
+    };
+    if !ok {
+        fatal("pointer into the middle of an object:", addr);
+    }
+    sr
+}
+
+/// Bytes usable at `p` (at least the size asked for).
+///
+/// # Safety
+/// `p` is a live object of this allocator.
+pub unsafe fn usable_size(p: *const u8) -> usize {
+    object_span(p).usable_size()
+}
+
+/// True if `p` is the start of an object slot in an in-use gomalloc span. Never aborts.
+pub fn owns(p: *const u8) -> bool {
+    let addr = p as usize;
+    let s = span_of(addr);
+    if s.is_null() {
+        return false;
+    }
+    // SAFETY: arena-map entries point to live span records.
+    let sr = unsafe { &*s };
+    sr.state() == SpanState::InUse
+        && if sr.is_large() {
+            addr == sr.base.get()
+        } else {
+            sr.slot_of(addr).is_some()
+        }
+}
+
+/// Resizes `p` to `new_size` bytes keeping `align`: in place when the new size stays in
+/// the object's size class or its large span can shrink or grow where it is. Null (and `p`
+/// untouched) when out of memory.
+///
+/// # Safety
+/// `p` is a live object of this allocator allocated with alignment `align`.
+pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    let sr = object_span(p);
+    let old = sr.usable_size();
+    let noscan = sr.spanclass.get().noscan();
+    if sr.is_large() {
+        if new_size > MAX_SMALL_SIZE && align <= PAGE_SIZE.max(align) {
+            let npages = new_size.div_ceil(PAGE_SIZE);
+            let have = sr.npages.get();
+            let s = sr as *const Span as *mut Span;
+            if npages == have {
+                return p;
+            }
+            // SAFETY: `s` is the in-use large span of `p`.
+            unsafe {
+                if npages < have {
+                    HEAP.lock().shrink_span(s, npages);
+                    return p;
+                }
+                if HEAP.lock().try_extend_span(s, npages) {
+                    return p;
+                }
+            }
+        }
+    } else if new_size <= old && small_class(new_size, align, noscan) == Some(sr.spanclass.get()) {
+        return p;
+    }
+    let q = if noscan {
+        alloc(new_size, align)
+    } else {
+        alloc_slow(new_size, align, false)
+    };
+    if q.is_null() {
+        return q;
+    }
+    // SAFETY: both blocks are live and distinct; we copy what both can hold.
+    unsafe {
+        ptr::copy_nonoverlapping(p, q, old.min(new_size));
+        free(p);
+    }
+    q
+}
+
+/// Gives free memory back to the OS now: empty spans parked in the mcentrals go back to the
+/// page heap, and every free page is released. Returns the bytes released.
+pub fn release_memory() -> usize {
+    for c in CENTRAL.iter() {
+        c.reclaim();
+    }
+    HEAP.lock().release_all()
+}

@@ -1,0 +1,346 @@
+//! `mcache`: the per-thread cache (Go's `mcache.go`).
+//!
+//! Each thread allocates from its own mcache: one span per span class, from which
+//! [`Span::next_free_fast`] takes slots with no lock and no atomic read-modify-write, and
+//! into which the same thread frees without either. When a span's slots run out,
+//! [`refill`] first looks further in the span, then takes the remote frees other threads
+//! left on it, and only then swaps it for another span from the class's mcentral.
+//!
+//! Thread life cycle (see `../shared/ALLOCATOR-NOTES.md` for why it looks like this):
+//! * the thread-local slot is const-initialised with no destructor, so it is a plain TLS
+//!   word usable before any constructor ran; it starts pointing at [`EMPTY_CACHE`], whose
+//!   spans are all the static empty span, so the fast path needs no null check;
+//! * the first slow-path allocation gives the thread a real mcache and registers it with a
+//!   pthread key whose destructor flushes it when the thread exits (threads created by C
+//!   included);
+//! * after the flush the thread is *dead*: it frees through the remote path and allocates
+//!   through the shared, locked orphan cache; it never gets a cache again. Threads whose
+//!   cache is being set up, or that run before the global initialisation finished, use the
+//!   orphan cache too.
+
+use crate::fixalloc::FixAlloc;
+use crate::lock::SpinLock;
+use crate::mcentral::central;
+use crate::sizeclass::{SpanClass, NUM_SPAN_CLASSES};
+use crate::span::Span;
+use core::cell::Cell;
+use core::ptr;
+
+/// A thread's cache of spans.
+///
+/// Invariant: `alloc[spc]` is [`EMPTY_SPAN`] or an in-use span of class `spc` whose
+/// `owner` is this cache; entries of size class 0 are always [`EMPTY_SPAN`].
+#[repr(C, align(64))]
+pub struct MCache {
+    /// The span each span class allocates from (hot).
+    pub alloc: [Cell<*mut Span>; NUM_SPAN_CLASSES],
+    /// Links in the pool's active or free list.
+    next: Cell<*mut MCache>,
+    prev: Cell<*mut MCache>,
+    /// Times this cache swapped a span with its mcentral.
+    pub refills: Cell<usize>,
+}
+
+/// A `Sync` wrapper for the static empty span and cache. They are never written: every
+/// allocation attempt on them fails (`alloc_cache == 0`) and no span is owned by them.
+#[repr(transparent)]
+pub struct Static<T>(T);
+// SAFETY: the wrapped values are never mutated (see above).
+unsafe impl<T> Sync for Static<T> {}
+
+/// The span every empty cache slot points at.
+pub static EMPTY_SPAN: Static<Span> = Static(Span::empty());
+const EMPTY_SPAN_PTR: *mut Span = &EMPTY_SPAN as *const Static<Span> as *const Span as *mut Span;
+
+/// The cache of threads that have none (new, initialising or dead threads).
+pub static EMPTY_CACHE: Static<MCache> = Static(MCache::empty());
+/// Pointer to [`EMPTY_CACHE`].
+pub const EMPTY_CACHE_PTR: *mut MCache =
+    &EMPTY_CACHE as *const Static<MCache> as *const MCache as *mut MCache;
+
+impl MCache {
+    const fn empty() -> MCache {
+        MCache {
+            alloc: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SPAN_CLASSES],
+            next: Cell::new(ptr::null_mut()),
+            prev: Cell::new(ptr::null_mut()),
+            refills: Cell::new(0),
+        }
+    }
+
+    /// The span of class `spc`.
+    #[inline(always)]
+    pub fn span(&self, spc: usize) -> &Span {
+        debug_assert!(spc < NUM_SPAN_CLASSES);
+        // SAFETY: `spc < NUM_SPAN_CLASSES` (span classes come from the size-class table);
+        // entries always point to a live span record.
+        unsafe { &*self.alloc.get_unchecked(spc).get() }
+    }
+}
+
+/// Bytes of one cache record.
+pub const MCACHE_BYTES: usize = core::mem::size_of::<MCache>();
+const _: () = assert!(MCACHE_BYTES % 64 == 0);
+
+// ---- thread-local state ----
+
+/// Thread has not asked for a cache yet.
+const NEW: u8 = 0;
+/// Thread is getting its cache (re-entrant allocations go to the orphan cache).
+const INITIALIZING: u8 = 1;
+/// Thread owns `cache`.
+const ACTIVE: u8 = 2;
+/// Thread's cache was flushed at exit.
+const DEAD: u8 = 3;
+
+struct ThreadLocal {
+    cache: Cell<*mut MCache>,
+    state: Cell<u8>,
+}
+
+thread_local! {
+    static TL: ThreadLocal = const {
+        ThreadLocal { cache: Cell::new(EMPTY_CACHE_PTR), state: Cell::new(NEW) }
+    };
+}
+
+/// The calling thread's cache ([`EMPTY_CACHE`] if it has none).
+#[inline(always)]
+pub fn current() -> *mut MCache {
+    TL.with(|t| t.cache.get())
+}
+
+/// The calling thread's real cache, setting it up on first use; `None` if the thread must
+/// use the orphan cache (dead, initialising, or the heap is not initialised yet).
+#[cold]
+pub fn current_or_init() -> Option<*mut MCache> {
+    let state = TL.with(|t| t.state.get());
+    match state {
+        ACTIVE => Some(current()),
+        NEW => {
+            if !crate::runtime::ensure_init() {
+                return None;
+            }
+            TL.with(|t| t.state.set(INITIALIZING));
+            let c = POOL.lock().get();
+            if c.is_null() {
+                TL.with(|t| t.state.set(NEW));
+                return None;
+            }
+            crate::runtime::register_thread(c);
+            TL.with(|t| {
+                t.cache.set(c);
+                t.state.set(ACTIVE);
+            });
+            Some(c)
+        }
+        _ => None,
+    }
+}
+
+/// Called by the pthread-key destructor when a thread exits.
+///
+/// # Safety
+/// `c` is the calling thread's cache, registered by [`current_or_init`].
+pub unsafe fn thread_exit(c: *mut MCache) {
+    TL.with(|t| {
+        t.state.set(DEAD);
+        t.cache.set(EMPTY_CACHE_PTR);
+    });
+    // SAFETY: the thread owned `c` and gave it up above.
+    unsafe { flush(&*c) };
+    // SAFETY: `c` is active and now flushed.
+    unsafe { POOL.lock().put(c) };
+}
+
+// ---- refill and flush ----
+
+/// Makes `alloc[spc]` a span with a free slot in its window: Go's `mcache.refill`.
+/// Returns null when out of memory.
+///
+/// # Safety
+/// The caller owns `c` (it is the thread's cache, or the orphan lock is held).
+#[cold]
+#[inline(never)]
+pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
+    let s = c.alloc[spc.index()].get();
+    if s != EMPTY_SPAN_PTR {
+        // SAFETY: the cache owns `s`.
+        unsafe {
+            let sr = &*s;
+            sr.commit_window();
+            if sr.load_window_from(sr.window.get() + 64) {
+                return s;
+            }
+            sr.collect_remote();
+            let nelems = sr.nelems.get();
+            let free = nelems - sr.recount();
+            sr.check_invariants();
+            // Keep the span if enough slots came free; a nearly full one would be
+            // rescanned for a slot or two at a time.
+            if free > 0 && free >= nelems / 16 && sr.load_window_from(0) {
+                return s;
+            }
+            c.alloc[spc.index()].set(EMPTY_SPAN_PTR);
+            central(spc).uncache_span(s);
+        }
+    }
+    c.refills.set(c.refills.get() + 1);
+    let s = central(spc).cache_span(spc, c as *const MCache as *mut MCache);
+    if !s.is_null() {
+        c.alloc[spc.index()].set(s);
+    }
+    s
+}
+
+/// Returns every span of `c` to its mcentral (thread exit, fork child, orphan reset).
+///
+/// # Safety
+/// The caller owns `c`, and nobody allocates from it concurrently.
+pub unsafe fn flush(c: &MCache) {
+    for spc in 2..NUM_SPAN_CLASSES {
+        let s = c.alloc[spc].get();
+        if s == EMPTY_SPAN_PTR {
+            continue;
+        }
+        c.alloc[spc].set(EMPTY_SPAN_PTR);
+        // SAFETY: the cache owned `s`; after `uncache_span` it does not touch it again.
+        unsafe {
+            let sr = &*s;
+            sr.commit_window();
+            sr.collect_remote();
+            sr.recount();
+            central(SpanClass(spc as u8)).uncache_span(s);
+        }
+    }
+}
+
+// ---- the pool of cache records, and the orphan cache ----
+
+/// All cache records: the active ones (owned by a live thread) and recycled ones.
+pub struct Pool {
+    fix: FixAlloc,
+    active: *mut MCache,
+    free: *mut MCache,
+    /// Caches owned by live threads.
+    pub nactive: usize,
+}
+
+// SAFETY: records are allocator metadata guarded by POOL's lock.
+unsafe impl Send for Pool {}
+
+/// The cache pool. Lock order: ORPHAN -> POOL -> mcentral -> mheap.
+pub static POOL: SpinLock<Pool> = SpinLock::new(Pool {
+    fix: FixAlloc::new(MCACHE_BYTES),
+    active: ptr::null_mut(),
+    free: ptr::null_mut(),
+    nactive: 0,
+});
+
+impl Pool {
+    /// A clean cache record on the active list, or null if the OS refuses memory.
+    pub fn get(&mut self) -> *mut MCache {
+        let c = if self.free.is_null() {
+            let c = self.fix.alloc().cast::<MCache>();
+            if c.is_null() {
+                return c;
+            }
+            // SAFETY: fresh storage of the right size and alignment.
+            unsafe { c.write(MCache::empty()) };
+            c
+        } else {
+            let c = self.free;
+            // SAFETY: free-list members are valid, flushed records.
+            self.free = unsafe { (*c).next.get() };
+            c
+        };
+        // SAFETY: `c` and the list head are valid records.
+        unsafe {
+            (*c).prev.set(ptr::null_mut());
+            (*c).next.set(self.active);
+            if !self.active.is_null() {
+                (*self.active).prev.set(c);
+            }
+        }
+        self.active = c;
+        self.nactive += 1;
+        c
+    }
+
+    /// Moves a flushed cache from the active list to the free list.
+    ///
+    /// # Safety
+    /// `c` is on this pool's active list and flushed; nobody uses it any more.
+    pub unsafe fn put(&mut self, c: *mut MCache) {
+        // SAFETY: `c` is a valid record on the active list.
+        unsafe {
+            let (p, n) = ((*c).prev.get(), (*c).next.get());
+            if p.is_null() {
+                self.active = n;
+            } else {
+                (*p).next.set(n);
+            }
+            if !n.is_null() {
+                (*n).prev.set(p);
+            }
+            (*c).next.set(self.free);
+        }
+        self.free = c;
+        self.nactive -= 1;
+    }
+
+    /// Calls `f` on every active cache.
+    pub fn for_each_active(&self, mut f: impl FnMut(*mut MCache)) {
+        let mut c = self.active;
+        while !c.is_null() {
+            // SAFETY: active-list members are valid records; read the link before `f`.
+            let next = unsafe { (*c).next.get() };
+            f(c);
+            c = next;
+        }
+    }
+}
+
+/// Pointer to the orphan cache record (null until first needed).
+pub struct OrphanCache(*mut MCache);
+// SAFETY: the record is allocator metadata; ORPHAN's lock serialises its use.
+unsafe impl Send for OrphanCache {}
+
+/// The shared cache of threads without one, taken with its lock.
+pub static ORPHAN: SpinLock<OrphanCache> = SpinLock::new(OrphanCache(ptr::null_mut()));
+
+/// Runs `f` with the orphan cache held, or returns `None` if none could be made.
+pub fn with_orphan<R>(f: impl FnOnce(&MCache) -> R) -> Option<R> {
+    let mut g = ORPHAN.lock();
+    if g.0.is_null() {
+        g.0 = POOL.lock().get();
+        if g.0.is_null() {
+            return None;
+        }
+    }
+    // SAFETY: the orphan cache lives forever and the lock makes us its only user.
+    Some(f(unsafe { &*g.0 }))
+}
+
+/// In a forked child: flush the caches of the threads that did not survive the fork.
+///
+/// # Safety
+/// Called once in the child, single-threaded, with every allocator lock free.
+pub unsafe fn adopt_after_fork() {
+    let me = current();
+    let orphan = ORPHAN.lock().0;
+    let mut pool = POOL.lock();
+    let mut c = pool.active;
+    while !c.is_null() {
+        // SAFETY: active-list members are valid records.
+        let next = unsafe { (*c).next.get() };
+        if c != me && c != orphan {
+            // SAFETY: the owner thread does not exist in the child.
+            unsafe {
+                flush(&*c);
+                pool.put(c);
+            }
+        }
+        c = next;
+    }
+}

@@ -1,0 +1,744 @@
+//! The page heap (Go's `mheap.go`): runs of 8 KiB pages for spans and large objects.
+//!
+//! Free runs are span records (state [`SpanState::Free`]) kept in size-segregated bins:
+//! one exact bin per page count below 128, then four bins per power of two (as in TLSF).
+//! A bitmap of non-empty bins finds a fitting run in O(1): the request is rounded up to
+//! the next bin boundary so that any run in a higher bin fits. Freed runs coalesce with
+//! their free neighbours at once, found through the arena map's page -> span entries
+//! (a free run keeps entries on its first and last page).
+//!
+//! Each arena keeps a *scavenged* bit per page: set when the page's memory went back to
+//! the OS (or was never touched), so it reads as zero. Allocating a run clears the bits
+//! and tells the span whether it needs zeroing. The heap grows by committing more of the
+//! current arena (Go's `curArena`) in 4 MiB steps, reserving new 64 MiB arenas (placed
+//! contiguously when the address hint allows) when it runs out.
+//!
+//! Everything here runs under the one heap lock, [`HEAP`].
+
+use crate::arena::{self, HeapArena, ARENA_SIZE, HEAP_ARENA_BYTES, PAGES_PER_ARENA};
+use crate::fixalloc::FixAlloc;
+use crate::lock::SpinLock;
+use crate::os;
+use crate::sizeclass::{SpanClass, PAGE_SHIFT, PAGE_SIZE};
+use crate::span::{Span, SpanState, SPAN_RECORD_BYTES};
+use core::ptr;
+
+/// Page counts below this have an exact bin.
+const EXACT_BINS: usize = 128;
+/// Number of bins (exact + 4 per power of two up to 2^35 pages).
+const NBINS: usize = 256;
+/// The heap grows by at least this many pages (4 MiB), like Go's `mheap.grow`.
+const GROW_PAGES: usize = 512;
+/// Where the first arena is placed if the address is free (Go uses `0xc000000000`).
+const ARENA_HINT: usize = 0x00c0_0000_0000;
+
+/// The bin holding runs of `n` pages.
+#[inline]
+pub const fn bin_of(n: usize) -> usize {
+    if n < EXACT_BINS {
+        return n;
+    }
+    let f = (usize::BITS - 1 - n.leading_zeros()) as usize;
+    EXACT_BINS + (f - 7) * 4 + ((n >> (f - 2)) & 3)
+}
+
+/// The first bin all of whose runs have at least `n` pages.
+#[inline]
+pub const fn bin_fit(n: usize) -> usize {
+    if n < EXACT_BINS {
+        return n;
+    }
+    let f = (usize::BITS - 1 - n.leading_zeros()) as usize;
+    let b = bin_of(n);
+    if n & ((1 << (f - 2)) - 1) == 0 {
+        b
+    } else {
+        b + 1
+    }
+}
+
+/// Page-heap statistics, in pages unless named otherwise.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct HeapCounters {
+    /// Pages in in-use spans.
+    pub pages_inuse: usize,
+    /// Free pages (dirty or released).
+    pub pages_free: usize,
+    /// Free pages whose memory is back with the OS.
+    pub pages_released: usize,
+    /// Bytes of heap address space committed (Reserved -> Prepared).
+    pub heap_sys: usize,
+    /// Bytes of heap address space reserved.
+    pub heap_reserved: usize,
+    /// Bytes of metadata from the OS (arena records, L2 tables, span records).
+    pub metadata_sys: usize,
+    /// Arenas registered.
+    pub arenas: usize,
+    /// Large objects currently allocated.
+    pub large_objects: usize,
+    /// Large objects allocated since start.
+    pub large_allocs: usize,
+    /// Bytes handed back to the OS since start.
+    pub released_total: usize,
+}
+
+/// The page heap. All fields are protected by [`HEAP`].
+pub struct MHeap {
+    bins: [*mut Span; NBINS],
+    nonempty: [u64; NBINS / 64],
+    spanalloc: FixAlloc,
+    /// Reserved but not yet committed address space of the current arena region.
+    cur_base: usize,
+    cur_end: usize,
+    hint: usize,
+    /// Statistics.
+    pub c: HeapCounters,
+}
+
+// SAFETY: the raw pointers refer to heap metadata; HEAP's lock serialises access.
+unsafe impl Send for MHeap {}
+
+/// The page heap.
+pub static HEAP: SpinLock<MHeap> = SpinLock::new(MHeap::new());
+
+impl MHeap {
+    const fn new() -> MHeap {
+        MHeap {
+            bins: [ptr::null_mut(); NBINS],
+            nonempty: [0; NBINS / 64],
+            spanalloc: FixAlloc::new(SPAN_RECORD_BYTES),
+            cur_base: 0,
+            cur_end: 0,
+            hint: ARENA_HINT,
+            c: HeapCounters {
+                pages_inuse: 0,
+                pages_free: 0,
+                pages_released: 0,
+                heap_sys: 0,
+                heap_reserved: 0,
+                metadata_sys: 0,
+                arenas: 0,
+                large_objects: 0,
+                large_allocs: 0,
+                released_total: 0,
+            },
+        }
+    }
+
+    // ---- span records ----
+
+    fn new_record(&mut self) -> *mut Span {
+        let before = self.spanalloc.sys;
+        let p = self.spanalloc.alloc().cast::<Span>();
+        self.c.metadata_sys += self.spanalloc.sys - before;
+        if !p.is_null() {
+            // SAFETY: fresh storage of the right size and alignment (64-byte multiples).
+            unsafe { p.write(Span::empty()) };
+        }
+        p
+    }
+
+    /// # Safety
+    /// `s` came from `new_record` and is referenced by no list or arena entry.
+    unsafe fn free_record(&mut self, s: *mut Span) {
+        // SAFETY: caller contract.
+        unsafe {
+            (*s).set_state(SpanState::Dead);
+            self.spanalloc.free(s.cast());
+        }
+    }
+
+    // ---- bins ----
+
+    /// # Safety
+    /// `s` is a free record in no bin, with boundary entries set.
+    unsafe fn insert(&mut self, s: *mut Span) {
+        // SAFETY: `s` is a valid record owned by the heap.
+        let sr = unsafe { &*s };
+        let b = bin_of(sr.npages.get());
+        sr.bin.set(b as u16);
+        sr.prev.set(ptr::null_mut());
+        sr.next.set(self.bins[b]);
+        if !self.bins[b].is_null() {
+            // SAFETY: list members are valid records.
+            unsafe { (*self.bins[b]).prev.set(s) };
+        }
+        self.bins[b] = s;
+        self.nonempty[b / 64] |= 1 << (b % 64);
+    }
+
+    /// # Safety
+    /// `s` is in its bin.
+    unsafe fn remove(&mut self, s: *mut Span) {
+        // SAFETY: `s` and its neighbours are valid records in the bin.
+        unsafe {
+            let sr = &*s;
+            let b = sr.bin.get() as usize;
+            let (p, n) = (sr.prev.get(), sr.next.get());
+            if p.is_null() {
+                self.bins[b] = n;
+            } else {
+                (*p).next.set(n);
+            }
+            if !n.is_null() {
+                (*n).prev.set(p);
+            }
+            if self.bins[b].is_null() {
+                self.nonempty[b / 64] &= !(1 << (b % 64));
+            }
+        }
+    }
+
+    /// A free run of at least `n` pages, or null.
+    fn find(&self, n: usize) -> *mut Span {
+        let b = bin_fit(n);
+        if b < NBINS {
+            let mut w = b / 64;
+            let mut bits = self.nonempty[w] & (!0u64 << (b % 64));
+            loop {
+                if bits != 0 {
+                    return self.bins[w * 64 + bits.trailing_zeros() as usize];
+                }
+                w += 1;
+                if w == self.nonempty.len() {
+                    break;
+                }
+                bits = self.nonempty[w];
+            }
+        }
+        // The rounded-up bins are empty; a run in n's own bin may still fit.
+        let mut s = self.bins[bin_of(n).min(NBINS - 1)];
+        while !s.is_null() {
+            // SAFETY: bin members are valid records.
+            unsafe {
+                if (*s).npages.get() >= n {
+                    return s;
+                }
+                s = (*s).next.get();
+            }
+        }
+        ptr::null_mut()
+    }
+
+    /// Sets the arena-map entries of a free run's first and last pages.
+    ///
+    /// # Safety
+    /// `s` is a valid record of pages in registered arenas.
+    unsafe fn set_bounds(s: *mut Span) {
+        // SAFETY: caller contract.
+        unsafe {
+            let base = (*s).base.get();
+            arena::set_span(base, s);
+            arena::set_span((*s).limit() - PAGE_SIZE, s);
+        }
+    }
+
+    // ---- allocation ----
+
+    /// Allocates `npages` pages aligned to `align` bytes (a power of two; at most page
+    /// alignment is free) as an in-use span of class `spc`. Null when out of memory.
+    pub fn alloc_span(&mut self, npages: usize, align: usize, spc: SpanClass) -> *mut Span {
+        let align = align.max(PAGE_SIZE);
+        let extra = (align >> PAGE_SHIFT) - 1;
+        let Some(need) = npages.checked_add(extra) else {
+            return ptr::null_mut();
+        };
+        let mut f = self.find(need);
+        if f.is_null() {
+            if !self.grow(need, align) {
+                return ptr::null_mut();
+            }
+            f = self.find(need);
+            if f.is_null() {
+                return ptr::null_mut();
+            }
+        }
+        // Records for the head and tail remainders, taken before anything changes.
+        let (h, t) = (self.new_record(), self.new_record());
+        if h.is_null() || t.is_null() {
+            // SAFETY: fresh records referenced nowhere.
+            unsafe {
+                if !h.is_null() {
+                    self.free_record(h);
+                }
+                if !t.is_null() {
+                    self.free_record(t);
+                }
+            }
+            return ptr::null_mut();
+        }
+        // SAFETY: `f` is a free record in its bin; `h`/`t` are fresh records; all pages lie
+        // in registered arenas.
+        unsafe {
+            self.remove(f);
+            let fr = &*f;
+            let (fbase, fpages) = (fr.base.get(), fr.npages.get());
+            let start = (fbase + align - 1) & !(align - 1);
+            let head = (start - fbase) >> PAGE_SHIFT;
+            let tail = fpages - head - npages;
+            if head > 0 {
+                (*h).base.set(fbase);
+                (*h).npages.set(head);
+                (*h).set_state(SpanState::Free);
+                Self::set_bounds(h);
+                self.insert(h);
+            } else {
+                self.free_record(h);
+            }
+            if tail > 0 {
+                (*t).base.set(start + (npages << PAGE_SHIFT));
+                (*t).npages.set(tail);
+                (*t).set_state(SpanState::Free);
+                Self::set_bounds(t);
+                self.insert(t);
+            } else {
+                self.free_record(t);
+            }
+            fr.base.set(start);
+            fr.npages.set(npages);
+            let scav = scavenged_take(start, npages);
+            self.c.pages_released -= scav;
+            self.c.pages_free -= npages;
+            self.c.pages_inuse += npages;
+            fr.set_state(SpanState::InUse);
+            for i in 0..npages {
+                arena::set_span(start + (i << PAGE_SHIFT), f);
+            }
+            set_page_in_use(start, true);
+            fr.init_in_use(spc, scav < npages);
+            if fr.is_large() {
+                self.c.large_objects += 1;
+                self.c.large_allocs += 1;
+            }
+        }
+        f
+    }
+
+    /// Returns an in-use span's pages to the heap, coalescing with free neighbours.
+    ///
+    /// # Safety
+    /// `s` is an in-use span that no cache, list or user references any more.
+    pub unsafe fn free_span(&mut self, s: *mut Span) {
+        // SAFETY: caller contract; neighbours found through the arena map are valid records.
+        unsafe {
+            let sr = &*s;
+            debug_assert_eq!(sr.state(), SpanState::InUse);
+            if sr.is_large() {
+                self.c.large_objects -= 1;
+            }
+            let (base, n) = (sr.base.get(), sr.npages.get());
+            self.c.pages_inuse -= n;
+            self.c.pages_free += n;
+            set_page_in_use(base, false);
+            sr.owner
+                .store(ptr::null_mut(), core::sync::atomic::Ordering::Relaxed);
+            sr.set_state(SpanState::Free);
+            for i in 1..n.saturating_sub(1) {
+                arena::set_span(base + (i << PAGE_SHIFT), ptr::null_mut());
+            }
+            self.coalesce_insert(s);
+        }
+    }
+
+    /// Merges the free record `s` with free neighbours and bins the result.
+    ///
+    /// # Safety
+    /// `s` is a free record in no bin; its interior entries are null.
+    unsafe fn coalesce_insert(&mut self, s: *mut Span) {
+        // SAFETY: caller contract; neighbours are valid records found via the arena map.
+        unsafe {
+            let sr = &*s;
+            let (old_first, old_last) = (sr.base.get(), sr.limit() - PAGE_SIZE);
+            let before = arena::span_of(sr.base.get() - 1);
+            if !before.is_null()
+                && (*before).state() == SpanState::Free
+                && (*before).limit() == sr.base.get()
+            {
+                self.remove(before);
+                let (pb, pn) = ((*before).base.get(), (*before).npages.get());
+                arena::set_span(pb + ((pn - 1) << PAGE_SHIFT), ptr::null_mut());
+                sr.base.set(pb);
+                sr.npages.set(sr.npages.get() + pn);
+                self.free_record(before);
+            }
+            let after = arena::span_of(sr.limit());
+            if !after.is_null()
+                && (*after).state() == SpanState::Free
+                && (*after).base.get() == sr.limit()
+            {
+                self.remove(after);
+                arena::set_span((*after).base.get(), ptr::null_mut());
+                sr.npages.set(sr.npages.get() + (*after).npages.get());
+                self.free_record(after);
+            }
+            // The old boundary entries of `s` may now be interior; `set_bounds` rewrites
+            // them if they are still boundaries.
+            arena::set_span(old_first, ptr::null_mut());
+            arena::set_span(old_last, ptr::null_mut());
+            Self::set_bounds(s);
+            self.insert(s);
+        }
+    }
+
+    /// Shrinks a large span in place to `npages`, freeing the tail.
+    ///
+    /// # Safety
+    /// `s` is an in-use large span; `0 < npages < s.npages`.
+    pub unsafe fn shrink_span(&mut self, s: *mut Span, npages: usize) {
+        let t = self.new_record();
+        if t.is_null() {
+            return; // keep the span as it is: still correct, only less compact
+        }
+        // SAFETY: caller contract; `t` is fresh.
+        unsafe {
+            let sr = &*s;
+            let tail = sr.npages.get() - npages;
+            let tbase = sr.base.get() + (npages << PAGE_SHIFT);
+            sr.npages.set(npages);
+            (*t).base.set(tbase);
+            (*t).npages.set(tail);
+            (*t).set_state(SpanState::Free);
+            for i in 0..tail {
+                arena::set_span(tbase + (i << PAGE_SHIFT), ptr::null_mut());
+            }
+            self.c.pages_inuse -= tail;
+            self.c.pages_free += tail;
+            self.coalesce_insert(t);
+        }
+    }
+
+    /// Grows a large span in place to `npages` if the run after it is free and big
+    /// enough. Returns whether it did. New pages may hold old data (the span's
+    /// `needzero` is updated).
+    ///
+    /// # Safety
+    /// `s` is an in-use large span; `npages > s.npages`.
+    pub unsafe fn try_extend_span(&mut self, s: *mut Span, npages: usize) -> bool {
+        // SAFETY: caller contract; `after` is a valid record found via the arena map.
+        unsafe {
+            let sr = &*s;
+            let more = npages - sr.npages.get();
+            let after = arena::span_of(sr.limit());
+            if after.is_null()
+                || (*after).state() != SpanState::Free
+                || (*after).base.get() != sr.limit()
+                || (*after).npages.get() < more
+            {
+                return false;
+            }
+            self.remove(after);
+            let ar = &*after;
+            let start = ar.base.get();
+            let left = ar.npages.get() - more;
+            if left > 0 {
+                ar.base.set(start + (more << PAGE_SHIFT));
+                ar.npages.set(left);
+                Self::set_bounds(after);
+                self.insert(after);
+            } else {
+                self.free_record(after);
+            }
+            let scav = scavenged_take(start, more);
+            self.c.pages_released -= scav;
+            self.c.pages_free -= more;
+            self.c.pages_inuse += more;
+            for i in 0..more {
+                arena::set_span(start + (i << PAGE_SHIFT), s);
+            }
+            sr.npages.set(npages);
+            if scav < more {
+                sr.needzero.set(true);
+            }
+            true
+        }
+    }
+
+    // ---- growth ----
+
+    /// Adds at least `npages` pages (with room for `align`) of fresh memory to the free
+    /// bins. False when the OS refuses.
+    fn grow(&mut self, npages: usize, align: usize) -> bool {
+        let Some(bytes) = npages.checked_mul(PAGE_SIZE) else {
+            return false;
+        };
+        let ask = bytes.max(GROW_PAGES * PAGE_SIZE);
+        if self.cur_end - self.cur_base < ask {
+            let Some(size) = ask
+                .checked_add(ARENA_SIZE - 1)
+                .map(|v| v & !(ARENA_SIZE - 1))
+            else {
+                return false;
+            };
+            // SAFETY: size and alignment are arena multiples.
+            let p = unsafe { os::sys_reserve(self.hint, size, ARENA_SIZE.max(align)) } as usize;
+            if p == 0 || p + size > 1 << arena::ADDR_BITS {
+                return false;
+            }
+            if !self.register_arenas(p, size) {
+                return false;
+            }
+            self.c.heap_reserved += size;
+            self.hint = p + size;
+            if p == self.cur_end && self.cur_end != 0 {
+                self.cur_end += size;
+            } else {
+                // Not contiguous: hand the rest of the old region to the heap as free,
+                // then start over in the new one.
+                let rest = self.cur_end - self.cur_base;
+                if rest > 0 {
+                    self.add_fresh(self.cur_base, rest);
+                }
+                self.cur_base = p;
+                self.cur_end = p + size;
+            }
+        }
+        let take = if self.cur_end - self.cur_base - ask < GROW_PAGES * PAGE_SIZE {
+            self.cur_end - self.cur_base // do not leave a sliver behind
+        } else {
+            ask
+        };
+        let base = self.cur_base;
+        if !self.add_fresh(base, take) {
+            return false;
+        }
+        self.cur_base += take;
+        true
+    }
+
+    /// Commits `[base, base+bytes)` and bins it as one free, scavenged run.
+    fn add_fresh(&mut self, base: usize, bytes: usize) -> bool {
+        // SAFETY: the range lies in a reservation of ours and is page-aligned.
+        if !unsafe { os::sys_map(base as *mut u8, bytes) } {
+            return false;
+        }
+        let s = self.new_record();
+        if s.is_null() {
+            return false;
+        }
+        let n = bytes >> PAGE_SHIFT;
+        self.c.heap_sys += bytes;
+        self.c.pages_free += n;
+        self.c.pages_released += n;
+        scavenged_set(base, n);
+        // SAFETY: `s` is fresh; the pages lie in registered arenas.
+        unsafe {
+            (*s).base.set(base);
+            (*s).npages.set(n);
+            (*s).set_state(SpanState::Free);
+            self.coalesce_insert(s);
+        }
+        true
+    }
+
+    fn register_arenas(&mut self, p: usize, size: usize) -> bool {
+        let mut a = p;
+        while a < p + size {
+            if arena::heap_arena_of(a).is_null() {
+                // SAFETY: HEAP_ARENA_BYTES is a page multiple.
+                let ha = unsafe { os::sys_alloc(HEAP_ARENA_BYTES) }.cast::<HeapArena>();
+                if ha.is_null() {
+                    return false;
+                }
+                // SAFETY: `a` is arena-aligned, below 2^48; heap lock held; `ha` is zeroed and
+                // never freed.
+                let Some(l2) = (unsafe { arena::register(a, ha) }) else {
+                    return false;
+                };
+                self.c.metadata_sys += HEAP_ARENA_BYTES + l2;
+                self.c.arenas += 1;
+            }
+            a += ARENA_SIZE;
+        }
+        true
+    }
+
+    // ---- returning memory ----
+
+    /// Gives every free, not yet released page back to the OS. Returns bytes released.
+    pub fn release_all(&mut self) -> usize {
+        let mut released = 0;
+        for b in 0..NBINS {
+            let mut s = self.bins[b];
+            while !s.is_null() {
+                // SAFETY: bin members are valid free records.
+                let (base, n, next) =
+                    unsafe { ((*s).base.get(), (*s).npages.get(), (*s).next.get()) };
+                released += release_dirty(base, n);
+                s = next;
+            }
+        }
+        self.c.pages_released += released;
+        self.c.released_total += released << PAGE_SHIFT;
+        released << PAGE_SHIFT
+    }
+
+    /// Debug check: bins hold free records with correct boundaries, no two free runs
+    /// touch, counters add up.
+    pub fn check_invariants(&self) {
+        let mut free = 0;
+        for b in 0..NBINS {
+            let mut s = self.bins[b];
+            assert_eq!(s.is_null(), self.nonempty[b / 64] & (1 << (b % 64)) == 0);
+            let mut prev = ptr::null_mut();
+            while !s.is_null() {
+                // SAFETY: bin members are valid records.
+                let sr = unsafe { &*s };
+                assert_eq!(sr.state(), SpanState::Free);
+                assert_eq!(bin_of(sr.npages.get()), b);
+                assert_eq!(sr.prev.get(), prev);
+                assert_eq!(arena::span_of(sr.base.get()), s);
+                assert_eq!(arena::span_of(sr.limit() - PAGE_SIZE), s);
+                let after = arena::span_of(sr.limit());
+                if !after.is_null() {
+                    // SAFETY: arena-map entries point to valid records.
+                    let ar = unsafe { &*after };
+                    if ar.base.get() == sr.limit() {
+                        assert_ne!(ar.state(), SpanState::Free, "uncoalesced");
+                    }
+                }
+                free += sr.npages.get();
+                prev = s;
+                s = sr.next.get();
+            }
+        }
+        assert_eq!(free, self.c.pages_free);
+        assert!(self.c.pages_released <= self.c.pages_free);
+        assert_eq!(
+            (self.c.pages_free + self.c.pages_inuse) << PAGE_SHIFT,
+            self.c.heap_sys
+        );
+    }
+}
+
+// ---- per-page bitmaps (scavenged, page_in_use) ----
+
+/// Calls `f(arena, first_page, count, address)` for each arena-sized piece of a page range.
+fn for_arena_pieces(
+    start: usize,
+    npages: usize,
+    mut f: impl FnMut(*mut HeapArena, usize, usize, usize),
+) {
+    let mut addr = start;
+    let mut left = npages;
+    while left > 0 {
+        let ha = arena::heap_arena_of(addr);
+        debug_assert!(!ha.is_null());
+        let first = arena::page_index(addr);
+        let n = left.min(PAGES_PER_ARENA - first);
+        f(ha, first, n, addr);
+        addr += n << PAGE_SHIFT;
+        left -= n;
+    }
+}
+
+/// Mask of bits `[lo, lo+n)` within one word (`lo + n <= 64`).
+#[inline]
+fn word_mask(lo: usize, n: usize) -> u64 {
+    if n == 64 {
+        !0
+    } else {
+        ((1u64 << n) - 1) << lo
+    }
+}
+
+/// Calls `f(word, mask)` for each word of `words` covering bits `[first, first+n)`.
+fn for_bit_words(words: *mut u64, first: usize, n: usize, mut f: impl FnMut(&mut u64, u64)) {
+    let mut i = first;
+    let end = first + n;
+    while i < end {
+        let lo = i % 64;
+        let k = (64 - lo).min(end - i);
+        // SAFETY: callers pass ranges inside the arena's per-page bitmaps.
+        f(unsafe { &mut *words.add(i / 64) }, word_mask(lo, k));
+        i += k;
+    }
+}
+
+fn scavenged_set(start: usize, npages: usize) {
+    for_arena_pieces(start, npages, |ha, first, n, _| {
+        // SAFETY: `ha` is a live arena record; heap lock held.
+        let words = unsafe { ptr::addr_of_mut!((*ha).scavenged) }.cast::<u64>();
+        for_bit_words(words, first, n, |w, m| *w |= m);
+    });
+}
+
+/// Clears the scavenged bits of a range; returns how many were set.
+fn scavenged_take(start: usize, npages: usize) -> usize {
+    let mut count = 0;
+    for_arena_pieces(start, npages, |ha, first, n, _| {
+        // SAFETY: `ha` is a live arena record; heap lock held.
+        let words = unsafe { ptr::addr_of_mut!((*ha).scavenged) }.cast::<u64>();
+        for_bit_words(words, first, n, |w, m| {
+            count += (*w & m).count_ones() as usize;
+            *w &= !m;
+        });
+    });
+    count
+}
+
+/// Releases the dirty pages of a free run to the OS; returns how many.
+fn release_dirty(start: usize, npages: usize) -> usize {
+    let mut released = 0;
+    for_arena_pieces(start, npages, |ha, first, n, addr| {
+        // SAFETY: `ha` is a live arena record; heap lock held.
+        let words = unsafe { ptr::addr_of_mut!((*ha).scavenged) }.cast::<u64>();
+        let mut run = usize::MAX;
+        for p in first..=first + n {
+            // SAFETY: p < first + n <= PAGES_PER_ARENA when read.
+            let dirty = p < first + n && unsafe { *words.add(p / 64) } & (1 << (p % 64)) == 0;
+            if dirty && run == usize::MAX {
+                run = p;
+            } else if !dirty && run != usize::MAX {
+                let at = addr + ((run - first) << PAGE_SHIFT);
+                // SAFETY: the pages are free heap pages, mapped read-write, holding no data.
+                unsafe { os::sys_unused(at as *mut u8, (p - run) << PAGE_SHIFT) };
+                released += p - run;
+                run = usize::MAX;
+            }
+        }
+        for_bit_words(words, first, n, |w, m| *w |= m);
+    });
+    released
+}
+
+fn set_page_in_use(base: usize, on: bool) {
+    let ha = arena::heap_arena_of(base);
+    let p = arena::page_index(base);
+    // SAFETY: `ha` is a live arena record.
+    let w = unsafe { &(*ha).page_in_use[p / 64] };
+    let m = 1usize << (p % 64);
+    if on {
+        w.fetch_or(m, core::sync::atomic::Ordering::Relaxed);
+    } else {
+        w.fetch_and(!m, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_are_monotonic_and_fit() {
+        let mut last = 0;
+        for n in 1..100_000usize {
+            let b = bin_of(n);
+            assert!(b >= last && b < NBINS);
+            last = b;
+            // every run in bin_fit(n) or above has at least n pages
+            let f = bin_fit(n);
+            assert!(f >= b);
+            if f > b {
+                // the smallest run in bin f is larger than n
+                let mut m = n;
+                while bin_of(m) < f {
+                    m += 1;
+                }
+                assert!(m >= n);
+            } else {
+                assert!(n < EXACT_BINS || n.is_power_of_two() || bin_of(n - 1) < b);
+            }
+        }
+        assert!(bin_of((1 << 35) - 1) < NBINS);
+    }
+}

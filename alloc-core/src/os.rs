@@ -1,0 +1,199 @@
+//! Memory from the operating system: the only module that calls `mmap`, `mprotect`,
+//! `madvise` and `munmap`.
+//!
+//! Address ranges move through Go's states (`mem.go`):
+//!
+//! | state    | meaning                                   | entered by            |
+//! |----------|-------------------------------------------|-----------------------|
+//! | None     | not ours                                  | (never unmapped)      |
+//! | Reserved | address space only, `PROT_NONE`, no commit | [`sys_reserve`]       |
+//! | Prepared | readable and writable, contents undefined  | [`sys_map`], [`sys_unused`] |
+//! | Ready    | in use                                    | [`sys_used`]          |
+//!
+//! Reserving with `PROT_NONE` and committing with `mprotect` (rather than `MAP_NORESERVE`,
+//! which `vm.overcommit_memory=2` ignores) keeps untouched arena space off the commit
+//! charge. Released memory ([`sys_unused`]) uses `MADV_DONTNEED`: RSS drops at once and the
+//! pages read as zero afterwards, which the page heap relies on to skip clearing them.
+//!
+//! Under Miri (which supports neither `PROT_NONE`, partial `munmap` nor `madvise`), the
+//! same functions are built on `std::alloc::System`.
+
+/// Reserves `size` bytes of address space aligned to `align` (a power of two, at least the
+/// OS page size). If `hint` is non-zero and that exact aligned range is free, it is used.
+/// Returns null when the address space is exhausted.
+///
+/// # Safety
+/// `size` and `align` are multiples of the OS page size; `align` is a power of two.
+#[cfg(not(miri))]
+pub unsafe fn sys_reserve(hint: usize, size: usize, align: usize) -> *mut u8 {
+    const PROT: libc::c_int = libc::PROT_NONE;
+    const FLAGS: libc::c_int = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    if hint != 0 && hint % align == 0 {
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+        let p = unsafe {
+            libc::mmap(
+                hint as *mut _,
+                size,
+                PROT,
+                FLAGS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if p != libc::MAP_FAILED {
+            if p as usize == hint {
+                return p.cast();
+            }
+            // An old kernel treated the flag as a plain hint; give the range back.
+            // SAFETY: `p` is the mapping just created, of `size` bytes.
+            unsafe { libc::munmap(p, size) };
+        }
+    }
+    let Some(over) = size.checked_add(align) else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: anonymous PROT_NONE mapping at a kernel-chosen address.
+    let p = unsafe { libc::mmap(core::ptr::null_mut(), over, PROT, FLAGS, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return core::ptr::null_mut();
+    }
+    let start = p as usize;
+    let aligned = (start + align - 1) & !(align - 1);
+    let head = aligned - start;
+    let tail = over - head - size;
+    // SAFETY: head and tail lie inside the mapping just created and are page-multiples.
+    unsafe {
+        if head != 0 {
+            libc::munmap(p, head);
+        }
+        if tail != 0 {
+            libc::munmap((aligned + size) as *mut _, tail);
+        }
+    }
+    aligned as *mut u8
+}
+
+/// Reserved -> Prepared: makes `[addr, addr+size)` readable and writable. The first touch
+/// of each page reads zero. Returns false when the system refuses the commit.
+///
+/// # Safety
+/// The range lies inside a reservation made by [`sys_reserve`]; page-aligned.
+#[cfg(not(miri))]
+pub unsafe fn sys_map(addr: *mut u8, size: usize) -> bool {
+    // SAFETY: the caller owns the reserved range.
+    unsafe { libc::mprotect(addr.cast(), size, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+}
+
+/// Ready -> Prepared: gives the physical pages back. With `MADV_DONTNEED` they read as
+/// zero on the next touch.
+///
+/// # Safety
+/// The range is mapped read-write, page-aligned, and holds no live data.
+#[cfg(not(miri))]
+pub unsafe fn sys_unused(addr: *mut u8, size: usize) {
+    // SAFETY: the caller guarantees the range is ours and dead.
+    unsafe {
+        libc::madvise(addr.cast(), size, libc::MADV_DONTNEED);
+    }
+}
+
+/// Prepared -> Ready. Nothing to do on Linux: a page comes back on first touch.
+///
+/// # Safety
+/// The range was made Prepared by [`sys_map`] or [`sys_unused`].
+#[inline]
+pub unsafe fn sys_used(_addr: *mut u8, _size: usize) {}
+
+/// None -> Ready: zeroed read-write memory for the allocator's own metadata.
+/// Returns null on failure.
+///
+/// # Safety
+/// `size` is a multiple of the OS page size.
+#[cfg(not(miri))]
+pub unsafe fn sys_alloc(size: usize) -> *mut u8 {
+    // SAFETY: anonymous private mapping at a kernel-chosen address.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        core::ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+// ---- Miri twin, built on the system allocator ----
+
+#[cfg(miri)]
+fn layout(size: usize, align: usize) -> std::alloc::Layout {
+    std::alloc::Layout::from_size_align(size, align).expect("bad layout")
+}
+
+/// Miri twin of the reservation: zeroed memory from `System`.
+///
+/// # Safety
+/// As for the real version.
+#[cfg(miri)]
+pub unsafe fn sys_reserve(_hint: usize, size: usize, align: usize) -> *mut u8 {
+    use std::alloc::GlobalAlloc;
+    // SAFETY: non-zero size.
+    unsafe { std::alloc::System.alloc_zeroed(layout(size, align)) }
+}
+
+/// Miri twin: memory from `System` is already usable.
+///
+/// # Safety
+/// As for the real version.
+#[cfg(miri)]
+pub unsafe fn sys_map(_addr: *mut u8, _size: usize) -> bool {
+    true
+}
+
+/// Miri twin: emulates `MADV_DONTNEED` by zeroing.
+///
+/// # Safety
+/// As for the real version.
+#[cfg(miri)]
+pub unsafe fn sys_unused(addr: *mut u8, size: usize) {
+    // SAFETY: the caller owns the range.
+    unsafe { core::ptr::write_bytes(addr, 0, size) }
+}
+
+/// Miri twin of metadata allocation.
+///
+/// # Safety
+/// As for the real version.
+#[cfg(miri)]
+pub unsafe fn sys_alloc(size: usize) -> *mut u8 {
+    use std::alloc::GlobalAlloc;
+    // SAFETY: non-zero size.
+    unsafe { std::alloc::System.alloc_zeroed(layout(size, 4096)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_is_aligned_and_commit_reads_zero() {
+        const A: usize = 64 << 20;
+        // SAFETY: sizes are page multiples; we touch only the committed part.
+        unsafe {
+            let p = sys_reserve(0, A, A);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % A, 0);
+            assert!(sys_map(p, 1 << 20));
+            assert_eq!(*p.add(4096), 0);
+            *p.add(4096) = 7;
+            sys_unused(p, 1 << 20);
+            assert_eq!(*p.add(4096), 0);
+        }
+    }
+}

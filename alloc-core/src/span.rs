@@ -1,0 +1,424 @@
+//! `mspan`: a run of pages, and for small objects the bitmap allocator inside it
+//! (Go's `mheap.go` `mspan`, `mbitmap.go`, `malloc.go` `nextFreeFast`).
+//!
+//! A small-object span is cut into `nelems` slots of `elemsize` bytes. Bit `i` of its
+//! allocation bitmap is set when slot `i` is allocated. The owner allocates through a
+//! 64-slot *window*: `alloc_cache` holds the free slots of the window starting at slot
+//! `window`, found with count-trailing-zeros ([`Span::next_free_fast`]). While a window is
+//! loaded its bitmap word is stale; [`Span::commit_window`] writes it back as
+//! `!alloc_cache`, which is exact because every slot of the window that is not in the
+//! cache is allocated.
+//!
+//! Who may touch what:
+//! * the *owner* (the mcache that allocates from the span, or the holder of the span's
+//!   mcentral lock while the span is unowned) reads and writes the window, the bitmap,
+//!   `alloc_count` and `needzero`, without atomics;
+//! * any thread pushes onto `xfree` (remote frees) and reads the immutable fields
+//!   (`base`, `elemsize`, `div_magic`, `nelems`, `spanclass`) of an in-use span;
+//! * the page heap (under its lock) changes `base`, `npages` and `state`, and links free
+//!   spans through `next`/`prev`.
+
+use crate::arena::{self, BITMAP_WORDS_PER_PAGE};
+use crate::mcache::MCache;
+use crate::remote::{chain_next, Linked, RemoteFreeList};
+use crate::report::fatal;
+use crate::sizeclass::{obj_index, SizeClass, SpanClass, PAGE_SHIFT};
+use crate::sync::{AtomicPtr, AtomicU8, Ordering};
+use core::cell::Cell;
+use core::ptr;
+
+/// Life-cycle state of a span record.
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SpanState {
+    /// Record not describing memory (in the record allocator's free list).
+    Dead = 0,
+    /// Free pages in the page heap.
+    Free = 1,
+    /// Pages handed out: a small-object span or one large object.
+    InUse = 2,
+}
+
+/// A run of pages.
+///
+/// Invariants of an in-use small span (checked by [`Span::check_invariants`]):
+/// 1. `nelems * elemsize <= npages * PAGE_SIZE`, `div_magic == class.div_magic()`.
+/// 2. `window % 64 == 0`, `window < nelems`, and `alloc_cache` has no bit at or above
+///    `nelems - window`.
+/// 3. `alloc_count == popcount(alloc_bits)` whenever the window is committed
+///    (`alloc_cache == 0` after [`Span::commit_window`]).
+/// 4. No bit at or above `nelems` is set in the bitmap.
+/// 5. `owner` is non-null iff an mcache holds the span in `alloc[spanclass]`.
+/// 6. `needzero == false` implies every free slot reads as zero.
+#[repr(C, align(64))]
+pub struct Span {
+    // --- hot: the owner's malloc/free fast paths (first cache line) ---
+    /// Free slots of the current window (bit i: slot `window + i` is free).
+    pub alloc_cache: Cell<u64>,
+    /// First slot of the current window (a multiple of 64).
+    pub window: Cell<u32>,
+    /// Bytes per slot (small spans); 0 for large spans.
+    pub elemsize: Cell<u32>,
+    /// Address of the first page.
+    pub base: Cell<usize>,
+    /// `obj_index` multiplier of the size class.
+    pub div_magic: Cell<u32>,
+    /// Number of slots (1 for a large span).
+    pub nelems: Cell<u32>,
+    /// The mcache allocating from this span, or null.
+    pub owner: AtomicPtr<MCache>,
+    /// Span class (class 0 for large objects).
+    pub spanclass: Cell<SpanClass>,
+    /// [`SpanState`] as a byte.
+    pub state: AtomicU8,
+    /// Free slots may hold old data: `alloc_zeroed` must clear them.
+    pub needzero: Cell<bool>,
+    // --- written by other threads: its own cache line ---
+    /// Objects freed by threads that do not own the span.
+    pub xfree: RemoteFreeList,
+    // --- cold ---
+    /// Pages in the span.
+    pub npages: Cell<usize>,
+    /// Allocation bitmap (`ceil(nelems / 64)` words in the arena's bitmap storage).
+    pub alloc_bits: Cell<*mut u64>,
+    /// Mark bitmap for the collector.
+    pub mark_bits: Cell<*mut u64>,
+    /// List links (page heap bins, mcentral partial list).
+    pub next: Cell<*mut Span>,
+    /// List links (page heap bins, mcentral partial list).
+    pub prev: Cell<*mut Span>,
+    /// Link in an mcentral's pending stack.
+    pub pending_next: AtomicPtr<Span>,
+    /// Allocated slots, exact when the window is committed.
+    pub alloc_count: Cell<u32>,
+    /// Heap bins index while free.
+    pub bin: Cell<u16>,
+}
+
+/// Bytes of one span record.
+pub const SPAN_RECORD_BYTES: usize = core::mem::size_of::<Span>();
+const _: () = assert!(SPAN_RECORD_BYTES == 192);
+const _: () = assert!(core::mem::offset_of!(Span, xfree) == 64);
+
+impl Linked for Span {
+    fn link(&self) -> &AtomicPtr<Span> {
+        &self.pending_next
+    }
+}
+
+/// Mask of valid slots in the window starting at `window` of a span of `nelems` slots.
+#[inline(always)]
+pub const fn window_mask(window: u32, nelems: u32) -> u64 {
+    let left = nelems - window;
+    if left >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << left) - 1
+    }
+}
+
+impl Span {
+    /// A record describing no memory. Used for the static empty span that every fresh
+    /// mcache points at, so the fast path needs no null check.
+    pub const fn empty() -> Span {
+        Span {
+            alloc_cache: Cell::new(0),
+            window: Cell::new(0),
+            elemsize: Cell::new(0),
+            base: Cell::new(0),
+            div_magic: Cell::new(0),
+            nelems: Cell::new(0),
+            owner: AtomicPtr::new(ptr::null_mut()),
+            spanclass: Cell::new(SpanClass(0)),
+            state: AtomicU8::new(SpanState::Dead as u8),
+            needzero: Cell::new(false),
+            xfree: RemoteFreeList::new(),
+            npages: Cell::new(0),
+            alloc_bits: Cell::new(ptr::null_mut()),
+            mark_bits: Cell::new(ptr::null_mut()),
+            next: Cell::new(ptr::null_mut()),
+            prev: Cell::new(ptr::null_mut()),
+            pending_next: AtomicPtr::new(ptr::null_mut()),
+            alloc_count: Cell::new(0),
+            bin: Cell::new(0),
+        }
+    }
+
+    /// The record's state.
+    #[inline(always)]
+    pub fn state(&self) -> SpanState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => SpanState::Free,
+            2 => SpanState::InUse,
+            _ => SpanState::Dead,
+        }
+    }
+
+    /// Sets the record's state.
+    #[inline]
+    pub fn set_state(&self, s: SpanState) {
+        self.state.store(s as u8, Ordering::Relaxed)
+    }
+
+    /// One past the last byte.
+    #[inline]
+    pub fn limit(&self) -> usize {
+        self.base.get() + (self.npages.get() << PAGE_SHIFT)
+    }
+
+    /// True for a large-object span.
+    #[inline(always)]
+    pub fn is_large(&self) -> bool {
+        self.spanclass.get().size_class() == SizeClass::LARGE
+    }
+
+    /// Bytes available to the user in the object at `base + idx * elemsize`.
+    #[inline]
+    pub fn usable_size(&self) -> usize {
+        if self.is_large() {
+            self.npages.get() << PAGE_SHIFT
+        } else {
+            self.elemsize.get() as usize
+        }
+    }
+
+    /// Turns a freshly allocated run of pages into a span of `spc`: every slot free,
+    /// bitmap cleared, window 0 loaded. Called with the heap lock held, before the span is
+    /// published in the arena map.
+    ///
+    /// # Safety
+    /// The record describes in-use pages of a registered arena.
+    pub unsafe fn init_in_use(&self, spc: SpanClass, needzero: bool) {
+        let class = spc.size_class();
+        self.spanclass.set(spc);
+        self.needzero.set(needzero);
+        self.owner.store(ptr::null_mut(), Ordering::Relaxed);
+        self.alloc_count.set(0);
+        self.window.set(0);
+        let ha = arena::heap_arena_of(self.base.get());
+        debug_assert!(!ha.is_null());
+        let page = arena::page_index(self.base.get());
+        // SAFETY: `ha` is the live record of the arena holding the span.
+        let (ab, mb) = unsafe {
+            (
+                arena::bitmap_slot(ptr::addr_of_mut!((*ha).alloc_bits).cast(), page),
+                arena::bitmap_slot(ptr::addr_of_mut!((*ha).mark_bits).cast(), page),
+            )
+        };
+        self.alloc_bits.set(ab);
+        self.mark_bits.set(mb);
+        if class == SizeClass::LARGE {
+            self.elemsize.set(0);
+            self.div_magic.set(0);
+            self.nelems.set(1);
+            self.alloc_cache.set(0);
+            self.alloc_count.set(1);
+        } else {
+            let nelems = ((self.npages.get() << PAGE_SHIFT) / class.size()) as u32;
+            self.elemsize.set(class.size() as u32);
+            self.div_magic.set(class.div_magic());
+            self.nelems.set(nelems);
+            let words = nelems.div_ceil(64) as usize;
+            debug_assert!(words <= self.npages.get() * BITMAP_WORDS_PER_PAGE);
+            // SAFETY: the bitmap slot of the span's first page has room for `words` words
+            // (at most 16 per page of the span, and the arena has slack for spans that
+            // run into the next arena).
+            unsafe {
+                ptr::write_bytes(ab, 0, words);
+                ptr::write_bytes(mb, 0, words);
+            }
+            self.alloc_cache.set(window_mask(0, nelems));
+        }
+        debug_assert!(self.xfree.is_empty());
+    }
+
+    /// Takes a free slot from the window: Go's `nextFreeFast`. Null when the window is
+    /// empty.
+    #[inline(always)]
+    pub fn next_free_fast(&self) -> *mut u8 {
+        let c = self.alloc_cache.get();
+        if c == 0 {
+            return ptr::null_mut();
+        }
+        self.alloc_cache.set(c & (c - 1));
+        let idx = self.window.get() as usize + c.trailing_zeros() as usize;
+        (self.base.get() + idx * self.elemsize.get() as usize) as *mut u8
+    }
+
+    /// Slot index of `addr`, or `None` if `addr` is not the start of a slot.
+    #[inline(always)]
+    pub fn slot_of(&self, addr: usize) -> Option<usize> {
+        let off = addr.wrapping_sub(self.base.get());
+        let idx = obj_index(off, self.div_magic.get());
+        if idx * self.elemsize.get() as usize != off || idx >= self.nelems.get() as usize {
+            return None;
+        }
+        Some(idx)
+    }
+
+    /// The owner frees slot `idx`: back into the window if it is the loaded one, else
+    /// cleared in the bitmap. A slot that is already free is a double free.
+    ///
+    /// # Safety
+    /// The caller owns the span; `idx < nelems`.
+    #[inline(always)]
+    pub unsafe fn free_local(&self, idx: usize, addr: usize) {
+        let m = 1u64 << (idx & 63);
+        if idx & !63 == self.window.get() as usize {
+            let c = self.alloc_cache.get();
+            if c & m != 0 {
+                double_free(addr);
+            }
+            self.alloc_cache.set(c | m);
+        } else {
+            // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.
+            let w = unsafe { &mut *self.alloc_bits.get().add(idx >> 6) };
+            if *w & m == 0 {
+                double_free(addr);
+            }
+            *w &= !m;
+        }
+        self.needzero.set(true);
+    }
+
+    /// Writes the loaded window back into the bitmap and empties the cache.
+    ///
+    /// # Safety
+    /// The caller owns the span.
+    #[inline]
+    pub unsafe fn commit_window(&self) {
+        let w = self.window.get();
+        let mask = window_mask(w, self.nelems.get());
+        // SAFETY: `w < nelems`, so the word lies in the bitmap.
+        unsafe { *self.alloc_bits.get().add(w as usize >> 6) = !self.alloc_cache.get() & mask };
+        self.alloc_cache.set(0);
+    }
+
+    /// Loads the first window at or after slot `from` (wrapping to 0 if `wrap`) that has a
+    /// free slot. Returns false if there is none. The window must be committed.
+    ///
+    /// # Safety
+    /// The caller owns the span.
+    pub unsafe fn load_window_from(&self, from: u32) -> bool {
+        let nelems = self.nelems.get();
+        let words = nelems.div_ceil(64);
+        let mut w = from / 64;
+        while w < words {
+            // SAFETY: `w < words`, inside the bitmap.
+            let bits = unsafe { *self.alloc_bits.get().add(w as usize) };
+            let free = !bits & window_mask(w * 64, nelems);
+            if free != 0 {
+                self.window.set(w * 64);
+                self.alloc_cache.set(free);
+                return true;
+            }
+            w += 1;
+        }
+        false
+    }
+
+    /// Applies every remote free to the bitmap; returns how many objects were freed.
+    /// The window must be committed; `alloc_count` is stale afterwards (see [`Span::recount`]).
+    ///
+    /// # Safety
+    /// The caller owns the span (owner, or mcentral lock holder of an unowned span).
+    pub unsafe fn collect_remote(&self) -> u32 {
+        let mut p = self.xfree.take_all();
+        let mut n = 0;
+        while !p.is_null() {
+            // SAFETY: `p` is in the chain just taken; read the link before anything else.
+            let next = unsafe { chain_next(p) };
+            let Some(idx) = self.slot_of(p as usize) else {
+                fatal("corrupted remote free list (heap overflow?) at", p as usize);
+            };
+            // SAFETY: idx < nelems, inside the bitmap.
+            let w = unsafe { &mut *self.alloc_bits.get().add(idx >> 6) };
+            let m = 1u64 << (idx & 63);
+            if *w & m == 0 {
+                double_free(p as usize);
+            }
+            *w &= !m;
+            n += 1;
+            p = next;
+        }
+        if n != 0 {
+            self.needzero.set(true);
+        }
+        n
+    }
+
+    /// Recounts `alloc_count` from the bitmap; the window must be committed.
+    ///
+    /// # Safety
+    /// The caller owns the span.
+    pub unsafe fn recount(&self) -> u32 {
+        let words = self.nelems.get().div_ceil(64) as usize;
+        let mut n = 0;
+        for i in 0..words {
+            // SAFETY: inside the bitmap.
+            n += unsafe { *self.alloc_bits.get().add(i) }.count_ones();
+        }
+        self.alloc_count.set(n);
+        n
+    }
+
+    /// Debug check of the invariants written on [`Span`] for an owned, in-use small span
+    /// whose window is committed.
+    ///
+    /// # Safety
+    /// The caller owns the span.
+    pub unsafe fn check_invariants(&self) {
+        if !cfg!(debug_assertions) || self.is_large() {
+            return;
+        }
+        assert_eq!(self.state(), SpanState::InUse);
+        let class = self.spanclass.get().size_class();
+        let nelems = self.nelems.get();
+        assert!(nelems as usize * self.elemsize.get() as usize <= self.npages.get() << PAGE_SHIFT);
+        assert_eq!(self.div_magic.get(), class.div_magic());
+        assert_eq!(self.window.get() % 64, 0);
+        assert!(self.window.get() < nelems);
+        assert_eq!(
+            self.alloc_cache.get() & !window_mask(self.window.get(), nelems),
+            0
+        );
+        let words = nelems.div_ceil(64) as usize;
+        let mut n = 0;
+        for i in 0..words {
+            // SAFETY: inside the bitmap.
+            let b = unsafe { *self.alloc_bits.get().add(i) };
+            assert_eq!(
+                b & !window_mask(i as u32 * 64, nelems),
+                0,
+                "bits past nelems"
+            );
+            n += b.count_ones();
+        }
+        if self.alloc_cache.get() == 0 {
+            assert_eq!(
+                n,
+                self.alloc_count.get(),
+                "alloc_count out of step with bitmap"
+            );
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn double_free(addr: usize) -> ! {
+    fatal("double free of", addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_masks() {
+        assert_eq!(window_mask(0, 1024), u64::MAX);
+        assert_eq!(window_mask(0, 3), 0b111);
+        assert_eq!(window_mask(320, 341), (1 << 21) - 1);
+        assert_eq!(window_mask(64, 128), u64::MAX);
+    }
+}

@@ -1,0 +1,23 @@
+//! Atomics facade: `core` atomics normally, loom's under `cfg(loom)` so the lock-free
+//! pieces ([`crate::lock`], [`crate::span::RemoteFreeList`], [`crate::mcentral::SpanStack`])
+//! can be model-checked.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+
+/// Yield the processor inside a spin loop.
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(all(not(loom), not(miri)))]
+    // SAFETY: sched_yield has no preconditions.
+    unsafe {
+        libc::sched_yield();
+    }
+    #[cfg(all(not(loom), miri))]
+    std::thread::yield_now();
+}
