@@ -103,13 +103,19 @@ pub static HEAP: SpinLock<MHeap> = SpinLock::new(MHeap::new());
 
 impl MHeap {
     const fn new() -> MHeap {
+        MHeap::with_hint(ARENA_HINT)
+    }
+
+    /// A heap whose first arena goes at `hint` if that address is free. Tests build
+    /// private heaps far from the global one so they cannot touch its arenas.
+    pub(crate) const fn with_hint(hint: usize) -> MHeap {
         MHeap {
             bins: [ptr::null_mut(); NBINS],
             nonempty: [0; NBINS / 64],
             spanalloc: FixAlloc::new(SPAN_RECORD_BYTES),
             cur_base: 0,
             cur_end: 0,
-            hint: ARENA_HINT,
+            hint,
             c: HeapCounters {
                 pages_inuse: 0,
                 pages_free: 0,
@@ -717,6 +723,133 @@ fn set_page_in_use(base: usize, on: bool) {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::sizeclass::SizeClass;
+
+    const LARGE: SpanClass = SpanClass::new(SizeClass::LARGE, true);
+
+    fn private_heap(slot: usize) -> MHeap {
+        MHeap::with_hint(0x0d00_0000_0000 + slot * (16 << 30))
+    }
+
+    fn base(s: *mut Span) -> usize {
+        // SAFETY: live record from the heap under test.
+        unsafe { (*s).base.get() }
+    }
+
+    #[test]
+    fn freed_neighbours_coalesce_into_one_run() {
+        let mut h = private_heap(0);
+        let a = h.alloc_span(3, 0, LARGE);
+        let b = h.alloc_span(3, 0, LARGE);
+        let c = h.alloc_span(3, 0, LARGE);
+        assert_eq!(base(b), base(a) + 3 * PAGE_SIZE);
+        assert_eq!(base(c), base(b) + 3 * PAGE_SIZE);
+        let (start, end) = (base(a), base(c) + 3 * PAGE_SIZE);
+        h.check_invariants();
+        // SAFETY: in-use spans of this heap, freed once.
+        unsafe {
+            h.free_span(a);
+            h.check_invariants();
+            h.free_span(c);
+            h.check_invariants();
+            // `b` separates two free runs; every page of `b` maps to it.
+            for i in 0..3 {
+                assert_eq!(arena::span_of(base(b) + i * PAGE_SIZE), b);
+            }
+            h.free_span(b);
+        }
+        h.check_invariants();
+        let run = arena::span_of(start);
+        // SAFETY: arena entries point to live records.
+        let (rb, rl, st) = unsafe { ((*run).base.get(), (*run).limit(), (*run).state()) };
+        assert_eq!(st, SpanState::Free);
+        assert!(rb <= start && rl >= end, "one run covers all three");
+        assert_eq!(h.c.pages_inuse, 0);
+    }
+
+    #[test]
+    fn released_pages_need_no_zeroing_and_dirty_ones_do() {
+        let mut h = private_heap(1);
+        let a = h.alloc_span(4, 0, LARGE);
+        // SAFETY: fresh span of 4 pages.
+        unsafe {
+            assert!(!(*a).needzero.get(), "fresh from the OS");
+            ptr::write_bytes(base(a) as *mut u8, 0xCD, 4 * PAGE_SIZE);
+            h.free_span(a);
+        }
+        let b = h.alloc_span(4, 0, LARGE);
+        assert_eq!(base(b), base(a));
+        // SAFETY: live span.
+        unsafe {
+            assert!((*b).needzero.get(), "reused dirty pages");
+            h.free_span(b);
+        }
+        let released = h.release_all();
+        assert!(released >= 4 * PAGE_SIZE);
+        assert_eq!(h.c.pages_released, h.c.pages_free);
+        let c = h.alloc_span(4, 0, LARGE);
+        // SAFETY: live span of 4 pages.
+        unsafe {
+            assert!(!(*c).needzero.get(), "released pages read as zero");
+            let p = base(c) as *const u8;
+            assert!((0..4 * PAGE_SIZE).all(|i| *p.add(i) == 0));
+        }
+        h.check_invariants();
+    }
+
+    #[test]
+    fn aligned_runs_give_back_head_and_tail() {
+        let mut h = private_heap(2);
+        let _pad = h.alloc_span(1, 0, LARGE);
+        let a = h.alloc_span(5, 1 << 20, LARGE);
+        assert_eq!(base(a) % (1 << 20), 0);
+        // SAFETY: live record.
+        assert_eq!(unsafe { (*a).npages.get() }, 5);
+        assert_eq!(
+            h.c.pages_inuse, 6,
+            "nothing beyond the block itself stays in use"
+        );
+        h.check_invariants();
+    }
+
+    #[test]
+    fn large_spans_shrink_and_grow_in_place() {
+        let mut h = private_heap(3);
+        let a = h.alloc_span(10, 0, LARGE);
+        // SAFETY: live in-use large span.
+        unsafe {
+            h.shrink_span(a, 4);
+            assert_eq!((*a).npages.get(), 4);
+            h.check_invariants();
+            assert!(h.try_extend_span(a, 12));
+            assert_eq!((*a).npages.get(), 12);
+            for i in 0..12 {
+                assert_eq!(arena::span_of(base(a) + i * PAGE_SIZE), a);
+            }
+            h.check_invariants();
+            let blocker = h.alloc_span(1, 0, LARGE);
+            assert_eq!(base(blocker), base(a) + 12 * PAGE_SIZE);
+            assert!(!h.try_extend_span(a, 13));
+        }
+        h.check_invariants();
+    }
+
+    #[test]
+    fn heap_grows_across_arenas() {
+        let mut h = private_heap(4);
+        let a = h.alloc_span(PAGES_PER_ARENA + 10, 0, LARGE);
+        assert!(!a.is_null());
+        assert!(h.c.arenas >= 2);
+        let b = h.alloc_span(3, 0, LARGE);
+        // SAFETY: live spans of this heap.
+        unsafe {
+            *((base(a) + (PAGES_PER_ARENA + 9) * PAGE_SIZE) as *mut u8) = 1;
+            h.free_span(a);
+            h.free_span(b);
+        }
+        h.check_invariants();
+        assert_eq!(h.c.pages_inuse, 0);
+    }
 
     #[test]
     fn bins_are_monotonic_and_fit() {

@@ -413,6 +413,87 @@ fn double_free(addr: usize) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mheap::MHeap;
+    use crate::sizeclass::size_to_class;
+
+    /// A fresh in-use span of `size`-byte objects from a private heap.
+    fn span(slot: usize, size: usize) -> &'static Span {
+        let heap = Box::leak(Box::new(MHeap::with_hint(
+            0x0e00_0000_0000 + slot * (16 << 30),
+        )));
+        let class = size_to_class(size);
+        let s = heap.alloc_span(class.npages(), 0, SpanClass::new(class, true));
+        // SAFETY: a live span record of a heap that is never dropped.
+        unsafe { &*s }
+    }
+
+    #[test]
+    fn windows_hand_out_every_slot_once() {
+        let s = span(0, 48); // 170 slots: two full windows and a partial one
+        let n = s.nelems.get() as usize;
+        assert_eq!(n, 170);
+        let mut seen = vec![false; n];
+        for _ in 0..n {
+            let mut p = s.next_free_fast();
+            if p.is_null() {
+                // SAFETY: the test owns the span.
+                unsafe {
+                    s.commit_window();
+                    assert!(s.load_window_from(s.window.get() + 64));
+                }
+                p = s.next_free_fast();
+            }
+            let idx = s.slot_of(p as usize).unwrap();
+            assert!(!seen[idx]);
+            seen[idx] = true;
+        }
+        assert!(s.next_free_fast().is_null());
+        // SAFETY: the test owns the span.
+        unsafe {
+            s.commit_window();
+            assert!(!s.load_window_from(s.window.get() + 64));
+            assert_eq!(s.recount(), 170);
+            s.check_invariants();
+        }
+    }
+
+    #[test]
+    fn local_and_remote_frees_return_slots() {
+        let s = span(1, 64); // 128 slots
+        let objs: Vec<usize> = (0..100)
+            .map(|_| {
+                let mut p = s.next_free_fast();
+                if p.is_null() {
+                    // SAFETY: the test owns the span.
+                    unsafe {
+                        s.commit_window();
+                        assert!(s.load_window_from(s.window.get() + 64));
+                    }
+                    p = s.next_free_fast();
+                }
+                p as usize
+            })
+            .collect();
+        // Window is now slots 64..128. Free one slot there (back into the cache), one in the
+        // committed window 0 (cleared in the bitmap), and two remotely.
+        // SAFETY: the test owns the span; each object is freed once.
+        unsafe {
+            s.free_local(s.slot_of(objs[70]).unwrap(), objs[70]);
+            assert_ne!(s.alloc_cache.get() & (1 << 6), 0);
+            s.free_local(s.slot_of(objs[3]).unwrap(), objs[3]);
+            assert!(!s.xfree.push(objs[10] as *mut u8));
+            assert!(!s.xfree.push(objs[11] as *mut u8));
+            s.commit_window();
+            assert_eq!(s.collect_remote(), 2);
+            assert_eq!(s.recount(), 96);
+            assert!(s.needzero.get());
+            s.check_invariants();
+            assert!(s.load_window_from(0));
+            assert_eq!(s.window.get(), 0);
+            let c = s.alloc_cache.get();
+            assert_eq!(c, (1 << 3) | (1 << 10) | (1 << 11));
+        }
+    }
 
     #[test]
     fn window_masks() {

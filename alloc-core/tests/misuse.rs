@@ -1,0 +1,140 @@
+//! Misuse is caught, never absorbed: each case runs in a child process (this test binary
+//! re-executed with `GOMALLOC_MISUSE_CASE`), which must die of SIGABRT after printing one
+//! line naming the problem.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+/// Runs in the child: performs the misuse named by the environment variable.
+#[test]
+fn misuse_child() {
+    let Ok(case) = std::env::var("GOMALLOC_MISUSE_CASE") else {
+        return; // in the parent this test does nothing
+    };
+    // SAFETY: deliberately wrong; the allocator must abort before any harm is done.
+    unsafe {
+        match case.as_str() {
+            "double_free_small" => {
+                let p = gomalloc::alloc(64, 8);
+                gomalloc::free(p);
+                gomalloc::free(p);
+            }
+            "double_free_other_window" => {
+                // Allocate until the thread's span has moved to a later 64-slot window, so
+                // the first object's slot is checked in the bitmap, not the window.
+                let p = gomalloc::alloc(64, 8) as usize;
+                let span = p & !8191; // 64-byte objects live in one-page spans
+                let window = |a: usize| (a - span) / 64 / 64;
+                for _ in 0..1000 {
+                    let q = gomalloc::alloc(64, 8) as usize;
+                    if q & !8191 == span && window(q) != window(p) {
+                        break;
+                    }
+                }
+                gomalloc::free(p as *mut u8);
+                gomalloc::free(p as *mut u8);
+            }
+            "double_free_remote" => {
+                let p = gomalloc::alloc(64, 8) as usize;
+                std::thread::spawn(move || gomalloc::free(p as *mut u8))
+                    .join()
+                    .unwrap();
+                std::thread::spawn(move || gomalloc::free(p as *mut u8))
+                    .join()
+                    .unwrap();
+                // The second free is found when the owner collects remote frees.
+                for _ in 0..100_000 {
+                    gomalloc::alloc(64, 8);
+                }
+            }
+            "double_free_large" => {
+                let p = gomalloc::alloc(1 << 20, 8);
+                gomalloc::free(p);
+                gomalloc::free(p);
+            }
+            "interior_small" => {
+                let p = gomalloc::alloc(64, 8);
+                gomalloc::free(p.add(8));
+            }
+            "interior_large" => {
+                let p = gomalloc::alloc(100_000, 8);
+                gomalloc::free(p.add(4096));
+            }
+            "foreign" => {
+                let mut x = 5u64;
+                gomalloc::free(&mut x as *mut u64 as *mut u8);
+            }
+            "usable_size_foreign" => {
+                let x = 5u64;
+                gomalloc::usable_size(&x as *const u64 as *const u8);
+            }
+            other => panic!("unknown case {other}"),
+        }
+    }
+    // Reaching this line means the misuse went unnoticed.
+    std::process::exit(3);
+}
+
+fn expect_abort(case: &str, message: &str) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "misuse_child", "--nocapture", "--test-threads=1"])
+        .env("GOMALLOC_MISUSE_CASE", case)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{case}: {:?} {stderr}",
+        out.status
+    );
+    assert!(stderr.contains(message), "{case}: stderr was {stderr:?}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("gomalloc: "))
+        .unwrap();
+    assert!(
+        line.contains("0x"),
+        "{case}: the line names the address: {line}"
+    );
+}
+
+#[test]
+fn double_free_small() {
+    expect_abort("double_free_small", "double free");
+}
+
+#[test]
+fn double_free_in_another_window() {
+    expect_abort("double_free_other_window", "double free");
+}
+
+#[test]
+fn double_free_from_other_threads() {
+    expect_abort("double_free_remote", "double free");
+}
+
+#[test]
+fn double_free_large() {
+    expect_abort("double_free_large", "already freed");
+}
+
+#[test]
+fn interior_pointer_small() {
+    expect_abort("interior_small", "middle of an object");
+}
+
+#[test]
+fn interior_pointer_large() {
+    expect_abort("interior_large", "middle of an object");
+}
+
+#[test]
+fn foreign_pointer() {
+    expect_abort("foreign", "not allocated by gomalloc");
+}
+
+#[test]
+fn usable_size_of_foreign_pointer() {
+    expect_abort("usable_size_foreign", "not allocated by gomalloc");
+}
