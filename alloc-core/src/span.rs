@@ -54,9 +54,12 @@ pub enum SpanState {
 #[repr(C, align(64))]
 pub struct Span {
     // --- hot: the owner's malloc/free fast paths (first cache line) ---
-    /// Free slots of the current window (bit i: slot `window + i` is free).
+    /// Free slots of the current window (bit i: slot `window + i` is free): Go's
+    /// `allocCache`, searched with count-trailing-zeros.
     pub alloc_cache: Cell<u64>,
-    /// First slot of the current window (a multiple of 64).
+    /// First slot of the current window (a multiple of 64): Go's `freeindex`, which Go
+    /// also keeps at the base of the `allocCache` word it loaded. Slots below it that are
+    /// free again (local frees) are found when the window wraps around.
     pub window: Cell<u32>,
     /// Bytes per slot (small spans); 0 for large spans.
     pub elemsize: Cell<u32>,
