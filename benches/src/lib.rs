@@ -1,11 +1,14 @@
-//! Shared pieces of the gomalloc benchmarks: the allocators under test and the loops the
+//! Shared pieces of the gomalloc benchmarks: the allocators under test, the loops the
 //! criterion benchmark (`benches/alloc.rs`) and the instruction-count binary
-//! (`src/bin/pairs.rs`) run through them.
+//! (`examples/pairs.rs`) run through them, and the Rust workloads of `gomalloc bench`
+//! ([`rustload`]).
 //!
 //! A binary has one global allocator, so every allocator here is called through its
 //! [`GlobalAlloc`] methods directly. The loops are generic over the allocator, so each
 //! one is compiled (and inlined, where the allocator allows it) separately: no dynamic
 //! dispatch is measured.
+
+pub mod rustload;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
