@@ -17,7 +17,7 @@ SIZES=("$@")
 [ ${#SIZES[@]} -eq 0 ] && SIZES=(8 64 512 4096)
 command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind not found (apt-get install valgrind)" >&2; exit 1; }
 cargo build --release -q -p gomalloc-benches --example pairs
-BIN=target/release/examples/pairs
+BIN=${CARGO_TARGET_DIR:-target}/release/examples/pairs
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 

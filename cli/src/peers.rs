@@ -145,3 +145,19 @@ fn lib_peer(files: &[&str], rust: &'static str, package: &str) -> Found {
     });
     (lib, Some(rust), note)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glibc_is_always_there_and_unknown_names_are_noted() {
+        let (peers, notes) = detect(&["glibc".into(), "nosuch".into()]);
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].name, "glibc");
+        assert!(peers[0].c_ok && peers[0].preload.is_none());
+        assert!(notes
+            .iter()
+            .any(|n| n.starts_with("nosuch: unknown allocator")));
+    }
+}
