@@ -261,7 +261,12 @@ impl Span {
         }
         self.alloc_cache.set(c & (c - 1));
         let idx = self.window.get() as usize + c.trailing_zeros() as usize;
-        (self.base.get() + idx * self.elemsize.get() as usize) as *mut u8
+        let p = self.base.get() + idx * self.elemsize.get() as usize;
+        // SAFETY: only an in-use span has free slots in its window (the static empty span's
+        // `alloc_cache` is 0), and its slots lie in an arena mapped by the OS, never at
+        // address 0. Telling the compiler lets it drop the callers' null tests.
+        unsafe { core::hint::assert_unchecked(p != 0) };
+        p as *mut u8
     }
 
     /// Slot index of `addr`, or `None` if `addr` is not the start of a slot.
