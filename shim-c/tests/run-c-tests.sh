@@ -32,7 +32,8 @@ so=$(cd "$(dirname "$so")" && pwd)/$(basename "$so")
 
 # -fno-builtin: GCC would otherwise fold malloc/free pairs and constant-size checks away.
 cflags="-O2 -g -fno-builtin -pthread -Wall -Wextra -Wno-unused-result -Wno-alloc-size-larger-than
-        -Wno-use-after-free -Wno-free-nonheap-object -Wno-unused-parameter -Wno-mismatched-dealloc"
+        -Wno-use-after-free -Wno-free-nonheap-object -Wno-unused-parameter -Wno-mismatched-dealloc
+        -Wno-deprecated-declarations"
 c=$here/c
 set -e
 env -u LD_PRELOAD $cc $cflags -o "$build/suite" "$c/harness.c" "$c/api.c" "$c/align.c" "$c/misuse.c" \
