@@ -13,11 +13,11 @@
 //! | `hblkhd`   | bytes in mmapped chunks           | 0 (large objects live in `arena`) |
 //! | `usmblks`  | (unused since 2.24)               | 0                               |
 //! | `fsmblks`  | bytes in fastbins                 | 0                               |
-//! | `uordblks` | bytes in use                      | `heap_inuse` (bytes in in-use spans) |
-//! | `fordblks` | free bytes                        | `heap_idle` (free page runs)    |
+//! | `uordblks` | bytes in use                      | `heap_alloc` (bytes of live objects) |
+//! | `fordblks` | free bytes                        | `heap_sys - heap_alloc`         |
 //! | `keepcost` | releasable bytes at the top       | `heap_idle - heap_released`     |
 
-use crate::out::Line;
+use heap::report::Line;
 use libc::{c_int, size_t};
 
 /// `malloc_trim(3)`: returns free memory to the OS now (`pad` is ignored); 1 if any bytes
@@ -37,8 +37,8 @@ fn mallinfo2_impl() -> libc::mallinfo2 {
         hblkhd: 0,
         usmblks: 0,
         fsmblks: 0,
-        uordblks: s.heap_inuse,
-        fordblks: s.heap_idle,
+        uordblks: s.heap_alloc,
+        fordblks: s.heap_sys.saturating_sub(s.heap_alloc),
         keepcost: s.heap_idle.saturating_sub(s.heap_released),
     }
 }
@@ -92,40 +92,26 @@ pub extern "C" fn __libc_mallopt(_param: c_int, _value: c_int) -> c_int {
     1
 }
 
-/// `malloc_stats(3)`: glibc's first lines (so tools that parse them keep working), then the
-/// heap's own statistics under Go's `runtime.MemStats` names; written to stderr with
-/// `write(2)`, never allocating.
+/// `malloc_stats(3)`: glibc's lines (so tools that parse them keep working), then the
+/// core's summary ([`heap::print_summary`]); on stderr, written with `write(2)` from stack
+/// buffers, never allocating.
 #[no_mangle]
 pub extern "C" fn malloc_stats() {
     let s = heap::stats();
     let mut l = Line::new();
     let row = |l: &mut Line, name: &str, v: usize| {
-        l.str(name);
-        l.str(" = ");
-        l.dec_padded(v, 10);
-        l.str("\n");
-        l.flush(2);
+        l.str(name).str(" = ").dec_padded(v, 10).str("\n");
     };
     l.str("Arena 0:\n");
     row(&mut l, "system bytes    ", s.heap_sys);
-    row(&mut l, "in use bytes    ", s.heap_inuse);
+    row(&mut l, "in use bytes    ", s.heap_alloc);
     l.str("Total (incl. mmap):\n");
     row(&mut l, "system bytes    ", s.sys);
-    row(&mut l, "in use bytes    ", s.heap_inuse);
+    row(&mut l, "in use bytes    ", s.heap_alloc);
     row(&mut l, "max mmap regions", 0);
     row(&mut l, "max mmap bytes  ", 0);
-    l.str("gomalloc:\n");
-    row(&mut l, "sys             ", s.sys);
-    row(&mut l, "heap_sys        ", s.heap_sys);
-    row(&mut l, "heap_inuse      ", s.heap_inuse);
-    row(&mut l, "heap_idle       ", s.heap_idle);
-    row(&mut l, "heap_released   ", s.heap_released);
-    row(&mut l, "heap_reserved   ", s.heap_reserved);
-    row(&mut l, "metadata_sys    ", s.metadata_sys);
-    row(&mut l, "arenas          ", s.arenas);
-    row(&mut l, "large_objects   ", s.large_objects);
-    row(&mut l, "active_caches   ", s.active_caches);
-    row(&mut l, "released_total  ", s.released_total);
+    l.flush_to(2);
+    heap::print_summary(2);
 }
 
 /// `malloc_info(3)`: glibc's XML shape with one heap. `options` must be 0; otherwise, as

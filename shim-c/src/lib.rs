@@ -15,8 +15,9 @@
 //!
 //! Rules that hold on every path (see README.md for the reasons and the measurements):
 //!
-//! 1. Nothing here allocates, formats, takes a lock or panics. Numbers are written with
-//!    `out::Line`, a stack buffer flushed with `write(2)`.
+//! 1. Nothing here allocates, formats, takes a lock or panics. Text (`malloc_stats`,
+//!    `malloc_info`) is built with the core's `report::Line`, a stack buffer flushed with
+//!    `write(2)`.
 //! 2. No thread-local storage in this crate: per-thread state (the mcache) and thread-exit
 //!    and fork handling belong to the core.
 //! 3. Exported functions never call each other: each one calls the `#[inline]` function
@@ -30,6 +31,6 @@
 //!    panic hook, which formats and allocates, is never reached from inside malloc.
 
 mod aliases;
+mod errno;
 mod glibc;
-mod out;
 mod stdc;

@@ -16,7 +16,7 @@
 //! | `memalign`/`aligned_alloc`: alignment rounded up to a power of two; above `SIZE_MAX/2+1` EINVAL | [`memalign_impl`] |
 //! | `posix_memalign`: EINVAL *returned* unless a power-of-two multiple of `sizeof(void*)` | [`posix_memalign_impl`] |
 
-use crate::out::{errno, set_errno};
+use crate::errno::{errno, set_errno};
 use core::ffi::c_void;
 use libc::{c_int, size_t};
 

@@ -70,7 +70,7 @@ part() {
 rust_tests() {
     local runlog=$logdir/runner-invocations.txt
     : > "$runlog"
-    GOMALLOC_RUNNER_LOG=$runlog cargo test --workspace --tests \
+    GOMALLOC_RUNNER_LOG=$runlog cargo test --workspace --tests --no-fail-fast \
         --config "target.x86_64-unknown-linux-gnu.runner='$root/.cargo/preload-runner.sh'"
     local rc=$?
     local n
