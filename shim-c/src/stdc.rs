@@ -16,7 +16,7 @@
 //! | `memalign`/`aligned_alloc`: alignment rounded up to a power of two; above `SIZE_MAX/2+1` EINVAL | [`memalign_impl`] |
 //! | `posix_memalign`: EINVAL *returned* unless a power-of-two multiple of `sizeof(void*)` | [`posix_memalign_impl`] |
 
-use crate::errno::{errno, set_errno};
+use crate::errno::{errno_slot, set_errno};
 use core::ffi::c_void;
 use libc::{c_int, size_t};
 
@@ -102,10 +102,15 @@ pub(crate) unsafe fn free_impl(ptr: *mut c_void) {
     if ptr.is_null() {
         return;
     }
-    let saved = errno();
+    // One `__errno_location` call for the save and the restore (the slot is per thread
+    // and never moves). The core's slow paths may call munmap/madvise, which set errno.
+    let slot = errno_slot();
+    // SAFETY: `slot` is this thread's errno, valid for the thread's lifetime.
+    let saved = unsafe { *slot };
     // SAFETY: forwarded from the caller; the core aborts on pointers it does not own.
     unsafe { heap::free(ptr.cast()) };
-    set_errno(saved);
+    // SAFETY: as above.
+    unsafe { *slot = saved };
 }
 
 /// # Safety
