@@ -14,7 +14,7 @@
 #    .cargo/preload-runner.sh (cargo's `runner` setting; cargo and rustc are not preloaded).
 #
 # Prints one summary line per part and exits non-zero if any part failed. Takes about
-# 5-7 minutes on 2 cores. Debian packages it needs: see shim-c/README.md ("Running the
+# about 4 minutes on 2 cores. Debian packages it needs: see shim-c/README.md ("Running the
 # tests"): build-essential (gcc g++ make libc6-dev) python3 sqlite3 git perl coreutils
 # xz-utils openssl nodejs bc.
 #
