@@ -202,7 +202,9 @@ unsafe fn free_slow(s: *mut Span, addr: usize) {
     }
 }
 
-/// The live span of object `p`, or a fatal error.
+/// The live span of object `p`, or a fatal error: a pointer gomalloc never handed out,
+/// one into the middle of an object, a freed large object, or a freed small object of a
+/// span the calling thread owns.
 fn object_span(p: *const u8) -> &'static Span {
     let addr = p as usize;
     let s = span_of(addr);
@@ -217,13 +219,23 @@ fn object_span(p: *const u8) -> &'static Span {
             addr,
         );
     }
-    let ok = if sr.is_large() {
-        addr == sr.base.get()
-    } else {
-        sr.slot_of(addr).is_some()
-    };
-    if !ok {
+    if sr.is_large() {
+        if addr != sr.base.get() {
+            fatal("pointer into the middle of an object:", addr);
+        }
+        return sr;
+    }
+    let Some(idx) = sr.slot_of(addr) else {
         fatal("pointer into the middle of an object:", addr);
+    };
+    // A slot of the calling thread's own span can be checked for liveness without a lock
+    // (`malloc_usable_size` or an in-place `realloc` after `free`). Other threads' spans
+    // are not checked: their bitmaps belong to their owners.
+    if sr.owner.load(crate::sync::Ordering::Relaxed) == mcache::current() {
+        // SAFETY: this thread owns the span; `idx < nelems` (slot_of).
+        if unsafe { sr.slot_is_free_local(idx) } {
+            fatal("use of a freed pointer:", addr);
+        }
     }
     sr
 }

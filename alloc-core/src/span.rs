@@ -305,6 +305,24 @@ impl Span {
         self.needzero.set(true);
     }
 
+    /// True if the owner sees slot `idx` as free: its bit is set in the loaded window, or
+    /// clear in the bitmap outside it (the same test [`Span::free_local`] makes). Frees
+    /// other threads left on the remote list and not yet collected still read as
+    /// allocated, so `false` does not prove the slot is live.
+    ///
+    /// # Safety
+    /// The caller owns the span; `idx < nelems`.
+    #[inline]
+    pub unsafe fn slot_is_free_local(&self, idx: usize) -> bool {
+        let m = 1u64 << (idx & 63);
+        if idx & !63 == self.window.get() as usize {
+            self.alloc_cache.get() & m != 0
+        } else {
+            // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.
+            unsafe { *self.alloc_bits.get().add(idx >> 6) & m == 0 }
+        }
+    }
+
     /// Writes the loaded window back into the bitmap and empties the cache.
     ///
     /// # Safety
