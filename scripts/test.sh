@@ -21,7 +21,8 @@ stage() { printf '\n== %s  (%ds)\n' "$1" "$((SECONDS - START))"; }
 
 # --- set-up ------------------------------------------------------------------------------
 # Debian packages the tests use; installed only when missing (needs root, as on CI).
-APT_PACKAGES=()
+# C suite and real programs under LD_PRELOAD (shim-c/tests/run-all.sh):
+APT_PACKAGES=(build-essential python3 sqlite3 git perl coreutils xz-utils openssl nodejs bc)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -56,9 +57,14 @@ stage "cargo test (checked build: debug assertions and heap invariant checks)"
 cargo test --workspace --quiet
 
 if ((QUICK)); then
+    stage "C suite under LD_PRELOAD"
+    GOMALLOC_PARTS="c" bash shim-c/tests/run-all.sh
     stage "done (quick)"
     exit 0
 fi
+
+stage "shim-c: C suite, real programs and the Rust tests under LD_PRELOAD"
+GOMALLOC_REQUIRE_ALL=1 bash shim-c/tests/run-all.sh
 
 stage "loom models of the lock-free structures"
 RUSTFLAGS="--cfg loom" cargo test -p gomalloc --test loom --release --quiet \
