@@ -86,7 +86,9 @@ mod sync;
 #[cfg(not(loom))]
 pub use config::{configure, Config, ReleaseMode};
 #[cfg(not(loom))]
-pub use malloc::{alloc, alloc_zeroed, free, owns, realloc, release_memory, usable_size};
+pub use malloc::{
+    alloc, alloc_zeroed, free, free_sized, owns, realloc, release_memory, usable_size,
+};
 #[cfg(not(loom))]
 pub use stats::{print_summary, stats, ClassStats, ScavengeStats, Stats};
 
@@ -113,9 +115,9 @@ unsafe impl GlobalAlloc for GoMalloc {
     }
 
     #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator.
-        unsafe { malloc::free(ptr) }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator with `layout`.
+        unsafe { malloc::free_sized(ptr, layout.size(), layout.align()) }
     }
 
     #[inline]

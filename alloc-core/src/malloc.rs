@@ -12,7 +12,7 @@ use crate::mcache::{self, MCache};
 use crate::mcentral::{central, CENTRAL};
 use crate::mheap::HEAP;
 use crate::report::fatal;
-use crate::sizeclass::{size_to_class, SizeClass, SpanClass, PAGE_SIZE};
+use crate::sizeclass::{fast_noscan_spc, size_to_class, SizeClass, SpanClass, PAGE_SIZE};
 use crate::sizeclasses::{MAX_SMALL_SIZE, NUM_SIZE_CLASSES};
 use crate::span::{Span, SpanState};
 use core::ptr;
@@ -21,10 +21,7 @@ use core::ptr;
 /// when the request is impossible. `size == 0` gives a unique minimum-size object.
 #[inline(always)]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
-    if size <= MAX_SMALL_SIZE && align <= 16 {
-        // Every class size is a multiple of 8, so only alignment 16 changes the class.
-        let sz = if align <= 8 { size } else { (size + 15) & !15 };
-        let spc = ((size_to_class(sz).0 as usize) << 1) | 1;
+    if let Some(spc) = fast_noscan_spc(size, align) {
         // SAFETY: `current()` is the thread's cache or the static empty one, both valid;
         // only this thread uses it.
         let p = unsafe { (*mcache::current()).span(spc).next_free_fast() };
@@ -165,6 +162,29 @@ pub unsafe fn free(p: *mut u8) {
     }
     // SAFETY: caller contract.
     unsafe { free_slow(s, addr) }
+}
+
+/// Frees `p`, which was allocated with `size` bytes at `align` (Rust's `dealloc` knows the
+/// layout). If `p` lies in the window of the span the calling thread allocates that class
+/// from (the common case for short-lived objects), it goes straight back there: no
+/// arena-map walk, no owner test, the same checks. Anything else (another window or span,
+/// a wrong layout, a bad pointer) takes the general [`free`] path, which diagnoses it.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(always)]
+pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
+    if let Some(spc) = fast_noscan_spc(size, align) {
+        // SAFETY: `current()` is the thread's cache or the static empty one (whose spans
+        // hold no slot, so `slot_of` fails); every span in a cache is owned by it.
+        unsafe {
+            if (*mcache::current()).span(spc).free_in_window(p as usize) {
+                return;
+            }
+        }
+    }
+    // SAFETY: caller contract.
+    unsafe { free(p) }
 }
 
 /// Frees an object of a span this thread does not own: a remote free or a large object.

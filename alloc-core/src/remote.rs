@@ -21,7 +21,6 @@ pub const DELAYED: usize = 1;
 /// of the span; `DELAYED` is set only while the span is parked: unowned, holding no remote
 /// free, and not on its mcentral's pending stack (see `mcentral.rs`). So `head` is either
 /// `DELAYED` alone or has the flag clear.
-#[repr(align(64))]
 pub struct RemoteFreeList {
     head: AtomicUsize,
 }

@@ -23,7 +23,7 @@ use crate::arena::{self, BITMAP_WORDS_PER_PAGE};
 use crate::mcache::MCache;
 use crate::remote::{chain_next, Linked, RemoteFreeList};
 use crate::report::fatal;
-use crate::sizeclass::{obj_index, SizeClass, SpanClass, PAGE_SHIFT};
+use crate::sizeclass::{SizeClass, SpanClass, PAGE_SHIFT};
 use crate::sync::{AtomicPtr, AtomicU8, Ordering};
 use core::cell::Cell;
 use core::ptr;
@@ -51,43 +51,55 @@ pub enum SpanState {
 /// 4. No bit at or above `nelems` is set in the bitmap.
 /// 5. `owner` is non-null iff an mcache holds the span in `alloc[spanclass]`.
 /// 6. `needzero == false` implies every free slot reads as zero.
+/// 7. `window_base == base + window * elemsize`,
+///    `win_bytes == min(64, nelems - window) * elemsize`, `objs_bytes == nelems * elemsize`.
 #[repr(C, align(64))]
 pub struct Span {
     // --- hot: the owner's malloc/free fast paths (first cache line) ---
     /// Free slots of the current window (bit i: slot `window + i` is free): Go's
     /// `allocCache`, searched with count-trailing-zeros.
     pub alloc_cache: Cell<u64>,
+    /// Address of slot `window`: `base + window * elemsize`, so that taking a slot is one
+    /// multiply-add.
+    pub window_base: Cell<usize>,
+    /// Address of the first page.
+    pub base: Cell<usize>,
+    /// The mcache allocating from this span, or null.
+    pub owner: AtomicPtr<MCache>,
     /// First slot of the current window (a multiple of 64): Go's `freeindex`, which Go
     /// also keeps at the base of the `allocCache` word it loaded. Slots below it that are
     /// free again (local frees) are found when the window wraps around.
     pub window: Cell<u32>,
     /// Bytes per slot (small spans); 0 for large spans.
     pub elemsize: Cell<u32>,
-    /// Address of the first page.
-    pub base: Cell<usize>,
     /// `obj_index` multiplier of the size class.
     pub div_magic: Cell<u32>,
-    /// Number of slots (1 for a large span).
-    pub nelems: Cell<u32>,
-    /// The mcache allocating from this span, or null.
-    pub owner: AtomicPtr<MCache>,
+    /// `window`'s slots times `elemsize` (0 when no window is loaded in a small span, and
+    /// for large spans): `p` is in the window iff `p - window_base < win_bytes`, which is
+    /// the layout-aware free's whole containment test.
+    pub win_bytes: Cell<u32>,
+    /// `nelems * elemsize` for small spans, 0 for large ones: an address `p` is a slot
+    /// candidate iff `p - base < objs_bytes` (one unsigned compare).
+    pub objs_bytes: Cell<u32>,
     /// Span class (class 0 for large objects).
     pub spanclass: Cell<SpanClass>,
     /// [`SpanState`] as a byte.
     pub state: AtomicU8,
     /// Free slots may hold old data: `alloc_zeroed` must clear them.
     pub needzero: Cell<bool>,
+    _pad_hot: [u8; 9],
+    // --- written by other threads: its own cache line ---
+    /// Objects freed by threads that do not own the span.
+    pub xfree: RemoteFreeList,
     /// Free records only: in the page heap's list of free runs that may hold pages not
-    /// yet released to the OS (the scavenger's work list). These fill the first line's
-    /// spare bytes; in-use spans never touch them.
+    /// yet released to the OS (the scavenger's work list). A free record receives no
+    /// remote frees, so sharing `xfree`'s line costs nothing.
     pub in_dirty: Cell<bool>,
     /// Dirty-list links (free records only).
     pub dirty_next: Cell<*mut Span>,
     /// Dirty-list links (free records only).
     pub dirty_prev: Cell<*mut Span>,
-    // --- written by other threads: its own cache line ---
-    /// Objects freed by threads that do not own the span.
-    pub xfree: RemoteFreeList,
+    _pad_remote: [u8; 32],
     // --- cold ---
     /// Pages in the span.
     pub npages: Cell<usize>,
@@ -101,6 +113,8 @@ pub struct Span {
     pub prev: Cell<*mut Span>,
     /// Link in an mcentral's pending stack.
     pub pending_next: AtomicPtr<Span>,
+    /// Number of slots (1 for a large span).
+    pub nelems: Cell<u32>,
     /// Allocated slots, exact when the window is committed.
     pub alloc_count: Cell<u32>,
     /// Heap bins index while free.
@@ -113,6 +127,7 @@ pub struct Span {
 pub const SPAN_RECORD_BYTES: usize = core::mem::size_of::<Span>();
 const _: () = assert!(SPAN_RECORD_BYTES == 192);
 const _: () = assert!(core::mem::offset_of!(Span, xfree) == 64);
+const _: () = assert!(core::mem::offset_of!(Span, npages) == 128);
 
 impl Linked for Span {
     fn link(&self) -> &AtomicPtr<Span> {
@@ -137,25 +152,30 @@ impl Span {
     pub const fn empty() -> Span {
         Span {
             alloc_cache: Cell::new(0),
+            window_base: Cell::new(0),
+            base: Cell::new(0),
+            owner: AtomicPtr::new(ptr::null_mut()),
             window: Cell::new(0),
             elemsize: Cell::new(0),
-            base: Cell::new(0),
             div_magic: Cell::new(0),
-            nelems: Cell::new(0),
-            owner: AtomicPtr::new(ptr::null_mut()),
+            win_bytes: Cell::new(0),
+            objs_bytes: Cell::new(0),
             spanclass: Cell::new(SpanClass(0)),
             state: AtomicU8::new(SpanState::Dead as u8),
             needzero: Cell::new(false),
+            _pad_hot: [0; 9],
+            xfree: RemoteFreeList::new(),
             in_dirty: Cell::new(false),
             dirty_next: Cell::new(ptr::null_mut()),
             dirty_prev: Cell::new(ptr::null_mut()),
-            xfree: RemoteFreeList::new(),
+            _pad_remote: [0; 32],
             npages: Cell::new(0),
             alloc_bits: Cell::new(ptr::null_mut()),
             mark_bits: Cell::new(ptr::null_mut()),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
             pending_next: AtomicPtr::new(ptr::null_mut()),
+            nelems: Cell::new(0),
             alloc_count: Cell::new(0),
             bin: Cell::new(0),
             in_partial: Cell::new(false),
@@ -213,7 +233,6 @@ impl Span {
         self.owner.store(ptr::null_mut(), Ordering::Relaxed);
         self.alloc_count.set(0);
         self.in_partial.set(false);
-        self.window.set(0);
         let ha = arena::heap_arena_of(self.base.get());
         debug_assert!(!ha.is_null());
         let page = arena::page_index(self.base.get());
@@ -230,6 +249,8 @@ impl Span {
             self.elemsize.set(0);
             self.div_magic.set(0);
             self.nelems.set(1);
+            self.objs_bytes.set(0);
+            self.set_window(0);
             self.alloc_cache.set(0);
             self.alloc_count.set(1);
         } else {
@@ -237,6 +258,8 @@ impl Span {
             self.elemsize.set(class.size() as u32);
             self.div_magic.set(class.div_magic());
             self.nelems.set(nelems);
+            self.objs_bytes.set(nelems * class.size() as u32);
+            self.set_window(0);
             let words = nelems.div_ceil(64) as usize;
             debug_assert!(words <= self.npages.get() * BITMAP_WORDS_PER_PAGE);
             // SAFETY: the bitmap slot of the span's first page has room for `words` words
@@ -260,8 +283,7 @@ impl Span {
             return ptr::null_mut();
         }
         self.alloc_cache.set(c & (c - 1));
-        let idx = self.window.get() as usize + c.trailing_zeros() as usize;
-        let p = self.base.get() + idx * self.elemsize.get() as usize;
+        let p = self.window_base.get() + c.trailing_zeros() as usize * self.elemsize.get() as usize;
         // SAFETY: only an in-use span has free slots in its window (the static empty span's
         // `alloc_cache` is 0), and its slots lie in an arena mapped by the OS, never at
         // address 0. Telling the compiler lets it drop the callers' null tests.
@@ -273,11 +295,58 @@ impl Span {
     #[inline(always)]
     pub fn slot_of(&self, addr: usize) -> Option<usize> {
         let off = addr.wrapping_sub(self.base.get());
-        let idx = obj_index(off, self.div_magic.get());
-        if idx * self.elemsize.get() as usize != off || idx >= self.nelems.get() as usize {
+        if off >= self.objs_bytes.get() as usize {
             return None;
         }
-        Some(idx)
+        // `off * magic = idx * 2^32 + low`, and `low < magic` exactly when `off` is a
+        // multiple of the object size (for every offset inside a span of any class:
+        // checked exhaustively by `sizeclass` tests), so no multiply back is needed.
+        let magic = self.div_magic.get();
+        let prod = off as u64 * magic as u64;
+        if (prod as u32) >= magic {
+            return None;
+        }
+        Some((prod >> 32) as usize)
+    }
+
+    /// Makes slot `w` (a multiple of 64) the start of the window.
+    #[inline]
+    fn set_window(&self, w: u32) {
+        let e = self.elemsize.get();
+        self.window.set(w);
+        self.window_base
+            .set(self.base.get() + w as usize * e as usize);
+        self.win_bytes
+            .set(self.nelems.get().saturating_sub(w).min(64) * e);
+    }
+
+    /// Frees `addr` if it is a slot of the loaded window (the layout-aware fast path of
+    /// [`crate::malloc::free_sized`]); false if it is not in the window at all. A pointer
+    /// into the middle of a window slot, or a slot already free, ends the process.
+    ///
+    /// # Safety
+    /// The caller owns the span.
+    #[inline(always)]
+    pub unsafe fn free_in_window(&self, addr: usize) -> bool {
+        let off = addr.wrapping_sub(self.window_base.get());
+        if off >= self.win_bytes.get() as usize {
+            return false;
+        }
+        // The window starts on a slot boundary, so the exactness test of `slot_of` holds
+        // for offsets from it too.
+        let magic = self.div_magic.get();
+        let prod = off as u64 * magic as u64;
+        if (prod as u32) >= magic {
+            fatal("free of a pointer into the middle of an object:", addr);
+        }
+        let bit = (prod >> 32) as u32;
+        let c = self.alloc_cache.get();
+        if (c >> bit) & 1 != 0 {
+            double_free(addr);
+        }
+        self.alloc_cache.set(c | (1u64 << bit));
+        self.needzero.set(true);
+        true
     }
 
     /// The owner frees slot `idx`: back into the window if it is the loaded one, else
@@ -287,20 +356,21 @@ impl Span {
     /// The caller owns the span; `idx < nelems`.
     #[inline(always)]
     pub unsafe fn free_local(&self, idx: usize, addr: usize) {
-        let m = 1u64 << (idx & 63);
+        // Bit tests written so that they compile to `bt`/`bts`/`btr`.
+        let bit = idx & 63;
         if idx & !63 == self.window.get() as usize {
             let c = self.alloc_cache.get();
-            if c & m != 0 {
+            if (c >> bit) & 1 != 0 {
                 double_free(addr);
             }
-            self.alloc_cache.set(c | m);
+            self.alloc_cache.set(c | (1u64 << bit));
         } else {
             // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.
             let w = unsafe { &mut *self.alloc_bits.get().add(idx >> 6) };
-            if *w & m == 0 {
+            if (*w >> bit) & 1 == 0 {
                 double_free(addr);
             }
-            *w &= !m;
+            *w &= !(1u64 << bit);
         }
         self.needzero.set(true);
     }
@@ -350,7 +420,7 @@ impl Span {
             let bits = unsafe { *self.alloc_bits.get().add(w as usize) };
             let free = !bits & window_mask(w * 64, nelems);
             if free != 0 {
-                self.window.set(w * 64);
+                self.set_window(w * 64);
                 self.alloc_cache.set(free);
                 return true;
             }
@@ -420,6 +490,13 @@ impl Span {
         assert_eq!(self.div_magic.get(), class.div_magic());
         assert_eq!(self.window.get() % 64, 0);
         assert!(self.window.get() < nelems);
+        let (w, e) = (self.window.get() as usize, self.elemsize.get() as usize);
+        assert_eq!(self.window_base.get(), self.base.get() + w * e);
+        assert_eq!(
+            self.win_bytes.get() as usize,
+            (nelems as usize - w).min(64) * e
+        );
+        assert_eq!(self.objs_bytes.get() as usize, nelems as usize * e);
         assert_eq!(
             self.alloc_cache.get() & !window_mask(self.window.get(), nelems),
             0

@@ -56,6 +56,21 @@ fn misuse_child() {
                 let p = gomalloc::alloc(64, 8);
                 gomalloc::free(p.add(8));
             }
+            "interior_sized" => {
+                // Rust's dealloc path (layout known): the object is in the current window.
+                let p = gomalloc::alloc(64, 8);
+                gomalloc::free_sized(p.add(8), 64, 8);
+            }
+            "double_free_sized" => {
+                let p = gomalloc::alloc(48, 8);
+                gomalloc::free_sized(p, 48, 8);
+                gomalloc::free_sized(p, 48, 8);
+            }
+            "wrong_layout_interior" => {
+                // A wrong layout sends the free to the general path, which still diagnoses.
+                let p = gomalloc::alloc(64, 8);
+                gomalloc::free_sized(p.add(16), 4096, 8);
+            }
             "interior_large" => {
                 let p = gomalloc::alloc(100_000, 8);
                 gomalloc::free(p.add(4096));
@@ -134,6 +149,21 @@ fn double_free_large() {
 #[test]
 fn interior_pointer_small() {
     expect_abort("interior_small", "middle of an object");
+}
+
+#[test]
+fn interior_pointer_with_layout() {
+    expect_abort("interior_sized", "middle of an object");
+}
+
+#[test]
+fn double_free_with_layout() {
+    expect_abort("double_free_sized", "double free");
+}
+
+#[test]
+fn interior_pointer_with_a_wrong_layout() {
+    expect_abort("wrong_layout_interior", "middle of an object");
 }
 
 #[test]

@@ -126,3 +126,41 @@ fn multiples_of_16_stay_16_aligned() {
         assert_eq!(class.size() % 16, 0, "size {size} -> {class:?}");
     }
 }
+
+/// The fast paths' flattened table agrees with Go's two tables for every size and both
+/// alignments it serves.
+#[test]
+fn flattened_table_matches_the_two_tables() {
+    use gomalloc::sizeclass::{fast_noscan_spc, size_to_class, SpanClass};
+    for size in 0..=gomalloc::sizeclasses::MAX_SMALL_SIZE {
+        let c8 = SpanClass::new(size_to_class(size), true).index();
+        assert_eq!(fast_noscan_spc(size, 8), Some(c8), "size {size}");
+        assert_eq!(fast_noscan_spc(size, 1), Some(c8), "size {size}");
+        let c16 = SpanClass::new(size_to_class(size.next_multiple_of(16)), true).index();
+        assert_eq!(fast_noscan_spc(size, 16), Some(c16), "size {size}");
+        assert!(size_to_class(size.next_multiple_of(16)).size() % 16 == 0 || size == 0);
+    }
+    assert_eq!(fast_noscan_spc(32769, 8), None);
+    assert_eq!(fast_noscan_spc(64, 32), None);
+}
+
+/// `low32(off * div_magic) < div_magic` exactly when `off` is a multiple of the object
+/// size, for every offset inside a span of every class: the free path's interior-pointer
+/// test relies on it (no multiply back).
+#[test]
+fn div_magic_detects_exact_multiples() {
+    use gomalloc::sizeclass::SizeClass;
+    for c in 1..gomalloc::sizeclasses::NUM_SIZE_CLASSES as u8 {
+        let class = SizeClass(c);
+        let (e, magic) = (class.size() as u64, class.div_magic() as u64);
+        for off in 0..class.nelems() as u64 * e {
+            let prod = off * magic;
+            assert_eq!(
+                (prod as u32 as u64) < magic,
+                off % e == 0,
+                "class {c} off {off}"
+            );
+            assert_eq!(prod >> 32, off / e, "class {c} off {off}");
+        }
+    }
+}
