@@ -71,7 +71,7 @@ RUSTFLAGS="--cfg loom" cargo test -p gomalloc --test loom --release --quiet \
     --target-dir target/loom
 
 stage "Miri over the heap's unit tests (cfg(miri) OS layer)"
-MIRIFLAGS="-Zmiri-disable-isolation" cargo +nightly miri test -p gomalloc --lib --quiet \
+MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance" cargo +nightly miri test -p gomalloc --lib --quiet \
     --target-dir target/miri
 
 stage "done"

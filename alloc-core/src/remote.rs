@@ -119,7 +119,9 @@ impl Default for RemoteFreeList {
 #[inline]
 pub unsafe fn chain_next(obj: *mut u8) -> *mut u8 {
     // SAFETY: chain elements store their successor in their first word.
-    unsafe { obj.cast::<*mut u8>().read() }
+    // The link was stored as an integer (`push` writes `usize`), so read it as one and
+    // cast: the cast picks up the provenance `push` exposed.
+    unsafe { obj.cast::<usize>().read() as *mut u8 }
 }
 
 /// A node of an [`IntrusiveStack`].
