@@ -134,6 +134,7 @@ pub(crate) fn scavenge_on() -> bool {
     SCAVENGE.load(Ordering::Relaxed)
 }
 
+#[cfg_attr(miri, allow(dead_code))]
 pub(crate) fn scavenge_percent() -> u8 {
     SCAVENGE_PERCENT.load(Ordering::Relaxed)
 }
@@ -156,6 +157,7 @@ pub(crate) fn memory_limit() -> usize {
     MEMLIMIT.load(Ordering::Relaxed)
 }
 
+#[cfg_attr(miri, allow(dead_code))]
 pub(crate) fn stats_at_exit() -> bool {
     STATS_AT_EXIT.load(Ordering::Relaxed)
 }

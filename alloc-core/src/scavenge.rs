@@ -40,7 +40,9 @@
 
 use crate::config;
 use crate::mcentral::CENTRAL;
+#[cfg(not(any(miri, loom)))]
 use crate::mheap::HEAP;
+#[cfg(not(any(miri, loom)))]
 use crate::sizeclass::PAGE_SHIFT;
 use crate::sync::{AtomicU8, AtomicUsize, Ordering};
 
@@ -54,6 +56,7 @@ pub const BURST_NS: u64 = 250_000_000;
 pub const RECLAIM_EVERY_NS: u64 = 200_000_000;
 /// Time constant of the decaying in-use peak.
 const DECAY_NS: u64 = 500_000_000;
+#[cfg_attr(any(miri, loom), allow(dead_code))]
 /// Sleep while there is nothing to do (also how soon a [`crate::configure`] takes effect).
 const IDLE_NS: u64 = 100_000_000;
 

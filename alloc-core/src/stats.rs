@@ -7,6 +7,7 @@
 //! `heap_alloc` can exceed the bytes the program holds by at most one span per span class
 //! per thread.
 
+#[cfg(all(target_os = "linux", not(miri)))]
 use crate::config;
 use crate::mcache::{FLUSHES, POOL};
 use crate::mcentral::CENTRAL;
