@@ -176,12 +176,31 @@ pub unsafe fn free(p: *mut u8) {
 pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
     if let Some(spc) = fast_noscan_spc(size, align) {
         // SAFETY: `current()` is the thread's cache or the static empty one (whose spans
-        // hold no slot, so `slot_of` fails); every span in a cache is owned by it.
+        // hold no slot, so the window test fails); every span in a cache is owned by it.
         unsafe {
-            if (*mcache::current()).span(spc).free_in_window(p as usize) {
+            let span = (*mcache::current()).span(spc);
+            if span.free_in_window(p as usize) {
                 return;
             }
+            return free_in_span_or_general(span, p);
         }
+    }
+    // SAFETY: caller contract.
+    unsafe { free(p) }
+}
+
+/// Second tier of [`free_sized`]: `p` is not in the window, but may still be a slot of the
+/// same cached span (a batch of frees), which needs no arena-map walk either.
+///
+/// # Safety
+/// `span` is in the calling thread's cache; `p` as for [`free`].
+#[cold]
+#[inline(never)]
+unsafe fn free_in_span_or_general(span: &Span, p: *mut u8) {
+    if let Some(idx) = span.slot_of(p as usize) {
+        // SAFETY: the calling thread's cache owns `span`; `idx < nelems`.
+        unsafe { span.free_local(idx, p as usize) };
+        return;
     }
     // SAFETY: caller contract.
     unsafe { free(p) }
