@@ -41,7 +41,9 @@
 //!
 //! Every span class exists in a *scan* and a *noscan* variant (136 span classes), and
 //! every span has a mark bitmap next to its allocation bitmap, so the garbage collector
-//! built on this heap can skip pointer-free spans and sweep by swapping bitmaps.
+//! built on this heap can skip pointer-free spans and sweep by swapping bitmaps. The
+//! collector (crate `gomalloc-gc`) keeps its own spans on the same page heap and arena map,
+//! through the one module written for it, [`gcapi`].
 //!
 //! ## Rules inside the allocator
 //!
@@ -57,6 +59,8 @@ pub mod arena;
 #[cfg(not(loom))]
 pub mod fixalloc;
 pub mod lock;
+#[cfg(not(loom))]
+pub mod gcapi;
 #[cfg(not(loom))]
 pub mod malloc;
 #[cfg(not(loom))]

@@ -23,7 +23,7 @@ use crate::mcache::MCache;
 use crate::remote::{chain_next, Linked, RemoteFreeList};
 use crate::report::fatal;
 use crate::sizeclass::{obj_index, SizeClass, SpanClass, PAGE_SHIFT};
-use crate::sync::{AtomicPtr, AtomicU8, Ordering};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 use core::cell::Cell;
 use core::ptr;
 
@@ -73,6 +73,11 @@ pub struct Span {
     pub state: AtomicU8,
     /// Free slots may hold old data: `alloc_zeroed` must clear them.
     pub needzero: Cell<bool>,
+    /// 0 for a malloc span; otherwise the garbage collector's object kind (see
+    /// [`crate::gcapi`]). Written only by `gcapi` while the span is the collector's.
+    pub gc: AtomicU8,
+    /// The collector's sweep generation of this span (Go's `mspan.sweepgen`).
+    pub sweepgen: AtomicU32,
     // --- written by other threads: its own cache line ---
     /// Objects freed by threads that do not own the span.
     pub xfree: RemoteFreeList,
@@ -132,6 +137,8 @@ impl Span {
             spanclass: Cell::new(SpanClass(0)),
             state: AtomicU8::new(SpanState::Dead as u8),
             needzero: Cell::new(false),
+            gc: AtomicU8::new(0),
+            sweepgen: AtomicU32::new(0),
             xfree: RemoteFreeList::new(),
             npages: Cell::new(0),
             alloc_bits: Cell::new(ptr::null_mut()),
