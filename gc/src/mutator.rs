@@ -1,0 +1,317 @@
+//! Mutator threads: attaching, safepoints, blocking regions, and stopping the world.
+//!
+//! World protocol (all under [`WORLD`]'s mutex, with [`WORLD_CV`] for every change):
+//! * a thread is `RUNNING`, `PARKED` (stopped at a safepoint) or `BLOCKING` (inside
+//!   [`Mutator::blocking`]); the latter two published their stack pointer first;
+//! * a collector sets `stw`, raises `STOP` in [`GC_FLAGS`] and waits until no other
+//!   attached thread is `RUNNING`;
+//! * restarting sets `stw = false`, bumps `epoch` and wakes everyone. Parked threads wait
+//!   for the epoch to change; threads leaving a blocking region, and threads attaching,
+//!   wait while `stw` is set.
+
+use crate::heap::{self, Cache, TINY_SIZE};
+use crate::mark::{thread_stack_bounds, with_registers_spilled};
+use gomalloc::gcapi::{self, ObjectRef, KIND_NOSCAN};
+use gomalloc::sizeclasses::MAX_SMALL_SIZE;
+use std::cell::{Cell, UnsafeCell};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// `GC_FLAGS` bit: a collector wants every mutator to stop at its next safepoint.
+pub(crate) const STOP: u8 = 1;
+/// `GC_FLAGS` bit: a cycle is marking while mutators run (barrier on, allocate black).
+pub(crate) const MARKING: u8 = 2;
+/// Read on every allocation (one relaxed load on the fast path).
+pub(crate) static GC_FLAGS: AtomicU8 = AtomicU8::new(0);
+
+pub(crate) const RUNNING: u8 = 0;
+pub(crate) const PARKED: u8 = 1;
+pub(crate) const BLOCKING: u8 = 2;
+
+/// What the collector needs from an attached thread.
+pub(crate) struct ThreadRec {
+    pub state: AtomicU8,
+    /// Stack pointer published at the last safepoint (valid while not `RUNNING`).
+    pub sp: AtomicUsize,
+    /// One past the highest address of the thread's stack.
+    pub stack_hi: usize,
+}
+
+pub(crate) struct World {
+    pub threads: Vec<Arc<ThreadRec>>,
+    pub stw: bool,
+    pub epoch: u64,
+    /// A cycle is in progress (sweep termination, stopped, or incremental marking).
+    pub collecting: bool,
+    /// The cycle in progress is the incremental test mode's.
+    pub incremental: bool,
+}
+
+pub(crate) static WORLD: Mutex<World> = Mutex::new(World {
+    threads: Vec::new(),
+    stw: false,
+    epoch: 0,
+    collecting: false,
+    incremental: false,
+});
+pub(crate) static WORLD_CV: Condvar = Condvar::new();
+
+pub(crate) fn world() -> MutexGuard<'static, World> {
+    WORLD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn wait(w: MutexGuard<'static, World>) -> MutexGuard<'static, World> {
+    WORLD_CV.wait(w).unwrap_or_else(|e| e.into_inner())
+}
+
+thread_local! {
+    static ATTACHED: Cell<*const Mutator> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The calling thread's mutator, if it is attached (for `gc::collect()`).
+pub(crate) fn current() -> Option<&'static Mutator> {
+    let p = ATTACHED.with(|a| a.get());
+    // SAFETY: the pointer is set by `attach` to the boxed mutator and cleared by its drop,
+    // both on this thread; the box does not move meanwhile.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// A thread's membership in the collector's world: the guard returned by [`attach`].
+///
+/// Allocation ([`Gc::new`](crate::Gc::new)), barriered writes
+/// ([`Lock::set`](crate::Lock::set), [`RefLock::borrow_mut`](crate::RefLock::borrow_mut)) and
+/// [`Weak::upgrade`](crate::Weak::upgrade) take `&Mutator`: only an attached thread that is
+/// not inside a blocking region can change the object graph. `!Send` and `!Sync`.
+///
+/// An attached thread must reach a safepoint regularly (allocate, call
+/// [`Mutator::safepoint`]) and must wait for other threads (joins, channels, locks) inside
+/// [`Mutator::blocking`]: otherwise every collection waits for it.
+pub struct Mutator {
+    rec: Arc<ThreadRec>,
+    cache: UnsafeCell<Cache>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+/// Attaches the calling thread to the collector. Its stack and registers are scanned
+/// conservatively at every collection until the guard is dropped.
+///
+/// # Panics
+/// If the thread is already attached.
+pub fn attach() -> Box<Mutator> {
+    crate::collector::init();
+    assert!(
+        current().is_none(),
+        "gc::attach: this thread is already attached"
+    );
+    let (_, hi) = thread_stack_bounds();
+    let rec = Arc::new(ThreadRec {
+        state: AtomicU8::new(RUNNING),
+        sp: AtomicUsize::new(0),
+        stack_hi: hi,
+    });
+    {
+        let mut w = world();
+        while w.stw {
+            w = wait(w);
+        }
+        w.threads.push(rec.clone());
+    }
+    let m = Box::new(Mutator {
+        rec,
+        cache: UnsafeCell::new(Cache::new()),
+        _not_send: PhantomData,
+    });
+    ATTACHED.with(|a| a.set(&*m as *const Mutator));
+    m
+}
+
+impl Drop for Mutator {
+    fn drop(&mut self) {
+        self.cache_mut().release_all();
+        let rec = &self.rec;
+        with_registers_spilled(|sp| {
+            rec.sp.store(sp, Ordering::Release);
+            let mut w = world();
+            // A collector may be counting on us as stopped: leave only while the world runs.
+            rec.state.store(BLOCKING, Ordering::Release);
+            WORLD_CV.notify_all();
+            while w.stw {
+                w = wait(w);
+            }
+            w.threads.retain(|t| !Arc::ptr_eq(t, rec));
+        });
+        WORLD_CV.notify_all();
+        ATTACHED.with(|a| a.set(std::ptr::null()));
+    }
+}
+
+impl Mutator {
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    pub(crate) fn cache_mut(&self) -> &mut Cache {
+        // SAFETY: the cache is used only by this mutator's thread (`Mutator` is `!Sync`),
+        // and no method holds the reference across a call that takes it again.
+        unsafe { &mut *self.cache.get() }
+    }
+
+    pub(crate) fn rec(&self) -> &Arc<ThreadRec> {
+        &self.rec
+    }
+
+    /// A safepoint: stops here if a collection is waiting for this thread.
+    #[inline]
+    pub fn safepoint(&self) {
+        if GC_FLAGS.load(Ordering::Relaxed) & STOP != 0 {
+            self.park();
+        }
+    }
+
+    /// Stops at a safepoint until the world restarts.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn park(&self) {
+        self.cache_mut().release_all();
+        with_registers_spilled(|sp| {
+            self.rec.sp.store(sp, Ordering::Release);
+            let mut w = world();
+            if !w.stw {
+                return;
+            }
+            let epoch = w.epoch;
+            self.rec.state.store(PARKED, Ordering::Release);
+            WORLD_CV.notify_all();
+            while w.stw && w.epoch == epoch {
+                w = wait(w);
+            }
+            self.rec.state.store(RUNNING, Ordering::Release);
+        });
+    }
+
+    /// Waits, stopped as at a safepoint, until the cycle in progress has ended.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn wait_cycle_end(&self) {
+        self.cache_mut().release_all();
+        with_registers_spilled(|sp| {
+            self.rec.sp.store(sp, Ordering::Release);
+            let mut w = world();
+            self.rec.state.store(PARKED, Ordering::Release);
+            WORLD_CV.notify_all();
+            while w.collecting {
+                w = wait(w);
+            }
+            self.rec.state.store(RUNNING, Ordering::Release);
+        });
+    }
+
+    /// Runs `f` in a blocking region: collections may run meanwhile without waiting for
+    /// this thread. Use it around joins, channel receives, lock waits and sleeps. `f`
+    /// cannot use the mutator (it is borrowed mutably), so it cannot allocate or write
+    /// barriered cells; reading GC objects is fine (marking never changes them), and the
+    /// `Gc` pointers on this thread's stack stay rooted.
+    pub fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        self.cache_mut().release_all();
+        let rec = self.rec.clone();
+        with_registers_spilled(move |sp| {
+            rec.sp.store(sp, Ordering::Release);
+            {
+                let _w = world();
+                rec.state.store(BLOCKING, Ordering::Release);
+                WORLD_CV.notify_all();
+            }
+            let r = f();
+            let mut w = world();
+            while w.stw {
+                w = wait(w);
+            }
+            rec.state.store(RUNNING, Ordering::Release);
+            r
+        })
+    }
+
+    /// Allocates an object of `kind`, `size` bytes, aligned to `align`: the tiny
+    /// allocator, the span cache, or a large span. A safepoint. Aborts when out of memory.
+    #[inline(always)]
+    pub(crate) fn alloc_object(&self, kind: u8, size: usize, align: usize) -> *mut u8 {
+        let flags = GC_FLAGS.load(Ordering::Relaxed);
+        if flags == 0 && size <= MAX_SMALL_SIZE {
+            if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 {
+                let p = self.cache_mut().tiny_fast(size, align);
+                if !p.is_null() {
+                    return p;
+                }
+            } else if let Some(class) = heap::class_for(kind, size, align) {
+                let p = self.cache_mut().alloc_fast(kind, class);
+                if !p.is_null() {
+                    return p;
+                }
+            }
+        }
+        self.alloc_slow(kind, size, align)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, kind: u8, size: usize, align: usize) -> *mut u8 {
+        self.safepoint();
+        if crate::pacer::should_collect() {
+            crate::collector::collect_auto(self);
+        }
+        let c = self.cache_mut();
+        let small = if size <= MAX_SMALL_SIZE {
+            heap::class_for(kind, size, align)
+        } else {
+            None
+        };
+        let p = match small {
+            Some(_) if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 => {
+                c.alloc_tiny(size, align)
+            }
+            Some(class) => {
+                let p = c.alloc_fast(kind, class);
+                if p.is_null() {
+                    c.refill(kind, class)
+                } else {
+                    p
+                }
+            }
+            None => heap::alloc_large(kind, size, align),
+        };
+        if p.is_null() {
+            gomalloc::report::fatal("gc: out of memory allocating", size);
+        }
+        if GC_FLAGS.load(Ordering::Relaxed) & crate::mutator::MARKING != 0 {
+            self.mark_new(p as usize, kind, size, align);
+        }
+        p
+    }
+
+    /// Allocate-black: marks an object allocated while a cycle is marking.
+    fn mark_new(&self, p: usize, kind: u8, size: usize, align: usize) {
+        let span = match heap::class_for(kind, size, align) {
+            Some(_) if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 => {
+                gomalloc::arena::span_of(p)
+            }
+            Some(class) => self.cache_mut().span_of_class(kind, class),
+            None => gomalloc::arena::span_of(p),
+        };
+        // SAFETY: `span` is the live span holding `p`.
+        let sr = unsafe { &*span };
+        let index = if sr.is_large() {
+            0
+        } else {
+            (p - sr.base.get()) / sr.elemsize.get() as usize
+        };
+        let base = sr.base.get() + index * sr.elemsize.get() as usize;
+        // SAFETY: `p` is a slot of `span` allocated just now.
+        unsafe { gcapi::mark(ObjectRef { span, index, base }) };
+    }
+
+    /// Runs the finalizers queued so far on this thread and waits until the finalizer
+    /// thread is idle (for tests and orderly shutdown).
+    pub fn run_finalizers(&mut self) {
+        crate::weak::run_pending(self);
+    }
+}
+
