@@ -53,7 +53,7 @@ fn gc_flags(attrs: &[syn::Attribute]) -> syn::Result<Vec<Ident>> {
     Ok(out)
 }
 
-/// Finds the identifiers of a type (every path segment, at any depth).
+/// Collects the identifiers of a type (every path segment, at any depth).
 struct Idents(Vec<Ident>);
 impl<'a> Visit<'a> for Idents {
     fn visit_path_segment(&mut self, s: &'a syn::PathSegment) {
@@ -62,13 +62,28 @@ impl<'a> Visit<'a> for Idents {
     }
 }
 
+/// Finds an unbarriered cell whose type arguments mention a GC type.
+struct CellAroundGc(Option<(Ident, Ident)>);
+impl<'a> Visit<'a> for CellAroundGc {
+    fn visit_path_segment(&mut self, s: &'a syn::PathSegment) {
+        if self.0.is_none() && UNBARRIERED.iter().any(|c| s.ident == c) {
+            if let syn::PathArguments::AngleBracketed(args) = &s.arguments {
+                let mut inner = Idents(Vec::new());
+                inner.visit_angle_bracketed_generic_arguments(args);
+                if let Some(g) = inner.0.into_iter().find(|i| GC_TYPES.iter().any(|c| i == c)) {
+                    self.0 = Some((s.ident.clone(), g));
+                }
+            }
+        }
+        syn::visit::visit_path_segment(self, s);
+    }
+}
+
 /// Rejects an unbarriered cell around a GC pointer.
 fn check_field(f: &Field) -> syn::Result<()> {
-    let mut v = Idents(Vec::new());
+    let mut v = CellAroundGc(None);
     v.visit_type(&f.ty);
-    let cell = v.0.iter().find(|i| UNBARRIERED.iter().any(|c| *i == c));
-    let gc = v.0.iter().find(|i| GC_TYPES.iter().any(|c| *i == c));
-    if let (Some(cell), Some(gc)) = (cell, gc) {
+    if let Some((cell, gc)) = v.0 {
         return Err(syn::Error::new(
             f.ty.span(),
             format!(
