@@ -170,8 +170,7 @@ impl<T> RefLock<T> {
     /// # Panics
     /// If it is borrowed mutably.
     pub fn borrow(&self) -> Ref<'_, T> {
-        self.try_borrow()
-            .expect("RefLock already mutably borrowed")
+        self.try_borrow().expect("RefLock already mutably borrowed")
     }
 }
 

@@ -33,7 +33,11 @@ pub(crate) fn init() {
         let procs = std::env::var("GOMALLOC_GCPROCS")
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(8))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(8)
+            })
             .max(1);
         WORKERS.store(procs, Ordering::Relaxed);
         Instant::now()

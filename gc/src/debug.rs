@@ -31,7 +31,11 @@ impl<'m> IncrementalCycle<'m> {
         {
             let mut w = world();
             assert!(!w.collecting, "a collection is running");
-            assert_eq!(w.threads.len(), 1, "incremental cycles need a single mutator");
+            assert_eq!(
+                w.threads.len(),
+                1,
+                "incremental cycles need a single mutator"
+            );
             w.collecting = true;
             w.incremental = true;
         }

@@ -423,5 +423,9 @@ pub(crate) fn check_lists(cached: usize) {
     listed += l.swept.len() + l.unswept.len();
     let mut found = 0usize;
     gcapi::for_each_gc_span(|_| found += 1);
-    assert_eq!(found, listed + cached, "GC spans in the arena map vs. listed + cached");
+    assert_eq!(
+        found,
+        listed + cached,
+        "GC spans in the arena map vs. listed + cached"
+    );
 }

@@ -314,4 +314,3 @@ impl Mutator {
         crate::weak::run_pending(self);
     }
 }
-

@@ -164,7 +164,11 @@ unsafe fn trampoline<T: Trace + 'static>(m: &Mutator, obj: usize, f: usize) {
 /// Resurrection is safe (design §7): `obj` and everything it references were kept by the
 /// cycle that queued it, and stay rooted by the queue until `f` returns; if `f` stores `obj`
 /// somewhere reachable it simply lives on (with no finalizer; arm it again to re-arm).
-pub fn set_finalizer<T: Trace + Send + Sync + 'static>(m: &Mutator, obj: Gc<T>, f: fn(&Mutator, Gc<T>)) {
+pub fn set_finalizer<T: Trace + Send + Sync + 'static>(
+    m: &Mutator,
+    obj: Gc<T>,
+    f: fn(&Mutator, Gc<T>),
+) {
     let _ = m;
     FIN.lock().unwrap().table.push(Finalizer {
         obj: obj.addr(),

@@ -90,10 +90,14 @@ fn hybrid_barrier_keeps_hidden_objects() {
 
 #[inline(never)]
 fn check(m: &gc::Mutator, root: &gc::Root<Obj>, wb: Weak<Obj>, wc: Weak<Obj>) {
-    let b = wb.upgrade(m).expect("object moved behind a black object was freed");
+    let b = wb
+        .upgrade(m)
+        .expect("object moved behind a black object was freed");
     assert_eq!(b.id, 2);
     assert!(Gc::ptr_eq(root.list.borrow()[0], b));
-    let c = wc.upgrade(m).expect("object taken out of a RefLock was freed");
+    let c = wc
+        .upgrade(m)
+        .expect("object taken out of a RefLock was freed");
     assert_eq!(c.id, 3);
     let holder = root.slot.get().unwrap();
     assert_eq!(holder.id, 4);

@@ -204,7 +204,10 @@ fn finalizers_run_once_and_resurrection_is_safe() {
     collect_clean();
     m.run_finalizers();
     assert_eq!(FINALIZED.load(Ordering::SeqCst), 1);
-    assert!(w.upgrade(&m).is_none(), "weak cleared when the object became unreachable");
+    assert!(
+        w.upgrade(&m).is_none(),
+        "weak cleared when the object became unreachable"
+    );
     collect_clean();
     m.run_finalizers();
     assert_eq!(FINALIZED.load(Ordering::SeqCst), 1, "finalizer ran twice");
@@ -290,7 +293,11 @@ fn noscan_objects_with_destructors_are_dropped() {
     collect_clean();
     // Sweeping is lazy: the next cycle finishes it before marking.
     collect_clean();
-    assert!(DROPS.load(Ordering::SeqCst) >= 990, "{}", DROPS.load(Ordering::SeqCst));
+    assert!(
+        DROPS.load(Ordering::SeqCst) >= 990,
+        "{}",
+        DROPS.load(Ordering::SeqCst)
+    );
 }
 
 #[test]
