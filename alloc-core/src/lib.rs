@@ -58,9 +58,9 @@
 pub mod arena;
 #[cfg(not(loom))]
 pub mod fixalloc;
-pub mod lock;
 #[cfg(not(loom))]
 pub mod gcapi;
+pub mod lock;
 #[cfg(not(loom))]
 pub mod malloc;
 #[cfg(not(loom))]

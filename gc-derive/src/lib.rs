@@ -70,7 +70,11 @@ impl<'a> Visit<'a> for CellAroundGc {
             if let syn::PathArguments::AngleBracketed(args) = &s.arguments {
                 let mut inner = Idents(Vec::new());
                 inner.visit_angle_bracketed_generic_arguments(args);
-                if let Some(g) = inner.0.into_iter().find(|i| GC_TYPES.iter().any(|c| i == c)) {
+                if let Some(g) = inner
+                    .0
+                    .into_iter()
+                    .find(|i| GC_TYPES.iter().any(|c| i == c))
+                {
                     self.0 = Some((s.ident.clone(), g));
                 }
             }

@@ -39,10 +39,11 @@ enum Value {
     Pair(Gc<Pair>),
     Lambda(Gc<Lambda>),
     /// A function pointer holds no GC pointer: not traced.
-    Builtin(#[gc(unsafe_skip)] fn(&Mutator, &[Value]) -> Result<Value, String>),
+    Builtin(#[gc(unsafe_skip)] BuiltinFn),
 }
 
 type R = Result<Value, String>;
+type BuiltinFn = fn(&Mutator, &[Value]) -> R;
 
 fn cons(m: &Mutator, a: Value, d: Value) -> Value {
     Value::Pair(Gc::new(
@@ -275,7 +276,7 @@ fn global_env(m: &Mutator) -> Gc<Env> {
             parent: None,
         },
     );
-    let builtins: [(&str, fn(&Mutator, &[Value]) -> R); 10] = [
+    let builtins: [(&str, BuiltinFn); 10] = [
         ("+", |_, a| {
             Ok(Value::Int(
                 a.iter().map(|v| int(*v)).sum::<Result<i64, _>>()?,
