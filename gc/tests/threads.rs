@@ -28,7 +28,7 @@ fn list_sum(mut c: Option<Gc<Link>>) -> (u64, u64) {
 #[test]
 fn many_mutators_share_graphs_while_collecting() {
     const THREADS: u64 = 6;
-    const PER: u64 = 300;
+    const PER: u64 = 2_000;
     let mut m = gc::attach();
     let shared = Arc::new(Root::new(Gc::new(
         &m,
@@ -69,7 +69,7 @@ fn many_mutators_share_graphs_while_collecting() {
                     node.next.set(&m, shared.head.get());
                     shared.head.set(&m, Some(node));
                     drop(g);
-                    if i % 100 == 0 {
+                    if i % 500 == 0 {
                         gc::collect();
                     }
                 }
@@ -87,5 +87,8 @@ fn many_mutators_share_graphs_while_collecting() {
         .map(|t| (0..PER).map(|i| t * 1_000_000 + i).sum::<u64>())
         .sum();
     assert_eq!(s, want, "shared list corrupted");
-    assert!(gc::stats().cycles >= 6);
+    let st = gc::stats();
+    assert!(st.cycles >= 6, "{st:?}");
+    assert!(st.objects_freed > 0, "{st:?}");
+    gc::debug::check_heap(&m);
 }
