@@ -98,8 +98,8 @@ pub(crate) fn update_goal() -> usize {
     let mut goal = if pct < 0 {
         usize::MAX
     } else {
-        let pct = pct as usize;
-        (marked + marked / 100 * pct).max(MIN_HEAP / 100 * pct)
+        let scaled = |b: usize| (b as u128 * pct as u128 / 100).min(usize::MAX as u128) as usize;
+        marked.saturating_add(scaled(marked)).max(scaled(MIN_HEAP))
     };
     let limit = memory_limit();
     if limit != u64::MAX {

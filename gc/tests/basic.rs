@@ -309,10 +309,14 @@ fn noscan_objects_with_destructors_are_dropped() {
 
 #[test]
 fn pacer_settings() {
-    let old = gc::set_gc_percent(50);
-    assert_eq!(gc::set_gc_percent(old), 50);
-    let old = gc::set_memory_limit(1 << 40);
-    assert_eq!(gc::set_memory_limit(old), 1 << 40);
-    let s = gc::stats();
-    assert!(s.heap_goal >= gc::MIN_HEAP / 100 * old.min(100) as usize || s.gc_percent < 0);
+    let old_pct = gc::set_gc_percent(50);
+    assert_eq!(gc::stats().gc_percent, 50);
+    assert!(
+        gc::stats().heap_goal >= gc::MIN_HEAP / 2,
+        "minimum heap x GOGC/100"
+    );
+    assert_eq!(gc::set_gc_percent(old_pct), 50);
+    let old_limit = gc::set_memory_limit(1 << 40);
+    assert_eq!(gc::stats().memory_limit, 1 << 40);
+    assert_eq!(gc::set_memory_limit(old_limit), 1 << 40);
 }
