@@ -80,15 +80,11 @@ impl<T: Copy + Trace> Lock<T> {
     /// Stores `value`, shading the old and the new value while a cycle marks.
     #[inline]
     pub fn set(&self, m: &Mutator, value: T) {
-        let _ = m;
-        let old = self.with(|v| std::mem::replace(v, value));
-        if marking() {
-            shade(&old);
-            shade(&value);
-        }
+        self.replace(m, value);
     }
 
     /// Stores `value` and returns the old one (with the same barrier as [`Lock::set`]).
+    #[inline]
     pub fn replace(&self, m: &Mutator, value: T) -> T {
         let _ = m;
         let old = self.with(|v| std::mem::replace(v, value));
