@@ -57,6 +57,8 @@
 #[cfg(not(loom))]
 pub mod arena;
 #[cfg(not(loom))]
+pub mod config;
+#[cfg(not(loom))]
 pub mod fixalloc;
 #[cfg(not(loom))]
 pub mod gcapi;
@@ -75,14 +77,22 @@ pub mod remote;
 pub mod report;
 #[cfg(not(loom))]
 pub mod runtime;
+#[cfg(not(loom))]
+pub mod scavenge;
 pub mod sizeclass;
 pub mod sizeclasses;
 #[cfg(not(loom))]
 pub mod span;
+#[cfg(not(loom))]
+pub mod stats;
 mod sync;
 
 #[cfg(not(loom))]
+pub use config::{configure, Config, ReleaseMode};
+#[cfg(not(loom))]
 pub use malloc::{alloc, alloc_zeroed, free, owns, realloc, release_memory, usable_size};
+#[cfg(not(loom))]
+pub use stats::{print_summary, stats, ClassStats, ScavengeStats, Stats};
 
 #[cfg(not(loom))]
 use core::alloc::{GlobalAlloc, Layout};
@@ -121,58 +131,6 @@ unsafe impl GlobalAlloc for GoMalloc {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: GlobalAlloc's contract: `ptr` is live with `layout`.
         unsafe { malloc::realloc(ptr, new_size, layout.align()) }
-    }
-}
-
-/// A snapshot of the heap's statistics, named after Go's `runtime.MemStats` where a field
-/// means the same. Bytes unless stated otherwise.
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub struct Stats {
-    /// Bytes obtained from the OS: committed heap memory plus metadata.
-    pub sys: usize,
-    /// Heap memory committed (in use, idle or released).
-    pub heap_sys: usize,
-    /// Bytes in in-use spans.
-    pub heap_inuse: usize,
-    /// Bytes in free page runs (`heap_sys - heap_inuse`).
-    pub heap_idle: usize,
-    /// Free bytes returned to the OS (part of `heap_idle`).
-    pub heap_released: usize,
-    /// Address space reserved for the heap.
-    pub heap_reserved: usize,
-    /// Bytes of allocator metadata from the OS.
-    pub metadata_sys: usize,
-    /// Heap arenas (64 MiB each).
-    pub arenas: usize,
-    /// Large objects live now.
-    pub large_objects: usize,
-    /// Large objects allocated since start.
-    pub large_allocs: usize,
-    /// Threads with a cache.
-    pub active_caches: usize,
-    /// Bytes returned to the OS since start.
-    pub released_total: usize,
-}
-
-/// The heap's statistics now. Takes the heap lock briefly; never allocates.
-#[cfg(not(loom))]
-pub fn stats() -> Stats {
-    let c = mheap::HEAP.lock().c;
-    let active_caches = mcache::POOL.lock().nactive;
-    let ps = sizeclass::PAGE_SIZE;
-    Stats {
-        sys: c.heap_sys + c.metadata_sys,
-        heap_sys: c.heap_sys,
-        heap_inuse: c.pages_inuse * ps,
-        heap_idle: c.pages_free * ps,
-        heap_released: c.pages_released * ps,
-        heap_reserved: c.heap_reserved,
-        metadata_sys: c.metadata_sys,
-        arenas: c.arenas,
-        large_objects: c.large_objects,
-        large_allocs: c.large_allocs,
-        active_caches,
-        released_total: c.released_total,
     }
 }
 

@@ -44,8 +44,12 @@ pub fn alloc_slow(size: usize, align: usize, noscan: bool) -> *mut u8 {
     }
     match small_class(size, align, noscan) {
         Some(spc) => match mcache::current_or_init() {
-            // SAFETY: the thread's own cache.
-            Some(c) => unsafe { alloc_small(&*c, spc) },
+            Some(c) => {
+                // SAFETY: the thread's own cache.
+                let p = unsafe { alloc_small(&*c, spc) };
+                crate::scavenge::poll();
+                p
+            }
             None => {
                 mcache::with_orphan(|c| {
                     // SAFETY: the orphan lock is held inside `with_orphan`.
@@ -102,12 +106,14 @@ fn alloc_large(size: usize, align: usize, noscan: bool) -> *mut u8 {
         return ptr::null_mut();
     }
     let npages = size.max(1).div_ceil(PAGE_SIZE);
+    crate::scavenge::before_grow();
     let s = HEAP
         .lock()
         .alloc_span(npages, align, SpanClass::new(SizeClass::LARGE, noscan));
     if s.is_null() {
         return ptr::null_mut();
     }
+    crate::scavenge::poll();
     // SAFETY: a fresh in-use span.
     unsafe { (*s).base.get() as *mut u8 }
 }

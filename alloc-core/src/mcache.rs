@@ -23,6 +23,7 @@ use crate::lock::SpinLock;
 use crate::mcentral::central;
 use crate::sizeclass::{SpanClass, NUM_SPAN_CLASSES};
 use crate::span::Span;
+use crate::sync::{AtomicUsize, Ordering};
 use core::cell::Cell;
 use core::ptr;
 
@@ -198,6 +199,7 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
 /// # Safety
 /// The caller owns `c`, and nobody allocates from it concurrently.
 pub unsafe fn flush(c: &MCache) {
+    FLUSHES.fetch_add(1, Ordering::Relaxed);
     for spc in 2..NUM_SPAN_CLASSES {
         let s = c.alloc[spc].get();
         if s == EMPTY_SPAN_PTR {
@@ -216,6 +218,9 @@ pub unsafe fn flush(c: &MCache) {
 }
 
 // ---- the pool of cache records, and the orphan cache ----
+
+/// Cache flushes since start (thread exits, forks), for [`crate::stats`].
+pub static FLUSHES: AtomicUsize = AtomicUsize::new(0);
 
 /// All cache records: the active ones (owned by a live thread) and recycled ones.
 pub struct Pool {

@@ -2,13 +2,23 @@
 //!
 //! * `partial`: unowned spans with free slots, FIFO, under the mcentral's own lock, so
 //!   contention is limited to one span class.
-//! * `pending`: a lock-free stack of spans that were parked *full* and then received a
-//!   remote free. A full span is in no list at all: its remote free list carries the
-//!   [`DELAYED`](crate::remote::DELAYED) flag, and the first thread to free into it pushes
-//!   it here. The next refill moves pending spans to `partial`.
+//! * `pending`: a lock-free stack of spans that received a remote free since they were
+//!   parked. The next refill (or the scavenger's [`MCentral::reclaim`]) takes their frees,
+//!   frees the empty ones to the page heap and lists the others as partial.
 //!
-//! While an unowned span sits in `partial`, the holder of this lock is its owner: it alone
-//! may touch the span's bitmap.
+//! The parking protocol: every unowned span is *parked*: its remote free list carries the
+//! [`DELAYED`](crate::remote::DELAYED) flag, and the one thread whose free clears it pushes
+//! the span onto `pending`. A full unowned span is in no list at all. So a span whose
+//! objects were all freed by other threads is always found, without scanning the lists.
+//!
+//! * parked and listed: unowned, `DELAYED` set, in `partial` iff not full, not on `pending`;
+//! * notified: unowned, `DELAYED` clear, on `pending` (or about to be) exactly once;
+//! * owned: `DELAYED` clear, in no list. A span leaves `partial` for a cache only through
+//!   [`RemoteFreeList::try_unpark`](crate::remote::RemoteFreeList::try_unpark), which fails
+//!   for a notified span.
+//!
+//! While an unowned span sits in `partial` or is being handled, the holder of this lock is
+//! its owner: it alone may touch the span's bitmap.
 
 use crate::lock::SpinLock;
 use crate::mcache::MCache;
@@ -16,7 +26,7 @@ use crate::mheap::HEAP;
 use crate::remote::IntrusiveStack;
 use crate::sizeclass::{SpanClass, NUM_SPAN_CLASSES};
 use crate::span::Span;
-use crate::sync::Ordering;
+use crate::sync::{AtomicUsize, Ordering};
 use core::ptr;
 use crossbeam_utils::CachePadded;
 
@@ -57,6 +67,26 @@ impl SpanList {
         self.len += 1;
     }
 
+    /// # Safety
+    /// `s` is in this list.
+    unsafe fn remove(&mut self, s: *mut Span) {
+        // SAFETY: caller contract; neighbours are valid members.
+        unsafe {
+            let (p, n) = ((*s).prev.get(), (*s).next.get());
+            if p.is_null() {
+                self.head = n;
+            } else {
+                (*p).next.set(n);
+            }
+            if n.is_null() {
+                self.tail = p;
+            } else {
+                (*n).prev.set(p);
+            }
+        }
+        self.len -= 1;
+    }
+
     fn pop_front(&mut self) -> *mut Span {
         let s = self.head;
         if !s.is_null() {
@@ -76,11 +106,19 @@ impl SpanList {
 }
 
 /// The central list of one span class.
+///
+/// Statistics, as Go counts them (`heapStats`): a span's slots count as allocated while a
+/// cache owns it, so the fast paths count nothing:
+/// `objects == sum(alloc_count of unowned in-use spans) + sum(nelems of owned spans)`.
 pub struct MCentral {
     /// Unowned spans with free slots.
     pub partial: SpinLock<SpanList>,
     /// Parked-full spans that received a remote free.
     pub pending: IntrusiveStack<Span>,
+    /// In-use spans of this class.
+    pub spans: AtomicUsize,
+    /// Allocated objects, counting every slot of a cached span.
+    pub objects: AtomicUsize,
 }
 
 impl MCentral {
@@ -88,7 +126,20 @@ impl MCentral {
         MCentral {
             partial: SpinLock::new(SpanList::new()),
             pending: IntrusiveStack::new(),
+            spans: AtomicUsize::new(0),
+            objects: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts a span leaving the class for the page heap.
+    fn count_freed_span(&self) {
+        self.spans.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts `n` objects returned by frees collected on an unowned span.
+    fn count_collected(&self, before: u32, after: u32) {
+        self.objects
+            .fetch_sub((before - after) as usize, Ordering::Relaxed);
     }
 }
 
@@ -106,27 +157,34 @@ pub fn central(spc: SpanClass) -> &'static MCentral {
 
 impl MCentral {
     /// Hands `cache` a span of class `spc` with at least one free slot loaded in its
-    /// window: a partial span, a pending one, or a fresh one from the page heap. Null when
-    /// out of memory.
+    /// window: a partial span, or a fresh one from the page heap. Null when out of memory.
     pub fn cache_span(&self, spc: SpanClass, cache: *mut MCache) -> *mut Span {
         let s = {
             let mut partial = self.partial.lock();
             self.take_pending(&mut partial);
-            partial.pop_front()
+            Self::take_partial(&mut partial)
         };
         let s = if s.is_null() {
             let class = spc.size_class();
+            crate::scavenge::before_grow();
             let s = HEAP.lock().alloc_span(class.npages(), 0, spc);
             if s.is_null() {
                 return s;
             }
+            self.spans.fetch_add(1, Ordering::Relaxed);
+            self.objects.fetch_add(class.nelems(), Ordering::Relaxed);
             s
         } else {
-            // SAFETY: the span was unowned and is now ours alone; its window is committed.
+            // SAFETY: the span was unowned and unparked by `take_partial`: ours alone; its
+            // window is committed and `alloc_count` exact.
             unsafe {
                 let sr = &*s;
+                let before = sr.alloc_count.get();
                 sr.collect_remote();
-                sr.recount();
+                let n = sr.recount();
+                debug_assert!(n <= before);
+                self.objects
+                    .fetch_add((sr.nelems.get() - n) as usize, Ordering::Relaxed);
                 let found = sr.load_window_from(0);
                 debug_assert!(found, "span in mcentral without a free slot");
             }
@@ -137,22 +195,77 @@ impl MCentral {
         s
     }
 
-    /// Moves pending spans to `partial`, after taking their remote frees; spans that
-    /// turn out empty go back to the page heap (Go's sweeper frees empty spans likewise).
-    fn take_pending(&self, partial: &mut SpanList) {
+    /// Takes the first partial span that can be unparked. A span whose park flag a
+    /// remote free just cleared is on its way to `pending` and stays for [`Self::take_pending`].
+    fn take_partial(partial: &mut SpanList) -> *mut Span {
+        for _ in 0..partial.len {
+            let s = partial.pop_front();
+            // SAFETY: members of `partial` are valid unowned records, ours under the lock.
+            unsafe {
+                if (*s).xfree.try_unpark() {
+                    (*s).in_partial.set(false);
+                    return s;
+                }
+                partial.push_back(s);
+            }
+        }
+        ptr::null_mut()
+    }
+
+    /// Handles the spans remote frees have notified: takes their frees, then frees the
+    /// empty ones to the page heap (Go's sweeper does likewise), lists the others as
+    /// partial, and parks each again. Returns how many spans went to the page heap.
+    fn take_pending(&self, partial: &mut SpanList) -> usize {
+        let mut freed = 0;
         let mut p = self.pending.take_all();
         while !p.is_null() {
-            // SAFETY: pending spans are valid, unowned records, ours under the partial lock;
-            // read the link first.
+            // SAFETY: a notified span is unowned and on no other thread's hands (see the
+            // parking protocol in the module header); ours under the partial lock. Read
+            // the link first.
             unsafe {
                 let next = (*p).pending_next.load(Ordering::Relaxed);
-                (*p).collect_remote();
-                if (*p).recount() == 0 {
-                    HEAP.lock().free_span(p);
-                } else {
-                    partial.push_back(p);
+                if self.settle(partial, p) {
+                    freed += 1;
                 }
                 p = next;
+            }
+        }
+        freed
+    }
+
+    /// Takes an unowned, unparked span's remote frees and puts it where it belongs: the
+    /// page heap if empty, else `partial` (if not full) and parked. Returns whether it was
+    /// freed to the page heap.
+    ///
+    /// # Safety
+    /// `s` is an unowned in-use span of this class, not parked, in `partial` iff its
+    /// `in_partial` flag says so; the caller holds the partial lock.
+    unsafe fn settle(&self, partial: &mut SpanList, s: *mut Span) -> bool {
+        // SAFETY: caller contract.
+        unsafe {
+            let sr = &*s;
+            loop {
+                let before = sr.alloc_count.get();
+                sr.collect_remote();
+                let n = sr.recount();
+                self.count_collected(before, n);
+                if n == 0 {
+                    if sr.in_partial.get() {
+                        partial.remove(s);
+                        sr.in_partial.set(false);
+                    }
+                    self.count_freed_span();
+                    HEAP.lock().free_span(s);
+                    return true;
+                }
+                if n < sr.nelems.get() && !sr.in_partial.get() {
+                    partial.push_back(s);
+                    sr.in_partial.set(true);
+                }
+                if sr.xfree.try_park() {
+                    return false;
+                }
+                // More remote frees arrived: take them too.
             }
         }
     }
@@ -163,55 +276,24 @@ impl MCentral {
     /// # Safety
     /// `s` is an in-use small span owned by the caller's cache, which forgets it.
     pub unsafe fn uncache_span(&self, s: *mut Span) {
-        // SAFETY: caller contract: we own `s` until it is parked, listed or freed.
+        // SAFETY: caller contract: we own `s`; it is not parked (owned spans never are).
         unsafe {
             let sr = &*s;
             sr.owner.store(ptr::null_mut(), Ordering::Relaxed);
-            loop {
-                let n = sr.alloc_count.get();
-                if n == 0 {
-                    HEAP.lock().free_span(s);
-                    return;
-                }
-                if n < sr.nelems.get() {
-                    self.partial.lock().push_back(s);
-                    return;
-                }
-                // Full: park it; the first remote free will hand it back through `pending`.
-                if sr.xfree.try_park() {
-                    return;
-                }
-                // Remote frees arrived meanwhile: take them and decide again.
-                sr.collect_remote();
-                sr.recount();
-            }
+            // Its slots counted as allocated while cached; from now on only the real ones.
+            self.count_collected(sr.nelems.get(), sr.alloc_count.get());
+            let mut partial = self.partial.lock();
+            self.settle(&mut partial, s);
         }
     }
 
-    /// Frees the empty spans among this class's unowned spans to the page heap (taking
-    /// their remote frees first). Returns how many spans were freed.
+    /// Handles notified spans now, so that those whose objects were all freed by other
+    /// threads go back to the page heap (the scavenger calls this). Returns how many did.
     pub fn reclaim(&self) -> usize {
-        let mut partial = self.partial.lock();
-        self.take_pending(&mut partial);
-        let mut keep = SpanList::new();
-        let mut freed = 0;
-        loop {
-            let s = partial.pop_front();
-            if s.is_null() {
-                break;
-            }
-            // SAFETY: unowned spans in `partial` belong to the lock holder.
-            unsafe {
-                (*s).collect_remote();
-                if (*s).recount() == 0 {
-                    HEAP.lock().free_span(s);
-                    freed += 1;
-                } else {
-                    keep.push_back(s);
-                }
-            }
+        if self.pending.is_empty() {
+            return 0;
         }
-        *partial = keep;
-        freed
+        let mut partial = self.partial.lock();
+        self.take_pending(&mut partial)
     }
 }

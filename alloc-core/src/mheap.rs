@@ -16,6 +16,7 @@
 //! Everything here runs under the one heap lock, [`HEAP`].
 
 use crate::arena::{self, HeapArena, ARENA_SIZE, HEAP_ARENA_BYTES, PAGES_PER_ARENA};
+use crate::config;
 use crate::fixalloc::FixAlloc;
 use crate::lock::SpinLock;
 use crate::os;
@@ -78,8 +79,12 @@ pub struct HeapCounters {
     pub large_objects: usize,
     /// Large objects allocated since start.
     pub large_allocs: usize,
+    /// Pages in large-object spans.
+    pub large_pages: usize,
     /// Bytes handed back to the OS since start.
     pub released_total: usize,
+    /// Of those, bytes released synchronously as the heap grew past its goal.
+    pub scavenged_sync: usize,
 }
 
 /// The page heap. All fields are protected by [`HEAP`].
@@ -91,6 +96,12 @@ pub struct MHeap {
     cur_base: usize,
     cur_end: usize,
     hint: usize,
+    /// Free runs that may hold pages not yet released to the OS, oldest first: the
+    /// scavenger's work list, linked through `Span::dirty_next`/`dirty_prev`.
+    dirty_head: *mut Span,
+    dirty_tail: *mut Span,
+    /// Runs in the dirty list.
+    ndirty: usize,
     /// Statistics.
     pub c: HeapCounters,
 }
@@ -116,6 +127,9 @@ impl MHeap {
             cur_base: 0,
             cur_end: 0,
             hint,
+            dirty_head: ptr::null_mut(),
+            dirty_tail: ptr::null_mut(),
+            ndirty: 0,
             c: HeapCounters {
                 pages_inuse: 0,
                 pages_free: 0,
@@ -126,7 +140,9 @@ impl MHeap {
                 arenas: 0,
                 large_objects: 0,
                 large_allocs: 0,
+                large_pages: 0,
                 released_total: 0,
+                scavenged_sync: 0,
             },
         }
     }
@@ -156,11 +172,19 @@ impl MHeap {
 
     // ---- bins ----
 
+    /// Bins a free run; `dirty` puts it on the scavenger's list too (it may hold pages
+    /// not yet released to the OS).
+    ///
     /// # Safety
-    /// `s` is a free record in no bin, with boundary entries set.
-    unsafe fn insert(&mut self, s: *mut Span) {
+    /// `s` is a free record in no bin and not on the dirty list, with boundary entries set.
+    unsafe fn insert(&mut self, s: *mut Span, dirty: bool) {
         // SAFETY: `s` is a valid record owned by the heap.
         let sr = unsafe { &*s };
+        sr.in_dirty.set(false);
+        if dirty {
+            // SAFETY: as above.
+            unsafe { self.dirty_push_back(s) };
+        }
         let b = bin_of(sr.npages.get());
         sr.bin.set(b as u16);
         sr.prev.set(ptr::null_mut());
@@ -173,12 +197,17 @@ impl MHeap {
         self.nonempty[b / 64] |= 1 << (b % 64);
     }
 
+    /// Unbins a free run (and takes it off the dirty list).
+    ///
     /// # Safety
     /// `s` is in its bin.
     unsafe fn remove(&mut self, s: *mut Span) {
         // SAFETY: `s` and its neighbours are valid records in the bin.
         unsafe {
             let sr = &*s;
+            if sr.in_dirty.get() {
+                self.dirty_unlink(s);
+            }
             let b = sr.bin.get() as usize;
             let (p, n) = (sr.prev.get(), sr.next.get());
             if p.is_null() {
@@ -193,6 +222,47 @@ impl MHeap {
                 self.nonempty[b / 64] &= !(1 << (b % 64));
             }
         }
+    }
+
+    /// # Safety
+    /// `s` is a valid free record not on the dirty list.
+    unsafe fn dirty_push_back(&mut self, s: *mut Span) {
+        // SAFETY: caller contract; the tail is a valid member.
+        unsafe {
+            let sr = &*s;
+            sr.in_dirty.set(true);
+            sr.dirty_next.set(ptr::null_mut());
+            sr.dirty_prev.set(self.dirty_tail);
+            if self.dirty_tail.is_null() {
+                self.dirty_head = s;
+            } else {
+                (*self.dirty_tail).dirty_next.set(s);
+            }
+        }
+        self.dirty_tail = s;
+        self.ndirty += 1;
+    }
+
+    /// # Safety
+    /// `s` is on the dirty list.
+    unsafe fn dirty_unlink(&mut self, s: *mut Span) {
+        // SAFETY: caller contract; neighbours are valid members.
+        unsafe {
+            let sr = &*s;
+            let (p, n) = (sr.dirty_prev.get(), sr.dirty_next.get());
+            if p.is_null() {
+                self.dirty_head = n;
+            } else {
+                (*p).dirty_next.set(n);
+            }
+            if n.is_null() {
+                self.dirty_tail = p;
+            } else {
+                (*n).dirty_prev.set(p);
+            }
+            sr.in_dirty.set(false);
+        }
+        self.ndirty -= 1;
     }
 
     /// A free run of at least `n` pages, or null.
@@ -276,6 +346,7 @@ impl MHeap {
         // SAFETY: `f` is a free record in its bin; `h`/`t` are fresh records; all pages lie
         // in registered arenas.
         unsafe {
+            let dirty = (*f).in_dirty.get();
             self.remove(f);
             let fr = &*f;
             let (fbase, fpages) = (fr.base.get(), fr.npages.get());
@@ -287,7 +358,7 @@ impl MHeap {
                 (*h).npages.set(head);
                 (*h).set_state(SpanState::Free);
                 Self::set_bounds(h);
-                self.insert(h);
+                self.insert(h, dirty);
             } else {
                 self.free_record(h);
             }
@@ -296,7 +367,7 @@ impl MHeap {
                 (*t).npages.set(tail);
                 (*t).set_state(SpanState::Free);
                 Self::set_bounds(t);
-                self.insert(t);
+                self.insert(t, dirty);
             } else {
                 self.free_record(t);
             }
@@ -311,10 +382,11 @@ impl MHeap {
                 arena::set_span(start + (i << PAGE_SHIFT), f);
             }
             set_page_in_use(start, true);
-            fr.init_in_use(spc, scav < npages);
+            fr.init_in_use(spc, scav < npages || !config::released_pages_are_zero());
             if fr.is_large() {
                 self.c.large_objects += 1;
                 self.c.large_allocs += 1;
+                self.c.large_pages += npages;
             }
         }
         f
@@ -329,10 +401,11 @@ impl MHeap {
         unsafe {
             let sr = &*s;
             debug_assert_eq!(sr.state(), SpanState::InUse);
+            let (base, n) = (sr.base.get(), sr.npages.get());
             if sr.is_large() {
                 self.c.large_objects -= 1;
+                self.c.large_pages -= n;
             }
-            let (base, n) = (sr.base.get(), sr.npages.get());
             self.c.pages_inuse -= n;
             self.c.pages_free += n;
             set_page_in_use(base, false);
@@ -342,15 +415,16 @@ impl MHeap {
             for i in 1..n.saturating_sub(1) {
                 arena::set_span(base + (i << PAGE_SHIFT), ptr::null_mut());
             }
-            self.coalesce_insert(s);
+            self.coalesce_insert(s, true);
         }
     }
 
-    /// Merges the free record `s` with free neighbours and bins the result.
+    /// Merges the free record `s` with free neighbours and bins the result, on the dirty
+    /// list if `dirty` or if a neighbour was.
     ///
     /// # Safety
     /// `s` is a free record in no bin; its interior entries are null.
-    unsafe fn coalesce_insert(&mut self, s: *mut Span) {
+    unsafe fn coalesce_insert(&mut self, s: *mut Span, mut dirty: bool) {
         // SAFETY: caller contract; neighbours are valid records found via the arena map.
         unsafe {
             let sr = &*s;
@@ -360,6 +434,7 @@ impl MHeap {
                 && (*before).state() == SpanState::Free
                 && (*before).limit() == sr.base.get()
             {
+                dirty |= (*before).in_dirty.get();
                 self.remove(before);
                 let (pb, pn) = ((*before).base.get(), (*before).npages.get());
                 arena::set_span(pb + ((pn - 1) << PAGE_SHIFT), ptr::null_mut());
@@ -372,6 +447,7 @@ impl MHeap {
                 && (*after).state() == SpanState::Free
                 && (*after).base.get() == sr.limit()
             {
+                dirty |= (*after).in_dirty.get();
                 self.remove(after);
                 arena::set_span((*after).base.get(), ptr::null_mut());
                 sr.npages.set(sr.npages.get() + (*after).npages.get());
@@ -382,7 +458,7 @@ impl MHeap {
             arena::set_span(old_first, ptr::null_mut());
             arena::set_span(old_last, ptr::null_mut());
             Self::set_bounds(s);
-            self.insert(s);
+            self.insert(s, dirty);
         }
     }
 
@@ -409,7 +485,8 @@ impl MHeap {
             }
             self.c.pages_inuse -= tail;
             self.c.pages_free += tail;
-            self.coalesce_insert(t);
+            self.c.large_pages -= tail;
+            self.coalesce_insert(t, true);
         }
     }
 
@@ -432,6 +509,7 @@ impl MHeap {
             {
                 return false;
             }
+            let dirty = (*after).in_dirty.get();
             self.remove(after);
             let ar = &*after;
             let start = ar.base.get();
@@ -440,7 +518,7 @@ impl MHeap {
                 ar.base.set(start + (more << PAGE_SHIFT));
                 ar.npages.set(left);
                 Self::set_bounds(after);
-                self.insert(after);
+                self.insert(after, dirty);
             } else {
                 self.free_record(after);
             }
@@ -448,11 +526,12 @@ impl MHeap {
             self.c.pages_released -= scav;
             self.c.pages_free -= more;
             self.c.pages_inuse += more;
+            self.c.large_pages += more;
             for i in 0..more {
                 arena::set_span(start + (i << PAGE_SHIFT), s);
             }
             sr.npages.set(npages);
-            if scav < more {
+            if scav < more || !config::released_pages_are_zero() {
                 sr.needzero.set(true);
             }
             true
@@ -508,6 +587,15 @@ impl MHeap {
             return false;
         }
         self.cur_base += take;
+        // Go's mheap.grow: if using this memory would take the heap's retained memory past
+        // its goal, release as much elsewhere now, synchronously.
+        let goal = crate::scavenge::retained_goal();
+        let after = self.retained() + take;
+        if after > goal {
+            let todo = ((after - goal) >> PAGE_SHIFT).min(take >> PAGE_SHIFT);
+            let r = self.scavenge(todo, true);
+            self.c.scavenged_sync += r << PAGE_SHIFT;
+        }
         true
     }
 
@@ -523,6 +611,7 @@ impl MHeap {
         }
         let n = bytes >> PAGE_SHIFT;
         self.c.heap_sys += bytes;
+        crate::scavenge::note_heap_sys(self.c.heap_sys);
         self.c.pages_free += n;
         self.c.pages_released += n;
         scavenged_set(base, n);
@@ -531,7 +620,7 @@ impl MHeap {
             (*s).base.set(base);
             (*s).npages.set(n);
             (*s).set_state(SpanState::Free);
-            self.coalesce_insert(s);
+            self.coalesce_insert(s, false);
         }
         true
     }
@@ -560,28 +649,57 @@ impl MHeap {
 
     // ---- returning memory ----
 
-    /// Gives every free, not yet released page back to the OS. Returns bytes released.
+    /// Gives every free, not yet released page back to the OS (`malloc_trim`,
+    /// [`crate::release_memory`]), dense huge-page chunks included. Returns bytes released.
     pub fn release_all(&mut self) -> usize {
+        self.scavenge(usize::MAX, false) << PAGE_SHIFT
+    }
+
+    /// Bytes of heap memory backed by the OS now: committed minus released.
+    pub fn retained(&self) -> usize {
+        self.c.heap_sys - (self.c.pages_released << PAGE_SHIFT)
+    }
+
+    /// Releases up to `max_pages` free pages that still hold memory, oldest free runs
+    /// first (Go's `mgcscavenge.go`). With `spare_dense`, 2 MiB chunks with at least
+    /// [`DENSE_PAGES`] of their 256 pages in use are skipped, so the huge pages backing
+    /// densely used memory are not broken up. Returns the pages released.
+    ///
+    /// # Time Complexity
+    /// O(runs visited + pages released); each run on the dirty list is visited at most once
+    /// per call.
+    pub fn scavenge(&mut self, max_pages: usize, spare_dense: bool) -> usize {
+        let lazy = config::release_mode() == config::ReleaseMode::Free;
+        let mut density = ChunkDensity::default();
         let mut released = 0;
-        for b in 0..NBINS {
-            let mut s = self.bins[b];
-            while !s.is_null() {
-                // SAFETY: bin members are valid free records.
-                let (base, n, next) =
-                    unsafe { ((*s).base.get(), (*s).npages.get(), (*s).next.get()) };
-                released += release_dirty(base, n);
-                s = next;
+        let mut visits = self.ndirty;
+        while visits > 0 && released < max_pages {
+            visits -= 1;
+            let s = self.dirty_head;
+            // SAFETY: dirty-list members are valid free records.
+            let (base, n) = unsafe { ((*s).base.get(), (*s).npages.get()) };
+            let dense = |chunk| spare_dense && density.is_dense(chunk);
+            let (r, clean) = scavenge_run(base, n, max_pages - released, dense, lazy);
+            released += r;
+            // SAFETY: `s` is on the dirty list.
+            unsafe {
+                self.dirty_unlink(s);
+                if !clean {
+                    // Partly done, or dense chunks spared: to the back of the queue.
+                    self.dirty_push_back(s);
+                }
             }
         }
         self.c.pages_released += released;
         self.c.released_total += released << PAGE_SHIFT;
-        released << PAGE_SHIFT
+        released
     }
 
     /// Debug check: bins hold free records with correct boundaries, no two free runs
     /// touch, counters add up.
     pub fn check_invariants(&self) {
         let mut free = 0;
+        let mut dirty_flags = 0;
         for b in 0..NBINS {
             let mut s = self.bins[b];
             assert_eq!(s.is_null(), self.nonempty[b / 64] & (1 << (b % 64)) == 0);
@@ -603,11 +721,26 @@ impl MHeap {
                     }
                 }
                 free += sr.npages.get();
+                dirty_flags += usize::from(sr.in_dirty.get());
                 prev = s;
                 s = sr.next.get();
             }
         }
         assert_eq!(free, self.c.pages_free);
+        let (mut n, mut s, mut prev) = (0, self.dirty_head, ptr::null_mut());
+        while !s.is_null() {
+            // SAFETY: dirty-list members are valid records.
+            let sr = unsafe { &*s };
+            assert_eq!(sr.state(), SpanState::Free);
+            assert!(sr.in_dirty.get());
+            assert_eq!(sr.dirty_prev.get(), prev);
+            n += 1;
+            prev = s;
+            s = sr.dirty_next.get();
+        }
+        assert_eq!(prev, self.dirty_tail);
+        assert_eq!(n, self.ndirty);
+        assert_eq!(n, dirty_flags);
         assert!(self.c.pages_released <= self.c.pages_free);
         assert_eq!(
             (self.c.pages_free + self.c.pages_inuse) << PAGE_SHIFT,
@@ -682,29 +815,124 @@ fn scavenged_take(start: usize, npages: usize) -> usize {
     count
 }
 
-/// Releases the dirty pages of a free run to the OS; returns how many.
-fn release_dirty(start: usize, npages: usize) -> usize {
-    let mut released = 0;
-    for_arena_pieces(start, npages, |ha, first, n, addr| {
-        // SAFETY: `ha` is a live arena record; heap lock held.
-        let words = unsafe { ptr::addr_of_mut!((*ha).scavenged) }.cast::<u64>();
-        let mut run = usize::MAX;
-        for p in first..=first + n {
-            // SAFETY: p < first + n <= PAGES_PER_ARENA when read.
-            let dirty = p < first + n && unsafe { *words.add(p / 64) } & (1 << (p % 64)) == 0;
-            if dirty && run == usize::MAX {
-                run = p;
-            } else if !dirty && run != usize::MAX {
-                let at = addr + ((run - first) << PAGE_SHIFT);
-                // SAFETY: the pages are free heap pages, mapped read-write, holding no data.
-                unsafe { os::sys_unused(at as *mut u8, (p - run) << PAGE_SHIFT) };
-                released += p - run;
-                run = usize::MAX;
+/// Pages of a 2 MiB huge-page chunk that make it dense: Go's 96.875% (31/32).
+pub const DENSE_PAGES: usize = CHUNK_PAGES * 31 / 32;
+/// Pages per 2 MiB chunk (the x86-64 huge page).
+const CHUNK_PAGES: usize = (2 << 20) >> PAGE_SHIFT;
+
+/// Releases dirty pages of the free run `[base, base + npages pages)`, at most `limit`,
+/// chunk by chunk, skipping the chunks `dense` names. Returns the pages released and
+/// whether the run is now wholly released.
+fn scavenge_run(
+    base: usize,
+    npages: usize,
+    limit: usize,
+    mut dense: impl FnMut(usize) -> bool,
+    lazy: bool,
+) -> (usize, bool) {
+    let end = base + (npages << PAGE_SHIFT);
+    let chunk = CHUNK_PAGES << PAGE_SHIFT;
+    let (mut addr, mut released, mut spared) = (base, 0, false);
+    while addr < end && released < limit {
+        let piece_end = ((addr & !(chunk - 1)) + chunk).min(end);
+        let pages = (piece_end - addr) >> PAGE_SHIFT;
+        if all_released(addr, pages) {
+            // nothing to do here (checked first: it is cheaper than the density)
+        } else if dense(addr & !(chunk - 1)) {
+            spared = true;
+        } else {
+            let (r, done) = release_range(addr, pages, limit - released, lazy);
+            released += r;
+            if !done {
+                return (released, false);
             }
         }
-        for_bit_words(words, first, n, |w, m| *w |= m);
+        addr = piece_end;
+    }
+    (released, addr >= end && !spared)
+}
+
+/// Whether every page of `[start, start + npages pages)` (in one arena) is released.
+fn all_released(start: usize, npages: usize) -> bool {
+    let ha = arena::heap_arena_of(start);
+    // SAFETY: `ha` is a live arena record; heap lock held.
+    let words = unsafe { ptr::addr_of_mut!((*ha).scavenged) }.cast::<u64>();
+    let mut all = true;
+    for_bit_words(words, arena::page_index(start), npages, |w, m| {
+        all &= *w & m == m
     });
-    released
+    all
+}
+
+/// Remembers the density of the last chunk looked at: consecutive free runs of one
+/// scavenging pass often share a chunk.
+#[derive(Default)]
+struct ChunkDensity {
+    chunk: usize,
+    dense: bool,
+}
+
+impl ChunkDensity {
+    fn is_dense(&mut self, chunk: usize) -> bool {
+        if chunk != self.chunk || chunk == 0 {
+            self.chunk = chunk;
+            self.dense = chunk_in_use(chunk) >= DENSE_PAGES;
+        }
+        self.dense
+    }
+}
+
+/// Pages of the 2 MiB chunk at `chunk` that belong to in-use spans (free runs have only
+/// their boundary pages in the arena map, and those point at free records).
+fn chunk_in_use(chunk: usize) -> usize {
+    (0..CHUNK_PAGES)
+        .filter(|i| {
+            let s = arena::span_of(chunk + (i << PAGE_SHIFT));
+            // SAFETY: arena-map entries point to valid records; heap lock held.
+            !s.is_null() && unsafe { (*s).state() } == SpanState::InUse
+        })
+        .count()
+}
+
+/// Releases the dirty pages of `[start, start + npages pages)` (all in one arena) to the
+/// OS, stopping after `limit` pages; marks them scavenged. Returns the pages released and
+/// whether the whole range was covered.
+fn release_range(start: usize, npages: usize, limit: usize, lazy: bool) -> (usize, bool) {
+    let ha = arena::heap_arena_of(start);
+    debug_assert!(!ha.is_null());
+    let first = arena::page_index(start);
+    debug_assert!(first + npages <= PAGES_PER_ARENA);
+    // SAFETY: `ha` is a live arena record; heap lock held.
+    let words = unsafe { ptr::addr_of_mut!((*ha).scavenged) }.cast::<u64>();
+    // SAFETY: p < PAGES_PER_ARENA: inside the arena's bitmap.
+    let clean = |p: usize| unsafe { *words.add(p / 64) } & (1 << (p % 64)) != 0;
+    let (end, mut p, mut released) = (first + npages, first, 0);
+    while p < end && released < limit {
+        if p % 64 == 0 && p + 64 <= end {
+            // SAFETY: p / 64 indexes a word of the arena's bitmap.
+            if unsafe { *words.add(p / 64) } == u64::MAX {
+                p += 64; // a whole word of released pages
+                continue;
+            }
+        }
+        if clean(p) {
+            p += 1;
+            continue;
+        }
+        let run = p;
+        while p < end && !clean(p) && released + (p - run) < limit {
+            p += 1;
+        }
+        let at = start + ((run - first) << PAGE_SHIFT);
+        // SAFETY: the pages are free heap pages, mapped read-write, holding no data.
+        unsafe { os::sys_unused(at as *mut u8, (p - run) << PAGE_SHIFT, lazy) };
+        for_bit_words(words, run, p - run, |w, m| *w |= m);
+        released += p - run;
+    }
+    while p < end && clean(p) {
+        p += 1;
+    }
+    (released, p >= end)
 }
 
 fn set_page_in_use(base: usize, on: bool) {
@@ -854,7 +1082,7 @@ mod tests {
     #[test]
     fn bins_are_monotonic_and_fit() {
         let mut last = 0;
-        for n in 1..100_000usize {
+        for n in 1..if cfg!(miri) { 3_000 } else { 100_000usize } {
             let b = bin_of(n);
             assert!(b >= last && b < NBINS);
             last = b;

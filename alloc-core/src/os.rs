@@ -84,16 +84,23 @@ pub unsafe fn sys_map(addr: *mut u8, size: usize) -> bool {
     unsafe { libc::mprotect(addr.cast(), size, libc::PROT_READ | libc::PROT_WRITE) == 0 }
 }
 
-/// Ready -> Prepared: gives the physical pages back. With `MADV_DONTNEED` they read as
-/// zero on the next touch.
+/// Ready -> Prepared: gives the physical pages back. With `MADV_DONTNEED` (`lazy ==
+/// false`) resident memory drops at once and the pages read as zero on the next touch;
+/// with `MADV_FREE` (`lazy`) the kernel takes them only under memory pressure and until
+/// then they keep their old bytes.
 ///
 /// # Safety
 /// The range is mapped read-write, page-aligned, and holds no live data.
 #[cfg(not(miri))]
-pub unsafe fn sys_unused(addr: *mut u8, size: usize) {
+pub unsafe fn sys_unused(addr: *mut u8, size: usize, lazy: bool) {
+    let advice = if lazy {
+        libc::MADV_FREE
+    } else {
+        libc::MADV_DONTNEED
+    };
     // SAFETY: the caller guarantees the range is ours and dead.
     unsafe {
-        libc::madvise(addr.cast(), size, libc::MADV_DONTNEED);
+        libc::madvise(addr.cast(), size, advice);
     }
 }
 
@@ -161,7 +168,7 @@ pub unsafe fn sys_map(_addr: *mut u8, _size: usize) -> bool {
 /// # Safety
 /// As for the real version.
 #[cfg(miri)]
-pub unsafe fn sys_unused(addr: *mut u8, size: usize) {
+pub unsafe fn sys_unused(addr: *mut u8, size: usize, _lazy: bool) {
     // SAFETY: the caller owns the range.
     unsafe { core::ptr::write_bytes(addr, 0, size) }
 }
@@ -192,7 +199,7 @@ mod tests {
             assert!(sys_map(p, 1 << 20));
             assert_eq!(*p.add(4096), 0);
             *p.add(4096) = 7;
-            sys_unused(p, 1 << 20);
+            sys_unused(p, 1 << 20, false);
             assert_eq!(*p.add(4096), 0);
         }
     }

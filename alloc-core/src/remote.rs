@@ -3,8 +3,8 @@
 //! * [`RemoteFreeList`]: per span, the objects freed by threads that do not own the span.
 //!   Many producers push with a CAS; the one consumer (the span's owner, or the holder of
 //!   its mcentral lock) takes the whole list with one swap, so there is no ABA problem.
-//!   Its low bit is the *delayed* flag: a span parked full in its mcentral carries it, and
-//!   the first remote free that clears it must tell the mcentral ([`IntrusiveStack`]).
+//!   Its low bit is the *delayed* flag: an unowned span parked in its mcentral carries it,
+//!   and the first remote free that clears it must tell the mcentral ([`IntrusiveStack`]).
 //! * [`IntrusiveStack`]: a Treiber stack of nodes with a `next` field, again with one
 //!   consumer that takes everything at once.
 
@@ -18,8 +18,9 @@ pub const DELAYED: usize = 1;
 /// A lock-free list of remotely freed objects, linked through each object's first word.
 ///
 /// Invariant: `head & !DELAYED` is null or the first of a null-terminated chain of objects
-/// of the span; `DELAYED` is set only while the span is parked full, unowned and outside
-/// every list (see `mcentral.rs`).
+/// of the span; `DELAYED` is set only while the span is parked: unowned, holding no remote
+/// free, and not on its mcentral's pending stack (see `mcentral.rs`). So `head` is either
+/// `DELAYED` alone or has the flag clear.
 #[repr(align(64))]
 pub struct RemoteFreeList {
     head: AtomicUsize,
@@ -65,13 +66,23 @@ impl RemoteFreeList {
         }
     }
 
-    /// Takes every object pushed so far (and clears [`DELAYED`]). Only the consumer calls it.
+    /// Takes every object pushed so far. Only the consumer calls it, on a list that is not
+    /// parked (a parked list holds no object, and stays parked).
     #[inline]
     pub fn take_all(&self) -> *mut u8 {
-        if self.head.load(Ordering::Relaxed) == 0 {
+        if self.head.load(Ordering::Relaxed) & !DELAYED == 0 {
             return ptr::null_mut();
         }
         (self.head.swap(0, Ordering::Acquire) & !DELAYED) as *mut u8
+    }
+
+    /// Unparks an empty parked list (clears [`DELAYED`]). Fails when a remote free cleared
+    /// the flag first: that pusher is handing the span to its mcentral.
+    #[inline]
+    pub fn try_unpark(&self) -> bool {
+        self.head
+            .compare_exchange(DELAYED, 0, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Parks the list: sets [`DELAYED`] if it is empty. Fails (returns false) when remote
@@ -160,6 +171,11 @@ impl<T: Linked> IntrusiveStack<T> {
         }
     }
 
+    /// True if nothing was pushed since the last [`Self::take_all`] (racy: a hint).
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Relaxed).is_null()
+    }
+
     /// Takes the whole stack (newest first). Only the consumer calls it.
     pub fn take_all(&self) -> *mut T {
         if self.head.load(Ordering::Relaxed).is_null() {
@@ -200,5 +216,11 @@ mod tests {
             assert!(chain_next(chain_next(h)).is_null());
         }
         assert!(l.is_empty() && !l.is_parked());
+        // A parked, empty list stays parked through take_all and unparks only by CAS.
+        assert!(l.try_park());
+        assert!(l.take_all().is_null());
+        assert!(l.is_parked());
+        assert!(l.try_unpark());
+        assert!(!l.is_parked() && !l.try_unpark());
     }
 }

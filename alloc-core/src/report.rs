@@ -70,6 +70,95 @@ pub fn write_dec(out: &mut [u8], mut v: usize) -> usize {
     n
 }
 
+/// Text built in a fixed stack buffer, for diagnostics written without allocating
+/// (warnings, the statistics summary). Text past the buffer's end is dropped.
+pub struct Line {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl Default for Line {
+    fn default() -> Line {
+        Line::new()
+    }
+}
+
+impl Line {
+    /// An empty line.
+    pub const fn new() -> Line {
+        Line {
+            buf: [0; 512],
+            len: 0,
+        }
+    }
+
+    /// Appends raw bytes.
+    pub fn bytes(&mut self, s: &[u8]) -> &mut Line {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
+        self.len += n;
+        self
+    }
+
+    /// Appends a string.
+    pub fn str(&mut self, s: &str) -> &mut Line {
+        self.bytes(s.as_bytes())
+    }
+
+    /// Appends `v` in decimal, right-aligned in `width` columns (`printf("%*zu")`).
+    pub fn dec_padded(&mut self, v: usize, width: usize) -> &mut Line {
+        let mut tmp = [0u8; 20];
+        let n = write_dec(&mut tmp, v);
+        for _ in n..width {
+            self.bytes(b" ");
+        }
+        self.bytes(&tmp[..n])
+    }
+
+    /// Appends `v` in decimal.
+    pub fn dec(&mut self, v: usize) -> &mut Line {
+        self.dec_padded(v, 0)
+    }
+
+    /// Appends `0x` and `v` in hex.
+    pub fn hex(&mut self, v: usize) -> &mut Line {
+        let mut tmp = [0u8; 16];
+        let n = write_hex(&mut tmp, v);
+        self.str("0x").bytes(&tmp[..n])
+    }
+
+    /// The text so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Writes the text to `fd` (retrying short and interrupted writes, ignoring other
+    /// errors) and empties the line.
+    pub fn flush_to(&mut self, fd: i32) {
+        let mut done = 0;
+        while done < self.len {
+            let rest = &self.buf[done..self.len];
+            #[cfg(not(miri))]
+            // SAFETY: `rest` is a readable buffer of `rest.len()` bytes.
+            let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+            #[cfg(miri)]
+            let n = {
+                let _ = fd;
+                write_stderr(rest);
+                rest.len() as isize
+            };
+            if n > 0 {
+                done += n as usize;
+            } else if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            } else {
+                break;
+            }
+        }
+        self.len = 0;
+    }
+}
+
 fn abort() -> ! {
     #[cfg(not(miri))]
     // SAFETY: abort has no preconditions.
@@ -95,5 +184,22 @@ mod tests {
         assert_eq!(&b[..n], b"1234567890");
         let n = write_dec(&mut b, 0);
         assert_eq!(&b[..n], b"0");
+    }
+
+    #[test]
+    fn lines_format_and_truncate() {
+        let mut l = Line::new();
+        l.str("a=")
+            .dec(42)
+            .str(" p=")
+            .hex(0xbeef)
+            .str(" [")
+            .dec_padded(7, 3)
+            .str("]");
+        assert_eq!(l.as_bytes(), b"a=42 p=0xbeef [  7]");
+        for _ in 0..100 {
+            l.str("0123456789");
+        }
+        assert_eq!(l.as_bytes().len(), 512);
     }
 }

@@ -45,6 +45,7 @@ fn init_slow() -> bool {
         }
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
+    crate::config::read_env();
     INIT.store(READY, Ordering::Release);
     true
 }
@@ -85,6 +86,7 @@ extern "C" fn fork_child() {
     unsafe {
         unlock_all();
         mcache::adopt_after_fork();
+        crate::scavenge::after_fork_child();
     }
 }
 

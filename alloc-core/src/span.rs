@@ -16,7 +16,8 @@
 //! * any thread pushes onto `xfree` (remote frees) and reads the immutable fields
 //!   (`base`, `elemsize`, `div_magic`, `nelems`, `spanclass`) of an in-use span;
 //! * the page heap (under its lock) changes `base`, `npages` and `state`, and links free
-//!   spans through `next`/`prev`.
+//!   spans through `next`/`prev` (its size bins) and `dirty_next`/`dirty_prev` (free runs
+//!   with pages not yet released to the OS).
 
 use crate::arena::{self, BITMAP_WORDS_PER_PAGE};
 use crate::mcache::MCache;
@@ -53,9 +54,12 @@ pub enum SpanState {
 #[repr(C, align(64))]
 pub struct Span {
     // --- hot: the owner's malloc/free fast paths (first cache line) ---
-    /// Free slots of the current window (bit i: slot `window + i` is free).
+    /// Free slots of the current window (bit i: slot `window + i` is free): Go's
+    /// `allocCache`, searched with count-trailing-zeros.
     pub alloc_cache: Cell<u64>,
-    /// First slot of the current window (a multiple of 64).
+    /// First slot of the current window (a multiple of 64): Go's `freeindex`, which Go
+    /// also keeps at the base of the `allocCache` word it loaded. Slots below it that are
+    /// free again (local frees) are found when the window wraps around.
     pub window: Cell<u32>,
     /// Bytes per slot (small spans); 0 for large spans.
     pub elemsize: Cell<u32>,
@@ -73,11 +77,14 @@ pub struct Span {
     pub state: AtomicU8,
     /// Free slots may hold old data: `alloc_zeroed` must clear them.
     pub needzero: Cell<bool>,
-    /// 0 for a malloc span; otherwise the garbage collector's object kind (see
-    /// [`crate::gcapi`]). Written only by `gcapi` while the span is the collector's.
-    pub gc: AtomicU8,
-    /// The collector's sweep generation of this span (Go's `mspan.sweepgen`).
-    pub sweepgen: AtomicU32,
+    /// Free records only: in the page heap's list of free runs that may hold pages not
+    /// yet released to the OS (the scavenger's work list). These fill the first line's
+    /// spare bytes; in-use spans never touch them.
+    pub in_dirty: Cell<bool>,
+    /// Dirty-list links (free records only).
+    pub dirty_next: Cell<*mut Span>,
+    /// Dirty-list links (free records only).
+    pub dirty_prev: Cell<*mut Span>,
     // --- written by other threads: its own cache line ---
     /// Objects freed by threads that do not own the span.
     pub xfree: RemoteFreeList,
@@ -98,6 +105,13 @@ pub struct Span {
     pub alloc_count: Cell<u32>,
     /// Heap bins index while free.
     pub bin: Cell<u16>,
+    /// In its mcentral's partial list (guarded by that list's lock).
+    pub in_partial: Cell<bool>,
+    /// 0 for a malloc span; otherwise the garbage collector's object kind (see
+    /// [`crate::gcapi`]). Written only by `gcapi` while the span is the collector's.
+    pub gc: AtomicU8,
+    /// The collector's sweep generation of this span (Go's `mspan.sweepgen`).
+    pub sweepgen: AtomicU32,
 }
 
 /// Bytes of one span record.
@@ -137,6 +151,9 @@ impl Span {
             spanclass: Cell::new(SpanClass(0)),
             state: AtomicU8::new(SpanState::Dead as u8),
             needzero: Cell::new(false),
+            in_dirty: Cell::new(false),
+            dirty_next: Cell::new(ptr::null_mut()),
+            dirty_prev: Cell::new(ptr::null_mut()),
             gc: AtomicU8::new(0),
             sweepgen: AtomicU32::new(0),
             xfree: RemoteFreeList::new(),
@@ -148,6 +165,7 @@ impl Span {
             pending_next: AtomicPtr::new(ptr::null_mut()),
             alloc_count: Cell::new(0),
             bin: Cell::new(0),
+            in_partial: Cell::new(false),
         }
     }
 
@@ -201,6 +219,7 @@ impl Span {
         self.needzero.set(needzero);
         self.owner.store(ptr::null_mut(), Ordering::Relaxed);
         self.alloc_count.set(0);
+        self.in_partial.set(false);
         self.window.set(0);
         let ha = arena::heap_arena_of(self.base.get());
         debug_assert!(!ha.is_null());

@@ -249,29 +249,3 @@ fn realloc_in_place_and_moving() {
     }
     gomalloc::check_heap();
 }
-
-#[test]
-fn memory_goes_back_to_the_page_heap_and_the_os() {
-    let n = 200_000;
-    let v: Vec<usize> = (0..n)
-        .map(|i| gomalloc::alloc(64 + (i % 4) * 16, 8) as usize)
-        .collect();
-    for p in &v {
-        // SAFETY: live blocks.
-        unsafe { std::ptr::write_bytes(*p as *mut u8, 1, 64) };
-    }
-    let full = gomalloc::stats();
-    for p in v {
-        // SAFETY: live blocks.
-        unsafe { gomalloc::free(p as *mut u8) };
-    }
-    let released = gomalloc::release_memory();
-    let after = gomalloc::stats();
-    assert!(released > 0);
-    assert!(
-        after.heap_inuse < full.heap_inuse / 2,
-        "{full:?} -> {after:?}"
-    );
-    assert!(after.heap_released >= released.min(after.heap_idle));
-    gomalloc::check_heap();
-}

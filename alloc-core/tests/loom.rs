@@ -81,6 +81,29 @@ fn parking_a_full_span_never_loses_the_wake_up() {
     });
 }
 
+#[test]
+fn taking_a_parked_span_races_a_remote_free_safely() {
+    // A refill unparks a listed span while another thread frees into it. Exactly one wins:
+    // either the unpark succeeds (the refill owns the span and the free lands in its list
+    // without a notification), or the free clears the flag first and must notify, and the
+    // unpark fails (the span stays for the mcentral's pending handling).
+    loom::model(|| {
+        let list = Arc::new(RemoteFreeList::new());
+        assert!(list.try_park());
+        let o = object();
+        let l = list.clone();
+        // SAFETY: the object is pushed once.
+        let freer = thread::spawn(move || unsafe { l.push(o as *mut u8) });
+        let unparked = list.try_unpark();
+        let notified = freer.join().unwrap();
+        assert_ne!(unparked, notified, "exactly one side may own the span");
+        assert!(!list.is_parked());
+        let mut taken = Vec::new();
+        drain(&list, &mut taken);
+        assert_eq!(taken, vec![o]);
+    });
+}
+
 struct Node {
     next: AtomicPtr<Node>,
     id: usize,
@@ -110,7 +133,7 @@ fn pending_stack_hands_every_span_over_once() {
             })
             .collect();
         let mut ids = Vec::new();
-        let mut take = |ids: &mut Vec<usize>| {
+        let take = |ids: &mut Vec<usize>| {
             let mut p = stack.take_all();
             while !p.is_null() {
                 // SAFETY: taken nodes are ours; freed after reading the link.

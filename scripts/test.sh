@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The test command: everything CI runs (`.ci/run` calls this), from a fresh machine.
+#
+#   bash scripts/test.sh           all stages
+#   bash scripts/test.sh --quick   skip the slow ones (Miri, loom, real programs under LD_PRELOAD)
+#
+# Each stage prints its name and the time; the first failure stops the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        *) echo "usage: bash scripts/test.sh [--quick]" >&2; exit 2 ;;
+    esac
+done
+
+START=$SECONDS
+stage() { printf '\n== %s  (%ds)\n' "$1" "$((SECONDS - START))"; }
+
+# --- set-up ------------------------------------------------------------------------------
+# Debian packages the tests use; installed only when missing (needs root, as on CI).
+APT_PACKAGES=()
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    stage "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ((!QUICK)); then
+    if ! cargo +nightly miri --version >/dev/null 2>&1; then
+        stage "rustup component add miri rust-src (nightly)"
+        rustup component add --toolchain nightly miri rust-src
+    fi
+fi
+
+# --- static checks -----------------------------------------------------------------------
+stage "cargo fmt --check"
+cargo fmt --all -- --check
+
+stage "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+stage "cargo doc (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+# --- tests -------------------------------------------------------------------------------
+stage "cargo test --release (the optimised build users get)"
+cargo test --workspace --release --quiet
+
+stage "cargo test (checked build: debug assertions and heap invariant checks)"
+cargo test --workspace --quiet
+
+if ((QUICK)); then
+    stage "done (quick)"
+    exit 0
+fi
+
+stage "loom models of the lock-free structures"
+RUSTFLAGS="--cfg loom" cargo test -p gomalloc --test loom --release --quiet \
+    --target-dir target/loom
+
+stage "Miri over the heap's unit tests (cfg(miri) OS layer)"
+MIRIFLAGS="-Zmiri-disable-isolation" cargo +nightly miri test -p gomalloc --lib --quiet \
+    --target-dir target/miri
+
+stage "done"
