@@ -4,7 +4,9 @@
 
 use crate::heap;
 use crate::mark::{with_registers_spilled, Tracer, WorkList};
-use crate::mutator::{self, world, Mutator, ThreadRec, GC_FLAGS, MARKING, RUNNING, STOP, WORLD_CV};
+use crate::mutator::{
+    self, world, Mutator, ThreadRec, GC_FLAGS, MARKING, PARKED, RUNNING, STOP, WORLD_CV,
+};
 use crate::pacer;
 use crate::stats::{self, CycleReport, STACK_BYTES};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -104,6 +106,10 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
         m.cache_mut().release_all();
     }
     let threads = stop_the_world(me.map(|m| m.rec()));
+    let resumed: Vec<u64> = threads
+        .iter()
+        .map(|t| t.resumed.load(Ordering::Relaxed))
+        .collect();
     let t_stopped = Instant::now();
     with_registers_spilled(|my_sp| {
         let mut t = Tracer::new();
@@ -114,6 +120,7 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
         let (marked, objects, weak_cleared) = terminate(t);
         let heap1 = heap::HEAP_LIVE.load(Ordering::Relaxed);
         let next_goal = finish_cycle(marked);
+        debug_assert_world_stopped(&threads, &resumed, me.map(|m| m.rec()));
         start_the_world();
         let end = Instant::now();
         let report = CycleReport {
@@ -161,6 +168,27 @@ pub(crate) fn stop_the_world(me: Option<&Arc<ThreadRec>>) -> Vec<Arc<ThreadRec>>
     w.threads.clone()
 }
 
+/// Debug check at the end of a stopped cycle: no thread but the collector ran meanwhile.
+fn debug_assert_world_stopped(
+    threads: &[Arc<ThreadRec>],
+    resumed: &[u64],
+    me: Option<&Arc<ThreadRec>>,
+) {
+    if cfg!(debug_assertions) {
+        for (t, &r) in threads.iter().zip(resumed) {
+            if me.is_some_and(|m| Arc::ptr_eq(m, t)) {
+                continue;
+            }
+            if t.state.load(Ordering::Acquire) == RUNNING || t.resumed.load(Ordering::Relaxed) != r
+            {
+                // Not a panic: the world is stopped and every mutator would wait forever.
+                eprintln!("gc: a mutator ran while the world was stopped");
+                std::process::abort();
+            }
+        }
+    }
+}
+
 /// Restarts the world and ends the cycle.
 pub(crate) fn start_the_world() {
     let mut w = world();
@@ -168,6 +196,13 @@ pub(crate) fn start_the_world() {
     w.stw = false;
     w.collecting = false;
     w.epoch += 1;
+    // Parked threads run again from now on: say so before anyone can stop the world
+    // again (see the world protocol in `mutator`).
+    for t in w.threads.iter() {
+        if t.state.load(Ordering::Relaxed) == PARKED {
+            t.resume();
+        }
+    }
     drop(w);
     WORLD_CV.notify_all();
 }

@@ -286,21 +286,19 @@ pub(crate) fn alloc_large(kind: u8, size: usize, align: usize) -> *mut u8 {
     sr.base.get() as *mut u8
 }
 
+/// Sweeps the large objects left unswept, one span at a time.
 fn sweep_large() {
-    let unswept = std::mem::take(&mut LARGE.0.lock().unwrap().unswept);
-    if unswept.is_empty() {
-        return;
-    }
-    let mut keep = Vec::with_capacity(unswept.len());
-    for s in unswept {
-        // SAFETY: taken from `unswept`: ours to sweep.
+    loop {
+        let Some(s) = LARGE.0.lock().unwrap().unswept.pop() else {
+            return;
+        };
+        // SAFETY: popped from `unswept`: ours to sweep.
         if unsafe { sweep_span(s) } == 0 {
             free_gc_span(s);
         } else {
-            keep.push(s);
+            LARGE.0.lock().unwrap().swept.push(s);
         }
     }
-    LARGE.0.lock().unwrap().swept.extend(keep);
 }
 
 /// Allocates a small object of `size` bytes for a `spc`-less caller: the span class for
@@ -351,24 +349,28 @@ pub(crate) unsafe fn sweep_span(s: *mut Span) -> u32 {
 }
 
 /// Sweeps every span still unswept (Go's `finishsweep_m`), on the calling thread.
+///
+/// Spans are taken one at a time (Go's `sweepone`), so mutators that allocate meanwhile
+/// keep finding unswept spans to sweep and reuse instead of growing the heap with fresh
+/// ones while this thread works through the list.
 pub(crate) fn finish_sweep() {
     for lists in CENTRALS.iter().flatten() {
-        {
-            let unswept = std::mem::take(&mut lists.0.lock().unwrap().unswept);
-            for s in unswept {
-                // SAFETY: taken from `unswept`: ours to sweep.
-                let live = unsafe { sweep_span(s) };
-                // SAFETY: live record.
-                let nelems = unsafe { (*s).nelems.get() };
-                if live == 0 {
-                    free_gc_span(s);
+        loop {
+            let Some(s) = lists.0.lock().unwrap().unswept.pop() else {
+                break;
+            };
+            // SAFETY: popped from `unswept`: ours to sweep.
+            let live = unsafe { sweep_span(s) };
+            // SAFETY: live record.
+            let nelems = unsafe { (*s).nelems.get() };
+            if live == 0 {
+                free_gc_span(s);
+            } else {
+                let mut l = lists.0.lock().unwrap();
+                if live < nelems {
+                    l.partial.push(s)
                 } else {
-                    let mut l = lists.0.lock().unwrap();
-                    if live < nelems {
-                        l.partial.push(s)
-                    } else {
-                        l.full.push(s)
-                    }
+                    l.full.push(s)
                 }
             }
         }

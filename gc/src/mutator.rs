@@ -5,9 +5,14 @@
 //!   [`Mutator::blocking`]); the latter two published their stack pointer first;
 //! * a collector sets `stw`, raises `STOP` in [`GC_FLAGS`] and waits until no other
 //!   attached thread is `RUNNING`;
-//! * restarting sets `stw = false`, bumps `epoch` and wakes everyone. Parked threads wait
-//!   for the epoch to change; threads leaving a blocking region, and threads attaching,
-//!   wait while `stw` is set.
+//! * restarting sets `stw = false`, bumps `epoch`, sets every `PARKED` thread back to
+//!   `RUNNING` and wakes everyone. Parked threads wait for the epoch to change; threads
+//!   leaving a blocking region, and threads attaching, wait while `stw` is set.
+//!
+//! Only the restarting collector moves a parked thread back to `RUNNING`, under the
+//! world lock. A parked thread must never do it itself on waking: the next cycle may
+//! already have stopped the world while it slept, and a stale `PARKED` would let that
+//! cycle mark while the thread runs (the bug behind `tests/back_to_back.rs`).
 
 use crate::heap::{self, Cache, TINY_SIZE};
 use crate::mark::{thread_stack_bounds, with_registers_spilled};
@@ -15,7 +20,7 @@ use gomalloc::gcapi::{self, ObjectRef, KIND_NOSCAN};
 use gomalloc::sizeclasses::MAX_SMALL_SIZE;
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// `GC_FLAGS` bit: a collector wants every mutator to stop at its next safepoint.
@@ -36,6 +41,17 @@ pub(crate) struct ThreadRec {
     pub sp: AtomicUsize,
     /// One past the highest address of the thread's stack.
     pub stack_hi: usize,
+    /// Times the thread went back to `RUNNING` after a stop (a debug check that nothing
+    /// resumes while the world is stopped).
+    pub resumed: AtomicU64,
+}
+
+impl ThreadRec {
+    /// Back to `RUNNING` (with the world lock held).
+    pub(crate) fn resume(&self) {
+        self.resumed.fetch_add(1, Ordering::Relaxed);
+        self.state.store(RUNNING, Ordering::Release);
+    }
 }
 
 pub(crate) struct World {
@@ -109,6 +125,7 @@ pub fn attach() -> Box<Mutator> {
         state: AtomicU8::new(RUNNING),
         sp: AtomicUsize::new(0),
         stack_hi: hi,
+        resumed: AtomicU64::new(0),
     });
     {
         let mut w = world();
@@ -181,10 +198,13 @@ impl Mutator {
             let epoch = w.epoch;
             self.rec.state.store(PARKED, Ordering::Release);
             WORLD_CV.notify_all();
-            while w.stw && w.epoch == epoch {
+            // `start_the_world` bumps the epoch and sets us `RUNNING` in one critical
+            // section; a later cycle may be stopping the world again by the time we wake,
+            // and then it waits for us to park again.
+            while w.epoch == epoch {
                 w = wait(w);
             }
-            self.rec.state.store(RUNNING, Ordering::Release);
+            debug_assert_ne!(self.rec.state.load(Ordering::Relaxed), PARKED);
         });
     }
 
@@ -196,12 +216,18 @@ impl Mutator {
         with_registers_spilled(|sp| {
             self.rec.sp.store(sp, Ordering::Release);
             let mut w = world();
-            self.rec.state.store(PARKED, Ordering::Release);
-            WORLD_CV.notify_all();
+            // Restarting the world resumes us; if the next cycle has begun before we woke,
+            // park again for it (its collector waits for that).
             while w.collecting {
+                if self.rec.state.load(Ordering::Relaxed) != PARKED {
+                    self.rec.state.store(PARKED, Ordering::Release);
+                    WORLD_CV.notify_all();
+                }
                 w = wait(w);
             }
-            self.rec.state.store(RUNNING, Ordering::Release);
+            if self.rec.state.load(Ordering::Relaxed) == PARKED {
+                self.rec.resume();
+            }
         });
     }
 
@@ -225,7 +251,7 @@ impl Mutator {
             while w.stw {
                 w = wait(w);
             }
-            rec.state.store(RUNNING, Ordering::Release);
+            rec.resume();
             r
         })
     }
