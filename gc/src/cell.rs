@@ -173,21 +173,28 @@ impl<T> RefLock<T> {
 impl<T: Trace> RefLock<T> {
     /// Borrows the value mutably, applying the barrier.
     ///
+    /// While a `RefMut` of a type holding GC pointers is alive, its thread does not stop
+    /// for collections (its safepoints let the world wait, and [`crate::collect`] on it
+    /// panics): the collector never reads a value that is mutably borrowed. Keep such
+    /// borrows short.
+    ///
     /// # Panics
     /// If it is borrowed.
-    pub fn borrow_mut<'a>(&'a self, m: &Mutator) -> RefMut<'a, T> {
-        let _ = m;
+    pub fn borrow_mut<'a>(&'a self, m: &'a Mutator) -> RefMut<'a, T> {
         assert!(
             self.flag
                 .compare_exchange(0, -1, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok(),
             "RefLock already borrowed"
         );
-        if T::NEEDS_TRACE && marking() {
-            // SAFETY: we hold the exclusive borrow.
-            shade(unsafe { &*self.value.get() });
+        if T::NEEDS_TRACE {
+            m.open_borrow();
+            if marking() {
+                // SAFETY: we hold the exclusive borrow.
+                shade(unsafe { &*self.value.get() });
+            }
         }
-        RefMut { cell: self }
+        RefMut { cell: self, m }
     }
 }
 
@@ -214,6 +221,7 @@ impl<T> Drop for Ref<'_, T> {
 /// marks).
 pub struct RefMut<'a, T: Trace> {
     cell: &'a RefLock<T>,
+    m: &'a Mutator,
 }
 
 impl<T: Trace> Deref for RefMut<'_, T> {
@@ -233,23 +241,29 @@ impl<T: Trace> DerefMut for RefMut<'_, T> {
 
 impl<T: Trace> Drop for RefMut<'_, T> {
     fn drop(&mut self) {
-        if T::NEEDS_TRACE && marking() {
-            shade(&**self);
+        if T::NEEDS_TRACE {
+            if marking() {
+                shade(&**self);
+            }
+            self.m.close_borrow();
         }
         self.cell.flag.store(0, Ordering::Release);
     }
 }
 
-// SAFETY: traces the value (rule 1). A concurrent marker will take a shared borrow (and
-// defer the object if it is borrowed mutably, design §8); today marking is stop-the-world
-// or runs on the mutator's own thread, when no `RefMut` of a traced object can be alive
-// across the marker's call.
+// SAFETY: traces the value (rule 1) through a shared borrow, so it never reads a value
+// that is mutably borrowed. Skipping a mutably borrowed cell is sound (design §8): no cycle
+// starts or ends while a `RefMut` of a traced type is alive (its thread does not stop, and
+// `collect` and the incremental mode refuse to run on it), so such a borrow was opened
+// while marking, when `borrow_mut` shaded the old contents, and its drop shades the new.
 unsafe impl<T: Trace> Trace for RefLock<T> {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
     fn trace(&self, t: &mut Tracer) {
         if T::NEEDS_TRACE {
-            // SAFETY: see above: no mutable borrow is active while markers run.
-            unsafe { &*self.value.get() }.trace(t)
+            match self.try_borrow() {
+                Some(v) => v.trace(t),
+                None => debug_assert!(marking(), "a RefLock borrowed mutably in a pause"),
+            }
         }
     }
 }

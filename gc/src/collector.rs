@@ -55,10 +55,14 @@ pub(crate) fn start_time() -> Instant {
 /// from attached threads (whose stack is scanned as a root) and from other threads.
 ///
 /// # Panics
-/// Inside an incremental test cycle ([`crate::debug::IncrementalCycle`]).
+/// Inside an incremental test cycle ([`crate::debug::IncrementalCycle`]), and on a thread
+/// holding a [`RefMut`](crate::RefMut) of a type with GC pointers.
 pub fn collect() {
     init();
     let me = mutator::current();
+    if let Some(m) = me {
+        m.assert_no_open_borrow("gc::collect()");
+    }
     run_cycle(me, true);
 }
 
@@ -207,8 +211,8 @@ pub(crate) fn start_the_world() {
     WORLD_CV.notify_all();
 }
 
-/// Greys the roots: precise roots, finalizer roots, every stopped thread's stack (and the
-/// collector's own from `me.1`). Returns (stack bytes, precise-root bytes) scanned.
+/// Greys the roots: precise roots, finalizer roots, every stopped thread's handle scopes
+/// and (unless `feature = "precise"`) stack, the collector's own from `me.1`. Returns (stack bytes, precise-root bytes) scanned.
 pub(crate) fn mark_roots(
     t: &mut Tracer,
     threads: &[Arc<ThreadRec>],
@@ -218,6 +222,10 @@ pub(crate) fn mark_roots(
     crate::weak::mark_finalizer_roots(t);
     let mut stack_bytes = 0;
     for rec in threads {
+        stack_bytes += rec.handles.mark(t);
+        if cfg!(feature = "precise") {
+            continue;
+        }
         let lo = match me {
             Some((m, sp)) if Arc::ptr_eq(m, rec) => sp,
             _ => rec.sp.load(Ordering::Acquire),

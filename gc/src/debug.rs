@@ -25,9 +25,11 @@ impl<'m> IncrementalCycle<'m> {
     /// finalizer roots) and turns the barrier on.
     ///
     /// # Panics
-    /// If another thread is attached or a collection is running.
+    /// If another thread is attached, a collection is running, or a `RefMut` of a traced
+    /// type is alive on this thread (also checked by [`IncrementalCycle::finish`]).
     pub fn start(m: &'m Mutator) -> IncrementalCycle<'m> {
         collector::init();
+        m.assert_no_open_borrow("IncrementalCycle::start");
         {
             let mut w = world();
             assert!(!w.collecting, "a collection is running");
@@ -63,6 +65,7 @@ impl<'m> IncrementalCycle<'m> {
     /// finalizers, new sweep generation) and turns the barrier off.
     pub fn finish(self) {
         let IncrementalCycle { m, t, start } = self;
+        m.assert_no_open_borrow("IncrementalCycle::finish");
         m.cache_mut().release_all();
         let (marked, _objects, _cleared) = collector::terminate(t);
         collector::finish_cycle(marked);

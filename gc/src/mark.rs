@@ -212,6 +212,7 @@ unsafe fn scan_object(base: usize, t: &mut Tracer) {
 /// Runs `f(sp)` with the callee-saved registers spilled into this frame and `sp` the stack
 /// pointer below them, so that scanning `[sp, stack_top)` sees every GC pointer the caller's
 /// frames hold, in memory or in registers.
+#[cfg(not(feature = "precise"))]
 #[inline(never)]
 pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
     let mut regs = [0usize; 12];
@@ -258,7 +259,15 @@ pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
     r
 }
 
+/// The precise mode scans no stack: `f(0)` (no stack pointer to publish).
+#[cfg(feature = "precise")]
+#[inline]
+pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
+    f(0)
+}
+
 /// The calling thread's stack: `(lowest address, one past the highest)`.
+#[cfg(not(feature = "precise"))]
 pub(crate) fn thread_stack_bounds() -> (usize, usize) {
     // SAFETY: pthread_getattr_np fills `attr` for the calling thread; we read the stack
     // fields and destroy the attribute object.
@@ -275,4 +284,10 @@ pub(crate) fn thread_stack_bounds() -> (usize, usize) {
         libc::pthread_attr_destroy(&mut attr);
         (addr as usize, addr as usize + size)
     }
+}
+
+/// The precise mode scans no stack.
+#[cfg(feature = "precise")]
+pub(crate) fn thread_stack_bounds() -> (usize, usize) {
+    (0, 0)
 }

@@ -14,6 +14,7 @@
 //! already have stopped the world while it slept, and a stale `PARKED` would let that
 //! cycle mark while the thread runs (the bug behind `tests/back_to_back.rs`).
 
+use crate::handle::ShadowStack;
 use crate::heap::{self, Cache, TINY_SIZE};
 use crate::mark::{thread_stack_bounds, with_registers_spilled};
 use gomalloc::gcapi::{self, ObjectRef, KIND_NOSCAN};
@@ -44,6 +45,8 @@ pub(crate) struct ThreadRec {
     /// Times the thread went back to `RUNNING` after a stop (a debug check that nothing
     /// resumes while the world is stopped).
     pub resumed: AtomicU64,
+    /// The thread's handle scopes (precise roots).
+    pub handles: ShadowStack,
 }
 
 impl ThreadRec {
@@ -106,6 +109,9 @@ pub(crate) fn current() -> Option<&'static Mutator> {
 pub struct Mutator {
     rec: Arc<ThreadRec>,
     cache: UnsafeCell<Cache>,
+    /// Live `RefMut`s of traced types on this thread: while non-zero the thread does not
+    /// stop for collections (the collector must not read a mutably borrowed value).
+    open_borrows: Cell<u32>,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -126,6 +132,7 @@ pub fn attach() -> Box<Mutator> {
         sp: AtomicUsize::new(0),
         stack_hi: hi,
         resumed: AtomicU64::new(0),
+        handles: ShadowStack::new(),
     });
     {
         let mut w = world();
@@ -137,6 +144,7 @@ pub fn attach() -> Box<Mutator> {
     let m = Box::new(Mutator {
         rec,
         cache: UnsafeCell::new(Cache::new()),
+        open_borrows: Cell::new(0),
         _not_send: PhantomData,
     });
     ATTACHED.with(|a| a.set(&*m as *const Mutator));
@@ -176,12 +184,34 @@ impl Mutator {
         &self.rec
     }
 
-    /// A safepoint: stops here if a collection is waiting for this thread.
+    /// A safepoint: stops here if a collection is waiting for this thread (unless a
+    /// `RefMut` of a traced type is alive on it: see [`RefLock::borrow_mut`](crate::RefLock::borrow_mut)).
     #[inline]
     pub fn safepoint(&self) {
-        if GC_FLAGS.load(Ordering::Relaxed) & STOP != 0 {
+        if GC_FLAGS.load(Ordering::Relaxed) & STOP != 0 && self.open_borrows.get() == 0 {
             self.park();
         }
+    }
+
+    /// A `RefMut` of a traced type was opened on this thread.
+    #[inline]
+    pub(crate) fn open_borrow(&self) {
+        self.open_borrows.set(self.open_borrows.get() + 1);
+    }
+
+    /// A `RefMut` of a traced type was dropped.
+    #[inline]
+    pub(crate) fn close_borrow(&self) {
+        self.open_borrows.set(self.open_borrows.get() - 1);
+    }
+
+    /// Panics if a `RefMut` of a traced type is alive on this thread (a cycle cannot run
+    /// here: it would have to read the borrowed value).
+    pub(crate) fn assert_no_open_borrow(&self, what: &str) {
+        assert!(
+            self.open_borrows.get() == 0,
+            "{what} while a RefLock is mutably borrowed on this thread"
+        );
     }
 
     /// Stops at a safepoint until the world restarts.
@@ -281,7 +311,7 @@ impl Mutator {
     #[inline(never)]
     fn alloc_slow(&self, kind: u8, size: usize, align: usize) -> *mut u8 {
         self.safepoint();
-        if crate::pacer::should_collect() {
+        if crate::pacer::should_collect() && self.open_borrows.get() == 0 {
             crate::collector::collect_auto(self);
         }
         let c = self.cache_mut();

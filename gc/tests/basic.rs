@@ -1,4 +1,6 @@
 //! Reachability, cycles, weak references, finalizers, large and tiny objects.
+// These tests keep `Gc`s in locals: they need the conservative stack scan.
+#![cfg(not(feature = "precise"))]
 
 use gc::{Gc, Lock, RefLock, Root, Trace, Weak};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,4 +1,6 @@
 //! The pacer (GOGC, memory limit) and GOMALLOC_GCTRACE output.
+// These tests keep `Gc`s in locals: they need the conservative stack scan.
+#![cfg(not(feature = "precise"))]
 
 use gc::{Gc, Trace};
 
