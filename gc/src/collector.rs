@@ -60,10 +60,10 @@ pub(crate) fn start_time() -> Instant {
 pub fn collect() {
     init();
     let me = mutator::current();
-    if let Some(m) = me {
+    if let Some(m) = &me {
         m.assert_no_open_borrow("gc::collect()");
     }
-    run_cycle(me, true);
+    run_cycle(me.as_deref(), true);
 }
 
 /// A collection triggered by the pacer on `m`'s allocation slow path. If another thread is

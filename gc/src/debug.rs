@@ -4,8 +4,9 @@
 use crate::collector::{self, SHADE};
 use crate::heap;
 use crate::mark::{with_registers_spilled, Tracer};
-use crate::mutator::{world, Mutator, GC_FLAGS, MARKING};
+use crate::mutator::{world, Mutator, BLOCKING, GC_FLAGS, MARKING};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A collection whose marking runs in steps on the mutator's own thread, interleaved with
@@ -13,7 +14,9 @@ use std::time::Instant;
 /// second thread. The write barrier is on between [`IncrementalCycle::start`] and
 /// [`IncrementalCycle::finish`]; objects allocated meanwhile are allocated black.
 ///
-/// Only one thread may be attached (checked), and no other collection may start meanwhile.
+/// Only one attached thread may be running (checked; others must be in blocking regions,
+/// which they cannot leave until [`IncrementalCycle::finish`]), and no other collection
+/// may start meanwhile.
 pub struct IncrementalCycle<'m> {
     m: &'m Mutator,
     t: Tracer,
@@ -33,11 +36,14 @@ impl<'m> IncrementalCycle<'m> {
         {
             let mut w = world();
             assert!(!w.collecting, "a collection is running");
-            assert_eq!(
-                w.threads.len(),
-                1,
-                "incremental cycles need a single mutator"
+            assert!(
+                w.threads
+                    .iter()
+                    .all(|t| Arc::ptr_eq(t, m.rec()) || t.state.load(Ordering::Acquire) == BLOCKING),
+                "incremental cycles need a single running mutator (others in blocking regions)"
             );
+            // Threads in blocking regions (the finalizer thread) stay there until `finish`.
+            w.stw = true;
             w.collecting = true;
             w.incremental = true;
         }
@@ -71,6 +77,7 @@ impl<'m> IncrementalCycle<'m> {
         collector::finish_cycle(marked);
         {
             let mut w = world();
+            w.stw = false;
             w.collecting = false;
             w.incremental = false;
         }

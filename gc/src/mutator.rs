@@ -21,6 +21,8 @@ use gomalloc::gcapi::{self, ObjectRef, KIND_NOSCAN};
 use gomalloc::sizeclasses::MAX_SMALL_SIZE;
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -85,15 +87,33 @@ fn wait(w: MutexGuard<'static, World>) -> MutexGuard<'static, World> {
 }
 
 thread_local! {
-    static ATTACHED: Cell<*const Mutator> = const { Cell::new(std::ptr::null()) };
+    static ATTACHED: Cell<*mut MState> = const { Cell::new(std::ptr::null_mut()) };
 }
 
-/// The calling thread's mutator, if it is attached (for `gc::collect()`).
-pub(crate) fn current() -> Option<&'static Mutator> {
+/// The calling thread's mutator, if it is attached (for `gc::collect()`): a second handle
+/// on the same state, which must not be dropped.
+///
+/// The state lives in its own allocation, not in the `Box<Mutator>` the user holds: moving
+/// or mutably borrowing that box (which asserts uniqueness) must not invalidate this
+/// pointer (Miri's aliasing models check exactly that).
+pub(crate) fn current() -> Option<ManuallyDrop<Mutator>> {
     let p = ATTACHED.with(|a| a.get());
-    // SAFETY: the pointer is set by `attach` to the boxed mutator and cleared by its drop,
-    // both on this thread; the box does not move meanwhile.
-    (!p.is_null()).then(|| unsafe { &*p })
+    NonNull::new(p).map(|st| {
+        ManuallyDrop::new(Mutator {
+            st,
+            _not_send: PhantomData,
+        })
+    })
+}
+
+/// A mutator's state, shared by the user's `Mutator` and [`current`]; accessed through
+/// shared references only (interior mutability), on its own thread.
+pub(crate) struct MState {
+    rec: Arc<ThreadRec>,
+    cache: UnsafeCell<Cache>,
+    /// Live `RefMut`s of traced types on this thread: while non-zero the thread does not
+    /// stop for collections (the collector must not read a mutably borrowed value).
+    open_borrows: Cell<u32>,
 }
 
 /// A thread's membership in the collector's world: the guard returned by [`attach`].
@@ -107,11 +127,9 @@ pub(crate) fn current() -> Option<&'static Mutator> {
 /// [`Mutator::safepoint`]) and must wait for other threads (joins, channels, locks) inside
 /// [`Mutator::blocking`]: otherwise every collection waits for it.
 pub struct Mutator {
-    rec: Arc<ThreadRec>,
-    cache: UnsafeCell<Cache>,
-    /// Live `RefMut`s of traced types on this thread: while non-zero the thread does not
-    /// stop for collections (the collector must not read a mutably borrowed value).
-    open_borrows: Cell<u32>,
+    /// From `Box::into_raw` in [`attach`]; freed by the drop of the handle `attach`
+    /// returned (never by a [`current`] handle).
+    st: NonNull<MState>,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -141,20 +159,23 @@ pub fn attach() -> Box<Mutator> {
         }
         w.threads.push(rec.clone());
     }
-    let m = Box::new(Mutator {
+    let st = Box::into_raw(Box::new(MState {
         rec,
         cache: UnsafeCell::new(Cache::new()),
         open_borrows: Cell::new(0),
+    }));
+    ATTACHED.with(|a| a.set(st));
+    Box::new(Mutator {
+        // SAFETY: from `Box::into_raw`, non-null.
+        st: unsafe { NonNull::new_unchecked(st) },
         _not_send: PhantomData,
-    });
-    ATTACHED.with(|a| a.set(&*m as *const Mutator));
-    m
+    })
 }
 
 impl Drop for Mutator {
     fn drop(&mut self) {
         self.cache_mut().release_all();
-        let rec = &self.rec;
+        let rec = &self.st().rec;
         with_registers_spilled(|sp| {
             rec.sp.store(sp, Ordering::Release);
             let mut w = world();
@@ -167,28 +188,38 @@ impl Drop for Mutator {
             w.threads.retain(|t| !Arc::ptr_eq(t, rec));
         });
         WORLD_CV.notify_all();
-        ATTACHED.with(|a| a.set(std::ptr::null()));
+        ATTACHED.with(|a| a.set(std::ptr::null_mut()));
+        // SAFETY: from `Box::into_raw` in `attach`; this is the handle `attach` returned
+        // (`current` handles are never dropped) and the thread-local no longer names it.
+        drop(unsafe { Box::from_raw(self.st.as_ptr()) });
     }
 }
 
 impl Mutator {
+    #[inline(always)]
+    fn st(&self) -> &MState {
+        // SAFETY: live until the drop of the handle `attach` returned, which outlives every
+        // borrow of any handle on this thread.
+        unsafe { self.st.as_ref() }
+    }
+
     #[allow(clippy::mut_from_ref)]
     #[inline(always)]
     pub(crate) fn cache_mut(&self) -> &mut Cache {
         // SAFETY: the cache is used only by this mutator's thread (`Mutator` is `!Sync`),
         // and no method holds the reference across a call that takes it again.
-        unsafe { &mut *self.cache.get() }
+        unsafe { &mut *self.st().cache.get() }
     }
 
     pub(crate) fn rec(&self) -> &Arc<ThreadRec> {
-        &self.rec
+        &self.st().rec
     }
 
     /// A safepoint: stops here if a collection is waiting for this thread (unless a
     /// `RefMut` of a traced type is alive on it: see [`RefLock::borrow_mut`](crate::RefLock::borrow_mut)).
     #[inline]
     pub fn safepoint(&self) {
-        if GC_FLAGS.load(Ordering::Relaxed) & STOP != 0 && self.open_borrows.get() == 0 {
+        if GC_FLAGS.load(Ordering::Relaxed) & STOP != 0 && self.st().open_borrows.get() == 0 {
             self.park();
         }
     }
@@ -196,20 +227,20 @@ impl Mutator {
     /// A `RefMut` of a traced type was opened on this thread.
     #[inline]
     pub(crate) fn open_borrow(&self) {
-        self.open_borrows.set(self.open_borrows.get() + 1);
+        self.st().open_borrows.set(self.st().open_borrows.get() + 1);
     }
 
     /// A `RefMut` of a traced type was dropped.
     #[inline]
     pub(crate) fn close_borrow(&self) {
-        self.open_borrows.set(self.open_borrows.get() - 1);
+        self.st().open_borrows.set(self.st().open_borrows.get() - 1);
     }
 
     /// Panics if a `RefMut` of a traced type is alive on this thread (a cycle cannot run
     /// here: it would have to read the borrowed value).
     pub(crate) fn assert_no_open_borrow(&self, what: &str) {
         assert!(
-            self.open_borrows.get() == 0,
+            self.st().open_borrows.get() == 0,
             "{what} while a RefLock is mutably borrowed on this thread"
         );
     }
@@ -220,13 +251,13 @@ impl Mutator {
     pub(crate) fn park(&self) {
         self.cache_mut().release_all();
         with_registers_spilled(|sp| {
-            self.rec.sp.store(sp, Ordering::Release);
+            self.rec().sp.store(sp, Ordering::Release);
             let mut w = world();
             if !w.stw {
                 return;
             }
             let epoch = w.epoch;
-            self.rec.state.store(PARKED, Ordering::Release);
+            self.rec().state.store(PARKED, Ordering::Release);
             WORLD_CV.notify_all();
             // `start_the_world` bumps the epoch and sets us `RUNNING` in one critical
             // section; a later cycle may be stopping the world again by the time we wake,
@@ -234,7 +265,7 @@ impl Mutator {
             while w.epoch == epoch {
                 w = wait(w);
             }
-            debug_assert_ne!(self.rec.state.load(Ordering::Relaxed), PARKED);
+            debug_assert_ne!(self.rec().state.load(Ordering::Relaxed), PARKED);
         });
     }
 
@@ -244,19 +275,19 @@ impl Mutator {
     pub(crate) fn wait_cycle_end(&self) {
         self.cache_mut().release_all();
         with_registers_spilled(|sp| {
-            self.rec.sp.store(sp, Ordering::Release);
+            self.rec().sp.store(sp, Ordering::Release);
             let mut w = world();
             // Restarting the world resumes us; if the next cycle has begun before we woke,
             // park again for it (its collector waits for that).
             while w.collecting {
-                if self.rec.state.load(Ordering::Relaxed) != PARKED {
-                    self.rec.state.store(PARKED, Ordering::Release);
+                if self.rec().state.load(Ordering::Relaxed) != PARKED {
+                    self.rec().state.store(PARKED, Ordering::Release);
                     WORLD_CV.notify_all();
                 }
                 w = wait(w);
             }
-            if self.rec.state.load(Ordering::Relaxed) == PARKED {
-                self.rec.resume();
+            if self.rec().state.load(Ordering::Relaxed) == PARKED {
+                self.rec().resume();
             }
         });
     }
@@ -268,7 +299,7 @@ impl Mutator {
     /// `Gc` pointers on this thread's stack stay rooted.
     pub fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
         self.cache_mut().release_all();
-        let rec = self.rec.clone();
+        let rec = self.rec().clone();
         with_registers_spilled(move |sp| {
             rec.sp.store(sp, Ordering::Release);
             {
@@ -311,7 +342,7 @@ impl Mutator {
     #[inline(never)]
     fn alloc_slow(&self, kind: u8, size: usize, align: usize) -> *mut u8 {
         self.safepoint();
-        if crate::pacer::should_collect() && self.open_borrows.get() == 0 {
+        if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
             crate::collector::collect_auto(self);
         }
         let c = self.cache_mut();

@@ -125,8 +125,9 @@ pub(crate) fn clear_dead_weaks() -> usize {
 /// A registered finalizer: the object's address, and a trampoline calling the user's `fn`.
 struct Finalizer {
     obj: usize,
-    run: unsafe fn(&Mutator, usize, usize),
-    f: usize,
+    run: unsafe fn(&Mutator, usize, *const ()),
+    /// The user's `fn`, type-erased as a pointer (not an integer: it keeps its provenance).
+    f: *const (),
 }
 
 struct FinState {
@@ -138,6 +139,10 @@ struct FinState {
     running: usize,
 }
 
+// SAFETY: `f` is a function pointer (immutable code), `obj` an address: nothing is shared
+// mutably through them.
+unsafe impl Send for Finalizer {}
+
 static FIN: Mutex<FinState> = Mutex::new(FinState {
     table: Vec::new(),
     ready: Vec::new(),
@@ -148,10 +153,11 @@ static FIN_THREAD: Once = Once::new();
 
 /// # Safety
 /// `obj` is the address of a live `T` (rooted by the ready queue or the caller's stack) and
-/// `f` a `fn(&Mutator, Gc<T>)` cast to `usize`.
-unsafe fn trampoline<T: Trace + 'static>(m: &Mutator, obj: usize, f: usize) {
+/// `f` a `fn(&Mutator, Gc<T>)` cast to `*const ()`.
+unsafe fn trampoline<T: Trace + 'static>(m: &Mutator, obj: usize, f: *const ()) {
     // SAFETY: caller contract: `f` was cast from exactly this function pointer type.
-    let f: fn(&Mutator, Gc<T>) = unsafe { std::mem::transmute::<usize, fn(&Mutator, Gc<T>)>(f) };
+    let f: fn(&Mutator, Gc<T>) =
+        unsafe { std::mem::transmute::<*const (), fn(&Mutator, Gc<T>)>(f) };
     // SAFETY: caller contract.
     f(m, unsafe { Gc::from_ptr(obj as *const T) })
 }
@@ -173,7 +179,7 @@ pub fn set_finalizer<T: Trace + Send + Sync + 'static>(
     FIN.lock().unwrap().table.push(Finalizer {
         obj: obj.addr(),
         run: trampoline::<T>,
-        f: f as usize,
+        f: f as *const (),
     });
     FIN_THREAD.call_once(|| {
         std::thread::Builder::new()
