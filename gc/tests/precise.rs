@@ -3,9 +3,11 @@
 //! check it:
 //!
 //! ```text
-//! MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance" \
+//! MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance -Zmiri-ignore-leaks" \
 //!     cargo +nightly miri test -p gomalloc-gc --features precise --test precise
 //! ```
+//!
+//! (`-Zmiri-ignore-leaks`: the finalizer thread lives until the process exits, by design.)
 //!
 //! Precision makes liveness exact, so these tests also check that what is *not* rooted
 //! dies (a `Weak` to it is cleared), which the conservative mode cannot promise.
