@@ -93,6 +93,25 @@ pub fn heap_arena_of(addr: usize) -> *mut HeapArena {
     unsafe { (*l2)[(addr >> ARENA_SHIFT) & (L2_SIZE - 1)].load(Ordering::Acquire) }
 }
 
+/// Calls `f` for every registered arena record (for the garbage collector's span walk).
+/// Arenas registered meanwhile may or may not be seen.
+#[cfg(not(loom))]
+pub fn for_each_arena(mut f: impl FnMut(*mut HeapArena)) {
+    for l1 in ARENAS.iter() {
+        let l2 = l1.load(Ordering::Acquire);
+        if l2.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null L2 pointer refers to a live, never-freed L2 table.
+        for e in unsafe { (*l2).iter() } {
+            let ha = e.load(Ordering::Acquire);
+            if !ha.is_null() {
+                f(ha);
+            }
+        }
+    }
+}
+
 /// Page index of `addr` inside its arena.
 #[inline(always)]
 pub const fn page_index(addr: usize) -> usize {

@@ -41,7 +41,9 @@
 //!
 //! Every span class exists in a *scan* and a *noscan* variant (136 span classes), and
 //! every span has a mark bitmap next to its allocation bitmap, so the garbage collector
-//! built on this heap can skip pointer-free spans and sweep by swapping bitmaps.
+//! built on this heap can skip pointer-free spans and sweep by swapping bitmaps. The
+//! collector (crate `gomalloc-gc`) keeps its own spans on the same page heap and arena map,
+//! through the one module written for it, [`gcapi`].
 //!
 //! ## Rules inside the allocator
 //!
@@ -58,6 +60,8 @@ pub mod arena;
 pub mod config;
 #[cfg(not(loom))]
 pub mod fixalloc;
+#[cfg(not(loom))]
+pub mod gcapi;
 pub mod lock;
 #[cfg(not(loom))]
 pub mod malloc;

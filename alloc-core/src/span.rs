@@ -24,7 +24,7 @@ use crate::mcache::MCache;
 use crate::remote::{chain_next, Linked, RemoteFreeList};
 use crate::report::fatal;
 use crate::sizeclass::{SizeClass, SpanClass, PAGE_SHIFT};
-use crate::sync::{AtomicPtr, AtomicU8, Ordering};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 use core::cell::Cell;
 use core::ptr;
 
@@ -121,6 +121,11 @@ pub struct Span {
     pub bin: Cell<u16>,
     /// In its mcentral's partial list (guarded by that list's lock).
     pub in_partial: Cell<bool>,
+    /// 0 for a malloc span; otherwise the garbage collector's object kind (see
+    /// [`crate::gcapi`]). Written only by `gcapi` while the span is the collector's.
+    pub gc: AtomicU8,
+    /// The collector's sweep generation of this span (Go's `mspan.sweepgen`).
+    pub sweepgen: AtomicU32,
 }
 
 /// Bytes of one span record.
@@ -179,6 +184,8 @@ impl Span {
             alloc_count: Cell::new(0),
             bin: Cell::new(0),
             in_partial: Cell::new(false),
+            gc: AtomicU8::new(0),
+            sweepgen: AtomicU32::new(0),
         }
     }
 
@@ -311,7 +318,7 @@ impl Span {
 
     /// Makes slot `w` (a multiple of 64) the start of the window.
     #[inline]
-    fn set_window(&self, w: u32) {
+    pub(crate) fn set_window(&self, w: u32) {
         let e = self.elemsize.get();
         self.window.set(w);
         self.window_base

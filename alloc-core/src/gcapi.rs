@@ -1,0 +1,331 @@
+//! The garbage collector's view of the heap (used by the `gomalloc-gc` crate; see
+//! `docs/gc-design.md`).
+//!
+//! The collector keeps its own spans, apart from the spans `malloc` uses, on the same page
+//! heap ([`crate::mheap::HEAP`]) and the same arena map. A span belongs to the collector
+//! while [`Span::gc`] is non-zero: it then holds objects of one *kind*
+//! ([`KIND_SCAN`], [`KIND_NOSCAN_DROP`], [`KIND_NOSCAN`]) and is never touched by `malloc`'s
+//! caches, central lists or remote free lists. This module gives the collector what Go's
+//! runtime takes from `mheap.go`, `mbitmap.go` and `mgcsweep.go`:
+//!
+//! * spans: [`alloc_small_span`], [`alloc_large_span`], [`free_span`];
+//! * "address -> span -> object start + is allocated" for conservative scanning:
+//!   [`find_object`] (interior pointers resolve to their object);
+//! * per-span mark bits, set atomically by parallel markers: [`mark`], [`is_marked`];
+//! * sweeping by turning the mark bitmap into the allocation bitmap: [`sweep_bitmaps`];
+//! * enumeration of the collector's in-use spans through the arena map: [`for_each_gc_span`].
+//!
+//! Who may touch what (in addition to the rules on [`Span`]):
+//! 1. The collector's span cache that holds a span owns its window and allocation bitmap,
+//!    like an mcache; the collector's central list lock owns an uncached span.
+//! 2. Allocation bits read by [`find_object`] are exact only for spans whose window is
+//!    committed ([`Span::commit_window`]): the collector commits every window before it
+//!    scans (the world is stopped).
+//! 3. Mark bits are written only with atomic read-modify-writes while marking, and read or
+//!    cleared by the span's sweeper afterwards.
+
+use crate::arena::{self, span_of};
+use crate::mheap::HEAP;
+use crate::sizeclass::{obj_index, SizeClass, SpanClass, PAGE_SIZE};
+use crate::span::{Span, SpanState};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// [`Span::gc`] of a malloc span: not the collector's.
+pub const KIND_MALLOC: u8 = 0;
+/// Objects that hold GC pointers: a one-word header, scanned by the collector.
+pub const KIND_SCAN: u8 = 1;
+/// Pointer-free objects with a destructor: a one-word header, never scanned.
+pub const KIND_NOSCAN_DROP: u8 = 2;
+/// Pointer-free objects without a destructor: no header, never scanned (tiny blocks too).
+pub const KIND_NOSCAN: u8 = 3;
+
+/// Allocates a fresh small-object span of `class` for the collector, with window 0 loaded
+/// (every slot free) and sweep generation `sweepgen`. Null when out of memory.
+pub fn alloc_small_span(class: SizeClass, kind: u8, sweepgen: u32) -> *mut Span {
+    debug_assert!(class != SizeClass::LARGE && kind != KIND_MALLOC && kind <= KIND_NOSCAN);
+    let spc = SpanClass::new(class, kind != KIND_SCAN);
+    let s = HEAP.lock().alloc_span(class.npages(), 0, spc);
+    if !s.is_null() {
+        // SAFETY: a fresh in-use span record, ours alone.
+        unsafe { claim(&*s, kind, sweepgen) };
+    }
+    s
+}
+
+/// Allocates a span holding one large object of `size` bytes aligned to `align` for the
+/// collector. Its mark bit is clear. Null when out of memory or the request is impossible.
+pub fn alloc_large_span(size: usize, align: usize, kind: u8, sweepgen: u32) -> *mut Span {
+    debug_assert!(kind != KIND_MALLOC && kind <= KIND_NOSCAN);
+    if size > isize::MAX as usize - PAGE_SIZE || !align.is_power_of_two() || align > 1 << 40 {
+        return core::ptr::null_mut();
+    }
+    let npages = size.max(1).div_ceil(PAGE_SIZE);
+    let spc = SpanClass::new(SizeClass::LARGE, kind != KIND_SCAN);
+    let s = HEAP.lock().alloc_span(npages, align, spc);
+    if !s.is_null() {
+        // SAFETY: a fresh in-use span record, ours alone; its mark bitmap slot has at
+        // least one word (the bitmap slot of its first page).
+        unsafe {
+            (*s).mark_bits.get().write(0);
+            claim(&*s, kind, sweepgen);
+        }
+    }
+    s
+}
+
+/// Marks a fresh span as the collector's. The release store publishes the span's fields
+/// to [`find_object`], which reads `gc` with acquire.
+fn claim(s: &Span, kind: u8, sweepgen: u32) {
+    s.sweepgen.store(sweepgen, Ordering::Relaxed);
+    s.gc.store(kind, Ordering::Release);
+}
+
+/// Returns one of the collector's spans to the page heap.
+///
+/// # Safety
+/// `s` is an in-use span of the collector that no cache, list or live object references.
+pub unsafe fn free_span(s: *mut Span) {
+    // SAFETY: caller contract: the span record is live and ours.
+    unsafe {
+        debug_assert_ne!((*s).gc.load(Ordering::Relaxed), KIND_MALLOC);
+        (*s).gc.store(KIND_MALLOC, Ordering::Release);
+        HEAP.lock().free_span(s);
+    }
+}
+
+/// An object of the collector's heap, found from an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Its span.
+    pub span: *mut Span,
+    /// Its slot index in the span (0 for a large object).
+    pub index: usize,
+    /// Address of its first byte.
+    pub base: usize,
+}
+
+impl ObjectRef {
+    /// The span record.
+    #[inline]
+    pub fn span(&self) -> &'static Span {
+        // SAFETY: `find_object` only builds refs to live span records, and span records are
+        // never unmapped.
+        unsafe { &*self.span }
+    }
+}
+
+/// Resolves `addr` (possibly pointing inside an object) to an allocated object of the
+/// collector's heap: arena map -> span -> `gc != 0` and in use -> slot -> allocation bit.
+/// `None` for anything else (malloc memory, free slots, addresses outside the heap).
+/// Lock-free; never aborts.
+///
+/// Allocation bits are exact only for spans whose window is committed (rule 2 above): for a
+/// span cached by a running mutator an allocated object of the loaded window may read as
+/// free.
+#[inline]
+pub fn find_object(addr: usize) -> Option<ObjectRef> {
+    let s = span_of(addr);
+    if s.is_null() {
+        return None;
+    }
+    // SAFETY: arena-map entries point to live span records (never freed).
+    let sr = unsafe { &*s };
+    if sr.gc.load(Ordering::Acquire) == KIND_MALLOC || sr.state() != SpanState::InUse {
+        return None;
+    }
+    let base = sr.base.get();
+    if addr < base || addr >= sr.limit() {
+        return None;
+    }
+    if sr.is_large() {
+        return Some(ObjectRef {
+            span: s,
+            index: 0,
+            base,
+        });
+    }
+    let index = obj_index(addr - base, sr.div_magic.get());
+    if index >= sr.nelems.get() as usize {
+        return None;
+    }
+    // SAFETY: `index < nelems`, so the word lies in the span's allocation bitmap.
+    let word = unsafe { *sr.alloc_bits.get().add(index >> 6) };
+    if word & (1 << (index & 63)) == 0 {
+        return None;
+    }
+    Some(ObjectRef {
+        span: s,
+        index,
+        base: base + index * sr.elemsize.get() as usize,
+    })
+}
+
+/// The mark-bitmap word of slot `index` as an atomic.
+///
+/// # Safety
+/// `span` is a live span of the collector and `index < nelems`.
+#[inline(always)]
+unsafe fn mark_word(span: &Span, index: usize) -> &AtomicU64 {
+    // SAFETY: caller contract: the word lies in the span's mark bitmap, which is 8-byte
+    // aligned and only ever accessed atomically while markers run (rule 3).
+    unsafe { AtomicU64::from_ptr(span.mark_bits.get().add(index >> 6)) }
+}
+
+/// Sets the object's mark bit; true if it was clear (the caller greys the object).
+///
+/// # Safety
+/// `obj` came from [`find_object`] (or names a slot allocated by the caller) and its span
+/// has not been swept or freed since.
+#[inline(always)]
+pub unsafe fn mark(obj: ObjectRef) -> bool {
+    let m = 1u64 << (obj.index & 63);
+    // SAFETY: caller contract.
+    unsafe { mark_word(obj.span(), obj.index) }.fetch_or(m, Ordering::Relaxed) & m == 0
+}
+
+/// True if the object's mark bit is set.
+///
+/// # Safety
+/// As for [`mark`].
+#[inline(always)]
+pub unsafe fn is_marked(obj: ObjectRef) -> bool {
+    let m = 1u64 << (obj.index & 63);
+    // SAFETY: caller contract.
+    unsafe { mark_word(obj.span(), obj.index) }.load(Ordering::Relaxed) & m != 0
+}
+
+/// Sweeps the bitmaps of one of the collector's spans (Go's `mspan.sweep`): calls
+/// `on_free(object_address)` for every object allocated but not marked, then makes the
+/// mark bitmap the allocation bitmap, clears the mark bitmap and recounts `alloc_count`.
+/// Returns the number of objects still allocated. For a large span: 1 if its object is
+/// marked, else 0 after `on_free(base)`; the caller frees the span.
+///
+/// # Safety
+/// The caller owns the span (its central lock, or it claimed the span's sweep), the span
+/// is in no cache (its window is committed) and no marker runs.
+pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 {
+    debug_assert_ne!(span.gc.load(Ordering::Relaxed), KIND_MALLOC);
+    debug_assert_eq!(span.alloc_cache.get(), 0, "sweeping a cached span");
+    let base = span.base.get();
+    if span.is_large() {
+        // SAFETY: a large span's bitmaps have at least one word.
+        let mb = unsafe { &mut *span.mark_bits.get() };
+        let live = *mb & 1;
+        *mb = 0;
+        if live == 0 {
+            on_free(base);
+        }
+        return live as u32;
+    }
+    let size = span.elemsize.get() as usize;
+    let words = span.nelems.get().div_ceil(64) as usize;
+    let (ab, mb) = (span.alloc_bits.get(), span.mark_bits.get());
+    let mut live = 0;
+    let mut freed_any = false;
+    for i in 0..words {
+        // SAFETY: `i < words`: inside both bitmaps, which the caller owns.
+        let (a, m) = unsafe { (&mut *ab.add(i), &mut *mb.add(i)) };
+        debug_assert_eq!(*m & !*a, 0, "marked slot that is not allocated");
+        let mut dead = *a & !*m;
+        freed_any |= dead != 0;
+        while dead != 0 {
+            let idx = i * 64 + dead.trailing_zeros() as usize;
+            on_free(base + idx * size);
+            dead &= dead - 1;
+        }
+        *a = *m;
+        *m = 0;
+        live += a.count_ones();
+    }
+    span.alloc_count.set(live);
+    span.set_window(0);
+    if freed_any {
+        span.needzero.set(true);
+    }
+    live
+}
+
+/// Calls `f` for every in-use span of the collector, found through the arena map's
+/// start-of-span bits. Spans created or freed meanwhile may or may not be seen.
+pub fn for_each_gc_span(mut f: impl FnMut(*mut Span)) {
+    arena::for_each_arena(|ha| {
+        // SAFETY: `ha` is a live arena record (never freed).
+        let words = unsafe { &(*ha).page_in_use };
+        for (w, word) in words.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != 0 {
+                let page = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // SAFETY: as above.
+                let s = unsafe { (*ha).spans[page].load(Ordering::Acquire) };
+                // SAFETY: arena-map entries point to live span records.
+                if !s.is_null() && unsafe { (*s).gc.load(Ordering::Acquire) } != KIND_MALLOC {
+                    f(s);
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sizeclass::size_to_class;
+
+    #[test]
+    fn objects_resolve_mark_and_sweep() {
+        let s = alloc_small_span(size_to_class(48), KIND_SCAN, 2);
+        assert!(!s.is_null());
+        // SAFETY: our span; we are its only user.
+        let sr = unsafe { &*s };
+        let a = sr.next_free_fast() as usize;
+        let b = sr.next_free_fast() as usize;
+        let c = sr.next_free_fast() as usize;
+        // SAFETY: we own the span.
+        unsafe { sr.commit_window() };
+        let ob = find_object(b + 17).expect("interior pointer resolves");
+        assert_eq!(ob.base, b);
+        assert!(find_object(c + 48).is_none(), "free slot");
+        assert!(find_object(&ob as *const _ as usize).is_none(), "not heap");
+        let mut seen = 0;
+        for_each_gc_span(|x| seen += (x == s) as usize);
+        assert_eq!(seen, 1);
+        // SAFETY: objects of our span, no other marker.
+        unsafe {
+            assert!(mark(ob));
+            assert!(!mark(ob));
+            assert!(mark(find_object(a).unwrap()));
+            assert!(is_marked(ob));
+        }
+        let mut freed = Vec::new();
+        // SAFETY: we own the uncached span.
+        let live = unsafe { sweep_bitmaps(sr, |p| freed.push(p)) };
+        assert_eq!((live, freed), (2, vec![c]));
+        assert!(find_object(c).is_none());
+        // SAFETY: as above.
+        unsafe {
+            assert!(!is_marked(ob));
+            assert_eq!(sweep_bitmaps(sr, |_| {}), 0);
+            free_span(s);
+        }
+        assert!(find_object(a).is_none());
+    }
+
+    #[test]
+    fn large_objects_have_one_mark_bit() {
+        let s = alloc_large_span(100 << 10, 8, KIND_NOSCAN, 0);
+        // SAFETY: our span.
+        let base = unsafe { (*s).base.get() };
+        let o = find_object(base + 99_000).unwrap();
+        assert_eq!((o.base, o.index), (base, 0));
+        // SAFETY: our span, no other marker, then freed once.
+        unsafe {
+            assert!(mark(o));
+            assert_eq!(sweep_bitmaps(&*s, |_| panic!("marked")), 1);
+            let mut freed = 0;
+            assert_eq!(sweep_bitmaps(&*s, |_| freed += 1), 0);
+            assert_eq!(freed, 1);
+            free_span(s);
+        }
+    }
+}

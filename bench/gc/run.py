@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Side-by-side GC benchmark: binary-trees and GCBench in Rust (gomalloc-gc), Go 1.19 and
+C with the Boehm collector. Prints a Markdown table: median wall and CPU (user+sys) time
+over the runs, peak RSS, GC cycles, and the longest pause as each collector's own trace
+reports it.
+
+Needs: cargo, golang-go (Go 1.19), gcc and libgc-dev. Usage:
+    python3 bench/gc/run.py [--depth N] [--runs R] > table.md
+"""
+import argparse, os, re, statistics, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+OUT = os.path.join(ROOT, "target", "gc-bench")
+
+
+def sh(cmd, **kw):
+    subprocess.run(cmd, check=True, **kw)
+
+
+def build():
+    os.makedirs(OUT, exist_ok=True)
+    sh(["cargo", "build", "--release", "-p", "gomalloc-gc", "--example", "binary_trees",
+        "--example", "gcbench"], cwd=ROOT, stdout=sys.stderr)
+    env = dict(os.environ, GOCACHE=os.path.join(OUT, "gocache"), GO111MODULE="off")
+    for p in ["binary_trees", "gcbench"]:
+        sh(["go", "build", "-o", os.path.join(OUT, p + "_go"), os.path.join(HERE, p + ".go")],
+           env=env)
+        sh(["gcc", "-O2", "-o", os.path.join(OUT, p + "_boehm"), os.path.join(HERE, p + ".c"),
+            "-lgc"])
+
+
+def run(cmd, env):
+    """Runs one child; returns (wall s, user+sys CPU s, peak RSS KiB, stdout, stderr)."""
+    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
+        t = time.perf_counter()
+        p = subprocess.Popen(cmd, env=env, stdout=fo, stderr=fe)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t
+        fo.seek(0)
+        fe.seek(0)
+        out, err = fo.read(), fe.read()
+    if status != 0:
+        raise SystemExit(f"{cmd} failed: {err[-2000:]}")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, out, err
+
+
+GCTRACE = re.compile(r"^gc \d+ @\S+ \d+%: ([\d.]+)\+([\d.]+)\+([\d.]+) ms clock", re.M)
+
+
+def parse(impl, err):
+    """(cycles, longest pause ms) from the collector's own trace output."""
+    if impl == "rust":  # stop-the-world: all three phases pause
+        m = [sum(map(float, g)) for g in GCTRACE.findall(err)]
+        return len(m), max(m, default=0.0)
+    if impl == "go":  # concurrent mark: sweep termination + mark termination pause
+        m = [float(a) + float(c) for a, _, c in GCTRACE.findall(err)]
+        return len(m), max(m, default=0.0)
+    # Boehm (GC_PRINT_STATS=1): "Complete collection took N ms M ns"
+    m = [int(a) + int(b) / 1e6 for a, b in
+         re.findall(r"Complete collection took (\d+) ms (\d+) ns", err)]
+    c = re.search(r"gc-stats cycles=(\d+)", err)
+    return (int(c.group(1)) if c else len(m)), max(m, default=0.0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--depth", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=3)
+    a = ap.parse_args()
+    build()
+    progs = {
+        "rust": ("target/release/examples/{p}", {"GOMALLOC_GCTRACE": "1"}),
+        "go": (os.path.join(OUT, "{p}_go"), {"GODEBUG": "gctrace=1"}),
+        "boehm": (os.path.join(OUT, "{p}_boehm"), {"GC_PRINT_STATS": "1", "GCSTATS": "1"}),
+    }
+    names = {"rust": "Rust gomalloc-gc", "go": "Go 1.19", "boehm": "C + Boehm GC 8.2"}
+    print("| program | implementation | wall s | CPU s (user+sys) | peak RSS MiB "
+          "| GC cycles | longest pause ms |")
+    print("|---|---|---|---|---|---|---|")
+    for prog, args in [("binary_trees", [str(a.depth)]), ("gcbench", [])]:
+        outputs = {}
+        for impl, (path, extra) in progs.items():
+            cmd = [os.path.join(ROOT, path.format(p=prog))] + args
+            env = dict(os.environ, **extra)
+            runs = []
+            for _ in range(a.runs):
+                w, cpu, rss, out, err = run(cmd, env)
+                runs.append((w, cpu, rss) + parse(impl, err))
+                outputs[impl] = out
+            def med(i):
+                return statistics.median(r[i] for r in runs)
+            label = prog.replace("_", "-") + (f" {a.depth}" if args else "")
+            print(f"| {label} | {names[impl]} | {med(0):.2f} | {med(1):.2f} | "
+                  f"{max(r[2] for r in runs) / 1024:.0f} | {runs[-1][3]} | "
+                  f"{max(r[4] for r in runs):.1f} |", flush=True)
+        if prog == "binary_trees":
+            assert outputs["rust"] == outputs["go"] == outputs["boehm"], "outputs differ"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+//! One collection cycle (Go's `mgc.go`): sweep termination, stop the world, mark roots and
+//! drain on every core, mark termination (weak references, finalizers, new sweep
+//! generation, next goal), restart the world.
+
+use crate::heap;
+use crate::mark::{with_registers_spilled, Tracer, WorkList};
+use crate::mutator::{
+    self, world, Mutator, ThreadRec, GC_FLAGS, MARKING, PARKED, RUNNING, STOP, WORLD_CV,
+};
+use crate::pacer;
+use crate::stats::{self, CycleReport, STACK_BYTES};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+static START: OnceLock<Instant> = OnceLock::new();
+static TRACE: AtomicBool = AtomicBool::new(false);
+static WORKERS: AtomicUsize = AtomicUsize::new(1);
+/// Grey work shared by parallel markers.
+static WORK: WorkList = WorkList::new();
+/// Objects greyed by the write barrier while marking concurrently with mutators.
+pub(crate) static SHADE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// Bytes greyed by the write barrier (added to the cycle's marked bytes).
+pub(crate) static SHADE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Marking goes parallel when the last cycle marked at least this much.
+const PARALLEL_MIN_MARKED: usize = 4 << 20;
+
+/// Reads the environment once (`GOMALLOC_GCTRACE`, `GOMALLOC_GCPROCS`, the pacer's).
+pub(crate) fn init() {
+    START.get_or_init(|| {
+        if std::env::var("GOMALLOC_GCTRACE").is_ok_and(|v| v.trim() == "1") {
+            TRACE.store(true, Ordering::Relaxed);
+        }
+        let procs = std::env::var("GOMALLOC_GCPROCS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .min(8)
+            })
+            .max(1);
+        WORKERS.store(procs, Ordering::Relaxed);
+        Instant::now()
+    });
+    pacer::init();
+}
+
+pub(crate) fn start_time() -> Instant {
+    *START.get_or_init(Instant::now)
+}
+
+/// Runs a full collection and waits for it to finish, like Go's `runtime.GC()`. Callable
+/// from attached threads (whose stack is scanned as a root) and from other threads.
+///
+/// # Panics
+/// Inside an incremental test cycle ([`crate::debug::IncrementalCycle`]), and on a thread
+/// holding a [`RefMut`](crate::RefMut) of a type with GC pointers.
+pub fn collect() {
+    init();
+    let me = mutator::current();
+    if let Some(m) = &me {
+        m.assert_no_open_borrow("gc::collect()");
+    }
+    run_cycle(me.as_deref(), true);
+}
+
+/// A collection triggered by the pacer on `m`'s allocation slow path. If another thread is
+/// already collecting, `m` simply stops at its next safepoint.
+pub(crate) fn collect_auto(m: &Mutator) {
+    if world().collecting {
+        return;
+    }
+    run_cycle(Some(m), false);
+}
+
+fn run_cycle(me: Option<&Mutator>, forced: bool) {
+    // Become the collector, or wait for the one collecting now.
+    loop {
+        let mut w = world();
+        if !w.collecting {
+            w.collecting = true;
+            break;
+        }
+        assert!(
+            !w.incremental,
+            "gc::collect() called during an incremental debug cycle"
+        );
+        match me {
+            Some(m) => {
+                drop(w);
+                m.wait_cycle_end();
+            }
+            None => {
+                while w.collecting {
+                    w = WORLD_CV.wait(w).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+        if !forced {
+            return;
+        }
+    }
+    let start = Instant::now();
+    // Sweep termination: finish the previous cycle's sweep while mutators still run.
+    heap::finish_sweep();
+    let heap0 = heap::HEAP_LIVE.load(Ordering::Relaxed);
+    if let Some(m) = me {
+        m.cache_mut().release_all();
+    }
+    let threads = stop_the_world(me.map(|m| m.rec()));
+    let resumed: Vec<u64> = threads
+        .iter()
+        .map(|t| t.resumed.load(Ordering::Relaxed))
+        .collect();
+    let t_stopped = Instant::now();
+    with_registers_spilled(|my_sp| {
+        let mut t = Tracer::new();
+        let goal_of_cycle = pacer::HEAP_GOAL.load(Ordering::Relaxed);
+        let (stack_bytes, root_bytes) = mark_roots(&mut t, &threads, me.map(|m| (m.rec(), my_sp)));
+        let workers = drain(&mut t);
+        let t_marked = Instant::now();
+        let (marked, objects, weak_cleared) = terminate(t);
+        let heap1 = heap::HEAP_LIVE.load(Ordering::Relaxed);
+        let next_goal = finish_cycle(marked);
+        debug_assert_world_stopped(&threads, &resumed, me.map(|m| m.rec()));
+        start_the_world();
+        let end = Instant::now();
+        let report = CycleReport {
+            start,
+            t_sweep_term: t_stopped - start,
+            t_mark: t_marked - t_stopped,
+            t_mark_term: end - t_marked,
+            workers,
+            heap0,
+            heap1,
+            heap2: marked,
+            objects,
+            goal_of_cycle,
+            next_goal,
+            stack_bytes,
+            root_bytes,
+            forced,
+            weak_cleared,
+        };
+        STACK_BYTES.store(stack_bytes as u64, Ordering::Relaxed);
+        stats::record(
+            &report,
+            end.duration_since(start_time()),
+            TRACE.load(Ordering::Relaxed),
+        );
+    });
+    crate::weak::wake_finalizer_thread();
+}
+
+/// Stops every attached thread but `me` at a safepoint or in a blocking region; returns
+/// the thread list. The caller holds `collecting`.
+pub(crate) fn stop_the_world(me: Option<&Arc<ThreadRec>>) -> Vec<Arc<ThreadRec>> {
+    let mut w = world();
+    w.stw = true;
+    GC_FLAGS.fetch_or(STOP, Ordering::SeqCst);
+    loop {
+        let running = w.threads.iter().any(|t| {
+            !me.is_some_and(|m| Arc::ptr_eq(m, t)) && t.state.load(Ordering::Acquire) == RUNNING
+        });
+        if !running {
+            break;
+        }
+        w = WORLD_CV.wait(w).unwrap_or_else(|e| e.into_inner());
+    }
+    w.threads.clone()
+}
+
+/// Debug check at the end of a stopped cycle: no thread but the collector ran meanwhile.
+fn debug_assert_world_stopped(
+    threads: &[Arc<ThreadRec>],
+    resumed: &[u64],
+    me: Option<&Arc<ThreadRec>>,
+) {
+    if cfg!(debug_assertions) {
+        for (t, &r) in threads.iter().zip(resumed) {
+            if me.is_some_and(|m| Arc::ptr_eq(m, t)) {
+                continue;
+            }
+            if t.state.load(Ordering::Acquire) == RUNNING || t.resumed.load(Ordering::Relaxed) != r
+            {
+                // Not a panic: the world is stopped and every mutator would wait forever.
+                eprintln!("gc: a mutator ran while the world was stopped");
+                std::process::abort();
+            }
+        }
+    }
+}
+
+/// Restarts the world and ends the cycle.
+pub(crate) fn start_the_world() {
+    let mut w = world();
+    GC_FLAGS.fetch_and(!STOP, Ordering::SeqCst);
+    w.stw = false;
+    w.collecting = false;
+    w.epoch += 1;
+    // Parked threads run again from now on: say so before anyone can stop the world
+    // again (see the world protocol in `mutator`).
+    for t in w.threads.iter() {
+        if t.state.load(Ordering::Relaxed) == PARKED {
+            t.resume();
+        }
+    }
+    drop(w);
+    WORLD_CV.notify_all();
+}
+
+/// Greys the roots: precise roots, finalizer roots, every stopped thread's handle scopes
+/// and (unless `feature = "precise"`) stack, the collector's own from `me.1`. Returns (stack bytes, precise-root bytes) scanned.
+pub(crate) fn mark_roots(
+    t: &mut Tracer,
+    threads: &[Arc<ThreadRec>],
+    me: Option<(&Arc<ThreadRec>, usize)>,
+) -> (usize, usize) {
+    let root_bytes = crate::root::mark_roots(t);
+    crate::weak::mark_finalizer_roots(t);
+    let mut stack_bytes = 0;
+    for rec in threads {
+        stack_bytes += rec.handles.mark(t);
+        if cfg!(feature = "precise") {
+            continue;
+        }
+        let lo = match me {
+            Some((m, sp)) if Arc::ptr_eq(m, rec) => sp,
+            _ => rec.sp.load(Ordering::Acquire),
+        };
+        if lo != 0 && lo < rec.stack_hi {
+            t.scan_conservative(lo, rec.stack_hi);
+            stack_bytes += rec.stack_hi - lo;
+        }
+    }
+    (stack_bytes, root_bytes)
+}
+
+/// Drains all grey work, in parallel when the heap is big enough. Returns the number of
+/// markers used.
+fn drain(t: &mut Tracer) -> usize {
+    let n = WORKERS.load(Ordering::Relaxed);
+    if n <= 1 || pacer::HEAP_MARKED.load(Ordering::Relaxed) < PARALLEL_MIN_MARKED {
+        t.drain_some(usize::MAX);
+        return 1;
+    }
+    let idle = AtomicUsize::new(0);
+    let mut sums = Vec::new();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..n)
+            .map(|_| {
+                let idle = &idle;
+                s.spawn(move || {
+                    let mut w = Tracer::new();
+                    w.drain_shared(&WORK, idle, n);
+                    (w.marked_bytes, w.marked_objects)
+                })
+            })
+            .collect();
+        t.drain_shared(&WORK, &idle, n);
+        for h in handles {
+            sums.push(h.join().expect("mark worker panicked"));
+        }
+    });
+    for (b, o) in sums {
+        t.marked_bytes += b;
+        t.marked_objects += o;
+    }
+    n
+}
+
+/// Mark termination: barrier shades, weak references, finalizers. Returns (marked bytes,
+/// marked objects, weak references cleared).
+pub(crate) fn terminate(mut t: Tracer) -> (usize, usize, usize) {
+    loop {
+        let shaded = std::mem::take(&mut *SHADE.lock().unwrap());
+        if shaded.is_empty() && t.pending() == 0 {
+            break;
+        }
+        t.extend(shaded);
+        t.drain_some(usize::MAX);
+    }
+    let cleared = crate::weak::clear_dead_weaks();
+    crate::weak::queue_dead_finalizers(&mut t);
+    t.drain_some(usize::MAX);
+    let bytes = t.marked_bytes + SHADE_BYTES.swap(0, Ordering::Relaxed);
+    (bytes, t.marked_objects, cleared)
+}
+
+/// Starts the new sweep generation and sets the next goal.
+pub(crate) fn finish_cycle(marked: usize) -> usize {
+    heap::begin_sweep_cycle();
+    pacer::HEAP_MARKED.store(marked, Ordering::Relaxed);
+    heap::HEAP_LIVE.store(marked, Ordering::Relaxed);
+    GC_FLAGS.fetch_and(!MARKING, Ordering::SeqCst);
+    pacer::update_goal()
+}

@@ -1,0 +1,108 @@
+//! Test modes and checks: the incremental cycle that exercises the write barrier, and the
+//! heap's consistency check.
+
+use crate::collector::{self, SHADE};
+use crate::heap;
+use crate::mark::{with_registers_spilled, Tracer};
+use crate::mutator::{world, Mutator, BLOCKING, GC_FLAGS, MARKING};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A collection whose marking runs in steps on the mutator's own thread, interleaved with
+/// the mutator's writes: the way a concurrent collector would see the heap, without a
+/// second thread. The write barrier is on between [`IncrementalCycle::start`] and
+/// [`IncrementalCycle::finish`]; objects allocated meanwhile are allocated black.
+///
+/// Only one attached thread may be running (checked; others must be in blocking regions,
+/// which they cannot leave until [`IncrementalCycle::finish`]), and no other collection
+/// may start meanwhile.
+pub struct IncrementalCycle<'m> {
+    m: &'m Mutator,
+    t: Tracer,
+    start: Instant,
+}
+
+impl<'m> IncrementalCycle<'m> {
+    /// Finishes the previous sweep, scans the roots (this thread's stack, `Root`s,
+    /// finalizer roots) and turns the barrier on.
+    ///
+    /// # Panics
+    /// If another thread is attached, a collection is running, or a `RefMut` of a traced
+    /// type is alive on this thread (also checked by [`IncrementalCycle::finish`]).
+    pub fn start(m: &'m Mutator) -> IncrementalCycle<'m> {
+        collector::init();
+        m.assert_no_open_borrow("IncrementalCycle::start");
+        {
+            let mut w = world();
+            assert!(!w.collecting, "a collection is running");
+            assert!(
+                w.threads
+                    .iter()
+                    .all(|t| Arc::ptr_eq(t, m.rec()) || t.state.load(Ordering::Acquire) == BLOCKING),
+                "incremental cycles need a single running mutator (others in blocking regions)"
+            );
+            // Threads in blocking regions (the finalizer thread) stay there until `finish`.
+            w.stw = true;
+            w.collecting = true;
+            w.incremental = true;
+        }
+        let start = Instant::now();
+        heap::finish_sweep();
+        m.cache_mut().release_all();
+        let mut t = Tracer::new();
+        with_registers_spilled(|sp| {
+            let threads = world().threads.clone();
+            collector::mark_roots(&mut t, &threads, Some((m.rec(), sp)));
+        });
+        GC_FLAGS.fetch_or(MARKING, Ordering::SeqCst);
+        IncrementalCycle { m, t, start }
+    }
+
+    /// Traces up to `n` grey objects (including those the barrier shaded); true when no
+    /// grey object is left.
+    pub fn mark_some(&mut self, n: usize) -> bool {
+        let shaded = std::mem::take(&mut *SHADE.lock().unwrap());
+        self.t.extend(shaded);
+        self.t.drain_some(n) && SHADE.lock().unwrap().is_empty()
+    }
+
+    /// Drains the remaining grey objects, runs mark termination (weak references,
+    /// finalizers, new sweep generation) and turns the barrier off.
+    pub fn finish(self) {
+        let IncrementalCycle { m, t, start } = self;
+        m.assert_no_open_borrow("IncrementalCycle::finish");
+        m.cache_mut().release_all();
+        let (marked, _objects, _cleared) = collector::terminate(t);
+        collector::finish_cycle(marked);
+        {
+            let mut w = world();
+            w.stw = false;
+            w.collecting = false;
+            w.incremental = false;
+        }
+        crate::mutator::WORLD_CV.notify_all();
+        let _ = start;
+        crate::weak::wake_finalizer_thread();
+    }
+}
+
+/// Checks the collector's span lists against the arena map (debug aid; panics on an
+/// inconsistency). Call from an attached thread; its cached spans are released first.
+pub fn check_heap(m: &Mutator) {
+    m.cache_mut().release_all();
+    heap::check_lists(0);
+}
+
+/// Overwrites `bytes` of the stack below the caller with zeros, so that stale GC pointers
+/// left by returned calls do not keep objects alive through the conservative stack scan
+/// (tests that expect an object to die call this first).
+#[inline(never)]
+pub fn clear_stack(bytes: usize) {
+    let mut buf = [0u8; 4096];
+    std::hint::black_box(&mut buf);
+    if bytes > 4096 {
+        clear_stack(bytes - 4096);
+    }
+    std::hint::black_box(&mut buf);
+}

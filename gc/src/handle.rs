@@ -1,0 +1,164 @@
+//! Handle scopes: precise roots for `Gc` pointers held in Rust locals (design §10).
+//!
+//! A [`HandleScope`] is a region of a mutator's *shadow stack*: [`HandleScope::handle`]
+//! pushes an object's address, and the scope pops everything it pushed when it ends. The
+//! collector reads every attached thread's shadow stack as precise roots, while that
+//! thread is stopped, in both modes:
+//!
+//! * with the default conservative stack scan, handles are simply extra roots (code written
+//!   for the precise mode runs unchanged);
+//! * with `feature = "precise"` nothing else on a thread's stack or in its registers is a
+//!   root: a `Gc` used after a safepoint (an allocation, [`Mutator::safepoint`], entering
+//!   [`Mutator::blocking`], [`crate::collect`]) must be held by a [`Local`], a
+//!   [`Root`](crate::Root), or a GC object reachable from those. This is the mode that Miri
+//!   can check: the collector never reads raw stack words.
+
+use crate::mark::Tracer;
+use crate::mutator::Mutator;
+use crate::{Gc, Trace};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Mutex;
+
+/// A thread's shadow stack: addresses of the objects its handles root.
+pub(crate) struct ShadowStack(Mutex<Vec<usize>>);
+
+impl ShadowStack {
+    pub(crate) const fn new() -> ShadowStack {
+        ShadowStack(Mutex::new(Vec::new()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn push(&self, addr: usize) {
+        self.lock().push(addr);
+    }
+
+    fn truncate(&self, len: usize) {
+        self.lock().truncate(len);
+    }
+
+    /// Greys every object the stack roots; returns the bytes of stack read.
+    pub(crate) fn mark(&self, t: &mut Tracer) -> usize {
+        let s = self.lock();
+        for &p in s.iter() {
+            t.mark_addr(p);
+        }
+        s.len() * std::mem::size_of::<usize>()
+    }
+}
+
+/// A region of the calling thread's shadow stack; see [`Mutator::scope`]. Handles made in
+/// it root their objects until the scope ends.
+pub struct HandleScope<'m> {
+    m: &'m Mutator,
+    base: usize,
+}
+
+impl Mutator {
+    /// Runs `f` with a new handle scope: every [`Local`] made through it roots its object
+    /// precisely until `f` returns. Scopes nest; a `Local` cannot leave its scope.
+    ///
+    /// ```
+    /// use gc::{Gc, Lock, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Node {
+    ///     value: u64,
+    ///     next: Lock<Option<Gc<Node>>>,
+    /// }
+    ///
+    /// let m = gc::attach();
+    /// let sum = m.scope(|s| {
+    ///     let mut head = s.handle(Gc::new(&m, Node { value: 0, next: Lock::new(None) }));
+    ///     for v in 1..10 {
+    ///         // `head` stays rooted while `Gc::new` (a safepoint) runs.
+    ///         let n = Gc::new(&m, Node { value: v, next: Lock::new(Some(head.get())) });
+    ///         head = s.handle(n);
+    ///     }
+    ///     gc::collect();
+    ///     let (mut sum, mut c) = (0, Some(head.get()));
+    ///     while let Some(n) = c {
+    ///         sum += n.value;
+    ///         c = n.next.get();
+    ///     }
+    ///     sum
+    /// });
+    /// assert_eq!(sum, 45);
+    /// ```
+    pub fn scope<R>(&self, f: impl for<'s> FnOnce(&'s HandleScope<'s>) -> R) -> R {
+        let stack = &self.rec().handles;
+        let scope = HandleScope {
+            m: self,
+            base: stack.len(),
+        };
+        f(&scope)
+    }
+}
+
+impl Drop for HandleScope<'_> {
+    fn drop(&mut self) {
+        self.m.rec().handles.truncate(self.base);
+    }
+}
+
+impl<'s> HandleScope<'s> {
+    /// Roots `gc` until this scope ends.
+    pub fn handle<T: Trace>(&'s self, gc: Gc<T>) -> Local<'s, T> {
+        self.m.rec().handles.push(Gc::as_ptr(gc) as usize);
+        Local {
+            gc,
+            _scope: PhantomData,
+        }
+    }
+
+    /// The scope's mutator.
+    pub fn mutator(&self) -> &'s Mutator {
+        self.m
+    }
+}
+
+/// A `Gc<T>` rooted by a [`HandleScope`]: valid, and its object alive, for the scope's
+/// lifetime `'s`. `Copy`; dereferences to `T`.
+pub struct Local<'s, T: 'static> {
+    gc: Gc<T>,
+    _scope: PhantomData<&'s ()>,
+}
+
+impl<T> Clone for Local<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Local<'_, T> {}
+
+impl<'s, T: Trace> Local<'s, T> {
+    /// The rooted pointer. It stays rooted while this handle's scope lasts, wherever the
+    /// copy goes.
+    #[inline]
+    pub fn get(self) -> Gc<T> {
+        self.gc
+    }
+}
+
+impl<T: Trace> Deref for Local<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // The `Gc` deref checks for a swept object in debug builds.
+        &self.gc
+    }
+}
+
+impl<T: Trace + fmt::Debug> fmt::Debug for Local<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Local").field(&**self).finish()
+    }
+}

@@ -1,0 +1,433 @@
+//! The collector's spans: per-mutator span caches, central lists per (kind, size class),
+//! the tiny allocator, large objects, and sweeping (Go's `mcache.go`, `mcentral.go`,
+//! `malloc.go` `mallocgc`, `mgcsweep.go`, on [`gomalloc::gcapi`]).
+//!
+//! Span life cycle within one GC cycle (`sg` = [`SWEEPGEN`]):
+//! `unswept` (sweepgen `sg-2`) -> claimed by a sweeper (`sg-1`) -> swept (`sg`) into
+//! `partial` / `full` / freed -> cached by a mutator -> released back to `partial`/`full`.
+//! Mark termination moves every listed span to `unswept` and adds 2 to `sg`.
+
+use crate::mark::note_span_range;
+use crate::ptr::{VTable, POISON};
+use crate::stats::COUNTERS;
+use gomalloc::gcapi::{self, KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN};
+use gomalloc::malloc::small_class;
+use gomalloc::mcache::EMPTY_SPAN;
+use gomalloc::sizeclass::{SizeClass, PAGE_SHIFT};
+use gomalloc::sizeclasses::NUM_SIZE_CLASSES;
+use gomalloc::span::Span;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Go's `mheap_.sweepgen`: +2 per cycle.
+pub(crate) static SWEEPGEN: AtomicU32 = AtomicU32::new(2);
+/// Bytes of the collector's spans (for the memory limit).
+pub(crate) static SPAN_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Bytes handed to mutators since the last mark (Go's `heapLive`, counted per span).
+pub(crate) static HEAP_LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Tiny-allocator block size (Go's `maxTinySize`).
+pub(crate) const TINY_SIZE: usize = 16;
+
+const NKINDS: usize = 3;
+
+fn empty_span() -> *mut Span {
+    &EMPTY_SPAN as *const _ as *const Span as *mut Span
+}
+
+/// Spans of one (kind, size class) that no mutator caches.
+#[derive(Default)]
+struct Lists {
+    partial: Vec<*mut Span>,
+    full: Vec<*mut Span>,
+    unswept: Vec<*mut Span>,
+}
+
+struct Central(Mutex<Lists>);
+// SAFETY: the span pointers are heap metadata guarded by the mutex.
+unsafe impl Sync for Central {}
+
+static CENTRALS: [[Central; NUM_SIZE_CLASSES]; NKINDS] = [const {
+    [const {
+        Central(Mutex::new(Lists {
+            partial: Vec::new(),
+            full: Vec::new(),
+            unswept: Vec::new(),
+        }))
+    }; NUM_SIZE_CLASSES]
+}; NKINDS];
+
+/// Large-object spans.
+struct Large(Mutex<LargeLists>);
+#[derive(Default)]
+struct LargeLists {
+    swept: Vec<*mut Span>,
+    unswept: Vec<*mut Span>,
+}
+// SAFETY: the span pointers are heap metadata guarded by the mutex.
+unsafe impl Sync for Large {}
+static LARGE: Large = Large(Mutex::new(LargeLists {
+    swept: Vec::new(),
+    unswept: Vec::new(),
+}));
+
+fn central(kind: u8, class: SizeClass) -> &'static Mutex<Lists> {
+    &CENTRALS[kind as usize - 1][class.0 as usize].0
+}
+
+/// A mutator's span cache (Go's `mcache`), owned by its `Mutator`.
+///
+/// Invariant: `spans[k][c]` is the static empty span or a span of kind `k+1`, size class
+/// `c`, that no central list holds and that only this cache allocates from; `tiny` is 0 or
+/// the address of a 16-byte block of such a span with `tiny_off <= 16`.
+pub(crate) struct Cache {
+    spans: [[*mut Span; NUM_SIZE_CLASSES]; NKINDS],
+    tiny: usize,
+    tiny_off: usize,
+}
+
+impl Cache {
+    pub(crate) fn new() -> Cache {
+        Cache {
+            spans: [[empty_span(); NUM_SIZE_CLASSES]; NKINDS],
+            tiny: 0,
+            tiny_off: 0,
+        }
+    }
+
+    /// Takes a slot from the cached span of `(kind, class)`: null if the window is empty.
+    #[inline(always)]
+    pub(crate) fn alloc_fast(&self, kind: u8, class: SizeClass) -> *mut u8 {
+        // SAFETY: entries always point to a live span record (invariant).
+        unsafe { (*self.spans[kind as usize - 1][class.0 as usize]).next_free_fast() }
+    }
+
+    /// Tiny fast path: room in the current block, else null.
+    #[inline(always)]
+    pub(crate) fn tiny_fast(&mut self, size: usize, align: usize) -> *mut u8 {
+        let off = self.tiny_off.next_multiple_of(align);
+        if self.tiny != 0 && off + size <= TINY_SIZE {
+            self.tiny_off = off + size;
+            return (self.tiny + off) as *mut u8;
+        }
+        std::ptr::null_mut()
+    }
+
+    /// Go's tiny allocator: packs pointer-free, drop-free objects under 16 bytes into
+    /// shared 16-byte blocks.
+    #[inline]
+    pub(crate) fn alloc_tiny(&mut self, size: usize, align: usize) -> *mut u8 {
+        let p = self.tiny_fast(size, align);
+        if !p.is_null() {
+            return p;
+        }
+        let class = gomalloc::sizeclass::size_to_class(TINY_SIZE);
+        let mut p = self.alloc_fast(KIND_NOSCAN, class);
+        if p.is_null() {
+            p = self.refill(KIND_NOSCAN, class);
+            if p.is_null() {
+                return p;
+            }
+        }
+        // Keep the new block if it has more room left than the old one (Go does the same).
+        if size < self.tiny_off || self.tiny == 0 {
+            self.tiny = p as usize;
+            self.tiny_off = size;
+        }
+        p
+    }
+
+    /// Small-object slow path: a new window or a new span for `(kind, class)`, then a slot.
+    /// Null when out of memory.
+    #[cold]
+    pub(crate) fn refill(&mut self, kind: u8, class: SizeClass) -> *mut u8 {
+        let slot = &mut self.spans[kind as usize - 1][class.0 as usize];
+        let old = *slot;
+        if old != empty_span() {
+            // SAFETY: the cache owns `old` (invariant).
+            unsafe {
+                let s = &*old;
+                s.commit_window();
+                let next = s.window.get() + 64;
+                if next < s.nelems.get() && s.load_window_from(next) {
+                    return s.next_free_fast();
+                }
+                release_span(kind, class, old);
+            }
+            *slot = empty_span();
+        }
+        let s = cache_span(kind, class);
+        if s.is_null() {
+            return std::ptr::null_mut();
+        }
+        *slot = s;
+        // SAFETY: `cache_span` returns a span with a free slot loaded, now ours.
+        unsafe { (*s).next_free_fast() }
+    }
+
+    /// Gives every cached span back to the central lists and forgets the tiny block (at a
+    /// safepoint that stops for a collection, and when the mutator detaches).
+    pub(crate) fn release_all(&mut self) {
+        for (k, row) in self.spans.iter_mut().enumerate() {
+            for (c, slot) in row.iter_mut().enumerate() {
+                if *slot != empty_span() {
+                    // SAFETY: the cache owns the span (invariant).
+                    unsafe {
+                        (**slot).commit_window();
+                        release_span(k as u8 + 1, SizeClass(c as u8), *slot);
+                    }
+                    *slot = empty_span();
+                }
+            }
+        }
+        self.tiny = 0;
+        self.tiny_off = 0;
+    }
+
+    /// The span cached for `(kind, class)` (for allocating black).
+    #[inline]
+    pub(crate) fn span_of_class(&self, kind: u8, class: SizeClass) -> *mut Span {
+        self.spans[kind as usize - 1][class.0 as usize]
+    }
+}
+
+/// Returns a span whose window is committed to its central list; un-counts its free slots
+/// from `HEAP_LIVE` (they were counted when it was cached).
+///
+/// # Safety
+/// The caller's cache owned `s` and forgets it.
+unsafe fn release_span(kind: u8, class: SizeClass, s: *mut Span) {
+    // SAFETY: caller contract.
+    let sr = unsafe { &*s };
+    // SAFETY: the window is committed; we own the span.
+    let n = unsafe { sr.recount() };
+    let unused = (sr.nelems.get() - n) as usize * sr.elemsize.get() as usize;
+    let _ = HEAP_LIVE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(unused))
+    });
+    let mut l = central(kind, class).lock().unwrap();
+    if n < sr.nelems.get() {
+        l.partial.push(s);
+    } else {
+        l.full.push(s);
+    }
+}
+
+/// A span of `(kind, class)` with a free slot loaded in its window: a swept partial span,
+/// an unswept span after sweeping it (lazy sweep), or a fresh span. Null when out of
+/// memory. Counts the span's free slots into `HEAP_LIVE`.
+fn cache_span(kind: u8, class: SizeClass) -> *mut Span {
+    let lists = central(kind, class);
+    let s = loop {
+        let mut l = lists.lock().unwrap();
+        if let Some(s) = l.partial.pop() {
+            break s;
+        }
+        let Some(s) = l.unswept.pop() else {
+            drop(l);
+            let s = gcapi::alloc_small_span(class, kind, SWEEPGEN.load(Ordering::Relaxed));
+            if s.is_null() {
+                return s;
+            }
+            // SAFETY: a fresh span.
+            let sr = unsafe { &*s };
+            note_span_range(sr.base.get(), sr.limit());
+            SPAN_BYTES.fetch_add(sr.npages.get() << PAGE_SHIFT, Ordering::Relaxed);
+            HEAP_LIVE.fetch_add(sr.nelems.get() as usize * class.size(), Ordering::Relaxed);
+            return s;
+        };
+        drop(l);
+        // SAFETY: popped from `unswept`: ours to sweep; not cached.
+        let live = unsafe { sweep_span(s) };
+        // SAFETY: as above.
+        let sr = unsafe { &*s };
+        if live == 0 {
+            free_gc_span(s);
+        } else if live < sr.nelems.get() {
+            break s;
+        } else {
+            lists.lock().unwrap().full.push(s);
+        }
+    };
+    // SAFETY: a swept, uncached span with a free slot, ours now.
+    unsafe {
+        let sr = &*s;
+        let found = sr.load_window_from(0);
+        debug_assert!(found, "partial span without a free slot");
+        let free = (sr.nelems.get() - sr.alloc_count.get()) as usize;
+        HEAP_LIVE.fetch_add(free * class.size(), Ordering::Relaxed);
+    }
+    s
+}
+
+fn free_gc_span(s: *mut Span) {
+    // SAFETY: the caller passes an empty, unlisted, uncached span.
+    unsafe {
+        SPAN_BYTES.fetch_sub((*s).npages.get() << PAGE_SHIFT, Ordering::Relaxed);
+        gcapi::free_span(s);
+    }
+}
+
+/// Allocates a large object (over 32 KiB, or aligned beyond a page). Sweeps the large
+/// objects left unswept first (the lazy sweep of large spans).
+pub(crate) fn alloc_large(kind: u8, size: usize, align: usize) -> *mut u8 {
+    sweep_large();
+    let s = gcapi::alloc_large_span(size, align, kind, SWEEPGEN.load(Ordering::Relaxed));
+    if s.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: a fresh span.
+    let sr = unsafe { &*s };
+    let bytes = sr.npages.get() << PAGE_SHIFT;
+    note_span_range(sr.base.get(), sr.limit());
+    SPAN_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    HEAP_LIVE.fetch_add(bytes, Ordering::Relaxed);
+    LARGE.0.lock().unwrap().swept.push(s);
+    sr.base.get() as *mut u8
+}
+
+/// Sweeps the large objects left unswept, one span at a time.
+fn sweep_large() {
+    loop {
+        let Some(s) = LARGE.0.lock().unwrap().unswept.pop() else {
+            return;
+        };
+        // SAFETY: popped from `unswept`: ours to sweep.
+        if unsafe { sweep_span(s) } == 0 {
+            free_gc_span(s);
+        } else {
+            LARGE.0.lock().unwrap().swept.push(s);
+        }
+    }
+}
+
+/// Allocates a small object of `size` bytes for a `spc`-less caller: the span class for
+/// `(size, align)` or `None` for a large object.
+#[inline(always)]
+pub(crate) fn class_for(kind: u8, size: usize, align: usize) -> Option<SizeClass> {
+    small_class(size, align, kind != KIND_SCAN).map(|spc| spc.size_class())
+}
+
+/// Sweeps one span: destroys unmarked objects, poisons them in debug builds, turns the
+/// mark bitmap into the allocation bitmap. Returns the objects still allocated.
+///
+/// # Safety
+/// The caller took `s` from an `unswept` list (so it alone sweeps it); no marker runs.
+pub(crate) unsafe fn sweep_span(s: *mut Span) -> u32 {
+    // SAFETY: caller contract.
+    let sr = unsafe { &*s };
+    let sg = SWEEPGEN.load(Ordering::Relaxed);
+    let claimed = sr
+        .sweepgen
+        .compare_exchange(sg - 2, sg - 1, Ordering::AcqRel, Ordering::Relaxed);
+    debug_assert!(claimed.is_ok(), "span swept twice in one cycle");
+    let kind = sr.gc.load(Ordering::Relaxed);
+    let size = if sr.is_large() {
+        sr.npages.get() << PAGE_SHIFT
+    } else {
+        sr.elemsize.get() as usize
+    };
+    let mut freed = 0usize;
+    // SAFETY: we claimed the sweep; the span is uncached and unmarked by anyone.
+    let live = unsafe {
+        gcapi::sweep_bitmaps(sr, |addr| {
+            if kind == KIND_SCAN || kind == KIND_NOSCAN_DROP {
+                // SAFETY: an allocated object with a header, unreachable: we drop it once.
+                let vt: &'static VTable = *(addr as *const &'static VTable);
+                (vt.drop)((addr + vt.offset) as *mut u8);
+            }
+            if cfg!(debug_assertions) {
+                // SAFETY: the slot is dead and ours until the bitmap swap completes.
+                std::ptr::write_bytes(addr as *mut u8, POISON, size);
+            }
+            freed += 1;
+        })
+    };
+    sr.sweepgen.store(sg, Ordering::Release);
+    COUNTERS.freed.fetch_add(freed, Ordering::Relaxed);
+    live
+}
+
+/// Sweeps every span still unswept (Go's `finishsweep_m`), on the calling thread.
+///
+/// Spans are taken one at a time (Go's `sweepone`), so mutators that allocate meanwhile
+/// keep finding unswept spans to sweep and reuse instead of growing the heap with fresh
+/// ones while this thread works through the list.
+pub(crate) fn finish_sweep() {
+    for lists in CENTRALS.iter().flatten() {
+        loop {
+            let Some(s) = lists.0.lock().unwrap().unswept.pop() else {
+                break;
+            };
+            // SAFETY: popped from `unswept`: ours to sweep.
+            let live = unsafe { sweep_span(s) };
+            // SAFETY: live record.
+            let nelems = unsafe { (*s).nelems.get() };
+            if live == 0 {
+                free_gc_span(s);
+            } else {
+                let mut l = lists.0.lock().unwrap();
+                if live < nelems {
+                    l.partial.push(s)
+                } else {
+                    l.full.push(s)
+                }
+            }
+        }
+    }
+    sweep_large();
+}
+
+/// Mark termination: every span becomes unswept and the sweep generation advances.
+/// The world is stopped: no cache holds a span.
+pub(crate) fn begin_sweep_cycle() {
+    for row in CENTRALS.iter() {
+        for lists in row.iter() {
+            let mut l = lists.0.lock().unwrap();
+            debug_assert!(l.unswept.is_empty(), "sweep did not finish before marking");
+            let Lists {
+                partial,
+                full,
+                unswept,
+            } = &mut *l;
+            unswept.append(partial);
+            unswept.append(full);
+        }
+    }
+    let mut l = LARGE.0.lock().unwrap();
+    let LargeLists { swept, unswept } = &mut *l;
+    unswept.append(swept);
+    SWEEPGEN.fetch_add(2, Ordering::Release);
+}
+
+/// Debug check of the span lists: every listed span is an in-use GC span of the list's
+/// kind and class, swept state matches its list, and every GC span the arena map knows is
+/// listed or cached (`cached` spans are skipped). Panics on a violation.
+pub(crate) fn check_lists(cached: usize) {
+    let sg = SWEEPGEN.load(Ordering::Relaxed);
+    let mut listed = 0usize;
+    for (k, row) in CENTRALS.iter().enumerate() {
+        for (c, lists) in row.iter().enumerate() {
+            let l = lists.0.lock().unwrap();
+            for (v, want) in [(&l.partial, sg), (&l.full, sg), (&l.unswept, sg - 2)] {
+                for &s in v.iter() {
+                    // SAFETY: listed spans are live records.
+                    let sr = unsafe { &*s };
+                    assert_eq!(sr.gc.load(Ordering::Relaxed), k as u8 + 1);
+                    assert_eq!(sr.spanclass.get().size_class().0 as usize, c);
+                    assert_eq!(sr.sweepgen.load(Ordering::Relaxed), want);
+                    listed += 1;
+                }
+            }
+        }
+    }
+    let l = LARGE.0.lock().unwrap();
+    listed += l.swept.len() + l.unswept.len();
+    let mut found = 0usize;
+    gcapi::for_each_gc_span(|_| found += 1);
+    assert_eq!(
+        found,
+        listed + cached,
+        "GC spans in the arena map vs. listed + cached"
+    );
+}

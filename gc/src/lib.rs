@@ -1,0 +1,106 @@
+//! # gomalloc-gc: Go's garbage collector for Rust, on the gomalloc heap
+//!
+//! ```
+//! use gc::{Gc, Lock, Trace};
+//!
+//! #[derive(Trace)]
+//! struct Node {
+//!     value: u64,
+//!     next: Lock<Option<Gc<Node>>>,
+//! }
+//!
+//! let m = gc::attach();                       // this thread now takes part in collections
+//! let a = Gc::new(&m, Node { value: 1, next: Lock::new(None) });
+//! let b = Gc::new(&m, Node { value: 2, next: Lock::new(Some(a)) });
+//! a.next.set(&m, Some(b));                    // a cycle, through the write barrier
+//! gc::collect();                              // a, b are on this stack: both survive
+//! assert_eq!(a.next.get().unwrap().value, 2);
+//! ```
+//!
+//! A tricolor, non-moving mark-sweep collector built like Go's (`runtime/mgc.go`): objects
+//! live in the spans of [`gomalloc`]'s heap (scan spans for types holding GC pointers,
+//! noscan spans for the rest, a tiny allocator for small pointer-free values, page runs for
+//! large objects), are marked in per-span mark bitmaps, and are swept lazily by turning
+//! each span's mark bitmap into its allocation bitmap. The full design, including what is
+//! and is not enforced by types, is `docs/gc-design.md`.
+//!
+//! * **Pointers**: [`Gc<T>`] is `Copy`, `Send + Sync` when `T` is. Types are traced through
+//!   the `unsafe` trait [`Trace`] (`#[derive(Trace)]`).
+//! * **Mutation**: GC pointers inside GC objects change only through [`Lock`] and
+//!   [`RefLock`], which take `&Mutator` and apply Go's hybrid write barrier.
+//! * **Roots**: threads [`attach`]; their stacks and registers are scanned conservatively
+//!   at safepoints (allocation, [`Mutator::safepoint`], [`Mutator::blocking`]). Anything
+//!   else is rooted precisely with [`Root<T>`].
+//! * **Collection**: [`collect`] and the pacer ([`set_gc_percent`], [`set_memory_limit`],
+//!   `GOMALLOC_GOGC`, `GOMALLOC_GCMEMLIMIT`); `GOMALLOC_GCTRACE=1` prints Go's gctrace
+//!   lines; [`stats`].
+//! * **Weak references and finalizers**: [`Weak<T>`], [`set_finalizer`].
+//!
+//! Module map: [`trace`] (the trait and std impls) -> `ptr` (`Gc`, object headers) ->
+//! `cell` (barriers) -> `heap` (span caches, central lists, tiny allocator, sweeping) ->
+//! `mark` (grey work, stack scanning) -> `collector` (the cycle) -> `pacer`, `weak`,
+//! `root`, `stats`, [`debug`].
+
+#![warn(missing_docs)]
+
+extern crate self as gc;
+
+mod cell;
+mod collector;
+pub mod debug;
+mod handle;
+mod heap;
+mod mark;
+mod mutator;
+mod pacer;
+mod ptr;
+mod root;
+mod stats;
+pub mod trace;
+mod weak;
+
+pub use cell::{Lock, Ref, RefLock, RefMut};
+pub use collector::collect;
+pub use gomalloc_gc_derive::Trace;
+pub use handle::{HandleScope, Local};
+pub use mark::Tracer;
+pub use mutator::{attach, Mutator};
+pub use pacer::{parse_gogc, parse_limit, set_gc_percent, set_memory_limit, MIN_HEAP};
+pub use ptr::Gc;
+pub use root::{root_count, Root};
+pub use stats::{fmt_ms, GcStats, PAUSE_BUCKETS};
+pub use trace::{Trace, Untraced};
+pub use weak::{armed_finalizers, set_finalizer, Weak};
+
+/// The collector's statistics now.
+pub fn stats() -> GcStats {
+    collector_init();
+    let mut s = stats::STATS.lock().unwrap().s.clone();
+    s.heap_live = heap::HEAP_LIVE.load(std::sync::atomic::Ordering::Relaxed);
+    s.heap_goal = pacer::HEAP_GOAL.load(std::sync::atomic::Ordering::Relaxed);
+    s.heap_spans = heap::SPAN_BYTES.load(std::sync::atomic::Ordering::Relaxed);
+    s.objects_freed = stats::COUNTERS
+        .freed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    s.finalizers_run = stats::COUNTERS
+        .finalizers_run
+        .load(std::sync::atomic::Ordering::Relaxed);
+    s.gc_percent = pacer::gc_percent();
+    s.memory_limit = pacer::memory_limit();
+    s.mutators = mutator::world().threads.len();
+    s
+}
+
+fn collector_init() {
+    collector::init();
+}
+
+/// Support for `#[derive(Trace)]`; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    /// Implemented for every type with a `Drop` impl, so that the derive's own impl of it
+    /// conflicts with a user's `Drop` (design §4, `Trace` rule 5).
+    pub trait MustNotImplDrop {}
+    #[allow(drop_bounds)]
+    impl<T: Drop> MustNotImplDrop for T {}
+}

@@ -1,0 +1,293 @@
+//! Marking (Go's `mgcmark.go`): greying objects, draining grey work on every core, and the
+//! conservative scan of thread stacks.
+//!
+//! An object is *grey* when its mark bit is set and it sits on some [`Tracer`]'s stack (or
+//! the global work list), *black* when its mark bit is set and it has been traced. Mark bits
+//! are set with `fetch_or` ([`gcapi::mark`]), so each object is greyed exactly once even with
+//! several markers.
+
+use crate::ptr::VTable;
+use gomalloc::gcapi::{self, ObjectRef, KIND_SCAN};
+use gomalloc::sizeclass::PAGE_SHIFT;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Grey objects a tracer keeps before it offers half to idle markers.
+const SHARE_AT: usize = 1024;
+
+/// Lowest and highest address of any GC span ever allocated: a quick filter for the
+/// conservative scan.
+pub(crate) static HEAP_MIN: AtomicUsize = AtomicUsize::new(usize::MAX);
+pub(crate) static HEAP_MAX: AtomicUsize = AtomicUsize::new(0);
+
+/// Records a new GC span's range in the quick filter.
+pub(crate) fn note_span_range(base: usize, limit: usize) {
+    HEAP_MIN.fetch_min(base, Ordering::Relaxed);
+    HEAP_MAX.fetch_max(limit, Ordering::Relaxed);
+}
+
+/// Grey work shared between markers: chunks of object addresses.
+pub(crate) struct WorkList {
+    chunks: Mutex<Vec<Vec<usize>>>,
+    len: AtomicUsize,
+}
+
+impl WorkList {
+    pub(crate) const fn new() -> Self {
+        WorkList {
+            chunks: Mutex::new(Vec::new()),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn push(&self, chunk: Vec<usize>) {
+        if chunk.is_empty() {
+            return;
+        }
+        let mut c = self.chunks.lock().unwrap();
+        c.push(chunk);
+        self.len.store(c.len(), Ordering::Release);
+    }
+
+    fn pop(&self) -> Option<Vec<usize>> {
+        let mut c = self.chunks.lock().unwrap();
+        let r = c.pop();
+        self.len.store(c.len(), Ordering::Release);
+        r
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len.load(Ordering::Acquire) == 0
+    }
+}
+
+/// A marker's view of the heap: given to [`Trace::trace`](crate::Trace::trace), it greys the
+/// objects reported to it.
+pub struct Tracer {
+    stack: Vec<usize>,
+    /// Bytes of objects this tracer marked (slot sizes).
+    pub(crate) marked_bytes: usize,
+    /// Objects this tracer marked.
+    pub(crate) marked_objects: usize,
+}
+
+impl Tracer {
+    pub(crate) fn new() -> Tracer {
+        Tracer {
+            stack: Vec::with_capacity(256),
+            marked_bytes: 0,
+            marked_objects: 0,
+        }
+    }
+
+    /// Greys the object containing `addr`, if `addr` points into an allocated GC object.
+    /// Used for precise pointers (`Gc::trace`) and conservative words alike.
+    #[inline]
+    pub(crate) fn mark_addr(&mut self, addr: usize) {
+        if let Some(o) = gcapi::find_object(addr) {
+            self.mark_object(o);
+        }
+    }
+
+    /// Greys `o` if it was white.
+    #[inline]
+    pub(crate) fn mark_object(&mut self, o: ObjectRef) {
+        // SAFETY: `o` came from `find_object` during marking; spans are not swept while
+        // markers run.
+        if unsafe { gcapi::mark(o) } {
+            let s = o.span();
+            self.marked_objects += 1;
+            self.marked_bytes += if s.is_large() {
+                s.npages.get() << PAGE_SHIFT
+            } else {
+                s.elemsize.get() as usize
+            };
+            if s.gc.load(Ordering::Relaxed) == KIND_SCAN {
+                self.stack.push(o.base);
+            }
+        }
+    }
+
+    /// Traces the children of the scan object at `base` without marking it (used for
+    /// objects with finalizers, §7 of the design).
+    pub(crate) fn trace_children(&mut self, base: usize) {
+        if let Some(o) = gcapi::find_object(base) {
+            if o.span().gc.load(Ordering::Relaxed) == KIND_SCAN {
+                // SAFETY: an allocated scan object starts with its vtable word.
+                unsafe { scan_object(o.base, self) }
+            }
+        }
+    }
+
+    /// Scans the words of `[lo, hi)` conservatively.
+    pub(crate) fn scan_conservative(&mut self, lo: usize, hi: usize) {
+        let (min, max) = (
+            HEAP_MIN.load(Ordering::Relaxed),
+            HEAP_MAX.load(Ordering::Relaxed),
+        );
+        let mut p = lo.next_multiple_of(8);
+        while p + 8 <= hi {
+            // SAFETY: `[lo, hi)` is a stopped thread's stack (or ours), mapped and readable;
+            // a volatile word read (see the design doc on stacks of blocking threads).
+            let w = unsafe { std::ptr::read_volatile(p as *const usize) };
+            if w >= min && w < max {
+                self.mark_addr(w);
+            }
+            p += 8;
+        }
+    }
+
+    /// Moves grey objects into the tracer (barrier shades, root lists).
+    pub(crate) fn extend(&mut self, grey: impl IntoIterator<Item = usize>) {
+        self.stack.extend(grey);
+    }
+
+    /// Traces up to `budget` grey objects; true if the tracer's own stack is empty.
+    pub(crate) fn drain_some(&mut self, mut budget: usize) -> bool {
+        while budget > 0 {
+            let Some(base) = self.stack.pop() else {
+                return true;
+            };
+            // SAFETY: only allocated scan objects are pushed; they start with a vtable.
+            unsafe { scan_object(base, self) };
+            budget -= 1;
+        }
+        self.stack.is_empty()
+    }
+
+    /// Traces grey objects until none is left anywhere (this tracer, the shared work list,
+    /// the other markers). `idle` counts markers out of work; `n` is how many there are.
+    pub(crate) fn drain_shared(&mut self, work: &WorkList, idle: &AtomicUsize, n: usize) {
+        loop {
+            while let Some(base) = self.stack.pop() {
+                // SAFETY: only allocated scan objects are pushed.
+                unsafe { scan_object(base, self) };
+                if n > 1 && self.stack.len() >= SHARE_AT && idle.load(Ordering::Relaxed) > 0 {
+                    let half = self.stack.split_off(self.stack.len() / 2);
+                    work.push(half);
+                }
+            }
+            if let Some(c) = work.pop() {
+                self.stack = c;
+                continue;
+            }
+            idle.fetch_add(1, Ordering::AcqRel);
+            loop {
+                if !work.is_empty() {
+                    idle.fetch_sub(1, Ordering::AcqRel);
+                    break;
+                }
+                if idle.load(Ordering::Acquire) == n {
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Moves this tracer's grey objects to `out`.
+    pub(crate) fn take_grey(&mut self, out: &mut Vec<usize>) {
+        out.append(&mut self.stack);
+    }
+
+    /// Grey objects waiting in this tracer.
+    pub(crate) fn pending(&self) -> usize {
+        self.stack.len()
+    }
+}
+
+/// Traces the object at `base` through its header.
+///
+/// # Safety
+/// `base` is an allocated, initialised object of kind `SCAN`.
+#[inline]
+unsafe fn scan_object(base: usize, t: &mut Tracer) {
+    // SAFETY: caller contract: the first word is the type's vtable.
+    unsafe {
+        let vt: &'static VTable = *(base as *const &'static VTable);
+        (vt.trace)((base + vt.offset) as *const u8, t)
+    }
+}
+
+/// Runs `f(sp)` with the callee-saved registers spilled into this frame and `sp` the stack
+/// pointer below them, so that scanning `[sp, stack_top)` sees every GC pointer the caller's
+/// frames hold, in memory or in registers.
+#[cfg(not(feature = "precise"))]
+#[inline(never)]
+pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
+    let mut regs = [0usize; 12];
+    let sp: usize;
+    // SAFETY: stores callee-saved registers into `regs` (12 words, enough for both
+    // architectures) and reads the stack pointer; touches nothing else.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::asm!(
+            "mov [{r}], rbx",
+            "mov [{r} + 8], rbp",
+            "mov [{r} + 16], r12",
+            "mov [{r} + 24], r13",
+            "mov [{r} + 32], r14",
+            "mov [{r} + 40], r15",
+            "mov {sp}, rsp",
+            r = in(reg) regs.as_mut_ptr(),
+            sp = out(reg) sp,
+            options(nostack, preserves_flags)
+        );
+    }
+    // SAFETY: as above (x19-x29 are callee-saved on aarch64).
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!(
+            "stp x19, x20, [{r}]",
+            "stp x21, x22, [{r}, #16]",
+            "stp x23, x24, [{r}, #32]",
+            "stp x25, x26, [{r}, #48]",
+            "stp x27, x28, [{r}, #64]",
+            "str x29, [{r}, #80]",
+            "mov {sp}, sp",
+            r = in(reg) regs.as_mut_ptr(),
+            sp = out(reg) sp,
+            options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    compile_error!("gomalloc-gc scans registers on x86_64 and aarch64 only");
+    let regs = std::hint::black_box(&mut regs);
+    let sp = sp.min(regs.as_ptr() as usize);
+    let r = f(sp);
+    std::hint::black_box(regs);
+    r
+}
+
+/// The precise mode scans no stack: `f(0)` (no stack pointer to publish).
+#[cfg(feature = "precise")]
+#[inline]
+pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
+    f(0)
+}
+
+/// The calling thread's stack: `(lowest address, one past the highest)`.
+#[cfg(not(feature = "precise"))]
+pub(crate) fn thread_stack_bounds() -> (usize, usize) {
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; we read the stack
+    // fields and destroy the attribute object.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        assert_eq!(
+            libc::pthread_getattr_np(libc::pthread_self(), &mut attr),
+            0,
+            "pthread_getattr_np"
+        );
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        assert_eq!(libc::pthread_attr_getstack(&attr, &mut addr, &mut size), 0);
+        libc::pthread_attr_destroy(&mut attr);
+        (addr as usize, addr as usize + size)
+    }
+}
+
+/// The precise mode scans no stack.
+#[cfg(feature = "precise")]
+pub(crate) fn thread_stack_bounds() -> (usize, usize) {
+    (0, 0)
+}

@@ -1,0 +1,403 @@
+//! Mutator threads: attaching, safepoints, blocking regions, and stopping the world.
+//!
+//! World protocol (all under [`WORLD`]'s mutex, with [`WORLD_CV`] for every change):
+//! * a thread is `RUNNING`, `PARKED` (stopped at a safepoint) or `BLOCKING` (inside
+//!   [`Mutator::blocking`]); the latter two published their stack pointer first;
+//! * a collector sets `stw`, raises `STOP` in [`GC_FLAGS`] and waits until no other
+//!   attached thread is `RUNNING`;
+//! * restarting sets `stw = false`, bumps `epoch`, sets every `PARKED` thread back to
+//!   `RUNNING` and wakes everyone. Parked threads wait for the epoch to change; threads
+//!   leaving a blocking region, and threads attaching, wait while `stw` is set.
+//!
+//! Only the restarting collector moves a parked thread back to `RUNNING`, under the
+//! world lock. A parked thread must never do it itself on waking: the next cycle may
+//! already have stopped the world while it slept, and a stale `PARKED` would let that
+//! cycle mark while the thread runs (the bug behind `tests/back_to_back.rs`).
+
+use crate::handle::ShadowStack;
+use crate::heap::{self, Cache, TINY_SIZE};
+use crate::mark::{thread_stack_bounds, with_registers_spilled};
+use gomalloc::gcapi::{self, ObjectRef, KIND_NOSCAN};
+use gomalloc::sizeclasses::MAX_SMALL_SIZE;
+use std::cell::{Cell, UnsafeCell};
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// `GC_FLAGS` bit: a collector wants every mutator to stop at its next safepoint.
+pub(crate) const STOP: u8 = 1;
+/// `GC_FLAGS` bit: a cycle is marking while mutators run (barrier on, allocate black).
+pub(crate) const MARKING: u8 = 2;
+/// Read on every allocation (one relaxed load on the fast path).
+pub(crate) static GC_FLAGS: AtomicU8 = AtomicU8::new(0);
+
+pub(crate) const RUNNING: u8 = 0;
+pub(crate) const PARKED: u8 = 1;
+pub(crate) const BLOCKING: u8 = 2;
+
+/// What the collector needs from an attached thread.
+pub(crate) struct ThreadRec {
+    pub state: AtomicU8,
+    /// Stack pointer published at the last safepoint (valid while not `RUNNING`).
+    pub sp: AtomicUsize,
+    /// One past the highest address of the thread's stack.
+    pub stack_hi: usize,
+    /// Times the thread went back to `RUNNING` after a stop (a debug check that nothing
+    /// resumes while the world is stopped).
+    pub resumed: AtomicU64,
+    /// The thread's handle scopes (precise roots).
+    pub handles: ShadowStack,
+}
+
+impl ThreadRec {
+    /// Back to `RUNNING` (with the world lock held).
+    pub(crate) fn resume(&self) {
+        self.resumed.fetch_add(1, Ordering::Relaxed);
+        self.state.store(RUNNING, Ordering::Release);
+    }
+}
+
+pub(crate) struct World {
+    pub threads: Vec<Arc<ThreadRec>>,
+    pub stw: bool,
+    pub epoch: u64,
+    /// A cycle is in progress (sweep termination, stopped, or incremental marking).
+    pub collecting: bool,
+    /// The cycle in progress is the incremental test mode's.
+    pub incremental: bool,
+}
+
+pub(crate) static WORLD: Mutex<World> = Mutex::new(World {
+    threads: Vec::new(),
+    stw: false,
+    epoch: 0,
+    collecting: false,
+    incremental: false,
+});
+pub(crate) static WORLD_CV: Condvar = Condvar::new();
+
+pub(crate) fn world() -> MutexGuard<'static, World> {
+    WORLD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn wait(w: MutexGuard<'static, World>) -> MutexGuard<'static, World> {
+    WORLD_CV.wait(w).unwrap_or_else(|e| e.into_inner())
+}
+
+thread_local! {
+    static ATTACHED: Cell<*mut MState> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// The calling thread's mutator, if it is attached (for `gc::collect()`): a second handle
+/// on the same state, which must not be dropped.
+///
+/// The state lives in its own allocation, not in the `Box<Mutator>` the user holds: moving
+/// or mutably borrowing that box (which asserts uniqueness) must not invalidate this
+/// pointer (Miri's aliasing models check exactly that).
+pub(crate) fn current() -> Option<ManuallyDrop<Mutator>> {
+    let p = ATTACHED.with(|a| a.get());
+    NonNull::new(p).map(|st| {
+        ManuallyDrop::new(Mutator {
+            st,
+            _not_send: PhantomData,
+        })
+    })
+}
+
+/// A mutator's state, shared by the user's `Mutator` and [`current`]; accessed through
+/// shared references only (interior mutability), on its own thread.
+pub(crate) struct MState {
+    rec: Arc<ThreadRec>,
+    cache: UnsafeCell<Cache>,
+    /// Live `RefMut`s of traced types on this thread: while non-zero the thread does not
+    /// stop for collections (the collector must not read a mutably borrowed value).
+    open_borrows: Cell<u32>,
+}
+
+/// A thread's membership in the collector's world: the guard returned by [`attach`].
+///
+/// Allocation ([`Gc::new`](crate::Gc::new)), barriered writes
+/// ([`Lock::set`](crate::Lock::set), [`RefLock::borrow_mut`](crate::RefLock::borrow_mut)) and
+/// [`Weak::upgrade`](crate::Weak::upgrade) take `&Mutator`: only an attached thread that is
+/// not inside a blocking region can change the object graph. `!Send` and `!Sync`.
+///
+/// An attached thread must reach a safepoint regularly (allocate, call
+/// [`Mutator::safepoint`]) and must wait for other threads (joins, channels, locks) inside
+/// [`Mutator::blocking`]: otherwise every collection waits for it.
+pub struct Mutator {
+    /// From `Box::into_raw` in [`attach`]; freed by the drop of the handle `attach`
+    /// returned (never by a [`current`] handle).
+    st: NonNull<MState>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+/// Attaches the calling thread to the collector. Its stack and registers are scanned
+/// conservatively at every collection until the guard is dropped.
+///
+/// # Panics
+/// If the thread is already attached.
+pub fn attach() -> Box<Mutator> {
+    crate::collector::init();
+    assert!(
+        current().is_none(),
+        "gc::attach: this thread is already attached"
+    );
+    let (_, hi) = thread_stack_bounds();
+    let rec = Arc::new(ThreadRec {
+        state: AtomicU8::new(RUNNING),
+        sp: AtomicUsize::new(0),
+        stack_hi: hi,
+        resumed: AtomicU64::new(0),
+        handles: ShadowStack::new(),
+    });
+    {
+        let mut w = world();
+        while w.stw {
+            w = wait(w);
+        }
+        w.threads.push(rec.clone());
+    }
+    let st = Box::into_raw(Box::new(MState {
+        rec,
+        cache: UnsafeCell::new(Cache::new()),
+        open_borrows: Cell::new(0),
+    }));
+    ATTACHED.with(|a| a.set(st));
+    Box::new(Mutator {
+        // SAFETY: from `Box::into_raw`, non-null.
+        st: unsafe { NonNull::new_unchecked(st) },
+        _not_send: PhantomData,
+    })
+}
+
+impl Drop for Mutator {
+    fn drop(&mut self) {
+        self.cache_mut().release_all();
+        let rec = &self.st().rec;
+        with_registers_spilled(|sp| {
+            rec.sp.store(sp, Ordering::Release);
+            let mut w = world();
+            // A collector may be counting on us as stopped: leave only while the world runs.
+            rec.state.store(BLOCKING, Ordering::Release);
+            WORLD_CV.notify_all();
+            while w.stw {
+                w = wait(w);
+            }
+            w.threads.retain(|t| !Arc::ptr_eq(t, rec));
+        });
+        WORLD_CV.notify_all();
+        ATTACHED.with(|a| a.set(std::ptr::null_mut()));
+        // SAFETY: from `Box::into_raw` in `attach`; this is the handle `attach` returned
+        // (`current` handles are never dropped) and the thread-local no longer names it.
+        drop(unsafe { Box::from_raw(self.st.as_ptr()) });
+    }
+}
+
+impl Mutator {
+    #[inline(always)]
+    fn st(&self) -> &MState {
+        // SAFETY: live until the drop of the handle `attach` returned, which outlives every
+        // borrow of any handle on this thread.
+        unsafe { self.st.as_ref() }
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    pub(crate) fn cache_mut(&self) -> &mut Cache {
+        // SAFETY: the cache is used only by this mutator's thread (`Mutator` is `!Sync`),
+        // and no method holds the reference across a call that takes it again.
+        unsafe { &mut *self.st().cache.get() }
+    }
+
+    pub(crate) fn rec(&self) -> &Arc<ThreadRec> {
+        &self.st().rec
+    }
+
+    /// A safepoint: stops here if a collection is waiting for this thread (unless a
+    /// `RefMut` of a traced type is alive on it: see [`RefLock::borrow_mut`](crate::RefLock::borrow_mut)).
+    #[inline]
+    pub fn safepoint(&self) {
+        if GC_FLAGS.load(Ordering::Relaxed) & STOP != 0 && self.st().open_borrows.get() == 0 {
+            self.park();
+        }
+    }
+
+    /// A `RefMut` of a traced type was opened on this thread.
+    #[inline]
+    pub(crate) fn open_borrow(&self) {
+        self.st().open_borrows.set(self.st().open_borrows.get() + 1);
+    }
+
+    /// A `RefMut` of a traced type was dropped.
+    #[inline]
+    pub(crate) fn close_borrow(&self) {
+        self.st().open_borrows.set(self.st().open_borrows.get() - 1);
+    }
+
+    /// Panics if a `RefMut` of a traced type is alive on this thread (a cycle cannot run
+    /// here: it would have to read the borrowed value).
+    pub(crate) fn assert_no_open_borrow(&self, what: &str) {
+        assert!(
+            self.st().open_borrows.get() == 0,
+            "{what} while a RefLock is mutably borrowed on this thread"
+        );
+    }
+
+    /// Stops at a safepoint until the world restarts.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn park(&self) {
+        self.cache_mut().release_all();
+        with_registers_spilled(|sp| {
+            self.rec().sp.store(sp, Ordering::Release);
+            let mut w = world();
+            if !w.stw {
+                return;
+            }
+            let epoch = w.epoch;
+            self.rec().state.store(PARKED, Ordering::Release);
+            WORLD_CV.notify_all();
+            // `start_the_world` bumps the epoch and sets us `RUNNING` in one critical
+            // section; a later cycle may be stopping the world again by the time we wake,
+            // and then it waits for us to park again.
+            while w.epoch == epoch {
+                w = wait(w);
+            }
+            debug_assert_ne!(self.rec().state.load(Ordering::Relaxed), PARKED);
+        });
+    }
+
+    /// Waits, stopped as at a safepoint, until the cycle in progress has ended.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn wait_cycle_end(&self) {
+        self.cache_mut().release_all();
+        with_registers_spilled(|sp| {
+            self.rec().sp.store(sp, Ordering::Release);
+            let mut w = world();
+            // Restarting the world resumes us; if the next cycle has begun before we woke,
+            // park again for it (its collector waits for that).
+            while w.collecting {
+                if self.rec().state.load(Ordering::Relaxed) != PARKED {
+                    self.rec().state.store(PARKED, Ordering::Release);
+                    WORLD_CV.notify_all();
+                }
+                w = wait(w);
+            }
+            if self.rec().state.load(Ordering::Relaxed) == PARKED {
+                self.rec().resume();
+            }
+        });
+    }
+
+    /// Runs `f` in a blocking region: collections may run meanwhile without waiting for
+    /// this thread. Use it around joins, channel receives, lock waits and sleeps. `f`
+    /// cannot use the mutator (it is borrowed mutably), so it cannot allocate or write
+    /// barriered cells; reading GC objects is fine (marking never changes them), and the
+    /// `Gc` pointers on this thread's stack stay rooted.
+    pub fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        self.cache_mut().release_all();
+        let rec = self.rec().clone();
+        with_registers_spilled(move |sp| {
+            rec.sp.store(sp, Ordering::Release);
+            {
+                let _w = world();
+                rec.state.store(BLOCKING, Ordering::Release);
+                WORLD_CV.notify_all();
+            }
+            let r = f();
+            let mut w = world();
+            while w.stw {
+                w = wait(w);
+            }
+            rec.resume();
+            r
+        })
+    }
+
+    /// Allocates an object of `kind`, `size` bytes, aligned to `align`: the tiny
+    /// allocator, the span cache, or a large span. A safepoint. Aborts when out of memory.
+    #[inline(always)]
+    pub(crate) fn alloc_object(&self, kind: u8, size: usize, align: usize) -> *mut u8 {
+        let flags = GC_FLAGS.load(Ordering::Relaxed);
+        if flags == 0 && size <= MAX_SMALL_SIZE {
+            if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 {
+                let p = self.cache_mut().tiny_fast(size, align);
+                if !p.is_null() {
+                    return p;
+                }
+            } else if let Some(class) = heap::class_for(kind, size, align) {
+                let p = self.cache_mut().alloc_fast(kind, class);
+                if !p.is_null() {
+                    return p;
+                }
+            }
+        }
+        self.alloc_slow(kind, size, align)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, kind: u8, size: usize, align: usize) -> *mut u8 {
+        self.safepoint();
+        if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
+            crate::collector::collect_auto(self);
+        }
+        let c = self.cache_mut();
+        let small = if size <= MAX_SMALL_SIZE {
+            heap::class_for(kind, size, align)
+        } else {
+            None
+        };
+        let p = match small {
+            Some(_) if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 => {
+                c.alloc_tiny(size, align)
+            }
+            Some(class) => {
+                let p = c.alloc_fast(kind, class);
+                if p.is_null() {
+                    c.refill(kind, class)
+                } else {
+                    p
+                }
+            }
+            None => heap::alloc_large(kind, size, align),
+        };
+        if p.is_null() {
+            gomalloc::report::fatal("gc: out of memory allocating", size);
+        }
+        if GC_FLAGS.load(Ordering::Relaxed) & crate::mutator::MARKING != 0 {
+            self.mark_new(p as usize, kind, size, align);
+        }
+        p
+    }
+
+    /// Allocate-black: marks an object allocated while a cycle is marking.
+    fn mark_new(&self, p: usize, kind: u8, size: usize, align: usize) {
+        let span = match heap::class_for(kind, size, align) {
+            Some(_) if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 => {
+                gomalloc::arena::span_of(p)
+            }
+            Some(class) => self.cache_mut().span_of_class(kind, class),
+            None => gomalloc::arena::span_of(p),
+        };
+        // SAFETY: `span` is the live span holding `p`.
+        let sr = unsafe { &*span };
+        let index = if sr.is_large() {
+            0
+        } else {
+            (p - sr.base.get()) / sr.elemsize.get() as usize
+        };
+        let base = sr.base.get() + index * sr.elemsize.get() as usize;
+        // SAFETY: `p` is a slot of `span` allocated just now.
+        unsafe { gcapi::mark(ObjectRef { span, index, base }) };
+    }
+
+    /// Runs the finalizers queued so far on this thread and waits until the finalizer
+    /// thread is idle (for tests and orderly shutdown).
+    pub fn run_finalizers(&mut self) {
+        crate::weak::run_pending(self);
+    }
+}

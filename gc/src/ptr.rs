@@ -1,0 +1,222 @@
+//! `Gc<T>`: the collector's pointer, and the object header that lets the collector trace and
+//! drop an object it knows only by address.
+
+use crate::mark::Tracer;
+use crate::trace::Trace;
+use crate::Mutator;
+use gomalloc::gcapi::{KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::ptr::NonNull;
+
+/// Byte written over freed objects in debug builds.
+pub(crate) const POISON: u8 = 0xdb;
+/// A header word that was poisoned.
+const POISON_WORD: usize = usize::from_ne_bytes([POISON; 8]);
+
+/// What the collector knows about an object's type. Objects of kinds `SCAN` and
+/// `NOSCAN_DROP` start with a `&'static VTable` word; the value follows at `offset`.
+pub(crate) struct VTable {
+    /// Traces the value at the given address.
+    pub trace: unsafe fn(*const u8, &mut Tracer),
+    /// Drops the value at the given address in place.
+    pub drop: unsafe fn(*mut u8),
+    /// Bytes from the object's start to the value.
+    pub offset: usize,
+}
+
+/// Compile-time layout of `Gc<T>` objects.
+pub(crate) struct Layout<T>(PhantomData<T>);
+
+impl<T: Trace> Layout<T> {
+    /// The object kind (span kind) of `T`.
+    pub const KIND: u8 = if T::NEEDS_TRACE {
+        KIND_SCAN
+    } else if std::mem::needs_drop::<T>() {
+        KIND_NOSCAN_DROP
+    } else {
+        KIND_NOSCAN
+    };
+    /// Offset of the value in the object: a header word, padded to `T`'s alignment.
+    pub const OFFSET: usize = if Self::KIND == KIND_NOSCAN {
+        0
+    } else if std::mem::align_of::<T>() > 8 {
+        std::mem::align_of::<T>()
+    } else {
+        8
+    };
+    /// Bytes of the object.
+    pub const SIZE: usize = {
+        let s = Self::OFFSET + std::mem::size_of::<T>();
+        if s == 0 {
+            1
+        } else {
+            s
+        }
+    };
+    /// Alignment of the object.
+    pub const ALIGN: usize = if Self::KIND == KIND_NOSCAN || std::mem::align_of::<T>() > 8 {
+        std::mem::align_of::<T>()
+    } else {
+        8
+    };
+    /// The type's vtable.
+    pub const VTABLE: VTable = VTable {
+        trace: trace_erased::<T>,
+        drop: drop_erased::<T>,
+        offset: Self::OFFSET,
+    };
+}
+
+/// # Safety
+/// `p` points to a live, initialised `T`.
+unsafe fn trace_erased<T: Trace>(p: *const u8, t: &mut Tracer) {
+    // SAFETY: caller contract.
+    unsafe { (*p.cast::<T>()).trace(t) }
+}
+
+/// # Safety
+/// `p` points to a live, initialised `T` that is never used again.
+unsafe fn drop_erased<T>(p: *mut u8) {
+    // SAFETY: caller contract.
+    unsafe { std::ptr::drop_in_place(p.cast::<T>()) }
+}
+
+/// A pointer to a garbage-collected `T`.
+///
+/// `Copy`, and `Send + Sync` when `T` is. Dereferencing gives `&T` only: fields that hold GC
+/// pointers change through [`Lock`](crate::Lock) and [`RefLock`](crate::RefLock), which apply
+/// the write barrier.
+///
+/// **The rooting rule** (see `docs/gc-design.md` §2): a `Gc<T>` keeps its target alive while
+/// it is on the stack (or in the registers) of an attached thread, inside another GC object,
+/// or held by a [`Root`](crate::Root). Anywhere else — a `std` collection, a channel, a
+/// static, a thread that is not attached — the collector cannot see it, and the target may be
+/// freed at the next safepoint of any thread. Hold a `Root<T>` there instead. In debug builds
+/// freed memory is poisoned and dereferencing a dead object with a header panics.
+#[repr(transparent)]
+pub struct Gc<T: 'static> {
+    ptr: NonNull<T>,
+    _owns: PhantomData<T>,
+}
+
+impl<T> Clone for Gc<T> {
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Gc<T> {}
+
+// SAFETY: sharing a `Gc<T>` shares `&T` (needs `T: Sync`); the collector may drop the value
+// on another thread (needs `T: Send`).
+unsafe impl<T: Send + Sync> Send for Gc<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for Gc<T> {}
+
+impl<T: Trace + Send + 'static> Gc<T> {
+    /// Allocates `value` on the GC heap. A safepoint: may collect first.
+    ///
+    /// Objects of types that hold GC pointers go to scan spans; pointer-free types to
+    /// noscan spans, and pointer-free types without drop glue smaller than 16 bytes to the
+    /// tiny allocator. `T: Send` because the collector may drop the value on any thread.
+    #[inline]
+    pub fn new(m: &Mutator, value: T) -> Gc<T> {
+        let base = m.alloc_object(Layout::<T>::KIND, Layout::<T>::SIZE, Layout::<T>::ALIGN);
+        // SAFETY: `base` is a fresh object of SIZE bytes aligned to ALIGN; the header (if
+        // any) and the value fit at their offsets. Nothing can collect before we return: no
+        // safepoint lies between the allocation and these writes.
+        unsafe {
+            if Layout::<T>::KIND != KIND_NOSCAN {
+                base.cast::<&'static VTable>()
+                    .write(&const { Layout::<T>::VTABLE });
+            }
+            let p = base.add(Layout::<T>::OFFSET).cast::<T>();
+            p.write(value);
+            Gc {
+                ptr: NonNull::new_unchecked(p),
+                _owns: PhantomData,
+            }
+        }
+    }
+}
+
+impl<T> Gc<T> {
+    /// The value's address.
+    #[inline(always)]
+    pub fn as_ptr(this: Gc<T>) -> *const T {
+        this.ptr.as_ptr()
+    }
+
+    /// True if both point to the same object.
+    #[inline(always)]
+    pub fn ptr_eq(a: Gc<T>, b: Gc<T>) -> bool {
+        a.ptr == b.ptr
+    }
+
+    /// Rebuilds a `Gc` from [`Gc::as_ptr`].
+    ///
+    /// # Safety
+    /// `p` came from `Gc::as_ptr` of a `Gc<T>` whose object is still alive.
+    #[inline(always)]
+    pub unsafe fn from_ptr(p: *const T) -> Gc<T> {
+        Gc {
+            // SAFETY: caller contract: non-null.
+            ptr: unsafe { NonNull::new_unchecked(p as *mut T) },
+            _owns: PhantomData,
+        }
+    }
+
+    /// The value's address as an integer (for the collector).
+    #[inline(always)]
+    pub(crate) fn addr(self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+}
+
+impl<T: Trace> Deref for Gc<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        if cfg!(debug_assertions) && Layout::<T>::KIND != KIND_NOSCAN {
+            // SAFETY: a live object's header word precedes the value by OFFSET bytes.
+            let h = unsafe { ((self.addr() - Layout::<T>::OFFSET) as *const usize).read() };
+            assert!(
+                h != POISON_WORD,
+                "use after free: Gc<{}> at {:#x} points to a swept object (was it rooted?)",
+                std::any::type_name::<T>(),
+                self.addr()
+            );
+        }
+        // SAFETY: the object is alive while the pointer is rooted (rooting rule above) and
+        // only shared references to it are ever made.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+// SAFETY: reports the one GC pointer (rule 1).
+unsafe impl<T: 'static> Trace for Gc<T> {
+    #[inline(always)]
+    fn trace(&self, t: &mut Tracer) {
+        t.mark_addr(self.addr());
+    }
+}
+
+impl<T: Trace + fmt::Debug> fmt::Debug for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Trace + fmt::Display> fmt::Display for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl<T> fmt::Pointer for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Pointer::fmt(&self.ptr, f)
+    }
+}

@@ -1,0 +1,202 @@
+//! `gc::stats()` and `GOMALLOC_GCTRACE` (Go's `gctrace` line, `mgc.go` `gcMarkTermination`).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Buckets of the pause histogram: bucket `i` counts pauses in `[2^i, 2^(i+1))` µs
+/// (bucket 0 also counts pauses under 1 µs).
+pub const PAUSE_BUCKETS: usize = 24;
+
+/// Counters bumped outside the stop-the-world section.
+pub(crate) struct Counters {
+    pub freed: AtomicUsize,
+    pub finalizers_run: AtomicUsize,
+}
+pub(crate) static COUNTERS: Counters = Counters {
+    freed: AtomicUsize::new(0),
+    finalizers_run: AtomicUsize::new(0),
+};
+
+/// The collector's statistics (`gc::stats()`).
+#[derive(Clone, Debug, Default)]
+pub struct GcStats {
+    /// Completed cycles.
+    pub cycles: u64,
+    /// Cycles started by `gc::collect()`.
+    pub forced_cycles: u64,
+    /// Stop-the-world pause of the last cycle.
+    pub pause_last: Duration,
+    /// Longest pause.
+    pub pause_max: Duration,
+    /// All pauses added up.
+    pub pause_total: Duration,
+    /// Pause histogram (see [`PAUSE_BUCKETS`]).
+    pub pause_hist: [u64; PAUSE_BUCKETS],
+    /// Bytes handed to mutators since the last cycle plus the bytes it marked (Go's
+    /// `heapLive`).
+    pub heap_live: usize,
+    /// Bytes marked by the last cycle.
+    pub heap_marked: usize,
+    /// Objects marked by the last cycle.
+    pub objects_marked: usize,
+    /// The heap goal: the next cycle starts when `heap_live` reaches it.
+    pub heap_goal: usize,
+    /// Bytes of the collector's spans.
+    pub heap_spans: usize,
+    /// Objects freed by sweeping since start.
+    pub objects_freed: usize,
+    /// Finalizers run since start.
+    pub finalizers_run: usize,
+    /// Weak references cleared since start.
+    pub weak_cleared: usize,
+    /// GOGC (-1: off).
+    pub gc_percent: i64,
+    /// Soft memory limit in bytes (`u64::MAX`: none).
+    pub memory_limit: u64,
+    /// Mutator threads attached now.
+    pub mutators: usize,
+}
+
+pub(crate) struct StatsState {
+    pub s: GcStats,
+    pub gc_cpu: Duration,
+}
+
+pub(crate) static STATS: Mutex<StatsState> = Mutex::new(StatsState {
+    s: GcStats {
+        cycles: 0,
+        forced_cycles: 0,
+        pause_last: Duration::ZERO,
+        pause_max: Duration::ZERO,
+        pause_total: Duration::ZERO,
+        pause_hist: [0; PAUSE_BUCKETS],
+        heap_live: 0,
+        heap_marked: 0,
+        objects_marked: 0,
+        heap_goal: 0,
+        heap_spans: 0,
+        objects_freed: 0,
+        finalizers_run: 0,
+        weak_cleared: 0,
+        gc_percent: 100,
+        memory_limit: u64::MAX,
+        mutators: 0,
+    },
+    gc_cpu: Duration::ZERO,
+});
+
+/// Bytes of stacks scanned by the last cycle.
+pub(crate) static STACK_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// What one cycle measured, for the statistics and the trace line.
+pub(crate) struct CycleReport {
+    pub start: Instant,
+    /// Stop-the-world + finish sweep.
+    pub t_sweep_term: Duration,
+    pub t_mark: Duration,
+    pub t_mark_term: Duration,
+    pub workers: usize,
+    pub heap0: usize,
+    pub heap1: usize,
+    pub heap2: usize,
+    pub objects: usize,
+    pub goal_of_cycle: usize,
+    pub next_goal: usize,
+    pub stack_bytes: usize,
+    pub root_bytes: usize,
+    pub forced: bool,
+    pub weak_cleared: usize,
+}
+
+/// Records a finished cycle; prints the gctrace line if enabled.
+pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
+    let pause = r.t_sweep_term + r.t_mark + r.t_mark_term;
+    let mut st = STATS.lock().unwrap();
+    let s = &mut st.s;
+    s.cycles += 1;
+    s.forced_cycles += r.forced as u64;
+    s.pause_last = pause;
+    s.pause_max = s.pause_max.max(pause);
+    s.pause_total += pause;
+    let us = pause.as_micros().max(1) as u64;
+    let b = (63 - us.leading_zeros() as usize).min(PAUSE_BUCKETS - 1);
+    s.pause_hist[b] += 1;
+    s.heap_marked = r.heap2;
+    s.objects_marked = r.objects;
+    s.heap_goal = r.next_goal;
+    s.weak_cleared += r.weak_cleared;
+    let cpu = r.t_sweep_term + r.t_mark * r.workers as u32 + r.t_mark_term;
+    st.gc_cpu += cpu;
+    if trace {
+        let procs = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let util = (st.gc_cpu.as_secs_f64() / (since_start.as_secs_f64().max(1e-9) * procs as f64)
+            * 100.0) as u64;
+        let cycles = st.s.cycles;
+        drop(st);
+        let mark_cpu = r.t_mark * r.workers as u32;
+        eprintln!(
+            "gc {} @{:.3}s {}%: {}+{}+{} ms clock, {}+{}/{}/{}+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
+            cycles,
+            (r.start.duration_since(crate::collector::start_time())).as_secs_f64(),
+            util,
+            fmt_ms(r.t_sweep_term),
+            fmt_ms(r.t_mark),
+            fmt_ms(r.t_mark_term),
+            fmt_ms(r.t_sweep_term),
+            fmt_ms(Duration::ZERO),
+            fmt_ms(mark_cpu),
+            fmt_ms(Duration::ZERO),
+            fmt_ms(r.t_mark_term),
+            r.heap0 >> 20,
+            r.heap1 >> 20,
+            r.heap2 >> 20,
+            r.goal_of_cycle >> 20,
+            r.stack_bytes >> 20,
+            r.root_bytes >> 20,
+            r.workers,
+            if r.forced { " (forced)" } else { "" },
+        );
+    }
+}
+
+/// Go's `fmtNSAsMS`: whole milliseconds from 10 ms up, else two significant digits with at
+/// most three decimals.
+pub fn fmt_ms(d: Duration) -> String {
+    let ns = d.as_nanos() as u64;
+    if ns >= 10_000_000 {
+        return (ns / 1_000_000).to_string();
+    }
+    let mut x = ns / 1000;
+    if x == 0 {
+        return "0".into();
+    }
+    let mut dec = 3;
+    while x >= 100 {
+        x /= 10;
+        dec -= 1;
+    }
+    let s = x.to_string();
+    if dec == 0 {
+        return s;
+    }
+    let s = format!("{:0>width$}", s, width = dec + 1);
+    let (a, b) = s.split_at(s.len() - dec);
+    format!("{a}.{b}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ms_formatting_matches_go() {
+        // Values from Go's fmtNSAsMS: 18 µs -> "0.018", 1.2 ms -> "1.2", 25 ms -> "25".
+        assert_eq!(fmt_ms(Duration::from_nanos(18_400)), "0.018");
+        assert_eq!(fmt_ms(Duration::from_micros(1_234)), "1.2");
+        assert_eq!(fmt_ms(Duration::from_micros(123)), "0.12");
+        assert_eq!(fmt_ms(Duration::from_millis(25)), "25");
+        assert_eq!(fmt_ms(Duration::from_nanos(500)), "0");
+        assert_eq!(fmt_ms(Duration::from_micros(9_999)), "9.9");
+    }
+}

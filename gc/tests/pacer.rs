@@ -1,0 +1,149 @@
+//! The pacer (GOGC, memory limit) and GOMALLOC_GCTRACE output.
+// These tests keep `Gc`s in locals: they need the conservative stack scan.
+#![cfg(not(feature = "precise"))]
+
+use gc::{Gc, Trace};
+
+#[derive(Trace)]
+struct Blob {
+    next: Option<Gc<Blob>>,
+    pad: [u64; 6],
+}
+
+#[inline(never)]
+fn churn(m: &gc::Mutator, bytes: usize) {
+    for i in 0..bytes / 64 {
+        let b = Gc::new(
+            m,
+            Blob {
+                next: None,
+                pad: [i as u64; 6],
+            },
+        );
+        assert_eq!(b.pad[5], i as u64);
+    }
+}
+
+/// One test: the settings are process-wide.
+#[test]
+fn gogc_and_memory_limit_drive_cycles() {
+    let m = gc::attach();
+    gc::set_gc_percent(100);
+    let c0 = gc::stats().cycles;
+    churn(&m, 64 << 20);
+    let s = gc::stats();
+    assert!(
+        s.cycles >= c0 + 3,
+        "64 MiB of garbage at GOGC=100 ran {} cycles",
+        s.cycles - c0
+    );
+    assert!(
+        s.heap_goal >= gc::MIN_HEAP,
+        "goal {} below the minimum heap",
+        s.heap_goal
+    );
+
+    // GOGC=off: no cycle however much is allocated.
+    assert_eq!(gc::set_gc_percent(-1), 100);
+    let c1 = gc::stats().cycles;
+    churn(&m, 32 << 20);
+    assert_eq!(gc::stats().cycles, c1, "GOGC=off still collected");
+
+    // ... unless a memory limit is set: the limit alone drives cycles.
+    let sys = gomalloc::stats().sys as u64;
+    gc::set_memory_limit(sys + (8 << 20));
+    churn(&m, 64 << 20);
+    let s = gc::stats();
+    assert!(s.cycles > c1, "memory limit did not trigger a cycle");
+    assert!(s.heap_goal < usize::MAX);
+    gc::set_memory_limit(u64::MAX);
+    gc::set_gc_percent(100);
+}
+
+/// Re-runs this test binary with GOMALLOC_GCTRACE=1 and checks the child's trace lines
+/// against Go 1.19's gctrace format.
+#[test]
+fn gctrace_prints_go_format() {
+    if std::env::var_os("GCTRACE_CHILD").is_some() {
+        let m = gc::attach();
+        churn(&m, 16 << 20);
+        gc::collect();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "gctrace_prints_go_format",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GCTRACE_CHILD", "1")
+        .env("GOMALLOC_GCTRACE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("gc ")).collect();
+    assert!(lines.len() >= 2, "no trace lines in: {err}");
+    // gc N @T.TTTs P%: a+b+c ms clock, a+b/c/d+e ms cpu, x->y->z MB, g MB goal,
+    // s MB stacks, g MB globals, n P [(forced)]
+    for l in &lines {
+        assert!(matches(l), "not Go's gctrace format: {l}");
+    }
+    assert!(lines.last().unwrap().ends_with(" P (forced)"), "{lines:?}");
+}
+
+/// Checks one line against Go 1.19's gctrace format: the fixed separators in order, and
+/// a number in every field.
+fn matches(line: &str) -> bool {
+    let is_num = |s: &str| {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.') && !s.starts_with('.')
+    };
+    let Some(rest) = line.strip_prefix("gc ") else {
+        return false;
+    };
+    let Some((n, rest)) = rest.split_once(" @") else {
+        return false;
+    };
+    let Some((t, rest)) = rest.split_once("s ") else {
+        return false;
+    };
+    let Some((pct, rest)) = rest.split_once("%: ") else {
+        return false;
+    };
+    let Some((clock, rest)) = rest.split_once(" ms clock, ") else {
+        return false;
+    };
+    let Some((cpu, rest)) = rest.split_once(" ms cpu, ") else {
+        return false;
+    };
+    let Some((heap, rest)) = rest.split_once(" MB, ") else {
+        return false;
+    };
+    let Some((goal, rest)) = rest.split_once(" MB goal, ") else {
+        return false;
+    };
+    let Some((stacks, rest)) = rest.split_once(" MB stacks, ") else {
+        return false;
+    };
+    let Some((globals, rest)) = rest.split_once(" MB globals, ") else {
+        return false;
+    };
+    let procs = rest.strip_suffix(" (forced)").unwrap_or(rest);
+    let Some(procs) = procs.strip_suffix(" P") else {
+        return false;
+    };
+    let clock: Vec<&str> = clock.split('+').collect();
+    let cpu: Vec<&str> = cpu.split(['+', '/']).collect();
+    let heap: Vec<&str> = heap.split("->").collect();
+    is_num(n)
+        && is_num(t)
+        && is_num(pct)
+        && clock.len() == 3
+        && clock.iter().all(|s| is_num(s))
+        && cpu.len() == 5
+        && cpu.iter().all(|s| is_num(s))
+        && heap.len() == 3
+        && heap.iter().all(|s| is_num(s))
+        && [goal, stacks, globals, procs].iter().all(|s| is_num(s))
+}

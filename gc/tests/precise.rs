@@ -1,0 +1,351 @@
+//! The precise mode (`--features precise`): roots are `Root`s and handle scopes only, no
+//! conservative stack scan, so the collector never reads raw stack words and Miri can
+//! check it:
+//!
+//! ```text
+//! MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance -Zmiri-ignore-leaks" \
+//!     cargo +nightly miri test -p gomalloc-gc --features precise --test precise
+//! ```
+//!
+//! (`-Zmiri-ignore-leaks`: the finalizer thread lives until the process exits, by design.)
+//!
+//! Precision makes liveness exact, so these tests also check that what is *not* rooted
+//! dies (a `Weak` to it is cleared), which the conservative mode cannot promise.
+#![cfg(feature = "precise")]
+
+use gc::debug::IncrementalCycle;
+use gc::{Gc, Lock, RefLock, Root, Trace, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Tests that collect run one at a time (the incremental cycle needs a single mutator;
+/// exact liveness needs no other test's garbage in flight).
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Miri is slow: small sizes there, bigger natively.
+const N: u64 = if cfg!(miri) { 40 } else { 2_000 };
+
+#[derive(Trace)]
+struct Node {
+    value: u64,
+    next: Lock<Option<Gc<Node>>>,
+}
+
+#[derive(Trace)]
+struct Bag {
+    items: RefLock<Vec<Gc<Node>>>,
+    name: String,
+}
+
+/// A `Weak` is a GC object too: in the precise mode it needs a root like any other.
+#[derive(Trace)]
+struct Watch {
+    w: Weak<Node>,
+}
+
+fn watch(m: &gc::Mutator, target: Gc<Node>) -> Root<Watch> {
+    Root::new(Gc::new(
+        m,
+        Watch {
+            w: Weak::new(m, target),
+        },
+    ))
+}
+
+fn sum(mut c: Option<Gc<Node>>) -> (u64, u64) {
+    let (mut n, mut s) = (0, 0);
+    while let Some(x) = c {
+        n += 1;
+        s += x.value;
+        c = x.next.get();
+    }
+    (n, s)
+}
+
+#[test]
+fn handles_keep_lists_and_unrooted_objects_die() {
+    let _s = serial();
+    let m = gc::attach();
+    let freed0 = gc::stats().objects_freed;
+    let (weak_dead, weak_live) = m.scope(|s| {
+        let mut head = s.handle(Gc::new(
+            &m,
+            Node {
+                value: 0,
+                next: Lock::new(None),
+            },
+        ));
+        for v in 1..N {
+            let n = Gc::new(
+                &m,
+                Node {
+                    value: v,
+                    next: Lock::new(Some(head.get())),
+                },
+            );
+            head = s.handle(n);
+        }
+        // Garbage: only a weak reference, made in an inner scope that ends at once.
+        let weak_dead = m.scope(|inner| {
+            let g = inner.handle(Gc::new(
+                &m,
+                Node {
+                    value: 99,
+                    next: Lock::new(None),
+                },
+            ));
+            watch(&m, g.get())
+        });
+        gc::collect();
+        gc::collect();
+        assert_eq!(sum(Some(head.get())), (N, N * (N - 1) / 2));
+        (weak_dead, watch(&m, head.get()))
+    });
+    assert!(weak_dead.w.is_cleared(), "an unrooted object survived");
+    assert!(!weak_live.w.is_cleared());
+    // The scope is gone: the list is garbage now.
+    gc::collect();
+    gc::collect();
+    assert!(weak_live.w.is_cleared(), "a list outliving its scope");
+    assert!(gc::stats().objects_freed - freed0 >= N as usize);
+    gc::debug::check_heap(&m);
+}
+
+#[test]
+fn roots_refs_and_the_tiny_allocator() {
+    let _s = serial();
+    let m = gc::attach();
+    let bag = Root::new(Gc::new(
+        &m,
+        Bag {
+            items: RefLock::new(Vec::new()),
+            name: "bag".to_string(),
+        },
+    ));
+    for v in 0..N {
+        let n = Gc::new(
+            &m,
+            Node {
+                value: v,
+                next: Lock::new(None),
+            },
+        );
+        // `n` is in no handle: it must be stored before the next safepoint.
+        bag.items.borrow_mut(&m).push(n);
+    }
+    m.scope(|s| {
+        // Tiny objects share 16-byte blocks; each keeps its value across collections.
+        let tiny: Vec<_> = (0..N as u32).map(|i| s.handle(Gc::new(&m, i))).collect();
+        let bytes: Vec<_> = (0..N as u8).map(|i| s.handle(Gc::new(&m, i))).collect();
+        gc::collect();
+        for (i, (t, b)) in tiny.iter().zip(&bytes).enumerate() {
+            assert_eq!((**t, **b), (i as u32, i as u8));
+        }
+    });
+    gc::collect();
+    assert_eq!(bag.name, "bag");
+    let items = bag.items.borrow();
+    assert_eq!(items.len() as u64, N);
+    assert!(items.iter().enumerate().all(|(i, n)| n.value == i as u64));
+    drop(items);
+    gc::debug::check_heap(&m);
+}
+
+static FINALIZED: AtomicUsize = AtomicUsize::new(0);
+
+fn finalize(_: &gc::Mutator, n: Gc<Node>) {
+    assert_eq!(n.value, 7);
+    FINALIZED.fetch_add(1, Ordering::SeqCst);
+}
+
+#[test]
+fn finalizers_run_once() {
+    let _s = serial();
+    let mut m = gc::attach();
+    m.scope(|s| {
+        let n = s.handle(Gc::new(
+            &m,
+            Node {
+                value: 7,
+                next: Lock::new(None),
+            },
+        ));
+        gc::set_finalizer(&m, n.get(), finalize);
+        gc::collect();
+    });
+    assert_eq!(
+        FINALIZED.load(Ordering::SeqCst),
+        0,
+        "finalized while rooted"
+    );
+    gc::collect();
+    m.run_finalizers();
+    gc::collect();
+    m.run_finalizers();
+    assert_eq!(FINALIZED.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn barrier_keeps_what_marking_would_miss() {
+    let _s = serial();
+    let m = gc::attach();
+    m.scope(|s| {
+        let root = s.handle(Gc::new(
+            &m,
+            Node {
+                value: 0,
+                next: Lock::new(None),
+            },
+        ));
+        let hidden = m.scope(|inner| {
+            let a = inner.handle(Gc::new(
+                &m,
+                Node {
+                    value: 1,
+                    next: Lock::new(None),
+                },
+            ));
+            let b = inner.handle(Gc::new(
+                &m,
+                Node {
+                    value: 2,
+                    next: Lock::new(None),
+                },
+            ));
+            a.next.set(&m, Some(b.get()));
+            root.next.set(&m, Some(a.get()));
+            watch(&m, b.get())
+        });
+        // Marking starts (root grey) and blackens `root`; then `b` moves from `a` into
+        // the black `root` and is cut from `a`. Only the barrier keeps `b`.
+        let mut cycle = IncrementalCycle::start(&m);
+        while !cycle.mark_some(1) {}
+        let a = root.next.get().unwrap();
+        let b = a.next.replace(&m, None);
+        root.next.set(&m, b);
+        while !cycle.mark_some(1) {}
+        cycle.finish();
+        gc::collect();
+        assert!(!hidden.w.is_cleared(), "the barrier lost an object");
+        assert_eq!(root.next.get().unwrap().value, 2);
+    });
+}
+
+#[test]
+fn threads_share_a_rooted_list() {
+    let _s = serial();
+    const THREADS: u64 = 2;
+    let per = N / 2;
+    let mut m = gc::attach();
+    let shared = Arc::new(Root::new(Gc::new(
+        &m,
+        Node {
+            value: u64::MAX,
+            next: Lock::new(None),
+        },
+    )));
+    let lock = Arc::new(Mutex::new(()));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (shared, lock) = (shared.clone(), lock.clone());
+            std::thread::spawn(move || {
+                let mut m = gc::attach();
+                for i in 0..per {
+                    let node = Gc::new(
+                        &m,
+                        Node {
+                            value: t * 1_000 + i,
+                            next: Lock::new(None),
+                        },
+                    );
+                    // Rooted across the blocking region (a safepoint).
+                    let node = Root::new(node);
+                    let g = m.blocking(|| lock.lock().unwrap());
+                    node.next.set(&m, shared.next.get());
+                    shared.next.set(&m, Some(node.get()));
+                    drop(g);
+                    if i % 8 == 0 {
+                        gc::collect();
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        m.blocking(|| h.join().unwrap());
+    }
+    gc::collect();
+    let (n, s) = sum(shared.next.get());
+    assert_eq!(n, THREADS * per);
+    let want: u64 = (0..THREADS)
+        .map(|t| (0..per).map(|i| t * 1_000 + i).sum::<u64>())
+        .sum();
+    assert_eq!(s, want);
+    gc::debug::check_heap(&m);
+}
+
+#[test]
+fn marking_skips_a_mutably_borrowed_reflock() {
+    let _s = serial();
+    let m = gc::attach();
+    m.scope(|s| {
+        let bag = s.handle(Gc::new(
+            &m,
+            Bag {
+                items: RefLock::new(Vec::new()),
+                name: String::new(),
+            },
+        ));
+        for v in 0..4 {
+            let n = Gc::new(
+                &m,
+                Node {
+                    value: v,
+                    next: Lock::new(None),
+                },
+            );
+            bag.items.borrow_mut(&m).push(n);
+        }
+        let mut cycle = IncrementalCycle::start(&m);
+        {
+            // Opened while marking: the old contents are shaded now, the new ones when
+            // the borrow ends; the marker meets the borrowed cell and skips it.
+            let mut items = bag.items.borrow_mut(&m);
+            while !cycle.mark_some(1) {}
+            let first = items.remove(0);
+            items.push(Gc::new(
+                &m,
+                Node {
+                    value: 4,
+                    next: Lock::new(Some(first)),
+                },
+            ));
+        }
+        while !cycle.mark_some(1) {}
+        cycle.finish();
+        gc::collect();
+        let items = bag.items.borrow();
+        let values: Vec<u64> = items.iter().map(|n| n.value).collect();
+        assert_eq!(values, [1, 2, 3, 4]);
+        assert_eq!(items[3].next.get().unwrap().value, 0);
+    });
+}
+
+#[test]
+#[should_panic(expected = "mutably borrowed")]
+fn collect_refuses_to_run_inside_a_mutable_borrow() {
+    let _s = serial();
+    let m = gc::attach();
+    let bag = Root::new(Gc::new(
+        &m,
+        Bag {
+            items: RefLock::new(Vec::new()),
+            name: String::new(),
+        },
+    ));
+    let _items = bag.items.borrow_mut(&m);
+    gc::collect();
+}
