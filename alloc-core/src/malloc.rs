@@ -197,13 +197,39 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
 #[cold]
 #[inline(never)]
 unsafe fn free_in_span_or_general(span: &Span, p: *mut u8) {
-    if let Some(idx) = span.slot_of(p as usize) {
+    let addr = p as usize;
+    if let Some(idx) = span.slot_of(addr) {
         // SAFETY: the calling thread's cache owns `span`; `idx < nelems`.
-        unsafe { span.free_local(idx, p as usize) };
+        unsafe { span.free_local(idx, addr) };
         return;
     }
-    // SAFETY: caller contract.
-    unsafe { free(p) }
+    let c = mcache::current();
+    // SAFETY: `c` is the thread's cache or the static empty one; span records are never
+    // unmapped, and an `owner` equal to `c` means the span is in this thread's cache now.
+    unsafe {
+        let last = (*c).last_free.get();
+        if !last.is_null() && (*last).owner.load(crate::sync::Ordering::Relaxed) == c {
+            if let Some(idx) = (*last).slot_of(addr) {
+                (*last).free_local(idx, addr);
+                return;
+            }
+        }
+        let s = span_of(addr);
+        if s.is_null() {
+            return free(p); // diagnoses a foreign pointer (or ignores null)
+        }
+        if (*s).owner.load(crate::sync::Ordering::Relaxed) != c {
+            return free_slow(s, addr);
+        }
+        match (*s).slot_of(addr) {
+            Some(idx) => {
+                (*s).free_local(idx, addr);
+                // `c` owns a span, so it is a real cache, not the static empty one.
+                (*c).last_free.set(s);
+            }
+            None => fatal("free of a pointer into the middle of an object:", addr),
+        }
+    }
 }
 
 /// Frees an object of a span this thread does not own: a remote free or a large object.

@@ -40,6 +40,9 @@ pub struct MCache {
     prev: Cell<*mut MCache>,
     /// Times this cache swapped a span with its mcentral.
     pub refills: Cell<usize>,
+    /// The span of this cache that the last layout-aware free outside a window went to
+    /// (a hint: valid only while its `owner` is this cache). Batches of frees hit it.
+    pub last_free: Cell<*mut Span>,
 }
 
 /// A `Sync` wrapper for the static empty span and cache. They are never written: every
@@ -66,6 +69,7 @@ impl MCache {
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
             refills: Cell::new(0),
+            last_free: Cell::new(ptr::null_mut()),
         }
     }
 
