@@ -122,7 +122,7 @@ pub fn span_of(addr: usize) -> *mut Span {
 #[inline]
 pub unsafe fn set_span(addr: usize, s: *mut Span) {
     let ha = heap_arena_of(addr);
-    debug_assert!(!ha.is_null());
+    crate::check!(!ha.is_null(), "set_span outside the heap", addr);
     // SAFETY: the caller guarantees the arena is registered.
     unsafe { (*ha).spans[page_index(addr)].store(s, Ordering::Release) }
 }
@@ -152,6 +152,26 @@ pub unsafe fn register(base: usize, ha: *mut HeapArena) -> Option<usize> {
     // SAFETY: `l2` is a live table.
     unsafe { (*l2)[(base >> ARENA_SHIFT) & (L2_SIZE - 1)].store(ha, Ordering::Release) };
     Some(new_sys)
+}
+
+/// Calls `f(base, record)` for every registered arena, in ascending address order.
+/// Scans the first-level table and every second-level table that exists (64K entries
+/// each): for whole-heap checks, not for hot paths.
+#[cfg(not(loom))]
+pub fn for_each_arena(mut f: impl FnMut(usize, *mut HeapArena)) {
+    for (i1, l1) in ARENAS.iter().enumerate() {
+        let l2 = l1.load(Ordering::Acquire);
+        if l2.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null L2 pointer refers to a live, never-freed L2 table.
+        for (i2, e) in unsafe { (*l2).iter() }.enumerate() {
+            let ha = e.load(Ordering::Acquire);
+            if !ha.is_null() {
+                f(((i1 << L2_BITS) | i2) << ARENA_SHIFT, ha);
+            }
+        }
+    }
 }
 
 /// Pointer to the `i`-th page's bitmap slot in `bits` (alloc or mark).

@@ -400,7 +400,11 @@ impl MHeap {
         // SAFETY: caller contract; neighbours found through the arena map are valid records.
         unsafe {
             let sr = &*s;
-            debug_assert_eq!(sr.state(), SpanState::InUse);
+            crate::check!(
+                sr.state() == SpanState::InUse,
+                "free_span of a span not in use",
+                s as usize
+            );
             let (base, n) = (sr.base.get(), sr.npages.get());
             if sr.is_large() {
                 self.c.large_objects -= 1;
