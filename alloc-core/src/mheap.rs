@@ -560,10 +560,14 @@ impl MHeap {
             };
             // SAFETY: size and alignment are arena multiples.
             let p = unsafe { os::sys_reserve(self.hint, size, ARENA_SIZE.max(align)) } as usize;
-            if p == 0 || p + size > 1 << arena::ADDR_BITS {
+            if p == 0 {
                 return false;
             }
-            if !self.register_arenas(p, size) {
+            if p + size > 1 << arena::ADDR_BITS || !self.register_arenas(p, size) {
+                // Give the address space back: under `ulimit -v` a leaked reservation
+                // would make every later attempt fail too.
+                // SAFETY: the reservation was just made and nothing refers to it.
+                unsafe { os::sys_free(p as *mut u8, size) };
                 return false;
             }
             self.c.heap_reserved += size;
@@ -574,8 +578,12 @@ impl MHeap {
                 // Not contiguous: hand the rest of the old region to the heap as free,
                 // then start over in the new one.
                 let rest = self.cur_end - self.cur_base;
-                if rest > 0 {
-                    self.add_fresh(self.cur_base, rest);
+                if rest > 0 && !self.add_fresh(self.cur_base, rest) {
+                    // The system refused the commit: return the address space rather
+                    // than forget it reserved.
+                    // SAFETY: the uncommitted rest of our reservation, referenced by no
+                    // span (its arena-map entries are null).
+                    unsafe { os::sys_free(self.cur_base as *mut u8, rest) };
                 }
                 self.cur_base = p;
                 self.cur_end = p + size;
@@ -605,12 +613,14 @@ impl MHeap {
 
     /// Commits `[base, base+bytes)` and bins it as one free, scavenged run.
     fn add_fresh(&mut self, base: usize, bytes: usize) -> bool {
-        // SAFETY: the range lies in a reservation of ours and is page-aligned.
-        if !unsafe { os::sys_map(base as *mut u8, bytes) } {
-            return false;
-        }
         let s = self.new_record();
         if s.is_null() {
+            return false;
+        }
+        // SAFETY: the range lies in a reservation of ours and is page-aligned.
+        if !unsafe { os::sys_map(base as *mut u8, bytes) } {
+            // SAFETY: fresh record referenced nowhere.
+            unsafe { self.free_record(s) };
             return false;
         }
         let n = bytes >> PAGE_SHIFT;
@@ -629,21 +639,46 @@ impl MHeap {
         true
     }
 
+    /// Registers the arenas of the reservation `[p, p+size)`: all or none. The second-level
+    /// tables come first, then the records of all new arenas in one mapping (one VMA, one
+    /// failure point), then the arena map entries; if the OS refuses memory nothing is
+    /// registered (tables created stay: they are empty and small).
     fn register_arenas(&mut self, p: usize, size: usize) -> bool {
+        let mut need: usize = 0;
         let mut a = p;
         while a < p + size {
             if arena::heap_arena_of(a).is_null() {
-                // SAFETY: HEAP_ARENA_BYTES is a page multiple.
-                let ha = unsafe { os::sys_alloc(HEAP_ARENA_BYTES) }.cast::<HeapArena>();
-                if ha.is_null() {
-                    return false;
+                // SAFETY: `a` is below 2^48 (checked by the caller); heap lock held.
+                match unsafe { arena::ensure_l2(a) } {
+                    Some(bytes) => self.c.metadata_sys += bytes,
+                    None => return false,
                 }
-                // SAFETY: `a` is arena-aligned, below 2^48; heap lock held; `ha` is zeroed and
-                // never freed.
-                let Some(l2) = (unsafe { arena::register(a, ha) }) else {
-                    return false;
-                };
-                self.c.metadata_sys += HEAP_ARENA_BYTES + l2;
+                need += 1;
+            }
+            a += ARENA_SIZE;
+        }
+        if need == 0 {
+            return true;
+        }
+        let Some(bytes) = need.checked_mul(HEAP_ARENA_BYTES) else {
+            return false;
+        };
+        // SAFETY: `bytes` is a page multiple.
+        let records = unsafe { os::sys_alloc(bytes) };
+        if records.is_null() {
+            return false;
+        }
+        self.c.metadata_sys += bytes;
+        let mut next = records;
+        let mut a = p;
+        while a < p + size {
+            if arena::heap_arena_of(a).is_null() {
+                // SAFETY: `a` is arena-aligned, below 2^48, its L2 table exists; heap lock
+                // held; `next` is a zeroed record inside `records`, never freed.
+                unsafe {
+                    arena::register(a, next.cast::<HeapArena>());
+                    next = next.add(HEAP_ARENA_BYTES);
+                }
                 self.c.arenas += 1;
             }
             a += ARENA_SIZE;
