@@ -26,7 +26,10 @@ impl Size {
             Size::Tiny(n) => n as usize,
             Size::Small(n) => n as usize % (32 << 10 | 1),
             Size::Medium(n) => n as usize % (1 << 18),
-            Size::Large(n) => n as usize % (8 << 20),
+            // Up to 8 MiB one time in 16, else up to 1 MiB: multi-MiB blocks cost
+            // milliseconds each (fill, poison, page faults).
+            Size::Large(n) if n % 16 == 0 => (n >> 4) as usize % (8 << 20),
+            Size::Large(n) => (n >> 4) as usize % (1 << 20),
         }
     }
 }

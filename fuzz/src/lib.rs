@@ -202,4 +202,16 @@ pub fn count_actions(target: &str, n: u64) {
     if (before + n) / 1_000_000 != before / 1_000_000 {
         eprintln!("{target}: {} actions", before + n);
     }
+    // A long run stops by itself once it has done what it was asked to
+    // (scripts/fuzz-long.sh): GOMALLOC_FUZZ_ACTIONS=10000000.
+    static STOP_AT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let stop = *STOP_AT.get_or_init(|| {
+        std::env::var("GOMALLOC_FUZZ_ACTIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX)
+    });
+    if before + n >= stop {
+        std::process::exit(0);
+    }
 }
