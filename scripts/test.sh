@@ -2,7 +2,8 @@
 # The test command: everything CI runs (`.ci/run` calls this), from a fresh machine.
 #
 #   bash scripts/test.sh           all stages
-#   bash scripts/test.sh --quick   skip the slow ones (Miri, loom, real programs under LD_PRELOAD)
+#   bash scripts/test.sh --quick   skip the slow ones (Miri, loom, sanitizers, fuzzing, soak,
+#                                  real programs under LD_PRELOAD)
 #
 # Each stage prints its name and the time; the first failure stops the run.
 set -euo pipefail
@@ -36,7 +37,13 @@ if ((!QUICK)); then
         stage "rustup component add miri rust-src (nightly)"
         rustup component add --toolchain nightly miri rust-src
     fi
+    if ! command -v cargo-fuzz >/dev/null; then
+        stage "cargo install cargo-fuzz (crates.io)"
+        cargo install cargo-fuzz --locked --quiet
+    fi
 fi
+# The checked and hardened configuration (docs/HARDENING.md).
+CHECKED_FEATURES="check,check-heap,poison,guard-pages,encoded-free-lists"
 
 # --- static checks -----------------------------------------------------------------------
 stage "cargo fmt --check"
@@ -44,6 +51,10 @@ cargo fmt --all -- --check
 
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+stage "cargo clippy -D warnings (checked, hardened and asan-forward builds)"
+cargo clippy -p gomalloc --all-targets --quiet --features "$CHECKED_FEATURES" -- -D warnings
+cargo clippy -p gomalloc --all-targets --quiet --features asan-forward -- -D warnings
 
 stage "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
@@ -55,10 +66,32 @@ cargo test --workspace --release --quiet
 stage "cargo test (checked build: debug assertions and heap invariant checks)"
 cargo test --workspace --quiet
 
+stage "cargo test --release --features $CHECKED_FEATURES (checked build)"
+cargo test -p gomalloc --release --quiet --features "$CHECKED_FEATURES"
+
 if ((QUICK)); then
     stage "done (quick)"
     exit 0
 fi
+
+stage "soak: 30 s, 3 threads (examples/soak.rs; docs/SOAK.md)"
+cargo run -p gomalloc --release --quiet --example soak -- --secs 30 --threads 3 | tail -1
+
+stage "fuzz: heap_actions and c_api, 45 s each (docs/FUZZING.md)"
+(
+    cd fuzz
+    for t in heap_actions c_api; do
+        mkdir -p "corpus/$t"
+        cargo +nightly fuzz run -s none -O "$t" -- -max_total_time=45 -len_control=0 \
+            -max_len=8192 -print_final_stats=1 2>&1 | grep -E "actions in total|stat::number_of_executed_units"
+    done
+)
+
+stage "ThreadSanitizer over the multi-threaded tests (nightly, -Zbuild-std)"
+bash scripts/sanitizers.sh tsan
+
+stage "AddressSanitizer sees user bugs with the asan-forward feature"
+bash scripts/sanitizers.sh asan
 
 stage "loom models of the lock-free structures"
 RUSTFLAGS="--cfg loom" cargo test -p gomalloc --test loom --release --quiet \
