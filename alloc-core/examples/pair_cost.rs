@@ -13,7 +13,10 @@ use std::hint::black_box;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map(String::as_str).unwrap_or("local64");
-    let n: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .get(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     match mode {
         "local64" => {
             for _ in 0..n {

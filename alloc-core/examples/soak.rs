@@ -315,7 +315,7 @@ fn main() {
         s.max_live / MIB
     );
     let start = Instant::now();
-    let mut rng = Rng(0x5eed_0f_50a4 ^ std::process::id() as u64);
+    let mut rng = Rng(0x5eed_0f50_a4d1 ^ std::process::id() as u64);
     let mut handles: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let (mut forks, mut next_report, mut next_fork) = (0, s.report_every, 2.0);
     let (mut rss_max, mut rss_samples) = (0usize, Vec::new());

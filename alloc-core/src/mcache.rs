@@ -219,7 +219,7 @@ pub unsafe fn flush(c: &MCache) {
 
 // ---- the pool of cache records, and the orphan cache ----
 
-/// Cache flushes since start (thread exits, forks), for [`crate::stats`].
+/// Cache flushes since start (thread exits, forks), for [`crate::stats()`].
 pub static FLUSHES: AtomicUsize = AtomicUsize::new(0);
 
 /// All cache records: the active ones (owned by a live thread) and recycled ones.

@@ -204,19 +204,22 @@ mod tests {
         let l = RemoteFreeList::new();
         let mut a = [0usize; 2];
         let mut b = [0usize; 2];
+        // One raw pointer each, used throughout: taking `as_mut_ptr()` again would retag
+        // the arrays and invalidate the pointers the list holds (Miri's Stacked Borrows).
+        let (pa, pb): (*mut u8, *mut u8) = (a.as_mut_ptr().cast(), b.as_mut_ptr().cast());
         assert!(l.try_park());
         assert!(l.is_parked());
         // SAFETY: `a` and `b` are dead 16-byte objects owned by this test.
         unsafe {
-            assert!(l.push(a.as_mut_ptr().cast()));
-            assert!(!l.push(b.as_mut_ptr().cast()));
+            assert!(l.push(pa));
+            assert!(!l.push(pb));
         }
         assert!(!l.try_park());
         let h = l.take_all();
-        assert_eq!(h, b.as_mut_ptr().cast());
+        assert_eq!(h, pb);
         // SAFETY: `h` is a chain of the two objects above.
         unsafe {
-            assert_eq!(chain_next(h), a.as_mut_ptr().cast());
+            assert_eq!(chain_next(h), pa);
             assert!(chain_next(chain_next(h)).is_null());
         }
         assert!(l.is_empty() && !l.is_parked());

@@ -40,7 +40,9 @@ impl Size {
         match self {
             Size::Tiny(n) => n as usize,
             Size::Small(n) => n as usize % (40 << 10),
-            Size::Large(n) => n as usize % (4 << 20),
+            // Up to 4 MiB one time in 8, else up to 64 KiB (big blocks are slow to poison).
+            Size::Large(n) if n % 8 == 0 => (n >> 3) as usize % (4 << 20),
+            Size::Large(n) => (n >> 3) as usize % (64 << 10),
             Size::Huge(i) => HUGE[i as usize % HUGE.len()],
         }
     }
@@ -252,7 +254,9 @@ fuzz_target!(|calls: Vec<Call>| {
             }
             Call::UsableSize(t) => match t {
                 // SAFETY: NULL is allowed.
-                Target::Null => assert_eq!(unsafe { c::malloc_usable_size(core::ptr::null_mut()) }, 0),
+                Target::Null => {
+                    assert_eq!(unsafe { c::malloc_usable_size(core::ptr::null_mut()) }, 0)
+                }
                 Target::Block(i) => {
                     if let Some(&b) = r.m.blocks.get(i as usize % r.m.blocks.len().max(1)) {
                         // SAFETY: a live block.

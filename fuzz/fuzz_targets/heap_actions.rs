@@ -26,20 +26,46 @@ impl Size {
             Size::Tiny(n) => n as usize,
             Size::Small(n) => n as usize % (32 << 10 | 1),
             Size::Medium(n) => n as usize % (1 << 18),
-            // Up to 8 MiB one time in 16, else up to 1 MiB: multi-MiB blocks cost
-            // milliseconds each (fill, poison, page faults).
-            Size::Large(n) if n % 16 == 0 => (n >> 4) as usize % (8 << 20),
-            Size::Large(n) => (n >> 4) as usize % (1 << 20),
+            // Up to 8 MiB one time in 64, up to 1 MiB one in 8, else up to 64 KiB: big
+            // blocks cost up to milliseconds each (page faults, poisoning the whole block
+            // on free, guard-page mprotects).
+            Size::Large(n) if n % 64 == 0 => (n >> 6) as usize % (8 << 20),
+            Size::Large(n) if n % 8 == 0 => (n >> 3) as usize % (1 << 20),
+            Size::Large(n) => (n >> 3) as usize % (64 << 10),
         }
     }
 }
 
 #[derive(Arbitrary, Debug)]
 enum Action {
-    Alloc { size: Size, align_log: u8, zeroed: bool, thread: u8 },
-    Free { idx: u16, thread: u8 },
-    Realloc { idx: u16, size: Size, thread: u8 },
-    Check { idx: u16 },
+    Alloc {
+        size: Size,
+        align_log: u8,
+        zeroed: bool,
+        thread: u8,
+    },
+    Free {
+        idx: u16,
+        thread: u8,
+    },
+    Realloc {
+        idx: u16,
+        size: Size,
+        thread: u8,
+    },
+    Check {
+        idx: u16,
+    },
+}
+
+/// The thread an action runs on: the fuzzer thread 3 times in 4, each helper 1 in 8
+/// (a helper call is a round trip through two channels: the slowest part of an action).
+fn thread_of(t: u8) -> usize {
+    match t % 8 {
+        1 => 1,
+        2 => 2,
+        _ => 0,
+    }
 }
 
 /// Live bytes above which allocations are skipped (keeps RSS bounded).
@@ -65,12 +91,17 @@ fuzz_target!(|actions: Vec<Action>| {
     for a in &actions {
         seed = seed.wrapping_add(1);
         match *a {
-            Action::Alloc { size, align_log, zeroed, thread } => {
+            Action::Alloc {
+                size,
+                align_log,
+                zeroed,
+                thread,
+            } => {
                 let (size, align) = (size.bytes(), 1usize << (align_log % 21));
                 if m.live_bytes + size > MAX_LIVE || m.blocks.len() >= MAX_BLOCKS {
                     continue;
                 }
-                let addr = helpers.run(thread as usize % 3, move || {
+                let addr = helpers.run(thread_of(thread), move || {
                     if zeroed {
                         gomalloc::alloc_zeroed(size, align) as usize
                     } else {
@@ -84,13 +115,20 @@ fuzz_target!(|actions: Vec<Action>| {
                 }
                 // SAFETY: as above.
                 unsafe { fill(addr, size, seed) };
-                m.add(Block { addr, size, align, seed });
+                m.add(Block {
+                    addr,
+                    size,
+                    align,
+                    seed,
+                });
             }
             Action::Free { idx, thread } => {
-                let Some(b) = m.take(idx as usize) else { continue };
+                let Some(b) = m.take(idx as usize) else {
+                    continue;
+                };
                 // SAFETY: a live block.
                 unsafe { verify(b.addr, b.size, Some(b.seed), "before free") };
-                helpers.run(thread as usize % 3, move || {
+                helpers.run(thread_of(thread), move || {
                     // SAFETY: the block is live and freed once.
                     unsafe { gomalloc::free(b.addr as *mut u8) };
                     0
@@ -101,8 +139,10 @@ fuzz_target!(|actions: Vec<Action>| {
                 if m.live_bytes + size > MAX_LIVE {
                     continue;
                 }
-                let Some(b) = m.take(idx as usize) else { continue };
-                let addr = helpers.run(thread as usize % 3, move || {
+                let Some(b) = m.take(idx as usize) else {
+                    continue;
+                };
+                let addr = helpers.run(thread_of(thread), move || {
                     // SAFETY: the block is live, allocated with `b.align`.
                     unsafe { gomalloc::realloc(b.addr as *mut u8, size, b.align) as usize }
                 });
@@ -112,7 +152,12 @@ fuzz_target!(|actions: Vec<Action>| {
                     verify_prefix(addr, b.size, size, Some(b.seed), "after realloc");
                     fill(addr, size, seed);
                 }
-                m.add(Block { addr, size, seed, ..b });
+                m.add(Block {
+                    addr,
+                    size,
+                    seed,
+                    ..b
+                });
             }
             Action::Check { idx } => {
                 if let Some(&b) = m.blocks.get(idx as usize % m.blocks.len().max(1)) {

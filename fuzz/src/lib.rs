@@ -56,7 +56,9 @@ pub fn sample(size: usize, mut f: impl FnMut(usize)) {
 /// The caller owns the block.
 pub unsafe fn fill(addr: usize, size: usize, seed: u8) {
     // SAFETY: caller contract; every offset is below `size`.
-    sample(size, |i| unsafe { *((addr + i) as *mut u8) = pattern(seed, i) });
+    sample(size, |i| unsafe {
+        *((addr + i) as *mut u8) = pattern(seed, i)
+    });
 }
 
 /// Checks the sampled bytes of a block of `size` bytes at `addr` against the pattern of
@@ -72,7 +74,10 @@ pub unsafe fn verify_prefix(addr: usize, size: usize, len: usize, seed: Option<u
         // SAFETY: caller contract.
         let got = unsafe { *((addr + i) as *const u8) };
         let want = seed.map_or(0, |s| pattern(s, i));
-        assert_eq!(got, want, "{what}: byte {i} of block {addr:#x} ({size} bytes)");
+        assert_eq!(
+            got, want,
+            "{what}: byte {i} of block {addr:#x} ({size} bytes)"
+        );
     });
 }
 
