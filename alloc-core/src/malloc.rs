@@ -22,7 +22,8 @@ use core::ptr;
 #[inline(always)]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
     if size <= MAX_SMALL_SIZE && align <= 16 {
-        let sz = (size + align - 1) & !(align - 1);
+        // Every class size is a multiple of 8, so only alignment 16 changes the class.
+        let sz = if align <= 8 { size } else { (size + 15) & !15 };
         let spc = ((size_to_class(sz).0 as usize) << 1) | 1;
         // SAFETY: `current()` is the thread's cache or the static empty one, both valid;
         // only this thread uses it.
@@ -262,7 +263,9 @@ fn p_of(addr: usize) -> *mut u8 {
     addr as *mut u8
 }
 
-/// The live span of object `p`, or a fatal error.
+/// The live span of object `p`, or a fatal error: a pointer gomalloc never handed out,
+/// one into the middle of an object, a freed large object, or a freed small object of a
+/// span the calling thread owns.
 fn object_span(p: *const u8) -> &'static Span {
     let addr = p as usize;
     let s = span_of(addr);
@@ -277,13 +280,23 @@ fn object_span(p: *const u8) -> &'static Span {
             addr,
         );
     }
-    let ok = if sr.is_large() {
-        addr == sr.base.get()
-    } else {
-        sr.slot_of(addr).is_some()
-    };
-    if !ok {
+    if sr.is_large() {
+        if addr != sr.base.get() {
+            fatal("pointer into the middle of an object:", addr);
+        }
+        return sr;
+    }
+    let Some(idx) = sr.slot_of(addr) else {
         fatal("pointer into the middle of an object:", addr);
+    };
+    // A slot of the calling thread's own span can be checked for liveness without a lock
+    // (`malloc_usable_size` or an in-place `realloc` after `free`). Other threads' spans
+    // are not checked: their bitmaps belong to their owners.
+    if sr.owner.load(crate::sync::Ordering::Relaxed) == mcache::current() {
+        // SAFETY: this thread owns the span; `idx < nelems` (slot_of).
+        if unsafe { sr.slot_is_free_local(idx) } {
+            fatal("use of a freed pointer:", addr);
+        }
     }
     sr
 }

@@ -54,9 +54,12 @@ pub enum SpanState {
 #[repr(C, align(64))]
 pub struct Span {
     // --- hot: the owner's malloc/free fast paths (first cache line) ---
-    /// Free slots of the current window (bit i: slot `window + i` is free).
+    /// Free slots of the current window (bit i: slot `window + i` is free): Go's
+    /// `allocCache`, searched with count-trailing-zeros.
     pub alloc_cache: Cell<u64>,
-    /// First slot of the current window (a multiple of 64).
+    /// First slot of the current window (a multiple of 64): Go's `freeindex`, which Go
+    /// also keeps at the base of the `allocCache` word it loaded. Slots below it that are
+    /// free again (local frees) are found when the window wraps around.
     pub window: Cell<u32>,
     /// Bytes per slot (small spans); 0 for large spans.
     pub elemsize: Cell<u32>,
@@ -277,7 +280,12 @@ impl Span {
         }
         self.alloc_cache.set(c & (c - 1));
         let idx = self.window.get() as usize + c.trailing_zeros() as usize;
-        (self.base.get() + idx * self.elemsize.get() as usize) as *mut u8
+        let p = self.base.get() + idx * self.elemsize.get() as usize;
+        // SAFETY: only an in-use span has free slots in its window (the static empty span's
+        // `alloc_cache` is 0), and its slots lie in an arena mapped by the OS, never at
+        // address 0. Telling the compiler lets it drop the callers' null tests.
+        unsafe { core::hint::assert_unchecked(p != 0) };
+        p as *mut u8
     }
 
     /// Slot index of `addr`, or `None` if `addr` is not the start of a slot.
@@ -316,6 +324,24 @@ impl Span {
         // SAFETY: the slot is dead and ours (poison feature only).
         unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
         self.needzero.set(true);
+    }
+
+    /// True if the owner sees slot `idx` as free: its bit is set in the loaded window, or
+    /// clear in the bitmap outside it (the same test [`Span::free_local`] makes). Frees
+    /// other threads left on the remote list and not yet collected still read as
+    /// allocated, so `false` does not prove the slot is live.
+    ///
+    /// # Safety
+    /// The caller owns the span; `idx < nelems`.
+    #[inline]
+    pub unsafe fn slot_is_free_local(&self, idx: usize) -> bool {
+        let m = 1u64 << (idx & 63);
+        if idx & !63 == self.window.get() as usize {
+            self.alloc_cache.get() & m != 0
+        } else {
+            // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.
+            unsafe { *self.alloc_bits.get().add(idx >> 6) & m == 0 }
+        }
     }
 
     /// Writes the loaded window back into the bitmap and empties the cache.

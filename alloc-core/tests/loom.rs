@@ -133,7 +133,7 @@ fn pending_stack_hands_every_span_over_once() {
             })
             .collect();
         let mut ids = Vec::new();
-        let mut take = |ids: &mut Vec<usize>| {
+        let take = |ids: &mut Vec<usize>| {
             let mut p = stack.take_all();
             while !p.is_null() {
                 // SAFETY: taken nodes are ours; freed after reading the link.

@@ -68,6 +68,18 @@ fn misuse_child() {
                 let x = 5u64;
                 gomalloc::usable_size(&x as *const u64 as *const u8);
             }
+            "usable_size_after_free" => {
+                let p = gomalloc::alloc(64, 8);
+                gomalloc::free(p);
+                gomalloc::usable_size(p);
+            }
+            "realloc_in_place_after_free" => {
+                // 100 -> 110 bytes stays in the 112-byte class: realloc would return `p`
+                // untouched without the liveness check.
+                let p = gomalloc::alloc(100, 8);
+                gomalloc::free(p);
+                gomalloc::realloc(p, 110, 8);
+            }
             other => panic!("unknown case {other}"),
         }
     }
@@ -137,4 +149,14 @@ fn foreign_pointer() {
 #[test]
 fn usable_size_of_foreign_pointer() {
     expect_abort("usable_size_foreign", "not allocated by gomalloc");
+}
+
+#[test]
+fn usable_size_after_free() {
+    expect_abort("usable_size_after_free", "use of a freed pointer");
+}
+
+#[test]
+fn realloc_in_place_after_free() {
+    expect_abort("realloc_in_place_after_free", "use of a freed pointer");
 }
