@@ -200,17 +200,27 @@ unsafe fn free_slow(s: *mut Span, addr: usize) {
         let usable = sr.usable_size();
         // SAFETY: the block is the caller's and dead (poison feature only); its guard page
         // belongs to its span (guard-pages only).
-        unsafe {
+        let unguarded = unsafe {
             crate::harden::poison(p_of(addr), usable);
-            unguard(p_of(addr), usable >> PAGE_SHIFT);
-        }
+            unguard(p_of(addr), usable >> PAGE_SHIFT)
+        };
         let mut heap = HEAP.lock();
         // Checked again under the lock: two racing frees of one block must not both win.
         if sr.state() != SpanState::InUse {
             fatal("double free of", addr);
         }
-        // SAFETY: the span is in use and its one object is being freed.
-        unsafe { heap.free_span(s) };
+        // SAFETY: the span is in use and its one object is being freed. A guard page the
+        // system would not make writable again (a memory limit) stays behind as a span of
+        // its own, never reused; without even a record for that span, the whole block
+        // stays in use, unreachable (its memory given back to the OS): a leak, not a
+        // crash, and only at the memory limit.
+        unsafe {
+            if unguarded || heap.split_off_tail(s, crate::harden::GUARD_PAGES) {
+                heap.free_span(s);
+            } else {
+                crate::os::sys_unused(p_of(addr), usable, false);
+            }
+        }
         drop(heap);
         crate::check::after_slow_op();
         return;
@@ -244,18 +254,18 @@ unsafe fn guard(p: *mut u8, page: usize, required: bool) -> bool {
     ok || !required
 }
 
-/// With `guard-pages`, makes page `page` of the large block `p` (a guard) accessible again.
+/// With `guard-pages`, makes page `page` of the large block `p` (a guard) accessible
+/// again. False if the system refuses (the commit charge of a writable page under
+/// `RLIMIT_DATA` or strict overcommit); always true without the feature.
 ///
 /// # Safety
 /// The page belongs to the block's span.
-unsafe fn unguard(p: *mut u8, page: usize) {
+unsafe fn unguard(p: *mut u8, page: usize) -> bool {
     if crate::harden::GUARD_PAGES == 0 {
-        return;
+        return true;
     }
     // SAFETY: caller contract.
-    if !unsafe { crate::os::sys_protect(p.add(page << PAGE_SHIFT), PAGE_SIZE, true) } {
-        fatal("cannot unprotect the guard page of", p as usize);
-    }
+    unsafe { crate::os::sys_protect(p.add(page << PAGE_SHIFT), PAGE_SIZE, true) }
 }
 
 #[inline(always)]
@@ -347,24 +357,29 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
             // SAFETY: `s` is the in-use large span of `p`; the guard pages named are the
             // span's own.
             unsafe {
-                if npages < have {
-                    if guard(p, npages, true) {
-                        HEAP.lock()
-                            .shrink_span(s, npages + crate::harden::GUARD_PAGES);
-                        if sr.usable_size() == npages << PAGE_SHIFT {
-                            unguard(p, have);
-                            return p;
+                // With guard pages, the old guard is made writable first; if the system
+                // refuses (a memory limit), the block moves instead.
+                if unguard(p, have) {
+                    if npages < have {
+                        if guard(p, npages, true) {
+                            HEAP.lock()
+                                .shrink_span(s, npages + crate::harden::GUARD_PAGES);
+                            if sr.usable_size() == npages << PAGE_SHIFT {
+                                return p;
+                            }
+                            // No record for the tail: the span stays as it was.
+                            if !unguard(p, npages) {
+                                fatal("cannot re-open a guard page of", p as usize);
+                            }
                         }
-                        // No record for the tail: the span stays as it was.
-                        unguard(p, npages);
+                    } else if HEAP
+                        .lock()
+                        .try_extend_span(s, npages + crate::harden::GUARD_PAGES)
+                    {
+                        guard(p, npages, false);
+                        return p;
                     }
-                } else if HEAP
-                    .lock()
-                    .try_extend_span(s, npages + crate::harden::GUARD_PAGES)
-                {
-                    unguard(p, have);
-                    guard(p, npages, false);
-                    return p;
+                    guard(p, have, false);
                 }
             }
         }

@@ -466,6 +466,38 @@ impl MHeap {
         }
     }
 
+    /// Splits the last `tail` pages off the in-use large span `s` as a span of their own,
+    /// in use and never freed: the `guard-pages` feature's way out when the system refuses
+    /// to make a guard page writable again (a memory limit), so the rest of the block can
+    /// go back to the heap without the inaccessible page. Returns false (and changes
+    /// nothing) if no span record is available.
+    ///
+    /// # Safety
+    /// `s` is an in-use large span; `0 < tail < s.npages`.
+    pub unsafe fn split_off_tail(&mut self, s: *mut Span, tail: usize) -> bool {
+        let t = self.new_record();
+        if t.is_null() {
+            return false;
+        }
+        // SAFETY: caller contract; `t` is fresh; the pages lie in registered arenas.
+        unsafe {
+            let sr = &*s;
+            let keep = sr.npages.get() - tail;
+            let tbase = sr.base.get() + (keep << PAGE_SHIFT);
+            sr.npages.set(keep);
+            (*t).base.set(tbase);
+            (*t).npages.set(tail);
+            (*t).set_state(SpanState::InUse);
+            for i in 0..tail {
+                arena::set_span(tbase + (i << PAGE_SHIFT), t);
+            }
+            set_page_in_use(tbase, true);
+            (*t).init_in_use(sr.spanclass.get(), true);
+            self.c.large_objects += 1;
+        }
+        true
+    }
+
     /// Shrinks a large span in place to `npages`, freeing the tail.
     ///
     /// # Safety
