@@ -277,7 +277,10 @@ fuzz_target!(|calls: Vec<Call>| {
     }
     // The whole-heap check costs about as much as a short input: every 8th input.
     static INPUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    if INPUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 8 == 0 {
+    if INPUTS
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .is_multiple_of(8)
+    {
         gomalloc::check_heap();
     }
     count_actions("c_api", calls.len() as u64);

@@ -79,7 +79,7 @@ fuzz_target!(|actions: Vec<Action>| {
     let mut guard = STATE.lock().unwrap();
     let (helpers, inputs) = guard.get_or_insert_with(|| (Helpers::new(2), 0));
     *inputs += 1;
-    if *inputs % 500 == 0 {
+    if inputs.is_multiple_of(500) {
         // Threads come and go: the old helpers' caches are flushed as they exit (their
         // spans may still hold remote frees not yet collected), and new caches start.
         let old = std::mem::replace(helpers, Helpers::new(2));
