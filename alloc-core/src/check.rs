@@ -44,10 +44,14 @@ static INTERVAL: AtomicUsize = AtomicUsize::new(DEFAULT_HEAP_CHECK_INTERVAL);
 #[cfg(feature = "check-heap")]
 static OPS: AtomicUsize = AtomicUsize::new(0);
 static HEAP_CHECKS: AtomicUsize = AtomicUsize::new(0);
+/// Arenas the last whole-heap walk saw (scales the interval).
+static ARENAS_SEEN: AtomicUsize = AtomicUsize::new(1);
 
 /// With the `check-heap` feature, run [`check_whole_heap`] after every `n`-th slow-path
-/// operation (refill, large allocation, remote or large free, moving realloc); `1` checks
-/// after each. Without the feature this only stores the value.
+/// operation (refill, large allocation, remote or large free, moving realloc) per arena
+/// of the heap: the walk's cost grows with the arenas, so its cost per operation stays
+/// the same as the heap grows. `1` checks after each operation while the heap has one
+/// arena. Without the feature this only stores the value.
 pub fn set_heap_check_interval(n: usize) {
     INTERVAL.store(n.max(1), Ordering::Relaxed);
 }
@@ -63,7 +67,9 @@ pub(crate) fn after_slow_op() {
     #[cfg(feature = "check-heap")]
     {
         let n = OPS.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % INTERVAL.load(Ordering::Relaxed) == 0 {
+        let every = INTERVAL.load(Ordering::Relaxed) * ARENAS_SEEN.load(Ordering::Relaxed);
+        if n >= every {
+            OPS.store(0, Ordering::Relaxed);
             check_whole_heap();
         }
     }
@@ -131,6 +137,7 @@ pub fn check_whole_heap() {
     }
     let heap = HEAP.lock();
     let found = walk_arenas();
+    ARENAS_SEEN.store(heap.c.arenas.max(1), Ordering::Relaxed);
     if !cfg!(test) {
         // Unit tests build private page heaps in the same arena map; their pages are not
         // the global heap's, so the totals only add up in other builds.
