@@ -1,12 +1,14 @@
 //! The C allocation API over gomalloc with glibc 2.36's semantics, as the `c_api` target
 //! exercises it.
 //!
-//! TODO(shim): the shim crate (`shim-c/`, branch `shim`) exports these functions as the
-//! real `malloc`, `free`, ...; it is not on main yet. Once it is, call its exported
-//! functions here instead (load `libgomalloc.so` with `dlopen(RTLD_LOCAL)` and `dlsym`, so
-//! the fuzzer's own allocator stays the system one), and keep `fuzz_targets/c_api.rs`'s
+//! TODO(shim): the shim crate (`shim-c/`) exports these functions as the real `malloc`,
+//! `free`, ...; it reached main (merged into this branch) only after this target was
+//! written and fuzzed. Next step: call its exported functions here instead (build
+//! `libgomalloc.so`, load it with `dlopen(RTLD_LOCAL)` and `dlsym`, so the fuzzer's own
+//! allocator stays the system one; the block model then asks the shim's
+//! `malloc_usable_size` instead of `gomalloc::owns`), and keep `fuzz_targets/c_api.rs`'s
 //! model of glibc unchanged: it is the specification both must meet. Until then this layer
-//! translates the C contract exactly as the shim's README describes (errno, NULL,
+//! translates the C contract as the shim's README describes (errno, NULL,
 //! alignment rules) and the target checks the result against that model.
 
 use core::ffi::c_void;
