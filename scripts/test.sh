@@ -2,7 +2,8 @@
 # The test command: everything CI runs (`.ci/run` calls this), from a fresh machine.
 #
 #   bash scripts/test.sh           all stages
-#   bash scripts/test.sh --quick   skip the slow ones (Miri, loom, real programs under LD_PRELOAD)
+#   bash scripts/test.sh --quick   skip the slow ones (Miri, loom, sanitizers, fuzzing, soak,
+#                                  real programs under LD_PRELOAD)
 #
 # Each stage prints its name and the time; the first failure stops the run.
 set -euo pipefail
@@ -37,7 +38,13 @@ if ((!QUICK)); then
         stage "rustup component add miri rust-src (nightly)"
         rustup component add --toolchain nightly miri rust-src
     fi
+    if ! command -v cargo-fuzz >/dev/null; then
+        stage "cargo install cargo-fuzz (crates.io)"
+        cargo install cargo-fuzz --locked --quiet
+    fi
 fi
+# The checked and hardened configuration (docs/HARDENING.md).
+CHECKED_FEATURES="check,check-heap,poison,guard-pages,encoded-free-lists"
 
 # --- static checks -----------------------------------------------------------------------
 stage "cargo fmt --check"
@@ -45,6 +52,10 @@ cargo fmt --all -- --check
 
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+stage "cargo clippy -D warnings (checked, hardened and asan-forward builds)"
+cargo clippy -p gomalloc --all-targets --quiet --features "$CHECKED_FEATURES" -- -D warnings
+cargo clippy -p gomalloc --all-targets --quiet --features asan-forward -- -D warnings
 
 stage "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
@@ -56,6 +67,9 @@ cargo test --workspace --release --quiet
 stage "cargo test (checked build: debug assertions and heap invariant checks)"
 cargo test --workspace --quiet
 
+stage "cargo test --release --features $CHECKED_FEATURES (checked build)"
+cargo test -p gomalloc --release --quiet --features "$CHECKED_FEATURES"
+
 if ((QUICK)); then
     stage "C suite under LD_PRELOAD"
     GOMALLOC_PARTS="c" bash shim-c/tests/run-all.sh
@@ -66,13 +80,34 @@ fi
 stage "shim-c: C suite, real programs and the Rust tests under LD_PRELOAD"
 GOMALLOC_REQUIRE_ALL=1 bash shim-c/tests/run-all.sh
 
+stage "soak: 30 s, 3 threads (examples/soak.rs; docs/SOAK.md)"
+cargo run -p gomalloc --release --quiet --example soak -- --secs 30 --threads 3 | tail -1
+
+stage "fuzz: heap_actions and c_api, 45 s each (docs/FUZZING.md)"
+(
+    cd fuzz
+    for t in heap_actions c_api; do
+        mkdir -p "corpus/$t"
+        cargo +nightly fuzz run -s none -O "$t" -- -max_total_time=45 -len_control=0 \
+            -max_len=8192 -print_final_stats=1 2>&1 | grep -E "actions in total|stat::number_of_executed_units"
+    done
+)
+
+stage "ThreadSanitizer over the multi-threaded tests (nightly, -Zbuild-std)"
+bash scripts/sanitizers.sh tsan
+
+stage "AddressSanitizer sees user bugs with the asan-forward feature"
+bash scripts/sanitizers.sh asan
+
 stage "loom models of the lock-free structures"
 RUSTFLAGS="--cfg loom" cargo test -p gomalloc --test loom --release --quiet \
     --target-dir target/loom
 
 stage "Miri over the heap's unit tests (cfg(miri) OS layer)"
-# Arenas are never unmapped (by design, as in Go), so Miri's leak check is off.
-MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance -Zmiri-ignore-leaks" cargo +nightly miri test -p gomalloc --lib --quiet \
+# permissive provenance: addresses travel as integers (arena map, remote-free heads);
+# ignore leaks: the heap never returns its arenas and metadata to the OS, by design.
+MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance -Zmiri-ignore-leaks" \
+    cargo +nightly miri test -p gomalloc --lib --quiet \
     --target-dir target/miri
 
 stage "done"

@@ -93,25 +93,6 @@ pub fn heap_arena_of(addr: usize) -> *mut HeapArena {
     unsafe { (*l2)[(addr >> ARENA_SHIFT) & (L2_SIZE - 1)].load(Ordering::Acquire) }
 }
 
-/// Calls `f` for every registered arena record (for the garbage collector's span walk).
-/// Arenas registered meanwhile may or may not be seen.
-#[cfg(not(loom))]
-pub fn for_each_arena(mut f: impl FnMut(*mut HeapArena)) {
-    for l1 in ARENAS.iter() {
-        let l2 = l1.load(Ordering::Acquire);
-        if l2.is_null() {
-            continue;
-        }
-        // SAFETY: a non-null L2 pointer refers to a live, never-freed L2 table.
-        for e in unsafe { (*l2).iter() } {
-            let ha = e.load(Ordering::Acquire);
-            if !ha.is_null() {
-                f(ha);
-            }
-        }
-    }
-}
-
 /// Page index of `addr` inside its arena.
 #[inline(always)]
 pub const fn page_index(addr: usize) -> usize {
@@ -141,36 +122,68 @@ pub fn span_of(addr: usize) -> *mut Span {
 #[inline]
 pub unsafe fn set_span(addr: usize, s: *mut Span) {
     let ha = heap_arena_of(addr);
-    debug_assert!(!ha.is_null());
+    crate::check!(!ha.is_null(), "set_span outside the heap", addr);
     // SAFETY: the caller guarantees the arena is registered.
     unsafe { (*ha).spans[page_index(addr)].store(s, Ordering::Release) }
 }
 
+/// Makes sure the second-level table covering `base` exists. Returns the bytes of OS
+/// memory a new table took (0 if it existed), or `None` if the OS refused memory for it.
+///
+/// # Safety
+/// `base` is below 2^48; the heap lock is held.
+#[cfg(not(loom))]
+pub unsafe fn ensure_l2(base: usize) -> Option<usize> {
+    let i1 = base >> (ARENA_SHIFT + L2_BITS);
+    if !ARENAS[i1].load(Ordering::Acquire).is_null() {
+        return Some(0);
+    }
+    let bytes = core::mem::size_of::<L2>();
+    // SAFETY: `bytes` is a multiple of the page size; zeroed memory is a valid table of
+    // null atomic pointers.
+    let l2: *mut L2 = unsafe { crate::os::sys_alloc(bytes) }.cast();
+    if l2.is_null() {
+        return None;
+    }
+    ARENAS[i1].store(l2, Ordering::Release);
+    Some(bytes)
+}
+
 /// Registers `ha` as the record of the arena at `base`, creating the L2 table if needed.
-/// Returns false if the OS refused memory for the L2 table.
+/// Returns the bytes a new L2 table took, or `None` if the OS refused memory for it.
 ///
 /// # Safety
 /// `base` is arena-aligned and below 2^48; the heap lock is held; `ha` is a zeroed
 /// `HeapArena` that lives forever.
 #[cfg(not(loom))]
 pub unsafe fn register(base: usize, ha: *mut HeapArena) -> Option<usize> {
-    let i1 = base >> (ARENA_SHIFT + L2_BITS);
-    let mut new_sys = 0;
-    let mut l2 = ARENAS[i1].load(Ordering::Acquire);
-    if l2.is_null() {
-        let bytes = core::mem::size_of::<L2>();
-        // SAFETY: `bytes` is a multiple of the page size; zeroed memory is a valid table of
-        // null atomic pointers.
-        l2 = unsafe { crate::os::sys_alloc(bytes) }.cast();
-        if l2.is_null() {
-            return None;
-        }
-        new_sys = bytes;
-        ARENAS[i1].store(l2, Ordering::Release);
-    }
-    // SAFETY: `l2` is a live table.
+    // SAFETY: caller contract.
+    let new_sys = unsafe { ensure_l2(base) }?;
+    let l2 = ARENAS[base >> (ARENA_SHIFT + L2_BITS)].load(Ordering::Acquire);
+    // SAFETY: `l2` is a live table (ensured above).
     unsafe { (*l2)[(base >> ARENA_SHIFT) & (L2_SIZE - 1)].store(ha, Ordering::Release) };
     Some(new_sys)
+}
+
+/// Calls `f(base, record)` for every registered arena, in ascending address order (for
+/// whole-heap checks and the garbage collector's span walk). Scans the first-level table
+/// and every second-level table that exists (64K entries each): not for hot paths. Arenas
+/// registered meanwhile may or may not be seen.
+#[cfg(not(loom))]
+pub fn for_each_arena(mut f: impl FnMut(usize, *mut HeapArena)) {
+    for (i1, l1) in ARENAS.iter().enumerate() {
+        let l2 = l1.load(Ordering::Acquire);
+        if l2.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null L2 pointer refers to a live, never-freed L2 table.
+        for (i2, e) in unsafe { (*l2).iter() }.enumerate() {
+            let ha = e.load(Ordering::Acquire);
+            if !ha.is_null() {
+                f(((i1 << L2_BITS) | i2) << ARENA_SHIFT, ha);
+            }
+        }
+    }
 }
 
 /// Pointer to the `i`-th page's bitmap slot in `bits` (alloc or mark).

@@ -248,7 +248,7 @@ pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 
 /// Calls `f` for every in-use span of the collector, found through the arena map's
 /// start-of-span bits. Spans created or freed meanwhile may or may not be seen.
 pub fn for_each_gc_span(mut f: impl FnMut(*mut Span)) {
-    arena::for_each_arena(|ha| {
+    arena::for_each_arena(|_, ha| {
         // SAFETY: `ha` is a live arena record (never freed).
         let words = unsafe { &(*ha).page_in_use };
         for (w, word) in words.iter().enumerate() {

@@ -57,11 +57,14 @@
 #[cfg(not(loom))]
 pub mod arena;
 #[cfg(not(loom))]
+pub mod check;
+#[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
 pub mod fixalloc;
 #[cfg(not(loom))]
 pub mod gcapi;
+pub mod harden;
 pub mod lock;
 #[cfg(not(loom))]
 pub mod malloc;
@@ -109,7 +112,7 @@ use core::alloc::{GlobalAlloc, Layout};
 #[derive(Clone, Copy, Default, Debug)]
 pub struct GoMalloc;
 
-#[cfg(not(loom))]
+#[cfg(all(not(loom), not(feature = "asan-forward")))]
 // SAFETY: `alloc` returns null or a block of at least `size` bytes aligned to `align`
 // that no other live allocation overlaps; `free`/`realloc` accept exactly such blocks.
 unsafe impl GlobalAlloc for GoMalloc {
@@ -136,9 +139,43 @@ unsafe impl GlobalAlloc for GoMalloc {
     }
 }
 
-/// Debug check of the page heap's invariants (bins, boundaries, coalescing, counters).
-/// Panics on a violation. Takes the heap lock.
+#[cfg(all(not(loom), feature = "asan-forward"))]
+// SAFETY: every call goes to `System`, a correct allocator, with the caller's arguments.
+unsafe impl GlobalAlloc for GoMalloc {
+    // The `asan-forward` feature: AddressSanitizer intercepts the system allocator, so a
+    // program built with `-Zsanitizer=address` gets redzones and quarantine for every
+    // allocation (see docs/HARDENING.md). gomalloc's own entry points stay available.
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: GlobalAlloc's contract, passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: GlobalAlloc's contract, passed on.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: GlobalAlloc's contract, passed on.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: GlobalAlloc's contract, passed on.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Checks the heap's invariants: the page heap's bins, boundaries, coalescing and counters
+/// ([`mheap::MHeap::check_invariants`], which panics on a violation), then the whole-heap
+/// check of [`check::check_whole_heap`] (arena map, mcentral lists, the calling thread's
+/// cache), which aborts with a message. For tests; call it with no allocator lock held.
 #[cfg(not(loom))]
 pub fn check_heap() {
     mheap::HEAP.lock().check_invariants();
+    check::check_whole_heap();
 }

@@ -12,7 +12,9 @@ use crate::mcache::{self, MCache};
 use crate::mcentral::{central, CENTRAL};
 use crate::mheap::HEAP;
 use crate::report::fatal;
-use crate::sizeclass::{fast_noscan_spc, size_to_class, SizeClass, SpanClass, PAGE_SIZE};
+use crate::sizeclass::{
+    fast_noscan_spc, size_to_class, SizeClass, SpanClass, PAGE_SHIFT, PAGE_SIZE,
+};
 use crate::sizeclasses::{MAX_SMALL_SIZE, NUM_SIZE_CLASSES};
 use crate::span::{Span, SpanState};
 use core::ptr;
@@ -24,8 +26,11 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
     if let Some(spc) = fast_noscan_spc(size, align) {
         // SAFETY: `current()` is the thread's cache or the static empty one, both valid;
         // only this thread uses it.
-        let p = unsafe { (*mcache::current()).span(spc).next_free_fast() };
+        let s = unsafe { (*mcache::current()).span(spc) };
+        let p = s.next_free_fast();
         if !p.is_null() {
+            // SAFETY: `p` is the free slot just taken (poison feature only).
+            unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
             return p;
         }
     }
@@ -40,7 +45,7 @@ pub fn alloc_slow(size: usize, align: usize, noscan: bool) -> *mut u8 {
     if !align.is_power_of_two() {
         return ptr::null_mut();
     }
-    match small_class(size, align, noscan) {
+    let p = match small_class(size, align, noscan) {
         Some(spc) => match mcache::current_or_init() {
             Some(c) => {
                 // SAFETY: the thread's own cache.
@@ -57,7 +62,10 @@ pub fn alloc_slow(size: usize, align: usize, noscan: bool) -> *mut u8 {
             }
         },
         None => alloc_large(size, align, noscan),
-    }
+    };
+    crate::check!(p as usize & (align - 1) == 0, "misaligned block", p);
+    crate::check::after_slow_op();
+    p
 }
 
 /// The span class serving `size` bytes at `align`, or `None` for a large object.
@@ -86,24 +94,28 @@ pub fn small_class(size: usize, align: usize, noscan: bool) -> Option<SpanClass>
 /// # Safety
 /// The caller owns `c`.
 unsafe fn alloc_small(c: &MCache, spc: SpanClass) -> *mut u8 {
-    let p = c.span(spc.index()).next_free_fast();
-    if !p.is_null() {
-        return p;
+    let mut s: *const Span = c.span(spc.index());
+    // SAFETY: cache entries point to live span records.
+    let mut p = unsafe { (*s).next_free_fast() };
+    if p.is_null() {
+        // SAFETY: caller contract.
+        s = unsafe { mcache::refill(c, spc) };
+        if s.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: refill returned a span with a free slot loaded.
+        p = unsafe { (*s).next_free_fast() };
     }
-    // SAFETY: caller contract.
-    let s = unsafe { mcache::refill(c, spc) };
-    if s.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: refill returned a span with a free slot loaded.
-    unsafe { (*s).next_free_fast() }
+    // SAFETY: `p` is the free slot just taken from `s` (poison feature only).
+    unsafe { crate::harden::verify_poison(p, (*s).elemsize.get() as usize) };
+    p
 }
 
 fn alloc_large(size: usize, align: usize, noscan: bool) -> *mut u8 {
     if size > isize::MAX as usize - PAGE_SIZE || align > 1 << 40 {
         return ptr::null_mut();
     }
-    let npages = size.max(1).div_ceil(PAGE_SIZE);
+    let npages = size.max(1).div_ceil(PAGE_SIZE) + crate::harden::GUARD_PAGES;
     crate::scavenge::before_grow();
     let s = HEAP
         .lock()
@@ -113,7 +125,12 @@ fn alloc_large(size: usize, align: usize, noscan: bool) -> *mut u8 {
     }
     crate::scavenge::poll();
     // SAFETY: a fresh in-use span.
-    unsafe { (*s).base.get() as *mut u8 }
+    let base = unsafe { (*s).base.get() };
+    // The last page becomes the guard. If the kernel refuses (too many mappings:
+    // vm.max_map_count), the object simply has no guard; its size is unchanged.
+    // SAFETY: the page is the last of the fresh span: ours, holding no data.
+    unsafe { guard(base as *mut u8, npages - crate::harden::GUARD_PAGES, false) };
+    base as *mut u8
 }
 
 /// Like [`alloc`], but the memory reads as zero. Memory fresh from the OS (or released to
@@ -247,24 +264,80 @@ unsafe fn free_slow(s: *mut Span, addr: usize) {
         if addr != sr.base.get() {
             fatal("free of a pointer into the middle of an object:", addr);
         }
+        let usable = sr.usable_size();
+        // SAFETY: the block is the caller's and dead (poison feature only); its guard page
+        // belongs to its span (guard-pages only).
+        let unguarded = unsafe {
+            crate::harden::poison(p_of(addr), usable);
+            unguard(p_of(addr), usable >> PAGE_SHIFT)
+        };
         let mut heap = HEAP.lock();
         // Checked again under the lock: two racing frees of one block must not both win.
         if sr.state() != SpanState::InUse {
             fatal("double free of", addr);
         }
-        // SAFETY: the span is in use and its one object is being freed.
-        unsafe { heap.free_span(s) };
+        // SAFETY: the span is in use and its one object is being freed. A guard page the
+        // system would not make writable again (a memory limit) stays behind as a span of
+        // its own, never reused; without even a record for that span, the whole block
+        // stays in use, unreachable (its memory given back to the OS): a leak, not a
+        // crash, and only at the memory limit.
+        unsafe {
+            if unguarded || heap.split_off_tail(s, crate::harden::GUARD_PAGES) {
+                heap.free_span(s);
+            } else {
+                crate::os::sys_unused(p_of(addr), usable, false);
+            }
+        }
+        drop(heap);
+        crate::check::after_slow_op();
         return;
     }
     if sr.slot_of(addr).is_none() {
         fatal("free of a pointer into the middle of an object:", addr);
     }
+    // SAFETY: the object is dead and the caller's until the push publishes it.
+    unsafe { crate::harden::poison(p_of(addr), sr.elemsize.get() as usize) };
     // SAFETY: `addr` is a slot of the span being freed by its user (caller contract).
     if unsafe { sr.xfree.push(addr as *mut u8) } {
         // We woke a span parked full: hand it to its mcentral.
         // SAFETY: the span is unowned and in no list until this push.
         unsafe { central(sr.spanclass.get()).pending.push(s) };
     }
+    crate::check::after_slow_op();
+}
+
+/// With `guard-pages`, makes page `page` of the large block `p` its guard page. Returns
+/// false if the kernel refused and `required`; true otherwise (and always without the
+/// feature). An unrequired guard that cannot be set is skipped: the block is still valid.
+///
+/// # Safety
+/// The page belongs to the block's span and holds no live data.
+unsafe fn guard(p: *mut u8, page: usize, required: bool) -> bool {
+    if crate::harden::GUARD_PAGES == 0 {
+        return true;
+    }
+    // SAFETY: caller contract.
+    let ok = unsafe { crate::os::sys_protect(p.add(page << PAGE_SHIFT), PAGE_SIZE, false) };
+    ok || !required
+}
+
+/// With `guard-pages`, makes page `page` of the large block `p` (a guard) accessible
+/// again. False if the system refuses (the commit charge of a writable page under
+/// `RLIMIT_DATA` or strict overcommit); always true without the feature.
+///
+/// # Safety
+/// The page belongs to the block's span.
+unsafe fn unguard(p: *mut u8, page: usize) -> bool {
+    if crate::harden::GUARD_PAGES == 0 {
+        return true;
+    }
+    // SAFETY: caller contract.
+    unsafe { crate::os::sys_protect(p.add(page << PAGE_SHIFT), PAGE_SIZE, true) }
+}
+
+#[inline(always)]
+fn p_of(addr: usize) -> *mut u8 {
+    addr as *mut u8
 }
 
 /// The live span of object `p`, or a fatal error: a pointer gomalloc never handed out,
@@ -341,21 +414,39 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let old = sr.usable_size();
     let noscan = sr.spanclass.get().noscan();
     if sr.is_large() {
-        if new_size > MAX_SMALL_SIZE && align <= PAGE_SIZE.max(align) {
+        if new_size > MAX_SMALL_SIZE {
             let npages = new_size.div_ceil(PAGE_SIZE);
-            let have = sr.npages.get();
-            let s = sr as *const Span as *mut Span;
+            let have = old >> PAGE_SHIFT;
             if npages == have {
                 return p;
             }
-            // SAFETY: `s` is the in-use large span of `p`.
+            let s = sr as *const Span as *mut Span;
+            // SAFETY: `s` is the in-use large span of `p`; the guard pages named are the
+            // span's own.
             unsafe {
-                if npages < have {
-                    HEAP.lock().shrink_span(s, npages);
-                    return p;
-                }
-                if HEAP.lock().try_extend_span(s, npages) {
-                    return p;
+                // With guard pages, the old guard is made writable first; if the system
+                // refuses (a memory limit), the block moves instead.
+                if unguard(p, have) {
+                    if npages < have {
+                        if guard(p, npages, true) {
+                            HEAP.lock()
+                                .shrink_span(s, npages + crate::harden::GUARD_PAGES);
+                            if sr.usable_size() == npages << PAGE_SHIFT {
+                                return p;
+                            }
+                            // No record for the tail: the span stays as it was.
+                            if !unguard(p, npages) {
+                                fatal("cannot re-open a guard page of", p as usize);
+                            }
+                        }
+                    } else if HEAP
+                        .lock()
+                        .try_extend_span(s, npages + crate::harden::GUARD_PAGES)
+                    {
+                        guard(p, npages, false);
+                        return p;
+                    }
+                    guard(p, have, false);
                 }
             }
         }

@@ -87,6 +87,29 @@ impl SpanList {
         self.len -= 1;
     }
 
+    /// Calls `f` on every span of the list, front to back, and checks the back links.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(*mut Span)) {
+        let (mut s, mut prev, mut n) = (self.head, ptr::null_mut(), 0);
+        while !s.is_null() {
+            // SAFETY: members are valid records (the caller holds the list's lock).
+            let sr = unsafe { &*s };
+            crate::check!(
+                sr.prev.get() == prev,
+                "partial list back link broken at",
+                s as usize
+            );
+            f(s);
+            n += 1;
+            prev = s;
+            s = sr.next.get();
+        }
+        crate::check!(
+            prev == self.tail && n == self.len,
+            "partial list length or tail wrong",
+            n
+        );
+    }
+
     fn pop_front(&mut self) -> *mut Span {
         let s = self.head;
         if !s.is_null() {
@@ -182,11 +205,15 @@ impl MCentral {
                 let before = sr.alloc_count.get();
                 sr.collect_remote();
                 let n = sr.recount();
-                debug_assert!(n <= before);
+                crate::check!(
+                    n <= before,
+                    "remote frees added objects to a span",
+                    s as usize
+                );
                 self.objects
                     .fetch_add((sr.nelems.get() - n) as usize, Ordering::Relaxed);
                 let found = sr.load_window_from(0);
-                debug_assert!(found, "span in mcentral without a free slot");
+                crate::check!(found, "span in mcentral without a free slot", s as usize);
             }
             s
         };

@@ -400,7 +400,11 @@ impl MHeap {
         // SAFETY: caller contract; neighbours found through the arena map are valid records.
         unsafe {
             let sr = &*s;
-            debug_assert_eq!(sr.state(), SpanState::InUse);
+            crate::check!(
+                sr.state() == SpanState::InUse,
+                "free_span of a span not in use",
+                s as usize
+            );
             let (base, n) = (sr.base.get(), sr.npages.get());
             if sr.is_large() {
                 self.c.large_objects -= 1;
@@ -460,6 +464,38 @@ impl MHeap {
             Self::set_bounds(s);
             self.insert(s, dirty);
         }
+    }
+
+    /// Splits the last `tail` pages off the in-use large span `s` as a span of their own,
+    /// in use and never freed: the `guard-pages` feature's way out when the system refuses
+    /// to make a guard page writable again (a memory limit), so the rest of the block can
+    /// go back to the heap without the inaccessible page. Returns false (and changes
+    /// nothing) if no span record is available.
+    ///
+    /// # Safety
+    /// `s` is an in-use large span; `0 < tail < s.npages`.
+    pub unsafe fn split_off_tail(&mut self, s: *mut Span, tail: usize) -> bool {
+        let t = self.new_record();
+        if t.is_null() {
+            return false;
+        }
+        // SAFETY: caller contract; `t` is fresh; the pages lie in registered arenas.
+        unsafe {
+            let sr = &*s;
+            let keep = sr.npages.get() - tail;
+            let tbase = sr.base.get() + (keep << PAGE_SHIFT);
+            sr.npages.set(keep);
+            (*t).base.set(tbase);
+            (*t).npages.set(tail);
+            (*t).set_state(SpanState::InUse);
+            for i in 0..tail {
+                arena::set_span(tbase + (i << PAGE_SHIFT), t);
+            }
+            set_page_in_use(tbase, true);
+            (*t).init_in_use(sr.spanclass.get(), true);
+            self.c.large_objects += 1;
+        }
+        true
     }
 
     /// Shrinks a large span in place to `npages`, freeing the tail.
@@ -556,10 +592,14 @@ impl MHeap {
             };
             // SAFETY: size and alignment are arena multiples.
             let p = unsafe { os::sys_reserve(self.hint, size, ARENA_SIZE.max(align)) } as usize;
-            if p == 0 || p + size > 1 << arena::ADDR_BITS {
+            if p == 0 {
                 return false;
             }
-            if !self.register_arenas(p, size) {
+            if p + size > 1 << arena::ADDR_BITS || !self.register_arenas(p, size) {
+                // Give the address space back: under `ulimit -v` a leaked reservation
+                // would make every later attempt fail too.
+                // SAFETY: the reservation was just made and nothing refers to it.
+                unsafe { os::sys_free(p as *mut u8, size) };
                 return false;
             }
             self.c.heap_reserved += size;
@@ -570,8 +610,12 @@ impl MHeap {
                 // Not contiguous: hand the rest of the old region to the heap as free,
                 // then start over in the new one.
                 let rest = self.cur_end - self.cur_base;
-                if rest > 0 {
-                    self.add_fresh(self.cur_base, rest);
+                if rest > 0 && !self.add_fresh(self.cur_base, rest) {
+                    // The system refused the commit: return the address space rather
+                    // than forget it reserved.
+                    // SAFETY: the uncommitted rest of our reservation, referenced by no
+                    // span (its arena-map entries are null).
+                    unsafe { os::sys_free(self.cur_base as *mut u8, rest) };
                 }
                 self.cur_base = p;
                 self.cur_end = p + size;
@@ -601,12 +645,14 @@ impl MHeap {
 
     /// Commits `[base, base+bytes)` and bins it as one free, scavenged run.
     fn add_fresh(&mut self, base: usize, bytes: usize) -> bool {
-        // SAFETY: the range lies in a reservation of ours and is page-aligned.
-        if !unsafe { os::sys_map(base as *mut u8, bytes) } {
-            return false;
-        }
         let s = self.new_record();
         if s.is_null() {
+            return false;
+        }
+        // SAFETY: the range lies in a reservation of ours and is page-aligned.
+        if !unsafe { os::sys_map(base as *mut u8, bytes) } {
+            // SAFETY: fresh record referenced nowhere.
+            unsafe { self.free_record(s) };
             return false;
         }
         let n = bytes >> PAGE_SHIFT;
@@ -625,21 +671,46 @@ impl MHeap {
         true
     }
 
+    /// Registers the arenas of the reservation `[p, p+size)`: all or none. The second-level
+    /// tables come first, then the records of all new arenas in one mapping (one VMA, one
+    /// failure point), then the arena map entries; if the OS refuses memory nothing is
+    /// registered (tables created stay: they are empty and small).
     fn register_arenas(&mut self, p: usize, size: usize) -> bool {
+        let mut need: usize = 0;
         let mut a = p;
         while a < p + size {
             if arena::heap_arena_of(a).is_null() {
-                // SAFETY: HEAP_ARENA_BYTES is a page multiple.
-                let ha = unsafe { os::sys_alloc(HEAP_ARENA_BYTES) }.cast::<HeapArena>();
-                if ha.is_null() {
-                    return false;
+                // SAFETY: `a` is below 2^48 (checked by the caller); heap lock held.
+                match unsafe { arena::ensure_l2(a) } {
+                    Some(bytes) => self.c.metadata_sys += bytes,
+                    None => return false,
                 }
-                // SAFETY: `a` is arena-aligned, below 2^48; heap lock held; `ha` is zeroed and
-                // never freed.
-                let Some(l2) = (unsafe { arena::register(a, ha) }) else {
-                    return false;
-                };
-                self.c.metadata_sys += HEAP_ARENA_BYTES + l2;
+                need += 1;
+            }
+            a += ARENA_SIZE;
+        }
+        if need == 0 {
+            return true;
+        }
+        let Some(bytes) = need.checked_mul(HEAP_ARENA_BYTES) else {
+            return false;
+        };
+        // SAFETY: `bytes` is a page multiple.
+        let records = unsafe { os::sys_alloc(bytes) };
+        if records.is_null() {
+            return false;
+        }
+        self.c.metadata_sys += bytes;
+        let mut next = records;
+        let mut a = p;
+        while a < p + size {
+            if arena::heap_arena_of(a).is_null() {
+                // SAFETY: `a` is arena-aligned, below 2^48, its L2 table exists; heap lock
+                // held; `next` is a zeroed record inside `records`, never freed.
+                unsafe {
+                    arena::register(a, next.cast::<HeapArena>());
+                    next = next.add(HEAP_ARENA_BYTES);
+                }
                 self.c.arenas += 1;
             }
             a += ARENA_SIZE;

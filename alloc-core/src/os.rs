@@ -104,6 +104,38 @@ pub unsafe fn sys_unused(addr: *mut u8, size: usize, lazy: bool) {
     }
 }
 
+/// Makes `[addr, addr+size)` inaccessible (`access == false`: a guard page, the
+/// `guard-pages` feature) or readable and writable again. Returns false when the system
+/// refuses (typically `ENOMEM`: the process has too many mappings, `vm.max_map_count`).
+///
+/// # Safety
+/// The range is mapped, page-aligned, and holds no data anyone will read while it is
+/// inaccessible.
+#[cfg(not(miri))]
+pub unsafe fn sys_protect(addr: *mut u8, size: usize, access: bool) -> bool {
+    let prot = if access {
+        libc::PROT_READ | libc::PROT_WRITE
+    } else {
+        libc::PROT_NONE
+    };
+    // SAFETY: the caller owns the range.
+    unsafe { libc::mprotect(addr.cast(), size, prot) == 0 }
+}
+
+/// Reserved or Prepared -> None: unmaps a range this module mapped, whole or in part
+/// (failure paths only: the heap never unmaps arenas it is using).
+///
+/// # Safety
+/// The range was mapped by [`sys_reserve`] or [`sys_alloc`], is page-aligned, and nothing
+/// refers to it any more.
+#[cfg(not(miri))]
+pub unsafe fn sys_free(addr: *mut u8, size: usize) {
+    // SAFETY: caller contract.
+    unsafe {
+        libc::munmap(addr.cast(), size);
+    }
+}
+
 /// Prepared -> Ready. Nothing to do on Linux: a page comes back on first touch.
 ///
 /// # Safety
@@ -172,6 +204,23 @@ pub unsafe fn sys_unused(addr: *mut u8, size: usize, _lazy: bool) {
     // SAFETY: the caller owns the range.
     unsafe { core::ptr::write_bytes(addr, 0, size) }
 }
+
+/// Miri twin: Miri has no `PROT_NONE`; guard pages are not enforced.
+///
+/// # Safety
+/// As for the real version.
+#[cfg(miri)]
+pub unsafe fn sys_protect(_addr: *mut u8, _size: usize, _access: bool) -> bool {
+    true
+}
+
+/// Miri twin: memory from `System` cannot be given back in part; it is leaked (failure
+/// paths only).
+///
+/// # Safety
+/// As for the real version.
+#[cfg(miri)]
+pub unsafe fn sys_free(_addr: *mut u8, _size: usize) {}
 
 /// Miri twin of metadata allocation.
 ///

@@ -8,6 +8,7 @@
 //! * [`IntrusiveStack`]: a Treiber stack of nodes with a `next` field, again with one
 //!   consumer that takes everything at once.
 
+use crate::harden::{decode_link, encode_link};
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 use core::ptr;
 
@@ -15,7 +16,9 @@ use core::ptr;
 /// bit must hand the span to its mcentral.
 pub const DELAYED: usize = 1;
 
-/// A lock-free list of remotely freed objects, linked through each object's first word.
+/// A lock-free list of remotely freed objects, linked through each object's first word
+/// (XOR-encoded with the `encoded-free-lists` feature: [`crate::harden::encode_link`]; the
+/// consumer validates every element it takes, see `Span::collect_remote`).
 ///
 /// Invariant: `head & !DELAYED` is null or the first of a null-terminated chain of objects
 /// of the span; `DELAYED` is set only while the span is parked: unowned, holding no remote
@@ -52,7 +55,7 @@ impl RemoteFreeList {
         let mut old = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: the caller owns `obj` until the CAS below publishes it.
-            unsafe { obj.cast::<usize>().write(old & !DELAYED) };
+            unsafe { obj.cast::<usize>().write(encode_link(obj, old & !DELAYED)) };
             match self.head.compare_exchange_weak(
                 old,
                 obj as usize,
@@ -112,16 +115,15 @@ impl Default for RemoteFreeList {
     }
 }
 
-/// The next object after `obj` in a chain taken with [`RemoteFreeList::take_all`].
+/// The next object after `obj` in a chain taken with [`RemoteFreeList::take_all`]
+/// (decoded; the caller validates it before use).
 ///
 /// # Safety
 /// `obj` is an element of such a chain, not yet reused.
 #[inline]
 pub unsafe fn chain_next(obj: *mut u8) -> *mut u8 {
-    // SAFETY: chain elements store their successor in their first word.
-    // The link was stored as an integer (`push` writes `usize`), so read it as one and
-    // cast: the cast picks up the provenance `push` exposed.
-    unsafe { obj.cast::<usize>().read() as *mut u8 }
+    // SAFETY: chain elements store their (encoded) successor in their first word.
+    decode_link(obj, unsafe { obj.cast::<usize>().read() }) as *mut u8
 }
 
 /// A node of an [`IntrusiveStack`].

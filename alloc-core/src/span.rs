@@ -221,7 +221,7 @@ impl Span {
     #[inline]
     pub fn usable_size(&self) -> usize {
         if self.is_large() {
-            self.npages.get() << PAGE_SHIFT
+            (self.npages.get() - crate::harden::GUARD_PAGES) << PAGE_SHIFT
         } else {
             self.elemsize.get() as usize
         }
@@ -241,7 +241,7 @@ impl Span {
         self.alloc_count.set(0);
         self.in_partial.set(false);
         let ha = arena::heap_arena_of(self.base.get());
-        debug_assert!(!ha.is_null());
+        crate::check!(!ha.is_null(), "span outside the heap", self.base.get());
         let page = arena::page_index(self.base.get());
         // SAFETY: `ha` is the live record of the arena holding the span.
         let (ab, mb) = unsafe {
@@ -268,7 +268,11 @@ impl Span {
             self.objs_bytes.set(nelems * class.size() as u32);
             self.set_window(0);
             let words = nelems.div_ceil(64) as usize;
-            debug_assert!(words <= self.npages.get() * BITMAP_WORDS_PER_PAGE);
+            crate::check!(
+                words <= self.npages.get() * BITMAP_WORDS_PER_PAGE,
+                "span bitmap overflows its slot",
+                words
+            );
             // SAFETY: the bitmap slot of the span's first page has room for `words` words
             // (at most 16 per page of the span, and the arena has slack for spans that
             // run into the next arena).
@@ -277,8 +281,23 @@ impl Span {
                 ptr::write_bytes(mb, 0, words);
             }
             self.alloc_cache.set(window_mask(0, nelems));
+            if crate::harden::POISONING {
+                // Every free slot holds the poison pattern, so reuse can verify it.
+                // SAFETY: the span's pages are ours (in use, not yet published).
+                unsafe {
+                    crate::harden::poison(
+                        self.base.get() as *mut u8,
+                        nelems as usize * class.size(),
+                    )
+                };
+                self.needzero.set(true);
+            }
         }
-        debug_assert!(self.xfree.is_empty());
+        crate::check!(
+            self.xfree.is_empty(),
+            "fresh span with remote frees",
+            self.base.get()
+        );
     }
 
     /// Takes a free slot from the window: Go's `nextFreeFast`. Null when the window is
@@ -352,6 +371,8 @@ impl Span {
             double_free(addr);
         }
         self.alloc_cache.set(c | (1u64 << bit));
+        // SAFETY: the slot is dead and ours (poison feature only).
+        unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
         self.needzero.set(true);
         true
     }
@@ -379,6 +400,8 @@ impl Span {
             }
             *w &= !(1u64 << bit);
         }
+        // SAFETY: the slot is dead and ours (poison feature only).
+        unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
         self.needzero.set(true);
     }
 
@@ -445,11 +468,14 @@ impl Span {
         let mut p = self.xfree.take_all();
         let mut n = 0;
         while !p.is_null() {
-            // SAFETY: `p` is in the chain just taken; read the link before anything else.
-            let next = unsafe { chain_next(p) };
+            // Validate the element before reading its link: a corrupted link must be
+            // reported, not followed.
             let Some(idx) = self.slot_of(p as usize) else {
                 fatal("corrupted remote free list (heap overflow?) at", p as usize);
             };
+            // SAFETY: `p` is a slot of this span in the chain just taken; read the link
+            // before anything else.
+            let next = unsafe { chain_next(p) };
             // SAFETY: idx < nelems, inside the bitmap.
             let w = unsafe { &mut *self.alloc_bits.get().add(idx >> 6) };
             let m = 1u64 << (idx & 63);
@@ -457,6 +483,11 @@ impl Span {
                 double_free(p as usize);
             }
             *w &= !m;
+            if crate::harden::POISONING {
+                // The link word was the last non-poison part of the dead object.
+                // SAFETY: `p` is a dead slot of this span, now free in the bitmap.
+                unsafe { crate::harden::poison(p, 8) };
+            }
             n += 1;
             p = next;
         }
@@ -487,44 +518,16 @@ impl Span {
     /// # Safety
     /// The caller owns the span.
     pub unsafe fn check_invariants(&self) {
-        if !cfg!(debug_assertions) || self.is_large() {
+        if !crate::check::ENABLED || self.is_large() {
             return;
         }
-        assert_eq!(self.state(), SpanState::InUse);
-        let class = self.spanclass.get().size_class();
-        let nelems = self.nelems.get();
-        assert!(nelems as usize * self.elemsize.get() as usize <= self.npages.get() << PAGE_SHIFT);
-        assert_eq!(self.div_magic.get(), class.div_magic());
-        assert_eq!(self.window.get() % 64, 0);
-        assert!(self.window.get() < nelems);
-        let (w, e) = (self.window.get() as usize, self.elemsize.get() as usize);
-        assert_eq!(self.window_base.get(), self.base.get() + w * e);
-        assert_eq!(
-            self.win_bytes.get() as usize,
-            (nelems as usize - w).min(64) * e
-        );
-        assert_eq!(self.objs_bytes.get() as usize, nelems as usize * e);
-        assert_eq!(
-            self.alloc_cache.get() & !window_mask(self.window.get(), nelems),
-            0
-        );
-        let words = nelems.div_ceil(64) as usize;
-        let mut n = 0;
-        for i in 0..words {
-            // SAFETY: inside the bitmap.
-            let b = unsafe { *self.alloc_bits.get().add(i) };
-            assert_eq!(
-                b & !window_mask(i as u32 * 64, nelems),
-                0,
-                "bits past nelems"
-            );
-            n += b.count_ones();
-        }
+        // SAFETY: caller contract.
+        let n = unsafe { crate::check::small_span(self) };
         if self.alloc_cache.get() == 0 {
-            assert_eq!(
-                n,
-                self.alloc_count.get(),
-                "alloc_count out of step with bitmap"
+            crate::check!(
+                n == self.alloc_count.get(),
+                "alloc_count out of step with bitmap",
+                self as *const Span as usize
             );
         }
     }

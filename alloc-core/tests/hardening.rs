@@ -1,0 +1,187 @@
+//! The hardening options catch what they promise. Each case runs in a child process (this
+//! test binary re-executed with `GOMALLOC_HARDEN_CASE`) that must die of the expected
+//! signal with the expected message. Every test here needs its feature; run them with
+//! `cargo test -p gomalloc --release --features check,check-heap,poison,guard-pages,encoded-free-lists`.
+#![allow(dead_code)]
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+/// Runs in the child: performs the bad access named by the environment variable.
+#[test]
+fn harden_child() {
+    let Ok(case) = std::env::var("GOMALLOC_HARDEN_CASE") else {
+        return; // in the parent this test does nothing
+    };
+    // SAFETY: deliberately wrong; the hardening must stop the process.
+    unsafe {
+        match case.as_str() {
+            "overflow_large" => {
+                let p = gomalloc::alloc(100_000, 8);
+                let usable = gomalloc::usable_size(p);
+                assert!(usable >= 100_000);
+                p.add(usable - 1).write_volatile(1); // the last byte is fine
+                eprintln!("about to overflow");
+                p.add(usable).write_volatile(1); // one past: the guard page
+            }
+            "overflow_after_realloc" => {
+                let p = gomalloc::alloc(300_000, 8);
+                let q = gomalloc::realloc(p, 100_000, 8); // shrinks in place, guard moves
+                let usable = gomalloc::usable_size(q);
+                eprintln!("about to overflow");
+                q.add(usable).write_volatile(1);
+            }
+            "remote_link_redirected" | "remote_link_zeroed" => {
+                // Two objects of this thread's span, freed by another thread: the remote
+                // list is b -> a. An overflow from the object before `b` rewrites b's link.
+                let a = gomalloc::alloc(64, 8) as usize;
+                let b = gomalloc::alloc(64, 8) as usize;
+                let live = gomalloc::alloc(64, 8) as usize;
+                std::thread::spawn(move || {
+                    gomalloc::free(a as *mut u8);
+                    gomalloc::free(b as *mut u8);
+                })
+                .join()
+                .unwrap();
+                let word = if case == "remote_link_zeroed" {
+                    0
+                } else {
+                    live
+                };
+                (b as *mut usize).write_volatile(word);
+                // Allocate until the owner collects its remote frees.
+                for _ in 0..100_000 {
+                    gomalloc::alloc(64, 8);
+                }
+            }
+            "write_after_free" => {
+                let p = gomalloc::alloc(48, 8);
+                gomalloc::free(p);
+                p.add(20).write_volatile(7);
+                for _ in 0..10_000 {
+                    if gomalloc::alloc(48, 8) == p {
+                        break;
+                    }
+                }
+            }
+            "write_after_remote_free" => {
+                let p = gomalloc::alloc(48, 8) as usize;
+                std::thread::spawn(move || gomalloc::free(p as *mut u8))
+                    .join()
+                    .unwrap();
+                (p as *mut u8).add(30).write_volatile(7);
+                for _ in 0..100_000 {
+                    gomalloc::alloc(48, 8);
+                }
+            }
+            other => panic!("unknown case {other}"),
+        }
+    }
+    std::process::exit(3); // the bad access went unnoticed
+}
+
+fn run_child(case: &str) -> (Option<i32>, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "harden_child", "--nocapture", "--test-threads=1"])
+        .env("GOMALLOC_HARDEN_CASE", case)
+        .output()
+        .unwrap();
+    (
+        out.status.signal(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn expect_abort(case: &str, message: &str) {
+    let (sig, stderr) = run_child(case);
+    assert_eq!(sig, Some(libc::SIGABRT), "{case}: {stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("gomalloc: "))
+        .unwrap_or_else(|| panic!("{case}: no gomalloc line in {stderr:?}"));
+    assert!(line.contains(message), "{case}: {line}");
+    assert!(
+        line.contains("0x"),
+        "{case}: the line names the address: {line}"
+    );
+}
+
+fn expect_segv(case: &str) {
+    let (sig, stderr) = run_child(case);
+    assert_eq!(sig, Some(libc::SIGSEGV), "{case}: {stderr}");
+    assert!(
+        stderr.contains("about to overflow"),
+        "{case}: it died at the overflow, not before: {stderr}"
+    );
+}
+
+#[cfg(feature = "guard-pages")]
+#[test]
+fn overflow_past_a_large_object_faults() {
+    expect_segv("overflow_large");
+}
+
+#[cfg(feature = "guard-pages")]
+#[test]
+fn guard_moves_when_a_large_object_shrinks_in_place() {
+    expect_segv("overflow_after_realloc");
+}
+
+#[cfg(feature = "encoded-free-lists")]
+#[test]
+fn redirected_remote_free_link_is_detected() {
+    expect_abort("remote_link_redirected", "corrupted remote free list");
+}
+
+#[cfg(feature = "encoded-free-lists")]
+#[test]
+fn zeroed_remote_free_link_is_detected() {
+    expect_abort("remote_link_zeroed", "corrupted remote free list");
+}
+
+#[cfg(feature = "poison")]
+#[test]
+fn write_after_free_is_reported_at_reuse() {
+    expect_abort("write_after_free", "write after free");
+}
+
+#[cfg(feature = "poison")]
+#[test]
+fn write_after_remote_free_is_reported_at_reuse() {
+    expect_abort("write_after_remote_free", "write after free");
+}
+
+#[cfg(feature = "poison")]
+#[test]
+fn calloc_still_reads_zero_over_poison() {
+    for size in [8usize, 100, 5000, 40_000] {
+        let p = gomalloc::alloc(size, 8);
+        // SAFETY: fresh block of `size` bytes, freed once.
+        unsafe { gomalloc::free(p) };
+        let q = gomalloc::alloc_zeroed(size, 8);
+        // SAFETY: fresh block of `size` bytes.
+        assert!((0..size).all(|i| unsafe { *q.add(i) } == 0), "size {size}");
+        // SAFETY: live block.
+        unsafe { gomalloc::free(q) };
+    }
+}
+
+#[cfg(feature = "check-heap")]
+#[test]
+fn whole_heap_check_runs_on_slow_paths() {
+    gomalloc::check::set_heap_check_interval(1);
+    let before = gomalloc::check::heap_checks();
+    let mut v = Vec::new();
+    for i in 0..2000usize {
+        v.push(gomalloc::alloc(16 + (i * 37) % 40_000, 8) as usize);
+    }
+    for p in v {
+        // SAFETY: each block freed once.
+        unsafe { gomalloc::free(p as *mut u8) };
+    }
+    gomalloc::check::set_heap_check_interval(gomalloc::check::DEFAULT_HEAP_CHECK_INTERVAL);
+    assert!(
+        gomalloc::check::heap_checks() > before + 100,
+        "large allocations and refills each ran the check"
+    );
+}
