@@ -249,8 +249,10 @@ fn finalizers_run_once_and_resurrection_is_safe() {
     // A finalizer that ran a second time would have resurrected the object again. (Whether
     // the object is gone is not asserted here: conservative stack scanning may still find a
     // stale copy of its address in this frame, which keeps it, correctly, alive.)
-    assert!(RESURRECTED.lock().unwrap().is_none(), "the finalizer ran twice");
-    drop(wchild);
+    assert!(
+        RESURRECTED.lock().unwrap().is_none(),
+        "the finalizer ran twice"
+    );
 }
 
 #[test]
