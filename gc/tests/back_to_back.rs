@@ -10,25 +10,12 @@
 // These tests keep `Gc`s in locals: they need the conservative stack scan.
 #![cfg(not(feature = "precise"))]
 
-use gc::{Gc, Lock, Trace};
+mod common;
+use common::{list_sum, Link};
+
+use gc::{Gc, Lock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
-
-#[derive(Trace)]
-struct Link {
-    value: u64,
-    next: Lock<Option<Gc<Link>>>,
-}
-
-fn list_sum(mut c: Option<Gc<Link>>) -> (u64, u64) {
-    let (mut n, mut s) = (0, 0);
-    while let Some(x) = c {
-        n += 1;
-        s += x.value;
-        c = x.next.get();
-    }
-    (n, s)
-}
 
 #[test]
 fn lists_survive_back_to_back_collections() {

@@ -2,29 +2,16 @@
 // These tests keep `Gc`s in locals: they need the conservative stack scan.
 #![cfg(not(feature = "precise"))]
 
+mod common;
+use common::{list_sum, Link};
+
 use gc::{Gc, Lock, Root, Trace};
 use std::sync::Arc;
-
-#[derive(Trace)]
-struct Link {
-    value: u64,
-    next: Lock<Option<Gc<Link>>>,
-}
 
 /// A shared list all threads push onto (through the barriered `Lock`), rooted precisely.
 #[derive(Trace)]
 struct Shared {
     head: Lock<Option<Gc<Link>>>,
-}
-
-fn list_sum(mut c: Option<Gc<Link>>) -> (u64, u64) {
-    let (mut n, mut s) = (0, 0);
-    while let Some(x) = c {
-        n += 1;
-        s += x.value;
-        c = x.next.get();
-    }
-    (n, s)
 }
 
 #[test]
