@@ -17,7 +17,9 @@ TARGET=x86_64-unknown-linux-gnu
 tsan() {
     # global_alloc: cross-thread frees, ping-pong, short-lived threads whose blocks outlive
     # them, all through GoMalloc as the global allocator; hardening: remote frees.
-    RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    # The release profile says panic = "abort" (for the preload library); a test harness
+    # unwinds, and with -Zbuild-std two panic strategies mean two builds of core (E0152).
+    CARGO_PROFILE_RELEASE_PANIC=unwind RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
         cargo +nightly test -Zbuild-std --target "$TARGET" --target-dir target/tsan \
         -p gomalloc --release --quiet --test global_alloc -- --test-threads=2
 }
