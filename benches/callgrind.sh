@@ -7,7 +7,8 @@
 # `null` is the harness alone (loop, black_box, null check); `net` subtracts it.
 #
 # usage: benches/callgrind.sh [SIZE...]        (default sizes: 8 64 512 4096)
-# env:   N1, N2 (default 100000, 200000), ALLOCATORS (default "null gomalloc system mimalloc jemalloc")
+# env:   N1, N2 (default 100000, 200000), ALLOCATORS (default "null gomalloc system mimalloc jemalloc"),
+#        MODE=batch: allocate 1000 objects, then free them (per object: one malloc + one free)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-100000}
@@ -22,7 +23,7 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
 ir() { # allocator size n -> total instructions
-    valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$BIN" "$1" "$2" "$3" 2>"$OUT/log" \
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$BIN" "$1" "$2" "$3" ${MODE:+"$MODE"} 2>"$OUT/log" \
         || { cat "$OUT/log" >&2; exit 1; }
     sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$OUT/log"
 }

@@ -17,7 +17,7 @@ use crate::mcache::{self, EMPTY_CACHE_PTR};
 use crate::mcentral::CENTRAL;
 use crate::mheap::HEAP;
 use crate::sizeclass::{NUM_SPAN_CLASSES, PAGE_SHIFT, PAGE_SIZE};
-use crate::span::{window_mask, Span, SpanState};
+use crate::span::{window_mask, Span, SpanState, NO_WINDOW};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Whether [`check!`](crate::check!) assertions are compiled in.
@@ -79,8 +79,9 @@ pub(crate) fn after_slow_op() {
 /// and aborts with a message on the first violation. Takes each mcentral's lock in turn,
 /// then the heap lock; allocates nothing. Must be called with no allocator lock held.
 ///
-/// 1. The calling thread's cache: each span is in use, of the slot's class, owned by this
-///    cache, with a well-formed window and no bitmap bit past its last slot.
+/// 1. The calling thread's cache: each span (cached or retained) is in use, of the slot's
+///    class, owned by this cache, with a well-formed window (none if retained) and no
+///    bitmap bit past its last slot; retained spans' `alloc_count` matches the bitmap.
 /// 2. Every mcentral's partial list: links, length; each span unowned, in use, of the
 ///    class, window committed, `0 < alloc_count == popcount(bitmap) < nelems`.
 /// 3. The arena map (under the heap lock), arena by arena in address order: every entry
@@ -208,6 +209,39 @@ fn check_own_cache() {
         // SAFETY: this thread owns the span.
         unsafe { small_span(sr) };
     }
+    // SAFETY: `c` is this thread's live cache; the closure only reads.
+    unsafe {
+        mcache::for_each_retained(&*c, |spc, s| {
+            // SAFETY: retained spans are valid records this thread owns.
+            let sr = &*s;
+            check!(
+                sr.state() == SpanState::InUse,
+                "retained span not in use",
+                s
+            );
+            check!(
+                sr.owner.load(Ordering::Relaxed) == c,
+                "retained span owned by another cache",
+                s
+            );
+            check!(
+                sr.spanclass.get() == spc && !core::ptr::eq((*c).span(spc.index()), s),
+                "retained span of the wrong class, or also cached",
+                s
+            );
+            check!(
+                !sr.in_partial.get() && sr.window.get() == NO_WINDOW,
+                "retained span in a partial list, or with a window",
+                s
+            );
+            let n = small_span(sr);
+            check!(
+                n == sr.alloc_count.get(),
+                "alloc_count out of step with bitmap",
+                s
+            );
+        })
+    };
 }
 
 /// Checks the invariants written on [`Span`] for an in-use small span the caller owns (or
@@ -247,20 +281,32 @@ pub unsafe fn small_span(sr: &Span) -> u32 {
         s
     );
     let w = sr.window.get();
-    check!(w % 64 == 0 && w < nelems, "span window out of range", s);
     let e = sr.elemsize.get() as usize;
     check!(
-        sr.window_base.get() == sr.base.get() + w as usize * e
-            && sr.win_bytes.get() as usize == (nelems - w).min(64) as usize * e
-            && sr.objs_bytes.get() as usize == nelems as usize * e,
-        "span window_base/win_bytes/objs_bytes stale",
+        sr.objs_bytes.get() as usize == nelems as usize * e,
+        "span objs_bytes stale",
         s
     );
-    check!(
-        sr.alloc_cache.get() & !window_mask(w, nelems) == 0,
-        "window bits past nelems",
-        s
-    );
+    if w == NO_WINDOW {
+        check!(
+            sr.alloc_cache.get() == 0 && sr.win_bytes.get() == 0,
+            "span without a window has window bits",
+            s
+        );
+    } else {
+        check!(w % 64 == 0 && w < nelems, "span window out of range", s);
+        check!(
+            sr.window_base.get() == sr.base.get() + w as usize * e
+                && sr.win_bytes.get() as usize == (nelems - w).min(64) as usize * e,
+            "span window_base/win_bytes stale",
+            s
+        );
+        check!(
+            sr.alloc_cache.get() & !window_mask(w, nelems) == 0,
+            "window bits past nelems",
+            s
+        );
+    }
     let mut n = 0;
     for i in 0..nelems.div_ceil(64) {
         // SAFETY: `i < ceil(nelems / 64)`: inside the span's bitmap; the caller owns it.

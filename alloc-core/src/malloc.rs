@@ -469,9 +469,11 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     q
 }
 
-/// Gives free memory back to the OS now: empty spans parked in the mcentrals go back to the
-/// page heap, and every free page is released. Returns the bytes released.
+/// Gives free memory back to the OS now: the calling thread's retained spans go back to
+/// their mcentrals, empty spans parked in the mcentrals go back to the page heap, and every
+/// free page is released. Returns the bytes released.
 pub fn release_memory() -> usize {
+    mcache::release_own_retained();
     for c in CENTRAL.iter() {
         c.reclaim();
     }

@@ -6,6 +6,10 @@
 //! [`refill`] first looks further in the span, then takes the remote frees other threads
 //! left on it, and only then swaps it for another span from the class's mcentral.
 //!
+//! A span whose slots ran out stays the thread's too, on a per-class list of *retained*
+//! spans, so that the thread's frees into it need no atomic operation either; see
+//! [`refill`].
+//!
 //! Thread life cycle (see `../shared/ALLOCATOR-NOTES.md` for why it looks like this):
 //! * the thread-local slot is const-initialised with no destructor, so it is a plain TLS
 //!   word usable before any constructor ran; it starts pointing at [`EMPTY_CACHE`], whose
@@ -20,17 +24,20 @@
 
 use crate::fixalloc::FixAlloc;
 use crate::lock::SpinLock;
-use crate::mcentral::central;
-use crate::sizeclass::{SpanClass, NUM_SPAN_CLASSES};
+use crate::mcentral::{central, SpanList};
+use crate::sizeclass::{SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
 use crate::span::Span;
 use crate::sync::{AtomicUsize, Ordering};
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 
 /// A thread's cache of spans.
 ///
-/// Invariant: `alloc[spc]` is [`EMPTY_SPAN`] or an in-use span of class `spc` whose
-/// `owner` is this cache; entries of size class 0 are always [`EMPTY_SPAN`].
+/// Invariants: `alloc[spc]` is [`EMPTY_SPAN`] or an in-use span of class `spc` whose
+/// `owner` is this cache; entries of size class 0 are always [`EMPTY_SPAN`]. Every span of
+/// `retained[spc]` is an in-use span of class `spc` owned by this cache, with no window
+/// loaded (`Span::unload_window`), in no other list, and not `alloc[spc]`; there are at
+/// most [`retain_cap`]`(spc)` of them.
 #[repr(C, align(64))]
 pub struct MCache {
     /// The span each span class allocates from (hot).
@@ -43,6 +50,9 @@ pub struct MCache {
     /// The span of this cache that the last layout-aware free outside a window went to
     /// (a hint: valid only while its `owner` is this cache). Batches of frees hit it.
     pub last_free: Cell<*mut Span>,
+    /// Spans this cache filled and still owns, oldest first (see [`refill`]), so that the
+    /// thread's frees into them stay local. Only the owning thread touches the lists.
+    retained: [UnsafeCell<SpanList>; NUM_SPAN_CLASSES],
 }
 
 /// A `Sync` wrapper for the static empty span and cache. They are never written: every
@@ -70,6 +80,7 @@ impl MCache {
             prev: Cell::new(ptr::null_mut()),
             refills: Cell::new(0),
             last_free: Cell::new(ptr::null_mut()),
+            retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SPAN_CLASSES],
         }
     }
 
@@ -160,8 +171,27 @@ pub unsafe fn thread_exit(c: *mut MCache) {
 
 // ---- refill and flush ----
 
+/// Bytes of full spans a cache may retain per span class.
+pub const RETAIN_BYTES: usize = 1 << 20;
+/// Retained spans [`refill`] looks at before asking the mcentral.
+const RETAIN_PROBES: usize = 4;
+
+/// How many spans of class `spc` a cache may retain: [`RETAIN_BYTES`] worth, at least 4.
+pub fn retain_cap(spc: SpanClass) -> usize {
+    ((RETAIN_BYTES >> PAGE_SHIFT) / spc.size_class().npages().max(1)).max(4)
+}
+
 /// Makes `alloc[spc]` a span with a free slot in its window: Go's `mcache.refill`.
 /// Returns null when out of memory.
+///
+/// Where Go hands a full span back to its mcentral at once, the cache *retains* it (up
+/// to [`retain_cap`] spans per class, oldest first, like mimalloc's per-thread full page
+/// queue): the thread's own frees into it then stay local, with no atomic operation,
+/// which is what allocate-many-then-free-many patterns do. A refill first looks at the
+/// oldest retained spans for one that the thread's frees or remote frees emptied a little;
+/// the oldest span goes to the mcentral when the list is full, and every one does when the
+/// thread exits or calls [`crate::release_memory`]. Remote frees into a retained span wait
+/// on its `xfree` list until the owner takes the span up again.
 ///
 /// # Safety
 /// The caller owns `c` (it is the thread's cache, or the orphan lock is held).
@@ -179,7 +209,7 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
             }
             sr.collect_remote();
             let nelems = sr.nelems.get();
-            let free = nelems - sr.recount();
+            let free = nelems - sr.allocated();
             sr.check_invariants();
             // Keep the span if enough slots came free; a nearly full one would be
             // rescanned for a slot or two at a time.
@@ -187,8 +217,14 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
                 return s;
             }
             c.alloc[spc.index()].set(EMPTY_SPAN_PTR);
-            central(spc).uncache_span(s);
+            retire(c, spc, s);
         }
+    }
+    // SAFETY: the caller owns `c`.
+    let s = unsafe { take_retained(c, spc) };
+    if !s.is_null() {
+        c.alloc[spc.index()].set(s);
+        return s;
     }
     c.refills.set(c.refills.get() + 1);
     let s = central(spc).cache_span(spc, c as *const MCache as *mut MCache);
@@ -198,12 +234,128 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
     s
 }
 
+/// The retained spans of class `spc`.
+///
+/// # Safety
+/// The caller owns `c` and holds no other reference to this list.
+#[allow(clippy::mut_from_ref)]
+unsafe fn retained(c: &MCache, spc: SpanClass) -> &mut SpanList {
+    // SAFETY: only the owner touches the lists, and the caller holds no other reference.
+    unsafe { &mut *c.retained[spc.index()].get() }
+}
+
+/// Retains `s`, which the cache just stopped allocating from, evicting the oldest retained
+/// span to the mcentral if the list is full.
+///
+/// # Safety
+/// The caller owns `c` and `s` (in use, class `spc`, no longer in `alloc`, window committed).
+unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) {
+    // SAFETY: caller contract.
+    unsafe {
+        let list = retained(c, spc);
+        if list.len >= retain_cap(spc) {
+            evict(spc, list.pop_front());
+        }
+        (*s).unload_window();
+        list.push_back(s);
+    }
+}
+
+/// Gives a retained span (already out of its list) to its mcentral.
+///
+/// # Safety
+/// The caller's cache owns `s`, which has no window loaded and is in no list.
+unsafe fn evict(spc: SpanClass, s: *mut Span) {
+    // SAFETY: caller contract; window 0 with an empty cache is the committed state the
+    // mcentral expects.
+    unsafe {
+        (*s).set_window(0);
+        central(spc).uncache_span(s);
+    }
+}
+
+/// A retained span with a free slot loaded in its window, taken out of the list; null if
+/// none of the oldest [`RETAIN_PROBES`] qualifies (those go to the back). Like [`refill`]'s
+/// own test, a span qualifies with 1/16 of its slots free (or remote frees waiting), so a
+/// nearly full one is not taken up for a slot or two at a time.
+///
+/// # Safety
+/// The caller owns `c`.
+unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
+    // SAFETY: caller contract; list members are spans this cache owns.
+    unsafe {
+        let list = retained(c, spc);
+        for _ in 0..list.len.min(RETAIN_PROBES) {
+            let s = list.pop_front();
+            let sr = &*s;
+            let nelems = sr.nelems.get();
+            let free = nelems - sr.alloc_count.get();
+            if free >= (nelems / 16).max(1) || !sr.xfree.is_empty() {
+                sr.set_window(0);
+                sr.collect_remote();
+                if sr.load_window_from(0) {
+                    sr.check_invariants();
+                    return s;
+                }
+                sr.unload_window();
+            }
+            list.push_back(s);
+        }
+    }
+    ptr::null_mut()
+}
+
+/// Gives every retained span of `c` back to the mcentrals ([`crate::release_memory`],
+/// thread exit).
+///
+/// # Safety
+/// The caller owns `c`, and nobody allocates from it concurrently.
+pub unsafe fn release_retained(c: &MCache) {
+    for spc in 2..NUM_SPAN_CLASSES {
+        let spc = SpanClass(spc as u8);
+        // SAFETY: caller contract.
+        unsafe {
+            let list = retained(c, spc);
+            loop {
+                let s = list.pop_front();
+                if s.is_null() {
+                    break;
+                }
+                evict(spc, s);
+            }
+        }
+    }
+}
+
+/// Gives the calling thread's retained spans back to the mcentrals, so that
+/// [`crate::release_memory`] can return their pages if they are empty.
+pub fn release_own_retained() {
+    if TL.with(|t| t.state.get()) == ACTIVE {
+        // SAFETY: an active thread owns its cache and is not inside an allocation.
+        unsafe { release_retained(&*current()) };
+    }
+}
+
+/// Calls `f` on every span `c` retains.
+///
+/// # Safety
+/// The caller owns `c`; `f` does not change the lists.
+pub(crate) unsafe fn for_each_retained(c: &MCache, mut f: impl FnMut(SpanClass, *mut Span)) {
+    for spc in 0..NUM_SPAN_CLASSES {
+        let spc = SpanClass(spc as u8);
+        // SAFETY: caller contract.
+        unsafe { retained(c, spc) }.for_each(|s| f(spc, s));
+    }
+}
+
 /// Returns every span of `c` to its mcentral (thread exit, fork child, orphan reset).
 ///
 /// # Safety
 /// The caller owns `c`, and nobody allocates from it concurrently.
 pub unsafe fn flush(c: &MCache) {
     FLUSHES.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: caller contract.
+    unsafe { release_retained(c) };
     for spc in 2..NUM_SPAN_CLASSES {
         let s = c.alloc[spc].get();
         if s == EMPTY_SPAN_PTR {
@@ -215,7 +367,6 @@ pub unsafe fn flush(c: &MCache) {
             let sr = &*s;
             sr.commit_window();
             sr.collect_remote();
-            sr.recount();
             central(SpanClass(spc as u8)).uncache_span(s);
         }
     }

@@ -30,7 +30,8 @@ use crate::sync::{AtomicUsize, Ordering};
 use core::ptr;
 use crossbeam_utils::CachePadded;
 
-/// FIFO list of partial spans, linked through `Span::next`/`prev`.
+/// FIFO list of spans linked through `Span::next`/`prev`: an mcentral's partial spans, or
+/// the full spans a thread cache retains ([`crate::mcache`]). A span is in at most one.
 pub struct SpanList {
     head: *mut Span,
     tail: *mut Span,
@@ -42,7 +43,7 @@ pub struct SpanList {
 unsafe impl Send for SpanList {}
 
 impl SpanList {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         SpanList {
             head: ptr::null_mut(),
             tail: ptr::null_mut(),
@@ -52,7 +53,7 @@ impl SpanList {
 
     /// # Safety
     /// `s` is a valid record in no list.
-    unsafe fn push_back(&mut self, s: *mut Span) {
+    pub(crate) unsafe fn push_back(&mut self, s: *mut Span) {
         // SAFETY: caller contract; `tail` is a valid member.
         unsafe {
             (*s).next.set(ptr::null_mut());
@@ -69,7 +70,7 @@ impl SpanList {
 
     /// # Safety
     /// `s` is in this list.
-    unsafe fn remove(&mut self, s: *mut Span) {
+    pub(crate) unsafe fn remove(&mut self, s: *mut Span) {
         // SAFETY: caller contract; neighbours are valid members.
         unsafe {
             let (p, n) = ((*s).prev.get(), (*s).next.get());
@@ -110,7 +111,8 @@ impl SpanList {
         );
     }
 
-    fn pop_front(&mut self) -> *mut Span {
+    /// Takes the first span, or null.
+    pub(crate) fn pop_front(&mut self) -> *mut Span {
         let s = self.head;
         if !s.is_null() {
             // SAFETY: members are valid records.
@@ -204,7 +206,7 @@ impl MCentral {
                 let sr = &*s;
                 let before = sr.alloc_count.get();
                 sr.collect_remote();
-                let n = sr.recount();
+                let n = sr.allocated();
                 crate::check!(
                     n <= before,
                     "remote frees added objects to a span",
@@ -274,7 +276,7 @@ impl MCentral {
             loop {
                 let before = sr.alloc_count.get();
                 sr.collect_remote();
-                let n = sr.recount();
+                let n = sr.allocated();
                 self.count_collected(before, n);
                 if n == 0 {
                     if sr.in_partial.get() {

@@ -45,11 +45,14 @@ pub enum SpanState {
 /// Invariants of an in-use small span (checked by [`Span::check_invariants`]):
 /// 1. `nelems * elemsize <= npages * PAGE_SIZE`, `div_magic == class.div_magic()`.
 /// 2. `window % 64 == 0`, `window < nelems`, and `alloc_cache` has no bit at or above
-///    `nelems - window`.
-/// 3. `alloc_count == popcount(alloc_bits)` whenever the window is committed
-///    (`alloc_cache == 0` after [`Span::commit_window`]).
+///    `nelems - window`; or, in a span its cache retains, `window == NO_WINDOW`,
+///    `alloc_cache == 0` and `win_bytes == 0` (no window: every free goes to the bitmap).
+/// 3. `alloc_count == popcount(alloc_bits)`, the loaded window's word counted as last
+///    committed: [`Span::commit_window`], [`Span::free_local`] and
+///    [`Span::collect_remote`] keep the count in step with the words they write.
 /// 4. No bit at or above `nelems` is set in the bitmap.
-/// 5. `owner` is non-null iff an mcache holds the span in `alloc[spanclass]`.
+/// 5. `owner` is non-null iff an mcache holds the span in `alloc[spanclass]` or in its
+///    retained list of that class.
 /// 6. `needzero == false` implies every free slot reads as zero.
 /// 7. `window_base == base + window * elemsize`,
 ///    `win_bytes == min(64, nelems - window) * elemsize`, `objs_bytes == nelems * elemsize`.
@@ -139,6 +142,10 @@ impl Linked for Span {
         &self.pending_next
     }
 }
+
+/// `Span::window` of a span with no window loaded (a retained span): no slot index matches
+/// it, so [`Span::free_local`] clears bitmap bits for every slot.
+pub const NO_WINDOW: u32 = !63;
 
 /// Mask of valid slots in the window starting at `window` of a span of `nelems` slots.
 #[inline(always)]
@@ -346,6 +353,20 @@ impl Span {
             .set(self.nelems.get().saturating_sub(w).min(64) * e);
     }
 
+    /// Leaves the span with no window (committed first by the caller), so that every
+    /// free clears its bitmap bit and keeps `alloc_count` exact: the state of a span its
+    /// cache retains.
+    ///
+    /// # Safety
+    /// The caller owns the span; its window is committed (`alloc_cache == 0`) and
+    /// `alloc_count` exact.
+    pub(crate) unsafe fn unload_window(&self) {
+        debug_assert_eq!(self.alloc_cache.get(), 0);
+        self.window.set(NO_WINDOW);
+        self.window_base.set(0);
+        self.win_bytes.set(0);
+    }
+
     /// Frees `addr` if it is a slot of the loaded window (the layout-aware fast path of
     /// [`crate::malloc::free_sized`]); false if it is not in the window at all. A pointer
     /// into the middle of a window slot, or a slot already free, ends the process.
@@ -399,6 +420,8 @@ impl Span {
                 double_free(addr);
             }
             *w &= !(1u64 << bit);
+            // The bit was set, so it was counted (invariant 3): no underflow.
+            self.alloc_count.set(self.alloc_count.get() - 1);
         }
         // SAFETY: the slot is dead and ours (poison feature only).
         unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
@@ -430,9 +453,15 @@ impl Span {
     #[inline]
     pub unsafe fn commit_window(&self) {
         let w = self.window.get();
+        crate::check!(w < self.nelems.get(), "commit of a span with no window", w);
         let mask = window_mask(w, self.nelems.get());
         // SAFETY: `w < nelems`, so the word lies in the bitmap.
-        unsafe { *self.alloc_bits.get().add(w as usize >> 6) = !self.alloc_cache.get() & mask };
+        let word = unsafe { &mut *self.alloc_bits.get().add(w as usize >> 6) };
+        let new = !self.alloc_cache.get() & mask;
+        // The word's bits are part of the count (invariant 3), so this cannot underflow.
+        self.alloc_count
+            .set(self.alloc_count.get() - word.count_ones() + new.count_ones());
+        *word = new;
         self.alloc_cache.set(0);
     }
 
@@ -459,8 +488,8 @@ impl Span {
         false
     }
 
-    /// Applies every remote free to the bitmap; returns how many objects were freed.
-    /// The window must be committed; `alloc_count` is stale afterwards (see [`Span::recount`]).
+    /// Applies every remote free to the bitmap (and `alloc_count`); returns how many
+    /// objects were freed. The window must be committed.
     ///
     /// # Safety
     /// The caller owns the span (owner, or mcentral lock holder of an unowned span).
@@ -483,6 +512,7 @@ impl Span {
                 double_free(p as usize);
             }
             *w &= !m;
+            self.alloc_count.set(self.alloc_count.get() - 1);
             if crate::harden::POISONING {
                 // The link word was the last non-poison part of the dead object.
                 // SAFETY: `p` is a dead slot of this span, now free in the bitmap.
@@ -497,18 +527,22 @@ impl Span {
         n
     }
 
-    /// Recounts `alloc_count` from the bitmap; the window must be committed.
+    /// Allocated slots: `alloc_count`, which is exact once the window is committed
+    /// (invariant 3). Checked builds recount the bitmap and abort if they differ.
     ///
     /// # Safety
-    /// The caller owns the span.
-    pub unsafe fn recount(&self) -> u32 {
-        let words = self.nelems.get().div_ceil(64) as usize;
-        let mut n = 0;
-        for i in 0..words {
-            // SAFETY: inside the bitmap.
-            n += unsafe { *self.alloc_bits.get().add(i) }.count_ones();
+    /// The caller owns the span; its window is committed.
+    pub unsafe fn allocated(&self) -> u32 {
+        let n = self.alloc_count.get();
+        if crate::check::ENABLED {
+            let words = self.nelems.get().div_ceil(64) as usize;
+            let mut bits = 0;
+            for i in 0..words {
+                // SAFETY: inside the bitmap.
+                bits += unsafe { *self.alloc_bits.get().add(i) }.count_ones();
+            }
+            crate::check!(bits == n, "alloc_count out of step with bitmap", bits);
         }
-        self.alloc_count.set(n);
         n
     }
 
@@ -581,7 +615,7 @@ mod tests {
         unsafe {
             s.commit_window();
             assert!(!s.load_window_from(s.window.get() + 64));
-            assert_eq!(s.recount(), 170);
+            assert_eq!(s.allocated(), 170);
             s.check_invariants();
         }
     }
@@ -614,7 +648,7 @@ mod tests {
             assert!(!s.xfree.push(objs[11] as *mut u8));
             s.commit_window();
             assert_eq!(s.collect_remote(), 2);
-            assert_eq!(s.recount(), 96);
+            assert_eq!(s.allocated(), 96);
             assert!(s.needzero.get());
             s.check_invariants();
             assert!(s.load_window_from(0));

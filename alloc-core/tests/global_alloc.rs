@@ -249,3 +249,112 @@ fn realloc_in_place_and_moving() {
     }
     gomalloc::check_heap();
 }
+
+/// The cache that owns the span of `p`, as an address (0: none).
+fn owner_of(p: *const u8) -> usize {
+    let s = gomalloc::arena::span_of(p as usize);
+    assert!(!s.is_null());
+    // SAFETY: `p` is a live object, so its span record is live.
+    unsafe { (*s).owner.load(std::sync::atomic::Ordering::Relaxed) as usize }
+}
+
+/// Spans this thread's cache took from the mcentrals so far.
+fn central_refills() -> usize {
+    // SAFETY: the calling thread's cache (or the static empty one) is live.
+    unsafe { (*gomalloc::mcache::current()).refills.get() }
+}
+
+/// Fills `out` (with room reserved) with `n` objects of `l`.
+fn alloc_into(l: Layout, n: usize, out: &mut Vec<usize>) {
+    assert!(
+        out.capacity() - out.len() >= n,
+        "reserve first: no allocation in between"
+    );
+    for i in 0..n {
+        // SAFETY: valid, non-zero layout.
+        let p = unsafe { GLOBAL.alloc(l) };
+        assert!(!p.is_null());
+        fill(p, l.size(), i as u8);
+        out.push(p as usize);
+    }
+}
+
+fn alloc_batch(l: Layout, n: usize) -> Vec<usize> {
+    let mut v = Vec::with_capacity(n);
+    alloc_into(l, n, &mut v);
+    v
+}
+
+#[test]
+fn a_thread_keeps_the_spans_it_filled_and_reuses_them() {
+    thread::spawn(|| {
+        // 64-byte objects: 128 per span, so 2000 of them fill 15 spans and start a 16th.
+        let l = Layout::from_size_align(64, 8).unwrap();
+        let first = alloc_batch(l, 2000);
+        let me = gomalloc::mcache::current() as usize;
+        // Every span the batch filled is still this thread's (retained, not handed back
+        // to the mcentral), so freeing into it takes the owner's local path.
+        assert!(first.iter().all(|&p| owner_of(p as *const u8) == me));
+        for (i, &p) in first.iter().enumerate() {
+            assert!(check(p as *const u8, 64, i as u8));
+            // SAFETY: allocated above with `l`, freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        // The next batch is served from the retained spans: no span from the mcentral
+        // (counted across every class, so the vectors are made first), and the same memory.
+        let mut second = Vec::with_capacity(2000);
+        let mut third = Vec::with_capacity(2000);
+        let (tx, rx) = mpsc::channel::<Vec<usize>>();
+        let refills = central_refills();
+        alloc_into(l, 2000, &mut second);
+        assert_eq!(central_refills(), refills);
+        let spans = |v: &[usize]| {
+            let mut s: Vec<usize> = v
+                .iter()
+                .map(|&p| gomalloc::arena::span_of(p) as usize)
+                .collect();
+            s.sort_unstable();
+            s.dedup();
+            s
+        };
+        assert!(
+            spans(&second) == spans(&first),
+            "the second batch used other spans"
+        );
+        // A third batch freed by another thread: the remote frees wait on the retained
+        // spans and the owner takes them up again, still without the mcentral.
+        let freer = thread::spawn(move || {
+            for batch in rx {
+                for p in batch {
+                    // SAFETY: allocated by the owner with `l`, freed once, here.
+                    unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+                }
+            }
+        });
+        tx.send(second).unwrap();
+        drop(tx);
+        freer.join().unwrap();
+        let refills = central_refills();
+        alloc_into(l, 2000, &mut third);
+        assert_eq!(central_refills(), refills);
+        for (i, &p) in third.iter().enumerate() {
+            assert!(check(p as *const u8, 64, i as u8));
+            // SAFETY: allocated above with `l`, freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn retained_spans_go_back_to_the_mcentral_when_the_thread_exits() {
+    let l = Layout::from_size_align(256, 8).unwrap();
+    let live = thread::spawn(move || alloc_batch(l, 500)).join().unwrap();
+    for (i, &p) in live.iter().enumerate() {
+        assert_eq!(owner_of(p as *const u8), 0, "span still owned after exit");
+        assert!(check(p as *const u8, 256, i as u8));
+        // SAFETY: allocated by the exited thread with `l`, freed once.
+        unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+    }
+}

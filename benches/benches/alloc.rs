@@ -10,7 +10,9 @@
 //! results under `target/criterion` into a table of ratios against gomalloc.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gomalloc_benches::{alloc_all, free_all, layout, pair, with_allocator, AllocFn, ALLOCATORS};
+use gomalloc_benches::{
+    alloc_all, free_all, layout, pair, with_allocator, AllocFn, ALLOCATORS, BATCH,
+};
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::sync::mpsc::sync_channel;
@@ -20,8 +22,6 @@ use std::time::{Duration, Instant};
 const PAIR_SIZES: [usize; 6] = [8, 64, 512, 4096, 32768, 1 << 20];
 /// Sizes of the batch benchmarks.
 const BATCH_SIZES: [usize; 3] = [8, 64, 512];
-/// Objects per batch.
-const BATCH: usize = 1000;
 
 struct Pair<'a, 'c> {
     c: &'a mut criterion::BenchmarkGroup<'c, criterion::measurement::WallTime>,

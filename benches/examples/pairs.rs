@@ -1,23 +1,29 @@
-//! `pairs <allocator> <size> <iterations>`: runs `iterations` malloc+free pairs of `size`
-//! bytes (alignment 8) through the named allocator's `GlobalAlloc` methods, for counting
-//! instructions under `valgrind --tool=callgrind` (see `benches/callgrind.sh`).
+//! `pairs <allocator> <size> <iterations> [batch]`: runs `iterations` malloc+free pairs of
+//! `size` bytes (alignment 8) through the named allocator's `GlobalAlloc` methods, for
+//! counting instructions under `valgrind --tool=callgrind` (see `benches/callgrind.sh`).
+//! With `batch`, the same number of objects is allocated 1000 at a time and then freed.
 //!
 //! Allocators: gomalloc, system, mimalloc, jemalloc, and `null` (the loop alone: see
 //! [`NullAlloc`]).
 
-use gomalloc_benches::{layout, pairs, with_allocator, AllocFn, NullAlloc, ALLOCATORS};
+use gomalloc_benches::{batches, layout, pairs, with_allocator, AllocFn, NullAlloc, ALLOCATORS};
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::ExitCode;
 
 struct Pairs {
     layout: Layout,
     n: u64,
+    batch: bool,
 }
 
 impl AllocFn for Pairs {
     type Output = ();
     fn call<A: GlobalAlloc + Sync + 'static>(self, a: &'static A) {
-        pairs(a, self.layout, self.n);
+        if self.batch {
+            batches(a, self.layout, self.n);
+        } else {
+            pairs(a, self.layout, self.n);
+        }
     }
 }
 
@@ -25,12 +31,17 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let usage = || {
         eprintln!(
-            "usage: pairs <{}|null> <size> <iterations>",
+            "usage: pairs <{}|null> <size> <iterations> [batch]",
             ALLOCATORS.join("|")
         );
         ExitCode::from(2)
     };
-    if args.len() != 4 {
+    let batch = match args.get(4).map(String::as_str) {
+        None => false,
+        Some("batch") => true,
+        Some(_) => return usage(),
+    };
+    if args.len() > 5 || args.len() < 4 {
         return usage();
     }
     let (Ok(size), Ok(n)) = (args[2].parse::<usize>(), args[3].parse::<u64>()) else {
@@ -43,6 +54,7 @@ fn main() -> ExitCode {
     let job = Pairs {
         layout: layout(size),
         n,
+        batch,
     };
     if args[1] == "null" {
         static NULL: NullAlloc = NullAlloc;

@@ -97,6 +97,21 @@ pub fn pairs<A: GlobalAlloc>(a: &A, layout: Layout, n: u64) {
     }
 }
 
+/// `n` objects of `layout` through `a` in batches of [`BATCH`]: allocate a batch, then free
+/// it in allocation order (`n` is rounded up to whole batches).
+#[inline(never)]
+pub fn batches<A: GlobalAlloc>(a: &A, layout: Layout, n: u64) {
+    let mut slots = [core::ptr::null_mut(); BATCH];
+    for _ in 0..n.div_ceil(BATCH as u64) {
+        alloc_all(a, layout, &mut slots);
+        // SAFETY: the batch was just allocated by `a` with `layout`; not used afterwards.
+        unsafe { free_all(a, layout, &slots) };
+    }
+}
+
+/// Objects per batch of [`batches`] (and of the criterion batch benchmarks).
+pub const BATCH: usize = 1000;
+
 /// Fills `slots` with fresh objects of `layout` from `a`.
 ///
 /// # Panics

@@ -200,7 +200,7 @@ unsafe fn release_span(kind: u8, class: SizeClass, s: *mut Span) {
     // SAFETY: caller contract.
     let sr = unsafe { &*s };
     // SAFETY: the window is committed; we own the span.
-    let n = unsafe { sr.recount() };
+    let n = unsafe { sr.allocated() };
     let unused = (sr.nelems.get() - n) as usize * sr.elemsize.get() as usize;
     let _ = HEAP_LIVE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
         Some(v.saturating_sub(unused))
