@@ -18,8 +18,10 @@
 //!    ([`span::Span::next_free_fast`]). No lock, no atomic read-modify-write.
 //! 2. If the window is empty, look further in the span's allocation bitmap, then apply
 //!    the frees other threads left on the span ([`remote::RemoteFreeList`]). Still
-//!    nothing: give the span back to the class's [`mcentral`] and take one of its partial
-//!    spans ([`mcache::refill`]). This takes the one mcentral's lock.
+//!    nothing: the thread keeps the full span on its list of *retained* spans (up to
+//!    1 MiB per class, so its own frees into it stay local) and takes up an older retained
+//!    span that frees have emptied, or else a partial span of the class's [`mcentral`]
+//!    ([`mcache::refill`]). Only the mcentral takes a lock, the one of its class.
 //! 3. If the mcentral has no span with free slots, get a run of pages from the page heap
 //!    ([`mheap`]), cut into a new span. This takes the heap lock.
 //! 4. If the page heap has no free run large enough, commit more of the current 64 MiB
@@ -31,8 +33,10 @@
 //! ## How a free finds its span
 //!
 //! Every address resolves to its span through the two-level arena map
-//! ([`arena::span_of`], three loads, no lock). If the calling thread's cache owns the
-//! span, the slot goes back into its bitmap or window directly. Otherwise the object is
+//! ([`arena::span_of`], three loads, no lock; Rust's sized `dealloc` first tries the span
+//! the thread allocates that size from, and the span it last freed into). If the calling
+//! thread's cache owns the span (cached or retained), the slot goes back into its bitmap
+//! or window directly. Otherwise the object is
 //! pushed onto the span's lock-free remote free list, which the owner collects when it
 //! next runs out of slots. A span given back *full* is parked in no list; the first
 //! remote free into it hands it to its mcentral's lock-free pending stack. An empty span
