@@ -195,37 +195,52 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
         // SAFETY: `current()` is the thread's cache or the static empty one (whose spans
         // hold no slot, so the window test fails); every span in a cache is owned by it.
         unsafe {
-            let span = (*mcache::current()).span(spc);
+            let c = mcache::current();
+            let span = (*c).span(spc);
             if span.free_in_window(p as usize) {
                 return;
             }
-            return free_in_span_or_general(span, p);
+            return free_in_span_or_general(c, span, p);
         }
     }
+    // SAFETY: caller contract.
+    unsafe { free_unsized(p) }
+}
+
+/// [`free`] out of line, for the layouts [`free_sized`] has no fast path for (large or
+/// over-aligned), so that `free_sized` stays small enough to inline into callers.
+///
+/// # Safety
+/// As for [`free`].
+#[cold]
+#[inline(never)]
+unsafe fn free_unsized(p: *mut u8) {
     // SAFETY: caller contract.
     unsafe { free(p) }
 }
 
 /// Second tier of [`free_sized`]: `p` is not in the window, but may still be a slot of the
-/// same cached span (a batch of frees), which needs no arena-map walk either.
+/// same cached span (a batch of frees), or of the span the thread last freed into (a
+/// retained one, most often), which need no arena-map walk either.
 ///
 /// # Safety
-/// `span` is in the calling thread's cache; `p` as for [`free`].
+/// `c` is the calling thread's cache (or the static empty one) and `span` one of its
+/// spans; `p` as for [`free`].
 #[cold]
 #[inline(never)]
-unsafe fn free_in_span_or_general(span: &Span, p: *mut u8) {
+unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, p: *mut u8) {
     let addr = p as usize;
     if let Some(idx) = span.slot_of(addr) {
         // SAFETY: the calling thread's cache owns `span`; `idx < nelems`.
         unsafe { span.free_local(idx, addr) };
         return;
     }
-    let c = mcache::current();
     // SAFETY: `c` is the thread's cache or the static empty one; span records are never
-    // unmapped, and an `owner` equal to `c` means the span is in this thread's cache now.
+    // unmapped (`last_free` starts as the static empty span, whose owner is null), and an
+    // `owner` equal to `c` means the span is in this thread's cache now.
     unsafe {
         let last = (*c).last_free.get();
-        if !last.is_null() && (*last).owner.load(crate::sync::Ordering::Relaxed) == c {
+        if (*last).owner.load(crate::sync::Ordering::Relaxed) == c {
             if let Some(idx) = (*last).slot_of(addr) {
                 (*last).free_local(idx, addr);
                 return;

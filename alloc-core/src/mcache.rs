@@ -79,7 +79,7 @@ impl MCache {
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
             refills: Cell::new(0),
-            last_free: Cell::new(ptr::null_mut()),
+            last_free: Cell::new(EMPTY_SPAN_PTR),
             retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SPAN_CLASSES],
         }
     }
