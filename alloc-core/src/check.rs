@@ -209,9 +209,11 @@ fn check_own_cache() {
         // SAFETY: this thread owns the span.
         unsafe { small_span(sr) };
     }
+    let mut pages = 0;
     // SAFETY: `c` is this thread's live cache; the closure only reads.
     unsafe {
         mcache::for_each_retained(&*c, |spc, s| {
+            pages += spc.size_class().npages();
             // SAFETY: retained spans are valid records this thread owns.
             let sr = &*s;
             check!(
@@ -242,6 +244,13 @@ fn check_own_cache() {
             );
         })
     };
+    // SAFETY: as above.
+    let counted = unsafe { mcache::retained_pages(&*c) };
+    check!(
+        pages == counted && pages <= mcache::RETAIN_TOTAL_BYTES >> PAGE_SHIFT,
+        "retained pages differ from the cache's count, or pass the bound",
+        pages
+    );
 }
 
 /// Checks the invariants written on [`Span`] for an in-use small span the caller owns (or

@@ -37,7 +37,7 @@ use core::ptr;
 /// `owner` is this cache; entries of size class 0 are always [`EMPTY_SPAN`]. Every span of
 /// `retained[spc]` is an in-use span of class `spc` owned by this cache, with no window
 /// loaded (`Span::unload_window`), in no other list, and not `alloc[spc]`; there are at
-/// most [`retain_cap`]`(spc)` of them.
+/// most [`retain_cap`]`(spc)` of them, and `retained_pages` is the sum of their pages.
 #[repr(C, align(64))]
 pub struct MCache {
     /// The span each span class allocates from (hot).
@@ -53,6 +53,8 @@ pub struct MCache {
     /// Spans this cache filled and still owns, oldest first (see [`refill`]), so that the
     /// thread's frees into them stay local. Only the owning thread touches the lists.
     retained: [UnsafeCell<SpanList>; NUM_SPAN_CLASSES],
+    /// Pages of all retained spans (at most [`RETAIN_TOTAL_BYTES`]).
+    retained_pages: Cell<usize>,
 }
 
 /// A `Sync` wrapper for the static empty span and cache. They are never written: every
@@ -81,6 +83,7 @@ impl MCache {
             refills: Cell::new(0),
             last_free: Cell::new(EMPTY_SPAN_PTR),
             retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SPAN_CLASSES],
+            retained_pages: Cell::new(0),
         }
     }
 
@@ -173,6 +176,9 @@ pub unsafe fn thread_exit(c: *mut MCache) {
 
 /// Bytes of full spans a cache may retain per span class.
 pub const RETAIN_BYTES: usize = 1 << 20;
+/// Bytes of full spans a cache may retain in all, so that a thread's cache holds at most
+/// this plus one span per class (136) whatever it does.
+pub const RETAIN_TOTAL_BYTES: usize = 4 << 20;
 /// Retained spans [`refill`] looks at before asking the mcentral.
 const RETAIN_PROBES: usize = 4;
 
@@ -244,27 +250,40 @@ unsafe fn retained(c: &MCache, spc: SpanClass) -> &mut SpanList {
     unsafe { &mut *c.retained[spc.index()].get() }
 }
 
-/// Retains `s`, which the cache just stopped allocating from, evicting the oldest retained
-/// span to the mcentral if the list is full.
+/// Retains `s`, which the cache just stopped allocating from. If the class's list is full,
+/// or the cache's total would pass [`RETAIN_TOTAL_BYTES`], the oldest span of the class
+/// goes to the mcentral first, and `s` too if that is not enough.
 ///
 /// # Safety
 /// The caller owns `c` and `s` (in use, class `spc`, no longer in `alloc`, window committed).
 unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) {
+    let np = spc.size_class().npages();
+    let max_pages = RETAIN_TOTAL_BYTES >> PAGE_SHIFT;
     // SAFETY: caller contract.
     unsafe {
         let list = retained(c, spc);
-        if list.len >= retain_cap(spc) {
-            evict(spc, list.pop_front());
+        if list.len >= retain_cap(spc) || c.retained_pages.get() + np > max_pages {
+            let old = list.pop_front();
+            if !old.is_null() {
+                c.retained_pages.set(c.retained_pages.get() - np);
+                evict(spc, old);
+            }
+            if c.retained_pages.get() + np > max_pages {
+                evict(spc, s);
+                return;
+            }
         }
         (*s).unload_window();
         list.push_back(s);
+        c.retained_pages.set(c.retained_pages.get() + np);
     }
 }
 
-/// Gives a retained span (already out of its list) to its mcentral.
+/// Gives a span the cache no longer allocates from (a retained one out of its list, or
+/// one with its window committed) to its mcentral.
 ///
 /// # Safety
-/// The caller's cache owns `s`, which has no window loaded and is in no list.
+/// The caller's cache owns `s`, which is in no list and has no window, or a committed one.
 unsafe fn evict(spc: SpanClass, s: *mut Span) {
     // SAFETY: caller contract; window 0 with an empty cache is the committed state the
     // mcentral expects.
@@ -295,6 +314,8 @@ unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
                 sr.collect_remote();
                 if sr.load_window_from(0) {
                     sr.check_invariants();
+                    c.retained_pages
+                        .set(c.retained_pages.get() - spc.size_class().npages());
                     return s;
                 }
                 sr.unload_window();
@@ -321,6 +342,8 @@ pub unsafe fn release_retained(c: &MCache) {
                 if s.is_null() {
                     break;
                 }
+                c.retained_pages
+                    .set(c.retained_pages.get() - spc.size_class().npages());
                 evict(spc, s);
             }
         }
@@ -334,6 +357,15 @@ pub fn release_own_retained() {
         // SAFETY: an active thread owns its cache and is not inside an allocation.
         unsafe { release_retained(&*current()) };
     }
+}
+
+/// Pages of the spans `c` retains (its own count, checked against the lists by
+/// [`crate::check::check_whole_heap`]).
+///
+/// # Safety
+/// The caller owns `c`.
+pub(crate) unsafe fn retained_pages(c: &MCache) -> usize {
+    c.retained_pages.get()
 }
 
 /// Calls `f` on every span `c` retains.

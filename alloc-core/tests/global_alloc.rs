@@ -358,3 +358,52 @@ fn retained_spans_go_back_to_the_mcentral_when_the_thread_exits() {
         unsafe { GLOBAL.dealloc(p as *mut u8, l) };
     }
 }
+
+#[test]
+fn a_threads_retained_spans_stay_under_the_bound() {
+    thread::spawn(|| {
+        // 2 MiB of objects in each of 24 sizes: far more full spans than a cache may keep.
+        let sizes: Vec<usize> = (1..=24).map(|i| i * 48).collect();
+        let mut batches = Vec::new();
+        for &size in &sizes {
+            let l = Layout::from_size_align(size, 8).unwrap();
+            batches.push((l, alloc_batch(l, (2 << 20) / size)));
+        }
+        gomalloc::check::check_whole_heap(); // checked builds: the lists and their count
+        let me = gomalloc::mcache::current() as usize;
+        let mut spans: Vec<*const gomalloc::span::Span> = batches
+            .iter()
+            .flat_map(|(_, v)| v.iter().map(|&p| gomalloc::arena::span_of(p).cast_const()))
+            .collect();
+        spans.sort_unstable();
+        spans.dedup();
+        let owned_bytes: usize = spans
+            .iter()
+            .map(|&s| {
+                // SAFETY: spans of live objects are live records.
+                let s = unsafe { &*s };
+                if s.owner.load(std::sync::atomic::Ordering::Relaxed) as usize == me {
+                    s.npages.get() << 13
+                } else {
+                    0
+                }
+            })
+            .sum();
+        // The cache's own span per class (at most 4 pages each here) plus the retained ones.
+        let bound = gomalloc::mcache::RETAIN_TOTAL_BYTES + sizes.len() * (4 << 13);
+        assert!(
+            owned_bytes <= bound,
+            "thread owns {owned_bytes} bytes of spans, bound {bound}"
+        );
+        assert!(owned_bytes >= 1 << 20, "too little retained: {owned_bytes}");
+        for (l, v) in batches {
+            for (i, &p) in v.iter().enumerate() {
+                assert!(check(p as *const u8, l.size(), i as u8));
+                // SAFETY: allocated above with `l`, freed once.
+                unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+            }
+        }
+    })
+    .join()
+    .unwrap();
+}
