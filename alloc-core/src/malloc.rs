@@ -485,10 +485,12 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
 }
 
 /// Gives free memory back to the OS now: the calling thread's retained spans go back to
-/// their mcentrals, empty spans parked in the mcentrals go back to the page heap, and every
-/// free page is released. Returns the bytes released.
+/// their mcentrals (other threads' at their next refill: [`mcache::request_trim`]), empty
+/// spans parked in the mcentrals go back to the page heap, and every free page is
+/// released. Returns the bytes released.
 pub fn release_memory() -> usize {
     mcache::release_own_retained();
+    mcache::request_trim();
     for c in CENTRAL.iter() {
         c.reclaim();
     }

@@ -55,6 +55,8 @@ pub struct MCache {
     retained: [UnsafeCell<SpanList>; NUM_SPAN_CLASSES],
     /// Pages of all retained spans (at most [`RETAIN_TOTAL_BYTES`]).
     retained_pages: Cell<usize>,
+    /// The [`request_trim`] epoch this cache last answered.
+    trim_epoch: Cell<usize>,
 }
 
 /// A `Sync` wrapper for the static empty span and cache. They are never written: every
@@ -84,6 +86,7 @@ impl MCache {
             last_free: Cell::new(EMPTY_SPAN_PTR),
             retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SPAN_CLASSES],
             retained_pages: Cell::new(0),
+            trim_epoch: Cell::new(0),
         }
     }
 
@@ -174,6 +177,17 @@ pub unsafe fn thread_exit(c: *mut MCache) {
 
 // ---- refill and flush ----
 
+/// Bumped by [`request_trim`]; each cache compares it with its own at every refill.
+static TRIM_EPOCH: AtomicUsize = AtomicUsize::new(0);
+
+/// Asks every thread to give its retained spans back to the mcentrals at its next refill
+/// ([`crate::release_memory`] does, and the scavenger when memory it cannot release stays
+/// over its goal). A thread that never allocates again keeps them (at most
+/// [`RETAIN_TOTAL_BYTES`]) until it exits: no other thread may touch its spans.
+pub fn request_trim() {
+    TRIM_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Bytes of full spans a cache may retain per span class.
 pub const RETAIN_BYTES: usize = 1 << 20;
 /// Bytes of full spans a cache may retain in all, so that a thread's cache holds at most
@@ -204,6 +218,12 @@ pub fn retain_cap(spc: SpanClass) -> usize {
 #[cold]
 #[inline(never)]
 pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
+    let epoch = TRIM_EPOCH.load(Ordering::Relaxed);
+    if epoch != c.trim_epoch.get() {
+        c.trim_epoch.set(epoch);
+        // SAFETY: the caller owns `c`.
+        unsafe { release_retained(c) };
+    }
     let s = c.alloc[spc.index()].get();
     if s != EMPTY_SPAN_PTR {
         // SAFETY: the cache owns `s`.

@@ -243,6 +243,11 @@ impl Pacer {
         self.tokens -= work as i64;
         WORK_NS.fetch_add(work as usize, Ordering::Relaxed);
         STEPS.fetch_add(1, Ordering::Relaxed);
+        if released == 0 && retained > goal && reclaim_due {
+            // Over the goal with no free page left to release: what is left over may sit
+            // in spans that threads retain, so ask them back (at most once a reclaim period).
+            crate::mcache::request_trim();
+        }
         if released == 0 {
             IDLE_NS // nothing releasable now: memory is in spans, or in dense chunks
         } else {

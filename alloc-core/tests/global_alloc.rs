@@ -258,6 +258,16 @@ fn owner_of(p: *const u8) -> usize {
     unsafe { (*s).owner.load(std::sync::atomic::Ordering::Relaxed) as usize }
 }
 
+/// The cache that owns span record `s`, as an address (0: none).
+fn span_owner(s: usize) -> usize {
+    // SAFETY: span records are never unmapped.
+    unsafe {
+        (*(s as *const gomalloc::span::Span))
+            .owner
+            .load(std::sync::atomic::Ordering::Relaxed) as usize
+    }
+}
+
 /// Spans this thread's cache took from the mcentrals so far.
 fn central_refills() -> usize {
     // SAFETY: the calling thread's cache (or the static empty one) is live.
@@ -406,4 +416,53 @@ fn a_threads_retained_spans_stay_under_the_bound() {
     })
     .join()
     .unwrap();
+}
+
+#[test]
+fn release_memory_asks_other_threads_for_their_retained_spans() {
+    let l = Layout::from_size_align(64, 8).unwrap();
+    let (to_main, from_worker) = mpsc::channel::<usize>();
+    let (to_worker, from_main) = mpsc::channel::<()>();
+    let worker = thread::spawn(move || {
+        let mut batch = alloc_batch(l, 2000);
+        let mut more = Vec::with_capacity(200);
+        let me = gomalloc::mcache::current() as usize;
+        let spans = |v: &[usize]| {
+            let mut s: Vec<usize> = v
+                .iter()
+                .map(|&p| gomalloc::arena::span_of(p) as usize)
+                .collect();
+            s.sort_unstable();
+            s.dedup();
+            s
+        };
+        let first = spans(&batch);
+        let owned = |spans: &[usize]| spans.iter().filter(|&&s| span_owner(s) == me).count();
+        assert_eq!(owned(&first), first.len());
+        for &p in &batch {
+            // SAFETY: allocated above with `l`, freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        batch.clear();
+        to_main.send(first.len()).unwrap();
+        from_main.recv().unwrap(); // main called release_memory()
+                                   // The next refill answers the request: the retained spans go to the mcentral (and,
+                                   // being empty, to the page heap); at most the cached span and the one the refill
+                                   // took are this thread's again.
+        alloc_into(l, 200, &mut more);
+        assert!(
+            owned(&first) <= 2,
+            "{} of {} spans still retained",
+            owned(&first),
+            first.len()
+        );
+        for &p in &more {
+            // SAFETY: allocated above with `l`, freed once.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+    });
+    assert!(from_worker.recv().unwrap() >= 15);
+    gomalloc::release_memory();
+    to_worker.send(()).unwrap();
+    worker.join().unwrap();
 }
