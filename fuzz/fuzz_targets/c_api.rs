@@ -247,14 +247,6 @@ impl Run {
             Some(a) => self.allocated(p, n, a.max(malloc_align(n)), false),
         }
     }
-
-    /// Every live block still holds its pattern.
-    fn verify_all(&self, what: &str) {
-        for b in &self.m.blocks {
-            // SAFETY: a live block.
-            unsafe { verify(b.addr, b.size, Some(b.seed), what) };
-        }
-    }
 }
 
 fuzz_target!(|calls: Vec<Call>| {
@@ -426,8 +418,8 @@ fuzz_target!(|calls: Vec<Call>| {
             }
             Call::Trim => {
                 let rc = c::malloc_trim(0);
+                // The live blocks' contents are checked when they are freed or at the end.
                 assert!(rc == 0 || rc == 1, "malloc_trim returned {rc}");
-                r.verify_all("after malloc_trim");
             }
             _ => {} // an allocating call while the live set is full
         }
