@@ -31,7 +31,7 @@
 //!    panic hook, which formats and allocates, is never reached from inside malloc.
 //!
 //! With the feature `rust-api` (off in `libgomalloc.so`), every C function is compiled
-//! without `#[no_mangle]` and is public as [`api`]`::malloc`, ...: a Rust program can link
+//! without `#[no_mangle]` and is public as `api::malloc`, ...: a Rust program can link
 //! this code and call the real entry points by path without replacing its own `malloc`.
 //! The `c_api` fuzz target does (`fuzz/shim-rlib`, docs/FUZZING.md).
 
