@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per operation of each checked / hardened build, measured with callgrind
-# (docs/HARDENING.md). Each loop of examples/pair_cost.rs runs with N1 and N2 iterations;
-# (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one iteration, start-up cancelled out.
+# (docs/BENCHMARKS.md, section 5). Each loop of examples/pair_cost.rs runs with N1 and N2
+# iterations; (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one iteration, start-up
+# cancelled out.
 #
 #   bash scripts/hardening-cost.sh            every configuration
 #   bash scripts/hardening-cost.sh poison     one configuration ("" is the default build)

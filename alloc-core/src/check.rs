@@ -9,8 +9,8 @@
 //! A failed check writes one line with [`crate::report::fatal`] and aborts: it never
 //! formats or panics, since it may run inside `malloc` with locks held.
 //!
-//! See `docs/HARDENING.md` for the measured cost of each level, and [`crate::harden`] for
-//! the hardening options (poisoning, guard pages, encoded free lists).
+//! See `docs/BENCHMARKS.md` (section 5) for the measured cost of each level, and
+//! [`crate::harden`] for the hardening options (poisoning, guard pages, encoded free lists).
 
 use crate::arena::{self, HeapArena, ARENA_SIZE, PAGES_PER_ARENA};
 use crate::mcache::{self, EMPTY_CACHE_PTR};

@@ -1,5 +1,5 @@
-//! Hardening options, each a Cargo feature, each off by default; their measured costs are
-//! in `docs/HARDENING.md`.
+//! Hardening options, each a Cargo feature, each off by default (`docs/HARDENING.md`);
+//! their measured costs are in `docs/BENCHMARKS.md`, section 5.
 //!
 //! * `poison`: every free slot of a small span holds [`POISON`] bytes: spans are filled
 //!   when they are carved, each free fills the object (a remote free re-poisons the link

@@ -6,8 +6,11 @@
 //! NULL with errno ENOMEM and leave the old block intact; posix_memalign returns EINVAL for
 //! an alignment that is not a power of two times sizeof(void *), leaving errno alone;
 //! memalign rounds the alignment up; free(NULL) does nothing; free preserves errno;
-//! malloc results are aligned to 16 (8 below 16 bytes); usable size covers the request.
-//! The calls go through `gomalloc_fuzz::c_layer` (see its TODO about the shim).
+//! malloc results are aligned to 16 (8 below 16 bytes); usable size covers the request;
+//! memalign/aligned_alloc fail with EINVAL above SIZE_MAX/2+1; mallinfo2's fields add up.
+//! The calls are the shim's real entry points (`shim-c/src`, through
+//! `gomalloc_fuzz::c_layer`), each by its plain name or one of glibc's second names
+//! (`__libc_malloc`, `cfree`, `__posix_memalign`, ...) and the C23 sized frees.
 //!
 //!     cargo +nightly fuzz run c_api -- -max_total_time=60
 #![no_main]
@@ -54,19 +57,64 @@ enum Target {
     Block(u16),
 }
 
+/// An alignment argument: small values (any, most not powers of two), powers of two up to
+/// 16 MiB, and huge ones that no request can meet.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Align {
+    Any(u16),
+    Pow(u8),
+    Huge(u8),
+}
+
+/// Alignments no request can meet (memalign: EINVAL above `SIZE_MAX / 2 + 1`, else ENOMEM).
+/// (A satisfiable 1 GiB alignment was tried: each such block grows the committed heap by
+/// 1 GiB, and the fuzzer ran at a third of its speed.)
+const HUGE_ALIGN: [usize; 6] = [
+    usize::MAX,
+    (1 << 63) + 1,
+    1 << 63,
+    1 << 62,
+    1 << 48,
+    1 << 40,
+];
+
+impl Align {
+    fn bytes(self) -> usize {
+        match self {
+            Align::Any(a) => a as usize,
+            Align::Pow(k) => 1 << (k % 25),
+            Align::Huge(i) => HUGE_ALIGN[i as usize % HUGE_ALIGN.len()],
+        }
+    }
+}
+
+/// Which name of a function is called: the plain one or glibc's second name (`__libc_*`,
+/// `__posix_memalign`); for `free` also `cfree` and the C23 sized frees.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Name {
+    Plain,
+    Second,
+    Third,
+    Fourth,
+}
+
 #[derive(Arbitrary, Debug)]
 enum Call {
-    Malloc(Size),
-    Calloc(u16, Size),
-    Realloc(Target, Size),
+    Malloc(Name, Size),
+    Calloc(Name, u16, Size),
+    Realloc(Name, Target, Size),
     ReallocArray(Target, u16, Size),
-    Free(Target),
-    PosixMemalign(u32, Size),
-    Memalign(u32, Size),
-    AlignedAlloc(u8, Size),
-    Valloc(Size),
-    Pvalloc(Size),
+    Free(Name, Target),
+    PosixMemalign(Name, Align, Size),
+    Memalign(Name, Align, Size),
+    AlignedAlloc(Align, Size),
+    Valloc(Name, Size),
+    Pvalloc(Name, Size),
     UsableSize(Target),
+    Mallinfo,
+    /// `malloc_trim(0)` when the byte is below 16: giving every free page back makes the
+    /// next allocations fault their pages in again, too slow for one call in thirteen.
+    Trim(u8),
 }
 
 /// The alignment glibc's malloc guarantees for `size` bytes.
@@ -81,6 +129,8 @@ fn malloc_align(size: usize) -> usize {
 /// Live bytes above which allocating calls are skipped.
 const MAX_LIVE: usize = 128 << 20;
 const SENTINEL: i32 = 4242;
+/// Sizes or alignments from which a request may fail for want of address space.
+const MAY_FAIL: usize = 1 << 40;
 
 struct Run {
     m: Model,
@@ -88,18 +138,36 @@ struct Run {
 }
 
 impl Run {
-    /// Checks a call that allocates `size` bytes at alignment `align`; `p` its result,
-    /// `fits` whether the model says it may succeed.
+    /// Checks a call that allocates `size` bytes at alignment `align`; `p` its result.
+    /// `errno_on_failure` is what errno must read if it failed (`None`: not checked).
     fn allocated(&mut self, p: *mut c_void, size: usize, align: usize, zeroed: bool) {
+        self.allocated_errno(p, size, align, zeroed, Some(libc::ENOMEM))
+    }
+
+    fn allocated_errno(
+        &mut self,
+        p: *mut c_void,
+        size: usize,
+        align: usize,
+        zeroed: bool,
+        errno_on_failure: Option<i32>,
+    ) {
         if size > c::MAX_SIZE || size.checked_next_multiple_of(align).is_none() {
-            assert!(p.is_null(), "{size} bytes cannot succeed");
-            assert_eq!(c::errno(), libc::ENOMEM, "failure sets ENOMEM");
+            assert!(p.is_null(), "{size} bytes at {align} cannot succeed");
+            if let Some(e) = errno_on_failure {
+                assert_eq!(c::errno(), e, "failure sets ENOMEM");
+            }
             return;
         }
         if p.is_null() {
             // Huge but representable: the system may refuse; then errno says why.
-            assert!(size >= 1 << 40, "{size} bytes (align {align}) failed");
-            assert_eq!(c::errno(), libc::ENOMEM);
+            assert!(
+                size >= MAY_FAIL || align >= MAY_FAIL,
+                "{size} bytes (align {align}) failed"
+            );
+            if let Some(e) = errno_on_failure {
+                assert_eq!(c::errno(), e);
+            }
             return;
         }
         let addr = p as usize;
@@ -125,14 +193,17 @@ impl Run {
         }
     }
 
-    fn realloc(&mut self, t: Target, n: Option<usize>) {
+    fn realloc(&mut self, name: Name, t: Target, n: Option<usize>) {
         let old = self.target(t);
         let p = old.map_or(core::ptr::null_mut(), |b| b.addr as *mut c_void);
         c::put_errno(SENTINEL);
-        let q = match n {
-            // SAFETY: `p` is null or live.
-            Some(n) => unsafe { c::realloc(p, n) },
-            None => unsafe { c::reallocarray(p, 2, usize::MAX / 2 + 1) },
+        // SAFETY: `p` is null or live; a successful call frees it, a failed one keeps it.
+        let q = unsafe {
+            match (n, name) {
+                (Some(n), Name::Plain | Name::Third) => c::realloc(p, n),
+                (Some(n), _) => c::__libc_realloc(p, n),
+                (None, _) => c::reallocarray(p, 2, usize::MAX / 2 + 1),
+            }
         };
         let Some(b) = old else {
             // realloc(NULL, n) is malloc(n).
@@ -146,6 +217,11 @@ impl Run {
                 assert_eq!(c::errno(), SENTINEL, "realloc(p, 0) leaves errno alone");
             }
             Some(n) if !q.is_null() => {
+                assert_eq!(
+                    c::errno(),
+                    SENTINEL,
+                    "a successful realloc leaves errno alone"
+                );
                 // SAFETY: the new block holds `n` bytes, the first `min` kept.
                 unsafe { verify_prefix(q as usize, b.size, n, Some(b.seed), "realloc") };
                 self.allocated(q, n, malloc_align(n), false);
@@ -154,10 +230,25 @@ impl Run {
                 // Failed: NULL, ENOMEM, and the old block is intact and still ours.
                 assert!(q.is_null());
                 assert_eq!(c::errno(), libc::ENOMEM);
+                if let Some(n) = n {
+                    assert!(n >= MAY_FAIL, "realloc to {n} bytes failed");
+                }
                 // SAFETY: the old block is still live.
                 unsafe { verify(b.addr, b.size, Some(b.seed), "after failed realloc") };
                 self.m.add(b);
             }
+        }
+    }
+
+    /// memalign / aligned_alloc (the same in glibc 2.36): the alignment is rounded up to a
+    /// power of two; one that cannot be rounded is EINVAL.
+    fn memalign(&mut self, p: *mut c_void, align: usize, n: usize) {
+        match align.checked_next_power_of_two() {
+            None => {
+                assert!(p.is_null(), "memalign({align:#x}) cannot succeed");
+                assert_eq!(c::errno(), libc::EINVAL, "memalign({align:#x})");
+            }
+            Some(a) => self.allocated(p, n, a.max(malloc_align(n)), false),
         }
     }
 }
@@ -170,14 +261,28 @@ fuzz_target!(|calls: Vec<Call>| {
     for call in &calls {
         let room = r.m.live_bytes < MAX_LIVE;
         match *call {
-            Call::Malloc(s) if room => {
+            Call::Malloc(name, s) if room => {
                 let n = s.bytes();
-                let p = c::malloc(n);
+                c::put_errno(SENTINEL);
+                let p = match name {
+                    Name::Plain | Name::Third => c::malloc(n),
+                    _ => c::__libc_malloc(n),
+                };
+                if !p.is_null() {
+                    assert_eq!(
+                        c::errno(),
+                        SENTINEL,
+                        "a successful malloc leaves errno alone"
+                    );
+                }
                 r.allocated(p, n, malloc_align(n), false);
             }
-            Call::Calloc(k, s) if room => {
+            Call::Calloc(name, k, s) if room => {
                 let (k, n) = (k as usize % 64, s.bytes());
-                let p = c::calloc(k, n);
+                let p = match name {
+                    Name::Plain | Name::Third => c::calloc(k, n),
+                    _ => c::__libc_calloc(k, n),
+                };
                 match k.checked_mul(n) {
                     Some(t) => r.allocated(p, t, malloc_align(t), true),
                     None => {
@@ -186,62 +291,95 @@ fuzz_target!(|calls: Vec<Call>| {
                     }
                 }
             }
-            Call::Realloc(t, s) if room => r.realloc(t, Some(s.bytes())),
+            Call::Realloc(name, t, s) if room => r.realloc(name, t, Some(s.bytes())),
             Call::ReallocArray(t, k, s) if room => {
                 let (k, n) = (k as usize % 64, s.bytes());
                 match k.checked_mul(n) {
-                    Some(total) => r.realloc(t, Some(total)),
-                    None => r.realloc(t, None),
+                    Some(total) => r.realloc(Name::Plain, t, Some(total)),
+                    None => r.realloc(Name::Plain, t, None),
                 }
             }
-            Call::Free(t) => {
+            Call::Free(name, t) => {
                 let b = r.target(t);
                 if let Some(b) = b {
                     // SAFETY: a live block.
                     unsafe { verify(b.addr, b.size, Some(b.seed), "before free") };
                 }
+                let p = b.map_or(core::ptr::null_mut(), |b| b.addr as *mut c_void);
+                let (size, align) = b.map_or((0, 0), |b| (b.size, b.align));
                 c::put_errno(SENTINEL);
-                // SAFETY: null or a live block, freed once.
-                unsafe { c::free(b.map_or(core::ptr::null_mut(), |b| b.addr as *mut c_void)) };
+                // SAFETY: null or a live block, freed once (the sized frees get its size
+                // and alignment, as C23 requires).
+                unsafe {
+                    match name {
+                        Name::Plain => c::free(p),
+                        Name::Second => c::__libc_free(p),
+                        Name::Third => c::cfree(p),
+                        Name::Fourth if size % 2 == 0 => c::free_sized(p, size),
+                        Name::Fourth => c::free_aligned_sized(p, align, size),
+                    }
+                }
                 assert_eq!(c::errno(), SENTINEL, "free preserves errno");
             }
-            Call::PosixMemalign(a, s) if room => {
-                let (align, n) = (a as usize % (2 << 20), s.bytes());
+            Call::PosixMemalign(name, a, s) if room => {
+                let (align, n) = (a.bytes(), s.bytes());
                 let mut out = 7usize as *mut c_void;
                 c::put_errno(SENTINEL);
                 // SAFETY: `out` is writable.
-                let rc = unsafe { c::posix_memalign(&mut out, align, n) };
-                assert_eq!(c::errno(), SENTINEL, "posix_memalign leaves errno alone");
+                let rc = unsafe {
+                    match name {
+                        Name::Plain | Name::Third => c::posix_memalign(&mut out, align, n),
+                        _ => c::__posix_memalign(&mut out, align, n),
+                    }
+                };
                 if align < 8 || !align.is_power_of_two() {
                     assert_eq!(rc, libc::EINVAL, "alignment {align}");
                     assert_eq!(out as usize, 7, "out untouched on failure");
+                    assert_eq!(c::errno(), SENTINEL, "EINVAL is returned, errno untouched");
                 } else if rc == 0 {
+                    assert_eq!(c::errno(), SENTINEL, "success leaves errno alone");
                     r.allocated(out, n, align.max(malloc_align(n)), false);
                 } else {
+                    // glibc's errno reads ENOMEM after this failure too; only the return
+                    // value is specified.
                     assert_eq!(rc, libc::ENOMEM);
-                    assert!(n >= 1 << 40, "{n} bytes at {align} failed");
+                    assert_eq!(out as usize, 7, "out untouched on failure");
+                    r.allocated_errno(
+                        core::ptr::null_mut(),
+                        n,
+                        align.max(malloc_align(n)),
+                        false,
+                        None,
+                    );
                 }
             }
-            Call::Memalign(a, s) if room => {
-                let (align, n) = (a as usize % (2 << 20), s.bytes());
-                let p = c::memalign(align, n);
-                let want = align.next_power_of_two().max(malloc_align(n));
-                r.allocated(p, n, want, false);
+            Call::Memalign(name, a, s) if room => {
+                let (align, n) = (a.bytes(), s.bytes());
+                let p = match name {
+                    Name::Plain | Name::Third => c::memalign(align, n),
+                    _ => c::__libc_memalign(align, n),
+                };
+                r.memalign(p, align, n);
             }
-            Call::AlignedAlloc(l, s) if room => {
-                // glibc 2.36's aligned_alloc is memalign.
-                let (align, n) = (1usize << (l % 21), s.bytes());
-                let p = c::memalign(align, n);
-                r.allocated(p, n, align.max(malloc_align(n)), false);
+            Call::AlignedAlloc(a, s) if room => {
+                let (align, n) = (a.bytes(), s.bytes());
+                let p = c::aligned_alloc(align, n);
+                r.memalign(p, align, n);
             }
-            Call::Valloc(s) if room => {
+            Call::Valloc(name, s) if room => {
                 let n = s.bytes();
-                let p = c::valloc(n);
+                let p = match name {
+                    Name::Plain | Name::Third => c::valloc(n),
+                    _ => c::__libc_valloc(n),
+                };
                 r.allocated(p, n, 4096, false);
             }
-            Call::Pvalloc(s) if room => {
+            Call::Pvalloc(name, s) if room => {
                 let n = s.bytes();
-                let p = c::pvalloc(n);
+                let p = match name {
+                    Name::Plain | Name::Third => c::pvalloc(n),
+                    _ => c::__libc_pvalloc(n),
+                };
                 match n.checked_next_multiple_of(4096) {
                     Some(rounded) if !p.is_null() => {
                         // SAFETY: a live block.
@@ -249,22 +387,44 @@ fuzz_target!(|calls: Vec<Call>| {
                         assert!(usable >= rounded.max(4096), "pvalloc rounds up to pages");
                         r.allocated(p, n, 4096, false);
                     }
+                    // Rounding overflows: ENOMEM, as for any impossible size.
+                    None => r.allocated(p, usize::MAX, 4096, false),
                     _ => r.allocated(p, n, 4096, false),
                 }
             }
             Call::UsableSize(t) => match t {
-                // SAFETY: NULL is allowed.
                 Target::Null => {
+                    // SAFETY: NULL is allowed.
                     assert_eq!(unsafe { c::malloc_usable_size(core::ptr::null_mut()) }, 0)
                 }
                 Target::Block(i) => {
                     if let Some(&b) = r.m.blocks.get(i as usize % r.m.blocks.len().max(1)) {
                         // SAFETY: a live block.
                         let u = unsafe { c::malloc_usable_size(b.addr as *mut c_void) };
-                        assert!(u >= b.size);
+                        assert!(u >= b.size, "malloc_usable_size {u} < {}", b.size);
                     }
                 }
             },
+            Call::Mallinfo => {
+                let m = c::mallinfo2();
+                assert!(m.uordblks <= m.arena, "{m:?}");
+                assert_eq!(m.fordblks, m.arena - m.uordblks, "{m:?}");
+                assert!(
+                    m.uordblks >= r.m.live_bytes,
+                    "in use {} < the model's live bytes {}",
+                    m.uordblks,
+                    r.m.live_bytes
+                );
+                let old = c::mallinfo();
+                let sat = |v: usize| v.min(i32::MAX as usize) as i32;
+                assert_eq!(old.arena, sat(m.arena), "mallinfo is mallinfo2 saturated");
+                assert_eq!(c::mallopt(libc::M_ARENA_MAX, 1), 1, "mallopt accepts");
+            }
+            Call::Trim(x) if x < 16 => {
+                let rc = c::malloc_trim(0);
+                // The live blocks' contents are checked when they are freed or at the end.
+                assert!(rc == 0 || rc == 1, "malloc_trim returned {rc}");
+            }
             _ => {} // an allocating call while the live set is full
         }
     }

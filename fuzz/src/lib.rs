@@ -6,7 +6,7 @@
 //!   blocks move between caches and frees are remote; they are replaced now and then, so
 //!   thread exit (cache flush) happens under the fuzzer too;
 //! * [`count_actions`]: the running total of actions, printed every million;
-//! * [`c_layer`]: the C API over gomalloc with glibc's semantics (until the shim is merged).
+//! * [`c_layer`]: the C entry points of the shim (`shim-c`), called by Rust path.
 //!
 //! The fuzzer process's own global allocator is the system one: the fuzzed heap is reached
 //! only through `gomalloc::*` calls.

@@ -29,8 +29,25 @@
 //!    on a malloc path can panic (the core reports misuse and impossible states through
 //!    `gomalloc::report::fatal`, which writes one line with `write(2)` and aborts), so the
 //!    panic hook, which formats and allocates, is never reached from inside malloc.
+//!
+//! With the feature `rust-api` (off in `libgomalloc.so`), every C function is compiled
+//! without `#[no_mangle]` and is public as `api::malloc`, ...: a Rust program can link
+//! this code and call the real entry points by path without replacing its own `malloc`.
+//! The `c_api` fuzz target does (`fuzz/shim-rlib`, docs/FUZZING.md).
 
 mod aliases;
 mod errno;
 mod glibc;
 mod stdc;
+
+/// The C functions by Rust path (feature `rust-api`, for the `c_api` fuzz target): the
+/// same code as the exported symbols of `libgomalloc.so`, without the unprefixed names.
+#[cfg(feature = "rust-api")]
+pub mod api {
+    pub use crate::aliases::*;
+    pub use crate::glibc::*;
+    pub use crate::stdc::{
+        aligned_alloc, calloc, free, free_aligned_sized, free_sized, malloc, malloc_usable_size,
+        memalign, posix_memalign, pvalloc, realloc, reallocarray, valloc,
+    };
+}

@@ -227,13 +227,13 @@ pub(crate) unsafe fn usable_size_impl(ptr: *mut c_void) -> size_t {
 
 /// `malloc(3)`: `size` bytes aligned for any type that fits; `malloc(0)` is a unique
 /// non-NULL pointer. NULL with `errno = ENOMEM` on failure.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub extern "C" fn malloc(size: size_t) -> *mut c_void {
     malloc_impl(size)
 }
 
 /// `calloc(3)`: zeroed `n * size` bytes; NULL/ENOMEM when the product overflows.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
     calloc_impl(n, size)
 }
@@ -243,7 +243,7 @@ pub extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     // SAFETY: forwarded from the caller.
     unsafe { free_impl(ptr) }
@@ -254,7 +254,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void {
     // SAFETY: forwarded from the caller.
     unsafe { realloc_impl(ptr, size) }
@@ -265,7 +265,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void 
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: size_t, size: size_t) -> *mut c_void {
     // SAFETY: forwarded from the caller.
     unsafe { reallocarray_impl(ptr, n, size) }
@@ -276,7 +276,7 @@ pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: size_t, size: size_t)
 ///
 /// # Safety
 /// `memptr` is valid for writing one pointer.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn posix_memalign(
     memptr: *mut *mut c_void,
     align: size_t,
@@ -288,27 +288,27 @@ pub unsafe extern "C" fn posix_memalign(
 
 /// `aligned_alloc(3)` as glibc 2.36 has it (the same function as `memalign`): the
 /// alignment is rounded up to a power of two and `size` need not be a multiple of it.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub extern "C" fn aligned_alloc(align: size_t, size: size_t) -> *mut c_void {
     memalign_impl(align, size)
 }
 
 /// `memalign(3)`: alignment rounded up to a power of two (24 -> 32); NULL/EINVAL above
 /// `SIZE_MAX / 2 + 1`; NULL/ENOMEM on failure.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub extern "C" fn memalign(align: size_t, size: size_t) -> *mut c_void {
     memalign_impl(align, size)
 }
 
 /// `valloc(3)`: page-aligned `size` bytes.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub extern "C" fn valloc(size: size_t) -> *mut c_void {
     valloc_impl(size)
 }
 
 /// `pvalloc(3)`: page-aligned, `size` rounded up to whole pages (`pvalloc(0)` is one page);
 /// NULL/ENOMEM when rounding overflows.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub extern "C" fn pvalloc(size: size_t) -> *mut c_void {
     pvalloc_impl(size)
 }
@@ -317,7 +317,7 @@ pub extern "C" fn pvalloc(size: size_t) -> *mut c_void {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator (anything else aborts).
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> size_t {
     // SAFETY: forwarded from the caller.
     unsafe { usable_size_impl(ptr) }
@@ -327,7 +327,7 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> size_t {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn free_sized(ptr: *mut c_void, _size: size_t) {
     // SAFETY: forwarded from the caller.
     unsafe { free_impl(ptr) }
@@ -337,7 +337,7 @@ pub unsafe extern "C" fn free_sized(ptr: *mut c_void, _size: size_t) {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[no_mangle]
+#[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn free_aligned_sized(ptr: *mut c_void, _align: size_t, _size: size_t) {
     // SAFETY: forwarded from the caller.
     unsafe { free_impl(ptr) }

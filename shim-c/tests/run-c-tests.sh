@@ -7,7 +7,7 @@
 #
 # Every program runs twice: on glibc's malloc (no preload: proves the tests themselves are
 # right; gomalloc-only tests are skipped there) and with LD_PRELOAD=libgomalloc.so.
-#   suite       tests/c/{api,align,misuse,threads,fork,libc}.c, each test in its own child
+#   suite       tests/c/{api,align,misuse,threads,fork,libc,oom}.c, each test in its own child
 #   hijack      an executable defining `free` cannot capture the library's internal frees
 #   tls_dlopen  40 TLS modules dlopen'ed after a thread started (the __tls_get_addr trap)
 #   early       a library preloaded before libgomalloc.so allocates/threads/forks in its
@@ -37,7 +37,7 @@ cflags="-O2 -g -fno-builtin -pthread -Wall -Wextra -Wno-unused-result -Wno-alloc
 c=$here/c
 set -e
 env -u LD_PRELOAD $cc $cflags -o "$build/suite" "$c/harness.c" "$c/api.c" "$c/align.c" "$c/misuse.c" \
-    "$c/threads.c" "$c/fork.c" "$c/libc.c" -ldl
+    "$c/threads.c" "$c/fork.c" "$c/libc.c" "$c/oom.c" -ldl
 env -u LD_PRELOAD $cc $cflags -o "$build/hijack" "$c/hijack.c"
 env -u LD_PRELOAD $cc $cflags -o "$build/tls_dlopen" "$c/tls_dlopen.c" -ldl
 env -u LD_PRELOAD $cc $cflags -shared -fPIC -o "$build/early.so" "$c/early.c"
