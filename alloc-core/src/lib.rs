@@ -89,6 +89,8 @@ pub mod span;
 #[cfg(not(loom))]
 pub mod stats;
 mod sync;
+#[cfg(not(loom))]
+pub mod tls;
 
 #[cfg(not(loom))]
 pub use config::{configure, Config, ReleaseMode};

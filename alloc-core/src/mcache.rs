@@ -89,7 +89,7 @@ const _: () = assert!(MCACHE_BYTES % 64 == 0);
 
 // ---- thread-local state ----
 
-/// Thread has not asked for a cache yet.
+/// Thread has not asked for a cache yet (the slot's initial value: see `tls.rs`).
 const NEW: u8 = 0;
 /// Thread is getting its cache (re-entrant allocations go to the orphan cache).
 const INITIALIZING: u8 = 1;
@@ -98,45 +98,36 @@ const ACTIVE: u8 = 2;
 /// Thread's cache was flushed at exit.
 const DEAD: u8 = 3;
 
-struct ThreadLocal {
-    cache: Cell<*mut MCache>,
-    state: Cell<u8>,
-}
-
-thread_local! {
-    static TL: ThreadLocal = const {
-        ThreadLocal { cache: Cell::new(EMPTY_CACHE_PTR), state: Cell::new(NEW) }
-    };
-}
+// The thread's cache pointer and state live in `tls.rs` (initial-exec TLS with the
+// `initial-exec-tls` feature, a const `thread_local!` otherwise).
+use crate::tls;
 
 /// The calling thread's cache ([`EMPTY_CACHE`] if it has none).
 #[inline(always)]
 pub fn current() -> *mut MCache {
-    TL.with(|t| t.cache.get())
+    tls::cache()
 }
 
 /// The calling thread's real cache, setting it up on first use; `None` if the thread must
 /// use the orphan cache (dead, initialising, or the heap is not initialised yet).
 #[cold]
 pub fn current_or_init() -> Option<*mut MCache> {
-    let state = TL.with(|t| t.state.get());
+    let state = tls::state();
     match state {
         ACTIVE => Some(current()),
         NEW => {
             if !crate::runtime::ensure_init() {
                 return None;
             }
-            TL.with(|t| t.state.set(INITIALIZING));
+            tls::set_state(INITIALIZING);
             let c = POOL.lock().get();
             if c.is_null() {
-                TL.with(|t| t.state.set(NEW));
+                tls::set_state(NEW);
                 return None;
             }
             crate::runtime::register_thread(c);
-            TL.with(|t| {
-                t.cache.set(c);
-                t.state.set(ACTIVE);
-            });
+            tls::set_cache(c);
+            tls::set_state(ACTIVE);
             Some(c)
         }
         _ => None,
@@ -148,10 +139,8 @@ pub fn current_or_init() -> Option<*mut MCache> {
 /// # Safety
 /// `c` is the calling thread's cache, registered by [`current_or_init`].
 pub unsafe fn thread_exit(c: *mut MCache) {
-    TL.with(|t| {
-        t.state.set(DEAD);
-        t.cache.set(EMPTY_CACHE_PTR);
-    });
+    tls::set_state(DEAD);
+    tls::set_cache(EMPTY_CACHE_PTR);
     // SAFETY: the thread owned `c` and gave it up above.
     unsafe { flush(&*c) };
     // SAFETY: `c` is active and now flushed.
