@@ -96,7 +96,7 @@ pub mod tls;
 pub use config::{configure, Config, ReleaseMode};
 #[cfg(not(loom))]
 pub use malloc::{
-    alloc, alloc_zeroed, free, free_sized, owns, realloc, release_memory, usable_size,
+    alloc, alloc_zeroed, free, free_fast, free_sized, owns, realloc, release_memory, usable_size,
 };
 #[cfg(not(loom))]
 pub use stats::{print_summary, stats, ClassStats, ScavengeStats, Stats};
