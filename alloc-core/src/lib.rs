@@ -32,7 +32,10 @@
 //!
 //! Every address resolves to its span through the two-level arena map
 //! ([`arena::span_of`], three loads, no lock). If the calling thread's cache owns the
-//! span, the slot goes back into its bitmap or window directly. Otherwise the object is
+//! span, the slot goes back into its bitmap or window directly. Two shortcuts skip the
+//! walk: Rust's `dealloc` knows the size, so [`free_sized`] tests the window of the
+//! class's cached span first; C's `free` does not, so [`free_fast`] tests the cache's
+//! hint, the owned span the previous lookup found. Otherwise the object is
 //! pushed onto the span's lock-free remote free list, which the owner collects when it
 //! next runs out of slots. A span given back *full* is parked in no list; the first
 //! remote free into it hands it to its mcentral's lock-free pending stack. An empty span

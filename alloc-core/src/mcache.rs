@@ -40,8 +40,9 @@ pub struct MCache {
     prev: Cell<*mut MCache>,
     /// Times this cache swapped a span with its mcentral.
     pub refills: Cell<usize>,
-    /// The span of this cache that the last layout-aware free outside a window went to
-    /// (a hint: valid only while its `owner` is this cache). Batches of frees hit it.
+    /// The span of this cache that the last free needing a span lookup went to (a hint:
+    /// valid only while its `owner` is this cache; `free_sized` outside a window and C's
+    /// `free_fast` try it before the arena map). Batches of frees hit it.
     pub last_free: Cell<*mut Span>,
 }
 
