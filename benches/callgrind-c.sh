@@ -8,6 +8,9 @@
 # out, what is left is one more pair, the loop included (about 6 instructions).
 #
 # usage: benches/callgrind-c.sh [SIZE...]      (default sizes: 8 64 512 4096)
+#        A SIZE written A+B runs `pairs A N B`: malloc(A), malloc(B), free, free per
+#        iteration, printed per pair (half an iteration): frees that alternate between
+#        two spans.
 # env:   N1, N2 (default 100000, 200000)
 #        ALLOCATORS (default "gomalloc glibc mimalloc jemalloc tcmalloc"; a missing peer is
 #        skipped with a note)
@@ -40,11 +43,11 @@ lib_of() {
     esac
 }
 
-ir() { # lib size n -> total instructions
+ir() { # lib size n [size2] -> total instructions
     # `env` sets LD_PRELOAD for the program only (not for valgrind); --trace-children
     # follows the exec, and env's own instructions are the same for both N.
     valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$OUT/cg.%p" \
-        env ${1:+LD_PRELOAD=$1} "$OUT/pairs" "$2" "$3" 2>"$OUT/log" \
+        env ${1:+LD_PRELOAD=$1} "$OUT/pairs" "$2" "$3" ${4:-} 2>"$OUT/log" \
         || { cat "$OUT/log" >&2; exit 1; }
     sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$OUT/log" | paste -sd+ | bc
 }
@@ -60,9 +63,16 @@ for a in $ALLOCATORS; do
     fi
     printf '%-10s' "$a"
     for s in "${SIZES[@]}"; do
-        i1=$(ir "$lib" "$s" "$N1")
-        i2=$(ir "$lib" "$s" "$N2")
-        printf ' %8s' "$(python3 -c "print(f'{($i2 - $i1) / ($N2 - $N1):.1f}')")"
+        args=${s/+/ }                    # "A+B" -> "A B": pairs SIZE N SIZE2
+        a1=${args%% *}
+        a2=${args#"$a1"}
+        pairs_per=1
+        [ -n "$a2" ] && pairs_per=2
+        # shellcheck disable=SC2086
+        i1=$(ir "$lib" "$a1" "$N1" $a2)
+        # shellcheck disable=SC2086
+        i2=$(ir "$lib" "$a1" "$N2" $a2)
+        printf ' %8s' "$(python3 -c "print(f'{($i2 - $i1) / ($N2 - $N1) / $pairs_per:.1f}')")"
     done
     echo
 done
