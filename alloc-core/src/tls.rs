@@ -21,7 +21,8 @@
 //! Stable Rust has no way to choose the model per variable (`#[thread_local]` and
 //! `-Ztls-model` are nightly), so with the `initial-exec-tls` feature on x86-64 Linux this
 //! module defines the slot itself: a 16-byte object in a `.tdata` section written with
-//! `global_asm!` (the cache pointer, initialised to [`EMPTY_CACHE_PTR`](crate::mcache::EMPTY_CACHE_PTR) through an ordinary
+//! `global_asm!` (the cache pointer, initialised to
+//! [`mcache::EMPTY_CACHE_PTR`](crate::mcache::EMPTY_CACHE_PTR) through an ordinary
 //! relocation of the TLS template, exactly what rustc emits for a const `thread_local!`, and
 //! the state byte, initialised to 0 = new), read and written by `asm!` with the sequence
 //! above. The symbol is `.hidden`: a program that links gomalloc as its global allocator
@@ -47,7 +48,8 @@
 //!   thread-exit flush is a pthread key destructor (`runtime.rs`).
 //! * *Before constructors*: the slot's initial value comes from the TLS template, which
 //!   `ld.so` copies when it creates the thread (the main thread's after relocation), so the
-//!   first `malloc` of any thread reads [`EMPTY_CACHE_PTR`](crate::mcache::EMPTY_CACHE_PTR) and state 0.
+//!   first `malloc` of any thread reads
+//!   [`mcache::EMPTY_CACHE_PTR`](crate::mcache::EMPTY_CACHE_PTR) and state 0.
 
 use crate::mcache::MCache;
 #[cfg(not(all(
