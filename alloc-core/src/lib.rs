@@ -33,10 +33,12 @@
 //! ## How a free finds its span
 //!
 //! Every address resolves to its span through the two-level arena map
-//! ([`arena::span_of`], three loads, no lock; Rust's sized `dealloc` first tries the span
-//! the thread allocates that size from, and the span it last freed into). If the calling
-//! thread's cache owns the span (cached or retained), the slot goes back into its bitmap
-//! or window directly. Otherwise the object is
+//! ([`arena::span_of`], three loads, no lock). If the calling thread's cache owns the
+//! span (cached or retained), the slot goes back into its bitmap or window directly. Two
+//! shortcuts skip the walk: Rust's `dealloc` knows the size, so [`free_sized`] tests the
+//! window of the class's cached span first, then that span, then the span the thread last
+//! freed into; C's `free` does not, so [`free_fast`] tests that last hint only.
+//! Otherwise the object is
 //! pushed onto the span's lock-free remote free list, which the owner collects when it
 //! next runs out of slots. A span given back *full* is parked in no list; the first
 //! remote free into it hands it to its mcentral's lock-free pending stack. An empty span
@@ -93,12 +95,14 @@ pub mod span;
 #[cfg(not(loom))]
 pub mod stats;
 mod sync;
+#[cfg(not(loom))]
+pub mod tls;
 
 #[cfg(not(loom))]
 pub use config::{configure, Config, ReleaseMode};
 #[cfg(not(loom))]
 pub use malloc::{
-    alloc, alloc_zeroed, free, free_sized, owns, realloc, release_memory, usable_size,
+    alloc, alloc_zeroed, free, free_fast, free_sized, owns, realloc, release_memory, usable_size,
 };
 #[cfg(not(loom))]
 pub use stats::{print_summary, stats, ClassStats, ScavengeStats, Stats};

@@ -181,6 +181,67 @@ pub unsafe fn free(p: *mut u8) {
     unsafe { free_slow(s, addr) }
 }
 
+/// The free of a pointer whose size is not known (C's `free`), when it is cheap: `p` is a
+/// slot of a span the calling thread's cache owns, so it goes back into the span's window
+/// or bitmap with no lock, no atomic read-modify-write and no system call (`errno` is not
+/// touched). Returns false, having done nothing, for anything else: null, a large object,
+/// a span another thread owns, a foreign pointer; the caller then calls [`free`], which
+/// handles or diagnoses it. A double free or an interior pointer into an owned span ends
+/// the process here, with [`free`]'s messages.
+///
+/// The span is found without the arena map when possible: first the cache's `last_free`
+/// hint (the owned span the previous lookup found: a run of frees into one span, or
+/// `malloc`/`free` pairs of one size, hit it), then [`span_of`], which also refreshes it.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(always)]
+pub unsafe fn free_fast(p: *mut u8) -> bool {
+    let addr = p as usize;
+    let c = mcache::current();
+    // SAFETY: `c` is the thread's cache or the static empty one (whose `last_free` is the
+    // static empty span forever: it owns no span); span records are never unmapped, and an
+    // `owner` equal to `c` means the span is in this thread's cache now, so this thread may
+    // free into it.
+    unsafe {
+        let last = (*c).last_free.get();
+        if (*last).owner.load(crate::sync::Ordering::Relaxed) == c {
+            if let Some(idx) = (*last).slot_of(addr) {
+                (*last).free_local(idx, addr);
+                return true;
+            }
+        }
+        free_fast_lookup(c, addr)
+    }
+}
+
+/// Second tier of [`free_fast`]: the span through the arena map.
+///
+/// # Safety
+/// `c` is the calling thread's cache (or the static empty one); `addr` as for [`free`].
+#[inline(always)]
+unsafe fn free_fast_lookup(c: *mut MCache, addr: usize) -> bool {
+    let s = span_of(addr);
+    if s.is_null() {
+        return false;
+    }
+    // SAFETY: arena-map entries point to live span records; an `owner` equal to `c` means
+    // this thread's cache owns the span (so `c` is a real cache, not the static one).
+    unsafe {
+        if (*s).owner.load(crate::sync::Ordering::Relaxed) != c {
+            return false;
+        }
+        match (*s).slot_of(addr) {
+            Some(idx) => {
+                (*s).free_local(idx, addr);
+                (*c).last_free.set(s);
+                true
+            }
+            None => fatal("free of a pointer into the middle of an object:", addr),
+        }
+    }
+}
+
 /// Frees `p`, which was allocated with `size` bytes at `align` (Rust's `dealloc` knows the
 /// layout). If `p` lies in the window of the span the calling thread allocates that class
 /// from (the common case for short-lived objects), it goes straight back there: no

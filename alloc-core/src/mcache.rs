@@ -47,8 +47,9 @@ pub struct MCache {
     prev: Cell<*mut MCache>,
     /// Times this cache swapped a span with its mcentral.
     pub refills: Cell<usize>,
-    /// The span of this cache that the last layout-aware free outside a window went to
-    /// (a hint: valid only while its `owner` is this cache). Batches of frees hit it.
+    /// The span of this cache that the last free needing a span lookup went to (a hint:
+    /// valid only while its `owner` is this cache; `free_sized` outside a window and C's
+    /// `free_fast` try it before the arena map). Batches of frees hit it.
     pub last_free: Cell<*mut Span>,
     /// Spans this cache filled and still owns, oldest first (see [`refill`]), so that the
     /// thread's frees into them stay local. Only the owning thread touches the lists.
@@ -106,7 +107,7 @@ const _: () = assert!(MCACHE_BYTES % 64 == 0);
 
 // ---- thread-local state ----
 
-/// Thread has not asked for a cache yet.
+/// Thread has not asked for a cache yet (the slot's initial value: see `tls.rs`).
 const NEW: u8 = 0;
 /// Thread is getting its cache (re-entrant allocations go to the orphan cache).
 const INITIALIZING: u8 = 1;
@@ -115,45 +116,36 @@ const ACTIVE: u8 = 2;
 /// Thread's cache was flushed at exit.
 const DEAD: u8 = 3;
 
-struct ThreadLocal {
-    cache: Cell<*mut MCache>,
-    state: Cell<u8>,
-}
-
-thread_local! {
-    static TL: ThreadLocal = const {
-        ThreadLocal { cache: Cell::new(EMPTY_CACHE_PTR), state: Cell::new(NEW) }
-    };
-}
+// The thread's cache pointer and state live in `tls.rs` (initial-exec TLS with the
+// `initial-exec-tls` feature, a const `thread_local!` otherwise).
+use crate::tls;
 
 /// The calling thread's cache ([`EMPTY_CACHE`] if it has none).
 #[inline(always)]
 pub fn current() -> *mut MCache {
-    TL.with(|t| t.cache.get())
+    tls::cache()
 }
 
 /// The calling thread's real cache, setting it up on first use; `None` if the thread must
 /// use the orphan cache (dead, initialising, or the heap is not initialised yet).
 #[cold]
 pub fn current_or_init() -> Option<*mut MCache> {
-    let state = TL.with(|t| t.state.get());
+    let state = tls::state();
     match state {
         ACTIVE => Some(current()),
         NEW => {
             if !crate::runtime::ensure_init() {
                 return None;
             }
-            TL.with(|t| t.state.set(INITIALIZING));
+            tls::set_state(INITIALIZING);
             let c = POOL.lock().get();
             if c.is_null() {
-                TL.with(|t| t.state.set(NEW));
+                tls::set_state(NEW);
                 return None;
             }
             crate::runtime::register_thread(c);
-            TL.with(|t| {
-                t.cache.set(c);
-                t.state.set(ACTIVE);
-            });
+            tls::set_cache(c);
+            tls::set_state(ACTIVE);
             Some(c)
         }
         _ => None,
@@ -165,10 +157,8 @@ pub fn current_or_init() -> Option<*mut MCache> {
 /// # Safety
 /// `c` is the calling thread's cache, registered by [`current_or_init`].
 pub unsafe fn thread_exit(c: *mut MCache) {
-    TL.with(|t| {
-        t.state.set(DEAD);
-        t.cache.set(EMPTY_CACHE_PTR);
-    });
+    tls::set_state(DEAD);
+    tls::set_cache(EMPTY_CACHE_PTR);
     // SAFETY: the thread owned `c` and gave it up above.
     unsafe { flush(&*c) };
     // SAFETY: `c` is active and now flushed.
@@ -373,7 +363,7 @@ pub unsafe fn release_retained(c: &MCache) {
 /// Gives the calling thread's retained spans back to the mcentrals, so that
 /// [`crate::release_memory`] can return their pages if they are empty.
 pub fn release_own_retained() {
-    if TL.with(|t| t.state.get()) == ACTIVE {
+    if tls::state() == ACTIVE {
         // SAFETY: an active thread owns its cache and is not inside an allocation.
         unsafe { release_retained(&*current()) };
     }

@@ -23,9 +23,10 @@
 //! 3. Exported functions never call each other: each one calls the `#[inline]` function
 //!    that implements it (`stdc::malloc_impl`, ...), so no call goes through the PLT. The
 //!    library is also linked with `-Bsymbolic-functions` (build.rs).
-//! 4. The library links `std` (the core uses std's const `thread_local!`, which has no
-//!    destructor and compiles to a plain TLS slot), but nothing here uses std's allocating
-//!    or locking parts. Release builds use `panic = "abort"` (workspace profile); no code
+//! 4. The library links `std`, but nothing here uses std's allocating or locking parts.
+//!    The core's one TLS slot has no destructor and, with the `initial-exec-tls` feature
+//!    this crate enables, is read with two instructions and no `__tls_get_addr` call
+//!    (`alloc-core/src/tls.rs`). Release builds use `panic = "abort"` (workspace profile); no code
 //!    on a malloc path can panic (the core reports misuse and impossible states through
 //!    `gomalloc::report::fatal`, which writes one line with `write(2)` and aborts), so the
 //!    panic hook, which formats and allocates, is never reached from inside malloc.

@@ -99,6 +99,25 @@ pub(crate) fn calloc_impl(n: size_t, size: size_t) -> *mut c_void {
 /// `ptr` is NULL or a live pointer from this allocator (anything else aborts in the core).
 #[inline(always)]
 pub(crate) unsafe fn free_impl(ptr: *mut c_void) {
+    // The common case (a slot of a span this thread's cache owns) makes no system call, so
+    // errno needs no saving. NULL is not tested here: it is never such a slot, and
+    // `free_slow_impl` ignores it.
+    // SAFETY: forwarded from the caller.
+    if unsafe { heap::free_fast(ptr.cast()) } {
+        return;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { free_slow_impl(ptr) }
+}
+
+/// Everything [`free_impl`]'s fast path leaves: NULL, large objects, frees into other
+/// threads' spans, and the diagnosis of foreign pointers.
+///
+/// # Safety
+/// As for [`free_impl`].
+#[cold]
+#[inline(never)]
+unsafe fn free_slow_impl(ptr: *mut c_void) {
     if ptr.is_null() {
         return;
     }

@@ -10,6 +10,8 @@
 #   suite       tests/c/{api,align,misuse,threads,fork,libc,oom}.c, each test in its own child
 #   hijack      an executable defining `free` cannot capture the library's internal frees
 #   tls_dlopen  40 TLS modules dlopen'ed after a thread started (the __tls_get_addr trap)
+#   dlopen_lib  libgomalloc.so itself dlopen'ed (not preloaded) after a thread started: its
+#               initial-exec TLS must fit glibc's static TLS surplus (alloc-core/src/tls.rs)
 #   early       a library preloaded before libgomalloc.so allocates/threads/forks in its
 #               constructor, then the quick part of the suite runs
 # Environment: GOMALLOC_SO=/path/libgomalloc.so (skip the cargo build), CC (default gcc),
@@ -40,6 +42,7 @@ env -u LD_PRELOAD $cc $cflags -o "$build/suite" "$c/harness.c" "$c/api.c" "$c/al
     "$c/threads.c" "$c/fork.c" "$c/libc.c" "$c/oom.c" -ldl
 env -u LD_PRELOAD $cc $cflags -o "$build/hijack" "$c/hijack.c"
 env -u LD_PRELOAD $cc $cflags -o "$build/tls_dlopen" "$c/tls_dlopen.c" -ldl
+env -u LD_PRELOAD $cc $cflags -o "$build/dlopen_lib" "$c/dlopen_lib.c" -ldl
 env -u LD_PRELOAD $cc $cflags -shared -fPIC -o "$build/early.so" "$c/early.c"
 mkdir -p "$build/tlsmods"
 for i in $(seq 0 39); do
@@ -96,6 +99,7 @@ if [ $# -eq 0 ]; then
     run_prog "hijack (gomalloc)" "$so" "$build/hijack"
     run_prog "tls_dlopen (glibc)" "" "$build/tls_dlopen" "$build/tlsmods"
     run_prog "tls_dlopen (gomalloc)" "$so" "$build/tls_dlopen" "$build/tlsmods"
+    run_prog "dlopen_lib (gomalloc dlopen'ed, not preloaded)" "" "$build/dlopen_lib" "$so"
     run_prog "early preload + suite subset (gomalloc)" "$build/early.so $so" \
         "$build/suite" --expect=gomalloc malloc_zero libc_aliases thread_churn fork_from_a_thread glibc_internal
 fi

@@ -1,0 +1,49 @@
+//! `gomalloc::free_fast`, the C `free` fast path (shim-c `free_impl`): it frees slots of
+//! spans the calling thread's cache owns and declines (returns false, doing nothing)
+//! everything else, which the general `free` then handles. Misuse (double free, interior
+//! pointers) aborts and is tested from C under LD_PRELOAD (`shim-c/tests/c/misuse.c`).
+
+use gomalloc::{alloc, check_heap, free, free_fast, owns};
+
+#[test]
+fn frees_owned_slots_and_declines_the_rest() {
+    for &size in &[8usize, 24, 64, 512, 4096, 32768] {
+        for round in 0..300 {
+            // Both come from spans the cache holds now, so both are owned when freed; the
+            // sizes alternate, so the hint misses and the arena map is used too.
+            let p = alloc(size, 8);
+            let q = alloc(16, 8);
+            assert!(!p.is_null() && !q.is_null());
+            // SAFETY: `p` and `q` are live small objects of this thread's cache.
+            unsafe {
+                assert!(free_fast(p), "size {size}, round {round}");
+                assert!(free_fast(q), "size 16, round {round}");
+            }
+        }
+    }
+    // SAFETY: null is never a slot; the general free ignores it.
+    assert!(!unsafe { free_fast(core::ptr::null_mut()) });
+    // A large object is declined and left alone.
+    let big = alloc(1 << 20, 8);
+    // SAFETY: `big` is live.
+    assert!(!unsafe { free_fast(big) });
+    assert!(owns(big));
+    // SAFETY: `big` is live and freed once.
+    unsafe { free(big) };
+    check_heap();
+}
+
+#[test]
+fn declines_objects_of_another_threads_spans() {
+    let ps: Vec<usize> = std::thread::spawn(|| (0..100).map(|_| alloc(48, 8) as usize).collect())
+        .join()
+        .unwrap();
+    for &p in &ps {
+        // After the other thread exited its cache was flushed: its spans are not ours.
+        // SAFETY: `p` is live.
+        assert!(!unsafe { free_fast(p as *mut u8) });
+        // SAFETY: `p` is live and freed once.
+        unsafe { free(p as *mut u8) };
+    }
+    check_heap();
+}
