@@ -479,9 +479,17 @@ pub fn owns(p: *const u8) -> bool {
         }
 }
 
+/// A large object moved by [`realloc`] to grow gets `1/REALLOC_HEADROOM` more room.
+pub const REALLOC_HEADROOM: usize = 8;
+
 /// Resizes `p` to `new_size` bytes keeping `align`: in place when the new size stays in
 /// the object's size class or its large span can shrink or grow where it is. Null (and `p`
 /// untouched) when out of memory.
+///
+/// A large object that has to move to grow gets [`REALLOC_HEADROOM`] more room than asked
+/// for (Go's `growslice` grows large slices by 1.25x for the same reason), so a buffer
+/// grown a little at a time moves O(log n) times instead of once per page: glibc gets
+/// the same effect from `mremap`, which an arena-based heap cannot use.
 ///
 /// # Safety
 /// `p` is a live object of this allocator allocated with alignment `align`.
@@ -529,11 +537,22 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     } else if new_size <= old && small_class(new_size, align, noscan) == Some(sr.spanclass.get()) {
         return p;
     }
-    let q = if noscan {
-        alloc(new_size, align)
+    let room = if new_size > old && new_size > MAX_SMALL_SIZE {
+        new_size.saturating_add(new_size / REALLOC_HEADROOM)
     } else {
-        alloc_slow(new_size, align, false)
+        new_size
     };
+    let get = |n| {
+        if noscan {
+            alloc(n, align)
+        } else {
+            alloc_slow(n, align, false)
+        }
+    };
+    let mut q = get(room);
+    if q.is_null() && room != new_size {
+        q = get(new_size);
+    }
     if q.is_null() {
         return q;
     }
