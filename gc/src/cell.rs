@@ -40,7 +40,7 @@ fn marking() -> bool {
 /// * a pointer-sized `T` that says so ([`Trace::ATOMIC_WORD`]: `Gc<U>`, `Option<Gc<U>>`)
 ///   is stored as an atomic word: a read is one load, a write one store; the cell is
 ///   exactly as big as `T`;
-/// * any other `T` is read and written under one of [`STRIPES`] global spin locks chosen
+/// * any other `T` is read and written under one of 64 global stripe spin locks chosen
 ///   by the cell's address (crossbeam's `AtomicCell` does the same), so the cell still
 ///   takes no more room than `T`.
 #[repr(transparent)]
@@ -54,7 +54,7 @@ pub struct Lock<T> {
 unsafe impl<T: Send + Sync> Sync for Lock<T> {}
 
 /// Number of global stripe locks serialising the non-word [`Lock`] cells.
-pub const STRIPES: usize = 64;
+const STRIPES: usize = 64;
 
 /// The stripe locks of non-word cells (test-and-test-and-set spin locks; a critical section
 /// is one copy of a `T`).
