@@ -160,10 +160,9 @@ impl Tracer {
         let marked = unsafe { gcapi::is_marked(o) };
         // An object allocated (black) in a mutator's still-cached window reads as free to
         // `find_object` (gcapi rule 2), but it is marked already.
-        debug_assert!(
-            gcapi::find_object(addr) == Some(o) || marked,
-            "Gc {addr:#x} is not an allocated GC object"
-        );
+        if cfg!(debug_assertions) && !marked && gcapi::find_object(addr) != Some(o) {
+            dangling_gc(addr);
+        }
         // SAFETY: as above.
         if !marked && unsafe { gcapi::mark(o) } {
             self.marked_objects += 1;
@@ -302,6 +301,16 @@ impl Tracer {
     pub(crate) fn pending(&self) -> usize {
         self.stack.len()
     }
+}
+
+/// A traced `Gc` names no allocated object: a reachable object was freed (a missed root or
+/// barrier). Debug builds only. Not a panic: the world is usually stopped, and unwinding
+/// would leave every mutator waiting for a cycle that never ends.
+#[cold]
+#[inline(never)]
+fn dangling_gc(addr: usize) -> ! {
+    eprintln!("gc: a traced Gc ({addr:#x}) is not an allocated GC object (freed while reachable)");
+    std::process::abort();
 }
 
 /// Traces the object at `base` through its header.
