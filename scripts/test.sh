@@ -110,4 +110,11 @@ MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance -Zmiri-ignore-l
     cargo +nightly miri test -p gomalloc --lib --quiet \
     --target-dir target/miri
 
+stage "Miri over the GC's precise mode (gc/tests/precise.rs, docs/gc-design.md section 10)"
+# No conservative stack scan in this mode, so Miri can follow every GC pointer; sizes are
+# reduced under cfg(miri). Ignore leaks: the finalizer thread lives until exit.
+MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance -Zmiri-ignore-leaks" \
+    cargo +nightly miri test -p gomalloc-gc --features precise --test precise --quiet \
+    --target-dir target/miri
+
 stage "done"

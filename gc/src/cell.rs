@@ -12,7 +12,7 @@ use crate::Trace;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, Ordering};
 
 /// Shades everything `v` references: sets mark bits and queues the objects grey.
 #[cold]
@@ -35,71 +35,141 @@ fn marking() -> bool {
 
 /// A barriered cell for `Copy` values (typically `Gc<T>` or `Option<Gc<T>>`), in the spirit
 /// of gc-arena's `Lock`. Reads need nothing; writes need `&Mutator` and apply the hybrid
-/// barrier. A tiny spin lock makes it `Sync` (when `T` is) and lets a concurrent marker
-/// read it without a data race.
+/// barrier. `Sync` when `T` is, and readable by a concurrent marker without a data race:
+///
+/// * a pointer-sized `T` that says so ([`Trace::ATOMIC_WORD`]: `Gc<U>`, `Option<Gc<U>>`)
+///   is stored as an atomic word: a read is one load, a write one store; the cell is
+///   exactly as big as `T`;
+/// * any other `T` is read and written under one of 64 global stripe spin locks chosen
+///   by the cell's address (crossbeam's `AtomicCell` does the same), so the cell still
+///   takes no more room than `T`.
+#[repr(transparent)]
 pub struct Lock<T> {
-    busy: AtomicBool,
     value: UnsafeCell<T>,
 }
 
-// SAFETY: every access to `value` happens with `busy` held (acquire/release).
+// SAFETY: every access to `value` is atomic (word cells) or happens with the cell's stripe
+// lock held (acquire/release): no data race. `T: Send` because any thread may write it,
+// `T: Sync` because any thread may read it.
 unsafe impl<T: Send + Sync> Sync for Lock<T> {}
+
+/// Number of global stripe locks serialising the non-word [`Lock`] cells.
+const STRIPES: usize = 64;
+
+/// The stripe locks of non-word cells (test-and-test-and-set spin locks; a critical section
+/// is one copy of a `T`).
+static STRIPE_LOCKS: [AtomicBool; STRIPES] = [const { AtomicBool::new(false) }; STRIPES];
 
 impl<T: Copy> Lock<T> {
     /// A new cell.
     pub const fn new(value: T) -> Lock<T> {
         Lock {
-            busy: AtomicBool::new(false),
             value: UnsafeCell::new(value),
         }
-    }
-
-    #[inline(always)]
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        while self
-            .busy
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            std::hint::spin_loop();
-        }
-        // SAFETY: `busy` is held: no other access to `value` exists.
-        let r = f(unsafe { &mut *self.value.get() });
-        self.busy.store(false, Ordering::Release);
-        r
-    }
-
-    /// The current value.
-    #[inline]
-    pub fn get(&self) -> T {
-        self.with(|v| *v)
     }
 }
 
 impl<T: Copy + Trace> Lock<T> {
+    /// True when the cell is used as an atomic word (checked at compile time per `T`).
+    const WORD: bool = T::ATOMIC_WORD
+        && std::mem::size_of::<T>() == std::mem::size_of::<*mut u8>()
+        && std::mem::align_of::<T>() == std::mem::align_of::<*mut u8>();
+
+    /// The cell as an atomic pointer (word cells only).
+    #[inline(always)]
+    fn word(&self) -> &AtomicPtr<u8> {
+        debug_assert!(Self::WORD);
+        // SAFETY: `WORD`: `T` has the size and alignment of a pointer, so the cell is a
+        // valid, aligned `AtomicPtr` location; every access to it goes through this atomic
+        // view once the cell is shared (`new` wrote it before anyone could see it).
+        unsafe { AtomicPtr::from_ptr(self.value.get().cast::<*mut u8>()) }
+    }
+
+    /// Runs `f` on the value with the cell's stripe lock held (non-word cells).
+    #[inline(always)]
+    fn with_stripe<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let lock = &STRIPE_LOCKS[(self.value.get() as usize >> 3) % STRIPES];
+        while lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            while lock.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        }
+        // SAFETY: the stripe lock is held: every other access to `value` waits for it.
+        // `f` (a copy or a swap of a `Copy` value) takes no other stripe lock.
+        let r = f(unsafe { &mut *self.value.get() });
+        lock.store(false, Ordering::Release);
+        r
+    }
+
+    /// The current value.
+    #[inline(always)]
+    pub fn get(&self) -> T {
+        if Self::WORD {
+            // SAFETY: the word was stored from a valid `T` (`new`, `set` or `replace`), and
+            // `ATOMIC_WORD` promises every byte of a `T` is initialised: the bits are a `T`.
+            unsafe { Self::from_word(self.word().load(Ordering::Acquire)) }
+        } else {
+            self.with_stripe(|v| *v)
+        }
+    }
+
     /// Stores `value`, shading the old and the new value while a cycle marks.
     #[inline]
     pub fn set(&self, m: &Mutator, value: T) {
-        self.replace(m, value);
+        if Self::WORD && !marking() {
+            // No barrier to apply, so the old value is not needed: one store. (The
+            // marking flag changes only while every mutator is stopped, never between
+            // this check and the store.)
+            let _ = m;
+            self.word().store(Self::to_word(value), Ordering::Release);
+        } else {
+            self.replace(m, value);
+        }
     }
 
     /// Stores `value` and returns the old one (with the same barrier as [`Lock::set`]).
     #[inline]
     pub fn replace(&self, m: &Mutator, value: T) -> T {
         let _ = m;
-        let old = self.with(|v| std::mem::replace(v, value));
+        let old = if Self::WORD {
+            let old = self.word().swap(Self::to_word(value), Ordering::AcqRel);
+            // SAFETY: the word was stored from a valid `T` (as in `get`).
+            unsafe { Self::from_word(old) }
+        } else {
+            self.with_stripe(|v| std::mem::replace(v, value))
+        };
         if marking() {
             shade(&old);
             shade(&value);
         }
         old
     }
+
+    /// A word cell's value as the word stored.
+    #[inline(always)]
+    fn to_word(value: T) -> *mut u8 {
+        debug_assert!(Self::WORD);
+        // SAFETY: `WORD`: `T` is pointer-sized and fully initialised (`ATOMIC_WORD`).
+        unsafe { std::mem::transmute_copy::<T, *mut u8>(&value) }
+    }
+
+    /// # Safety
+    /// `w` came from [`Lock::to_word`] (of this `T`).
+    #[inline(always)]
+    unsafe fn from_word(w: *mut u8) -> T {
+        // SAFETY: caller contract: the bits of a valid `T`.
+        unsafe { std::mem::transmute_copy::<*mut u8, T>(&w) }
+    }
 }
 
-// SAFETY: traces the value (rule 1), reading it under the cell's lock (so a concurrent
-// marker never races a writer).
+// SAFETY: traces the value (rule 1), reading it atomically or under the cell's stripe lock
+// (so a concurrent marker never races a writer).
 unsafe impl<T: Copy + Trace> Trace for Lock<T> {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    #[inline(always)]
     fn trace(&self, t: &mut Tracer) {
         if T::NEEDS_TRACE {
             self.get().trace(t)
@@ -107,7 +177,7 @@ unsafe impl<T: Copy + Trace> Trace for Lock<T> {
     }
 }
 
-impl<T: Copy + fmt::Debug> fmt::Debug for Lock<T> {
+impl<T: Copy + Trace + fmt::Debug> fmt::Debug for Lock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Lock").field(&self.get()).finish()
     }

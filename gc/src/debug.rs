@@ -17,6 +17,10 @@ use std::time::Instant;
 /// Only one attached thread may be running (checked; others must be in blocking regions,
 /// which they cannot leave until [`IncrementalCycle::finish`]), and no other collection
 /// may start meanwhile.
+///
+/// A panic between `start` and `finish` (a failing assertion in a test) aborts the process
+/// when the cycle is dropped: the world stays stopped for a cycle that never ends, so
+/// unwinding further would leave every thread waiting for it (a hang instead of a report).
 pub struct IncrementalCycle<'m> {
     m: &'m Mutator,
     t: Tracer,
@@ -69,8 +73,9 @@ impl<'m> IncrementalCycle<'m> {
 
     /// Drains the remaining grey objects, runs mark termination (weak references,
     /// finalizers, new sweep generation) and turns the barrier off.
-    pub fn finish(self) {
-        let IncrementalCycle { m, t, start } = self;
+    pub fn finish(mut self) {
+        let (m, start) = (self.m, self.start);
+        let t = std::mem::replace(&mut self.t, Tracer::new());
         m.assert_no_open_borrow("IncrementalCycle::finish");
         m.cache_mut().release_all();
         let (marked, _objects, _cleared) = collector::terminate(t);
@@ -84,6 +89,17 @@ impl<'m> IncrementalCycle<'m> {
         crate::mutator::WORLD_CV.notify_all();
         let _ = start;
         crate::weak::wake_finalizer_thread();
+    }
+}
+
+impl Drop for IncrementalCycle<'_> {
+    fn drop(&mut self) {
+        // After `finish` (or a normal end of scope) there is nothing to do; while unwinding,
+        // see the type's docs.
+        if std::thread::panicking() {
+            eprintln!("gc: panic inside an IncrementalCycle; aborting (the world is stopped)");
+            std::process::abort();
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 use crate::ptr::VTable;
 use gomalloc::gcapi::{self, ObjectRef, KIND_SCAN};
-use gomalloc::sizeclass::PAGE_SHIFT;
+use gomalloc::sizeclass::{obj_index, PAGE_SHIFT};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -63,12 +63,53 @@ impl WorkList {
 
 /// A marker's view of the heap: given to [`Trace::trace`](crate::Trace::trace), it greys the
 /// objects reported to it.
+///
+/// A tracer lives within one cycle's mark phase, during which no span is swept or freed
+/// (sweeping finishes before marking starts and resumes after it ends): what it caches
+/// about a span stays true for its whole life.
 pub struct Tracer {
     stack: Vec<usize>,
     /// Bytes of objects this tracer marked (slot sizes).
     pub(crate) marked_bytes: usize,
     /// Objects this tracer marked.
     pub(crate) marked_objects: usize,
+    /// The span of the last precise pointer (children are often in their parent's span).
+    last: SpanInfo,
+}
+
+/// What [`Tracer::mark_gc`] needs from a span, copied out of its record.
+///
+/// Invariant: `span` is null and `npages == 0` (matches no address), or `span` is an
+/// in-use GC span of `npages` pages from page number `page` (address `page << PAGE_SHIFT`)
+/// with object size `size` and division magic `magic` (0 for a large span, so that every
+/// address resolves to slot 0).
+///
+/// The span is kept as a page *number*, never as an address: a tracer sits on the
+/// collector's stack, which is scanned conservatively, and a span's base address is the
+/// address of its first object (a stale copy would keep that object alive).
+#[derive(Clone, Copy)]
+struct SpanInfo {
+    page: usize,
+    npages: usize,
+    span: *mut gomalloc::span::Span,
+    size: usize,
+    magic: u32,
+    scan: bool,
+}
+
+// SAFETY: the span pointer names a span record, which lives for the whole process and is
+// only read here; a tracer may be handed to another marker thread.
+unsafe impl Send for SpanInfo {}
+
+impl SpanInfo {
+    const NONE: SpanInfo = SpanInfo {
+        page: 0,
+        npages: 0,
+        span: std::ptr::null_mut(),
+        size: 0,
+        magic: 0,
+        scan: false,
+    };
 }
 
 impl Tracer {
@@ -77,11 +118,12 @@ impl Tracer {
             stack: Vec::with_capacity(256),
             marked_bytes: 0,
             marked_objects: 0,
+            last: SpanInfo::NONE,
         }
     }
 
     /// Greys the object containing `addr`, if `addr` points into an allocated GC object.
-    /// Used for precise pointers (`Gc::trace`) and conservative words alike.
+    /// Used for conservative words and precise roots, which may point anywhere.
     #[inline]
     pub(crate) fn mark_addr(&mut self, addr: usize) {
         if let Some(o) = gcapi::find_object(addr) {
@@ -89,11 +131,76 @@ impl Tracer {
         }
     }
 
+    /// Greys the object holding the value a `Gc` points to (a precise pointer from a traced
+    /// object).
+    ///
+    /// A `Gc` reached while marking always points `OFFSET` bytes into an allocated object
+    /// of an in-use GC span (the rooting rule: it was reachable at the last cycle, so it
+    /// was not swept, and every slot allocated since is allocated in the bitmap, in a
+    /// cache's committed window, or marked already). So the lookup skips what
+    /// [`gcapi::find_object`] checks for arbitrary words (span kind and state, bounds,
+    /// allocation bit): the span comes from a one-entry cache of the last span (children
+    /// usually sit in their parent's span) or the arena map, the slot from the span's
+    /// division magic. Debug builds check the result against `find_object`.
+    #[inline(always)]
+    pub(crate) fn mark_gc(&mut self, addr: usize) {
+        if (addr >> PAGE_SHIFT).wrapping_sub(self.last.page) >= self.last.npages {
+            self.load_span(addr);
+        }
+        let c = self.last;
+        let lo = c.page << PAGE_SHIFT;
+        let index = obj_index(addr - lo, c.magic);
+        let o = ObjectRef {
+            span: c.span,
+            index,
+            base: lo + index * c.size,
+        };
+        // SAFETY: `o` names the slot of a live object in a span that is not swept while
+        // markers run.
+        let marked = unsafe { gcapi::is_marked(o) };
+        // An object allocated (black) in a mutator's still-cached window reads as free to
+        // `find_object` (gcapi rule 2), but it is marked already.
+        if cfg!(debug_assertions) && !marked && gcapi::find_object(addr) != Some(o) {
+            dangling_gc(addr);
+        }
+        // SAFETY: as above.
+        if !marked && unsafe { gcapi::mark(o) } {
+            self.marked_objects += 1;
+            self.marked_bytes += c.size;
+            if c.scan {
+                self.stack.push(o.base);
+            }
+        }
+    }
+
+    /// Fills the span cache for the `Gc` address `addr` from the arena map.
+    #[inline(never)]
+    fn load_span(&mut self, addr: usize) {
+        let span = gomalloc::arena::span_of(addr);
+        debug_assert!(!span.is_null(), "Gc {addr:#x} outside the heap");
+        // SAFETY: a `Gc`'s span is a live span record (see `mark_gc`; records are never
+        // freed).
+        let s = unsafe { &*span };
+        let (size, magic) = if s.is_large() {
+            (s.npages.get() << PAGE_SHIFT, 0)
+        } else {
+            (s.elemsize.get() as usize, s.div_magic.get())
+        };
+        self.last = SpanInfo {
+            page: s.base.get() >> PAGE_SHIFT,
+            npages: s.npages.get(),
+            span,
+            size,
+            magic,
+            scan: s.gc.load(Ordering::Relaxed) == KIND_SCAN,
+        };
+    }
+
     /// Greys `o` if it was white.
     #[inline]
     pub(crate) fn mark_object(&mut self, o: ObjectRef) {
-        // SAFETY: `o` came from `find_object` during marking; spans are not swept while
-        // markers run.
+        // SAFETY: `o` came from `find_object` (or `mark_gc`) during marking; spans are not
+        // swept while markers run.
         if unsafe { gcapi::mark(o) } {
             let s = o.span();
             self.marked_objects += 1;
@@ -194,6 +301,16 @@ impl Tracer {
     pub(crate) fn pending(&self) -> usize {
         self.stack.len()
     }
+}
+
+/// A traced `Gc` names no allocated object: a reachable object was freed (a missed root or
+/// barrier). Debug builds only. Not a panic: the world is usually stopped, and unwinding
+/// would leave every mutator waiting for a cycle that never ends.
+#[cold]
+#[inline(never)]
+fn dangling_gc(addr: usize) -> ! {
+    eprintln!("gc: a traced Gc ({addr:#x}) is not an allocated GC object (freed while reachable)");
+    std::process::abort();
 }
 
 /// Traces the object at `base` through its header.

@@ -1,6 +1,7 @@
 //! `Gc<T>`: the collector's pointer, and the object header that lets the collector trace and
 //! drop an object it knows only by address.
 
+use crate::heap::KIND_SCAN_DROP;
 use crate::mark::Tracer;
 use crate::trace::Trace;
 use crate::Mutator;
@@ -15,7 +16,7 @@ pub(crate) const POISON: u8 = 0xdb;
 /// A header word that was poisoned.
 const POISON_WORD: usize = usize::from_ne_bytes([POISON; 8]);
 
-/// What the collector knows about an object's type. Objects of kinds `SCAN` and
+/// What the collector knows about an object's type. Objects of kinds `SCAN`, `SCAN_DROP` and
 /// `NOSCAN_DROP` start with a `&'static VTable` word; the value follows at `offset`.
 pub(crate) struct VTable {
     /// Traces the value at the given address.
@@ -30,8 +31,11 @@ pub(crate) struct VTable {
 pub(crate) struct Layout<T>(PhantomData<T>);
 
 impl<T: Trace> Layout<T> {
-    /// The object kind (span kind) of `T`.
-    pub const KIND: u8 = if T::NEEDS_TRACE {
+    /// The object kind of `T`: a gomalloc span kind, or the collector's own
+    /// [`KIND_SCAN_DROP`] (in `KIND_SCAN` spans).
+    pub const KIND: u8 = if T::NEEDS_TRACE && std::mem::needs_drop::<T>() {
+        KIND_SCAN_DROP
+    } else if T::NEEDS_TRACE {
         KIND_SCAN
     } else if std::mem::needs_drop::<T>() {
         KIND_NOSCAN_DROP
@@ -195,11 +199,13 @@ impl<T: Trace> Deref for Gc<T> {
     }
 }
 
-// SAFETY: reports the one GC pointer (rule 1).
+// SAFETY: reports the one GC pointer (rule 1). A `Gc` is a transparent non-null pointer:
+// one initialised word (rule 6).
 unsafe impl<T: 'static> Trace for Gc<T> {
+    const ATOMIC_WORD: bool = true;
     #[inline(always)]
     fn trace(&self, t: &mut Tracer) {
-        t.mark_addr(self.addr());
+        t.mark_gc(self.addr());
     }
 }
 

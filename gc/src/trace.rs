@@ -31,9 +31,20 @@ use std::sync::{Arc, Mutex, RwLock};
 /// 5. The type's destructor (if any) does not dereference GC pointers: objects are swept in
 ///    no particular order, so the target may already be freed. (`#[derive(Trace)]`
 ///    forbids `Drop` impls unless `#[gc(unsafe_drop)]`.)
+/// 6. `ATOMIC_WORD` is `true` only if every value of the type is one fully initialised,
+///    pointer-sized word (no padding, no uninitialised bytes, no `union`), so that
+///    [`Lock`](crate::Lock) may store it in an `AtomicPtr` and copy its bits back out; and
+///    its only niche, if it has one, is the null word (as for `NonNull`), so that
+///    `Option<Self>`, when it is one word, is one initialised word too. Leave it `false`
+///    (the default) unless the type is a `Gc` in disguise.
 pub unsafe trait Trace {
     /// False if values of this type never hold GC pointers (see rule 2).
     const NEEDS_TRACE: bool = true;
+
+    /// True if a value is exactly one initialised pointer-sized word (see rule 6):
+    /// [`Lock`](crate::Lock) then reads and writes it with single atomic instructions.
+    /// `Gc<T>` and `Option<Gc<T>>` say so.
+    const ATOMIC_WORD: bool = false;
 
     /// Reports every GC pointer owned by `self` to `t` (see rule 1).
     fn trace(&self, t: &mut Tracer);
@@ -123,8 +134,27 @@ macro_rules! container {
     )*};
 }
 
+// SAFETY: traces the value if there is one (rule 1). `ATOMIC_WORD` (rule 6): when `T` is a
+// word type that `Option` stores through a niche (`Option<Gc<_>>`: `Gc` is a transparent
+// `NonNull`, so `None` is the null word and the size stays one word), every `Option<T>` is
+// one initialised word too.
+unsafe impl<T: Trace> Trace for Option<T> {
+    const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    const ATOMIC_WORD: bool =
+        T::ATOMIC_WORD && std::mem::size_of::<Option<T>>() == std::mem::size_of::<T>();
+    #[inline(always)]
+    fn trace(&self, t: &mut Tracer) {
+        if T::NEEDS_TRACE {
+            if let Some(v) = self {
+                v.trace(t)
+            }
+        }
+    }
+}
+// SAFETY: no GC pointer if `T` holds none.
+unsafe impl<T: Untraced> Untraced for Option<T> {}
+
 container! {
-    impl<T> for Option<T> => |s, t| if let Some(v) = s { v.trace(t) }, needs: T::NEEDS_TRACE;
     impl<T> for Box<T> => |s, t| (**s).trace(t), needs: T::NEEDS_TRACE;
     impl<T> for Box<[T]> => |s, t| for v in s.iter() { v.trace(t) }, needs: T::NEEDS_TRACE;
     impl<T> for Vec<T> => |s, t| for v in s { v.trace(t) }, needs: T::NEEDS_TRACE;

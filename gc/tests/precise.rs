@@ -234,6 +234,64 @@ fn barrier_keeps_what_marking_would_miss() {
     });
 }
 
+/// A node whose link is a pair: not one word, so its `Lock` takes the striped-lock path.
+#[derive(Trace)]
+struct PairNode {
+    value: u64,
+    next: Lock<(u64, Option<Gc<PairNode>>)>,
+}
+
+fn pair_node(m: &gc::Mutator, value: u64) -> Gc<PairNode> {
+    Gc::new(
+        m,
+        PairNode {
+            value,
+            next: Lock::new((0, None)),
+        },
+    )
+}
+
+#[test]
+fn lock_cells_word_and_striped_keep_the_barrier() {
+    let _s = serial();
+    // A `Lock` is as big as its value: an atomic word for `Option<Gc>`, a plain copy under a
+    // stripe lock for anything else.
+    assert_eq!(
+        std::mem::size_of::<Lock<Option<Gc<Node>>>>(),
+        std::mem::size_of::<usize>()
+    );
+    assert_eq!(
+        std::mem::size_of::<Lock<(u64, Option<Gc<PairNode>>)>>(),
+        std::mem::size_of::<(u64, Option<Gc<PairNode>>)>()
+    );
+    let m = gc::attach();
+    m.scope(|s| {
+        // root -> a -> b, the links striped cells.
+        let root = s.handle(pair_node(&m, 0));
+        m.scope(|inner| {
+            let a = inner.handle(pair_node(&m, 1));
+            let b = pair_node(&m, 2);
+            a.next.set(&m, (2, Some(b)));
+            root.next.set(&m, (1, Some(a.get())));
+        });
+        // Marking starts and traces one object (the root, the only grey one): then `b` is
+        // cut from the grey `a` and stored into the black root. Only the barrier (the old
+        // value shaded by `replace`, the new one by `set`) keeps `b`.
+        let mut cycle = IncrementalCycle::start(&m);
+        cycle.mark_some(1);
+        let a = s.handle(root.next.get().1.unwrap());
+        let (tag, b) = a.next.replace(&m, (0, None));
+        root.next.set(&m, (tag, b));
+        while !cycle.mark_some(1) {}
+        cycle.finish();
+        gc::collect();
+        let (tag, b) = root.next.get();
+        assert_eq!((tag, b.map(|b| b.value)), (2, Some(2)));
+        assert_eq!(a.next.get().0, 0);
+    });
+    gc::debug::check_heap(&m);
+}
+
 #[test]
 fn threads_share_a_rooted_list() {
     let _s = serial();

@@ -1,0 +1,90 @@
+//! `gc::stats()`: the cycle counts, the pause figures (last, max, total, histogram) and the
+//! heap sizes agree with each other and with what the test did. (Structural checks only:
+//! no assertion on how long anything took.)
+//!
+//! Its own test binary: the statistics are process-wide.
+// The list is built in locals: it needs the conservative stack scan.
+#![cfg(not(feature = "precise"))]
+
+use gc::{Gc, Lock, Root, Trace, PAUSE_BUCKETS};
+
+#[derive(Trace)]
+struct Cell {
+    value: u64,
+    next: Lock<Option<Gc<Cell>>>,
+}
+
+/// A rooted list of `n` cells (kept alive by the root, whatever the stack holds).
+#[inline(never)]
+fn rooted_list(m: &gc::Mutator, n: u64) -> Root<Cell> {
+    let head = Gc::new(
+        m,
+        Cell {
+            value: 0,
+            next: Lock::new(None),
+        },
+    );
+    let mut tail = head;
+    for i in 1..n {
+        let c = Gc::new(
+            m,
+            Cell {
+                value: i,
+                next: Lock::new(None),
+            },
+        );
+        tail.next.set(m, Some(c));
+        tail = c;
+    }
+    Root::new(head)
+}
+
+#[test]
+fn stats_count_cycles_pauses_and_heap() {
+    const N: u64 = 10_000;
+    const FORCED: u64 = 5;
+    let m = gc::attach();
+    let list = rooted_list(&m, N);
+    let before = gc::stats();
+    for _ in 0..FORCED {
+        gc::collect();
+    }
+    let s = gc::stats();
+
+    // Cycles: every `collect()` is one forced cycle; automatic ones may add more.
+    assert!(s.cycles >= before.cycles + FORCED, "{s:?}");
+    assert_eq!(s.forced_cycles, before.forced_cycles + FORCED, "{s:?}");
+    assert!(s.forced_cycles <= s.cycles);
+
+    // Pauses: the histogram has one entry per cycle; last <= max <= total.
+    assert_eq!(s.pause_hist.len(), PAUSE_BUCKETS);
+    assert_eq!(s.pause_hist.iter().sum::<u64>(), s.cycles, "{s:?}");
+    assert!(s.pause_last <= s.pause_max, "{s:?}");
+    assert!(s.pause_max <= s.pause_total, "{s:?}");
+    assert!(s.pause_total >= before.pause_total);
+
+    // Heap: the last cycle marked at least the rooted list (N objects of at least
+    // `size_of::<Cell>()` bytes); spans hold what was marked; the goal follows GOGC.
+    assert!(s.objects_marked >= N as usize, "{s:?}");
+    assert!(
+        s.heap_marked >= N as usize * std::mem::size_of::<Cell>(),
+        "{s:?}"
+    );
+    assert!(s.heap_spans >= s.heap_marked, "{s:?}");
+    assert_eq!(s.gc_percent, 100);
+    assert!(
+        s.heap_goal >= (s.heap_marked * 2).max(gc::MIN_HEAP),
+        "goal = max(marked x 2, 4 MiB) at GOGC=100: {s:?}"
+    );
+    assert_eq!(s.memory_limit, u64::MAX);
+    assert!(s.mutators >= 1);
+
+    // The list is intact.
+    let (mut n, mut sum, mut c) = (0, 0, Some(list.get()));
+    while let Some(x) = c {
+        n += 1;
+        sum += x.value;
+        c = x.next.get();
+    }
+    assert_eq!((n, sum), (N, N * (N - 1) / 2));
+}
