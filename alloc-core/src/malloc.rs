@@ -307,6 +307,20 @@ unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, p: *mut u8) {
                 return;
             }
         }
+        free_after_lookup(c, p)
+    }
+}
+
+/// Third tier of [`free_sized`]: the span through the arena map (a separate function, so
+/// that the second tier stays a leaf with no registers to save).
+///
+/// # Safety
+/// As for [`free_in_span_or_general`].
+#[inline(never)]
+unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
+    let addr = p as usize;
+    // SAFETY: as in `free_in_span_or_general`.
+    unsafe {
         let s = span_of(addr);
         if s.is_null() {
             return free(p); // diagnoses a foreign pointer (or ignores null)
