@@ -178,6 +178,11 @@ pub fn request_trim() {
     TRIM_EPOCH.fetch_add(1, Ordering::Relaxed);
 }
 
+/// How many times [`request_trim`] was called (tests use it to tell a trim from a bug).
+pub fn trim_requests() -> usize {
+    TRIM_EPOCH.load(Ordering::Relaxed)
+}
+
 /// Bytes of full spans a cache may retain per span class.
 pub const RETAIN_BYTES: usize = 1 << 20;
 /// Bytes of full spans a cache may retain in all, so that a thread's cache holds at most
