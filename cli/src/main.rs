@@ -45,7 +45,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Run only these allocators (comma-separated: glibc, gomalloc, mimalloc, jemalloc,
-    /// tcmalloc).
+    /// tcmalloc; and variants run only when named: gomalloc-noscav, gomalloc with
+    /// GOMALLOC_SCAVENGE=off).
     #[arg(long, value_delimiter = ',')]
     pub allocators: Vec<String>,
     /// Runs of each workload per allocator; the median is reported (default 3 with

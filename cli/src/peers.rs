@@ -16,10 +16,17 @@ pub struct Peer {
     pub c_ok: bool,
     /// The `rustload-*` binary suffix for Rust workloads, if this allocator has one.
     pub rust_bin: Option<&'static str>,
+    /// Environment for its runs (a gomalloc variant's settings).
+    pub env: &'static [(&'static str, &'static str)],
 }
 
 /// All allocator names, in table order.
 pub const NAMES: [&str; 5] = ["gomalloc", "glibc", "mimalloc", "jemalloc", "tcmalloc"];
+
+/// Variants run only when named in `--allocators`: gomalloc with settings of its own, to
+/// measure what a feature costs side by side (name, environment).
+pub const VARIANTS: [(&str, &[(&str, &str)]); 1] =
+    [("gomalloc-noscav", &[("GOMALLOC_SCAVENGE", "off")])];
 
 const LIBDIRS: [&str; 4] = [
     "/usr/lib/x86_64-linux-gnu",
@@ -119,14 +126,30 @@ pub fn detect(wanted: &[String]) -> (Vec<Peer>, Vec<String>) {
                 preload,
                 c_ok,
                 rust_bin,
+                env: &[],
+            });
+        }
+    }
+    for (name, env) in VARIANTS {
+        if wanted.iter().any(|w| w == name) {
+            let lib = gomalloc_lib_path();
+            let ok = lib.exists();
+            peers.push(Peer {
+                name,
+                preload: ok.then_some(lib),
+                c_ok: ok,
+                rust_bin: Some("gomalloc"),
+                env,
             });
         }
     }
     for w in wanted {
-        if !NAMES.contains(&w.as_str()) {
+        if !NAMES.contains(&w.as_str()) && !VARIANTS.iter().any(|(n, _)| n == w) {
+            let variants: Vec<&str> = VARIANTS.iter().map(|(n, _)| *n).collect();
             notes.push(format!(
-                "{w}: unknown allocator (known: {})",
-                NAMES.join(", ")
+                "{w}: unknown allocator (known: {}; variants: {})",
+                NAMES.join(", "),
+                variants.join(", ")
             ));
         }
     }
@@ -159,5 +182,17 @@ mod tests {
         assert!(notes
             .iter()
             .any(|n| n.starts_with("nosuch: unknown allocator")));
+    }
+
+    #[test]
+    fn variants_run_only_when_named_and_carry_their_settings() {
+        let (all, _) = detect(&[]);
+        assert!(all.iter().all(|p| p.env.is_empty()));
+        let (peers, notes) = detect(&["gomalloc-noscav".into()]);
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].name, "gomalloc-noscav");
+        assert_eq!(peers[0].rust_bin, Some("gomalloc"));
+        assert_eq!(peers[0].env, &[("GOMALLOC_SCAVENGE", "off")]);
+        assert!(notes.iter().all(|n| !n.contains("unknown")));
     }
 }

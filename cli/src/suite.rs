@@ -185,6 +185,7 @@ struct Job {
     program: PathBuf,
     args: Vec<String>,
     preload: Option<PathBuf>,
+    env: &'static [(&'static str, &'static str)],
 }
 
 fn workloads_dir() -> PathBuf {
@@ -256,6 +257,9 @@ fn measure(job: &Job) -> Outcome {
     cmd.env_remove("LD_PRELOAD");
     if let Some(p) = &job.preload {
         cmd.env("LD_PRELOAD", p);
+    }
+    for (k, v) in job.env {
+        cmd.env(k, v);
     }
     let start = Instant::now();
     let child = match cmd.spawn() {
@@ -383,6 +387,7 @@ pub fn bench(a: &BenchArgs) -> Result<(), String> {
                     program: bin.clone(),
                     args: args.clone(),
                     preload: p.preload.clone(),
+                    env: p.env,
                 },
                 (Kind::Rust(name), _) if p.rust_bin.is_some() => {
                     let mut ra = vec![name.to_string()];
@@ -393,6 +398,7 @@ pub fn bench(a: &BenchArgs) -> Result<(), String> {
                         program: rust_dir.join(format!("rustload-{}", p.rust_bin.unwrap_or(""))),
                         args: ra,
                         preload: None,
+                        env: p.env,
                     }
                 }
                 _ => continue,
