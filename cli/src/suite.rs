@@ -160,6 +160,13 @@ pub const WORKLOADS: &[Workload] = &[
         false,
         "RSS left after 90% of small blocks die",
     ),
+    c(
+        "release",
+        "release.c",
+        &[],
+        false,
+        "RSS 2 s after 99% of 1 GiB of small blocks die",
+    ),
     Workload {
         name: "rust-collections",
         kind: Kind::Rust("collections"),
