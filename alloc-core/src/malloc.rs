@@ -199,10 +199,20 @@ pub unsafe fn free(p: *mut u8) {
 pub unsafe fn free_fast(p: *mut u8) -> bool {
     let addr = p as usize;
     let c = mcache::current();
-    // SAFETY: `c` is the thread's cache or the static empty one (whose `last_free` is the
-    // static empty span forever: it owns no span); span records are never unmapped, and an
-    // `owner` equal to `c` means the span is in this thread's cache now, so this thread may
-    // free into it.
+    // SAFETY: `c` is the thread's cache or the static empty one; caller contract for `p`.
+    unsafe { free_into_hint(c, addr) || free_fast_lookup(c, addr) }
+}
+
+/// Frees `addr` into the span of the cache's `last_free` hint if this thread still owns
+/// that span and `addr` is one of its slots; false, having done nothing, otherwise.
+///
+/// # Safety
+/// `c` is the calling thread's cache (or the static empty one); `addr` as for [`free`].
+#[inline(always)]
+unsafe fn free_into_hint(c: *mut MCache, addr: usize) -> bool {
+    // SAFETY: `last_free` is a span record (the static empty span until set, whose owner is
+    // null); span records are never unmapped, and an `owner` equal to `c` means the span is
+    // in this thread's cache now, so this thread may free into it.
     unsafe {
         let last = (*c).last_free.get();
         if (*last).owner.load(crate::sync::Ordering::Relaxed) == c {
@@ -211,8 +221,8 @@ pub unsafe fn free_fast(p: *mut u8) -> bool {
                 return true;
             }
         }
-        free_fast_lookup(c, addr)
     }
+    false
 }
 
 /// Second tier of [`free_fast`]: the span through the arena map.
@@ -296,18 +306,11 @@ unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, p: *mut u8) {
         unsafe { span.free_local(idx, addr) };
         return;
     }
-    // SAFETY: `c` is the thread's cache or the static empty one; span records are never
-    // unmapped (`last_free` starts as the static empty span, whose owner is null), and an
-    // `owner` equal to `c` means the span is in this thread's cache now.
+    // SAFETY: `c` is the thread's cache or the static empty one; `p` as for `free`.
     unsafe {
-        let last = (*c).last_free.get();
-        if (*last).owner.load(crate::sync::Ordering::Relaxed) == c {
-            if let Some(idx) = (*last).slot_of(addr) {
-                (*last).free_local(idx, addr);
-                return;
-            }
+        if !free_into_hint(c, addr) {
+            free_after_lookup(c, p)
         }
-        free_after_lookup(c, p)
     }
 }
 
