@@ -203,23 +203,27 @@ pub unsafe fn free_fast(p: *mut u8) -> bool {
     unsafe { free_into_hint(c, addr) || free_fast_lookup(c, addr) }
 }
 
-/// Frees `addr` into the span of the cache's `last_free` hint if this thread still owns
-/// that span and `addr` is one of its slots; false, having done nothing, otherwise.
+/// Frees `addr` into the span of the cache's `last_free` hint if `addr` is one of its
+/// slots; false, having done nothing, otherwise.
 ///
 /// # Safety
 /// `c` is the calling thread's cache (or the static empty one); `addr` as for [`free`].
 #[inline(always)]
 unsafe fn free_into_hint(c: *mut MCache, addr: usize) -> bool {
-    // SAFETY: `last_free` is a span record (the static empty span until set, whose owner is
-    // null); span records are never unmapped, and an `owner` equal to `c` means the span is
-    // in this thread's cache now, so this thread may free into it.
+    // SAFETY: `last_free` is the static empty span (no slots: `slot_of` fails) or a span
+    // `c` owns (the hint's invariant: a span leaving the cache clears it), so this thread
+    // may free into it, and no other thread writes its record meanwhile.
     unsafe {
         let last = (*c).last_free.get();
-        if (*last).owner.load(crate::sync::Ordering::Relaxed) == c {
-            if let Some(idx) = (*last).slot_of(addr) {
-                (*last).free_local(idx, addr);
-                return true;
-            }
+        crate::check!(
+            last == mcache::EMPTY_SPAN_PTR
+                || (*last).owner.load(crate::sync::Ordering::Relaxed) == c,
+            "free hint names a span this cache does not own",
+            last as usize
+        );
+        if let Some(idx) = (*last).slot_of(addr) {
+            (*last).free_local(idx, addr);
+            return true;
         }
     }
     false

@@ -48,8 +48,10 @@ pub struct MCache {
     /// Times this cache swapped a span with its mcentral.
     pub refills: Cell<usize>,
     /// The span of this cache that the last free needing a span lookup went to (a hint:
-    /// valid only while its `owner` is this cache; `free_sized` outside a window and C's
-    /// `free_fast` try it before the arena map). Batches of frees hit it.
+    /// `free_sized` outside a window and C's `free_fast` try it before the arena map).
+    /// Batches of frees hit it. Invariant: [`EMPTY_SPAN`] or a span this cache owns; a
+    /// span leaving the cache ([`evict`], [`flush`]) clears it, so the hint never names a
+    /// record that another thread may be reusing.
     pub last_free: Cell<*mut Span>,
     /// Spans this cache filled and still owns, oldest first (see [`refill`]), so that the
     /// thread's frees into them stay local. Only the owning thread touches the lists.
@@ -69,7 +71,8 @@ unsafe impl<T> Sync for Static<T> {}
 
 /// The span every empty cache slot points at.
 pub static EMPTY_SPAN: Static<Span> = Static(Span::empty());
-const EMPTY_SPAN_PTR: *mut Span = &EMPTY_SPAN as *const Static<Span> as *const Span as *mut Span;
+pub(crate) const EMPTY_SPAN_PTR: *mut Span =
+    &EMPTY_SPAN as *const Static<Span> as *const Span as *mut Span;
 
 /// The cache of threads that have none (new, initialising or dead threads).
 pub static EMPTY_CACHE: Static<MCache> = Static(MCache::empty());
@@ -281,10 +284,10 @@ unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) {
             let old = list.pop_front();
             if !old.is_null() {
                 c.retained_pages.set(c.retained_pages.get() - np);
-                evict(spc, old);
+                evict(c, spc, old);
             }
             if c.retained_pages.get() + np > max_pages {
-                evict(spc, s);
+                evict(c, spc, s);
                 return;
             }
         }
@@ -298,14 +301,28 @@ unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) {
 /// one with its window committed) to its mcentral.
 ///
 /// # Safety
-/// The caller's cache owns `s`, which is in no list and has no window, or a committed one.
-unsafe fn evict(spc: SpanClass, s: *mut Span) {
+/// `c` owns `s`, which is in no list and has no window, or a committed one.
+unsafe fn evict(c: &MCache, spc: SpanClass, s: *mut Span) {
     // SAFETY: caller contract; window 0 with an empty cache is the committed state the
     // mcentral expects.
     unsafe {
         (*s).set_window(0);
-        central(spc).uncache_span(s);
+        uncache(c, spc, s);
     }
+}
+
+/// Gives `s` up to its mcentral, first clearing the `last_free` hint if it names `s`:
+/// once the mcentral has it, the span may be freed and its record reused by another
+/// thread, which the hint must then not read.
+///
+/// # Safety
+/// `c` owns `s`, whose window is committed and which is in no list.
+unsafe fn uncache(c: &MCache, spc: SpanClass, s: *mut Span) {
+    if c.last_free.get() == s {
+        c.last_free.set(EMPTY_SPAN_PTR);
+    }
+    // SAFETY: caller contract.
+    unsafe { central(spc).uncache_span(s) };
 }
 
 /// A retained span with a free slot loaded in its window, taken out of the list; null if
@@ -359,7 +376,7 @@ pub unsafe fn release_retained(c: &MCache) {
                 }
                 c.retained_pages
                     .set(c.retained_pages.get() - spc.size_class().npages());
-                evict(spc, s);
+                evict(c, spc, s);
             }
         }
     }
@@ -371,6 +388,16 @@ pub fn release_own_retained() {
     if tls::state() == ACTIVE {
         // SAFETY: an active thread owns its cache and is not inside an allocation.
         unsafe { release_retained(&*current()) };
+    }
+}
+
+/// Bytes in the spans the calling thread's cache retains (0 for a thread without one).
+pub fn own_retained_bytes() -> usize {
+    if tls::state() == ACTIVE {
+        // SAFETY: an active thread owns its cache.
+        unsafe { retained_pages(&*current()) << PAGE_SHIFT }
+    } else {
+        0
     }
 }
 
@@ -414,9 +441,14 @@ pub unsafe fn flush(c: &MCache) {
             let sr = &*s;
             sr.commit_window();
             sr.collect_remote();
-            central(SpanClass(spc as u8)).uncache_span(s);
+            uncache(c, SpanClass(spc as u8), s);
         }
     }
+    crate::check!(
+        c.last_free.get() == EMPTY_SPAN_PTR,
+        "free hint names a span the cache gave up",
+        c.last_free.get() as usize
+    );
 }
 
 // ---- the pool of cache records, and the orphan cache ----

@@ -1026,8 +1026,10 @@ mod tests {
 
     const LARGE: SpanClass = SpanClass::new(SizeClass::LARGE, true);
 
+    /// A heap of its own for test `slot`, placed below the global heap's arenas (and
+    /// inside ThreadSanitizer's application range, which ends at 1 TiB).
     fn private_heap(slot: usize) -> MHeap {
-        MHeap::with_hint(0x0d00_0000_0000 + slot * (16 << 30))
+        MHeap::with_hint(0x0040_0000_0000 + slot * (16 << 30))
     }
 
     fn base(s: *mut Span) -> usize {

@@ -47,3 +47,36 @@ fn declines_objects_of_another_threads_spans() {
     }
     check_heap();
 }
+
+#[test]
+fn the_hint_forgets_spans_the_cache_gives_up() {
+    // Fill several spans of one class, so that the cache retains the full ones; a free
+    // into the oldest span through the arena map makes that span the hint.
+    let ps: Vec<usize> = (0..2000).map(|_| alloc(48, 8) as usize).collect();
+    assert!(ps.iter().all(|&p| p != 0));
+    let first = gomalloc::arena::span_of(ps[0]);
+    let twin = ps[1..]
+        .iter()
+        .position(|&p| gomalloc::arena::span_of(p) == first)
+        .map(|i| i + 1)
+        .expect("a second object in the first span");
+    // SAFETY: `ps[0]` is live and freed once.
+    assert!(unsafe { free_fast(ps[0] as *mut u8) });
+    // The retained spans go back to the mcentral. The hint must forget its span (once
+    // there, the span's record may be freed and reused by another thread): a checked build
+    // verifies at every use that the hint names a span the cache owns, and a free into the
+    // span is declined from now on.
+    gomalloc::release_memory();
+    // SAFETY: `ps[twin]` is live; declined, it is left alone.
+    assert!(!unsafe { free_fast(ps[twin] as *mut u8) });
+    for &p in &ps[1..] {
+        let p = p as *mut u8;
+        // SAFETY: `p` is live; declined or freed, it is freed once.
+        unsafe {
+            if !free_fast(p) {
+                free(p);
+            }
+        }
+    }
+    check_heap();
+}
