@@ -15,13 +15,24 @@ cd "$(dirname "$0")/.."
 TARGET=x86_64-unknown-linux-gnu
 
 tsan() {
-    # global_alloc: cross-thread frees, ping-pong, short-lived threads whose blocks outlive
-    # them, all through GoMalloc as the global allocator; hardening: remote frees.
+    # The tests where threads meet (plus the unit tests, which include the lock-free
+    # lists): for gomalloc, cross-thread frees, ping-pong, short-lived threads whose blocks
+    # outlive them, retention and trim requests, remote frees with hardening, the background
+    # scavenger; for the collector, mutators sharing graphs while collecting, back-to-back
+    # cycles, parallel marking. Left out: the out-of-memory tests (TSan needs memory of its
+    # own), the RSS measurement (TSan's shadow memory is resident too), the model test
+    # (single-threaded and slow under TSan), the GC's basic tests (single-threaded; and the
+    # instrumented frames keep stale words that a conservative scan rightly retains), and
+    # the compile-fail tests.
     # The release profile says panic = "abort" (for the preload library); a test harness
     # unwinds, and with -Zbuild-std two panic strategies mean two builds of core (E0152).
     CARGO_PROFILE_RELEASE_PANIC=unwind RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
         cargo +nightly test -Zbuild-std --target "$TARGET" --target-dir target/tsan \
-        -p gomalloc --release --quiet --test global_alloc -- --test-threads=2
+        --release --quiet \
+        -p gomalloc --lib --test global_alloc --test hardening --test free_fast --test misuse \
+        --test config --test scavenge \
+        -p gomalloc-gc --test threads --test back_to_back --test barrier --test pacer --test stats \
+        -- --test-threads=2 --skip most_of_a_gib_of_small_objects
 }
 
 asan() {

@@ -117,6 +117,14 @@ impl MHeap {
         MHeap::with_hint(ARENA_HINT)
     }
 
+    /// A heap of its own for unit test `slot` (the mheap tests use slots 0 to 7, the span
+    /// tests 8 and up), its first arena at 256 GiB + `slot` × 16 GiB: below the global
+    /// heap's arenas and inside ThreadSanitizer's application range (which ends at 1 TiB).
+    #[cfg(test)]
+    pub(crate) const fn private(slot: usize) -> MHeap {
+        MHeap::with_hint(0x0040_0000_0000 + slot * (16 << 30))
+    }
+
     /// A heap whose first arena goes at `hint` if that address is free. Tests build
     /// private heaps far from the global one so they cannot touch its arenas.
     pub(crate) const fn with_hint(hint: usize) -> MHeap {
@@ -1026,10 +1034,8 @@ mod tests {
 
     const LARGE: SpanClass = SpanClass::new(SizeClass::LARGE, true);
 
-    /// A heap of its own for test `slot`, placed below the global heap's arenas (and
-    /// inside ThreadSanitizer's application range, which ends at 1 TiB).
     fn private_heap(slot: usize) -> MHeap {
-        MHeap::with_hint(0x0040_0000_0000 + slot * (16 << 30))
+        MHeap::private(slot)
     }
 
     fn base(s: *mut Span) -> usize {

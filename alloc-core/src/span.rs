@@ -581,9 +581,7 @@ mod tests {
 
     /// A fresh in-use span of `size`-byte objects from a private heap.
     fn span(slot: usize, size: usize) -> &'static Span {
-        let heap = Box::leak(Box::new(MHeap::with_hint(
-            0x0e00_0000_0000 + slot * (16 << 30),
-        )));
+        let heap = Box::leak(Box::new(MHeap::private(8 + slot)));
         let class = size_to_class(size);
         let s = heap.alloc_span(class.npages(), 0, SpanClass::new(class, true));
         // SAFETY: a live span record of a heap that is never dropped.

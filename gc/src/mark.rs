@@ -329,6 +329,10 @@ unsafe fn scan_object(base: usize, t: &mut Tracer) {
 /// Runs `f(sp)` with the callee-saved registers spilled into this frame and `sp` the stack
 /// pointer below them, so that scanning `[sp, stack_top)` sees every GC pointer the caller's
 /// frames hold, in memory or in registers.
+///
+/// `f` runs in a frame of its own below `sp` ([`run_below`]), so that a thread which
+/// publishes `sp` and then parks or runs a blocking region writes only below it: the
+/// collector's scan of `[sp, stack_top)` never reads a word the thread is writing.
 #[cfg(not(feature = "precise"))]
 #[inline(never)]
 pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
@@ -371,9 +375,17 @@ pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
     compile_error!("gomalloc-gc scans registers on x86_64 and aarch64 only");
     let regs = std::hint::black_box(&mut regs);
     let sp = sp.min(regs.as_ptr() as usize);
-    let r = f(sp);
+    let r = run_below(f, sp);
     std::hint::black_box(regs);
     r
+}
+
+/// Calls `f(sp)` in a new frame, which lies below the caller's stack pointer, whatever the
+/// optimiser does with the caller's (hence never inlined).
+#[cfg(not(feature = "precise"))]
+#[inline(never)]
+fn run_below<R>(f: impl FnOnce(usize) -> R, sp: usize) -> R {
+    f(sp)
 }
 
 /// The precise mode scans no stack: `f(0)` (no stack pointer to publish).
