@@ -365,6 +365,7 @@ impl MHeap {
                 (*h).base.set(fbase);
                 (*h).npages.set(head);
                 (*h).set_state(SpanState::Free);
+                (*h).dirty_since.set(fr.dirty_since.get());
                 Self::set_bounds(h);
                 self.insert(h, dirty);
             } else {
@@ -374,6 +375,7 @@ impl MHeap {
                 (*t).base.set(start + (npages << PAGE_SHIFT));
                 (*t).npages.set(tail);
                 (*t).set_state(SpanState::Free);
+                (*t).dirty_since.set(fr.dirty_since.get());
                 Self::set_bounds(t);
                 self.insert(t, dirty);
             } else {
@@ -432,7 +434,8 @@ impl MHeap {
     }
 
     /// Merges the free record `s` with free neighbours and bins the result, on the dirty
-    /// list if `dirty` or if a neighbour was.
+    /// list if `dirty` or if a neighbour was; a dirty result counts as dirty from now (its
+    /// freshly freed part is about to be reused as likely as not).
     ///
     /// # Safety
     /// `s` is a free record in no bin; its interior entries are null.
@@ -470,6 +473,9 @@ impl MHeap {
             arena::set_span(old_first, ptr::null_mut());
             arena::set_span(old_last, ptr::null_mut());
             Self::set_bounds(s);
+            if dirty {
+                sr.dirty_since.set(crate::scavenge::coarse_now());
+            }
             self.insert(s, dirty);
         }
     }
@@ -640,12 +646,19 @@ impl MHeap {
         }
         self.cur_base += take;
         // Go's mheap.grow: if using this memory would take the heap's retained memory past
-        // its goal, release as much elsewhere now, synchronously.
-        let goal = crate::scavenge::retained_goal();
+        // its goal, release as much elsewhere now, synchronously. The goal covers the
+        // memory in use now (the background thread's may be up to a step old), and free
+        // runs dirtied less than `MIN_AGE_NS` ago are kept (unless over the memory limit):
+        // releasing them would mostly make the program fault them in again.
+        let inuse = (self.c.pages_inuse << PAGE_SHIFT) + take;
+        let goal = crate::scavenge::retained_goal_for(inuse);
         let after = self.retained() + take;
         if after > goal {
             let todo = ((after - goal) >> PAGE_SHIFT).min(take >> PAGE_SHIFT);
-            let r = self.scavenge(todo, true);
+            let over_limit = after > config::memory_limit();
+            let r = self
+                .scavenge(todo, true, crate::scavenge::dirty_cutoff(over_limit))
+                .released;
             self.c.scavenged_sync += r << PAGE_SHIFT;
         }
         true
@@ -731,7 +744,7 @@ impl MHeap {
     /// Gives every free, not yet released page back to the OS (`malloc_trim`,
     /// [`crate::release_memory`]), dense huge-page chunks included. Returns bytes released.
     pub fn release_all(&mut self) -> usize {
-        self.scavenge(usize::MAX, false) << PAGE_SHIFT
+        self.scavenge(usize::MAX, false, usize::MAX).released << PAGE_SHIFT
     }
 
     /// Bytes of heap memory backed by the OS now: committed minus released.
@@ -740,23 +753,39 @@ impl MHeap {
     }
 
     /// Releases up to `max_pages` free pages that still hold memory, oldest free runs
-    /// first (Go's `mgcscavenge.go`). With `spare_dense`, 2 MiB chunks with at least
-    /// [`DENSE_PAGES`] of their 256 pages in use are skipped, so the huge pages backing
-    /// densely used memory are not broken up. Returns the pages released.
+    /// first (Go's `mgcscavenge.go`), skipping runs dirtied after `dirty_before` (on the
+    /// scavenger's coarse clock; `usize::MAX` takes every run). With `spare_dense`, 2 MiB
+    /// chunks with at least [`DENSE_PAGES`] of their 256 pages in use are skipped, so the
+    /// huge pages backing densely used memory are not broken up.
     ///
     /// # Time Complexity
     /// O(runs visited + pages released); each run on the dirty list is visited at most once
     /// per call.
-    pub fn scavenge(&mut self, max_pages: usize, spare_dense: bool) -> usize {
+    pub fn scavenge(
+        &mut self,
+        max_pages: usize,
+        spare_dense: bool,
+        dirty_before: usize,
+    ) -> Scavenged {
         let lazy = config::release_mode() == config::ReleaseMode::Free;
         let mut density = ChunkDensity::default();
-        let mut released = 0;
+        let (mut released, mut young) = (0, 0);
         let mut visits = self.ndirty;
         while visits > 0 && released < max_pages {
             visits -= 1;
             let s = self.dirty_head;
             // SAFETY: dirty-list members are valid free records.
-            let (base, n) = unsafe { ((*s).base.get(), (*s).npages.get()) };
+            let (base, n, since) =
+                unsafe { ((*s).base.get(), (*s).npages.get(), (*s).dirty_since.get()) };
+            if since > dirty_before {
+                young += n;
+                // SAFETY: `s` is on the dirty list.
+                unsafe {
+                    self.dirty_unlink(s);
+                    self.dirty_push_back(s);
+                }
+                continue;
+            }
             let dense = |chunk| spare_dense && density.is_dense(chunk);
             let (r, clean) = scavenge_run(base, n, max_pages - released, dense, lazy);
             released += r;
@@ -771,7 +800,7 @@ impl MHeap {
         }
         self.c.pages_released += released;
         self.c.released_total += released << PAGE_SHIFT;
-        released
+        Scavenged { released, young }
     }
 
     /// Debug check: bins hold free records with correct boundaries, no two free runs
@@ -892,6 +921,15 @@ fn scavenged_take(start: usize, npages: usize) -> usize {
         });
     });
     count
+}
+
+/// What one [`MHeap::scavenge`] call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scavenged {
+    /// Pages given back to the OS.
+    pub released: usize,
+    /// Pages of free runs left alone because they were dirtied too recently.
+    pub young: usize,
 }
 
 /// Pages of a 2 MiB huge-page chunk that make it dense: Go's 96.875% (31/32).

@@ -102,7 +102,11 @@ pub struct Span {
     pub dirty_next: Cell<*mut Span>,
     /// Dirty-list links (free records only).
     pub dirty_prev: Cell<*mut Span>,
-    _pad_remote: [u8; 32],
+    /// Free records only: when the run last became dirty, on the scavenger's coarse clock
+    /// ([`crate::scavenge::coarse_now`]); runs younger than [`crate::scavenge::MIN_AGE_NS`]
+    /// are left alone by the background scavenger.
+    pub dirty_since: Cell<usize>,
+    _pad_remote: [u8; 24],
     // --- cold ---
     /// Pages in the span.
     pub npages: Cell<usize>,
@@ -180,7 +184,8 @@ impl Span {
             in_dirty: Cell::new(false),
             dirty_next: Cell::new(ptr::null_mut()),
             dirty_prev: Cell::new(ptr::null_mut()),
-            _pad_remote: [0; 32],
+            dirty_since: Cell::new(0),
+            _pad_remote: [0; 24],
             npages: Cell::new(0),
             alloc_bits: Cell::new(ptr::null_mut()),
             mark_bits: Cell::new(ptr::null_mut()),
