@@ -50,7 +50,7 @@ pub struct MCache {
     /// The span of this cache that the last free needing a span lookup went to (a hint:
     /// `free_sized` outside a window and C's `free_fast` try it before the arena map).
     /// Batches of frees hit it. Invariant: [`EMPTY_SPAN`] or a span this cache owns; a
-    /// span leaving the cache ([`evict`], [`flush`]) clears it, so the hint never names a
+    /// span leaving the cache (`evict`, [`flush`]) clears it, so the hint never names a
     /// record that another thread may be reusing.
     pub last_free: Cell<*mut Span>,
     /// Spans this cache filled and still owns, oldest first (see [`refill`]), so that the
