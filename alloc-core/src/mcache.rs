@@ -237,7 +237,7 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
             sr.check_invariants();
             // Keep the span if enough slots came free; a nearly full one would be
             // rescanned for a slot or two at a time.
-            if free > 0 && free >= nelems / 16 && sr.load_window_from(0) {
+            if free > 0 && free >= enough_free(nelems) && sr.load_window_from(0) {
                 return s;
             }
             c.alloc[spc.index()].set(EMPTY_SPAN_PTR);
@@ -257,6 +257,15 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
     }
     s
 }
+
+/// Free slots that make a span worth allocating from again: 1/16 of its slots, but at
+/// least a few (up to a quarter of a small span), so that a span of 8 or 16 large objects
+/// is not taken up, at the cost of a refill, for a single slot.
+#[inline]
+fn enough_free(nelems: u32) -> u32 {
+    (nelems / 16).max((nelems / 4).min(ENOUGH_MIN)).max(1)
+}
+const ENOUGH_MIN: u32 = 4;
 
 /// The retained spans of class `spc`.
 ///
@@ -327,8 +336,8 @@ unsafe fn uncache(c: &MCache, spc: SpanClass, s: *mut Span) {
 
 /// A retained span with a free slot loaded in its window, taken out of the list; null if
 /// none of the oldest [`RETAIN_PROBES`] qualifies (those go to the back). Like [`refill`]'s
-/// own test, a span qualifies with 1/16 of its slots free (or remote frees waiting), so a
-/// nearly full one is not taken up for a slot or two at a time.
+/// own test, a span qualifies with 1/16 of its slots free, remote frees waiting on it
+/// included, so a nearly full one is not taken up for a slot or two at a time.
 ///
 /// # Safety
 /// The caller owns `c`.
@@ -340,8 +349,15 @@ unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
             let s = list.pop_front();
             let sr = &*s;
             let nelems = sr.nelems.get();
-            let free = nelems - sr.alloc_count.get();
-            if free >= (nelems / 16).max(1) || !sr.xfree.is_empty() {
+            let enough = enough_free(nelems);
+            let mut free = nelems - sr.alloc_count.get();
+            if free < enough && !sr.xfree.is_empty() {
+                // Count the remote frees in (they are taken up now or later anyway): a
+                // span with a remote free or two is not worth a refill.
+                sr.collect_remote();
+                free = nelems - sr.alloc_count.get();
+            }
+            if free >= enough {
                 sr.set_window(0);
                 sr.collect_remote();
                 if sr.load_window_from(0) {
