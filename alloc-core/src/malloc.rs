@@ -500,17 +500,20 @@ pub fn owns(p: *const u8) -> bool {
         }
 }
 
-/// A large object moved by [`realloc`] to grow gets `1/REALLOC_HEADROOM` more room.
+/// An object [`realloc`] moves (or extends) to grow gets `1/REALLOC_HEADROOM` more room.
 pub const REALLOC_HEADROOM: usize = 8;
 
-/// Resizes `p` to `new_size` bytes keeping `align`: in place when the new size stays in
-/// the object's size class or its large span can shrink or grow where it is. Null (and `p`
-/// untouched) when out of memory.
+/// Resizes `p` to `new_size` bytes keeping `align`. Null (and `p` untouched) when out of
+/// memory.
 ///
-/// A large object that has to move to grow gets [`REALLOC_HEADROOM`] more room than asked
-/// for (Go's `growslice` grows large slices by 1.25x for the same reason), so a buffer
-/// grown a little at a time moves O(log n) times instead of once per page: glibc gets
-/// the same effect from `mremap`, which an arena-based heap cannot use.
+/// In place when the new size fits the object and is at least half of it (a small
+/// object keeps its slot, a large one its pages, as mimalloc does), when a large object
+/// shrinks by more than half (the tail pages go back to the heap), and when a large
+/// object can grow into free pages right after it. Otherwise the object moves. Grown by
+/// less than 1/8, it gets [`REALLOC_HEADROOM`] more room than asked for (Go's `growslice`
+/// grows slices by 1.25x for the same reason), so a buffer grown a little at a time moves
+/// O(log n) times, not once per size class or page: glibc gets the same effect from
+/// `mremap`, which an arena-based heap cannot use.
 ///
 /// # Safety
 /// `p` is a live object of this allocator allocated with alignment `align`.
@@ -518,51 +521,58 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let sr = object_span(p);
     let old = sr.usable_size();
     let noscan = sr.spanclass.get().noscan();
-    if sr.is_large() {
-        if new_size > MAX_SMALL_SIZE {
-            let npages = new_size.div_ceil(PAGE_SIZE);
-            let have = old >> PAGE_SHIFT;
-            if npages == have {
-                return p;
-            }
-            let s = sr as *const Span as *mut Span;
-            // SAFETY: `s` is the in-use large span of `p`; the guard pages named are the
-            // span's own.
-            unsafe {
-                // With guard pages, the old guard is made writable first; if the system
-                // refuses (a memory limit), the block moves instead.
-                if unguard(p, have) {
-                    if npages < have {
-                        if guard(p, npages, true) {
-                            HEAP.lock()
-                                .shrink_span(s, npages + crate::harden::GUARD_PAGES);
-                            if sr.usable_size() == npages << PAGE_SHIFT {
-                                return p;
-                            }
-                            // No record for the tail: the span stays as it was.
-                            if !unguard(p, npages) {
-                                fatal("cannot re-open a guard page of", p as usize);
-                            }
-                        }
-                    } else if HEAP
-                        .lock()
-                        .try_extend_span(s, npages + crate::harden::GUARD_PAGES)
-                    {
-                        guard(p, npages, false);
-                        return p;
-                    }
-                    guard(p, have, false);
-                }
-            }
-        }
-    } else if new_size <= old && small_class(new_size, align, noscan) == Some(sr.spanclass.get()) {
-        return p;
-    }
-    let room = if new_size > old && new_size > MAX_SMALL_SIZE {
+    let growing = new_size > old;
+    // Headroom only for a small step (under 1/8): a caller that grows geometrically
+    // itself (Vec, a doubling buffer) gets exactly what it asks for.
+    let room = if growing && new_size - old <= old / REALLOC_HEADROOM {
         new_size.saturating_add(new_size / REALLOC_HEADROOM)
     } else {
         new_size
     };
+    if !growing && new_size >= old / 2 {
+        // Fits, and not worth a smaller block. (The object has the alignment already.)
+        return p;
+    }
+    if sr.is_large() && new_size > MAX_SMALL_SIZE {
+        let npages = new_size.div_ceil(PAGE_SIZE);
+        let have = old >> PAGE_SHIFT;
+        let s = sr as *const Span as *mut Span;
+        // SAFETY: `s` is the in-use large span of `p`; the guard pages named are the
+        // span's own.
+        unsafe {
+            // With guard pages, the old guard is made writable first; if the system
+            // refuses (a memory limit), the block moves instead.
+            if unguard(p, have) {
+                if npages < have {
+                    if guard(p, npages, true) {
+                        HEAP.lock()
+                            .shrink_span(s, npages + crate::harden::GUARD_PAGES);
+                        if sr.usable_size() == npages << PAGE_SHIFT {
+                            return p;
+                        }
+                        // No record for the tail: the span stays as it was.
+                        if !unguard(p, npages) {
+                            fatal("cannot re-open a guard page of", p as usize);
+                        }
+                    }
+                } else {
+                    // Grow into the free pages after the span: with headroom if they
+                    // allow, else just enough.
+                    let want = room.div_ceil(PAGE_SIZE);
+                    let mut heap = HEAP.lock();
+                    let extended = [want, npages]
+                        .into_iter()
+                        .find(|&n| heap.try_extend_span(s, n + crate::harden::GUARD_PAGES));
+                    drop(heap);
+                    if let Some(n) = extended {
+                        guard(p, n, false);
+                        return p;
+                    }
+                }
+                guard(p, have, false);
+            }
+        }
+    }
     let get = |n| {
         if noscan {
             alloc(n, align)

@@ -214,6 +214,51 @@ fn alloc_zeroed_after_dirty_reuse() {
 }
 
 #[test]
+fn realloc_grown_a_little_at_a_time_moves_rarely() {
+    // A buffer grown by 64 bytes at a time from 1 KiB to 1 MiB: each move adds 1/8 of
+    // room, so it moves O(log n) times (log_1.125 1024 is 59; fewer when a large block
+    // grows into the free pages after it), not once per size class or page. A growth that
+    // fits the block's usable size is in place and keeps the room.
+    let mut p = gomalloc::alloc(1024, 8);
+    fill(p, 1024, 3);
+    let (mut size, mut moves) = (1024, 0);
+    while size < 1 << 20 {
+        size += 64;
+        // SAFETY: `p` is live.
+        let usable = unsafe { gomalloc::usable_size(p) };
+        // SAFETY: `p` is live with at least `size - 64` bytes; it is replaced by the result.
+        let q = unsafe { gomalloc::realloc(p, size, 8) };
+        assert!(!q.is_null());
+        if size <= usable {
+            assert_eq!(q, p, "a growth to {size} within {usable} bytes moved");
+            // SAFETY: `q` is live.
+            assert_eq!(unsafe { gomalloc::usable_size(q) }, usable);
+        }
+        moves += usize::from(q != p);
+        p = q;
+    }
+    assert!(check(p, 1024, 3));
+    assert!(moves <= 64, "{moves} moves");
+    // Growing geometrically, the caller gets what it asked for: no headroom.
+    // SAFETY: `p` is live; replaced by the result, which is live.
+    let q = unsafe { gomalloc::realloc(p, 4 << 20, 8) };
+    // SAFETY: `q` is live.
+    assert!(unsafe { gomalloc::usable_size(q) } < (4 << 20) + (4 << 20) / 16);
+    // Shrinking to half or more stays in place, small or large.
+    // SAFETY: live blocks, each replaced by the result.
+    unsafe {
+        let r = gomalloc::realloc(q, 3 << 20, 8);
+        assert_eq!(r, q);
+        let small = gomalloc::alloc(1000, 8);
+        let same = gomalloc::realloc(small, 600, 8);
+        assert_eq!(same, small);
+        gomalloc::free(same);
+        gomalloc::free(r);
+    }
+    gomalloc::check_heap();
+}
+
+#[test]
 fn realloc_in_place_and_moving() {
     // Same class: in place.
     let p = gomalloc::alloc(100, 8);
