@@ -517,7 +517,6 @@ impl Span {
                 double_free(p as usize);
             }
             *w &= !m;
-            self.alloc_count.set(self.alloc_count.get() - 1);
             if crate::harden::POISONING {
                 // The link word was the last non-poison part of the dead object.
                 // SAFETY: `p` is a dead slot of this span, now free in the bitmap.
@@ -527,6 +526,10 @@ impl Span {
             p = next;
         }
         if n != 0 {
+            // Each bit cleared was set, so counted (invariant 3): no underflow. Counted
+            // once here rather than per object, which would chain every iteration through
+            // the field.
+            self.alloc_count.set(self.alloc_count.get() - n);
             self.needzero.set(true);
         }
         n
