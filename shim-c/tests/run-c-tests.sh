@@ -23,14 +23,8 @@ build=${GOMALLOC_TEST_BUILD:-$root/target/c-tests}
 cc=${CC:-gcc}
 mkdir -p "$build"
 
-if [ -n "${GOMALLOC_SO:-}" ]; then
-    so=$GOMALLOC_SO
-else
-    (cd "$root" && env -u LD_PRELOAD cargo build --release -p gomalloc-shim) || exit 1
-    so=$root/target/release/libgomalloc.so
-fi
-so=$(cd "$(dirname "$so")" && pwd)/$(basename "$so")
-[ -f "$so" ] || { echo "run-c-tests: $so does not exist"; echo "0 passed, 1 failed"; exit 1; }
+me=run-c-tests
+. "$here/find-library.sh"
 
 # -fno-builtin: GCC would otherwise fold malloc/free pairs and constant-size checks away.
 cflags="-O2 -g -fno-builtin -pthread -Wall -Wextra -Wno-unused-result -Wno-alloc-size-larger-than

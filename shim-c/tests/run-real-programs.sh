@@ -15,14 +15,8 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-if [ -n "${GOMALLOC_SO:-}" ]; then
-    so=$GOMALLOC_SO
-else
-    (cd "$root" && env -u LD_PRELOAD cargo build --release -p gomalloc-shim) || exit 1
-    so=$root/target/release/libgomalloc.so
-fi
-so=$(cd "$(dirname "$so")" && pwd)/$(basename "$so")
-[ -f "$so" ] || { echo "run-real-programs: $so does not exist"; echo "0 passed, 1 failed"; exit 1; }
+me=run-real-programs
+. "$here/find-library.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/gomalloc-real.XXXXXX")
 trap 'rm -rf "$work"' EXIT
