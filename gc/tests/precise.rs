@@ -13,6 +13,9 @@
 //! dies (a `Weak` to it is cleared), which the conservative mode cannot promise.
 #![cfg(feature = "precise")]
 
+mod common;
+
+use common::{list_sum, Link};
 use gc::debug::IncrementalCycle;
 use gc::{Gc, Lock, RefLock, Root, Trace, Weak};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,40 +32,24 @@ fn serial() -> MutexGuard<'static, ()> {
 const N: u64 = if cfg!(miri) { 40 } else { 2_000 };
 
 #[derive(Trace)]
-struct Node {
-    value: u64,
-    next: Lock<Option<Gc<Node>>>,
-}
-
-#[derive(Trace)]
 struct Bag {
-    items: RefLock<Vec<Gc<Node>>>,
+    items: RefLock<Vec<Gc<Link>>>,
     name: String,
 }
 
 /// A `Weak` is a GC object too: in the precise mode it needs a root like any other.
 #[derive(Trace)]
 struct Watch {
-    w: Weak<Node>,
+    w: Weak<Link>,
 }
 
-fn watch(m: &gc::Mutator, target: Gc<Node>) -> Root<Watch> {
+fn watch(m: &gc::Mutator, target: Gc<Link>) -> Root<Watch> {
     Root::new(Gc::new(
         m,
         Watch {
             w: Weak::new(m, target),
         },
     ))
-}
-
-fn sum(mut c: Option<Gc<Node>>) -> (u64, u64) {
-    let (mut n, mut s) = (0, 0);
-    while let Some(x) = c {
-        n += 1;
-        s += x.value;
-        c = x.next.get();
-    }
-    (n, s)
 }
 
 #[test]
@@ -73,7 +60,7 @@ fn handles_keep_lists_and_unrooted_objects_die() {
     let (weak_dead, weak_live) = m.scope(|s| {
         let mut head = s.handle(Gc::new(
             &m,
-            Node {
+            Link {
                 value: 0,
                 next: Lock::new(None),
             },
@@ -81,7 +68,7 @@ fn handles_keep_lists_and_unrooted_objects_die() {
         for v in 1..N {
             let n = Gc::new(
                 &m,
-                Node {
+                Link {
                     value: v,
                     next: Lock::new(Some(head.get())),
                 },
@@ -92,7 +79,7 @@ fn handles_keep_lists_and_unrooted_objects_die() {
         let weak_dead = m.scope(|inner| {
             let g = inner.handle(Gc::new(
                 &m,
-                Node {
+                Link {
                     value: 99,
                     next: Lock::new(None),
                 },
@@ -101,7 +88,7 @@ fn handles_keep_lists_and_unrooted_objects_die() {
         });
         gc::collect();
         gc::collect();
-        assert_eq!(sum(Some(head.get())), (N, N * (N - 1) / 2));
+        assert_eq!(list_sum(Some(head.get())), (N, N * (N - 1) / 2));
         (weak_dead, watch(&m, head.get()))
     });
     assert!(weak_dead.w.is_cleared(), "an unrooted object survived");
@@ -128,7 +115,7 @@ fn roots_refs_and_the_tiny_allocator() {
     for v in 0..N {
         let n = Gc::new(
             &m,
-            Node {
+            Link {
                 value: v,
                 next: Lock::new(None),
             },
@@ -156,7 +143,7 @@ fn roots_refs_and_the_tiny_allocator() {
 
 static FINALIZED: AtomicUsize = AtomicUsize::new(0);
 
-fn finalize(_: &gc::Mutator, n: Gc<Node>) {
+fn finalize(_: &gc::Mutator, n: Gc<Link>) {
     assert_eq!(n.value, 7);
     FINALIZED.fetch_add(1, Ordering::SeqCst);
 }
@@ -168,7 +155,7 @@ fn finalizers_run_once() {
     m.scope(|s| {
         let n = s.handle(Gc::new(
             &m,
-            Node {
+            Link {
                 value: 7,
                 next: Lock::new(None),
             },
@@ -195,7 +182,7 @@ fn barrier_keeps_what_marking_would_miss() {
     m.scope(|s| {
         let root = s.handle(Gc::new(
             &m,
-            Node {
+            Link {
                 value: 0,
                 next: Lock::new(None),
             },
@@ -203,14 +190,14 @@ fn barrier_keeps_what_marking_would_miss() {
         let hidden = m.scope(|inner| {
             let a = inner.handle(Gc::new(
                 &m,
-                Node {
+                Link {
                     value: 1,
                     next: Lock::new(None),
                 },
             ));
             let b = inner.handle(Gc::new(
                 &m,
-                Node {
+                Link {
                     value: 2,
                     next: Lock::new(None),
                 },
@@ -257,7 +244,7 @@ fn lock_cells_word_and_striped_keep_the_barrier() {
     // A `Lock` is as big as its value: an atomic word for `Option<Gc>`, a plain copy under a
     // stripe lock for anything else.
     assert_eq!(
-        std::mem::size_of::<Lock<Option<Gc<Node>>>>(),
+        std::mem::size_of::<Lock<Option<Gc<Link>>>>(),
         std::mem::size_of::<usize>()
     );
     assert_eq!(
@@ -300,7 +287,7 @@ fn threads_share_a_rooted_list() {
     let mut m = gc::attach();
     let shared = Arc::new(Root::new(Gc::new(
         &m,
-        Node {
+        Link {
             value: u64::MAX,
             next: Lock::new(None),
         },
@@ -314,7 +301,7 @@ fn threads_share_a_rooted_list() {
                 for i in 0..per {
                     let node = Gc::new(
                         &m,
-                        Node {
+                        Link {
                             value: t * 1_000 + i,
                             next: Lock::new(None),
                         },
@@ -336,7 +323,7 @@ fn threads_share_a_rooted_list() {
         m.blocking(|| h.join().unwrap());
     }
     gc::collect();
-    let (n, s) = sum(shared.next.get());
+    let (n, s) = list_sum(shared.next.get());
     assert_eq!(n, THREADS * per);
     let want: u64 = (0..THREADS)
         .map(|t| (0..per).map(|i| t * 1_000 + i).sum::<u64>())
@@ -360,7 +347,7 @@ fn marking_skips_a_mutably_borrowed_reflock() {
         for v in 0..4 {
             let n = Gc::new(
                 &m,
-                Node {
+                Link {
                     value: v,
                     next: Lock::new(None),
                 },
@@ -376,7 +363,7 @@ fn marking_skips_a_mutably_borrowed_reflock() {
             let first = items.remove(0);
             items.push(Gc::new(
                 &m,
-                Node {
+                Link {
                     value: 4,
                     next: Lock::new(Some(first)),
                 },
