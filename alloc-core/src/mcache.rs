@@ -189,8 +189,10 @@ pub fn trim_requests() -> usize {
 /// Bytes of full spans a cache may retain per span class.
 pub const RETAIN_BYTES: usize = 1 << 20;
 /// Bytes of full spans a cache may retain in all, so that a thread's cache holds at most
-/// this plus one span per class (136) whatever it does.
-pub const RETAIN_TOTAL_BYTES: usize = 4 << 20;
+/// this plus one span per class (136) whatever it does. (With 4 MiB, rptest's threads,
+/// which use sizes of every class, sent spans to their mcentrals and took them back 13%
+/// more often, in instructions; 16 MiB saved 4% more for 15% more resident memory.)
+pub const RETAIN_TOTAL_BYTES: usize = 8 << 20;
 /// Retained spans [`refill`] looks at before asking the mcentral.
 const RETAIN_PROBES: usize = 4;
 
