@@ -98,6 +98,8 @@ pub fn check_whole_heap() {
     check_own_cache();
     for (i, c) in CENTRAL.iter().enumerate() {
         let partial = c.partial.lock();
+        // Empty spans in a partial list are the ones the mcentral keeps for reuse.
+        let mut kept = 0;
         partial.for_each(|s| {
             // SAFETY: members of a partial list are valid records, owned by the holder of
             // the list's lock (we hold it).
@@ -129,12 +131,14 @@ pub fn check_whole_heap() {
                 "alloc_count out of step with bitmap",
                 s
             );
-            check!(
-                n > 0 && n < sr.nelems.get(),
-                "empty or full span in partial list",
-                s
-            );
+            check!(n < sr.nelems.get(), "full span in partial list", s);
+            kept += usize::from(n == 0);
         });
+        check!(
+            kept == c.kept_empty(),
+            "kept empty spans out of step with their count",
+            kept
+        );
     }
     let heap = HEAP.lock();
     let found = walk_arenas();
