@@ -77,6 +77,19 @@ const NULL_L2: AtomicPtr<L2> = AtomicPtr::new(ptr::null_mut());
 #[cfg(not(loom))]
 static ARENAS: [AtomicPtr<L2>; L1_SIZE] = [NULL_L2; L1_SIZE];
 
+#[allow(clippy::declare_interior_mutable_const)]
+const L2_NONE: AtomicUsize = AtomicUsize::new(L2_SIZE);
+#[allow(clippy::declare_interior_mutable_const)]
+const L2_ZERO: AtomicUsize = AtomicUsize::new(0);
+
+/// Per first-level entry, the lowest second-level index registered and one past the
+/// highest ([`L2_SIZE`] and 0 while none is): [`for_each_arena`] scans only that range of
+/// the table, not its 64K entries. Widened under the heap lock after the entry is stored.
+#[cfg(not(loom))]
+static L2_FIRST: [AtomicUsize; L1_SIZE] = [L2_NONE; L1_SIZE];
+#[cfg(not(loom))]
+static L2_END: [AtomicUsize; L1_SIZE] = [L2_ZERO; L1_SIZE];
+
 /// The arena record for `addr`, or null if `addr` is not in a heap arena.
 #[cfg(not(loom))]
 #[inline(always)]
@@ -159,15 +172,27 @@ pub unsafe fn ensure_l2(base: usize) -> Option<usize> {
 pub unsafe fn register(base: usize, ha: *mut HeapArena) -> Option<usize> {
     // SAFETY: caller contract.
     let new_sys = unsafe { ensure_l2(base) }?;
-    let l2 = ARENAS[base >> (ARENA_SHIFT + L2_BITS)].load(Ordering::Acquire);
+    let (i1, i2) = (
+        base >> (ARENA_SHIFT + L2_BITS),
+        (base >> ARENA_SHIFT) & (L2_SIZE - 1),
+    );
+    let l2 = ARENAS[i1].load(Ordering::Acquire);
     // SAFETY: `l2` is a live table (ensured above).
-    unsafe { (*l2)[(base >> ARENA_SHIFT) & (L2_SIZE - 1)].store(ha, Ordering::Release) };
+    unsafe { (*l2)[i2].store(ha, Ordering::Release) };
+    // The heap lock is held: no other thread writes the bounds.
+    if i2 < L2_FIRST[i1].load(Ordering::Relaxed) {
+        L2_FIRST[i1].store(i2, Ordering::Release);
+    }
+    if i2 >= L2_END[i1].load(Ordering::Relaxed) {
+        L2_END[i1].store(i2 + 1, Ordering::Release);
+    }
     Some(new_sys)
 }
 
 /// Calls `f(base, record)` for every registered arena, in ascending address order (for
 /// whole-heap checks and the garbage collector's span walk). Scans the first-level table
-/// and every second-level table that exists (64K entries each): not for hot paths. Arenas
+/// and, of every second-level table that exists, the range between the lowest and the
+/// highest arena registered in it (up to 64K entries): not for hot paths. Arenas
 /// registered meanwhile may or may not be seen.
 #[cfg(not(loom))]
 pub fn for_each_arena(mut f: impl FnMut(usize, *mut HeapArena)) {
@@ -176,8 +201,14 @@ pub fn for_each_arena(mut f: impl FnMut(usize, *mut HeapArena)) {
         if l2.is_null() {
             continue;
         }
+        // Each bound is stored (release) after the entry that moved it: a walk that reads
+        // the new bound sees that entry too; one that reads an older bound may miss an
+        // arena registered meanwhile, as said above.
+        let first = L2_FIRST[i1].load(Ordering::Acquire);
+        let end = L2_END[i1].load(Ordering::Acquire);
         // SAFETY: a non-null L2 pointer refers to a live, never-freed L2 table.
-        for (i2, e) in unsafe { (*l2).iter() }.enumerate() {
+        let table = unsafe { &*l2 };
+        for (i2, e) in table.iter().enumerate().take(end).skip(first) {
             let ha = e.load(Ordering::Acquire);
             if !ha.is_null() {
                 f(((i1 << L2_BITS) | i2) << ARENA_SHIFT, ha);
