@@ -58,6 +58,10 @@ fn stderr(o: &Output) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn defaults_without_variables() {
     let o = child("defaults", &[]);
     let out = stdout(&o);
@@ -70,6 +74,10 @@ fn defaults_without_variables() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn valid_values_are_applied() {
     let o = child(
         "valid",
@@ -90,6 +98,10 @@ fn valid_values_are_applied() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn invalid_values_warn_once_each_and_keep_the_defaults() {
     let o = child(
         "invalid",
@@ -126,6 +138,10 @@ fn invalid_values_warn_once_each_and_keep_the_defaults() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn stats_at_exit_prints_a_summary() {
     let o = child("stats", &[("GOMALLOC_STATS", "1")]);
     let err = stderr(&o);

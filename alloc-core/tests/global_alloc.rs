@@ -8,22 +8,63 @@ use std::thread;
 #[global_allocator]
 static GLOBAL: gomalloc::GoMalloc = gomalloc::GoMalloc;
 
+/// Bytes 0, 1, ..., 255, 0, 1, ... (`4096 + 256` of them). Byte `i` of a block filled
+/// with `seed` is `seed + i` (mod 256), so its first 4096 bytes are `RAMP[seed..]`.
+static RAMP: [u8; 4096 + 256] = {
+    let mut r = [0; 4096 + 256];
+    let mut i = 0;
+    while i < r.len() {
+        r[i] = i as u8;
+        i += 1;
+    }
+    r
+};
+
+/// The first 4096 bytes of the fill pattern of `seed` (which repeats every 256 bytes).
+fn pattern(seed: u8) -> &'static [u8] {
+    &RAMP[seed as usize..][..4096]
+}
+
+/// Writes the pattern of `seed` over `n` bytes at `p`, 4096 bytes at a time (one `memcpy`
+/// each: byte by byte, Miri takes minutes per MiB).
 fn fill(p: *mut u8, n: usize, seed: u8) {
-    for i in 0..n {
-        // SAFETY: the caller owns `n` bytes at `p`.
-        unsafe { *p.add(i) = seed.wrapping_add(i as u8) };
+    let pat = pattern(seed);
+    for off in (0..n).step_by(pat.len()) {
+        // SAFETY: the caller owns `n` bytes at `p`; the chunk lies inside them and does
+        // not overlap `pat`, a static.
+        unsafe {
+            std::ptr::copy_nonoverlapping(pat.as_ptr(), p.add(off), (n - off).min(pat.len()))
+        };
     }
 }
 
+/// Whether the `n` bytes at `p` hold the pattern of `seed`.
 fn check(p: *const u8, n: usize, seed: u8) -> bool {
-    // SAFETY: the caller owns `n` bytes at `p`.
-    (0..n).all(|i| unsafe { *p.add(i) } == seed.wrapping_add(i as u8))
+    let pat = pattern(seed);
+    // SAFETY: the caller owns `n` initialised bytes at `p` (a non-null block), which
+    // nobody writes while the slice lives.
+    let block = unsafe { std::slice::from_raw_parts(p, n) };
+    block.chunks(pat.len()).all(|c| c == &pat[..c.len()])
+}
+
+/// Whether the `n` bytes at `p` are all zero, compared 4 KiB at a time.
+fn is_zero(p: *const u8, n: usize) -> bool {
+    static ZERO: [u8; 4096] = [0; 4096];
+    // SAFETY: the caller owns `n` initialised bytes at `p` (a non-null block), which
+    // nobody writes while the slice lives.
+    let block = unsafe { std::slice::from_raw_parts(p, n) };
+    block.chunks(ZERO.len()).all(|c| c == &ZERO[..c.len()])
 }
 
 #[test]
 fn every_small_size_and_alignment() {
+    // Under Miri every 16th of these sizes, still from 0 to 32768.
+    let step = if cfg!(miri) { 97 * 16 } else { 97 };
     let mut live = Vec::new();
-    for size in (0..=32768usize).step_by(97).chain([0, 1, 8, 16, 24, 32768]) {
+    for size in (0..=32768usize)
+        .step_by(step)
+        .chain([0, 1, 8, 16, 24, 32768])
+    {
         for align in [1usize, 8, 16, 64, 4096, 8192] {
             let l = Layout::from_size_align(size, align).unwrap();
             // SAFETY: valid layout.
@@ -46,9 +87,11 @@ fn every_small_size_and_alignment() {
 
 #[test]
 fn cross_thread_frees() {
-    // Each producer allocates; a consumer on another thread checks and frees.
-    const N: usize = 50_000;
-    let (tx, rx) = mpsc::sync_channel::<(usize, usize)>(1024);
+    // Each producer allocates; a consumer on another thread checks and frees. Under Miri
+    // fewer blocks and a smaller channel, so the producers still wait on the consumer.
+    const N: usize = if cfg!(miri) { 120 } else { 50_000 };
+    const CHANNEL: usize = if cfg!(miri) { 16 } else { 1024 };
+    let (tx, rx) = mpsc::sync_channel::<(usize, usize)>(CHANNEL);
     let consumer = thread::spawn(move || {
         let mut n = 0;
         for (addr, size) in rx {
@@ -83,12 +126,16 @@ fn cross_thread_frees() {
 
 #[test]
 fn ping_pong_between_threads() {
-    // Two threads allocate and free each other's objects in turns.
+    // Two threads allocate and free each other's objects in turns. Under Miri fewer and
+    // smaller rounds: the spans of the larger classes still fill and are refilled, after
+    // the other thread freed into them.
+    const ROUNDS: usize = if cfg!(miri) { 20 } else { 200 };
+    const BATCH: usize = if cfg!(miri) { 60 } else { 500 };
     let (a_tx, a_rx) = mpsc::channel::<Vec<usize>>();
     let (b_tx, b_rx) = mpsc::channel::<Vec<usize>>();
     let a = thread::spawn(move || {
-        for round in 0..200 {
-            let batch: Vec<usize> = (0..500)
+        for round in 0..ROUNDS {
+            let batch: Vec<usize> = (0..BATCH)
                 .map(|i| gomalloc::alloc(16 + (i + round) % 200, 8) as usize)
                 .collect();
             a_tx.send(batch).unwrap();
@@ -99,8 +146,8 @@ fn ping_pong_between_threads() {
         }
     });
     let b = thread::spawn(move || {
-        for round in 0..200 {
-            let batch: Vec<usize> = (0..500)
+        for round in 0..ROUNDS {
+            let batch: Vec<usize> = (0..BATCH)
                 .map(|i| gomalloc::alloc(16 + (i * 3 + round) % 200, 8) as usize)
                 .collect();
             b_tx.send(batch).unwrap();
@@ -116,9 +163,12 @@ fn ping_pong_between_threads() {
 
 #[test]
 fn short_lived_threads_whose_allocations_outlive_them() {
+    // Under Miri 4 rounds of 4 threads (two rounds free half of what is kept).
+    const ROUNDS: usize = if cfg!(miri) { 4 } else { 40 };
+    const THREADS: usize = if cfg!(miri) { 4 } else { 50 };
     let mut kept = Vec::new();
-    for round in 0..40 {
-        let handles: Vec<_> = (0..50)
+    for round in 0..ROUNDS {
+        let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 thread::spawn(move || {
                     let v: Vec<Box<[u8]>> = (0..20)
@@ -138,8 +188,8 @@ fn short_lived_threads_whose_allocations_outlive_them() {
     }
     for v in &kept {
         for b in v {
-            let x = b[0];
-            assert!(b.iter().all(|&y| y == x));
+            // One comparison of the whole box (boxes are at most 768 bytes).
+            assert!(**b == [b[0]; 768][..b.len()]);
         }
     }
     drop(kept);
@@ -148,6 +198,9 @@ fn short_lived_threads_whose_allocations_outlive_them() {
 
 #[test]
 fn large_and_huge_blocks() {
+    // One byte per page: every page was committed. Under Miri (whose OS layer hands out
+    // plain memory, where committing means nothing) one per MiB.
+    let touch_every = if cfg!(miri) { 1 << 20 } else { 4096 };
     for &size in &[32769usize, 100_000, 1 << 20, 5 << 20, 64 << 20, 150 << 20] {
         let p = gomalloc::alloc(size, 8);
         assert!(!p.is_null(), "{size}");
@@ -157,8 +210,7 @@ fn large_and_huge_blocks() {
             assert!(gomalloc::usable_size(p) >= size);
             *p = 1;
             *p.add(size - 1) = 2;
-            // touch one byte per page
-            for off in (0..size).step_by(4096) {
+            for off in (0..size).step_by(touch_every) {
                 *p.add(off) = 3;
             }
             gomalloc::free(p);
@@ -194,9 +246,11 @@ fn big_alignments_waste_nothing_beyond_the_alignment() {
 
 #[test]
 fn alloc_zeroed_after_dirty_reuse() {
+    // Under Miri 16 blocks of each size: the zeroed ones still reuse the dirty ones' memory.
+    const N: usize = if cfg!(miri) { 16 } else { 64 };
     for &size in &[8usize, 24, 100, 1000, 4096, 32768, 40_000, 1 << 20] {
         let mut ptrs = Vec::new();
-        for _ in 0..64 {
+        for _ in 0..N {
             let p = gomalloc::alloc(size, 8);
             // SAFETY: live block of `size` bytes.
             unsafe { std::ptr::write_bytes(p, 0xAB, size) };
@@ -206,10 +260,9 @@ fn alloc_zeroed_after_dirty_reuse() {
             // SAFETY: live block.
             unsafe { gomalloc::free(p) };
         }
-        for _ in 0..64 {
+        for _ in 0..N {
             let p = gomalloc::alloc_zeroed(size, 8);
-            // SAFETY: live block of `size` bytes.
-            assert!((0..size).all(|i| unsafe { *p.add(i) } == 0), "size {size}");
+            assert!(is_zero(p, size), "size {size}");
             ptrs.push(p);
         }
         for p in ptrs {
@@ -356,6 +409,12 @@ fn spans_of(objs: &[usize]) -> Vec<usize> {
     s
 }
 
+/// Objects of 64 bytes the retention tests allocate in a batch: a 64-byte span (one page)
+/// holds 128, so a batch fills `BATCH_64 / 128` spans (15 natively, 2 under Miri) and
+/// starts one more.
+const BATCH_64: usize = if cfg!(miri) { 300 } else { 2000 };
+const _: () = assert!(BATCH_64 / 128 >= 2, "a batch must fill several spans");
+
 /// One round of [`a_thread_keeps_the_spans_it_filled_and_reuses_them`] on a fresh thread;
 /// `false` if a trim request (another test's `release_memory`, or the scavenger) came
 /// while it ran, which rightly sends retained spans back.
@@ -363,9 +422,8 @@ fn retained_spans_round() -> bool {
     thread::spawn(|| {
         let trims = gomalloc::mcache::trim_requests();
         let trimmed = || gomalloc::mcache::trim_requests() != trims;
-        // 64-byte objects: 128 per span, so 2000 of them fill 15 spans and start a 16th.
         let l = Layout::from_size_align(64, 8).unwrap();
-        let first = alloc_batch(l, 2000);
+        let first = alloc_batch(l, BATCH_64);
         let me = gomalloc::mcache::current() as usize;
         // Every span the batch filled is still this thread's (retained, not handed back
         // to the mcentral), so freeing into it takes the owner's local path.
@@ -373,11 +431,11 @@ fn retained_spans_round() -> bool {
         check_and_free(l, &first);
         // The next batch is served from the retained spans: no span from the mcentral
         // (counted across every class, so the vectors are made first), and the same memory.
-        let mut second = Vec::with_capacity(2000);
-        let mut third = Vec::with_capacity(2000);
+        let mut second = Vec::with_capacity(BATCH_64);
+        let mut third = Vec::with_capacity(BATCH_64);
         let (tx, rx) = mpsc::channel::<Vec<usize>>();
         let refills = central_refills();
-        alloc_into(l, 2000, &mut second);
+        alloc_into(l, BATCH_64, &mut second);
         let second_refills = central_refills() - refills;
         let same_spans = spans_of(&second) == spans_of(&first);
         // A third batch freed by another thread: the remote frees wait on the retained
@@ -394,7 +452,7 @@ fn retained_spans_round() -> bool {
         drop(tx);
         freer.join().unwrap();
         let refills = central_refills();
-        alloc_into(l, 2000, &mut third);
+        alloc_into(l, BATCH_64, &mut third);
         let third_refills = central_refills() - refills;
         check_and_free(l, &third);
         if trimmed() {
@@ -452,12 +510,22 @@ fn retained_spans_go_back_to_the_mcentral_when_the_thread_exits() {
 fn a_threads_retained_spans_stay_under_the_bound() {
     thread::spawn(|| {
         // 2 MiB of objects in each of 24 sizes: far more full spans than a cache may keep.
+        // Under Miri 1.25 MiB in each of 5 sizes of fewer, larger objects (spans of at most
+        // 4 pages too): still over the per-class bound in each and the total bound in all.
         let trims = gomalloc::mcache::trim_requests();
-        let sizes: Vec<usize> = (1..=24).map(|i| i * 48).collect();
+        let (sizes, per_size): (Vec<usize>, usize) = if cfg!(miri) {
+            (vec![8192, 10880, 12288, 16384, 24576], 5 << 18)
+        } else {
+            ((1..=24).map(|i| i * 48).collect(), 2 << 20)
+        };
+        assert!(per_size > gomalloc::mcache::RETAIN_BYTES);
+        assert!(
+            sizes.len() * per_size > gomalloc::mcache::RETAIN_TOTAL_BYTES + sizes.len() * (4 << 13)
+        );
         let mut batches = Vec::new();
         for &size in &sizes {
             let l = Layout::from_size_align(size, 8).unwrap();
-            batches.push((l, alloc_batch(l, (2 << 20) / size)));
+            batches.push((l, alloc_batch(l, per_size / size)));
         }
         gomalloc::check::check_whole_heap(); // checked builds: the lists and their count
         let me = gomalloc::mcache::current() as usize;
@@ -504,7 +572,7 @@ fn release_memory_asks_other_threads_for_their_retained_spans() {
     let (to_worker, from_main) = mpsc::channel::<()>();
     let worker = thread::spawn(move || {
         let trims = gomalloc::mcache::trim_requests();
-        let mut batch = alloc_batch(l, 2000);
+        let mut batch = alloc_batch(l, BATCH_64);
         let mut more = Vec::with_capacity(200);
         let me = gomalloc::mcache::current() as usize;
         // Every span the batch filled is this thread's: all but the one it allocates from
@@ -528,9 +596,10 @@ fn release_memory_asks_other_threads_for_their_retained_spans() {
         check_and_free(l, &more);
     });
     let (retained, trimmed) = from_worker.recv().unwrap();
-    // 2000 objects fill 15 spans, all retained unless another test's trim request came.
+    // The batch filled BATCH_64 / 128 spans, all retained unless another test's trim
+    // request came.
     assert!(
-        retained >= 15 * span_bytes || trimmed,
+        retained >= BATCH_64 / 128 * span_bytes || trimmed,
         "only {retained} bytes retained"
     );
     gomalloc::release_memory();
@@ -541,14 +610,17 @@ fn release_memory_asks_other_threads_for_their_retained_spans() {
 #[test]
 fn a_large_buffer_grown_a_little_at_a_time_moves_rarely() {
     // Two buffers grown in turn, so neither can extend into the pages after it for long:
-    // without headroom each would move once per 8 KiB page (about 500 times each).
+    // without headroom each would move once per 8 KiB page on its way to `TOP` (about 500
+    // times each natively, 120 under Miri, where the buffers grow to 1 MiB).
+    const TOP: usize = if cfg!(miri) { 1 << 20 } else { 4 << 20 };
+    const MAX_MOVES: usize = if cfg!(miri) { 60 } else { 120 };
     let l = Layout::from_size_align(40 << 10, 8).unwrap();
     // SAFETY: valid layouts; each buffer is reallocated with its current size and freed once.
     unsafe {
         let mut bufs = [GLOBAL.alloc(l), GLOBAL.alloc(l)];
         let mut size = l.size();
         let mut moves = 0;
-        while size < 4 << 20 {
+        while size < TOP {
             let new = size + 1000;
             for b in bufs.iter_mut() {
                 assert!(!b.is_null());
@@ -564,9 +636,9 @@ fn a_large_buffer_grown_a_little_at_a_time_moves_rarely() {
             size = new;
         }
         assert!(
-            moves < 120,
+            moves < MAX_MOVES,
             "{moves} moves for 2 x {} steps",
-            (4 << 20) / 1000
+            TOP / 1000
         );
         for b in bufs {
             assert!(gomalloc::usable_size(b) >= size);

@@ -127,66 +127,118 @@ fn expect_abort(case: &str, message: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn double_free_small() {
     expect_abort("double_free_small", "double free");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn double_free_in_another_window() {
     expect_abort("double_free_other_window", "double free");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn double_free_from_other_threads() {
     expect_abort("double_free_remote", "double free");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn double_free_large() {
     expect_abort("double_free_large", "already freed");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn interior_pointer_small() {
     expect_abort("interior_small", "middle of an object");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn interior_pointer_with_layout() {
     expect_abort("interior_sized", "middle of an object");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn double_free_with_layout() {
     expect_abort("double_free_sized", "double free");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn interior_pointer_with_a_wrong_layout() {
     expect_abort("wrong_layout_interior", "middle of an object");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn interior_pointer_large() {
     expect_abort("interior_large", "middle of an object");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn foreign_pointer() {
     expect_abort("foreign", "not allocated by gomalloc");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn usable_size_of_foreign_pointer() {
     expect_abort("usable_size_foreign", "not allocated by gomalloc");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn usable_size_after_free() {
     expect_abort("usable_size_after_free", "use of a freed pointer");
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
 fn realloc_in_place_after_free() {
     expect_abort("realloc_in_place_after_free", "use of a freed pointer");
 }

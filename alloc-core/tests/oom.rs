@@ -175,13 +175,19 @@ fn expect_recovery(case: &str) {
 }
 
 #[test]
-#[cfg_attr(miri, ignore)]
+#[cfg_attr(
+    miri,
+    ignore = "sets RLIMIT_AS in a child process: Miri can neither spawn processes nor limit its memory"
+)]
 fn null_under_ulimit_v_and_recovery() {
     expect_recovery("address_space");
 }
 
 #[test]
-#[cfg_attr(miri, ignore)]
+#[cfg_attr(
+    miri,
+    ignore = "sets RLIMIT_DATA in a child process: Miri can neither spawn processes nor limit its memory"
+)]
 #[cfg_attr(
     feature = "guard-pages",
     ignore = "at the data limit a freed block's guard page cannot be made writable again, \
@@ -192,7 +198,10 @@ fn null_under_data_limit_and_recovery() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore)]
+#[cfg_attr(
+    miri,
+    ignore = "sets RLIMIT_AS in a child process: Miri can neither spawn processes nor limit its memory"
+)]
 fn vec_reports_handle_alloc_error() {
     let out = child("vec_abort");
     let stderr = String::from_utf8_lossy(&out.stderr);
