@@ -111,6 +111,33 @@ impl SpanList {
         );
     }
 
+    /// The first span, or null.
+    pub(crate) fn front(&self) -> *mut Span {
+        self.head
+    }
+
+    /// Moves the spans from the front through `last` to the back, in order: what popping
+    /// each and pushing it back would do, with four link writes whatever their number.
+    ///
+    /// # Safety
+    /// `last` is in this list.
+    pub(crate) unsafe fn rotate_through(&mut self, last: *mut Span) {
+        // SAFETY: caller contract; members are valid records.
+        let new_head = unsafe { (*last).next.get() };
+        if new_head.is_null() {
+            return; // the whole list: the same order
+        }
+        // SAFETY: as above; `new_head` follows `last`, so the list has a head and a tail.
+        unsafe {
+            (*new_head).prev.set(ptr::null_mut());
+            (*self.tail).next.set(self.head);
+            (*self.head).prev.set(self.tail);
+            (*last).next.set(ptr::null_mut());
+        }
+        self.head = new_head;
+        self.tail = last;
+    }
+
     /// Takes the first span, or null.
     pub(crate) fn pop_front(&mut self) -> *mut Span {
         let s = self.head;

@@ -70,7 +70,10 @@ fn harden_child() {
                     .join()
                     .unwrap();
                 (p as *mut u8).add(30).write_volatile(7);
-                for _ in 0..100_000 {
+                // The slot's span, nearly full, waits in this thread's retained spans
+                // until their budget overflows and sends it to its mcentral, whose
+                // partial spans a later refill takes up: allocate past the budget.
+                for _ in 0..3 * gomalloc::mcache::RETAIN_TOTAL_BYTES / 48 {
                     gomalloc::alloc(48, 8);
                 }
             }
