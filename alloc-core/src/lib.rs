@@ -102,7 +102,8 @@ pub mod tls;
 pub use config::{configure, Config, ReleaseMode};
 #[cfg(not(loom))]
 pub use malloc::{
-    alloc, alloc_zeroed, free, free_fast, free_sized, owns, realloc, release_memory, usable_size,
+    alloc, alloc_malloc, alloc_zeroed, free, free_fast, free_sized, owns, realloc, release_memory,
+    usable_size, MALLOC_ALIGN,
 };
 #[cfg(not(loom))]
 pub use stats::{print_summary, stats, ClassStats, ScavengeStats, Stats};

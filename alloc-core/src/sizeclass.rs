@@ -113,6 +113,23 @@ pub static NOSCAN_SPC_BY_SIZE8: [u8; MAX_SMALL_SIZE / 8 + 1] = {
     t
 };
 
+/// [`NOSCAN_SPC_BY_SIZE8`] for C's `malloc`, whose blocks of 16 bytes and more must be
+/// 16-byte aligned (`max_align_t`): sizes from 17 up are served as if rounded up to a
+/// multiple of 16 (17..=24 bytes go to the 32-byte class, not Go's 8-aligned 24-byte one),
+/// so that one load serves every size ([`crate::malloc::alloc_malloc`]).
+pub static MALLOC_SPC_BY_SIZE8: [u8; MAX_SMALL_SIZE / 8 + 1] = {
+    let mut t = [0u8; MAX_SMALL_SIZE / 8 + 1];
+    let mut i = 0;
+    while i < t.len() {
+        // Entry `i` serves sizes `8 * i - 7 ..= 8 * i`; from entry 3 (17..=24) up they
+        // need 16, so take the class of the next multiple of 16.
+        let j = if i >= 3 { (i + 1) & !1 } else { i };
+        t[i] = NOSCAN_SPC_BY_SIZE8[j];
+        i += 1;
+    }
+    t
+};
+
 /// The noscan span class index for `size` at `align`, for the fast paths: `None` unless
 /// `size <= MAX_SMALL_SIZE` and `align <= 16` (alignments every class honours once the
 /// size is rounded to them: every class size is a multiple of 8, and of 16 from 16 up

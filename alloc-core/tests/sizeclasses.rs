@@ -144,6 +144,35 @@ fn flattened_table_matches_the_two_tables() {
     assert_eq!(fast_noscan_spc(64, 32), None);
 }
 
+/// C malloc's table gives, for every size, the class `alloc(size, align)` uses at the
+/// alignment C promises: 16 from 16 bytes up, 8 below.
+#[test]
+fn malloc_table_matches_the_alignment_c_promises() {
+    use gomalloc::sizeclass::{fast_noscan_spc, MALLOC_SPC_BY_SIZE8};
+    for size in 0..=gomalloc::sizeclasses::MAX_SMALL_SIZE {
+        let align = if size >= gomalloc::MALLOC_ALIGN {
+            16
+        } else {
+            8
+        };
+        assert_eq!(
+            Some(MALLOC_SPC_BY_SIZE8[(size + 7) >> 3] as usize),
+            fast_noscan_spc(size, align),
+            "size {size}"
+        );
+    }
+    for size in [0usize, 1, 8, 9, 15, 16, 17, 24, 25, 33, 100, 1000, 32768] {
+        let p = gomalloc::alloc_malloc(size);
+        assert!(!p.is_null());
+        let align = if size >= 16 { 16 } else { 8 };
+        assert_eq!(p as usize % align, 0, "size {size}");
+        // SAFETY: `p` is live.
+        assert!(unsafe { gomalloc::usable_size(p) } >= size);
+        // SAFETY: live block, freed once.
+        unsafe { gomalloc::free(p) };
+    }
+}
+
 /// `low32(off * div_magic) < div_magic` exactly when `off` is a multiple of the object
 /// size, for every offset inside a span of every class: the free path's interior-pointer
 /// test relies on it (no multiply back).

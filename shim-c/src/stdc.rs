@@ -27,6 +27,8 @@ pub(crate) const MAX_SIZE: usize = isize::MAX as usize;
 
 /// `alignof(max_align_t)`: 16 on x86-64 and aarch64.
 const MAX_ALIGN: usize = core::mem::align_of::<libc::max_align_t>();
+// `heap::alloc_malloc` (malloc's fast path) aligns to this from 16 bytes up.
+const _: () = assert!(MAX_ALIGN == heap::MALLOC_ALIGN);
 
 /// The alignment `malloc(size)` guarantees. C17 7.22.3: the pointer is suitably aligned for
 /// any type with a fundamental alignment *whose size fits in the request*. A type's size is
@@ -84,7 +86,7 @@ pub(crate) fn malloc_impl(size: size_t) -> *mut c_void {
     if size > MAX_SIZE {
         return fail();
     }
-    checked(heap::alloc(size, malloc_align(size)))
+    checked(heap::alloc_malloc(size))
 }
 
 #[inline(always)]
