@@ -90,7 +90,10 @@ pub struct Span {
     pub state: AtomicU8,
     /// Free slots may hold old data: `alloc_zeroed` must clear them.
     pub needzero: Cell<bool>,
-    _pad_hot: [u8; 9],
+    /// Allocated slots, exact when the window is committed. (On the hot line: every local
+    /// free writes it, see [`Span::free_local`].)
+    pub alloc_count: Cell<u32>,
+    _pad_hot: [u8; 4],
     // --- written by other threads: its own cache line ---
     /// Objects freed by threads that do not own the span.
     pub xfree: RemoteFreeList,
@@ -122,8 +125,6 @@ pub struct Span {
     pub pending_next: AtomicPtr<Span>,
     /// Number of slots (1 for a large span).
     pub nelems: Cell<u32>,
-    /// Allocated slots, exact when the window is committed.
-    pub alloc_count: Cell<u32>,
     /// Heap bins index while free.
     pub bin: Cell<u16>,
     /// In its mcentral's partial list (guarded by that list's lock).
@@ -179,7 +180,8 @@ impl Span {
             spanclass: Cell::new(SpanClass(0)),
             state: AtomicU8::new(SpanState::Dead as u8),
             needzero: Cell::new(false),
-            _pad_hot: [0; 9],
+            alloc_count: Cell::new(0),
+            _pad_hot: [0; 4],
             xfree: RemoteFreeList::new(),
             in_dirty: Cell::new(false),
             dirty_next: Cell::new(ptr::null_mut()),
@@ -193,7 +195,6 @@ impl Span {
             prev: Cell::new(ptr::null_mut()),
             pending_next: AtomicPtr::new(ptr::null_mut()),
             nelems: Cell::new(0),
-            alloc_count: Cell::new(0),
             bin: Cell::new(0),
             in_partial: Cell::new(false),
             gc: AtomicU8::new(0),
@@ -406,28 +407,35 @@ impl Span {
     /// The owner frees slot `idx`: back into the window if it is the loaded one, else
     /// cleared in the bitmap. A slot that is already free is a double free.
     ///
+    /// Both cases flip one bit after checking it (set in the window's free-slot cache,
+    /// where it must be clear; cleared in the bitmap, where it must be set), so the word is
+    /// selected without a branch: frees that land in and out of the window at random
+    /// (larson, glibc-thread) mispredicted that branch every other time.
+    ///
     /// # Safety
     /// The caller owns the span; `idx < nelems`.
     #[inline(always)]
     pub unsafe fn free_local(&self, idx: usize, addr: usize) {
-        // Bit tests written so that they compile to `bt`/`bts`/`btr`.
         let bit = idx & 63;
-        if idx & !63 == self.window.get() as usize {
-            let c = self.alloc_cache.get();
-            if (c >> bit) & 1 != 0 {
-                double_free(addr);
-            }
-            self.alloc_cache.set(c | (1u64 << bit));
+        let in_window = idx & !63 == self.window.get() as usize;
+        // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.
+        let bitmap_word = unsafe { self.alloc_bits.get().add(idx >> 6) };
+        let word = if in_window {
+            self.alloc_cache.as_ptr()
         } else {
-            // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.
-            let w = unsafe { &mut *self.alloc_bits.get().add(idx >> 6) };
-            if (*w >> bit) & 1 == 0 {
-                double_free(addr);
-            }
-            *w &= !(1u64 << bit);
-            // The bit was set, so it was counted (invariant 3): no underflow.
-            self.alloc_count.set(self.alloc_count.get() - 1);
+            bitmap_word
+        };
+        // SAFETY: `word` is the span's cache word or one of its bitmap words, both the
+        // owner's alone.
+        let w = unsafe { *word };
+        if ((w >> bit) & 1 != 0) == in_window {
+            double_free(addr);
         }
+        // SAFETY: as above.
+        unsafe { *word = w ^ (1u64 << bit) };
+        // A bitmap bit that was set was counted (invariant 3): no underflow.
+        self.alloc_count
+            .set(self.alloc_count.get() - (!in_window) as u32);
         // SAFETY: the slot is dead and ours (poison feature only).
         unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
         self.needzero.set(true);
