@@ -240,9 +240,11 @@ pub unsafe fn free(p: *mut u8) {
 /// handles or diagnoses it. A double free or an interior pointer into an owned span ends
 /// the process here, with [`free`]'s messages.
 ///
-/// The span is found without the arena map when possible: first the cache's `last_free`
-/// hint (the owned span the previous lookup found: a run of frees into one span, or
-/// `malloc`/`free` pairs of one size, hit it), then [`span_of`], which also refreshes it.
+/// The span is found through the arena map ([`span_of`]) every time. A `last_free` hint
+/// tried first, as [`free_sized`] does, saves the walk when frees come in runs of one span
+/// (glibc-simple: 12% faster with it), but where they do not its branch is mispredicted
+/// about as often as not, which costs more than the walk (sh6bench 17%, cfrac 5% faster
+/// without it, measured side by side on the benchmark machine).
 ///
 /// # Safety
 /// As for [`free`].
@@ -251,7 +253,7 @@ pub unsafe fn free_fast(p: *mut u8) -> bool {
     let addr = p as usize;
     let c = mcache::current();
     // SAFETY: `c` is the thread's cache or the static empty one; caller contract for `p`.
-    unsafe { free_into_hint(c, addr) || free_fast_lookup(c, addr) }
+    unsafe { free_fast_lookup(c, addr) }
 }
 
 /// Frees `addr` into the span of the cache's `last_free` hint if `addr` is one of its
@@ -299,7 +301,6 @@ unsafe fn free_fast_lookup(c: *mut MCache, addr: usize) -> bool {
         match (*s).slot_of(addr) {
             Some(idx) => {
                 (*s).free_local(idx, addr);
-                (*c).last_free.set(s);
                 true
             }
             None => fatal("free of a pointer into the middle of an object:", addr),

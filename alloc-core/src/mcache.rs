@@ -48,9 +48,9 @@ pub struct MCache {
     prev: Cell<*mut MCache>,
     /// Times this cache swapped a span with its mcentral.
     pub refills: Cell<usize>,
-    /// The span of this cache that the last free needing a span lookup went to (a hint:
-    /// `free_sized` outside a window and C's `free_fast` try it before the arena map).
-    /// Batches of frees hit it. Invariant: [`EMPTY_SPAN`] or a span this cache owns; a
+    /// The span of this cache that the last layout-aware free outside a window went to (a
+    /// hint: `free_sized` tries it before the arena map; C's `free_fast` does not, see
+    /// there). Batches of frees hit it. Invariant: [`EMPTY_SPAN`] or a span this cache owns; a
     /// span leaving the cache (`evict`, [`flush`]) clears it, so the hint never names a
     /// record that another thread may be reusing.
     pub last_free: Cell<*mut Span>,

@@ -51,8 +51,9 @@ fn declines_objects_of_another_threads_spans() {
 
 #[test]
 fn the_hint_forgets_spans_the_cache_gives_up() {
-    // Fill several spans of one class, so that the cache retains the full ones; a free
-    // into the oldest span through the arena map makes that span the hint. A 48-byte span
+    // Fill several spans of one class, so that the cache retains the full ones; a
+    // layout-aware free into the oldest span (found through the arena map: it is not the
+    // cache's current span) makes that span the hint. A 48-byte span
     // (one page) holds 170 objects: 2000 fill 11 spans, 500 (under Miri) 2.
     const N: usize = if cfg!(miri) { 500 } else { 2000 };
     let ps: Vec<usize> = (0..N).map(|_| alloc(48, 8) as usize).collect();
@@ -63,8 +64,13 @@ fn the_hint_forgets_spans_the_cache_gives_up() {
         .position(|&p| gomalloc::arena::span_of(p) == first)
         .map(|i| i + 1)
         .expect("a second object in the first span");
-    // SAFETY: `ps[0]` is live and freed once.
-    assert!(unsafe { free_fast(ps[0] as *mut u8) });
+    // SAFETY: `ps[0]` is live, of this layout, and freed once.
+    unsafe { gomalloc::free_sized(ps[0] as *mut u8, 48, 8) };
+    // SAFETY: the calling thread's cache is live.
+    assert_eq!(
+        unsafe { (*gomalloc::mcache::current()).last_free.get() },
+        first
+    );
     // The retained spans go back to the mcentral. The hint must forget its span (once
     // there, the span's record may be freed and reused by another thread): a checked build
     // verifies at every use that the hint names a span the cache owns, and a free into the
