@@ -67,10 +67,8 @@ fn the_hint_forgets_spans_the_cache_gives_up() {
     // SAFETY: `ps[0]` is live, of this layout, and freed once.
     unsafe { gomalloc::free_sized(ps[0] as *mut u8, 48, 8) };
     // SAFETY: the calling thread's cache is live.
-    assert_eq!(
-        unsafe { (*gomalloc::mcache::current()).last_free.get() },
-        first
-    );
+    let hint = unsafe { (*gomalloc::mcache::current()).last_free.get() };
+    assert_eq!(hint, first);
     // The retained spans go back to the mcentral. The hint must forget its span (once
     // there, the span's record may be freed and reused by another thread): a checked build
     // verifies at every use that the hint names a span the cache owns, and a free into the
