@@ -25,8 +25,7 @@
 use crate::fixalloc::FixAlloc;
 use crate::lock::SpinLock;
 use crate::mcentral::{central, SpanList};
-use crate::sizeclass::{SizeClass, SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
-use crate::sizeclasses::NUM_SIZE_CLASSES;
+use crate::sizeclass::{SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
 use crate::span::Span;
 use crate::sync::{AtomicUsize, Ordering};
 use core::cell::{Cell, UnsafeCell};
@@ -37,8 +36,9 @@ use core::ptr;
 /// Invariants: `alloc[spc]` is [`EMPTY_SPAN`] or an in-use span of class `spc` whose
 /// `owner` is this cache; entries of size class 0 are always [`EMPTY_SPAN`]. Every span of
 /// `retained[spc]` is an in-use span of class `spc` owned by this cache, with no window
-/// loaded (`Span::unload_window`), in no other list, and not `alloc[spc]`; there are at
-/// most [`retain_cap`]`(spc)` of them, and `retained_pages` is the sum of their pages.
+/// loaded (`Span::unload_window`), in no other list, and not `alloc[spc]`;
+/// `retained_pages` is the sum of the pages of all retained spans, at most
+/// [`RETAIN_TOTAL_BYTES`] worth.
 #[repr(C, align(64))]
 pub struct MCache {
     /// The span each span class allocates from (hot).
@@ -187,13 +187,12 @@ pub fn trim_requests() -> usize {
     TRIM_EPOCH.load(Ordering::Relaxed)
 }
 
-/// Bytes of full spans a cache may retain per span class: as much as in all, since one
-/// class can be a thread's whole working set. (With 1 MiB, glibc-simple's batches of 1600
-/// 4 KiB blocks, two to a span, sent 670 spans a batch through the mcentral and the page
-/// heap and freed their objects as remote frees: 27% more instructions.)
-pub const RETAIN_BYTES: usize = 8 << 20;
-/// Bytes of full spans a cache may retain in all, so that a thread's cache holds at most
-/// this plus one span per class (136) whatever it does. (With 4 MiB, rptest's threads,
+/// Bytes of full spans a cache may retain in all, in one class or several, so that a
+/// thread's cache holds at most this plus one span per class (136) whatever it does. There
+/// is no cap per class: one class can be a thread's whole working set. (With a cap of
+/// 1 MiB a class, glibc-simple's batches of 1600 4 KiB blocks, two to a span, sent 670
+/// spans a batch through the mcentral and the page heap and freed their objects as remote
+/// frees: 27% more instructions.) (With 4 MiB, rptest's threads,
 /// which use sizes of every class, sent spans to their mcentrals and took them back 13%
 /// more often, in instructions; 16 MiB saved 4% more for 15% more resident memory.)
 pub const RETAIN_TOTAL_BYTES: usize = 8 << 20;
@@ -202,37 +201,17 @@ pub const RETAIN_TOTAL_BYTES: usize = 8 << 20;
 /// more on larson and nothing elsewhere.)
 const RETAIN_PROBES: usize = 2;
 
-/// How many spans of class `spc` a cache may retain: [`RETAIN_BYTES`] worth, at least 4.
-#[inline]
-pub fn retain_cap(spc: SpanClass) -> usize {
-    RETAIN_CAP[spc.size_class().0 as usize] as usize
-}
-
-/// [`retain_cap`] per size class, computed at compile time (no division on the refill path).
-static RETAIN_CAP: [u32; NUM_SIZE_CLASSES] = {
-    let mut t = [4u32; NUM_SIZE_CLASSES];
-    let mut i = 1;
-    while i < NUM_SIZE_CLASSES {
-        let npages = SizeClass(i as u8).npages();
-        let cap = (RETAIN_BYTES >> PAGE_SHIFT) / npages;
-        if cap > 4 {
-            t[i] = cap as u32;
-        }
-        i += 1;
-    }
-    t
-};
-
 /// Makes `alloc[spc]` a span with a free slot in its window: Go's `mcache.refill`.
 /// Returns null when out of memory.
 ///
 /// Where Go hands a full span back to its mcentral at once, the cache *retains* it (up
-/// to [`retain_cap`] spans per class, oldest first, like mimalloc's per-thread full page
-/// queue): the thread's own frees into it then stay local, with no atomic operation,
-/// which is what allocate-many-then-free-many patterns do. A refill first looks at the
-/// oldest retained spans for one that the thread's frees or remote frees emptied a little;
-/// the oldest span goes to the mcentral when the list is full, and every one does when the
-/// thread exits or calls [`crate::release_memory`]. Remote frees into a retained span wait
+/// to [`RETAIN_TOTAL_BYTES`] of spans in all, oldest first per class, like mimalloc's
+/// per-thread full page queue): the thread's own frees into it then stay local, with no
+/// atomic operation, which is what allocate-many-then-free-many patterns do. A refill
+/// first looks at the oldest retained spans for one that the thread's frees or remote
+/// frees emptied a little; the oldest span of the class goes to the mcentral when the
+/// budget is spent, and every one does when the thread exits or calls
+/// [`crate::release_memory`]. Remote frees into a retained span wait
 /// on its `xfree` list until the owner takes the span up again.
 ///
 /// # Safety
@@ -301,9 +280,9 @@ unsafe fn retained(c: &MCache, spc: SpanClass) -> &mut SpanList {
     unsafe { &mut *c.retained[spc.index()].get() }
 }
 
-/// Retains `s`, which the cache just stopped allocating from. If the class's list is full,
-/// or the cache's total would pass [`RETAIN_TOTAL_BYTES`], the oldest span of the class
-/// goes to the mcentral first, and `s` too if that is not enough.
+/// Retains `s`, which the cache just stopped allocating from. If the cache's total would
+/// pass [`RETAIN_TOTAL_BYTES`], the oldest span of the class goes to the mcentral first,
+/// and `s` too if that is not enough.
 ///
 /// # Safety
 /// The caller owns `c` and `s` (in use, class `spc`, no longer in `alloc`, window committed).
@@ -313,7 +292,7 @@ unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) {
     // SAFETY: caller contract.
     unsafe {
         let list = retained(c, spc);
-        if list.len >= retain_cap(spc) || c.retained_pages.get() + np > max_pages {
+        if c.retained_pages.get() + np > max_pages {
             let old = list.pop_front();
             if !old.is_null() {
                 c.retained_pages.set(c.retained_pages.get() - np);

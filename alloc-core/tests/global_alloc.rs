@@ -519,7 +519,6 @@ fn a_threads_retained_spans_stay_under_the_bound() {
         } else {
             ((1..=24).map(|i| i * 48).collect(), 2 << 20)
         };
-        assert!(per_size <= gomalloc::mcache::RETAIN_BYTES);
         assert!(
             sizes.len() * per_size > gomalloc::mcache::RETAIN_TOTAL_BYTES + sizes.len() * (4 << 13)
         );
