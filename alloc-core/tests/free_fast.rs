@@ -11,7 +11,7 @@ fn frees_owned_slots_and_declines_the_rest() {
     for &size in &[8usize, 24, 64, 512, 4096, 32768] {
         for round in 0..ROUNDS {
             // Both come from spans the cache holds now, so both are owned when freed; the
-            // sizes alternate, so the hint misses and the arena map is used too.
+            // sizes alternate, so consecutive frees go to different spans.
             let p = alloc(size, 8);
             let q = alloc(16, 8);
             assert!(!p.is_null() && !q.is_null());
