@@ -26,7 +26,7 @@ use crate::fixalloc::FixAlloc;
 use crate::lock::SpinLock;
 use crate::mcentral::{central, SpanList};
 use crate::sizeclass::{SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
-use crate::span::Span;
+use crate::span::{Span, NO_WINDOW};
 use crate::sync::{AtomicUsize, Ordering};
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
@@ -35,8 +35,9 @@ use core::ptr;
 ///
 /// Invariants: `alloc[spc]` is [`EMPTY_SPAN`] or an in-use span of class `spc` whose
 /// `owner` is this cache; entries of size class 0 are always [`EMPTY_SPAN`]. Every span of
-/// `retained[spc]` is an in-use span of class `spc` owned by this cache, with no window
-/// loaded (`Span::unload_window`), in no other list, and not `alloc[spc]`;
+/// `retained[spc]` is an in-use span of class `spc` owned by this cache, in the retained
+/// state (`Span::retain`: no window loaded, or a single-window span's one window), in no
+/// other list, and not `alloc[spc]`;
 /// `retained_pages` is the sum of the pages of all retained spans, at most
 /// [`RETAIN_TOTAL_BYTES`] worth.
 #[repr(C, align(64))]
@@ -231,7 +232,7 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
         unsafe {
             let sr = &*s;
             sr.commit_window();
-            if sr.load_window_from(sr.window.get() + 64) {
+            if sr.load_window_from(sr.window() + 64) {
                 return s;
             }
             sr.collect_remote();
@@ -296,6 +297,7 @@ unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) {
             let old = list.pop_front();
             if !old.is_null() {
                 c.retained_pages.set(c.retained_pages.get() - np);
+                (*old).settle_retained();
                 evict(c, spc, old);
             }
             if c.retained_pages.get() + np > max_pages {
@@ -303,17 +305,18 @@ unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) {
                 return;
             }
         }
-        (*s).unload_window();
+        (*s).retain();
         list.push_back(s);
         c.retained_pages.set(c.retained_pages.get() + np);
     }
 }
 
-/// Gives a span the cache no longer allocates from (a retained one out of its list, or
-/// one with its window committed) to its mcentral.
+/// Gives a span the cache no longer allocates from (a retained one out of its list and
+/// settled, or one with its window committed) to its mcentral.
 ///
 /// # Safety
-/// `c` owns `s`, which is in no list and has no window, or a committed one.
+/// `c` owns `s`, which is in no list and has no window, or a committed one
+/// ([`Span::settle_retained`] for a retained span).
 unsafe fn evict(c: &MCache, spc: SpanClass, s: *mut Span) {
     // SAFETY: caller contract; window 0 with an empty cache is the committed state the
     // mcentral expects.
@@ -356,24 +359,36 @@ unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
             let sr = &*s;
             let nelems = sr.nelems.get();
             let enough = enough_free(nelems);
-            let mut free = nelems - sr.alloc_count.get();
+            let mut free = sr.retained_free();
+            let mut settled = false;
             if free < enough && !sr.xfree.is_empty() {
                 // Count the remote frees in (they are taken up now or later anyway): a
                 // span with a remote free or two is not worth a refill.
+                sr.settle_retained();
+                settled = true;
                 sr.collect_remote();
                 free = nelems - sr.alloc_count.get();
             }
             if free >= enough {
-                sr.set_window(0);
-                sr.collect_remote();
-                if sr.load_window_from(0) {
+                // A single-window span that kept its window (and had no remote frees
+                // counted in) is ready as it is: the window holds exactly its free slots.
+                // Any other is loaded from its bitmap, remote frees applied first.
+                let ready = !settled && sr.window() != NO_WINDOW;
+                if !ready {
+                    sr.set_window(0);
+                    sr.collect_remote();
+                }
+                if ready || sr.load_window_from(0) {
                     sr.check_invariants();
                     list.remove(s);
                     c.retained_pages
                         .set(c.retained_pages.get() - spc.size_class().npages());
                     return s;
                 }
-                sr.unload_window();
+                settled = true;
+            }
+            if settled {
+                sr.retain();
             }
             last = s;
             s = sr.next.get();
@@ -403,6 +418,7 @@ pub unsafe fn release_retained(c: &MCache) {
                 }
                 c.retained_pages
                     .set(c.retained_pages.get() - spc.size_class().npages());
+                (*s).settle_retained();
                 evict(c, spc, s);
             }
         }

@@ -45,8 +45,10 @@ pub enum SpanState {
 /// Invariants of an in-use small span (checked by [`Span::check_invariants`]):
 /// 1. `nelems * elemsize <= npages * PAGE_SIZE`, `div_magic == class.div_magic()`.
 /// 2. `window % 64 == 0`, `window < nelems`, and `alloc_cache` has no bit at or above
-///    `nelems - window`; or, in a span its cache retains, `window == NO_WINDOW`,
-///    `alloc_cache == 0` and `win_bytes == 0` (no window: every free goes to the bitmap).
+///    `nelems - window`; or, in a span of more than 64 slots its cache retains,
+///    `window == NO_WINDOW`, `alloc_cache == 0` and `win_bytes == 0` (no window: every
+///    free goes to the bitmap). A retained single-window span keeps window 0, its free
+///    slots in `alloc_cache` ([`Span::retain`]).
 /// 3. `alloc_count == popcount(alloc_bits)`, the loaded window's word counted as last
 ///    committed: [`Span::commit_window`], [`Span::free_local`] and
 ///    [`Span::collect_remote`] keep the count in step with the words they write.
@@ -69,10 +71,19 @@ pub struct Span {
     pub base: Cell<usize>,
     /// The mcache allocating from this span, or null.
     pub owner: AtomicPtr<MCache>,
+    /// Allocation bitmap (`ceil(nelems / 64)` words in the arena's bitmap storage). On
+    /// the hot line: a local free outside the window clears its bit there, and the free
+    /// picks the word without a branch, so it reads this pointer every time.
+    pub alloc_bits: Cell<*mut u64>,
     /// First slot of the current window (a multiple of 64): Go's `freeindex`, which Go
     /// also keeps at the base of the `allocCache` word it loaded. Slots below it that are
     /// free again (local frees) are found when the window wraps around.
-    pub window: Cell<u32>,
+    /// Read it through [`Span::window`]; 16 bits, because no span has more than
+    /// [`MAX_OBJS_PER_SPAN`] (1024) slots, so that `alloc_bits` fits on the hot line.
+    window: Cell<u16>,
+    /// Free slots may hold old data: `alloc_zeroed` must clear them.
+    pub needzero: Cell<bool>,
+    _pad_hot: u8,
     /// Bytes per slot (small spans); 0 for large spans.
     pub elemsize: Cell<u32>,
     /// `obj_index` multiplier of the size class.
@@ -84,16 +95,9 @@ pub struct Span {
     /// `nelems * elemsize` for small spans, 0 for large ones: an address `p` is a slot
     /// candidate iff `p - base < objs_bytes` (one unsigned compare).
     pub objs_bytes: Cell<u32>,
-    /// Span class (class 0 for large objects).
-    pub spanclass: Cell<SpanClass>,
-    /// [`SpanState`] as a byte.
-    pub state: AtomicU8,
-    /// Free slots may hold old data: `alloc_zeroed` must clear them.
-    pub needzero: Cell<bool>,
     /// Allocated slots, exact when the window is committed. (On the hot line: every local
     /// free writes it, see [`Span::free_local`].)
     pub alloc_count: Cell<u32>,
-    _pad_hot: [u8; 4],
     // --- written by other threads: its own cache line ---
     /// Objects freed by threads that do not own the span.
     pub xfree: RemoteFreeList,
@@ -101,6 +105,12 @@ pub struct Span {
     /// yet released to the OS (the scavenger's work list). A free record receives no
     /// remote frees, so sharing `xfree`'s line costs nothing.
     pub in_dirty: Cell<bool>,
+    /// [`SpanState`] as a byte. (Read by every remote free before its push onto
+    /// `xfree`, and never written while the span is in use.)
+    pub state: AtomicU8,
+    /// Span class (class 0 for large objects). Immutable while the span is in use; the
+    /// remote free reads it beside `state`.
+    pub spanclass: Cell<SpanClass>,
     /// Dirty-list links (free records only).
     pub dirty_next: Cell<*mut Span>,
     /// Dirty-list links (free records only).
@@ -113,8 +123,6 @@ pub struct Span {
     // --- cold ---
     /// Pages in the span.
     pub npages: Cell<usize>,
-    /// Allocation bitmap (`ceil(nelems / 64)` words in the arena's bitmap storage).
-    pub alloc_bits: Cell<*mut u64>,
     /// Mark bitmap for the collector.
     pub mark_bits: Cell<*mut u64>,
     /// List links (page heap bins, mcentral partial list).
@@ -139,6 +147,7 @@ pub struct Span {
 /// Bytes of one span record.
 pub const SPAN_RECORD_BYTES: usize = core::mem::size_of::<Span>();
 const _: () = assert!(SPAN_RECORD_BYTES == 192);
+const _: () = assert!(core::mem::offset_of!(Span, alloc_count) == 60);
 const _: () = assert!(core::mem::offset_of!(Span, xfree) == 64);
 const _: () = assert!(core::mem::offset_of!(Span, npages) == 128);
 
@@ -148,9 +157,24 @@ impl Linked for Span {
     }
 }
 
-/// `Span::window` of a span with no window loaded (a retained span): no slot index matches
-/// it, so [`Span::free_local`] clears bitmap bits for every slot.
-pub const NO_WINDOW: u32 = !63;
+/// [`Span::window`] of a span with no window loaded (a retained span): a multiple of 64
+/// that no slot index reaches, so [`Span::free_local`] clears bitmap bits for every slot.
+pub const NO_WINDOW: u32 = u16::MAX as u32 & !63;
+/// The most slots a span of any size class holds (1024: one page of 8-byte slots).
+pub const MAX_OBJS_PER_SPAN: u32 = {
+    use crate::sizeclasses::{CLASS_TO_ALLOCNPAGES, CLASS_TO_SIZE, NUM_SIZE_CLASSES};
+    let (mut most, mut c) = (0, 1);
+    while c < NUM_SIZE_CLASSES {
+        let n = CLASS_TO_ALLOCNPAGES[c] as usize * crate::sizeclass::PAGE_SIZE
+            / CLASS_TO_SIZE[c] as usize;
+        if n > most {
+            most = n;
+        }
+        c += 1;
+    }
+    most as u32
+};
+const _: () = assert!(MAX_OBJS_PER_SPAN <= NO_WINDOW);
 
 /// Mask of valid slots in the window starting at `window` of a span of `nelems` slots.
 #[inline(always)]
@@ -172,24 +196,24 @@ impl Span {
             window_base: Cell::new(0),
             base: Cell::new(0),
             owner: AtomicPtr::new(ptr::null_mut()),
+            alloc_bits: Cell::new(ptr::null_mut()),
             window: Cell::new(0),
+            needzero: Cell::new(false),
+            _pad_hot: 0,
             elemsize: Cell::new(0),
             div_magic: Cell::new(0),
             win_bytes: Cell::new(0),
             objs_bytes: Cell::new(0),
-            spanclass: Cell::new(SpanClass(0)),
-            state: AtomicU8::new(SpanState::Dead as u8),
-            needzero: Cell::new(false),
             alloc_count: Cell::new(0),
-            _pad_hot: [0; 4],
             xfree: RemoteFreeList::new(),
             in_dirty: Cell::new(false),
+            state: AtomicU8::new(SpanState::Dead as u8),
+            spanclass: Cell::new(SpanClass(0)),
             dirty_next: Cell::new(ptr::null_mut()),
             dirty_prev: Cell::new(ptr::null_mut()),
             dirty_since: Cell::new(0),
             _pad_remote: [0; 24],
             npages: Cell::new(0),
-            alloc_bits: Cell::new(ptr::null_mut()),
             mark_bits: Cell::new(ptr::null_mut()),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
@@ -210,6 +234,12 @@ impl Span {
             2 => SpanState::InUse,
             _ => SpanState::Dead,
         }
+    }
+
+    /// First slot of the loaded window, or [`NO_WINDOW`].
+    #[inline(always)]
+    pub fn window(&self) -> u32 {
+        self.window.get() as u32
     }
 
     /// Sets the record's state.
@@ -352,7 +382,8 @@ impl Span {
     #[inline]
     pub(crate) fn set_window(&self, w: u32) {
         let e = self.elemsize.get();
-        self.window.set(w);
+        debug_assert!(w <= NO_WINDOW && w % 64 == 0);
+        self.window.set(w as u16);
         self.window_base
             .set(self.base.get() + w as usize * e as usize);
         self.win_bytes
@@ -360,17 +391,78 @@ impl Span {
     }
 
     /// Leaves the span with no window (committed first by the caller), so that every
-    /// free clears its bitmap bit and keeps `alloc_count` exact: the state of a span its
-    /// cache retains.
+    /// free clears its bitmap bit and keeps `alloc_count` exact.
     ///
     /// # Safety
     /// The caller owns the span; its window is committed (`alloc_cache == 0`) and
     /// `alloc_count` exact.
     pub(crate) unsafe fn unload_window(&self) {
         debug_assert_eq!(self.alloc_cache.get(), 0);
-        self.window.set(NO_WINDOW);
+        self.window.set(NO_WINDOW as u16);
         self.window_base.set(0);
         self.win_bytes.set(0);
+    }
+
+    /// True if one window covers every slot (at most 64 slots: classes of 128 bytes and
+    /// up).
+    #[inline]
+    pub fn single_window(&self) -> bool {
+        self.nelems.get() <= 64
+    }
+
+    /// Puts a span whose window was just committed into the state of a span its cache
+    /// *retains* (allocates no more from, but still owns, so that the thread's frees into
+    /// it stay local). A single-window span keeps its one window loaded, holding its free
+    /// slots: the owner's frees then flip a bit of `alloc_cache`, on the record's first
+    /// cache line, like frees into the span it allocates from. (A free into the bitmap
+    /// reads one more cache line, the bitmap word, and larson-style random frees miss it:
+    /// 1.0 M of their 3.2 M frees did.) Other spans unload theirs ([`Span::unload_window`]),
+    /// so that every free clears its bitmap bit and keeps `alloc_count` exact. Either way
+    /// [`Span::retained_free`] counts the free slots and [`Span::settle_retained`] makes the
+    /// bitmap exact again.
+    ///
+    /// # Safety
+    /// The caller owns the span; its window is committed and `alloc_count` exact.
+    pub(crate) unsafe fn retain(&self) {
+        debug_assert_eq!(self.alloc_cache.get(), 0);
+        if self.single_window() {
+            self.set_window(0);
+            // SAFETY: a small span's bitmap has at least one word; the caller owns it.
+            let word = unsafe { *self.alloc_bits.get() };
+            self.alloc_cache
+                .set(!word & window_mask(0, self.nelems.get()));
+        } else {
+            // SAFETY: caller contract.
+            unsafe { self.unload_window() };
+        }
+    }
+
+    /// Free slots of a retained span (see [`Span::retain`]), remote frees not counted.
+    ///
+    /// # Safety
+    /// The caller owns the span, which is in the retained state.
+    #[inline]
+    pub(crate) unsafe fn retained_free(&self) -> u32 {
+        if self.window() == NO_WINDOW {
+            self.nelems.get() - self.alloc_count.get()
+        } else {
+            self.alloc_cache.get().count_ones()
+        }
+    }
+
+    /// Takes a retained span out of the retained state: its window, if it kept one, is
+    /// committed, so the bitmap and `alloc_count` are exact and no window is loaded
+    /// (`alloc_cache == 0`), as [`Span::retain`] and the mcentral expect.
+    ///
+    /// # Safety
+    /// The caller owns the span, which is in the retained state.
+    pub(crate) unsafe fn settle_retained(&self) {
+        if self.window() != NO_WINDOW {
+            // SAFETY: caller contract; a retained window is exact (loaded from the
+            // committed bitmap, then only the owner's frees set its bits), so committing
+            // it is too.
+            unsafe { self.commit_window() };
+        }
     }
 
     /// Frees `addr` if it is a slot of the loaded window (the layout-aware fast path of
@@ -417,7 +509,7 @@ impl Span {
     #[inline(always)]
     pub unsafe fn free_local(&self, idx: usize, addr: usize) {
         let bit = idx & 63;
-        let in_window = idx & !63 == self.window.get() as usize;
+        let in_window = idx & !63 == self.window() as usize;
         // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.
         let bitmap_word = unsafe { self.alloc_bits.get().add(idx >> 6) };
         let word = if in_window {
@@ -451,7 +543,7 @@ impl Span {
     #[inline]
     pub unsafe fn slot_is_free_local(&self, idx: usize) -> bool {
         let m = 1u64 << (idx & 63);
-        if idx & !63 == self.window.get() as usize {
+        if idx & !63 == self.window() as usize {
             self.alloc_cache.get() & m != 0
         } else {
             // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.
@@ -465,7 +557,7 @@ impl Span {
     /// The caller owns the span.
     #[inline]
     pub unsafe fn commit_window(&self) {
-        let w = self.window.get();
+        let w = self.window();
         crate::check!(w < self.nelems.get(), "commit of a span with no window", w);
         let mask = window_mask(w, self.nelems.get());
         // SAFETY: `w < nelems`, so the word lies in the bitmap.
@@ -624,7 +716,7 @@ mod tests {
                 // SAFETY: the test owns the span.
                 unsafe {
                     s.commit_window();
-                    assert!(s.load_window_from(s.window.get() + 64));
+                    assert!(s.load_window_from(s.window() + 64));
                 }
                 p = s.next_free_fast();
             }
@@ -636,7 +728,7 @@ mod tests {
         // SAFETY: the test owns the span.
         unsafe {
             s.commit_window();
-            assert!(!s.load_window_from(s.window.get() + 64));
+            assert!(!s.load_window_from(s.window() + 64));
             assert_eq!(s.allocated(), 170);
             s.check_invariants();
         }
@@ -652,7 +744,7 @@ mod tests {
                     // SAFETY: the test owns the span.
                     unsafe {
                         s.commit_window();
-                        assert!(s.load_window_from(s.window.get() + 64));
+                        assert!(s.load_window_from(s.window() + 64));
                     }
                     p = s.next_free_fast();
                 }
@@ -674,7 +766,7 @@ mod tests {
             assert!(s.needzero.get());
             s.check_invariants();
             assert!(s.load_window_from(0));
-            assert_eq!(s.window.get(), 0);
+            assert_eq!(s.window(), 0);
             let c = s.alloc_cache.get();
             assert_eq!(c, (1 << 3) | (1 << 10) | (1 << 11));
         }

@@ -174,7 +174,7 @@ impl Cache {
             unsafe {
                 let s = &*old;
                 s.commit_window();
-                let next = s.window.get() + 64;
+                let next = s.window() + 64;
                 if next < s.nelems.get() && s.load_window_from(next) {
                     return s.next_free_fast();
                 }
