@@ -410,11 +410,19 @@ unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
 unsafe fn free_slow(s: *mut Span, addr: usize) {
     // SAFETY: arena-map entries point to live span records.
     let sr = unsafe { &*s };
-    if sr.state() != SpanState::InUse {
-        fatal(
+    match sr.state() {
+        SpanState::InUse => {}
+        // Free pages of the heap: most often a large block freed twice (its span went
+        // back to the page heap), or a small object freed after its whole span did; a
+        // wild pointer into free heap pages reads the same, hence the hedge.
+        SpanState::Free => fatal(
+            "double free (or free of a pointer gomalloc never handed out):",
+            addr,
+        ),
+        SpanState::Dead => fatal(
             "free of a pointer not allocated by gomalloc (or already freed):",
             addr,
-        );
+        ),
     }
     if sr.is_large() {
         if addr != sr.base.get() {
@@ -454,6 +462,9 @@ unsafe fn free_slow(s: *mut Span, addr: usize) {
     // SAFETY: the object is dead and the caller's until the push publishes it.
     unsafe { crate::harden::poison(p_of(addr), sr.elemsize.get() as usize) };
     // SAFETY: `addr` is a slot of the span being freed by its user (caller contract).
+    // The push aborts on a double free whose first free is still the list's head (two
+    // frees of `addr` in a row from threads that do not own the span); one with other
+    // remote frees in between is caught by the owner's `collect_remote`.
     if unsafe { sr.xfree.push(addr as *mut u8) } {
         // We woke a span parked full: hand it to its mcentral.
         // SAFETY: the span is unowned and in no list until this push.

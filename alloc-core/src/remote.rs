@@ -47,6 +47,16 @@ impl RemoteFreeList {
     /// Pushes `obj`. Returns true if this push cleared the [`DELAYED`] flag, in which case
     /// the caller must hand the span to its mcentral.
     ///
+    /// A double free is caught here when it is cheap to: if `obj` is the list's head (the
+    /// value the CAS compares against), it was pushed already and not yet taken, so the
+    /// process ends with `double free of 0x...` (the message of a local double free). Only
+    /// the head *value* is compared, never dereferenced: the elements behind it belong to
+    /// the consumer, which may be taking and reusing them concurrently. So a double free
+    /// with other remote frees of the span in between is not caught here; the consumer
+    /// catches it when it collects the list (`Span::collect_remote` finds the slot's bit
+    /// already clear), or the slot is handed out twice if the owner reused it first. The
+    /// test runs before `obj`'s link word is written, so the list is never made cyclic.
+    ///
     /// # Safety
     /// `obj` is a dead object of at least 8 bytes, 8-aligned, that nobody else will touch
     /// until the consumer takes it.
@@ -54,6 +64,11 @@ impl RemoteFreeList {
     pub unsafe fn push(&self, obj: *mut u8) -> bool {
         let mut old = self.head.load(Ordering::Relaxed);
         loop {
+            // A plain comparison of the value just loaded (or returned by the failed CAS):
+            // no extra atomic access, so the loom models see the same interleavings.
+            if old & !DELAYED == obj as usize {
+                crate::report::fatal("double free of", obj as usize);
+            }
             // SAFETY: the caller owns `obj` until the CAS below publishes it.
             unsafe { obj.cast::<usize>().write(encode_link(obj, old & !DELAYED)) };
             match self.head.compare_exchange_weak(

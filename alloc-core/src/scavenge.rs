@@ -44,6 +44,37 @@
 //! allocation's slow path after every allocator lock was released, with all signals
 //! blocked. It never allocates (so it never owns a thread cache), is detached (process exit
 //! does not wait for it), and after `fork` the child starts its own when it needs one.
+//!
+//! ### Why `pthread_create` from inside `malloc` is safe (glibc 2.34 and later)
+//! `pthread_create` allocates (the new thread's DTV, `_dl_allocate_tls` → `calloc`) and
+//! takes glibc-internal locks: the stack-cache lock (`dl_stack_cache_lock`, not
+//! recursive, never held across a call out of glibc) and the recursive
+//! `dl_load_tls_lock` (`_dl_allocate_tls_init`). What `start` relies on:
+//! - **No allocator lock is held.** `poll` is called only after `alloc_small` or the
+//!   page heap returned (every `SpinLock` guard dropped), so the nested `calloc` cannot
+//!   wait on a lock its own thread holds, and a thread that waits on our locks never
+//!   waits on this one: it holds none of them.
+//! - **No recursion.** `STATE` goes `NOT_STARTED` → `STARTING` by a CAS before the call,
+//!   so the nested allocations, and any thread racing, skip `start`.
+//! - **Only from a thread with its own cache** ([`crate::mcache::current_or_init`]): never
+//!   from the runtime's one-time set-up (`pthread_key_create`/`pthread_atfork`, which
+//!   allocate under glibc's atfork lock), a thread still setting up its cache, or one past
+//!   its cache flush (glibc's thread teardown). Those calls leave `STATE` alone; the next
+//!   slow path of an ordinary thread starts it.
+//! - **Never from `free`.** glibc frees under the stack-cache lock (`__nptl_free_stacks` →
+//!   `_dl_deallocate_tls`), which `pthread_create` takes: a start from `free` could
+//!   deadlock on it. Only allocation paths call `poll`; glibc does not allocate under that
+//!   lock. An allocation under the recursive `dl_load_tls_lock` (`dlopen`'s TLS bookkeeping,
+//!   `_dl_resize_dtv`) may start it: re-taking that lock on the same thread is allowed.
+//!   (glibc before 2.34 took `dl_load_lock` in `_dl_allocate_tls_init`, held by `dlopen`
+//!   while ELF constructors run; this is not supported there.)
+//! - **Signals are blocked** around `pthread_create` (the new thread inherits the mask), so
+//!   no handler runs on this thread in the middle of it. A `malloc` from a signal handler
+//!   that interrupted glibc while it held the stack-cache lock could deadlock here, as it
+//!   could inside glibc's own `malloc`: `malloc` is not async-signal-safe.
+//! - **`fork` meanwhile**: the child has only the forking thread, so a start in flight in
+//!   another thread (`STARTING`, or `RUNNING` before the child existed) is reset to
+//!   `NOT_STARTED` in the child (`state_after_fork`), which starts its own when needed.
 
 use crate::config;
 use crate::mcentral::CENTRAL;
@@ -167,16 +198,36 @@ pub(crate) fn before_grow() {
     }
 }
 
-/// In a forked child: the thread did not survive the fork; start anew when needed.
+/// In a forked child: the thread did not survive the fork, nor did a start in progress
+/// in another thread; start anew when needed.
 pub(crate) fn after_fork_child() {
-    if STATE.load(Ordering::Relaxed) == RUNNING {
-        STATE.store(NOT_STARTED, Ordering::Relaxed);
+    STATE.store(
+        state_after_fork(STATE.load(Ordering::Relaxed)),
+        Ordering::Relaxed,
+    );
+}
+
+/// The child's `STATE` for the parent's `state` at `fork`. `STARTING` means another thread
+/// of the parent was inside [`start`] (the forking thread runs the atfork handlers, never
+/// `start`): that thread is gone, so without the reset the child would never start one.
+/// `FAILED` stays: `pthread_create` failed for lack of resources, and it is not retried.
+fn state_after_fork(state: u8) -> u8 {
+    match state {
+        RUNNING | STARTING => NOT_STARTED,
+        other => other,
     }
 }
 
+/// Starts the thread (see "Why `pthread_create` from inside `malloc` is safe" above).
 #[cold]
 #[inline(never)]
 fn start() {
+    // Only a thread with a cache of its own (set up now if it has none yet: a thread whose
+    // allocations were all large): not the runtime's set-up, a thread setting up its
+    // cache, or one past its cache flush. STATE stays NOT_STARTED for the next caller.
+    if crate::mcache::current_or_init().is_none() {
+        return;
+    }
     if STATE
         .compare_exchange(NOT_STARTED, STARTING, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
@@ -189,7 +240,7 @@ fn start() {
     // SAFETY: plain pthread calls on local, initialised values; `thread_main` has the
     // start-routine signature. pthread_create may allocate (its TLS block): this thread
     // holds no allocator lock and STATE is STARTING, so the nested calls do not recurse
-    // here.
+    // here (the module doc lists the glibc locks involved).
     unsafe {
         let mut all: libc::sigset_t = core::mem::zeroed();
         let mut old: libc::sigset_t = core::mem::zeroed();
@@ -352,6 +403,16 @@ mod tests {
             p = decayed_peak(p, 0, 10_000_000);
         }
         assert!(p < (1 << 30) / 40 && p > (1 << 30) / 80, "{p}");
+    }
+
+    #[test]
+    fn a_forked_child_starts_its_own_thread() {
+        // A start in flight in another thread of the parent must not leave the child
+        // STARTING for ever (it would never scavenge).
+        assert_eq!(state_after_fork(STARTING), NOT_STARTED);
+        assert_eq!(state_after_fork(RUNNING), NOT_STARTED);
+        assert_eq!(state_after_fork(NOT_STARTED), NOT_STARTED);
+        assert_eq!(state_after_fork(FAILED), FAILED);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 #    preload; a program that is not installed is skipped with a note, unless
 #    GOMALLOC_REQUIRE_ALL=1 (then it fails);
 # 4. the workspace's Rust test binaries, run by cargo with the library preloaded through
-#    .cargo/preload-runner.sh (cargo's `runner` setting; cargo and rustc are not preloaded).
+#    .cargo/preload-runner.sh (cargo's `runner` setting; cargo and rustc are not preloaded,
+#    nor the trybuild binary that runs them: gc/tests/compile_fail.rs).
 #
 # Prints one summary line per part and exits non-zero if any part failed. Takes about
 # about 4 minutes on 2 cores. Debian packages it needs: see shim-c/README.md ("Running the
@@ -73,11 +74,18 @@ rust_tests() {
     GOMALLOC_RUNNER_LOG=$runlog cargo test --workspace --tests --no-fail-fast \
         --config "target.x86_64-unknown-linux-gnu.runner='$root/.cargo/preload-runner.sh'"
     local rc=$?
-    local n
-    n=$(wc -l < "$runlog")
-    echo "preload runner ran $n test binaries with LD_PRELOAD=$GOMALLOC_SO"
+    local n skipped
+    n=$(grep -c '^preloaded ' "$runlog")
+    skipped=$(grep -c '^not-preloaded ' "$runlog")
+    echo "preload runner ran $n test binaries with LD_PRELOAD=$GOMALLOC_SO" \
+        "and $skipped without (they run cargo or rustc: .cargo/preload-runner.sh)"
     if [ "$n" -eq 0 ]; then
         echo "FAIL: cargo did not use the preload runner"
+        return 1
+    fi
+    # trybuild's binary runs cargo and rustc, which must never inherit the preload.
+    if grep -q '^preloaded .*/compile_fail-' "$runlog"; then
+        echo "FAIL: the runner preloaded a compile_fail binary (cargo and rustc would inherit it)"
         return 1
     fi
     # A preloaded process really runs on the library (the runner sets LD_PRELOAD only).

@@ -14,6 +14,8 @@
 #               initial-exec TLS must fit glibc's static TLS surplus (alloc-core/src/tls.rs)
 #   early       a library preloaded before libgomalloc.so allocates/threads/forks in its
 #               constructor, then the quick part of the suite runs
+#   tls model   check-tls-model.sh: the library is STATIC_TLS and nothing malloc, free,
+#               calloc or realloc reaches calls __tls_get_addr (README, "TLS model")
 # Environment: GOMALLOC_SO=/path/libgomalloc.so (skip the cargo build), CC (default gcc),
 #              GOMALLOC_TEST_BUILD (default target/c-tests).
 set -u
@@ -96,6 +98,7 @@ if [ $# -eq 0 ]; then
     run_prog "dlopen_lib (gomalloc dlopen'ed, not preloaded)" "" "$build/dlopen_lib" "$so"
     run_prog "early preload + suite subset (gomalloc)" "$build/early.so $so" \
         "$build/suite" --expect=gomalloc malloc_zero libc_aliases thread_churn fork_from_a_thread glibc_internal
+    run_prog "tls model: STATIC_TLS, no __tls_get_addr on malloc paths" "" "$here/check-tls-model.sh" "$so"
 fi
 
 echo "$passed passed, $failed failed"

@@ -4,7 +4,9 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -534,4 +536,119 @@ TEST(malloc_trim_returns_0_or_1, 0) {
     CHECK(r == 0 || r == 1);
     r = malloc_trim(1 << 20);
     CHECK(r == 0 || r == 1);
+}
+
+TEST(pvalloc_zero_is_one_page, 0) {
+    void *p = pvalloc(0), *q = __libc_pvalloc(0);
+    CHECK(p != NULL && q != NULL && p != q);
+    CHECK(is_aligned(p, PAGE) && is_aligned(q, PAGE));
+    /* glibc 2.36 rounds 0 to 1 byte (its ALIGN_UP masks with -(pagesize - 1)), so the
+     * whole page is only promised by libgomalloc.so (README: "pvalloc(0) is one page"). */
+    if (expect_gomalloc) {
+        CHECKF(malloc_usable_size(p) >= PAGE, "usable %zu", malloc_usable_size(p));
+        CHECKF(malloc_usable_size(q) >= PAGE, "usable %zu", malloc_usable_size(q));
+        memset(p, 1, PAGE);
+        memset(q, 2, PAGE);
+    }
+    free(p);
+    free(q);
+}
+
+/* Frees through every name but free itself keep errno, on each path: a slot of the
+ * thread's own span, a large block, and a block another thread allocated (a remote free). */
+static void *malloc_in_thread(void *n) { return malloc((size_t)(uintptr_t)n); }
+TEST(cfree_and_c23_frees_keep_errno, 0) {
+    void (*fs)(void *, size_t) = (void (*)(void *, size_t))lookup("free_sized");
+    void (*fas)(void *, size_t, size_t) = (void (*)(void *, size_t, size_t))lookup("free_aligned_sized");
+    void (*cf)(void *) = (void (*)(void *))lookup("cfree");
+    if (expect_gomalloc) CHECK(fs && fas && cf);
+    if (!fs && !fas && !cf) SKIP("none of free_sized, free_aligned_sized, cfree in glibc");
+    size_t sizes[] = {1, 64, 5000, 40000, 1 << 20, 16 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        for (int remote = 0; remote < 2; remote++) {
+            void *p[3];
+            for (int k = 0; k < 3; k++) {
+                if (remote) {
+                    pthread_t t;
+                    CHECK(pthread_create(&t, NULL, malloc_in_thread, (void *)(uintptr_t)sizes[i]) == 0);
+                    CHECK(pthread_join(t, &p[k]) == 0);
+                } else {
+                    p[k] = aligned_alloc(64, sizes[i]);
+                }
+                CHECK(p[k] != NULL);
+            }
+            errno = 4321;
+            if (cf) cf(p[0]); else free(p[0]);
+            CHECKF(errno == 4321, "cfree(%zu B%s): errno %d", sizes[i], remote ? ", remote" : "", errno);
+            if (fs) fs(p[1], sizes[i]); else free(p[1]);
+            CHECKF(errno == 4321, "free_sized(%zu B%s): errno %d", sizes[i], remote ? ", remote" : "", errno);
+            /* A remote block had malloc's alignment (16), which is what is passed. */
+            if (fas) fas(p[2], remote ? 16 : 64, sizes[i]); else free(p[2]);
+            CHECKF(errno == 4321, "free_aligned_sized(%zu B%s): errno %d", sizes[i], remote ? ", remote" : "", errno);
+        }
+    }
+    errno = 55;
+    if (cf) cf(NULL);
+    if (fs) fs(NULL, 0);
+    if (fas) fas(NULL, 16, 0);
+    CHECK(errno == 55);
+}
+
+TEST(libc_posix_memalign_enomem, 0) {
+    int (*pm)(void **, size_t, size_t) = (int (*)(void **, size_t, size_t))lookup("__posix_memalign");
+    if (expect_gomalloc) CHECK(pm != NULL);
+    if (!pm) SKIP("__posix_memalign is not in glibc's public symbols");
+    size_t bad[] = {SIZE_MAX, SIZE_MAX - 4096, (size_t)PTRDIFF_MAX + 1, (size_t)1 << 62};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        void *p = (void *)1;
+        int rc = pm(&p, 64, bad[i]);
+        CHECKF(rc == ENOMEM && p == (void *)1, "__posix_memalign(64, %zu) = %d, p %p", bad[i], rc, p);
+        p = (void *)1;
+        rc = pm(&p, 1 << 20, bad[i]);
+        CHECKF(rc == ENOMEM && p == (void *)1, "__posix_memalign(1 MiB, %zu) = %d, p %p", bad[i], rc, p);
+    }
+}
+
+TEST(mallinfo_saturates_at_int_max, T_GOMALLOC_ONLY) {
+    /* 3 GiB in use: mallinfo's int fields would wrap to negative values (glibc's do);
+     * libgomalloc.so saturates them at INT_MAX. The block is reserved and committed but
+     * never touched, so it costs address space, not memory. */
+    size_t n = (size_t)3 << 30;
+    void *p = malloc(n);
+    if (!p) SKIP("no 3 GiB of address space (ulimit -v or strict overcommit)");
+    struct mallinfo2 m2 = mallinfo2();
+    struct mallinfo m = mallinfo();
+    CHECKF(m2.uordblks >= n && m2.arena >= n, "mallinfo2: arena %zu, uordblks %zu", m2.arena, m2.uordblks);
+    CHECKF(m.arena == INT_MAX && m.uordblks == INT_MAX, "mallinfo: arena %d, uordblks %d", m.arena, m.uordblks);
+    CHECK(m.fordblks >= 0 && m.keepcost >= 0 && m.hblkhd >= 0);
+    free(p);
+}
+
+/* A thread created by C allocates and frees many small objects, then exits: the pthread
+ * key destructor must flush its cache, or the spans it holds stay counted in use (a cache's
+ * spans count in full in mallinfo2's uordblks, as in Go's heap_alloc) and unusable by
+ * other threads. */
+enum { CHURN_N = 40000, CHURN_SIZE = 64 };
+static void *alloc_free_and_measure(void *out) {
+    static void *objs[CHURN_N];
+    for (int i = 0; i < CHURN_N; i++) {
+        objs[i] = malloc(CHURN_SIZE);
+        if (!objs[i]) return NULL;
+    }
+    for (int i = 0; i < CHURN_N; i++) free(objs[i]);
+    *(size_t *)out = mallinfo2().uordblks;
+    return out;
+}
+TEST(thread_caches_are_flushed_at_thread_exit, T_GOMALLOC_ONLY) {
+    size_t before = mallinfo2().uordblks, in_thread = 0;
+    pthread_t t;
+    void *r = NULL;
+    CHECK(pthread_create(&t, NULL, alloc_free_and_measure, &in_thread) == 0);
+    CHECK(pthread_join(t, &r) == 0 && r != NULL);
+    size_t after = mallinfo2().uordblks;
+    size_t churn = (size_t)CHURN_N * CHURN_SIZE;
+    /* Held by the thread's cache at its end: counted in use. */
+    CHECKF(in_thread >= before + churn / 4, "before %zu, in the thread after its frees %zu", before, in_thread);
+    /* Flushed at its exit: back to (about) the count before. */
+    CHECKF(after <= before + churn / 16, "before %zu, after the thread exited %zu", before, after);
 }

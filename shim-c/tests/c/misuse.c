@@ -9,15 +9,22 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <pthread.h>
+#include <unistd.h>
 
 extern void __libc_free(void *);
 
-static void check_aborted(void (*fn)(void *), void *arg, const char *what) {
+/* The child must die of SIGABRT after printing exactly one line, "gomalloc: <msg> 0x...",
+ * where <msg> is `expected` (the text `report::fatal` is given at that check). */
+static void check_aborted(void (*fn)(void *), void *arg, const char *what, const char *expected) {
     char buf[4096];
     int st = run_in_child(fn, arg, buf, sizeof buf);
     CHECKF(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "%s: child status %#x, not SIGABRT; stderr: %s", what, st, buf);
     char *line = strstr(buf, "gomalloc: ");
     CHECKF(line != NULL, "%s: no 'gomalloc: ' line on stderr: \"%s\"", what, buf);
+    char want[256];
+    snprintf(want, sizeof want, "gomalloc: %s 0x", expected);
+    CHECKF(strncmp(line, want, strlen(want)) == 0, "%s: expected \"%s...\", got \"%s\"", what, want, line);
     char *nl = strchr(line, '\n');
     CHECKF(nl != NULL && nl[1] == 0, "%s: expected exactly one line, got \"%s\"", what, buf);
     CHECKF(line == buf, "%s: unexpected output before the message: \"%s\"", what, buf);
@@ -57,6 +64,35 @@ static void realloc_of_interior(void *a) { (void)a; char *p = malloc(100); p = r
 static void realloc_zero_then_free(void *a) { (void)a; void *p = malloc(100); realloc(p, 0); free(p); }
 static void usable_size_after_free(void *a) { (void)a; void *p = malloc(100); free(p); malloc_usable_size(p); }
 static void usable_size_foreign(void *a) { (void)a; malloc_usable_size(static_block + 8); }
+/* Double frees from a thread that does not own the object's span: each free goes to the
+ * span's remote free list, whose push sees the first free at its head. */
+static void *thread_malloc32(void *a) { (void)a; return malloc(32); }
+static void double_free_of_an_exited_threads_block(void *a) {
+    (void)a;
+    pthread_t t;
+    void *p = NULL;
+    if (pthread_create(&t, NULL, thread_malloc32, NULL) != 0 || pthread_join(t, &p) != 0 || !p) _exit(4);
+    free(p);
+    free(p);
+}
+static int owner_pipe[2];
+static void *thread_malloc32_and_block(void *a) {
+    *(void **)a = malloc(32);
+    char c = 1;
+    if (write(owner_pipe[1], &c, 1) != 1) _exit(4);
+    for (;;) pause(); /* the owner stays alive, holding the span in its cache */
+    return NULL;
+}
+static void double_free_of_a_live_threads_block(void *a) {
+    (void)a;
+    static void *volatile p;
+    pthread_t t;
+    char c;
+    if (pipe(owner_pipe) != 0 || pthread_create(&t, NULL, thread_malloc32_and_block, (void *)&p) != 0) _exit(4);
+    if (read(owner_pipe[0], &c, 1) != 1 || !p) _exit(4);
+    free(p);
+    free(p);
+}
 static void free_sized_twice(void *a) {
     (void)a;
     void (*fs)(void *, size_t) = (void (*)(void *, size_t))lookup("free_sized");
@@ -65,34 +101,46 @@ static void free_sized_twice(void *a) {
     fs(p, 100);
 }
 
+/* The messages, as alloc-core passes them to report::fatal. */
+#define DOUBLE_FREE "double free of"
+#define DOUBLE_FREE_FREED_PAGES "double free (or free of a pointer gomalloc never handed out):"
+#define INTERIOR "free of a pointer into the middle of an object:"
+#define FOREIGN "free of a pointer not allocated by gomalloc:"
+#define USE_AFTER_FREE "use of a freed pointer:"
+
 struct misuse {
     const char *name;
     void (*fn)(void *);
+    const char *message;
 } cases[] = {
-    {"double free (32 B)", double_free_small},
-    {"double free (20000 B)", double_free_medium},
-    {"double free (5 MiB)", double_free_large},
-    {"double free (memalign 4096)", double_free_aligned},
-    {"double free after other allocations", double_free_after_others},
-    {"double __libc_free", double_free_libc_alias},
-    {"free of p+16 (64 B block)", interior_small},
-    {"free of p+1", interior_byte},
-    {"free of p+8192 (1 MiB block)", interior_large},
-    {"free of p+64 (memalign 65536)", interior_aligned},
-    {"free of a stack address", foreign_stack},
-    {"free of a static array", foreign_static},
-    {"free of an mmap'ed page", foreign_mmap},
-    {"free of 0x10000", foreign_wild},
-    {"realloc after free", realloc_after_free},
-    {"realloc of an interior pointer", realloc_of_interior},
-    {"free after realloc(p, 0)", realloc_zero_then_free},
-    {"malloc_usable_size after free", usable_size_after_free},
-    {"malloc_usable_size of a static array", usable_size_foreign},
-    {"free_sized twice", free_sized_twice},
+    {"double free (32 B)", double_free_small, DOUBLE_FREE},
+    {"double free (20000 B)", double_free_medium, DOUBLE_FREE},
+    /* The 5 MiB span went back to the page heap at the first free. */
+    {"double free (5 MiB)", double_free_large, DOUBLE_FREE_FREED_PAGES},
+    {"double free (memalign 4096)", double_free_aligned, DOUBLE_FREE},
+    {"double free after other allocations", double_free_after_others, DOUBLE_FREE},
+    {"double __libc_free", double_free_libc_alias, DOUBLE_FREE},
+    {"double free of an exited thread's block", double_free_of_an_exited_threads_block, DOUBLE_FREE},
+    {"double free of a live thread's block", double_free_of_a_live_threads_block, DOUBLE_FREE},
+    {"free of p+16 (64 B block)", interior_small, INTERIOR},
+    {"free of p+1", interior_byte, INTERIOR},
+    {"free of p+8192 (1 MiB block)", interior_large, INTERIOR},
+    {"free of p+64 (memalign 65536)", interior_aligned, INTERIOR},
+    {"free of a stack address", foreign_stack, FOREIGN},
+    {"free of a static array", foreign_static, FOREIGN},
+    {"free of an mmap'ed page", foreign_mmap, FOREIGN},
+    {"free of 0x10000", foreign_wild, FOREIGN},
+    {"realloc after free", realloc_after_free, USE_AFTER_FREE},
+    {"realloc of an interior pointer", realloc_of_interior, "pointer into the middle of an object:"},
+    {"free after realloc(p, 0)", realloc_zero_then_free, DOUBLE_FREE},
+    {"malloc_usable_size after free", usable_size_after_free, USE_AFTER_FREE},
+    {"malloc_usable_size of a static array", usable_size_foreign, "pointer not allocated by gomalloc:"},
+    {"free_sized twice", free_sized_twice, DOUBLE_FREE},
 };
 
 TEST(misuse_aborts_with_one_line, T_GOMALLOC_ONLY) {
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check_aborted(cases[i].fn, NULL, cases[i].name);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        check_aborted(cases[i].fn, NULL, cases[i].name, cases[i].message);
 }
 
 static void *expected_addr;
