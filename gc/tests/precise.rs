@@ -224,7 +224,10 @@ fn a_running_finalizer_keeps_its_object() {
     assert_eq!(*SEEN.lock().unwrap(), Some((7, 8)));
     // Not resurrected: once its finalizer returned the object is garbage again.
     gc::collect();
-    assert!(weak.w.is_cleared(), "a finalized object outlived its finalizer");
+    assert!(
+        weak.w.is_cleared(),
+        "a finalized object outlived its finalizer"
+    );
     gc::debug::check_heap(&m);
 }
 
