@@ -53,7 +53,7 @@ pub(crate) fn start_time() -> Instant {
 
 /// Runs a full collection and waits for it to finish, like Go's `runtime.GC()`: when it
 /// returns, the cycle's sweep is done too (every span swept, the destructors of the objects
-/// found dead run, [`stats`](crate::stats)' `objects_freed` counting them, unreachable
+/// found dead run, [`stats()`](crate::stats())'s `objects_freed` counting them, unreachable
 /// objects with finalizers queued). Callable from attached threads (whose stack is scanned
 /// as a root) and from other threads.
 ///
