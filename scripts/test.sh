@@ -67,6 +67,26 @@ cargo test --workspace --release --quiet
 stage "cargo test (checked build: debug assertions and heap invariant checks)"
 cargo test --workspace --quiet
 
+stage "cargo test: the GC's precise mode natively (gc/tests/precise.rs; Miri runs it too)"
+cargo test -p gomalloc-gc --features precise --test precise --quiet
+
+stage "GC examples, debug build, GOMALLOC_GOGC=1 (self-checking; a missed root aborts)"
+# lisp checks its results itself and roots through handles, so it runs in the precise mode
+# too; binary_trees must print the Benchmarks Game's output for depth 10; gcbench checks
+# its trees and exits 1 on a wrong one.
+GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --quiet --example lisp >/dev/null
+GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --quiet --features precise --example lisp >/dev/null
+trees=$(GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --quiet --example binary_trees 10)
+diff <(printf '%s\n' "$trees") - <<'EOF'
+stretch tree of depth 11	 check: 4095
+1024	 trees of depth 4	 check: 31744
+256	 trees of depth 6	 check: 32512
+64	 trees of depth 8	 check: 32704
+16	 trees of depth 10	 check: 32752
+long lived tree of depth 10	 check: 2047
+EOF
+GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --quiet --example gcbench 10 | tail -1
+
 stage "cargo test --release --features $CHECKED_FEATURES (checked build)"
 cargo test -p gomalloc --release --quiet --features "$CHECKED_FEATURES"
 

@@ -1,15 +1,15 @@
 //! Boehm's GCBench (Hans Boehm, John Ellis, after John Ellis and Pete Kovac's Java
 //! original), on the collector: top-down construction mutates nodes through `Lock`, so the
-//! write barrier is on the measured path. `cargo run --release --example gcbench`.
+//! write barrier is on the measured path. `cargo run --release --example gcbench [DEPTH]`:
+//! `DEPTH` (default 16, the original's) is the long-lived and the deepest tree's depth, the
+//! stretch tree is 2 deeper; CI runs a small one in a debug build. The program checks its
+//! trees and exits with status 1 on a wrong one.
 
 use gc::{Gc, Lock, Mutator, Trace};
 use std::time::Instant;
 
-const STRETCH_TREE_DEPTH: i32 = 18;
-const LONG_LIVED_TREE_DEPTH: i32 = 16;
 const ARRAY_SIZE: usize = 500_000;
 const MIN_TREE_DEPTH: i32 = 4;
-const MAX_TREE_DEPTH: i32 = 16;
 
 #[derive(Trace)]
 struct Node {
@@ -37,8 +37,21 @@ fn tree_size(i: i32) -> i32 {
     (1 << (i + 1)) - 1
 }
 
-fn num_iters(i: i32) -> i32 {
-    2 * tree_size(STRETCH_TREE_DEPTH) / tree_size(i)
+fn num_iters(stretch_depth: i32, i: i32) -> i32 {
+    2 * tree_size(stretch_depth) / tree_size(i)
+}
+
+/// Nodes in the tree under `n`: complete trees of depth `d` have `tree_size(d)`.
+fn count(n: Gc<Node>) -> i32 {
+    1 + n.left.get().map_or(0, count) + n.right.get().map_or(0, count)
+}
+
+/// Exits with status 1 when a tree has the wrong number of nodes.
+fn check(what: &str, n: Gc<Node>, depth: i32) {
+    if count(n) != tree_size(depth) {
+        println!("Failed: {what} of depth {depth} has {} nodes", count(n));
+        std::process::exit(1);
+    }
 }
 
 /// Builds a tree top down, writing children into existing nodes.
@@ -72,21 +85,27 @@ fn print_diagnostics() {
     );
 }
 
-fn time_construction(m: &Mutator, depth: i32) {
-    let iters = num_iters(depth);
+fn time_construction(m: &Mutator, stretch_depth: i32, depth: i32) {
+    let iters = num_iters(stretch_depth, depth);
     println!("Creating {iters} trees of depth {depth}");
     let t = Instant::now();
-    for _ in 0..iters {
+    for i in 0..iters {
         let temp = new_node(m, None, None);
         populate(m, depth, temp);
+        if i == iters - 1 {
+            check("a top-down tree", temp, depth);
+        }
     }
     println!(
         "\tTop down construction took {} msec",
         t.elapsed().as_millis()
     );
     let t = Instant::now();
-    for _ in 0..iters {
-        let _ = make_tree(m, depth);
+    for i in 0..iters {
+        let t = make_tree(m, depth);
+        if i == iters - 1 {
+            check("a bottom-up tree", t, depth);
+        }
     }
     println!(
         "\tBottom up construction took {} msec",
@@ -95,21 +114,31 @@ fn time_construction(m: &Mutator, depth: i32) {
 }
 
 fn main() {
+    let max_tree_depth: i32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(16)
+        .max(MIN_TREE_DEPTH);
+    let (long_lived_tree_depth, stretch_tree_depth) = (max_tree_depth, max_tree_depth + 2);
     let m = gc::attach();
     let start = Instant::now();
     println!("Garbage Collector Test");
     println!(
         " Live storage will peak at {} bytes.\n",
-        2 * std::mem::size_of::<Node>() as i32 * tree_size(LONG_LIVED_TREE_DEPTH)
+        2 * std::mem::size_of::<Node>() as i32 * tree_size(long_lived_tree_depth)
             + (std::mem::size_of::<f64>() * ARRAY_SIZE) as i32
     );
-    println!(" Stretching memory with a binary tree of depth {STRETCH_TREE_DEPTH}");
+    println!(" Stretching memory with a binary tree of depth {stretch_tree_depth}");
     print_diagnostics();
-    let _ = make_tree(&m, STRETCH_TREE_DEPTH);
+    check(
+        "the stretch tree",
+        make_tree(&m, stretch_tree_depth),
+        stretch_tree_depth,
+    );
 
-    println!(" Creating a long-lived binary tree of depth {LONG_LIVED_TREE_DEPTH}");
+    println!(" Creating a long-lived binary tree of depth {long_lived_tree_depth}");
     let long_lived = new_node(&m, None, None);
-    populate(&m, LONG_LIVED_TREE_DEPTH, long_lived);
+    populate(&m, long_lived_tree_depth, long_lived);
 
     println!(" Creating a long-lived array of {ARRAY_SIZE} doubles");
     let mut a = vec![0.0f64; ARRAY_SIZE];
@@ -120,13 +149,15 @@ fn main() {
     print_diagnostics();
 
     let mut d = MIN_TREE_DEPTH;
-    while d <= MAX_TREE_DEPTH {
-        time_construction(&m, d);
+    while d <= max_tree_depth {
+        time_construction(&m, stretch_tree_depth, d);
         d += 2;
     }
-    if array[1000] != 1.0 / 1000.0 || long_lived.left.get().is_none() {
-        println!("Failed");
+    if array[1000] != 1.0 / 1000.0 {
+        println!("Failed: the long-lived array changed");
+        std::process::exit(1);
     }
+    check("the long-lived tree", long_lived, long_lived_tree_depth);
     print_diagnostics();
     println!("Completed in {} msec", start.elapsed().as_millis());
     let s = gc::stats();

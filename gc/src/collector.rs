@@ -51,8 +51,11 @@ pub(crate) fn start_time() -> Instant {
     *START.get_or_init(Instant::now)
 }
 
-/// Runs a full collection and waits for it to finish, like Go's `runtime.GC()`. Callable
-/// from attached threads (whose stack is scanned as a root) and from other threads.
+/// Runs a full collection and waits for it to finish, like Go's `runtime.GC()`: when it
+/// returns, the cycle's sweep is done too (every span swept, the destructors of the objects
+/// found dead run, [`stats()`](crate::stats())'s `objects_freed` counting them, unreachable
+/// objects with finalizers queued). Callable from attached threads (whose stack is scanned
+/// as a root) and from other threads.
 ///
 /// # Panics
 /// Inside an incremental test cycle ([`crate::debug::IncrementalCycle`]), and on a thread
@@ -64,6 +67,9 @@ pub fn collect() {
         m.assert_no_open_borrow("gc::collect()");
     }
     run_cycle(me.as_deref(), true);
+    // Go's `runtime.GC` sweeps every span before returning, so that what the cycle freed is
+    // freed (and counted) when it returns; the pacer's cycles leave it to lazy sweeping.
+    heap::sweep_all_and_wait();
 }
 
 /// A collection triggered by the pacer on `m`'s allocation slow path. If another thread is

@@ -27,6 +27,10 @@ pub(crate) static SPAN_BYTES: AtomicUsize = AtomicUsize::new(0);
 static SPAN_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Bytes handed to mutators since the last mark (Go's `heapLive`, counted per span).
 pub(crate) static HEAP_LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Spans taken off an `unswept` list and not yet swept (Go's `sweep.active`): incremented
+/// under the list's lock together with the pop, decremented when the sweep is done, so
+/// "every `unswept` list empty and this zero" means every span of the cycle is swept.
+static SWEEPS_ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// Tiny-allocator block size (Go's `maxTinySize`).
 pub(crate) const TINY_SIZE: usize = 16;
@@ -249,7 +253,7 @@ fn cache_span(kind: u8, class: SizeClass) -> *mut Span {
         if let Some(s) = l.partial.pop() {
             break s;
         }
-        let Some(s) = l.unswept.pop() else {
+        let Some(s) = pop_unswept(&mut l.unswept) else {
             drop(l);
             let s =
                 gcapi::alloc_small_span(class, span_kind(kind), SWEEPGEN.load(Ordering::Relaxed));
@@ -267,6 +271,7 @@ fn cache_span(kind: u8, class: SizeClass) -> *mut Span {
         drop(l);
         // SAFETY: popped from `unswept`: ours to sweep; not cached.
         let live = unsafe { sweep_span(s, kind_drops(kind)) };
+        SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
         // SAFETY: as above.
         let sr = unsafe { &*s };
         if live == 0 {
@@ -324,7 +329,7 @@ pub(crate) fn alloc_large(kind: u8, size: usize, align: usize) -> *mut u8 {
 /// Sweeps the large objects left unswept, one span at a time.
 fn sweep_large() {
     loop {
-        let Some(s) = LARGE.0.lock().unwrap().unswept.pop() else {
+        let Some(s) = pop_unswept(&mut LARGE.0.lock().unwrap().unswept) else {
             return;
         };
         // SAFETY: popped from `unswept`: ours to sweep. One object: its header says
@@ -334,6 +339,7 @@ fn sweep_large() {
         } else {
             LARGE.0.lock().unwrap().swept.push(s);
         }
+        SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -386,6 +392,27 @@ pub(crate) unsafe fn sweep_span(s: *mut Span, drops: bool) -> u32 {
     live
 }
 
+/// Takes a span off an `unswept` list (whose lock the caller holds) and counts it in
+/// [`SWEEPS_ACTIVE`]; the caller sweeps it and then decrements the count.
+fn pop_unswept(unswept: &mut Vec<*mut Span>) -> Option<*mut Span> {
+    let s = unswept.pop()?;
+    SWEEPS_ACTIVE.fetch_add(1, Ordering::Relaxed);
+    Some(s)
+}
+
+/// Sweeps every span still unswept on the calling thread and then waits until the spans
+/// other threads took to sweep are swept too (Go's `runtime.GC` after its cycle: `sweepone`
+/// until none is left, then wait for `isSweepDone`). On return every destructor of the
+/// objects found dead by the last cycle has run and `objects_freed` counts them.
+pub(crate) fn sweep_all_and_wait() {
+    finish_sweep();
+    // Other sweepers only sweep (destructors included) and do not stop for a collection
+    // meanwhile, so this terminates.
+    while SWEEPS_ACTIVE.load(Ordering::Acquire) != 0 {
+        std::thread::yield_now();
+    }
+}
+
 /// Sweeps every span still unswept (Go's `finishsweep_m`), on the calling thread.
 ///
 /// Spans are taken one at a time (Go's `sweepone`), so mutators that allocate meanwhile
@@ -404,11 +431,12 @@ pub(crate) fn finish_sweep() {
 /// Sweeps every unswept span of one central list.
 fn sweep_list(lists: &Central, drops: bool) {
     loop {
-        let Some(s) = lists.0.lock().unwrap().unswept.pop() else {
+        let Some(s) = pop_unswept(&mut lists.0.lock().unwrap().unswept) else {
             return;
         };
         // SAFETY: popped from `unswept`: ours to sweep; `drops` is the list's.
         let live = unsafe { sweep_span(s, drops) };
+        SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
         // SAFETY: live record.
         let nelems = unsafe { (*s).nelems.get() };
         if live == 0 {

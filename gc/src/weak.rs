@@ -5,7 +5,10 @@
 //! marked with the roots; (2) weak references whose target is unmarked are cleared;
 //! (3) each unmarked object with a finalizer is marked (revived for this cycle) and its
 //! finalizer queued; (4) after the world restarts the finalizer thread runs the queue, each
-//! finalizer once. Queued objects are roots until their finalizer has run.
+//! finalizer once. Queued objects are roots until their finalizer has returned: taking an
+//! entry off the queue moves its object to the `running` list in the same critical
+//! section, and the roots include that list (in both modes: the precise mode does not scan
+//! the stack of the thread running the finalizer).
 
 use crate::mark::Tracer;
 use crate::mutator::{attach, Mutator, GC_FLAGS, MARKING};
@@ -135,8 +138,9 @@ struct FinState {
     table: Vec<Finalizer>,
     /// Finalizers of unreachable objects, waiting to run (their objects are roots).
     ready: Vec<Finalizer>,
-    /// Finalizers popped but still running.
-    running: usize,
+    /// Objects whose finalizers were taken off `ready` and have not returned yet: still
+    /// roots (design §7), whichever thread runs them.
+    running: Vec<usize>,
 }
 
 // SAFETY: `f` is a function pointer (immutable code), `obj` an address: nothing is shared
@@ -146,13 +150,13 @@ unsafe impl Send for Finalizer {}
 static FIN: Mutex<FinState> = Mutex::new(FinState {
     table: Vec::new(),
     ready: Vec::new(),
-    running: 0,
+    running: Vec::new(),
 });
 static FIN_CV: Condvar = Condvar::new();
 static FIN_THREAD: Once = Once::new();
 
 /// # Safety
-/// `obj` is the address of a live `T` (rooted by the ready queue or the caller's stack) and
+/// `obj` is the address of a live `T` (rooted by the `running` list for the call) and
 /// `f` a `fn(&Mutator, Gc<T>)` cast to `*const ()`.
 unsafe fn trampoline<T: Trace + 'static>(m: &Mutator, obj: usize, f: *const ()) {
     // SAFETY: caller contract: `f` was cast from exactly this function pointer type.
@@ -189,12 +193,15 @@ pub fn set_finalizer<T: Trace + Send + Sync + 'static>(
     });
 }
 
-/// Roots of the finalizer machinery: queued objects are marked; armed objects have their
-/// children marked, not themselves.
+/// Roots of the finalizer machinery: queued objects and those whose finalizer is running
+/// are marked; armed objects have their children marked, not themselves.
 pub(crate) fn mark_finalizer_roots(t: &mut Tracer) {
     let f = FIN.lock().unwrap();
     for e in f.ready.iter() {
         t.mark_addr(e.obj);
+    }
+    for &obj in f.running.iter() {
+        t.mark_addr(obj);
     }
     for e in f.table.iter() {
         t.trace_children(e.obj);
@@ -245,27 +252,35 @@ fn finalizer_thread() {
     }
 }
 
-/// Pops one queued finalizer (the world is running: the popped address is on this
-/// attached thread's stack from here on) and runs it. False if none was queued.
+/// Pops one queued finalizer and runs it. False if none was queued.
+///
+/// The object moves from `ready` to `running` in one critical section and leaves `running`
+/// only after the finalizer returned, so it is a root all along: a finalizer may allocate
+/// or collect before it uses its object, in both modes (the precise mode never scans this
+/// thread's stack).
 fn run_one(m: &Mutator) -> bool {
     let e = {
         let mut f = FIN.lock().unwrap();
         let Some(e) = f.ready.pop() else {
             return false;
         };
-        f.running += 1;
+        f.running.push(e.obj);
         e
     };
-    let e = std::hint::black_box(e);
-    // SAFETY: `e.obj` is a live object of the type `e.run` was built for; it stays rooted by
-    // this thread's stack (`e` lives in this frame).
+    // SAFETY: `e.obj` is a live object of the type `e.run` was built for (it was marked in
+    // the cycle that queued it and has been a root since); the `running` list keeps it
+    // rooted until the call returns.
     unsafe { (e.run)(m, e.obj, e.f) };
     COUNTERS.finalizers_run.fetch_add(1, Ordering::Relaxed);
     let mut f = FIN.lock().unwrap();
-    f.running -= 1;
+    let i = f
+        .running
+        .iter()
+        .rposition(|&o| o == e.obj)
+        .expect("a running finalizer's object left the running list");
+    f.running.swap_remove(i);
     drop(f);
     FIN_CV.notify_all();
-    std::hint::black_box(&e);
     true
 }
 
@@ -274,7 +289,7 @@ pub(crate) fn run_pending(m: &mut Mutator) {
     while run_one(m) {}
     m.blocking(|| {
         let mut f = FIN.lock().unwrap();
-        while !f.ready.is_empty() || f.running > 0 {
+        while !f.ready.is_empty() || !f.running.is_empty() {
             f = FIN_CV.wait(f).unwrap();
         }
     });

@@ -175,6 +175,62 @@ fn finalizers_run_once() {
     assert_eq!(FINALIZED.load(Ordering::SeqCst), 1);
 }
 
+/// What `finalize_after_collecting` read from its object (value, child's value).
+static SEEN: Mutex<Option<(u64, u64)>> = Mutex::new(None);
+
+/// Collects and allocates before touching its object: the object (and its child) must
+/// stay rooted while the finalizer runs (design §7), though no handle holds it and the
+/// precise mode does not scan the finalizer thread's stack.
+fn finalize_after_collecting(m: &gc::Mutator, n: Gc<Link>) {
+    gc::collect();
+    for v in 0..N {
+        Gc::new(
+            m,
+            Link {
+                value: v,
+                next: Lock::new(None),
+            },
+        );
+    }
+    gc::collect();
+    let child = n.next.get().expect("the child is still linked");
+    *SEEN.lock().unwrap() = Some((n.value, child.value));
+}
+
+#[test]
+fn a_running_finalizer_keeps_its_object() {
+    let _s = serial();
+    let mut m = gc::attach();
+    let weak = m.scope(|s| {
+        let child = s.handle(Gc::new(
+            &m,
+            Link {
+                value: 8,
+                next: Lock::new(None),
+            },
+        ));
+        let n = Gc::new(
+            &m,
+            Link {
+                value: 7,
+                next: Lock::new(Some(child.get())),
+            },
+        );
+        gc::set_finalizer(&m, n, finalize_after_collecting);
+        watch(&m, n)
+    });
+    gc::collect();
+    m.run_finalizers();
+    assert_eq!(*SEEN.lock().unwrap(), Some((7, 8)));
+    // Not resurrected: once its finalizer returned the object is garbage again.
+    gc::collect();
+    assert!(
+        weak.w.is_cleared(),
+        "a finalized object outlived its finalizer"
+    );
+    gc::debug::check_heap(&m);
+}
+
 #[test]
 fn barrier_keeps_what_marking_would_miss() {
     let _s = serial();
