@@ -19,7 +19,9 @@ tsan() {
     # lists): for gomalloc, cross-thread frees, ping-pong, short-lived threads whose blocks
     # outlive them, retention and trim requests, remote frees with hardening, the background
     # scavenger; for the collector, mutators sharing graphs while collecting, back-to-back
-    # cycles, parallel marking. Left out: the out-of-memory tests (TSan needs memory of its
+    # cycles, parallel marking (tests/threads.rs forces it on small heaps with
+    # gc::debug::set_parallel_mark_min(0) and 4 markers, and checks that the helpers
+    # marked objects), each half of the write barrier. Left out: the out-of-memory tests (TSan needs memory of its
     # own), the RSS measurement (TSan's shadow memory is resident too), the model test
     # (single-threaded and slow under TSan), the GC's basic tests (single-threaded; and the
     # instrumented frames keep stale words that a conservative scan rightly retains), and
@@ -31,7 +33,8 @@ tsan() {
         --release --quiet \
         -p gomalloc --lib --test global_alloc --test hardening --test free_fast --test misuse \
         --test config --test scavenge \
-        -p gomalloc-gc --test threads --test back_to_back --test barrier --test pacer --test stats \
+        -p gomalloc-gc --test threads --test back_to_back --test barrier --test barrier_halves \
+        --test pacer --test stats \
         -- --test-threads=2 --skip most_of_a_gib_of_small_objects
 }
 

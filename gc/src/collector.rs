@@ -15,7 +15,9 @@ use std::time::Instant;
 
 static START: OnceLock<Instant> = OnceLock::new();
 static TRACE: AtomicBool = AtomicBool::new(false);
-static WORKERS: AtomicUsize = AtomicUsize::new(1);
+/// Markers per cycle: the collecting thread plus `WORKERS - 1` helpers (`GOMALLOC_GCPROCS`,
+/// default: available parallelism; [`crate::debug::set_mark_workers`]).
+pub(crate) static WORKERS: AtomicUsize = AtomicUsize::new(1);
 /// Grey work shared by parallel markers.
 static WORK: WorkList = WorkList::new();
 /// Objects greyed by the write barrier while marking concurrently with mutators.
@@ -23,8 +25,9 @@ pub(crate) static SHADE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 /// Bytes greyed by the write barrier (added to the cycle's marked bytes).
 pub(crate) static SHADE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
-/// Marking goes parallel when the last cycle marked at least this much.
-const PARALLEL_MIN_MARKED: usize = 4 << 20;
+/// Marking goes parallel when the last cycle marked at least this much (default 4 MiB;
+/// [`crate::debug::set_parallel_mark_min`]: tests set 0 to mark small heaps in parallel).
+pub(crate) static PARALLEL_MIN_MARKED: AtomicUsize = AtomicUsize::new(4 << 20);
 
 /// Reads the environment once (`GOMALLOC_GCTRACE`, `GOMALLOC_GCPROCS`, the pacer's).
 pub(crate) fn init() {
@@ -35,11 +38,7 @@ pub(crate) fn init() {
         let procs = std::env::var("GOMALLOC_GCPROCS")
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map_or(1, |n| n.get())
-                    .min(8)
-            })
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
         WORKERS.store(procs, Ordering::Relaxed);
         Instant::now()
@@ -125,7 +124,7 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
         let mut t = Tracer::new();
         let goal_of_cycle = pacer::HEAP_GOAL.load(Ordering::Relaxed);
         let (stack_bytes, root_bytes) = mark_roots(&mut t, &threads, me.map(|m| (m.rec(), my_sp)));
-        let workers = drain(&mut t);
+        let (workers, helper_objects) = drain(&mut t);
         let t_marked = Instant::now();
         let (marked, objects, weak_cleared) = terminate(t);
         let heap1 = heap::HEAP_LIVE.load(Ordering::Relaxed);
@@ -139,6 +138,7 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
             t_mark: t_marked - t_stopped,
             t_mark_term: end - t_marked,
             workers,
+            helper_objects,
             heap0,
             heap1,
             heap2: marked,
@@ -245,12 +245,14 @@ pub(crate) fn mark_roots(
 }
 
 /// Drains all grey work, in parallel when the heap is big enough. Returns the number of
-/// markers used.
-fn drain(t: &mut Tracer) -> usize {
+/// markers used and the objects the helpers (not `t`) marked.
+fn drain(t: &mut Tracer) -> (usize, usize) {
     let n = WORKERS.load(Ordering::Relaxed);
-    if n <= 1 || pacer::HEAP_MARKED.load(Ordering::Relaxed) < PARALLEL_MIN_MARKED {
+    if n <= 1
+        || pacer::HEAP_MARKED.load(Ordering::Relaxed) < PARALLEL_MIN_MARKED.load(Ordering::Relaxed)
+    {
         t.drain_some(usize::MAX);
-        return 1;
+        return (1, 0);
     }
     let idle = AtomicUsize::new(0);
     let mut sums = Vec::new();
@@ -270,11 +272,13 @@ fn drain(t: &mut Tracer) -> usize {
             sums.push(h.join().expect("mark worker panicked"));
         }
     });
+    let mut helper_objects = 0;
     for (b, o) in sums {
         t.marked_bytes += b;
         t.marked_objects += o;
+        helper_objects += o;
     }
-    n
+    (n, helper_objects)
 }
 
 /// Mark termination: barrier shades, weak references, finalizers. Returns (marked bytes,

@@ -122,3 +122,20 @@ pub fn clear_stack(bytes: usize) {
     }
     std::hint::black_box(&mut buf);
 }
+
+/// Sets how much the previous cycle must have marked for a cycle to mark in parallel
+/// (default 4 MiB: below that, starting helper threads costs more than it saves) and
+/// returns the old threshold. 0 makes every cycle mark in parallel, so that tests (and
+/// ThreadSanitizer) run the parallel mark phase on small heaps.
+pub fn set_parallel_mark_min(bytes: usize) -> usize {
+    collector::init();
+    collector::PARALLEL_MIN_MARKED.swap(bytes, Ordering::Relaxed)
+}
+
+/// Sets the number of markers of a parallel mark phase (the collecting thread plus
+/// `n - 1` helper threads; at least 1), overriding `GOMALLOC_GCPROCS`, and returns the old
+/// number. The default is the machine's available parallelism.
+pub fn set_mark_workers(n: usize) -> usize {
+    collector::init();
+    collector::WORKERS.swap(n.max(1), Ordering::Relaxed)
+}

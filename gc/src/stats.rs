@@ -56,6 +56,11 @@ pub struct GcStats {
     pub memory_limit: u64,
     /// Mutator threads attached now.
     pub mutators: usize,
+    /// Markers the last cycle ran (the collecting thread and its helpers; gctrace's `P`).
+    pub mark_workers: usize,
+    /// Objects marked by helper markers (not the collecting thread) since start: above 0
+    /// once parallel marking has shared work.
+    pub helper_marked_objects: u64,
 }
 
 pub(crate) struct StatsState {
@@ -82,6 +87,8 @@ pub(crate) static STATS: Mutex<StatsState> = Mutex::new(StatsState {
         gc_percent: 100,
         memory_limit: u64::MAX,
         mutators: 0,
+        mark_workers: 0,
+        helper_marked_objects: 0,
     },
     gc_cpu: Duration::ZERO,
 });
@@ -97,6 +104,8 @@ pub(crate) struct CycleReport {
     pub t_mark: Duration,
     pub t_mark_term: Duration,
     pub workers: usize,
+    /// Objects marked by the helper markers.
+    pub helper_objects: usize,
     pub heap0: usize,
     pub heap1: usize,
     pub heap2: usize,
@@ -126,6 +135,8 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
     s.objects_marked = r.objects;
     s.heap_goal = r.next_goal;
     s.weak_cleared += r.weak_cleared;
+    s.mark_workers = r.workers;
+    s.helper_marked_objects += r.helper_objects as u64;
     let cpu = r.t_sweep_term + r.t_mark * r.workers as u32 + r.t_mark_term;
     st.gc_cpu += cpu;
     if trace {

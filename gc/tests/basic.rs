@@ -255,8 +255,11 @@ fn finalizers_run_once_and_resurrection_is_safe() {
     );
 }
 
+/// Packing and keeping: one live object keeps its whole block. That the block is freed
+/// once all its objects are dead is checked by `tests/runtime.rs` (which needs no other
+/// test allocating tiny objects meanwhile).
 #[test]
-fn tiny_objects_share_blocks_and_are_freed_together() {
+fn tiny_objects_share_blocks_and_keep_each_other_alive() {
     let m = gc::attach();
     #[inline(never)]
     fn tiny(m: &gc::Mutator) -> (Gc<u32>, Gc<u32>, Gc<u64>, Weak<u64>) {

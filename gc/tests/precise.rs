@@ -262,17 +262,19 @@ fn barrier_keeps_what_marking_would_miss() {
             root.next.set(&m, Some(a.get()));
             watch(&m, b.get())
         });
-        // Marking starts (root grey) and blackens `root`; then `b` moves from `a` into
-        // the black `root` and is cut from `a`. Only the barrier keeps `b`.
+        // Marking starts (root grey) and blackens `root` only (handles are greyed last,
+        // so traced first); then `b` moves from `a` into the black `root` and is cut from
+        // `a`. Only the barrier keeps `b`. (Draining all marking here would mark `b` before
+        // the mutation and prove nothing.)
         let mut cycle = IncrementalCycle::start(&m);
-        while !cycle.mark_some(1) {}
+        assert!(!cycle.mark_some(1), "`a` is still grey after one step");
         let a = root.next.get().unwrap();
         let b = a.next.replace(&m, None);
         root.next.set(&m, b);
         while !cycle.mark_some(1) {}
         cycle.finish();
-        gc::collect();
         assert!(!hidden.w.is_cleared(), "the barrier lost an object");
+        gc::collect();
         assert_eq!(root.next.get().unwrap().value, 2);
     });
 }
