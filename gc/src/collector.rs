@@ -29,17 +29,38 @@ pub(crate) static SHADE_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// [`crate::debug::set_parallel_mark_min`]: tests set 0 to mark small heaps in parallel).
 pub(crate) static PARALLEL_MIN_MARKED: AtomicUsize = AtomicUsize::new(4 << 20);
 
+/// Says on stderr that the environment variable `var` holds `value`, which is not
+/// `expected`, and that `default` is used instead (the heap's settings do the same).
+pub(crate) fn bad_setting(var: &str, value: &str, expected: &str, default: &str) {
+    eprintln!("gomalloc-gc: {var}={value:?} is not {expected}; using {default}");
+}
+
 /// Reads the environment once (`GOMALLOC_GCTRACE`, `GOMALLOC_GCPROCS`, the pacer's).
 pub(crate) fn init() {
     START.get_or_init(|| {
-        if std::env::var("GOMALLOC_GCTRACE").is_ok_and(|v| v.trim() == "1") {
-            TRACE.store(true, Ordering::Relaxed);
+        if let Ok(v) = std::env::var("GOMALLOC_GCTRACE") {
+            match v.trim() {
+                "1" => TRACE.store(true, Ordering::Relaxed),
+                "0" | "" => {}
+                _ => bad_setting("GOMALLOC_GCTRACE", &v, "`0` or `1`", "0"),
+            }
         }
-        let procs = std::env::var("GOMALLOC_GCPROCS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let procs = match std::env::var("GOMALLOC_GCPROCS") {
+            Err(_) => cores,
+            Ok(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    bad_setting(
+                        "GOMALLOC_GCPROCS",
+                        &v,
+                        "a number of threads, at least 1",
+                        "the number of cores",
+                    );
+                    cores
+                }
+            },
+        };
         WORKERS.store(procs, Ordering::Relaxed);
         Instant::now()
     });

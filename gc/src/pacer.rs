@@ -23,13 +23,25 @@ static INIT: Once = Once::new();
 pub(crate) fn init() {
     INIT.call_once(|| {
         if let Ok(v) = std::env::var("GOMALLOC_GOGC") {
-            if let Some(p) = parse_gogc(&v) {
-                GC_PERCENT.store(p, Ordering::Relaxed);
+            match parse_gogc(&v) {
+                Some(p) => GC_PERCENT.store(p, Ordering::Relaxed),
+                None => crate::collector::bad_setting(
+                    "GOMALLOC_GOGC",
+                    &v,
+                    "a percentage or `off`",
+                    "100",
+                ),
             }
         }
         if let Ok(v) = std::env::var("GOMALLOC_GCMEMLIMIT") {
-            if let Some(l) = parse_limit(&v) {
-                MEM_LIMIT.store(l, Ordering::Relaxed);
+            match parse_limit(&v) {
+                Some(l) => MEM_LIMIT.store(l, Ordering::Relaxed),
+                None => crate::collector::bad_setting(
+                    "GOMALLOC_GCMEMLIMIT",
+                    &v,
+                    "a byte count with an optional unit (KiB, MiB, GiB, TiB) or `off`",
+                    "off",
+                ),
             }
         }
         update_goal();

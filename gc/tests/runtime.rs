@@ -141,6 +141,43 @@ fn environment_sets_gogc_and_memory_limit() {
     }
 }
 
+/// A bad value in one of the collector's variables is reported on stderr, one line naming
+/// the variable and the value, and the default is used (the heap's settings behave alike).
+#[test]
+fn bad_environment_values_are_reported_and_ignored() {
+    if std::env::var("BAD_ENV_CHILD").is_ok() {
+        let st = gc::stats();
+        assert_eq!(st.gc_percent, 100, "{st:?}");
+        assert_eq!(st.memory_limit, u64::MAX, "{st:?}");
+        println!("BAD_ENV_CHILD checked");
+        return;
+    }
+    let out = child(
+        "bad_environment_values_are_reported_and_ignored",
+        &[
+            ("BAD_ENV_CHILD", "1"),
+            ("GOMALLOC_GOGC", "lots"),
+            ("GOMALLOC_GCMEMLIMIT", "12 parsecs"),
+            ("GOMALLOC_GCPROCS", "0"),
+            ("GOMALLOC_GCTRACE", "yes"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("BAD_ENV_CHILD checked"),
+        "{stdout}{stderr}"
+    );
+    for want in [
+        "gomalloc-gc: GOMALLOC_GOGC=\"lots\" is not a percentage or `off`; using 100",
+        "gomalloc-gc: GOMALLOC_GCMEMLIMIT=\"12 parsecs\" is not a byte count",
+        "gomalloc-gc: GOMALLOC_GCPROCS=\"0\" is not a number of threads, at least 1",
+        "gomalloc-gc: GOMALLOC_GCTRACE=\"yes\" is not `0` or `1`; using 0",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in: {stderr}");
+    }
+}
+
 const FINALIZED: usize = 64;
 static RUNS: [AtomicUsize; FINALIZED] = [const { AtomicUsize::new(0) }; FINALIZED];
 static TOTAL: AtomicUsize = AtomicUsize::new(0);
