@@ -48,7 +48,7 @@ pub enum SpanState {
 ///    `nelems - window`; or, in a span of more than 64 slots its cache retains,
 ///    `window == NO_WINDOW`, `alloc_cache == 0` and `win_bytes == 0` (no window: every
 ///    free goes to the bitmap). A retained single-window span keeps window 0, its free
-///    slots in `alloc_cache` ([`Span::retain`]).
+///    slots in `alloc_cache` (`Span::retain`).
 /// 3. `alloc_count == popcount(alloc_bits)`, the loaded window's word counted as last
 ///    committed: [`Span::commit_window`], [`Span::free_local`] and
 ///    [`Span::collect_remote`] keep the count in step with the words they write.
