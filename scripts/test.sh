@@ -67,8 +67,8 @@ cargo test --workspace --release --quiet
 stage "cargo test (checked build: debug assertions and heap invariant checks)"
 cargo test --workspace --quiet
 
-stage "cargo test: the GC's precise mode natively (gc/tests/precise.rs; Miri runs it too)"
-cargo test -p gomalloc-gc --features precise --test precise --quiet
+stage "cargo test: the GC's precise mode natively (precise.rs, barrier_halves.rs; Miri runs precise.rs)"
+cargo test -p gomalloc-gc --features precise --test precise --test barrier_halves --quiet
 
 stage "GC examples, debug build, GOMALLOC_GOGC=1 (self-checking; a missed root aborts)"
 # lisp checks its results itself and roots through handles, so it runs in the precise mode

@@ -129,8 +129,13 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
         }
     }
     let start = Instant::now();
-    // Sweep termination: finish the previous cycle's sweep while mutators still run.
-    heap::finish_sweep();
+    // Sweep termination: finish the previous cycle's sweep while mutators still run, and
+    // wait for the spans other threads took to sweep (Go's `finishsweep_m` waits for
+    // `sweep.active` to drain too). An attached sweeper cannot be stopped mid-span (it is
+    // not at a safepoint), but a thread that is not attached, such as one finishing
+    // `collect()`'s sweep, is not stopped at all: marking must not start while it still
+    // copies a span's mark bits into its allocation bits.
+    heap::sweep_all_and_wait();
     let heap0 = heap::HEAP_LIVE.load(Ordering::Relaxed);
     if let Some(m) = me {
         m.cache_mut().release_all();

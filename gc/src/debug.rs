@@ -52,7 +52,7 @@ impl<'m> IncrementalCycle<'m> {
             w.incremental = true;
         }
         let start = Instant::now();
-        heap::finish_sweep();
+        heap::sweep_all_and_wait();
         m.cache_mut().release_all();
         let mut t = Tracer::new();
         with_registers_spilled(|sp| {

@@ -403,7 +403,8 @@ fn pop_unswept(unswept: &mut Vec<*mut Span>) -> Option<*mut Span> {
 /// Sweeps every span still unswept on the calling thread and then waits until the spans
 /// other threads took to sweep are swept too (Go's `runtime.GC` after its cycle: `sweepone`
 /// until none is left, then wait for `isSweepDone`). On return every destructor of the
-/// objects found dead by the last cycle has run and `objects_freed` counts them.
+/// objects found dead by the last cycle has run and `objects_freed` counts them. Also the
+/// sweep termination of every cycle, so that no sweep of the last cycle overlaps marking.
 pub(crate) fn sweep_all_and_wait() {
     finish_sweep();
     // Other sweepers only sweep (destructors included) and do not stop for a collection

@@ -1,8 +1,11 @@
 //! Each half of Go's hybrid write barrier, alone: one scenario that only the deletion half
 //! (shade the old value) survives, one that only the insertion half (shade the new value)
-//! survives. Either test fails when its half is taken out of `Lock::replace`.
+//! survives. Either test fails when its half is taken out of `Lock::replace`. A third
+//! scenario does the insertion half's work through `RefLock` (its `RefMut`'s drop shades
+//! the new contents) and fails when that shade is taken out.
 //!
-//! Roots are `Root`s, so the tests run in both modes (the precise mode under Miri too).
+//! Roots are `Root`s, so the tests run in both modes: CI runs them in the conservative mode
+//! with the other tests, and in the precise mode with `precise.rs` (natively).
 
 use gc::debug::IncrementalCycle;
 use gc::{Gc, Lock, Root, Trace, Weak};
@@ -137,4 +140,63 @@ fn insertion_half_keeps_an_object_stored_into_a_black_object() {
     gc::collect();
     assert_eq!(root.slot.get().unwrap().id, 5);
     assert!(!ww.w.is_cleared());
+}
+
+#[derive(Trace)]
+struct Bag {
+    items: gc::RefLock<Vec<Gc<Obj>>>,
+}
+
+/// Dijkstra's case through a `RefLock`: marking is over (the bag is black) when the
+/// mutator pushes `w`, which nothing the collector can see points to, into the bag's
+/// vector through `borrow_mut`. The old contents are empty, so only the insertion half of
+/// `RefLock`'s barrier (the `RefMut`'s drop shading the new contents) keeps it.
+#[test]
+fn reflock_insertion_half_keeps_an_object_pushed_into_a_black_vector() {
+    let _s = serial();
+    let m = gc::attach();
+    let (bag, ww, hidden) = reflock_setup(&m);
+    gc::debug::clear_stack(64 << 10);
+    let mut cycle = IncrementalCycle::start(&m);
+    // Trace everything reachable: the bag is black, `w` white.
+    while !cycle.mark_some(1) {}
+    reflock_mutate(&m, &bag, hidden);
+    gc::debug::clear_stack(64 << 10);
+    while !cycle.mark_some(1) {}
+    cycle.finish();
+    assert!(
+        !ww.w.is_cleared(),
+        "an object pushed into a black RefLock was lost: its insertion half is missing"
+    );
+    gc::collect();
+    assert_eq!(
+        bag.items.borrow().iter().map(|o| o.id).collect::<Vec<_>>(),
+        [7]
+    );
+    assert!(!ww.w.is_cleared());
+}
+
+/// A rooted empty bag and an object `w` that nothing the collector can see points to.
+#[inline(never)]
+fn reflock_setup(m: &gc::Mutator) -> (Root<Bag>, Root<Watch>, Hidden) {
+    let w = obj(m, 7, None);
+    let bag = Gc::new(
+        m,
+        Bag {
+            items: gc::RefLock::new(Vec::new()),
+        },
+    );
+    (
+        Root::new(bag),
+        watch(m, w),
+        Hidden(Box::new(!(Gc::as_ptr(w) as usize))),
+    )
+}
+
+#[inline(never)]
+fn reflock_mutate(m: &gc::Mutator, bag: &Root<Bag>, hidden: Hidden) {
+    // SAFETY: `w` was allocated before the cycle started and nothing is swept before the
+    // cycle finishes: the object is alive.
+    let w = unsafe { Gc::from_ptr(!*hidden.0 as *const Obj) };
+    bag.items.borrow_mut(m).push(w);
 }
