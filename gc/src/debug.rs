@@ -105,6 +105,8 @@ impl Drop for IncrementalCycle<'_> {
 
 /// Checks the collector's span lists against the arena map (debug aid; panics on an
 /// inconsistency). Call from an attached thread; its cached spans are released first.
+/// Other threads must be detached (or never have allocated): a span in another thread's
+/// cache, or being swept by another thread, is counted as lost.
 pub fn check_heap(m: &Mutator) {
     m.cache_mut().release_all();
     heap::check_lists(0);
