@@ -5,8 +5,19 @@
 
 use gomalloc::{alloc, check_heap, free, free_fast, owns};
 
+/// Makes sure the calling thread has a cache of its own. These tests are the process's
+/// first users of the heap (the test harness allocates with `System`), and while another
+/// test's thread is still initialising it, allocations go to the shared orphan cache,
+/// whose spans no thread owns, so `free_fast` rightly declines them.
+fn own_cache() {
+    while gomalloc::mcache::current_or_init().is_none() {
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn frees_owned_slots_and_declines_the_rest() {
+    own_cache();
     const ROUNDS: usize = if cfg!(miri) { 50 } else { 300 };
     for &size in &[8usize, 24, 64, 512, 4096, 32768] {
         for round in 0..ROUNDS {
@@ -51,6 +62,7 @@ fn declines_objects_of_another_threads_spans() {
 
 #[test]
 fn the_hint_forgets_spans_the_cache_gives_up() {
+    own_cache();
     // Fill several spans of one class, so that the cache retains the full ones; a
     // layout-aware free into the oldest span (found through the arena map: it is not the
     // cache's current span) makes that span the hint. A 48-byte span
