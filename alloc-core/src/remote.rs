@@ -67,7 +67,7 @@ impl RemoteFreeList {
             // A plain comparison of the value just loaded (or returned by the failed CAS):
             // no extra atomic access, so the loom models see the same interleavings.
             if old & !DELAYED == obj as usize {
-                crate::report::fatal("double free of", obj as usize);
+                crate::report::double_free(obj as usize);
             }
             // SAFETY: the caller owns `obj` until the CAS below publishes it.
             unsafe { obj.cast::<usize>().write(encode_link(obj, old & !DELAYED)) };

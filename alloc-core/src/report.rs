@@ -4,6 +4,14 @@
 //! absorbed. The message is written with `write(2)` from a stack buffer: no formatting
 //! machinery, no allocation, no panic hook.
 
+/// Ends the process for a double free of `addr` (one message wherever it is caught: a
+/// local free, a remote push, the owner's collection of remote frees).
+#[cold]
+#[inline(never)]
+pub fn double_free(addr: usize) -> ! {
+    fatal("double free of", addr)
+}
+
 /// Writes `gomalloc: <msg> 0x<addr>` and a newline to stderr and aborts the process.
 #[cold]
 #[inline(never)]

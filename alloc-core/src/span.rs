@@ -22,7 +22,7 @@
 use crate::arena::{self, BITMAP_WORDS_PER_PAGE};
 use crate::mcache::MCache;
 use crate::remote::{chain_next, Linked, RemoteFreeList};
-use crate::report::fatal;
+use crate::report::{double_free, fatal};
 use crate::sizeclass::{SizeClass, SpanClass, PAGE_SHIFT};
 use crate::sync::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 use core::cell::Cell;
@@ -681,12 +681,6 @@ impl Span {
             );
         }
     }
-}
-
-#[cold]
-#[inline(never)]
-fn double_free(addr: usize) -> ! {
-    fatal("double free of", addr)
 }
 
 #[cfg(test)]
