@@ -37,7 +37,7 @@
 //! span (cached or retained), the slot goes back into its bitmap or window directly. Two
 //! shortcuts skip the walk: Rust's `dealloc` knows the size, so [`free_sized`] tests the
 //! window of the class's cached span first, then that span, then the span the thread last
-//! freed into; C's `free` does not, so [`free_fast`] tests that last hint only.
+//! freed into; C's `free` does not, so [`free_fast`] walks the map and tests the owner.
 //! Otherwise the object is
 //! pushed onto the span's lock-free remote free list, which the owner collects when it
 //! next runs out of slots. A span given back *full* is parked in no list; the first
@@ -66,6 +66,8 @@ pub mod arena;
 pub mod check;
 #[cfg(not(loom))]
 pub mod config;
+#[cfg(not(loom))]
+pub mod cpu;
 #[cfg(not(loom))]
 pub mod fixalloc;
 #[cfg(not(loom))]
@@ -102,8 +104,8 @@ pub mod tls;
 pub use config::{configure, Config, ReleaseMode};
 #[cfg(not(loom))]
 pub use malloc::{
-    alloc, alloc_malloc, alloc_zeroed, free, free_fast, free_sized, owns, realloc, release_memory,
-    usable_size, MALLOC_ALIGN,
+    alloc, alloc_malloc, alloc_malloc_fast, alloc_malloc_slow, alloc_zeroed, free, free_fast,
+    free_sized, owns, realloc, release_memory, usable_size, MALLOC_ALIGN,
 };
 #[cfg(not(loom))]
 pub use stats::{print_summary, stats, ClassStats, ScavengeStats, Stats};

@@ -35,6 +35,39 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 /// on the size before it).
 #[inline(always)]
 pub fn alloc_malloc(size: usize) -> *mut u8 {
+    let p = alloc_malloc_fast(size);
+    if !p.is_null() {
+        return p;
+    }
+    alloc_malloc_slow(size)
+}
+
+/// The fast path of [`alloc_malloc`] alone: a slot from the window of the calling
+/// thread's span of the size's class, or null, having done nothing, if that takes more
+/// (a refill, a large object, a thread without a cache). A caller that finishes the job
+/// with [`alloc_malloc_slow`] in a function of its own keeps the fast path free of calls,
+/// and so of a stack frame (C's `malloc`, which must also set `errno` on failure).
+#[inline(always)]
+pub fn alloc_malloc_fast(size: usize) -> *mut u8 {
+    if size > MAX_SMALL_SIZE {
+        return ptr::null_mut();
+    }
+    let spc = MALLOC_SPC_BY_SIZE8[(size + 7) >> 3] as usize;
+    // SAFETY: `current()` is the thread's cache or the static empty one, both valid; only
+    // this thread uses it; `spc` comes from the size-class tables.
+    let s = unsafe { (*mcache::current()).span(spc) };
+    let p = s.next_free_fast();
+    if !p.is_null() {
+        // SAFETY: `p` is the free slot just taken (poison feature only).
+        unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
+    }
+    p
+}
+
+/// The rest of [`alloc_malloc`], for when [`alloc_malloc_fast`] returned null.
+#[cold]
+#[inline(never)]
+pub fn alloc_malloc_slow(size: usize) -> *mut u8 {
     let align = if size >= MALLOC_ALIGN {
         MALLOC_ALIGN
     } else {
@@ -42,7 +75,7 @@ pub fn alloc_malloc(size: usize) -> *mut u8 {
     };
     if size <= MAX_SMALL_SIZE {
         let spc = MALLOC_SPC_BY_SIZE8[(size + 7) >> 3] as usize;
-        return alloc_in_class(spc, size, align);
+        return alloc_refill(mcache::current(), spc, size, align);
     }
     alloc_slow(size, align, true)
 }
@@ -82,7 +115,7 @@ fn alloc_refill(c: *mut MCache, spc: usize, size: usize, align: usize) -> *mut u
     // SAFETY: only an active thread's slot holds a real cache (`mcache::current_or_init`
     // stores it as the state becomes active; `thread_exit` puts the empty one back first),
     // and the thread owns it. `spc` comes from the size-class tables.
-    let p = unsafe { alloc_small(&*c, SpanClass(spc as u8)) };
+    let p = unsafe { alloc_after_refill(&*c, SpanClass(spc as u8)) };
     crate::scavenge::poll();
     crate::check::after_slow_op();
     p
@@ -145,20 +178,33 @@ pub fn small_class(size: usize, align: usize, noscan: bool) -> Option<SpanClass>
 /// # Safety
 /// The caller owns `c`.
 unsafe fn alloc_small(c: &MCache, spc: SpanClass) -> *mut u8 {
-    let mut s: *const Span = c.span(spc.index());
-    // SAFETY: cache entries point to live span records.
-    let mut p = unsafe { (*s).next_free_fast() };
+    let s = c.span(spc.index());
+    let p = s.next_free_fast();
     if p.is_null() {
         // SAFETY: caller contract.
-        s = unsafe { mcache::refill(c, spc) };
-        if s.is_null() {
-            return ptr::null_mut();
-        }
-        // SAFETY: refill returned a span with a free slot loaded.
-        p = unsafe { (*s).next_free_fast() };
+        return unsafe { alloc_after_refill(c, spc) };
     }
     // SAFETY: `p` is the free slot just taken from `s` (poison feature only).
-    unsafe { crate::harden::verify_poison(p, (*s).elemsize.get() as usize) };
+    unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
+    p
+}
+
+/// Refills the cache's span of class `spc` and takes a slot. The callers have just found
+/// the span's window empty; [`mcache::refill`] makes no use of that but to go faster.
+///
+/// # Safety
+/// The caller owns `c`.
+unsafe fn alloc_after_refill(c: &MCache, spc: SpanClass) -> *mut u8 {
+    // SAFETY: caller contract.
+    let s = unsafe { mcache::refill(c, spc) };
+    if s.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: refill returned a live span with a free slot loaded.
+    let s = unsafe { &*s };
+    let p = s.next_free_fast();
+    // SAFETY: `p` is the free slot just taken from `s` (poison feature only).
+    unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
     p
 }
 
@@ -236,9 +282,9 @@ pub unsafe fn free(p: *mut u8) {
 /// slot of a span the calling thread's cache owns, so it goes back into the span's window
 /// or bitmap with no lock, no atomic read-modify-write and no system call (`errno` is not
 /// touched). Returns false, having done nothing, for anything else: null, a large object,
-/// a span another thread owns, a foreign pointer; the caller then calls [`free`], which
-/// handles or diagnoses it. A double free or an interior pointer into an owned span ends
-/// the process here, with [`free`]'s messages.
+/// a span another thread owns, a foreign pointer, a double free, an interior pointer; the
+/// caller then calls [`free`], which handles or diagnoses it. (So the fast path makes no
+/// call, and needs no stack frame: two instructions of every C `free`.)
 ///
 /// The span is found through the arena map ([`span_of`]) every time. A `last_free` hint
 /// tried first, as [`free_sized`] does, saves the walk when frees come in runs of one span
@@ -254,32 +300,6 @@ pub unsafe fn free_fast(p: *mut u8) -> bool {
     let c = mcache::current();
     // SAFETY: `c` is the thread's cache or the static empty one; caller contract for `p`.
     unsafe { free_fast_lookup(c, addr) }
-}
-
-/// Frees `addr` into the span of the cache's `last_free` hint if `addr` is one of its
-/// slots; false, having done nothing, otherwise.
-///
-/// # Safety
-/// `c` is the calling thread's cache (or the static empty one); `addr` as for [`free`].
-#[inline(always)]
-unsafe fn free_into_hint(c: *mut MCache, addr: usize) -> bool {
-    // SAFETY: `last_free` is the static empty span (no slots: `slot_of` fails) or a span
-    // `c` owns (the hint's invariant: a span leaving the cache clears it), so this thread
-    // may free into it, and no other thread writes its record meanwhile.
-    unsafe {
-        let last = (*c).last_free.get();
-        crate::check!(
-            last == mcache::EMPTY_SPAN_PTR
-                || (*last).owner.load(crate::sync::Ordering::Relaxed) == c,
-            "free hint names a span this cache does not own",
-            last as usize
-        );
-        if let Some(idx) = (*last).slot_of(addr) {
-            (*last).free_local(idx, addr);
-            return true;
-        }
-    }
-    false
 }
 
 /// Second tier of [`free_fast`]: the span through the arena map.
@@ -298,12 +318,11 @@ unsafe fn free_fast_lookup(c: *mut MCache, addr: usize) -> bool {
         if (*s).owner.load(crate::sync::Ordering::Relaxed) != c {
             return false;
         }
+        // A double free or an interior pointer is left to [`free`], which reports it:
+        // no call here, so no stack frame either.
         match (*s).slot_of(addr) {
-            Some(idx) => {
-                (*s).free_local(idx, addr);
-                true
-            }
-            None => fatal("free of a pointer into the middle of an object:", addr),
+            Some(idx) => (*s).try_free_local(idx, addr),
+            None => false,
         }
     }
 }
@@ -359,19 +378,36 @@ unsafe fn free_unsized(p: *mut u8) {
 #[inline(never)]
 unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, p: *mut u8) {
     let addr = p as usize;
-    // SAFETY: `c` is the thread's cache or the static empty one; `p` as for `free`.
-    if unsafe { free_into_hint(c, addr) } {
-        return;
+    // SAFETY: `last_free` is the static empty span (no slots: `slot_of` fails) or a span
+    // `c` owns (the hint's invariant: a span leaving the cache clears it), so this thread
+    // may free into it, and no other thread writes its record meanwhile. A double free
+    // goes to the general path, which reports it (a tail call: no stack frame here).
+    unsafe {
+        let last = &*(*c).last_free.get();
+        crate::check!(
+            ptr::eq(last, mcache::EMPTY_SPAN_PTR)
+                || last.owner.load(crate::sync::Ordering::Relaxed) == c,
+            "free hint names a span this cache does not own",
+            last as *const Span as usize
+        );
+        if let Some(idx) = last.slot_of(addr) {
+            if last.try_free_local_branchy(idx, addr) {
+                return;
+            }
+            return free_unsized(p);
+        }
     }
     if let Some(idx) = span.slot_of(addr) {
         // SAFETY: the calling thread's cache owns `span` (a span with slots is a real
         // span, so `c` is a real cache); `idx < nelems`. The hint may name a span the
         // cache owns.
         unsafe {
-            span.free_local(idx, addr);
-            (*c).last_free.set(span as *const Span as *mut Span);
+            if span.try_free_local_branchy(idx, addr) {
+                (*c).last_free.set(span as *const Span as *mut Span);
+                return;
+            }
+            return free_unsized(p);
         }
-        return;
     }
     // SAFETY: as above.
     unsafe { free_after_lookup(c, p) }

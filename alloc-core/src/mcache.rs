@@ -25,7 +25,8 @@
 use crate::fixalloc::FixAlloc;
 use crate::lock::SpinLock;
 use crate::mcentral::{central, SpanList};
-use crate::sizeclass::{SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
+use crate::sizeclass::{SizeClass, SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
+use crate::sizeclasses::NUM_SIZE_CLASSES;
 use crate::span::{Span, NO_WINDOW};
 use crate::sync::{AtomicUsize, Ordering};
 use core::cell::{Cell, UnsafeCell};
@@ -217,9 +218,57 @@ const RETAIN_PROBES: usize = 2;
 ///
 /// # Safety
 /// The caller owns `c` (it is the thread's cache, or the orphan lock is held).
-#[cold]
 #[inline(never)]
 pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
+    let s = c.alloc[spc.index()].get();
+    // SAFETY: the caller owns `c`, so the spans it holds are its own.
+    unsafe {
+        // The common case, a fraction of the general path's work (larson's steady state):
+        // the span has at most 64 slots, so its exhausted window was its only one, and
+        // no remote frees wait on it, so it is full. It is retained as it is, and the
+        // oldest retained span is taken up if its frees gave it enough free slots.
+        if s != EMPTY_SPAN_PTR
+            && (*s).single_window()
+            && (*s).alloc_cache.get() == 0
+            && (*s).xfree.is_empty()
+            && TRIM_EPOCH.load(Ordering::Relaxed) == c.trim_epoch.get()
+        {
+            let np = spc.size_class().npages();
+            if c.retained_pages.get() + np <= RETAIN_TOTAL_BYTES >> PAGE_SHIFT {
+                (*s).commit_exhausted_single();
+                let list = retained(c, spc);
+                let oldest = list.front();
+                list.push_back(s);
+                c.retained_pages.set(c.retained_pages.get() + np);
+                let enough = ENOUGH_BY_CLASS[spc.size_class().0 as usize] as u32;
+                if !oldest.is_null() && (*oldest).retained_free() >= enough {
+                    // A retained single-window span keeps its window loaded with exactly
+                    // its free slots (`Span::retain`): ready as it is. Remote frees
+                    // waiting on it are collected at its next refill.
+                    crate::check!((*oldest).window() == 0, "retained window", oldest as usize);
+                    (*oldest).check_invariants();
+                    list.pop_front();
+                    c.retained_pages.set(c.retained_pages.get() - np);
+                    c.alloc[spc.index()].set(oldest);
+                    return oldest;
+                }
+                c.alloc[spc.index()].set(EMPTY_SPAN_PTR);
+                return refill_from_retained_or_central(c, spc);
+            }
+        }
+        refill_general(c, spc)
+    }
+}
+
+/// [`refill`]'s general path: the current span may have more windows, remote frees, or
+/// enough free slots to keep; the trim epoch may have moved; the retain budget may be
+/// spent.
+///
+/// # Safety
+/// As for [`refill`].
+#[cold]
+#[inline(never)]
+unsafe fn refill_general(c: &MCache, spc: SpanClass) -> *mut Span {
     let epoch = TRIM_EPOCH.load(Ordering::Relaxed);
     if epoch != c.trim_epoch.get() {
         c.trim_epoch.set(epoch);
@@ -249,6 +298,18 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
         }
     }
     // SAFETY: the caller owns `c`.
+    unsafe { refill_from_retained_or_central(c, spc) }
+}
+
+/// The end of a refill, once `alloc[spc]` is empty: a retained span, else one from the
+/// mcentral.
+///
+/// # Safety
+/// As for [`refill`]; `alloc[spc]` is the empty span.
+#[cold]
+#[inline(never)]
+unsafe fn refill_from_retained_or_central(c: &MCache, spc: SpanClass) -> *mut Span {
+    // SAFETY: the caller owns `c`.
     let s = unsafe { take_retained(c, spc) };
     if !s.is_null() {
         c.alloc[spc.index()].set(s);
@@ -266,10 +327,32 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
 /// least a few (up to a quarter of a small span), so that a span of 8 or 16 large objects
 /// is not taken up, at the cost of a refill, for a single slot.
 #[inline]
-fn enough_free(nelems: u32) -> u32 {
-    (nelems / 16).max((nelems / 4).min(ENOUGH_MIN)).max(1)
+const fn enough_free(nelems: u32) -> u32 {
+    let (sixteenth, quarter) = (nelems / 16, nelems / 4);
+    let few = if quarter < ENOUGH_MIN {
+        quarter
+    } else {
+        ENOUGH_MIN
+    };
+    let e = if sixteenth > few { sixteenth } else { few };
+    if e == 0 {
+        1
+    } else {
+        e
+    }
 }
 const ENOUGH_MIN: u32 = 4;
+
+/// [`enough_free`] of each size class's span, for [`refill`]'s fast path.
+static ENOUGH_BY_CLASS: [u8; NUM_SIZE_CLASSES] = {
+    let mut t = [0u8; NUM_SIZE_CLASSES];
+    let mut c = 1;
+    while c < NUM_SIZE_CLASSES {
+        t[c] = enough_free(SizeClass(c as u8).nelems() as u32) as u8;
+        c += 1;
+    }
+    t
+};
 
 /// The retained spans of class `spc`.
 ///

@@ -46,6 +46,7 @@ fn init_slow() -> bool {
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
     crate::config::read_env();
+    crate::cpu::detect();
     INIT.store(READY, Ordering::Release);
     true
 }

@@ -410,20 +410,24 @@ fn spans_of(objs: &[usize]) -> Vec<usize> {
     s
 }
 
-/// Objects of 64 bytes the retention tests allocate in a batch: a 64-byte span (one page)
-/// holds 128, so a batch fills `BATCH_64 / 128` spans (15 natively, 2 under Miri) and
-/// starts one more.
+/// Objects the retention tests allocate in a batch: a 64-byte span (one page) holds 128,
+/// so a batch of 64-byte objects fills `BATCH_64 / 128` spans (15 natively, 2 under Miri)
+/// and starts one more; one of 512-byte objects fills `BATCH_64 / 16`.
 const BATCH_64: usize = if cfg!(miri) { 300 } else { 2000 };
 const _: () = assert!(BATCH_64 / 128 >= 2, "a batch must fill several spans");
 
-/// One round of [`a_thread_keeps_the_spans_it_filled_and_reuses_them`] on a fresh thread;
-/// `false` if a trim request (another test's `release_memory`, or the scavenger) came
-/// while it ran, which rightly sends retained spans back.
-fn retained_spans_round() -> bool {
-    thread::spawn(|| {
+/// One round of [`a_thread_keeps_the_spans_it_filled_and_reuses_them`] on a fresh thread,
+/// with objects of `size` bytes; `false` if a trim request (another test's
+/// `release_memory`, or the scavenger) came while it ran, which rightly sends retained
+/// spans back.
+fn retained_spans_round(size: usize) -> bool {
+    thread::spawn(move || {
         let trims = gomalloc::mcache::trim_requests();
         let trimmed = || gomalloc::mcache::trim_requests() != trims;
-        let l = Layout::from_size_align(64, 8).unwrap();
+        let l = Layout::from_size_align(size, 8).unwrap();
+        // Made first: the channel's own block (a few hundred bytes, 128-aligned) would
+        // take a slot of the 512-byte class between the batches.
+        let (tx, rx) = mpsc::channel::<Vec<usize>>();
         let first = alloc_batch(l, BATCH_64);
         let me = gomalloc::mcache::current() as usize;
         // Every span the batch filled is still this thread's (retained, not handed back
@@ -434,7 +438,6 @@ fn retained_spans_round() -> bool {
         // (counted across every class, so the vectors are made first), and the same memory.
         let mut second = Vec::with_capacity(BATCH_64);
         let mut third = Vec::with_capacity(BATCH_64);
-        let (tx, rx) = mpsc::channel::<Vec<usize>>();
         let refills = central_refills();
         alloc_into(l, BATCH_64, &mut second);
         let second_refills = central_refills() - refills;
@@ -478,7 +481,18 @@ fn retained_spans_round() -> bool {
 #[test]
 fn a_thread_keeps_the_spans_it_filled_and_reuses_them() {
     assert!(
-        (0..5).any(|_| retained_spans_round()),
+        (0..5).any(|_| retained_spans_round(64)),
+        "every round was interrupted by a trim request"
+    );
+}
+
+/// The same with 512-byte objects, 16 to a span: spans of at most 64 slots take
+/// `mcache::refill`'s fast path (retained as they are, window loaded), and the remote
+/// frees of the third batch send it to the general path.
+#[test]
+fn a_thread_keeps_its_single_window_spans_and_reuses_them() {
+    assert!(
+        (0..5).any(|_| retained_spans_round(512)),
         "every round was interrupted by a trim request"
     );
 }

@@ -84,6 +84,33 @@ fn misuse_child() {
                 gomalloc::free_sized(p, 48, 8);
                 gomalloc::free_sized(p, 48, 8);
             }
+            "double_free_sized_bitmap" => {
+                // The layout-aware free's second tier, bitmap side: `p` is in an older
+                // window of the thread's span, and the first free makes that span the
+                // `last_free` hint, which the second free then tries.
+                let p = gomalloc::alloc(64, 8) as usize;
+                let span = p & !8191; // 64-byte objects live in one-page spans
+                let window = |a: usize| (a - span) / 64 / 64;
+                for _ in 0..1000 {
+                    let q = gomalloc::alloc(64, 8) as usize;
+                    if q & !8191 == span && window(q) != window(p) {
+                        break;
+                    }
+                }
+                gomalloc::free_sized(p as *mut u8, 64, 8);
+                gomalloc::free_sized(p as *mut u8, 64, 8);
+            }
+            "double_free_sized_retained" => {
+                // The second tier, window side: 512-byte spans hold 16 objects, so after
+                // 17 the first span is retained with its one window loaded; the first
+                // free finds it through the arena map and makes it the hint.
+                let p = gomalloc::alloc(512, 8);
+                for _ in 0..16 {
+                    gomalloc::alloc(512, 8);
+                }
+                gomalloc::free_sized(p, 512, 8);
+                gomalloc::free_sized(p, 512, 8);
+            }
             "wrong_layout_interior" => {
                 // A wrong layout sends the free to the general path, which still diagnoses.
                 let p = gomalloc::alloc(64, 8);
@@ -214,6 +241,24 @@ fn interior_pointer_with_layout() {
 )]
 fn double_free_with_layout() {
     expect_abort("double_free_sized", "double free");
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
+fn double_free_with_layout_in_an_older_window() {
+    expect_abort("double_free_sized_bitmap", "double free of 0x");
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
+fn double_free_with_layout_in_a_retained_span() {
+    expect_abort("double_free_sized_retained", "double free of 0x");
 }
 
 #[test]

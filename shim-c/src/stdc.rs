@@ -83,10 +83,23 @@ fn page_size() -> usize {
 
 #[inline(always)]
 pub(crate) fn malloc_impl(size: size_t) -> *mut c_void {
+    let p = heap::alloc_malloc_fast(size);
+    if !p.is_null() {
+        return p.cast();
+    }
+    malloc_slow_impl(size)
+}
+
+/// Everything [`malloc_impl`]'s fast path leaves (refills, large blocks, impossible sizes,
+/// `errno` on failure), in a function of its own so that the fast path makes no call and
+/// needs no stack frame.
+#[cold]
+#[inline(never)]
+fn malloc_slow_impl(size: size_t) -> *mut c_void {
     if size > MAX_SIZE {
         return fail();
     }
-    checked(heap::alloc_malloc(size))
+    checked(heap::alloc_malloc_slow(size))
 }
 
 #[inline(always)]
