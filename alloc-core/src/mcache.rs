@@ -233,25 +233,27 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
             && (*s).xfree.is_empty()
             && TRIM_EPOCH.load(Ordering::Relaxed) == c.trim_epoch.get()
         {
+            let list = retained(c, spc);
+            let oldest = list.front();
+            let enough = ENOUGH_BY_CLASS[spc.size_class().0 as usize] as u32;
+            if !oldest.is_null() && (*oldest).retained_free() >= enough {
+                // A retained single-window span keeps its window loaded with exactly its
+                // free slots (`Span::retain`): ready as it is. Remote frees waiting on it
+                // are collected at its next refill. The two spans swap places, so the
+                // retained bytes do not change.
+                crate::check!((*oldest).window() == 0, "retained window", oldest as usize);
+                (*oldest).check_invariants();
+                (*s).commit_exhausted_single();
+                list.pop_front();
+                list.push_back(s);
+                c.alloc[spc.index()].set(oldest);
+                return oldest;
+            }
             let np = spc.size_class().npages();
             if c.retained_pages.get() + np <= RETAIN_TOTAL_BYTES >> PAGE_SHIFT {
                 (*s).commit_exhausted_single();
-                let list = retained(c, spc);
-                let oldest = list.front();
                 list.push_back(s);
                 c.retained_pages.set(c.retained_pages.get() + np);
-                let enough = ENOUGH_BY_CLASS[spc.size_class().0 as usize] as u32;
-                if !oldest.is_null() && (*oldest).retained_free() >= enough {
-                    // A retained single-window span keeps its window loaded with exactly
-                    // its free slots (`Span::retain`): ready as it is. Remote frees
-                    // waiting on it are collected at its next refill.
-                    crate::check!((*oldest).window() == 0, "retained window", oldest as usize);
-                    (*oldest).check_invariants();
-                    list.pop_front();
-                    c.retained_pages.set(c.retained_pages.get() - np);
-                    c.alloc[spc.index()].set(oldest);
-                    return oldest;
-                }
                 c.alloc[spc.index()].set(EMPTY_SPAN_PTR);
                 return refill_from_retained_or_central(c, spc);
             }
@@ -315,6 +317,12 @@ unsafe fn refill_from_retained_or_central(c: &MCache, spc: SpanClass) -> *mut Sp
         c.alloc[spc.index()].set(s);
         return s;
     }
+    refill_from_central(c, spc)
+}
+
+/// The end of a refill that found no retained span: a span from the mcentral (null when
+/// out of memory).
+fn refill_from_central(c: &MCache, spc: SpanClass) -> *mut Span {
     c.refills.set(c.refills.get() + 1);
     let s = central(spc).cache_span(spc, c as *const MCache as *mut MCache);
     if !s.is_null() {

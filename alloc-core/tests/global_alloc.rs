@@ -577,6 +577,67 @@ fn a_threads_retained_spans_stay_under_the_bound() {
     .unwrap();
 }
 
+/// With the retain budget spent, a refill swaps the full span for the oldest retained one
+/// if that one has come free (`mcache::refill`'s fast path): nothing goes to the mcentral,
+/// and the cache retains as many bytes as before. (The general path would send the
+/// oldest retained span to the mcentral first, and take up the next one.)
+#[test]
+#[cfg_attr(miri, ignore = "fills the 8 MiB retain budget: too slow under Miri")]
+fn a_spent_budget_swaps_in_the_oldest_retained_span() {
+    assert!(
+        (0..5).any(|_| spent_budget_round()),
+        "every round was interrupted by a trim request"
+    );
+}
+
+/// One round of [`a_spent_budget_swaps_in_the_oldest_retained_span`] on a fresh thread;
+/// `false` if a trim request came while it ran.
+fn spent_budget_round() -> bool {
+    thread::spawn(|| {
+        let trims = gomalloc::mcache::trim_requests();
+        // 512-byte objects, 16 to a one-page span: more spans than the budget holds, so
+        // the batch ends with the budget spent and its last span full.
+        let l = Layout::from_size_align(512, 8).unwrap();
+        let spans = (gomalloc::mcache::RETAIN_TOTAL_BYTES >> 13) + 64;
+        let all = alloc_batch(l, spans * 16);
+        let mut again = Vec::with_capacity(16);
+        let retained = gomalloc::mcache::own_retained_bytes();
+        // Every retained span comes free; the span allocated from stays full.
+        let (rest, last) = all.split_at(all.len() - 16);
+        check_and_free(l, rest);
+        let refills = central_refills();
+        alloc_into(l, 16, &mut again);
+        let central = central_refills() - refills;
+        let retained_after = gomalloc::mcache::own_retained_bytes();
+        let one_span = spans_of(&again).len() == 1;
+        check_and_free(l, &again);
+        for &p in last {
+            // SAFETY: allocated above with `l`, freed once, here.
+            unsafe { GLOBAL.dealloc(p as *mut u8, l) };
+        }
+        if gomalloc::mcache::trim_requests() != trims {
+            return false;
+        }
+        assert_eq!(
+            retained,
+            gomalloc::mcache::RETAIN_TOTAL_BYTES,
+            "budget not spent"
+        );
+        assert_eq!(central, 0, "the refill went to the mcentral");
+        assert!(
+            one_span,
+            "16 objects of a free 16-slot span took more than one span"
+        );
+        assert_eq!(
+            retained_after, retained,
+            "the refill changed the retained bytes: not a swap"
+        );
+        true
+    })
+    .join()
+    .unwrap()
+}
+
 #[test]
 fn one_class_may_retain_the_whole_budget() {
     // glibc's bench-malloc-simple shape: a batch of 4 KiB blocks (two to a one-page span)
