@@ -13,6 +13,7 @@
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use core::cell::Cell;
 use core::ptr;
 
 /// log2 of the arena size.
@@ -104,6 +105,46 @@ pub fn heap_arena_of(addr: usize) -> *mut HeapArena {
     }
     // SAFETY: a non-null L2 pointer refers to a live, never-freed L2 table.
     unsafe { (*l2)[(addr >> ARENA_SHIFT) & (L2_SIZE - 1)].load(Ordering::Acquire) }
+}
+
+/// A one-entry cache of the arena map: the last arena a thread looked up, by its index
+/// (`addr >> ARENA_SHIFT`). An arena's record never changes once registered and is never
+/// removed, so a hit is always right; [`heap_arena_of`]'s two dependent loads and three
+/// tests become one compare with a value the thread owns. C's `free` keeps one in its
+/// cache ([`crate::mcache::MCache`]): a heap of one arena (64 MiB) always hits.
+pub struct ArenaHint {
+    index: Cell<usize>,
+    arena: Cell<*mut HeapArena>,
+}
+
+impl ArenaHint {
+    /// A hint that matches no address (no arena index reaches `usize::MAX`).
+    pub const fn new() -> Self {
+        ArenaHint {
+            index: Cell::new(usize::MAX),
+            arena: Cell::new(ptr::null_mut()),
+        }
+    }
+
+    /// The arena record of `addr` if it is the hinted arena.
+    #[inline(always)]
+    pub fn get(&self, addr: usize) -> Option<*mut HeapArena> {
+        (addr >> ARENA_SHIFT == self.index.get()).then(|| self.arena.get())
+    }
+
+    /// Hints the arena of `addr`, whose record is `ha` (non-null, from [`heap_arena_of`]).
+    #[inline]
+    pub fn set(&self, addr: usize, ha: *mut HeapArena) {
+        debug_assert!(!ha.is_null());
+        self.index.set(addr >> ARENA_SHIFT);
+        self.arena.set(ha);
+    }
+}
+
+impl Default for ArenaHint {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Page index of `addr` inside its arena.
@@ -230,6 +271,21 @@ const _: () = assert!(crate::sizeclasses::MAX_SMALL_SIZE / PAGE_SIZE <= BITMAP_S
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_arena_hint_matches_its_arena_only() {
+        let h = ArenaHint::new();
+        for a in [0, 1 << 30, usize::MAX, (1 << 48) - 1] {
+            assert_eq!(h.get(a), None, "{a:#x}");
+        }
+        let fake = 0x1000 as *mut HeapArena; // never dereferenced
+        let base = 5 << ARENA_SHIFT;
+        h.set(base + 123, fake);
+        assert_eq!(h.get(base), Some(fake));
+        assert_eq!(h.get(base + ARENA_SIZE - 1), Some(fake));
+        assert_eq!(h.get(base - 1), None);
+        assert_eq!(h.get(base + ARENA_SIZE), None);
+    }
 
     #[test]
     fn unmapped_addresses_have_no_span() {

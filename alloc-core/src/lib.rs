@@ -37,7 +37,8 @@
 //! span (cached or retained), the slot goes back into its bitmap or window directly. Two
 //! shortcuts skip the walk: Rust's `dealloc` knows the size, so [`free_sized`] tests the
 //! window of the class's cached span first, then that span, then the span the thread last
-//! freed into; C's `free` does not, so [`free_fast`] walks the map and tests the owner.
+//! freed into; C's `free` does not, so [`free_fast`] walks the map (its first level
+//! through a per-thread hint of the last arena) and tests the owner.
 //! Otherwise the object is
 //! pushed onto the span's lock-free remote free list, which the owner collects when it
 //! next runs out of slots. A span given back *full* is parked in no list; the first

@@ -7,7 +7,7 @@
 //! validated: a pointer gomalloc never handed out, a pointer into the middle of an object,
 //! and a double free each end the process with one line on stderr.
 
-use crate::arena::span_of;
+use crate::arena::{self, span_of};
 use crate::mcache::{self, MCache};
 use crate::mcentral::{central, CENTRAL};
 use crate::mheap::HEAP;
@@ -286,7 +286,11 @@ pub unsafe fn free(p: *mut u8) {
 /// caller then calls [`free`], which handles or diagnoses it. (So the fast path makes no
 /// call, and needs no stack frame: two instructions of every C `free`.)
 ///
-/// The span is found through the arena map ([`span_of`]) every time. A `last_free` hint
+/// The span is found through the arena map every time, its first level through the
+/// cache's [`arena::ArenaHint`] (the arena the thread's last C free went to: with a heap of
+/// one arena it always hits, and saves two dependent loads, three tests and nine
+/// instructions of 58; larson, glibc-thread, sh6bench run 3-5% fewer instructions in all).
+/// A `last_free` hint
 /// tried first, as [`free_sized`] does, saves the walk when frees come in runs of one span
 /// (glibc-simple: 12% faster with it), but where they do not its branch is mispredicted
 /// about as often as not, which costs more than the walk (sh6bench 17%, cfrac 5% faster
@@ -308,7 +312,24 @@ pub unsafe fn free_fast(p: *mut u8) -> bool {
 /// `c` is the calling thread's cache (or the static empty one); `addr` as for [`free`].
 #[inline(always)]
 unsafe fn free_fast_lookup(c: *mut MCache, addr: usize) -> bool {
-    let s = span_of(addr);
+    // SAFETY: `c` is the thread's cache or the static empty one, valid either way.
+    let ha = match unsafe { (*c).arena_hint.get(addr) } {
+        Some(ha) => ha,
+        None => {
+            let ha = arena::heap_arena_of(addr);
+            if ha.is_null() {
+                return false;
+            }
+            if c != mcache::EMPTY_CACHE_PTR {
+                // SAFETY: a real cache is this thread's alone (the static one is never
+                // written).
+                unsafe { (*c).arena_hint.set(addr, ha) };
+            }
+            ha
+        }
+    };
+    // SAFETY: `ha` is a live arena record (never freed).
+    let s = unsafe { (*ha).spans[arena::page_index(addr)].load(crate::sync::Ordering::Acquire) };
     if s.is_null() {
         return false;
     }

@@ -22,6 +22,7 @@
 //!   cache is being set up, or that run before the global initialisation finished, use the
 //!   orphan cache too.
 
+use crate::arena::ArenaHint;
 use crate::fixalloc::FixAlloc;
 use crate::lock::SpinLock;
 use crate::mcentral::{central, SpanList};
@@ -43,6 +44,10 @@ use core::ptr;
 /// [`RETAIN_TOTAL_BYTES`] worth.
 #[repr(C, align(64))]
 pub struct MCache {
+    /// The arena C's `free` last found a span of this cache in (a hint for the arena map:
+    /// [`crate::malloc::free_fast`]). First, on the line of the first span classes. Never
+    /// set in [`EMPTY_CACHE`].
+    pub arena_hint: ArenaHint,
     /// The span each span class allocates from (hot).
     pub alloc: [Cell<*mut Span>; NUM_SPAN_CLASSES],
     /// Links in the pool's active or free list.
@@ -86,6 +91,7 @@ pub const EMPTY_CACHE_PTR: *mut MCache =
 impl MCache {
     const fn empty() -> MCache {
         MCache {
+            arena_hint: ArenaHint::new(),
             alloc: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SPAN_CLASSES],
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
