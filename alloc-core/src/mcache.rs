@@ -203,12 +203,7 @@ pub fn trim_requests() -> usize {
 /// frees: 27% more instructions.) (With 4 MiB, rptest's threads,
 /// which use sizes of every class, sent spans to their mcentrals and took them back 13%
 /// more often, in instructions; 16 MiB saved 4% more for 15% more resident memory.)
-/// (Session 7, with the refill fast path: 16 MiB against 8 MiB, rptest 12% fewer
-/// instructions, since its 6 MB of blocks per thread, in 1500 small spans, had spent the
-/// 8 MiB and sent half its refills through the mcentral; peak RSS of rptest, larson,
-/// mstress, fragment not higher, and `release` 91 MiB two seconds after the free against
-/// 86 MiB.)
-pub const RETAIN_TOTAL_BYTES: usize = 16 << 20;
+pub const RETAIN_TOTAL_BYTES: usize = 8 << 20;
 /// Retained spans [`refill`] looks at before asking the mcentral. (Instructions per run,
 /// 4 probes against 2: larson +4%, rptest +3%, the others +1% or less; 1 probe saved 1%
 /// more on larson and nothing elsewhere.)

@@ -582,7 +582,7 @@ fn a_threads_retained_spans_stay_under_the_bound() {
 /// and the cache retains as many bytes as before. (The general path would send the
 /// oldest retained span to the mcentral first, and take up the next one.)
 #[test]
-#[cfg_attr(miri, ignore = "fills the 16 MiB retain budget: too slow under Miri")]
+#[cfg_attr(miri, ignore = "fills the 8 MiB retain budget: too slow under Miri")]
 fn a_spent_budget_swaps_in_the_oldest_retained_span() {
     assert!(
         (0..5).any(|_| spent_budget_round()),
