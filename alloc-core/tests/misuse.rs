@@ -5,6 +5,21 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
+/// A 64-byte object whose slot the thread's span has left behind: allocates until the span
+/// has moved to a later 64-slot window.
+fn alloc_64_behind_the_window() -> usize {
+    let p = gomalloc::alloc(64, 8) as usize;
+    let span = p & !8191; // 64-byte objects live in one-page spans
+    let window = |a: usize| (a - span) / 64 / 64;
+    for _ in 0..1000 {
+        let q = gomalloc::alloc(64, 8) as usize;
+        if q & !8191 == span && window(q) != window(p) {
+            break;
+        }
+    }
+    p
+}
+
 /// Runs in the child: performs the misuse named by the environment variable.
 #[test]
 fn misuse_child() {
@@ -20,17 +35,8 @@ fn misuse_child() {
                 gomalloc::free(p);
             }
             "double_free_other_window" => {
-                // Allocate until the thread's span has moved to a later 64-slot window, so
-                // the first object's slot is checked in the bitmap, not the window.
-                let p = gomalloc::alloc(64, 8) as usize;
-                let span = p & !8191; // 64-byte objects live in one-page spans
-                let window = |a: usize| (a - span) / 64 / 64;
-                for _ in 0..1000 {
-                    let q = gomalloc::alloc(64, 8) as usize;
-                    if q & !8191 == span && window(q) != window(p) {
-                        break;
-                    }
-                }
+                // The first object's slot is then checked in the bitmap, not the window.
+                let p = alloc_64_behind_the_window();
                 gomalloc::free(p as *mut u8);
                 gomalloc::free(p as *mut u8);
             }
@@ -88,15 +94,7 @@ fn misuse_child() {
                 // The layout-aware free's second tier, bitmap side: `p` is in an older
                 // window of the thread's span, and the first free makes that span the
                 // `last_free` hint, which the second free then tries.
-                let p = gomalloc::alloc(64, 8) as usize;
-                let span = p & !8191; // 64-byte objects live in one-page spans
-                let window = |a: usize| (a - span) / 64 / 64;
-                for _ in 0..1000 {
-                    let q = gomalloc::alloc(64, 8) as usize;
-                    if q & !8191 == span && window(q) != window(p) {
-                        break;
-                    }
-                }
+                let p = alloc_64_behind_the_window();
                 gomalloc::free_sized(p as *mut u8, 64, 8);
                 gomalloc::free_sized(p as *mut u8, 64, 8);
             }
