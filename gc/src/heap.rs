@@ -271,16 +271,18 @@ fn cache_span(kind: u8, class: SizeClass) -> *mut Span {
         drop(l);
         // SAFETY: popped from `unswept`: ours to sweep; not cached.
         let live = unsafe { sweep_span(s, kind_drops(kind)) };
-        SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
         // SAFETY: as above.
         let sr = unsafe { &*s };
+        // The sweep ends once the span is freed, listed, or ours (see `pop_unswept`).
         if live == 0 {
             free_gc_span(s);
         } else if live < sr.nelems.get() {
+            SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
             break s;
         } else {
             lists.lock().unwrap().full.push(s);
         }
+        SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
     };
     // SAFETY: a swept, uncached span with a free slot, ours now.
     unsafe {
@@ -364,7 +366,16 @@ pub(crate) unsafe fn sweep_span(s: *mut Span, drops: bool) -> u32 {
     let claimed = sr
         .sweepgen
         .compare_exchange(sg - 2, sg - 1, Ordering::AcqRel, Ordering::Relaxed);
-    debug_assert!(claimed.is_ok(), "span swept twice in one cycle");
+    if cfg!(debug_assertions) && claimed.is_err() {
+        // Not a panic: it would leave `SWEEPS_ACTIVE` counting this sweep, and every later
+        // cycle would wait for it while mutators allocate without bound.
+        eprintln!(
+            "gc: span {s:p} swept twice in one cycle (sweepgen {}, expected {})",
+            sr.sweepgen.load(Ordering::Relaxed),
+            sg - 2
+        );
+        std::process::abort();
+    }
     let kind = sr.gc.load(Ordering::Relaxed);
     let size = if sr.is_large() {
         sr.npages.get() << PAGE_SHIFT
@@ -393,7 +404,14 @@ pub(crate) unsafe fn sweep_span(s: *mut Span, drops: bool) -> u32 {
 }
 
 /// Takes a span off an `unswept` list (whose lock the caller holds) and counts it in
-/// [`SWEEPS_ACTIVE`]; the caller sweeps it and then decrements the count.
+/// [`SWEEPS_ACTIVE`]; the caller sweeps it and decrements the count only once the span is
+/// freed, back on a list, or in the caller's cache.
+///
+/// Decrementing earlier would let the next cycle begin too soon. A thread that is not
+/// attached (one finishing `collect()`'s sweep) is never stopped: had it dropped the count
+/// before relisting the span, the next cycle's sweep termination could see no sweep
+/// active, mark, and move every listed span to `unswept` before the late span landed on
+/// `partial`, unswept for the new cycle and claimed two generations behind by the one after.
 fn pop_unswept(unswept: &mut Vec<*mut Span>) -> Option<*mut Span> {
     let s = unswept.pop()?;
     SWEEPS_ACTIVE.fetch_add(1, Ordering::Relaxed);
@@ -437,7 +455,6 @@ fn sweep_list(lists: &Central, drops: bool) {
         };
         // SAFETY: popped from `unswept`: ours to sweep; `drops` is the list's.
         let live = unsafe { sweep_span(s, drops) };
-        SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
         // SAFETY: live record.
         let nelems = unsafe { (*s).nelems.get() };
         if live == 0 {
@@ -450,12 +467,21 @@ fn sweep_list(lists: &Central, drops: bool) {
                 l.full.push(s)
             }
         }
+        // Only now (see `pop_unswept`).
+        SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
     }
 }
 
 /// Mark termination: every span becomes unswept and the sweep generation advances.
 /// The world is stopped: no cache holds a span.
 pub(crate) fn begin_sweep_cycle() {
+    // The generation first: a thread that is not attached (one finishing `collect()`'s
+    // sweep) is not stopped and may pop a span off a new `unswept` list as soon as it is
+    // filled; it must then read the new generation. Bumped last, it read the old one and
+    // found the span "swept twice" (`tests/back_to_back.rs`, about one run in 20, the
+    // collector thread's panic then leaving every later cycle waiting for its sweep while
+    // the mutators grew the heap until the OOM killer stopped the test).
+    SWEEPGEN.fetch_add(2, Ordering::Release);
     for row in CENTRALS.iter() {
         for lists in row.iter() {
             let mut l = lists.0.lock().unwrap();
@@ -472,7 +498,6 @@ pub(crate) fn begin_sweep_cycle() {
     let mut l = LARGE.0.lock().unwrap();
     let LargeLists { swept, unswept } = &mut *l;
     unswept.append(swept);
-    SWEEPGEN.fetch_add(2, Ordering::Release);
 }
 
 /// Debug check of the span lists: every listed span is an in-use GC span of the list's
