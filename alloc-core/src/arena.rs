@@ -164,7 +164,19 @@ pub fn span_of(addr: usize) -> *mut Span {
     if ha.is_null() {
         return ptr::null_mut();
     }
-    // SAFETY: `ha` is a live arena record (never freed).
+    // SAFETY: `ha` is the live record of the arena holding `addr`.
+    unsafe { span_in(ha, addr) }
+}
+
+/// [`span_of`]'s last step: the span entry of the page holding `addr`, in the arena whose
+/// record `ha` is (found through the map, or through the C free's [`ArenaHint`]).
+///
+/// # Safety
+/// `ha` is a live arena record (they are never freed) and `addr` lies in its arena.
+#[cfg(not(loom))]
+#[inline(always)]
+pub unsafe fn span_in(ha: *const HeapArena, addr: usize) -> *mut Span {
+    // SAFETY: caller contract.
     unsafe { (*ha).spans[page_index(addr)].load(Ordering::Acquire) }
 }
 

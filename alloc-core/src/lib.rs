@@ -19,7 +19,7 @@
 //! 2. If the window is empty, look further in the span's allocation bitmap, then apply
 //!    the frees other threads left on the span ([`remote::RemoteFreeList`]). Still
 //!    nothing: the thread keeps the full span on its list of *retained* spans (up to
-//!    1 MiB per class, so its own frees into it stay local) and takes up an older retained
+//!    16 MiB in all, so its own frees into it stay local) and takes up an older retained
 //!    span that frees have emptied, or else a partial span of the class's [`mcentral`]
 //!    ([`mcache::refill`]). Only the mcentral takes a lock, the one of its class.
 //! 3. If the mcentral has no span with free slots, get a run of pages from the page heap

@@ -328,8 +328,8 @@ unsafe fn free_fast_lookup(c: *mut MCache, addr: usize) -> bool {
             ha
         }
     };
-    // SAFETY: `ha` is a live arena record (never freed).
-    let s = unsafe { (*ha).spans[arena::page_index(addr)].load(crate::sync::Ordering::Acquire) };
+    // SAFETY: `ha` is the record of the arena holding `addr` (a hint hit or the map's).
+    let s = unsafe { arena::span_in(ha, addr) };
     if s.is_null() {
         return false;
     }
@@ -513,8 +513,20 @@ unsafe fn free_slow(s: *mut Span, addr: usize) {
         crate::check::after_slow_op();
         return;
     }
-    if sr.slot_of(addr).is_none() {
+    let Some(idx) = sr.slot_of(addr) else {
         fatal("free of a pointer into the middle of an object:", addr);
+    };
+    // A span this thread's cache gave up comes back to it (`adopt_for_free`), and the
+    // free is then a local one.
+    let adopted = sr.owner.load(crate::sync::Ordering::Relaxed).is_null()
+        // SAFETY: `s` is in use and holds the object being freed; this thread is inside
+        // no allocation.
+        && unsafe { mcache::adopt_for_free(s) };
+    if adopted {
+        // SAFETY: `idx` is the object's slot, and `s` is now this thread's.
+        unsafe { sr.free_local(idx, addr) };
+        crate::check::after_slow_op();
+        return;
     }
     // SAFETY: the object is dead and the caller's until the push publishes it.
     unsafe { crate::harden::poison(p_of(addr), sr.elemsize.get() as usize) };

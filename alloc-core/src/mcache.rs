@@ -203,7 +203,12 @@ pub fn trim_requests() -> usize {
 /// frees: 27% more instructions.) (With 4 MiB, rptest's threads,
 /// which use sizes of every class, sent spans to their mcentrals and took them back 13%
 /// more often, in instructions; 16 MiB saved 4% more for 15% more resident memory.)
-pub const RETAIN_TOTAL_BYTES: usize = 8 << 20;
+/// (Session 7, with the refill fast path: 16 MiB against 8 MiB, rptest 12% fewer
+/// instructions, since its 6 MB of blocks per thread, in 1500 small spans, had spent the
+/// 8 MiB and sent half its refills through the mcentral; peak RSS of rptest, larson,
+/// mstress, fragment not higher, and `release` 91 MiB two seconds after the free against
+/// 86 MiB.)
+pub const RETAIN_TOTAL_BYTES: usize = 16 << 20;
 /// Retained spans [`refill`] looks at before asking the mcentral. (Instructions per run,
 /// 4 probes against 2: larson +4%, rptest +3%, the others +1% or less; 1 probe saved 1%
 /// more on larson and nothing elsewhere.)
@@ -384,7 +389,7 @@ unsafe fn retained(c: &MCache, spc: SpanClass) -> &mut SpanList {
 ///
 /// # Safety
 /// The caller owns `c` and `s` (in use, class `spc`, no longer in `alloc`, window committed).
-unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) {
+unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) -> bool {
     let np = spc.size_class().npages();
     let max_pages = RETAIN_TOTAL_BYTES >> PAGE_SHIFT;
     // SAFETY: caller contract.
@@ -399,14 +404,73 @@ unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) {
             }
             if c.retained_pages.get() + np > max_pages {
                 evict(c, spc, s);
-                return;
+                return false;
             }
         }
         (*s).retain();
         list.push_back(s);
         c.retained_pages.set(c.retained_pages.get() + np);
     }
+    true
 }
+
+/// Whether [`retire`] would keep a span of class `spc` now: the budget has room for it, or
+/// the class has a retained span to send to the mcentral in its place.
+///
+/// # Safety
+/// The caller owns `c`.
+unsafe fn retire_keeps(c: &MCache, spc: SpanClass) -> bool {
+    let np = spc.size_class().npages();
+    // SAFETY: caller contract.
+    c.retained_pages.get() + np <= RETAIN_TOTAL_BYTES >> PAGE_SHIFT
+        || unsafe { retained(c, spc) }.len > 0
+}
+
+/// Takes the parked span `s` back into the calling thread's cache, as a retained span, if
+/// that cache was the last to give it up ([`Span::last_owner`]); true if the thread now
+/// owns `s`, whose free may then be a local one.
+///
+/// A thread that fills more than [`RETAIN_TOTAL_BYTES`] of spans and then frees their
+/// objects (a program building a big structure and tearing it down) would otherwise free
+/// into spans it gave to the mcentrals as remote frees: a CAS per object and a settle per
+/// span under the mcentral's lock, 95 instructions more per free in the suite's `release`
+/// workload. mimalloc keeps such pages with their thread for the same reason. Spans another
+/// thread filled stay remote frees: a consumer thread would otherwise keep the spans of
+/// its producer, which it never allocates from. Nor is a span taken back that `retire`
+/// would send straight back to the mcentral (the budget spent by other classes): that
+/// would cost two lock round trips and keep nothing.
+///
+/// # Safety
+/// `s` is an in-use small span holding an object the caller is freeing; the caller owns
+/// no span list of this thread's cache (it is not inside an allocation).
+#[cold]
+#[inline(never)]
+pub unsafe fn adopt_for_free(s: *mut Span) -> bool {
+    let c = current();
+    // SAFETY: caller contract: `s` is a live in-use record.
+    let sr = unsafe { &*s };
+    if c == EMPTY_CACHE_PTR || sr.last_owner.load(Ordering::Relaxed) != c {
+        return false;
+    }
+    let spc = sr.spanclass.get();
+    // SAFETY: `c` is the calling thread's own cache (not the empty one), which no one
+    // else touches; `s` as the caller says. Adopted, `s` is owned by `c`, in no list, with
+    // its window committed: what `retire` takes.
+    unsafe {
+        if !retire_keeps(&*c, spc) || !central(spc).adopt_parked(s, c) {
+            return false;
+        }
+        let kept = retire(&*c, spc, s);
+        crate::check!(kept, "adopted span not retained", s as usize);
+        if kept {
+            ADOPTED.fetch_add(1, Ordering::Relaxed);
+        }
+        kept
+    }
+}
+
+/// Spans taken back by [`adopt_for_free`], for [`crate::stats()`].
+pub static ADOPTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Gives a span the cache no longer allocates from (a retained one out of its list and
 /// settled, or one with its window committed) to its mcentral.
@@ -434,7 +498,11 @@ unsafe fn uncache(c: &MCache, spc: SpanClass, s: *mut Span) {
         c.last_free.set(EMPTY_SPAN_PTR);
     }
     // SAFETY: caller contract.
-    unsafe { central(spc).uncache_span(s) };
+    unsafe {
+        (*s).last_owner
+            .store(c as *const MCache as *mut MCache, Ordering::Relaxed);
+        central(spc).uncache_span(s);
+    }
 }
 
 /// A retained span with a free slot loaded in its window, taken out of the list; null if
@@ -593,7 +661,7 @@ pub unsafe fn flush(c: &MCache) {
 
 // ---- the pool of cache records, and the orphan cache ----
 
-/// Cache flushes since start (thread exits, forks), for [`crate::stats()`].
+/// Cache flushes since start (thread exits), for [`crate::stats()`].
 pub static FLUSHES: AtomicUsize = AtomicUsize::new(0);
 
 /// All cache records: the active ones (owned by a live thread) and recycled ones.
@@ -651,7 +719,20 @@ impl Pool {
     /// # Safety
     /// `c` is on this pool's active list and flushed; nobody uses it any more.
     pub unsafe fn put(&mut self, c: *mut MCache) {
-        // SAFETY: `c` is a valid record on the active list.
+        // SAFETY: caller contract.
+        unsafe {
+            self.unlink_active(c);
+            (*c).next.set(self.free);
+        }
+        self.free = c;
+    }
+
+    /// Takes `c` off the active list (and out of the count), onto no list.
+    ///
+    /// # Safety
+    /// `c` is on this pool's active list.
+    unsafe fn unlink_active(&mut self, c: *mut MCache) {
+        // SAFETY: `c` is a valid record on the active list; its neighbours are too.
         unsafe {
             let (p, n) = ((*c).prev.get(), (*c).next.get());
             if p.is_null() {
@@ -662,9 +743,7 @@ impl Pool {
             if !n.is_null() {
                 (*n).prev.set(p);
             }
-            (*c).next.set(self.free);
         }
-        self.free = c;
         self.nactive -= 1;
     }
 
@@ -701,11 +780,24 @@ pub fn with_orphan<R>(f: impl FnOnce(&MCache) -> R) -> Option<R> {
     Some(f(unsafe { &*g.0 }))
 }
 
-/// In a forked child: flush the caches of the threads that did not survive the fork.
+/// In a forked child: abandon the caches of the threads that did not survive the fork.
+///
+/// The fork copied them at whatever instruction their threads were at: a thread may have
+/// been inside `malloc` or `free`, which touch the thread's own cache with no lock (a span
+/// list half relinked, a remote-free list half taken), or half way through its exit flush.
+/// Flushing such a cache in the child could hang it: shim-c's fork tests caught children
+/// spinning in `MCentral::settle` on a span that the dead thread had already handed on
+/// (a few forks in 30000), and a half-rotated retained list is a cycle.
+/// So, like jemalloc's and mimalloc's children, the child leaves them as they are: their
+/// spans stay owned by a record no thread uses (frees into them are remote frees, never
+/// collected), and the record is never reused. What is lost is the free space in at most
+/// [`RETAIN_TOTAL_BYTES`] plus one span per class, per thread the parent had, and it is
+/// memory the child shares with its parent until written. The orphan cache is used only
+/// under its lock, which `fork_prepare` took, so it is whole, and it stays in use.
 ///
 /// # Safety
 /// Called once in the child, single-threaded, with every allocator lock free.
-pub unsafe fn adopt_after_fork() {
+pub unsafe fn abandon_after_fork() {
     let me = current();
     let orphan = ORPHAN.lock().0;
     let mut pool = POOL.lock();
@@ -714,12 +806,13 @@ pub unsafe fn adopt_after_fork() {
         // SAFETY: active-list members are valid records.
         let next = unsafe { (*c).next.get() };
         if c != me && c != orphan {
-            // SAFETY: the owner thread does not exist in the child.
-            unsafe {
-                flush(&*c);
-                pool.put(c);
-            }
+            // SAFETY: `c` is on the active list; its owner thread does not exist here.
+            unsafe { pool.unlink_active(c) };
+            ABANDONED.fetch_add(1, Ordering::Relaxed);
         }
         c = next;
     }
 }
+
+/// Caches abandoned in forked children ([`abandon_after_fork`]), for [`crate::stats()`].
+pub static ABANDONED: AtomicUsize = AtomicUsize::new(0);

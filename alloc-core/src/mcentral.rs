@@ -357,6 +357,39 @@ impl MCentral {
         }
     }
 
+    /// Hands `cache` the parked span `s` (a free by the thread of the cache that last gave
+    /// it up found it so): out of `partial` if listed there, unparked, owned by `cache`,
+    /// its window committed and `alloc_count` exact, as [`Self::uncache_span`] left it.
+    /// False, and nothing changed, if `s` is not parked: a cache owns it, a remote free
+    /// has notified it, or it is on its way into or out of this mcentral.
+    ///
+    /// # Safety
+    /// `s` is an in-use small span of this class holding an object the caller is freeing
+    /// (so it cannot go to the page heap meanwhile).
+    pub unsafe fn adopt_parked(&self, s: *mut Span, cache: *mut MCache) -> bool {
+        let mut partial = self.partial.lock();
+        // SAFETY: caller contract; under the lock a parked span is the lock holder's (see
+        // the parking protocol above), and unparking it makes it ours alone.
+        unsafe {
+            let sr = &*s;
+            if !sr.owner.load(Ordering::Relaxed).is_null() || !sr.xfree.try_unpark() {
+                return false;
+            }
+            if sr.in_partial.get() {
+                partial.remove(s);
+                sr.in_partial.set(false);
+            }
+            drop(partial);
+            // Its free slots count as allocated while a cache owns it.
+            self.objects.fetch_add(
+                (sr.nelems.get() - sr.alloc_count.get()) as usize,
+                Ordering::Relaxed,
+            );
+            sr.owner.store(cache, Ordering::Relaxed);
+        }
+        true
+    }
+
     /// Takes back a span its cache no longer allocates from. The window must be
     /// committed and `alloc_count` exact.
     ///

@@ -83,10 +83,10 @@ extern "C" fn fork_parent() {
 
 extern "C" fn fork_child() {
     // SAFETY: the child's only thread is the one that took the locks in fork_prepare; after
-    // unlocking, it flushes the caches of the threads that did not survive.
+    // unlocking, it abandons the caches of the threads that did not survive.
     unsafe {
         unlock_all();
-        mcache::adopt_after_fork();
+        mcache::abandon_after_fork();
         crate::scavenge::after_fork_child();
     }
 }

@@ -119,7 +119,12 @@ pub struct Span {
     /// ([`crate::scavenge::coarse_now`]); runs younger than [`crate::scavenge::MIN_AGE_NS`]
     /// are left alone by the background scavenger.
     pub dirty_since: Cell<usize>,
-    _pad_remote: [u8; 24],
+    /// In-use small spans: the cache that last gave the span up to its mcentral (null if
+    /// none has yet). A free by that cache's thread into the span, parked, takes it back
+    /// ([`crate::mcache::adopt_for_free`]) instead of making a remote free. Read by the
+    /// freeing thread with no lock: a hint, which the mcentral's lock then settles.
+    pub last_owner: AtomicPtr<MCache>,
+    _pad_remote: [u8; 16],
     // --- cold ---
     /// Pages in the span.
     pub npages: Cell<usize>,
@@ -212,7 +217,8 @@ impl Span {
             dirty_next: Cell::new(ptr::null_mut()),
             dirty_prev: Cell::new(ptr::null_mut()),
             dirty_since: Cell::new(0),
-            _pad_remote: [0; 24],
+            last_owner: AtomicPtr::new(ptr::null_mut()),
+            _pad_remote: [0; 16],
             npages: Cell::new(0),
             mark_bits: Cell::new(ptr::null_mut()),
             next: Cell::new(ptr::null_mut()),

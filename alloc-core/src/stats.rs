@@ -9,7 +9,7 @@
 
 #[cfg(all(target_os = "linux", not(miri)))]
 use crate::config;
-use crate::mcache::{FLUSHES, POOL};
+use crate::mcache::{ABANDONED, ADOPTED, FLUSHES, POOL};
 use crate::mcentral::CENTRAL;
 use crate::mheap::HEAP;
 use crate::report::Line;
@@ -84,8 +84,14 @@ pub struct Stats {
     pub large_allocs: usize,
     /// Threads with a cache.
     pub active_caches: usize,
-    /// Thread caches flushed (thread exits, forks).
+    /// Thread caches flushed (thread exits).
     pub cache_flushes: usize,
+    /// Thread caches abandoned in forked children: those of the parent's other threads
+    /// ([`crate::mcache::abandon_after_fork`]).
+    pub caches_abandoned: usize,
+    /// Spans a thread took back from the mcentrals by freeing into them, after its cache
+    /// had given them up ([`crate::mcache::adopt_for_free`]).
+    pub spans_adopted: usize,
     /// Bytes returned to the OS since start (background, synchronous and explicit).
     pub released_total: usize,
     /// Scavenger work.
@@ -131,6 +137,8 @@ pub fn stats() -> Stats {
         large_allocs: c.large_allocs,
         active_caches,
         cache_flushes: FLUSHES.load(Ordering::Relaxed),
+        caches_abandoned: ABANDONED.load(Ordering::Relaxed),
+        spans_adopted: ADOPTED.load(Ordering::Relaxed),
         released_total: c.released_total,
         scavenge: ScavengeStats {
             running: scavenge::running(),
@@ -181,7 +189,11 @@ pub fn print_summary(fd: i32) {
         .dec(s.active_caches)
         .str(" (")
         .dec(s.cache_flushes)
-        .str(" flushed)\n");
+        .str(" flushed, ")
+        .dec(s.caches_abandoned)
+        .str(" abandoned at fork), spans taken back by their thread ")
+        .dec(s.spans_adopted)
+        .str("\n");
     l.flush_to(fd);
     let sc = s.scavenge;
     l.str("gomalloc: scavenger ")

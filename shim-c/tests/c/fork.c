@@ -88,6 +88,24 @@ static double mono(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Waits for fork number `f`'s child, which must exit with status 0 within 10 s. */
+static void wait_child(pid_t pid, int f) {
+    double deadline = mono() + 10;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) break;
+        if (mono() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            CHECKF(0, "fork %d: child still running after 10 s (deadlocked in the allocator?)", f);
+        }
+        struct timespec ts = {0, 200 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork %d: child status %#x", f, st);
+}
+
 static void fork_loop(int forks, int from_thread);
 
 struct fork_args { int forks; };
@@ -116,20 +134,7 @@ static void fork_loop(int forks, int from_thread) {
         CHECK(pid >= 0);
         if (pid == 0) child_body(inherited, INH);
         for (int i = 0; i < INH; i++) free(inherited[i]);
-        double deadline = mono() + 10;
-        int st;
-        for (;;) {
-            pid_t r = waitpid(pid, &st, WNOHANG);
-            if (r == pid) break;
-            if (mono() > deadline) {
-                kill(pid, SIGKILL);
-                waitpid(pid, &st, 0);
-                CHECKF(0, "fork %d: child still running after 10 s (deadlocked in the allocator?)", f);
-            }
-            struct timespec ts = {0, 200 * 1000};
-            nanosleep(&ts, NULL);
-        }
-        CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork %d: child status %#x", f, st);
+        wait_child(pid, f);
     }
 }
 
@@ -145,6 +150,46 @@ static void run_fork_test(int forks, int from_thread) {
 }
 
 TEST(fork_loop_while_threads_exit, T_SLOW) { run_fork_test(400, 0); }
+
+/* larson-style replacement over 16..2016 bytes: the threads are in malloc or free nearly all
+ * the time, refilling and relinking their caches' span lists with no lock held, when the
+ * fork copies them. A child that flushed those half-changed caches hung (about one run in
+ * five of this test, before mcache::abandon_after_fork). */
+static void *replace_loop(void *arg) {
+    uint64_t rng = (uintptr_t)arg * 7919 + 5;
+    enum { N = 20000 };
+    void **p = calloc(N, sizeof(void *));
+    if (!p) return NULL;
+    while (!atomic_load(&stop)) {
+        int i = rng_next(&rng) % N;
+        free(p[i]);
+        p[i] = malloc(16 + rng_next(&rng) % 2000);
+    }
+    for (int i = 0; i < N; i++) free(p[i]);
+    free(p);
+    return NULL;
+}
+
+static void small_child(void) {
+    void *q[200];
+    for (int i = 0; i < 200; i++) q[i] = malloc(16 + i * 9);
+    for (int i = 0; i < 200; i++) free(q[i]);
+    _exit(0);
+}
+
+TEST(fork_while_threads_refill, T_SLOW) {
+    pthread_t w[3];
+    atomic_store(&stop, 0);
+    for (int i = 0; i < 3; i++) CHECK(pthread_create(&w[i], NULL, replace_loop, (void *)(uintptr_t)(i + 1)) == 0);
+    for (int f = 0; f < 300; f++) {
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) small_child();
+        wait_child(pid, f);
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 3; i++) pthread_join(w[i], NULL);
+}
 
 TEST(fork_from_a_thread_while_threads_exit, T_SLOW) { run_fork_test(150, 1); }
 
