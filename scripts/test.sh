@@ -132,7 +132,8 @@ MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance -Zmiri-ignore-l
 
 stage "Miri over the heap's integration tests"
 # global_alloc (cross-thread and remote frees, retained spans, short-lived threads),
-# free_fast and model (random action sequences), with sizes reduced under cfg(miri).
+# free_fast, free_runs (windows loaded for runs of frees) and model (random action
+# sequences), with sizes reduced under cfg(miri).
 # Left out for time, though they pass under Miri by hand: large_and_huge_blocks and
 # big_alignments_waste_nothing_beyond_the_alignment (they add arenas, and each arena makes
 # every later check_heap of the process slower), scavenge.rs (40 s) and sizeclasses.rs (no
@@ -141,7 +142,7 @@ stage "Miri over the heap's integration tests"
 # in-process tests need the checked features; with them they pass under Miri, in 150 s).
 MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance -Zmiri-ignore-leaks" \
     cargo +nightly miri test -p gomalloc --quiet \
-    --test global_alloc --test free_fast --test model \
+    --test global_alloc --test free_fast --test free_runs --test model \
     --target-dir target/miri \
     -- --skip large_and_huge_blocks --skip big_alignments_waste_nothing_beyond_the_alignment
 

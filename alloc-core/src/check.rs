@@ -189,6 +189,14 @@ fn check_own_cache() {
     }
     for spc in 0..NUM_SPAN_CLASSES {
         // SAFETY: `c` is this thread's live cache.
+        let hint = unsafe { (*c).free_span(spc) };
+        check!(
+            core::ptr::eq(hint, mcache::EMPTY_SPAN_PTR)
+                || (hint.owner.load(Ordering::Relaxed) == c && hint.spanclass.get().index() == spc),
+            "free hint names a span of another class or cache",
+            hint as *const Span as usize
+        );
+        // SAFETY: `c` is this thread's live cache.
         let sr = unsafe { (*c).span(spc) };
         if sr.state() == SpanState::Dead && sr.base.get() == 0 {
             continue; // the static empty span
@@ -235,23 +243,29 @@ fn check_own_cache() {
                 "retained span of the wrong class, or also cached",
                 s
             );
+            let w = sr.window();
             check!(
-                !sr.in_partial.get()
-                    && (sr.window() == NO_WINDOW || (sr.single_window() && sr.window() == 0)),
+                !sr.in_partial.get() && (w == NO_WINDOW || !sr.single_window() || w == 0),
                 "retained span in a partial list, or with a window it should not keep",
                 s
             );
             let n = small_span(sr);
-            // The bitmap as last committed: exact with no window; with one (see
-            // `Span::retain`: its one word), the window holds every slot free in that word,
-            // and those the owner freed since.
-            let word = *sr.alloc_bits.get();
+            // The bitmap as last committed: exact with no window; with one (a single-window
+            // span's one word, `Span::retain`, or a window loaded for frees), the window
+            // holds every slot free in its word, and those the owner freed since.
             check!(
-                if sr.window() == NO_WINDOW {
+                if w == NO_WINDOW {
                     n == sr.alloc_count.get()
                 } else {
-                    word.count_ones() == sr.alloc_count.get()
-                        && !word & window_mask(0, sr.nelems.get()) & !sr.alloc_cache.get() == 0
+                    let word = *sr.alloc_bits.get().add(w as usize >> 6);
+                    // `small_span` counted the window's word only if the window is empty.
+                    let rest = if sr.alloc_cache.get() == 0 {
+                        0
+                    } else {
+                        word.count_ones()
+                    };
+                    n + rest == sr.alloc_count.get()
+                        && !word & window_mask(w, sr.nelems.get()) & !sr.alloc_cache.get() == 0
                 },
                 "alloc_count out of step with bitmap, or retained window lost a free slot",
                 s

@@ -290,7 +290,7 @@ pub unsafe fn free(p: *mut u8) {
 /// cache's [`arena::ArenaHint`] (the arena the thread's last C free went to: with a heap of
 /// one arena it always hits, and saves two dependent loads, three tests and nine
 /// instructions of 58; larson, glibc-thread, sh6bench run 3-5% fewer instructions in all).
-/// A `last_free` hint
+/// A hint of the span last freed into,
 /// tried first, as [`free_sized`] does, saves the walk when frees come in runs of one span
 /// (glibc-simple: 12% faster with it), but where they do not its branch is mispredicted
 /// about as often as not, which costs more than the walk (sh6bench 17%, cfrac 5% faster
@@ -363,11 +363,11 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
         // hold no slot, so the window test fails); every span in a cache is owned by it.
         unsafe {
             let c = mcache::current();
-            let span = (*c).span(spc);
+            let span = (*c).free_span(spc);
             if span.free_in_window(p as usize) {
                 return;
             }
-            return free_in_span_or_general(c, span, p);
+            return free_in_span_or_general(c, span, spc, p);
         }
     }
     // SAFETY: caller contract.
@@ -386,56 +386,97 @@ unsafe fn free_unsized(p: *mut u8) {
     unsafe { free(p) }
 }
 
-/// Second tier of [`free_sized`]: `p` is not in the window, but may still be a slot of the
-/// span the thread last freed into (a retained one, or the cached span itself: a batch of
-/// frees hits it again and again), or of the cached span, which need no arena-map walk
-/// either. The hint goes first, so that a batch of frees runs through one test whichever
-/// of the two its objects are in; a hit on the cached span makes it the hint.
+/// Second tier of [`free_sized`]: `p` is not in the window of `span`, the class's free
+/// hint (`MCache::free_hint`), but may still be a slot of it (the hint names the span the
+/// class's frees last went to, so a batch of frees hits it again and again), or of the
+/// span the class allocates from; neither needs the arena map. A hit on the allocating
+/// span makes it the hint.
 ///
 /// # Safety
-/// `c` is the calling thread's cache (or the static empty one) and `span` one of its
-/// spans; `p` as for [`free`].
+/// `c` is the calling thread's cache (or the static empty one), `span` its free hint of
+/// class `spc`; `p` as for [`free`].
 #[cold]
 #[inline(never)]
-unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, p: *mut u8) {
+unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, spc: usize, p: *mut u8) {
     let addr = p as usize;
-    // SAFETY: `last_free` is the static empty span (no slots: `slot_of` fails) or a span
-    // `c` owns (the hint's invariant: a span leaving the cache clears it), so this thread
-    // may free into it, and no other thread writes its record meanwhile. A double free
-    // goes to the general path, which reports it (a tail call: no stack frame here).
+    // SAFETY: the hint is the static empty span (no slots: `slot_of` fails) or a span `c`
+    // owns (the hint's invariant: a span leaving the cache clears it), so this thread may
+    // free into it, and no other thread writes its record meanwhile. A double free goes to
+    // the general path, which reports it (a tail call: no stack frame here).
     unsafe {
-        let last = &*(*c).last_free.get();
         crate::check!(
-            ptr::eq(last, mcache::EMPTY_SPAN_PTR)
-                || last.owner.load(crate::sync::Ordering::Relaxed) == c,
+            ptr::eq(span, mcache::EMPTY_SPAN_PTR)
+                || span.owner.load(crate::sync::Ordering::Relaxed) == c,
             "free hint names a span this cache does not own",
-            last as *const Span as usize
+            span as *const Span as usize
         );
-        if let Some(idx) = last.slot_of(addr) {
-            if last.try_free_local_branchy(idx, addr) {
+        let alloc = (*c).span(spc);
+        if let Some(idx) = span.slot_of(addr) {
+            // The first tier tested this span's window, so the slot is outside it; and a
+            // span with a slot outside its window has more than 64 slots.
+            if at_window_edge(idx) && !ptr::eq(span, alloc) {
+                return free_starting_a_run(span, idx, p);
+            }
+            if span.try_free_outside_window(idx, addr) {
                 return;
             }
             return free_unsized(p);
         }
-    }
-    if let Some(idx) = span.slot_of(addr) {
-        // SAFETY: the calling thread's cache owns `span` (a span with slots is a real
-        // span, so `c` is a real cache); `idx < nelems`. The hint may name a span the
-        // cache owns.
-        unsafe {
-            if span.try_free_local_branchy(idx, addr) {
-                (*c).last_free.set(span as *const Span as *mut Span);
+        if let Some(idx) = alloc.slot_of(addr) {
+            // `c` owns `alloc` (a span with slots is a real span, so `c` is a real cache);
+            // `idx < nelems`.
+            if alloc.try_free_local_branchy(idx, addr) {
+                (*c).free_hint[spc].set(alloc as *const Span as *mut Span);
                 return;
             }
             return free_unsized(p);
         }
+        free_after_lookup(c, p)
     }
-    // SAFETY: as above.
-    unsafe { free_after_lookup(c, p) }
+}
+
+/// Whether a free into slot `idx` of `s`, a span its cache retains, should load the
+/// window holding it for the frees to come ([`Span::load_window_for_frees`]): `s` has more
+/// than 64 slots (a single-window span keeps its window loaded anyway), the slot is not in
+/// the window loaded now, and it is the first or the last slot of its window
+/// ([`at_window_edge`]), where a run of frees in allocation order, or in its reverse,
+/// enters a window. Frees at random rarely
+/// land there (2 in 64), so they keep to the bitmap rather than paying a commit and a load
+/// each.
+#[inline(always)]
+fn starts_a_run(s: &Span, idx: usize) -> bool {
+    at_window_edge(idx) && !s.single_window() && idx & !63 != s.window() as usize
+}
+
+/// Slot `idx` is the first or the last of a 64-slot window (see [`starts_a_run`]). (The
+/// last slot of a span whose last window is shorter is not one: a run backwards through
+/// such a span loads its windows from the next one down.)
+#[inline(always)]
+fn at_window_edge(idx: usize) -> bool {
+    (idx + 1) & 63 <= 1
+}
+
+/// Frees slot `idx` of `s` after loading the window holding it for the frees to come
+/// ([`starts_a_run`]). Out of line, so that the second tier, which tail-calls it once per
+/// window at most, keeps a leaf with no registers to save.
+///
+/// # Safety
+/// The calling thread's cache owns `s` and retains it; `idx` is the slot of `p`.
+#[cold]
+#[inline(never)]
+unsafe fn free_starting_a_run(s: &Span, idx: usize, p: *mut u8) {
+    // SAFETY: caller contract.
+    unsafe {
+        s.load_window_for_frees(idx);
+        if !s.try_free_local_branchy(idx, p as usize) {
+            free_unsized(p); // a double free: the general path reports it
+        }
+    }
 }
 
 /// Third tier of [`free_sized`]: the span through the arena map (a separate function, so
-/// that the second tier stays a leaf with no registers to save).
+/// that the second tier stays a leaf with no registers to save). A span this thread owns
+/// becomes its class's free hint.
 ///
 /// # Safety
 /// As for [`free_in_span_or_general`].
@@ -451,11 +492,17 @@ unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
         if (*s).owner.load(crate::sync::Ordering::Relaxed) != c {
             return free_slow(s, addr);
         }
-        match (*s).slot_of(addr) {
+        let sr = &*s;
+        match sr.slot_of(addr) {
             Some(idx) => {
-                (*s).free_local(idx, addr);
-                // `c` owns a span, so it is a real cache, not the static empty one.
-                (*c).last_free.set(s);
+                // `c` owns a span, so it is a real cache, not the static empty one. The
+                // span is the class's allocating span or one it retains.
+                let spc = sr.spanclass.get().index();
+                (*c).free_hint[spc].set(s);
+                if !ptr::eq(sr, (*c).span(spc)) && starts_a_run(sr, idx) {
+                    return free_starting_a_run(sr, idx, p);
+                }
+                sr.free_local(idx, addr);
             }
             None => fatal("free of a pointer into the middle of an object:", addr),
         }

@@ -38,9 +38,10 @@ use core::ptr;
 /// Invariants: `alloc[spc]` is [`EMPTY_SPAN`] or an in-use span of class `spc` whose
 /// `owner` is this cache; entries of size class 0 are always [`EMPTY_SPAN`]. Every span of
 /// `retained[spc]` is an in-use span of class `spc` owned by this cache, in the retained
-/// state (`Span::retain`: no window loaded, or a single-window span's one window), in no
-/// other list, and not `alloc[spc]`;
-/// `retained_pages` is the sum of the pages of all retained spans, at most
+/// state (`Span::retain`: a single-window span's one window loaded; a larger span with no
+/// window, or with one loaded for frees by `Span::load_window_for_frees`), in no other
+/// list, and not `alloc[spc]`; `free_hint[spc]` is [`EMPTY_SPAN`], `alloc[spc]` or one of
+/// `retained[spc]`; `retained_pages` is the sum of the pages of all retained spans, at most
 /// [`RETAIN_TOTAL_BYTES`] worth.
 #[repr(C, align(64))]
 pub struct MCache {
@@ -55,12 +56,16 @@ pub struct MCache {
     prev: Cell<*mut MCache>,
     /// Times this cache swapped a span with its mcentral.
     pub refills: Cell<usize>,
-    /// The span of this cache that the last layout-aware free outside a window went to (a
-    /// hint: `free_sized` tries it before the arena map; C's `free_fast` does not, see
-    /// there). Batches of frees hit it. Invariant: [`EMPTY_SPAN`] or a span this cache owns; a
-    /// span leaving the cache (`evict`, [`flush`]) clears it, so the hint never names a
-    /// record that another thread may be reusing.
-    pub last_free: Cell<*mut Span>,
+    /// Per span class, the span the thread's layout-aware frees of that class last went
+    /// to: the first place [`crate::malloc::free_sized`] looks (its window, then the whole
+    /// span), before the class's `alloc` span and the arena map. `alloc[spc]` after every
+    /// refill, so that a free of an object just allocated finds its window here; a
+    /// retained span while frees run through it (a batch freed in allocation order, one
+    /// retained span after another). C's `free_fast` does not use it (see there).
+    /// Invariant: [`EMPTY_SPAN`] or a span of the class this cache owns; a span leaving the
+    /// cache (`uncache`) clears its entry, so the hint never names a record that another
+    /// thread may be reusing.
+    pub free_hint: [Cell<*mut Span>; NUM_SPAN_CLASSES],
     /// Spans this cache filled and still owns, oldest first (see [`refill`]), so that the
     /// thread's frees into them stay local. Only the owning thread touches the lists.
     retained: [UnsafeCell<SpanList>; NUM_SPAN_CLASSES],
@@ -96,7 +101,7 @@ impl MCache {
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
             refills: Cell::new(0),
-            last_free: Cell::new(EMPTY_SPAN_PTR),
+            free_hint: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SPAN_CLASSES],
             retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SPAN_CLASSES],
             retained_pages: Cell::new(0),
             trim_epoch: Cell::new(0),
@@ -110,6 +115,21 @@ impl MCache {
         // SAFETY: `spc < NUM_SPAN_CLASSES` (span classes come from the size-class table);
         // entries always point to a live span record.
         unsafe { &*self.alloc.get_unchecked(spc).get() }
+    }
+
+    /// The span class `spc`'s frees went to last (`free_hint[spc]`).
+    #[inline(always)]
+    pub fn free_span(&self, spc: usize) -> &Span {
+        debug_assert!(spc < NUM_SPAN_CLASSES);
+        // SAFETY: as in `span`.
+        unsafe { &*self.free_hint.get_unchecked(spc).get() }
+    }
+
+    /// Makes `s`, a span of class `spc` this cache allocates from, the class's free hint.
+    #[inline(always)]
+    fn set_alloc(&self, spc: SpanClass, s: *mut Span) {
+        self.alloc[spc.index()].set(s);
+        self.free_hint[spc.index()].set(s);
     }
 }
 
@@ -257,7 +277,7 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
                 (*s).commit_exhausted_single();
                 list.pop_front();
                 list.push_back(s);
-                c.alloc[spc.index()].set(oldest);
+                c.set_alloc(spc, oldest);
                 return oldest;
             }
             let np = spc.size_class().npages();
@@ -325,7 +345,7 @@ unsafe fn refill_from_retained_or_central(c: &MCache, spc: SpanClass) -> *mut Sp
     // SAFETY: the caller owns `c`.
     let s = unsafe { take_retained(c, spc) };
     if !s.is_null() {
-        c.alloc[spc.index()].set(s);
+        c.set_alloc(spc, s);
         return s;
     }
     refill_from_central(c, spc)
@@ -337,7 +357,7 @@ fn refill_from_central(c: &MCache, spc: SpanClass) -> *mut Span {
     c.refills.set(c.refills.get() + 1);
     let s = central(spc).cache_span(spc, c as *const MCache as *mut MCache);
     if !s.is_null() {
-        c.alloc[spc.index()].set(s);
+        c.set_alloc(spc, s);
     }
     s
 }
@@ -487,15 +507,16 @@ unsafe fn evict(c: &MCache, spc: SpanClass, s: *mut Span) {
     }
 }
 
-/// Gives `s` up to its mcentral, first clearing the `last_free` hint if it names `s`:
+/// Gives `s` up to its mcentral, first clearing the class's free hint if it names `s`:
 /// once the mcentral has it, the span may be freed and its record reused by another
 /// thread, which the hint must then not read.
 ///
 /// # Safety
 /// `c` owns `s`, whose window is committed and which is in no list.
 unsafe fn uncache(c: &MCache, spc: SpanClass, s: *mut Span) {
-    if c.last_free.get() == s {
-        c.last_free.set(EMPTY_SPAN_PTR);
+    let hint = &c.free_hint[spc.index()];
+    if hint.get() == s {
+        hint.set(EMPTY_SPAN_PTR);
     }
     // SAFETY: caller contract.
     unsafe {
@@ -652,11 +673,13 @@ pub unsafe fn flush(c: &MCache) {
             uncache(c, SpanClass(spc as u8), s);
         }
     }
-    crate::check!(
-        c.last_free.get() == EMPTY_SPAN_PTR,
-        "free hint names a span the cache gave up",
-        c.last_free.get() as usize
-    );
+    for hint in &c.free_hint {
+        crate::check!(
+            hint.get() == EMPTY_SPAN_PTR,
+            "free hint names a span the cache gave up",
+            hint.get() as usize
+        );
+    }
 }
 
 // ---- the pool of cache records, and the orphan cache ----

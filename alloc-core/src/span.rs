@@ -423,7 +423,8 @@ impl Span {
     /// cache line, like frees into the span it allocates from. (A free into the bitmap
     /// reads one more cache line, the bitmap word, and larson-style random frees miss it:
     /// 1.0 M of their 3.2 M frees did.) Other spans unload theirs ([`Span::unload_window`]),
-    /// so that every free clears its bitmap bit and keeps `alloc_count` exact. Either way
+    /// so that every free clears its bitmap bit and keeps `alloc_count` exact, until a run
+    /// of frees loads one for itself ([`Span::load_window_for_frees`]). Either way
     /// [`Span::retained_free`] counts the free slots and [`Span::settle_retained`] makes the
     /// bitmap exact again.
     ///
@@ -470,11 +471,50 @@ impl Span {
     /// The caller owns the span, which is in the retained state.
     #[inline]
     pub(crate) unsafe fn retained_free(&self) -> u32 {
-        if self.window() == NO_WINDOW {
+        let w = self.window();
+        if w == NO_WINDOW {
             self.nelems.get() - self.alloc_count.get()
-        } else {
+        } else if self.single_window() {
             crate::cpu::popcount(self.alloc_cache.get())
+        } else {
+            // A window loaded for frees: `alloc_count` is that of the bitmap as committed,
+            // whose word for the window still shows the slots that were free when it was
+            // loaded; the window holds those and the owner's frees since.
+            // SAFETY: a loaded window's word lies in the bitmap; the caller owns the span.
+            let word = unsafe { *self.alloc_bits.get().add(w as usize >> 6) };
+            let free_then = crate::cpu::popcount(!word & window_mask(w, self.nelems.get()));
+            self.nelems.get() - self.alloc_count.get() - free_then
+                + crate::cpu::popcount(self.alloc_cache.get())
         }
+    }
+
+    /// Loads, into a retained span of more than 64 slots, the window holding slot `idx`,
+    /// for the owner's frees (the window it had, if any, committed first), so that a run of
+    /// frees into the span is each a bit set in `alloc_cache`, as frees into the window of
+    /// the span a cache allocates from are: the first tier of
+    /// [`crate::malloc::free_sized`] finds them there. The window holds exactly the
+    /// window's free slots, as a single-window retained span's does ([`Span::retain`]).
+    ///
+    /// # Safety
+    /// The caller owns the span, which is retained (not the span its cache allocates
+    /// from), has more than 64 slots, and `idx < nelems`.
+    #[inline]
+    pub(crate) unsafe fn load_window_for_frees(&self, idx: usize) {
+        crate::check!(
+            !self.single_window() && idx < self.nelems.get() as usize,
+            "window for frees in a single-window span",
+            self as *const Span as usize
+        );
+        if self.window() != NO_WINDOW {
+            // SAFETY: caller contract; a retained window is exact (see `settle_retained`).
+            unsafe { self.commit_window() };
+        }
+        let w = (idx & !63) as u32;
+        // SAFETY: `idx < nelems`, so its word lies in the bitmap.
+        let word = unsafe { *self.alloc_bits.get().add(idx >> 6) };
+        self.set_window(w);
+        self.alloc_cache
+            .set(!word & window_mask(w, self.nelems.get()));
     }
 
     /// Takes a retained span out of the retained state: its window, if it kept one, is
@@ -578,29 +618,46 @@ impl Span {
     /// [`Span::try_free_local`] with a branch between the window and the bitmap instead
     /// of a select: eight instructions fewer where the branch is predictable, as it is in
     /// runs of frees into one span (a batch of Rust frees through the second tier of
-    /// [`crate::malloc::free_sized`], the span of its `last_free` hint).
+    /// [`crate::malloc::free_sized`], the span of the class's free hint).
     ///
     /// # Safety
     /// The caller owns the span; `idx < nelems`.
     #[inline(always)]
     pub unsafe fn try_free_local_branchy(&self, idx: usize, addr: usize) -> bool {
-        let m = 1u64 << (idx & 63);
-        if idx & !63 == self.window() as usize {
-            let c = self.alloc_cache.get();
-            if c & m != 0 {
-                return false;
-            }
-            self.alloc_cache.set(c | m);
-        } else {
-            // SAFETY: `idx < nelems`, so the word lies in the span's bitmap, the owner's.
-            let word = unsafe { &mut *self.alloc_bits.get().add(idx >> 6) };
-            if *word & m == 0 {
-                return false;
-            }
-            *word &= !m;
-            // The bit was set, so counted (invariant 3): no underflow.
-            self.alloc_count.set(self.alloc_count.get() - 1);
+        if idx & !63 != self.window() as usize {
+            // SAFETY: caller contract; the slot is outside the window.
+            return unsafe { self.try_free_outside_window(idx, addr) };
         }
+        let m = 1u64 << (idx & 63);
+        let c = self.alloc_cache.get();
+        if c & m != 0 {
+            return false;
+        }
+        self.alloc_cache.set(c | m);
+        // SAFETY: the slot is dead and ours (poison feature only).
+        unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
+        self.needzero.set(true);
+        true
+    }
+
+    /// [`Span::try_free_local`] for a slot the caller knows is outside the loaded window:
+    /// its bitmap bit is cleared, with no window test. (The second tier of
+    /// [`crate::malloc::free_sized`] knows it: the first tested the same span's window.)
+    ///
+    /// # Safety
+    /// The caller owns the span; `idx < nelems`, and slot `idx` is not in the window.
+    #[inline(always)]
+    pub unsafe fn try_free_outside_window(&self, idx: usize, addr: usize) -> bool {
+        debug_assert_ne!(idx & !63, self.window() as usize);
+        let m = 1u64 << (idx & 63);
+        // SAFETY: `idx < nelems`, so the word lies in the span's bitmap, the owner's.
+        let word = unsafe { &mut *self.alloc_bits.get().add(idx >> 6) };
+        if *word & m == 0 {
+            return false;
+        }
+        *word &= !m;
+        // The bit was set, so counted (invariant 3): no underflow.
+        self.alloc_count.set(self.alloc_count.get() - 1);
         // SAFETY: the slot is dead and ours (poison feature only).
         unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
         self.needzero.set(true);

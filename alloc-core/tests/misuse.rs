@@ -71,6 +71,15 @@ fn misuse_child() {
                 .join()
                 .unwrap();
             }
+            "double_free_sized_run" => {
+                // A run of frees through a retained span: the free of its first slot loads
+                // the span's first window for the frees that follow, so the second free of
+                // the same object is a bit already set in that window (the first tier).
+                let ps: Vec<*mut u8> = (0..300).map(|_| gomalloc::alloc(64, 8)).collect();
+                gomalloc::free_sized(ps[0], 64, 8);
+                gomalloc::free_sized(ps[1], 64, 8);
+                gomalloc::free_sized(ps[1], 64, 8);
+            }
             "double_free_large" => {
                 let p = gomalloc::alloc(1 << 20, 8);
                 gomalloc::free(p);
@@ -93,7 +102,7 @@ fn misuse_child() {
             "double_free_sized_bitmap" => {
                 // The layout-aware free's second tier, bitmap side: `p` is in an older
                 // window of the thread's span, and the first free makes that span the
-                // `last_free` hint, which the second free then tries.
+                // class's free hint, which the second free then tries.
                 let p = alloc_64_behind_the_window();
                 gomalloc::free_sized(p as *mut u8, 64, 8);
                 gomalloc::free_sized(p as *mut u8, 64, 8);
@@ -185,6 +194,15 @@ fn double_free_small() {
 )]
 fn double_free_in_another_window() {
     expect_abort("double_free_other_window", "double free");
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
+fn double_free_in_a_window_loaded_for_frees() {
+    expect_abort("double_free_sized_run", "double free");
 }
 
 #[test]
