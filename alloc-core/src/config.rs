@@ -7,7 +7,7 @@
 //! | `GOMALLOC_SCAVENGE_PERCENT` | CPU budget of the background scavenger, percent of one core, `1`..`100` | `1` |
 //! | `GOMALLOC_RELEASE` | `dontneed` (RSS drops at once) or `free` (`MADV_FREE`: lazily, under memory pressure) | `dontneed` |
 //! | `GOMALLOC_MEMLIMIT` | soft memory limit: bytes with an optional unit `B`, `KiB`, `MiB`, `GiB`, `TiB` (or `K`, `M`, `G`, `T`), or `off` | `off` |
-//! | `GOMALLOC_STATS` | `1` prints a statistics summary to stderr at exit; `0` does not | `0` |
+//! | `GOMALLOC_STATS` | `1` prints a statistics summary to stderr at exit (through a close-on-exec duplicate of it taken at start-up, so a program that closes its stderr still gets one); `0` does not | `0` |
 //!
 //! An invalid value prints one warning naming the variable and the accepted values, and the
 //! default is used. Every setting lives in an atomic; a change through [`configure`] takes
@@ -128,6 +128,9 @@ pub fn configure(cfg: Config) {
     RELEASE_FREE.store(free, Ordering::Relaxed);
     MEMLIMIT.store(cfg.memory_limit.unwrap_or(usize::MAX), Ordering::Relaxed);
     STATS_AT_EXIT.store(cfg.stats_at_exit, Ordering::Relaxed);
+    if cfg.stats_at_exit {
+        crate::stats::keep_stderr_for_exit();
+    }
 }
 
 pub(crate) fn scavenge_on() -> bool {

@@ -224,12 +224,35 @@ pub fn print_summary(fd: i32) {
     }
 }
 
+/// Where the summary at exit goes: stderr, or the duplicate of it that
+/// [`keep_stderr_for_exit`] took.
+static EXIT_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(2);
+
+/// Keeps a duplicate of stderr (close-on-exec) for the summary at exit, once the summary is
+/// asked for: a program may close its stderr before it exits (GNU coreutils do, in their
+/// `close_stdout` at exit), and `gomalloc run --stats -- ls` then printed nothing.
+pub(crate) fn keep_stderr_for_exit() {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        use core::sync::atomic::Ordering::Relaxed;
+        if EXIT_FD.load(Relaxed) != 2 {
+            return;
+        }
+        // SAFETY: duplicating a descriptor touches no memory; a failure leaves stderr.
+        let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
+        if fd >= 0 && EXIT_FD.compare_exchange(2, fd, Relaxed, Relaxed).is_err() {
+            // SAFETY: `fd` is ours, just made, and not published.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 /// Runs at process exit (from `.fini_array`, so nothing is registered with `atexit`, which
 /// may allocate) and prints the summary if `GOMALLOC_STATS` asked for it.
 #[cfg(all(target_os = "linux", not(miri)))]
 extern "C" fn at_exit() {
     if config::stats_at_exit() {
-        print_summary(2);
+        print_summary(EXIT_FD.load(core::sync::atomic::Ordering::Relaxed));
     }
 }
 

@@ -26,6 +26,11 @@ fn config_child() {
         st.scavenge.running
     );
     drop(v);
+    if case == "stats_stderr_closed" {
+        // As GNU coreutils do at exit: the summary must still reach the original stderr.
+        // SAFETY: closing our own stderr; nothing in this process writes to it afterwards.
+        unsafe { libc::close(2) };
+    }
 }
 
 fn child(case: &str, env: &[(&str, &str)]) -> Output {
@@ -153,4 +158,16 @@ fn stats_at_exit_prints_a_summary() {
     );
     // The 4 KiB vectors of the child show up in their size class.
     assert!(err.lines().any(|l| l.contains(" 4096 ")), "{err}");
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "runs the case in a child process: Miri cannot spawn processes"
+)]
+fn stats_at_exit_survive_a_closed_stderr() {
+    let o = child("stats_stderr_closed", &[("GOMALLOC_STATS", "1")]);
+    let err = stderr(&o);
+    assert!(err.contains("gomalloc: ---- statistics ----"), "{err}");
+    assert!(err.contains("gomalloc: heap_sys"), "{err}");
 }
