@@ -414,7 +414,7 @@ unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, spc: usize, p: *m
         if let Some(idx) = span.slot_of(addr) {
             // The first tier tested this span's window, so the slot is outside it; and a
             // span with a slot outside its window has more than 64 slots.
-            if at_window_edge(idx) && !ptr::eq(span, alloc) {
+            if at_window_edge(idx) {
                 return free_starting_a_run(span, idx, p);
             }
             if span.try_free_outside_window(idx, addr) {
@@ -499,7 +499,7 @@ unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
                 // span is the class's allocating span or one it retains.
                 let spc = sr.spanclass.get().index();
                 (*c).free_hint[spc].set(s);
-                if !ptr::eq(sr, (*c).span(spc)) && starts_a_run(sr, idx) {
+                if starts_a_run(sr, idx) {
                     return free_starting_a_run(sr, idx, p);
                 }
                 sr.free_local(idx, addr);

@@ -496,8 +496,7 @@ impl Span {
     /// window's free slots, as a single-window retained span's does ([`Span::retain`]).
     ///
     /// # Safety
-    /// The caller owns the span, which is retained (not the span its cache allocates
-    /// from), has more than 64 slots, and `idx < nelems`.
+    /// The caller owns the span, which has more than 64 slots, and `idx < nelems`.
     #[inline]
     pub(crate) unsafe fn load_window_for_frees(&self, idx: usize) {
         crate::check!(
