@@ -413,7 +413,8 @@ unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, spc: usize, p: *m
         let alloc = (*c).span(spc);
         if let Some(idx) = span.slot_of(addr) {
             // The first tier tested this span's window, so the slot is outside it; and a
-            // span with a slot outside its window has more than 64 slots.
+            // span with a slot outside its window has more than 64 slots. A run entering
+            // another window moves the window there, the allocating span's too.
             if at_window_edge(idx) {
                 return free_starting_a_run(span, idx, p);
             }
@@ -435,8 +436,9 @@ unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, spc: usize, p: *m
     }
 }
 
-/// Whether a free into slot `idx` of `s`, a span its cache retains, should load the
-/// window holding it for the frees to come ([`Span::load_window_for_frees`]): `s` has more
+/// Whether a free into slot `idx` of `s`, a span the thread's cache owns (one it retains,
+/// or the one its class allocates from), should load the window holding it for the frees
+/// to come ([`Span::load_window_for_frees`]): `s` has more
 /// than 64 slots (a single-window span keeps its window loaded anyway), the slot is not in
 /// the window loaded now, and it is the first or the last slot of its window
 /// ([`at_window_edge`]), where a run of frees in allocation order, or in its reverse,
@@ -461,7 +463,8 @@ fn at_window_edge(idx: usize) -> bool {
 /// window at most, keeps a leaf with no registers to save.
 ///
 /// # Safety
-/// The calling thread's cache owns `s` and retains it; `idx` is the slot of `p`.
+/// The calling thread's cache owns `s`, which has more than 64 slots; `idx` is the slot of
+/// `p`.
 #[cold]
 #[inline(never)]
 unsafe fn free_starting_a_run(s: &Span, idx: usize, p: *mut u8) {
