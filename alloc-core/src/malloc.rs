@@ -410,7 +410,6 @@ unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, spc: usize, p: *m
             "free hint names a span this cache does not own",
             span as *const Span as usize
         );
-        let alloc = (*c).span(spc);
         if let Some(idx) = span.slot_of(addr) {
             // The first tier tested this span's window, so the slot is outside it; and a
             // span with a slot outside its window has more than 64 slots. A run entering
@@ -423,6 +422,7 @@ unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, spc: usize, p: *m
             }
             return free_unsized(p);
         }
+        let alloc = (*c).span(spc);
         if let Some(idx) = alloc.slot_of(addr) {
             // `c` owns `alloc` (a span with slots is a real span, so `c` is a real cache);
             // `idx < nelems`.
@@ -438,13 +438,11 @@ unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, spc: usize, p: *m
 
 /// Whether a free into slot `idx` of `s`, a span the thread's cache owns (one it retains,
 /// or the one its class allocates from), should load the window holding it for the frees
-/// to come ([`Span::load_window_for_frees`]): `s` has more
-/// than 64 slots (a single-window span keeps its window loaded anyway), the slot is not in
-/// the window loaded now, and it is the first or the last slot of its window
-/// ([`at_window_edge`]), where a run of frees in allocation order, or in its reverse,
-/// enters a window. Frees at random rarely
-/// land there (2 in 64), so they keep to the bitmap rather than paying a commit and a load
-/// each.
+/// to come ([`Span::load_window_for_frees`]): `s` has more than 64 slots (a single-window
+/// span keeps its window loaded anyway), the slot is not in the window loaded now, and it
+/// is the first or the last slot of its window ([`at_window_edge`]), where a run of frees
+/// in allocation order, or in its reverse, enters a window. Frees at random rarely land
+/// there (2 in 64), so they keep to the bitmap rather than paying a commit and a load each.
 #[inline(always)]
 fn starts_a_run(s: &Span, idx: usize) -> bool {
     at_window_edge(idx) && !s.single_window() && idx & !63 != s.window() as usize

@@ -488,12 +488,13 @@ impl Span {
         }
     }
 
-    /// Loads, into a retained span of more than 64 slots, the window holding slot `idx`,
-    /// for the owner's frees (the window it had, if any, committed first), so that a run of
-    /// frees into the span is each a bit set in `alloc_cache`, as frees into the window of
-    /// the span a cache allocates from are: the first tier of
-    /// [`crate::malloc::free_sized`] finds them there. The window holds exactly the
-    /// window's free slots, as a single-window retained span's does ([`Span::retain`]).
+    /// Loads, into a span of more than 64 slots that a cache owns (one it retains, or the
+    /// one it allocates from), the window holding slot `idx`, for the owner's frees (the
+    /// window it had, if any, committed first), so that a run of frees into the span is
+    /// each a bit set in `alloc_cache`: the first tier of [`crate::malloc::free_sized`]
+    /// finds them there. The window holds exactly the window's free slots, as a
+    /// single-window retained span's does ([`Span::retain`]); the allocating span's next
+    /// `malloc` takes them, and its next refill goes on from this window.
     ///
     /// # Safety
     /// The caller owns the span, which has more than 64 slots, and `idx < nelems`.
@@ -505,7 +506,8 @@ impl Span {
             self as *const Span as usize
         );
         if self.window() != NO_WINDOW {
-            // SAFETY: caller contract; a retained window is exact (see `settle_retained`).
+            // SAFETY: caller contract; a window the owner loaded is exact (the allocating
+            // span's, or a retained one: see `settle_retained`), so committing it is too.
             unsafe { self.commit_window() };
         }
         let w = (idx & !63) as u32;
