@@ -10,7 +10,7 @@
 # Needs valgrind (apt-get install -y valgrind). Builds go to target/hcost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CONFIGS=("${@:-default check check-heap poison guard-pages encoded-free-lists}")
+CONFIGS=("${@:-default check check-heap poison guard-pages}")
 read -r -a CONFIGS <<<"${CONFIGS[*]}"
 ir() { # mode n -> instructions
     valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" "$1" "$2" 2>&1 |

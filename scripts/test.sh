@@ -44,7 +44,7 @@ if ((!QUICK)); then
     fi
 fi
 # The checked and hardened configuration (docs/HARDENING.md).
-CHECKED_FEATURES="check,check-heap,poison,guard-pages,encoded-free-lists"
+CHECKED_FEATURES="check,check-heap,poison,guard-pages"
 
 # --- static checks -----------------------------------------------------------------------
 stage "cargo fmt --check"

@@ -3,7 +3,7 @@
 //!     pair_cost local64 N    N malloc/free pairs of 64 bytes on one thread (fast paths)
 //!     pair_cost large N      N malloc/free pairs of 100,000 bytes (page heap, guard pages)
 //!     pair_cost remote N     N 64-byte objects allocated here, freed by another thread
-//!                            (remote free list), then allocated again (collection)
+//!                            (remote-free bitmap), then allocated again (collection)
 //!
 //! `scripts/hardening-cost.sh` runs each with two values of N under callgrind and divides
 //! the difference, so start-up costs cancel out.

@@ -2,8 +2,8 @@
 //!
 //! The heap's address space comes in 64 MiB arenas, each 64 MiB-aligned. Each arena has a
 //! [`HeapArena`] record, kept off-heap, holding the page -> span map, the per-page bitmaps
-//! (scavenged, start of an in-use span) and the storage for the spans' allocation and mark
-//! bitmaps. The arena map `ARENAS[L1][L2]` covers the 48-bit address space and answers
+//! (scavenged, start of an in-use span) and the storage for the spans' allocation, mark and
+//! remote-free bitmaps. The arena map `ARENAS[L1][L2]` covers the 48-bit address space and answers
 //! "which span owns this address?" with three loads and no lock: `free`, usable size,
 //! pointer validation and the garbage collector all go through [`span_of`].
 //!
@@ -12,7 +12,7 @@
 
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use core::cell::Cell;
 use core::ptr;
 
@@ -52,7 +52,8 @@ const PAGE_WORDS: usize = PAGES_PER_ARENA / 64;
 /// 3. bit `i` of `page_in_use` is set iff an in-use span starts at page `i`.
 /// 4. `alloc_bits[BITMAP_WORDS_PER_PAGE * i ..]` is the allocation bitmap of the span
 ///    starting at page `i` (written only by the span's owner); `mark_bits` likewise for
-///    the collector.
+///    the collector; `xfree_bits` likewise for remote frees (set by any thread, taken by
+///    the owner: [`crate::remote::RemoteFrees`]), all zero while the span is free.
 #[repr(C)]
 pub struct HeapArena {
     /// Page -> span map.
@@ -65,6 +66,9 @@ pub struct HeapArena {
     pub alloc_bits: [u64; BITMAP_WORDS],
     /// Mark bitmaps of the spans starting in this arena.
     pub mark_bits: [u64; BITMAP_WORDS],
+    /// Remote-free bitmaps of the spans starting in this arena. (A span's slot is 128
+    /// bytes per page, two cache lines, so spans never share a line of it.)
+    pub xfree_bits: [AtomicU64; BITMAP_WORDS],
 }
 
 /// Bytes of OS memory one [`HeapArena`] record takes.

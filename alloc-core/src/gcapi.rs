@@ -5,7 +5,7 @@
 //! heap ([`crate::mheap::HEAP`]) and the same arena map. A span belongs to the collector
 //! while [`Span::gc`] is non-zero: it then holds objects of one *kind*
 //! ([`KIND_SCAN`], [`KIND_NOSCAN_DROP`], [`KIND_NOSCAN`]) and is never touched by `malloc`'s
-//! caches, central lists or remote free lists. This module gives the collector what Go's
+//! caches, central lists or remote frees. This module gives the collector what Go's
 //! runtime takes from `mheap.go`, `mbitmap.go` and `mgcsweep.go`:
 //!
 //! * spans: [`alloc_small_span`], [`alloc_large_span`], [`free_span`];

@@ -17,7 +17,7 @@
 //!    class. Take a free slot from the span's 64-slot window with count-trailing-zeros
 //!    ([`span::Span::next_free_fast`]). No lock, no atomic read-modify-write.
 //! 2. If the window is empty, look further in the span's allocation bitmap, then apply
-//!    the frees other threads left on the span ([`remote::RemoteFreeList`]). Still
+//!    the frees other threads left on the span ([`remote::RemoteFrees`]). Still
 //!    nothing: the thread keeps the full span on its list of *retained* spans (up to
 //!    16 MiB in all, so its own frees into it stay local) and takes up an older retained
 //!    span that frees have emptied, or else a partial span of the class's [`mcentral`]
@@ -39,9 +39,9 @@
 //! window of the class's cached span first, then that span, then the span the thread last
 //! freed into; C's `free` does not, so [`free_fast`] walks the map (its first level
 //! through a per-thread hint of the last arena) and tests the owner.
-//! Otherwise the object is
-//! pushed onto the span's lock-free remote free list, which the owner collects when it
-//! next runs out of slots. A span given back *full* is parked in no list; the first
+//! Otherwise the object's bit is set
+//! in the span's remote-free bitmap (one atomic `fetch_or`, lock-free), which the owner
+//! collects when it next runs out of slots, without reading the objects. A span given back *full* is parked in no list; the first
 //! remote free into it hands it to its mcentral's lock-free pending stack. An empty span
 //! goes back to the page heap, which coalesces free runs and knows which pages were
 //! returned to the OS ([`release_memory`]).

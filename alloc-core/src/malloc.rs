@@ -11,6 +11,7 @@ use crate::arena::{self, span_of};
 use crate::mcache::{self, MCache};
 use crate::mcentral::{central, CENTRAL};
 use crate::mheap::HEAP;
+use crate::remote::Push;
 use crate::report::fatal;
 use crate::sizeclass::{
     fast_noscan_spc, size_to_class, SizeClass, SpanClass, MALLOC_SPC_BY_SIZE8, PAGE_SHIFT,
@@ -576,16 +577,19 @@ unsafe fn free_slow(s: *mut Span, addr: usize) {
         crate::check::after_slow_op();
         return;
     }
-    // SAFETY: the object is dead and the caller's until the push publishes it.
+    // SAFETY: the object is dead and the caller's until its bit is set.
     unsafe { crate::harden::poison(p_of(addr), sr.elemsize.get() as usize) };
-    // SAFETY: `addr` is a slot of the span being freed by its user (caller contract).
-    // The push aborts on a double free whose first free is still the list's head (two
-    // frees of `addr` in a row from threads that do not own the span); one with other
-    // remote frees in between is caught by the owner's `collect_remote`.
-    if unsafe { sr.xfree.push(addr as *mut u8) } {
-        // We woke a span parked full: hand it to its mcentral.
-        // SAFETY: the span is unowned and in no list until this push.
-        unsafe { central(sr.spanclass.get()).pending.push(s) };
+    // SAFETY: `idx` is the slot of `addr`, being freed by its user (caller contract).
+    match unsafe { sr.free_remote(idx) } {
+        Push::Done => {}
+        Push::Woke => {
+            // We woke a span parked in its mcentral: hand it over.
+            // SAFETY: the span is unowned and, notified, on no list but this push's.
+            unsafe { central(sr.spanclass.get()).pending.push(s) };
+        }
+        // Freed remotely twice with no collection in between; a double free whose
+        // first free was collected is caught by the owner's `collect_remote`.
+        Push::Twice => crate::report::double_free(addr),
     }
     crate::check::after_slow_op();
 }

@@ -245,7 +245,7 @@ const RETAIN_PROBES: usize = 2;
 /// frees emptied a little; the oldest span of the class goes to the mcentral when the
 /// budget is spent, and every one does when the thread exits or calls
 /// [`crate::release_memory`]. Remote frees into a retained span wait
-/// on its `xfree` list until the owner takes the span up again.
+/// in its remote-free bitmap until the owner takes the span up again.
 ///
 /// # Safety
 /// The caller owns `c` (it is the thread's cache, or the orphan lock is held).
@@ -807,7 +807,7 @@ pub fn with_orphan<R>(f: impl FnOnce(&MCache) -> R) -> Option<R> {
 ///
 /// The fork copied them at whatever instruction their threads were at: a thread may have
 /// been inside `malloc` or `free`, which touch the thread's own cache with no lock (a span
-/// list half relinked, a remote-free list half taken), or half way through its exit flush.
+/// list half relinked, a remote-free bitmap half taken), or half way through its exit flush.
 /// Flushing such a cache in the child could hang it: shim-c's fork tests caught children
 /// spinning in `MCentral::settle` on a span that the dead thread had already handed on
 /// (a few forks in 30000), and a half-rotated retained list is a cycle.

@@ -6,16 +6,20 @@
 //!   parked. The next refill (or the scavenger's [`MCentral::reclaim`]) takes their frees,
 //!   frees the empty ones to the page heap and lists the others as partial.
 //!
-//! The parking protocol: every unowned span is *parked*: its remote free list carries the
-//! [`DELAYED`](crate::remote::DELAYED) flag, and the one thread whose free clears it pushes
-//! the span onto `pending`. A full unowned span is in no list at all. So a span whose
+//! The parking protocol: every unowned span is *parked*: its remote-free flags carry
+//! [`DELAYED`](crate::remote::DELAYED), and the one thread whose free clears it pushes the
+//! span onto `pending`. A full unowned span is in no list at all. So a span whose
 //! objects were all freed by other threads is always found, without scanning the lists.
 //!
 //! * parked and listed: unowned, `DELAYED` set, in `partial` iff not full, not on `pending`;
 //! * notified: unowned, `DELAYED` clear, on `pending` (or about to be) exactly once;
 //! * owned: `DELAYED` clear, in no list. A span leaves `partial` for a cache only through
-//!   [`RemoteFreeList::try_unpark`](crate::remote::RemoteFreeList::try_unpark), which fails
+//!   [`RemoteFrees::try_unpark`](crate::remote::RemoteFrees::try_unpark), which fails
 //!   for a notified span.
+//!
+//! A notified span may have no remote free to take: a free that read the record after its
+//! span was freed may wake the span the record describes now (`RemoteFrees`' doc). Its
+//! handling then finds nothing new and parks it again.
 //!
 //! While an unowned span sits in `partial` or is being handled, the holder of this lock is
 //! its owner: it alone may touch the span's bitmap.
@@ -335,7 +339,7 @@ impl MCentral {
                 } else if n == 0 {
                     if sr.in_partial.get() {
                         if before == 0 {
-                            // A kept empty span (unreachable: it holds no object to free).
+                            // A kept empty span, woken by a stale remote free.
                             self.unkeep(s);
                         }
                         partial.remove(s);

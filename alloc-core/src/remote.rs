@@ -1,144 +1,226 @@
 //! The two lock-free structures of the heap, kept apart so loom can check them alone.
 //!
-//! * [`RemoteFreeList`]: per span, the objects freed by threads that do not own the span.
-//!   Many producers push with a CAS; the one consumer (the span's owner, or the holder of
-//!   its mcentral lock) takes the whole list with one swap, so there is no ABA problem.
-//!   Its low bit is the *delayed* flag: an unowned span parked in its mcentral carries it,
-//!   and the first remote free that clears it must tell the mcentral ([`IntrusiveStack`]).
+//! * [`RemoteFrees`]: per span, the objects freed by threads that do not own the span. A
+//!   remote free sets the object's bit in the span's *remote-free bitmap* (one atomic
+//!   `fetch_or`) and then makes sure the span's [`PENDING`] flag is up; the one consumer
+//!   (the span's owner, or the holder of its mcentral lock) clears the flag and takes the
+//!   bitmap's words with a swap each. The flag word also carries [`DELAYED`]: an unowned
+//!   span parked in its mcentral carries it, and the remote free that clears it must tell
+//!   the mcentral ([`IntrusiveStack`]).
 //! * [`IntrusiveStack`]: a Treiber stack of nodes with a `next` field, again with one
 //!   consumer that takes everything at once.
+//!
+//! Why a bitmap, not a list linked through the dead objects (mimalloc's `xthread_free`,
+//! and gomalloc's first design): the consumer of a list must read every object to
+//! follow the links, pulling each line the freeing thread has just written into its own
+//! cache, so that the next remote free of that object waits for the line to come back
+//! before its CAS can complete. On the cross-thread benchmark that made a remote free 20 ns
+//! where the bitmap's takes 5 (`docs/BENCHMARKS.md`, section 7). The bitmap never
+//! touches the objects: the consumer reads two words for a span of 128 objects, a double
+//! free between two collections is caught exactly (the bit is already set), and a heap
+//! overflow into a dead object has no link to redirect.
 
-use crate::harden::{decode_link, encode_link};
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use core::ptr;
 
-/// Tag bit of [`RemoteFreeList`]: the span is parked full; the pusher that clears this
-/// bit must hand the span to its mcentral.
-pub const DELAYED: usize = 1;
+/// Flag of [`RemoteFrees`]: the span's remote-free bitmap may hold bits the consumer has
+/// not taken. Raised by each remote free after its bit, lowered by the consumer before it
+/// reads the bitmap.
+pub const PENDING: usize = 1;
+/// Flag of [`RemoteFrees`]: the span is parked in its mcentral; the remote free that
+/// clears this flag (raising [`PENDING`]) must hand the span to its mcentral.
+pub const DELAYED: usize = 2;
 
-/// A lock-free list of remotely freed objects, linked through each object's first word
-/// (XOR-encoded with the `encoded-free-lists` feature: [`crate::harden::encode_link`]; the
-/// consumer validates every element it takes, see `Span::collect_remote`).
-///
-/// Invariant: `head & !DELAYED` is null or the first of a null-terminated chain of objects
-/// of the span; `DELAYED` is set only while the span is parked: unowned, holding no remote
-/// free, and not on its mcentral's pending stack (see `mcentral.rs`). So `head` is either
-/// `DELAYED` alone or has the flag clear.
-pub struct RemoteFreeList {
-    head: AtomicUsize,
+/// What [`RemoteFrees::push`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Push {
+    /// The object's bit is set and announced.
+    Done,
+    /// As `Done`, and this free cleared [`DELAYED`]: the caller must hand the span to its
+    /// mcentral (`MCentral::pending`).
+    Woke,
+    /// The object's bit was set already: a second free of it since the consumer last
+    /// collected. Nothing was changed.
+    Twice,
 }
 
-impl RemoteFreeList {
-    /// An empty list.
+/// A full `SeqCst` fence under loom only. The remote-free protocol is a Dekker pattern
+/// (a free writes its bit, then reads the flag; the consumer writes the flag, then reads
+/// the bits), which `SeqCst` operations on both sides make correct in the C++ memory
+/// model; loom treats `SeqCst` accesses as `AcqRel` (a documented limitation: it would
+/// report false races), but models `SeqCst` fences exactly, so its builds add one between
+/// the two halves. (On x86 the `lock`-prefixed read-modify-write before each fence point
+/// is a full barrier already; an `mfence` there would cost the free path ~20 cycles.)
+#[inline(always)]
+fn loom_fence() {
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// The remote frees of one span: a flag word here, bits in the span's remote-free bitmap
+/// (one bit per slot, in its arena's `HeapArena::xfree_bits`).
+///
+/// Invariants:
+/// 1. `state` is 0, [`PENDING`] or [`DELAYED`], never both flags.
+/// 2. Every bit set in the bitmap is *announced*: `state` has [`PENDING`], or the remote
+///    free that set it has yet to read `state` (and will raise [`PENDING`], or clear
+///    [`DELAYED`] and wake the span).
+/// 3. [`DELAYED`] is set only while the span is parked: unowned, listed in its mcentral
+///    or full, and not on its mcentral's pending stack (`mcentral.rs`).
+///
+/// A remote free reads `state` *after* its bit is visible, so by then the consumer may
+/// have taken the bit, found the span empty and freed it, and the record may describe
+/// another span. Its read (and the CAS it may make) then acts on the new span: at worst a
+/// spurious [`PENDING`] (the next collection finds no bit) or a spurious wake of a parked
+/// span (its mcentral settles it again and finds nothing new). Both are harmless, and
+/// records are never unmapped, so the access itself is sound.
+pub struct RemoteFrees {
+    state: AtomicUsize,
+}
+
+impl RemoteFrees {
+    /// No remote free, not parked.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        RemoteFreeList {
-            head: AtomicUsize::new(0),
+        RemoteFrees {
+            state: AtomicUsize::new(0),
         }
     }
-    /// An empty list.
+    /// No remote free, not parked.
     #[cfg(loom)]
     pub fn new() -> Self {
-        RemoteFreeList {
-            head: AtomicUsize::new(0),
+        RemoteFrees {
+            state: AtomicUsize::new(0),
         }
     }
 
-    /// Pushes `obj`. Returns true if this push cleared the [`DELAYED`] flag, in which case
-    /// the caller must hand the span to its mcentral.
+    /// Frees slot `idx` remotely: sets its bit in `bits`, the span's remote-free bitmap,
+    /// then announces it. One atomic read-modify-write and one load in the common case
+    /// (the flag already up).
     ///
-    /// A double free is caught here when it is cheap to: if `obj` is the list's head (the
-    /// value the CAS compares against), it was pushed already and not yet taken, so the
-    /// process ends with `double free of 0x...` (the message of a local double free). Only
-    /// the head *value* is compared, never dereferenced: the elements behind it belong to
-    /// the consumer, which may be taking and reusing them concurrently. So a double free
-    /// with other remote frees of the span in between is not caught here; the consumer
-    /// catches it when it collects the list (`Span::collect_remote` finds the slot's bit
-    /// already clear), or the slot is handed out twice if the owner reused it first. The
-    /// test runs before `obj`'s link word is written, so the list is never made cyclic.
+    /// A second free of the slot before the consumer takes the first is reported as
+    /// [`Push::Twice`] (the caller ends the process); one after the consumer took it is
+    /// caught by the consumer, which finds the slot's allocation bit already clear
+    /// ([`crate::span::Span::collect_remote`]), unless the slot was handed out again.
     ///
     /// # Safety
-    /// `obj` is a dead object of at least 8 bytes, 8-aligned, that nobody else will touch
-    /// until the consumer takes it.
-    #[inline]
-    pub unsafe fn push(&self, obj: *mut u8) -> bool {
-        let mut old = self.head.load(Ordering::Relaxed);
+    /// `bits` points to the span's remote-free bitmap and `idx` is a slot of the span
+    /// (inside the bitmap), being freed by its user.
+    #[inline(always)]
+    pub unsafe fn push(&self, bits: *const AtomicU64, idx: usize) -> Push {
+        let m = 1u64 << (idx & 63);
+        // SAFETY: caller contract: word `idx / 64` lies in the bitmap.
+        let w = unsafe { &*bits.add(idx >> 6) };
+        // Release (within SeqCst): the user's writes to the object happen before the
+        // consumer's Acquire swap that takes the bit, hence before the slot's reuse.
+        if w.fetch_or(m, Ordering::SeqCst) & m != 0 {
+            return Push::Twice;
+        }
+        loom_fence();
+        if self.state.load(Ordering::SeqCst) == PENDING {
+            return Push::Done;
+        }
+        self.announce()
+    }
+
+    /// Raises [`PENDING`] after a bit was set, clearing [`DELAYED`] if the span is parked.
+    #[cold]
+    #[inline(never)]
+    fn announce(&self) -> Push {
+        let mut old = self.state.load(Ordering::Relaxed);
         loop {
-            // A plain comparison of the value just loaded (or returned by the failed CAS):
-            // no extra atomic access, so the loom models see the same interleavings.
-            if old & !DELAYED == obj as usize {
-                crate::report::double_free(obj as usize);
+            if old == PENDING {
+                return Push::Done;
             }
-            // SAFETY: the caller owns `obj` until the CAS below publishes it.
-            unsafe { obj.cast::<usize>().write(encode_link(obj, old & !DELAYED)) };
-            match self.head.compare_exchange_weak(
+            match self.state.compare_exchange_weak(
                 old,
-                obj as usize,
-                Ordering::Release,
+                PENDING,
+                Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return old & DELAYED != 0,
+                Ok(_) if old == DELAYED => return Push::Woke,
+                Ok(_) => return Push::Done,
                 Err(cur) => old = cur,
             }
         }
     }
 
-    /// Takes every object pushed so far. Only the consumer calls it, on a list that is not
-    /// parked (a parked list holds no object, and stays parked).
+    /// Takes every announced remote free: lowers [`PENDING`], then swaps each non-zero
+    /// word of `bits` (`words` words) with zero and calls `f(word index, bits taken)`.
+    /// Returns false, calling nothing, when nothing was announced. Only the consumer calls
+    /// it, on a span that is not parked.
+    ///
+    /// # Safety
+    /// `bits` points to the span's remote-free bitmap of `words` words.
     #[inline]
-    pub fn take_all(&self) -> *mut u8 {
-        if self.head.load(Ordering::Relaxed) & !DELAYED == 0 {
-            return ptr::null_mut();
+    pub unsafe fn take(
+        &self,
+        bits: *const AtomicU64,
+        words: usize,
+        mut f: impl FnMut(usize, u64),
+    ) -> bool {
+        if self.state.load(Ordering::Relaxed) != PENDING {
+            return false;
         }
-        (self.head.swap(0, Ordering::Acquire) & !DELAYED) as *mut u8
+        self.state.fetch_and(!PENDING, Ordering::SeqCst);
+        loom_fence();
+        for i in 0..words {
+            // SAFETY: caller contract: `i < words`.
+            let w = unsafe { &*bits.add(i) };
+            if w.load(Ordering::SeqCst) != 0 {
+                // Acquire: the freeing threads' writes to the objects happen before.
+                f(i, w.swap(0, Ordering::Acquire));
+            }
+        }
+        true
     }
 
-    /// Unparks an empty parked list (clears [`DELAYED`]). Fails when a remote free cleared
-    /// the flag first: that pusher is handing the span to its mcentral.
+    /// Unparks a parked span (clears [`DELAYED`]). Fails when a remote free cleared the
+    /// flag first: that thread is handing the span to its mcentral.
     #[inline]
     pub fn try_unpark(&self) -> bool {
-        self.head
+        self.state
             .compare_exchange(DELAYED, 0, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
-    /// Parks the list: sets [`DELAYED`] if it is empty. Fails (returns false) when remote
-    /// frees arrived; the consumer then takes them and tries again.
+    /// Parks the span: sets [`DELAYED`] if no remote free is announced. Fails (returns
+    /// false) when one is; the consumer then takes it and tries again. (A free whose bit
+    /// is set but not yet announced finds [`DELAYED`] and wakes the span.)
     #[inline]
     pub fn try_park(&self) -> bool {
-        self.head
-            .compare_exchange(0, DELAYED, Ordering::Release, Ordering::Relaxed)
+        self.state
+            .compare_exchange(0, DELAYED, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
     }
 
-    /// True if the list holds no object (racy unless called by the consumer).
+    /// True if no remote free is announced (a hint unless the span is parked or its
+    /// remote frees are all taken and no thread is freeing into it).
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.head.load(Ordering::Relaxed) & !DELAYED == 0
+        self.state.load(Ordering::Relaxed) & PENDING == 0
     }
 
     /// True while parked.
     #[inline]
     pub fn is_parked(&self) -> bool {
-        self.head.load(Ordering::Relaxed) & DELAYED != 0
+        self.state.load(Ordering::Relaxed) & DELAYED != 0
+    }
+
+    /// Forgets a spurious [`PENDING`] left by a remote free that read the record after its
+    /// span was freed (see the type's doc). Called when the record becomes a new span,
+    /// before it is published; a stale free may still raise the flag afterwards, which is
+    /// as harmless.
+    #[inline]
+    pub fn reset(&self) {
+        self.state.store(0, Ordering::Relaxed);
     }
 }
 
-impl Default for RemoteFreeList {
+impl Default for RemoteFrees {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// The next object after `obj` in a chain taken with [`RemoteFreeList::take_all`]
-/// (decoded; the caller validates it before use).
-///
-/// # Safety
-/// `obj` is an element of such a chain, not yet reused.
-#[inline]
-pub unsafe fn chain_next(obj: *mut u8) -> *mut u8 {
-    // SAFETY: chain elements store their (encoded) successor in their first word.
-    decode_link(obj, unsafe { obj.cast::<usize>().read() }) as *mut u8
 }
 
 /// A node of an [`IntrusiveStack`].
@@ -215,32 +297,38 @@ mod tests {
 
     #[test]
     fn push_take_park() {
-        let l = RemoteFreeList::new();
-        let mut a = [0usize; 2];
-        let mut b = [0usize; 2];
-        // One raw pointer each, taken once, so no later borrow invalidates them.
-        let (pa, pb): (*mut u8, *mut u8) = (a.as_mut_ptr().cast(), b.as_mut_ptr().cast());
-        assert!(l.try_park());
-        assert!(l.is_parked());
-        // SAFETY: `a` and `b` are dead 16-byte objects owned by this test.
+        let r = RemoteFrees::new();
+        let bits = [AtomicU64::new(0), AtomicU64::new(0)];
+        let b = bits.as_ptr();
+        assert!(r.try_park());
+        assert!(r.is_parked() && r.is_empty());
+        // SAFETY: slots 3 and 70 lie in the two-word bitmap.
         unsafe {
-            assert!(l.push(pa));
-            assert!(!l.push(pb));
+            assert_eq!(r.push(b, 3), Push::Woke);
+            assert_eq!(r.push(b, 70), Push::Done);
+            assert_eq!(r.push(b, 70), Push::Twice);
         }
-        assert!(!l.try_park());
-        let h = l.take_all();
-        assert_eq!(h, pb);
-        // SAFETY: `h` is a chain of the two objects above.
-        unsafe {
-            assert_eq!(chain_next(h), pa);
-            assert!(chain_next(chain_next(h)).is_null());
-        }
-        assert!(l.is_empty() && !l.is_parked());
-        // A parked, empty list stays parked through take_all and unparks only by CAS.
-        assert!(l.try_park());
-        assert!(l.take_all().is_null());
-        assert!(l.is_parked());
-        assert!(l.try_unpark());
-        assert!(!l.is_parked() && !l.try_unpark());
+        assert!(!r.is_parked() && !r.is_empty());
+        assert!(!r.try_park() && !r.try_unpark());
+        let mut got = Vec::new();
+        // SAFETY: `bits` has two words.
+        assert!(unsafe { r.take(b, 2, |i, x| got.push((i, x))) });
+        assert_eq!(got, vec![(0, 1 << 3), (1, 1 << 6)]);
+        assert!(r.is_empty());
+        // SAFETY: as above.
+        assert!(!unsafe { r.take(b, 2, |_, _| panic!("nothing announced")) });
+        // A parked span stays parked through take and unparks only by CAS.
+        assert!(r.try_park());
+        // SAFETY: as above.
+        assert!(!unsafe { r.take(b, 2, |_, _| panic!("nothing announced")) });
+        assert!(r.is_parked());
+        assert!(r.try_unpark());
+        assert!(!r.is_parked() && !r.try_unpark());
+        // A spurious flag (a stale free) is forgotten by `reset`.
+        // SAFETY: as above.
+        unsafe { assert_eq!(r.push(b, 0), Push::Done) };
+        bits[0].store(0, Ordering::Relaxed);
+        r.reset();
+        assert!(r.is_empty() && !r.is_parked());
     }
 }

@@ -13,18 +13,19 @@
 //! * the *owner* (the mcache that allocates from the span, or the holder of the span's
 //!   mcentral lock while the span is unowned) reads and writes the window, the bitmap,
 //!   `alloc_count` and `needzero`, without atomics;
-//! * any thread pushes onto `xfree` (remote frees) and reads the immutable fields
-//!   (`base`, `elemsize`, `div_magic`, `nelems`, `spanclass`) of an in-use span;
+//! * any thread sets bits of the remote-free bitmap through `xfree` (remote frees) and
+//!   reads the immutable fields (`base`, `elemsize`, `div_magic`, `nelems`, `spanclass`,
+//!   `xfree_bits`) of an in-use span;
 //! * the page heap (under its lock) changes `base`, `npages` and `state`, and links free
 //!   spans through `next`/`prev` (its size bins) and `dirty_next`/`dirty_prev` (free runs
 //!   with pages not yet released to the OS).
 
 use crate::arena::{self, BITMAP_WORDS_PER_PAGE};
 use crate::mcache::MCache;
-use crate::remote::{chain_next, Linked, RemoteFreeList};
+use crate::remote::{Linked, RemoteFrees};
 use crate::report::{double_free, fatal};
 use crate::sizeclass::{SizeClass, SpanClass, PAGE_SHIFT};
-use crate::sync::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use core::cell::Cell;
 use core::ptr;
 
@@ -99,8 +100,9 @@ pub struct Span {
     /// free writes it, see [`Span::free_local`].)
     pub alloc_count: Cell<u32>,
     // --- written by other threads: its own cache line ---
-    /// Objects freed by threads that do not own the span.
-    pub xfree: RemoteFreeList,
+    /// Objects freed by threads that do not own the span: the flags of their bits in
+    /// `xfree_bits` ([`RemoteFrees`]).
+    pub xfree: RemoteFrees,
     /// Free records only: in the page heap's list of free runs that may hold pages not
     /// yet released to the OS (the scavenger's work list). A free record receives no
     /// remote frees, so sharing `xfree`'s line costs nothing.
@@ -124,7 +126,10 @@ pub struct Span {
     /// ([`crate::mcache::adopt_for_free`]) instead of making a remote free. Read by the
     /// freeing thread with no lock: a hint, which the mcentral's lock then settles.
     pub last_owner: AtomicPtr<MCache>,
-    _pad_remote: [u8; 16],
+    /// The span's remote-free bitmap (in its arena's `xfree_bits`), set with the other
+    /// bitmaps when the span is carved; read by every remote free beside `state`.
+    pub xfree_bits: Cell<*const AtomicU64>,
+    _pad_remote: [u8; 8],
     // --- cold ---
     /// Pages in the span.
     pub npages: Cell<usize>,
@@ -210,7 +215,7 @@ impl Span {
             win_bytes: Cell::new(0),
             objs_bytes: Cell::new(0),
             alloc_count: Cell::new(0),
-            xfree: RemoteFreeList::new(),
+            xfree: RemoteFrees::new(),
             in_dirty: Cell::new(false),
             state: AtomicU8::new(SpanState::Dead as u8),
             spanclass: Cell::new(SpanClass(0)),
@@ -218,7 +223,8 @@ impl Span {
             dirty_prev: Cell::new(ptr::null_mut()),
             dirty_since: Cell::new(0),
             last_owner: AtomicPtr::new(ptr::null_mut()),
-            _pad_remote: [0; 16],
+            xfree_bits: Cell::new(ptr::null()),
+            _pad_remote: [0; 8],
             npages: Cell::new(0),
             mark_bits: Cell::new(ptr::null_mut()),
             next: Cell::new(ptr::null_mut()),
@@ -293,14 +299,20 @@ impl Span {
         crate::check!(!ha.is_null(), "span outside the heap", self.base.get());
         let page = arena::page_index(self.base.get());
         // SAFETY: `ha` is the live record of the arena holding the span.
-        let (ab, mb) = unsafe {
+        let (ab, mb, xb) = unsafe {
             (
                 arena::bitmap_slot(ptr::addr_of_mut!((*ha).alloc_bits).cast(), page),
                 arena::bitmap_slot(ptr::addr_of_mut!((*ha).mark_bits).cast(), page),
+                arena::bitmap_slot(ptr::addr_of_mut!((*ha).xfree_bits).cast(), page),
             )
         };
         self.alloc_bits.set(ab);
         self.mark_bits.set(mb);
+        self.xfree_bits.set(xb.cast_const().cast());
+        // A remote free that read this record after its previous span was freed may have
+        // left a spurious flag ([`RemoteFrees`]); its bit was taken, so the bitmap is
+        // clear (checked below).
+        self.xfree.reset();
         if class == SizeClass::LARGE {
             self.elemsize.set(0);
             self.div_magic.set(0);
@@ -342,11 +354,13 @@ impl Span {
                 self.needzero.set(true);
             }
         }
-        crate::check!(
-            self.xfree.is_empty(),
-            "fresh span with remote frees",
-            self.base.get()
-        );
+        if crate::check::ENABLED {
+            for i in 0..self.nelems.get().div_ceil(64) as usize {
+                // SAFETY: inside the span's bitmap slot (as above).
+                let w = unsafe { (*self.xfree_bits.get().add(i)).load(Ordering::Relaxed) };
+                crate::check!(w == 0, "fresh span with remote frees", self.base.get());
+            }
+        }
     }
 
     /// Takes a free slot from the window: Go's `nextFreeFast`. Null when the window is
@@ -444,8 +458,8 @@ impl Span {
         }
     }
 
-    /// Commits the exhausted window of a span of at most 64 slots, whose remote free list
-    /// is empty: every slot is then allocated. What [`Span::commit_window`] followed by
+    /// Commits the exhausted window of a span of at most 64 slots, with no remote free
+    /// announced: every slot is then allocated. What [`Span::commit_window`] followed by
     /// [`Span::retain`] leave, without counting bits: the bitmap word is all slots,
     /// `alloc_count` is `nelems` (invariant 3), and window 0 stays loaded and empty, the
     /// retained state.
@@ -733,42 +747,47 @@ impl Span {
         false
     }
 
-    /// Applies every remote free to the bitmap (and `alloc_count`); returns how many
-    /// objects were freed. The window must be committed.
+    /// Frees slot `idx` from a thread that does not own the span ([`RemoteFrees::push`]).
+    ///
+    /// # Safety
+    /// The span is in use, `idx < nelems`, and the slot's object is being freed by its
+    /// user.
+    #[inline(always)]
+    pub unsafe fn free_remote(&self, idx: usize) -> crate::remote::Push {
+        // SAFETY: caller contract; `xfree_bits` has a bit for every slot.
+        unsafe { self.xfree.push(self.xfree_bits.get(), idx) }
+    }
+
+    /// Applies every announced remote free to the bitmap (and `alloc_count`); returns how
+    /// many objects were freed. The window must be committed. A slot freed remotely while
+    /// already free (a double free whose first free was collected, or a local one) ends
+    /// the process. The objects themselves are not read: see [`RemoteFrees`].
     ///
     /// # Safety
     /// The caller owns the span (owner, or mcentral lock holder of an unowned span).
     pub unsafe fn collect_remote(&self) -> u32 {
-        let mut p = self.xfree.take_all();
+        let ab = self.alloc_bits.get();
         let mut n = 0;
-        while !p.is_null() {
-            // Validate the element before reading its link: a corrupted link must be
-            // reported, not followed.
-            let Some(idx) = self.slot_of(p as usize) else {
-                fatal("corrupted remote free list (heap overflow?) at", p as usize);
-            };
-            // SAFETY: `p` is a slot of this span in the chain just taken; read the link
-            // before anything else.
-            let next = unsafe { chain_next(p) };
-            // SAFETY: idx < nelems, inside the bitmap.
-            let w = unsafe { &mut *self.alloc_bits.get().add(idx >> 6) };
-            let m = 1u64 << (idx & 63);
-            if *w & m == 0 {
-                double_free(p as usize);
-            }
-            *w &= !m;
-            if crate::harden::POISONING {
-                // The link word was the last non-poison part of the dead object.
-                // SAFETY: `p` is a dead slot of this span, now free in the bitmap.
-                unsafe { crate::harden::poison(p, 8) };
-            }
-            n += 1;
-            p = next;
+        let words = self.nelems.get().div_ceil(64) as usize;
+        // SAFETY: the span's remote-free bitmap has `words` words.
+        unsafe {
+            self.xfree.take(self.xfree_bits.get(), words, |i, x| {
+                // SAFETY: word `i` lies in the allocation bitmap too; the caller owns it.
+                let w = &mut *ab.add(i);
+                let twice = x & !*w;
+                if twice != 0 {
+                    // Freed remotely after the slot was already free: a double free whose
+                    // first free was collected (or was a local one).
+                    let idx = i * 64 + twice.trailing_zeros() as usize;
+                    double_free(self.base.get() + idx * self.elemsize.get() as usize);
+                }
+                *w &= !x;
+                n += crate::cpu::popcount(x);
+            });
         }
         if n != 0 {
             // Each bit cleared was set, so counted (invariant 3): no underflow. Counted
-            // once here rather than per object, which would chain every iteration through
-            // the field.
+            // once here rather than per word.
             self.alloc_count.set(self.alloc_count.get() - n);
             self.needzero.set(true);
         }
@@ -819,6 +838,7 @@ impl Span {
 mod tests {
     use super::*;
     use crate::mheap::MHeap;
+    use crate::remote::Push;
     use crate::sizeclass::size_to_class;
 
     /// A fresh in-use span of `size`-byte objects from a private heap.
@@ -884,8 +904,9 @@ mod tests {
             s.free_local(s.slot_of(objs[70]).unwrap(), objs[70]);
             assert_ne!(s.alloc_cache.get() & (1 << 6), 0);
             s.free_local(s.slot_of(objs[3]).unwrap(), objs[3]);
-            assert!(!s.xfree.push(objs[10] as *mut u8));
-            assert!(!s.xfree.push(objs[11] as *mut u8));
+            assert_eq!(s.free_remote(s.slot_of(objs[10]).unwrap()), Push::Done);
+            assert_eq!(s.free_remote(s.slot_of(objs[11]).unwrap()), Push::Done);
+            assert_eq!(s.free_remote(s.slot_of(objs[11]).unwrap()), Push::Twice);
             s.commit_window();
             assert_eq!(s.collect_remote(), 2);
             assert_eq!(s.allocated(), 96);

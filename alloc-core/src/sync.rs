@@ -1,17 +1,17 @@
 //! Atomics facade: `core` atomics normally, loom's under `cfg(loom)` so the lock-free
-//! pieces ([`crate::lock`], [`crate::remote::RemoteFreeList`], [`crate::remote::IntrusiveStack`])
+//! pieces ([`crate::lock`], [`crate::remote::RemoteFrees`], [`crate::remote::IntrusiveStack`])
 //! can be model-checked.
 
 // Under loom only the lock-free structures are built; the spans that use the others are not.
 #[cfg(loom)]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering,
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering,
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 
 /// Yield the processor inside a spin loop.

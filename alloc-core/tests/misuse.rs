@@ -61,8 +61,8 @@ fn misuse_child() {
             }
             "double_free_remote_at_push" => {
                 // Two frees in a row from a thread that does not own the span: the second
-                // finds the first at the head of the remote free list. Nobody collects
-                // the list afterwards, so only the push can catch it.
+                // finds the slot's remote-free bit set. Nobody collects the bitmap
+                // afterwards, so only the free itself can catch it.
                 let p = gomalloc::alloc(64, 8) as usize;
                 std::thread::spawn(move || {
                     gomalloc::free(p as *mut u8);

@@ -11,12 +11,11 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gomalloc_benches::{
-    alloc_all, free_all, layout, pair, with_allocator, AllocFn, ALLOCATORS, BATCH,
+    alloc_all, cross_thread, free_all, layout, pair, with_allocator, AllocFn, ALLOCATORS, BATCH,
 };
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::GlobalAlloc;
 use std::hint::black_box;
-use std::sync::mpsc::sync_channel;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Sizes of the single-threaded pair benchmark.
 const PAIR_SIZES: [usize; 6] = [8, 64, 512, 4096, 32768, 1 << 20];
@@ -68,54 +67,13 @@ struct CrossThread<'a, 'c> {
     size: usize,
 }
 
-/// `iters` batches allocated on this thread and freed on another; returns the time until
-/// the last batch is freed.
-fn cross_thread<A: GlobalAlloc + Sync + 'static>(a: &'static A, l: Layout, iters: u64) -> Duration {
-    // Batches travel as addresses (usize) so the buffers are `Send`; two buffers circulate.
-    let (to_free, freeing) = sync_channel::<Vec<usize>>(2);
-    let (to_fill, filling) = sync_channel::<Vec<usize>>(2);
-    for _ in 0..2 {
-        to_fill.send(vec![0; BATCH]).expect("channel open");
-    }
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            for mut batch in freeing.iter() {
-                for p in batch.iter_mut() {
-                    // SAFETY: each address is a live object of `l` from `a`, sent once.
-                    unsafe { a.dealloc(black_box(*p as *mut u8), l) };
-                    *p = 0;
-                }
-                if to_fill.send(batch).is_err() {
-                    break;
-                }
-            }
-        });
-        let start = Instant::now();
-        for _ in 0..iters {
-            let mut batch = filling.recv().expect("freeing thread alive");
-            for p in batch.iter_mut() {
-                // SAFETY: the layout has a non-zero size.
-                let q = unsafe { a.alloc(black_box(l)) };
-                assert!(!q.is_null(), "out of memory");
-                *p = q as usize;
-            }
-            to_free.send(batch).expect("freeing thread alive");
-        }
-        drop(to_free);
-        // Wait for the freeing thread to give both buffers back (or to stop).
-        let _ = filling.recv();
-        let _ = filling.recv();
-        start.elapsed()
-    })
-}
-
 impl AllocFn for CrossThread<'_, '_> {
     type Output = ();
     fn call<A: GlobalAlloc + Sync + 'static>(self, a: &'static A) {
         let l = layout(self.size);
         self.c
             .bench_with_input(BenchmarkId::new(self.name, self.size), &l, |b, &l| {
-                b.iter_custom(|iters| cross_thread(a, l, iters))
+                b.iter_custom(|iters| cross_thread(a, l, iters).total)
             });
     }
 }

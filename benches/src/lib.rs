@@ -12,6 +12,8 @@ pub mod rustload;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
 
 pub use gomalloc::GoMalloc;
 pub use mimalloc::MiMalloc;
@@ -137,4 +139,78 @@ pub unsafe fn free_all<A: GlobalAlloc>(a: &A, layout: Layout, slots: &[*mut u8])
         // SAFETY: caller contract.
         unsafe { a.dealloc(black_box(p), layout) };
     }
+}
+
+/// Times of one [`cross_thread`] run.
+#[derive(Clone, Copy, Debug)]
+pub struct CrossThreadTimes {
+    /// From the first allocation until the last batch is freed.
+    pub total: Duration,
+    /// Time the allocating thread spent allocating (not waiting for buffers).
+    pub allocating: Duration,
+    /// Time the freeing thread spent freeing (not waiting for batches).
+    pub freeing: Duration,
+}
+
+/// `iters` batches of [`BATCH`] objects of `l` allocated on this thread and freed, in
+/// allocation order, on a new thread (every free a cross-thread one). Two batches
+/// circulate, so the threads overlap: one fills a batch while the other empties the
+/// previous one; the total is bound by the slower side and by the hand-offs, which is why
+/// each side's busy time is measured too (two clock reads per batch and side).
+///
+/// # Panics
+/// If the allocator returns null.
+pub fn cross_thread<A: GlobalAlloc + Sync + 'static>(
+    a: &'static A,
+    l: Layout,
+    iters: u64,
+) -> CrossThreadTimes {
+    // Batches travel as addresses (usize) so the buffers are `Send`; two buffers circulate.
+    let (to_free, freeing) = sync_channel::<Vec<usize>>(2);
+    let (to_fill, filling) = sync_channel::<Vec<usize>>(2);
+    for _ in 0..2 {
+        to_fill.send(vec![0; BATCH]).expect("channel open");
+    }
+    std::thread::scope(|s| {
+        let freer = s.spawn(move || {
+            let mut busy = Duration::ZERO;
+            for mut batch in freeing.iter() {
+                let t = Instant::now();
+                for p in batch.iter_mut() {
+                    // SAFETY: each address is a live object of `l` from `a`, sent once.
+                    unsafe { a.dealloc(black_box(*p as *mut u8), l) };
+                    *p = 0;
+                }
+                busy += t.elapsed();
+                if to_fill.send(batch).is_err() {
+                    break;
+                }
+            }
+            busy
+        });
+        let start = Instant::now();
+        let mut allocating = Duration::ZERO;
+        for _ in 0..iters {
+            let mut batch = filling.recv().expect("freeing thread alive");
+            let t = Instant::now();
+            for p in batch.iter_mut() {
+                // SAFETY: the layout has a non-zero size.
+                let q = unsafe { a.alloc(black_box(l)) };
+                assert!(!q.is_null(), "out of memory");
+                *p = q as usize;
+            }
+            allocating += t.elapsed();
+            to_free.send(batch).expect("freeing thread alive");
+        }
+        drop(to_free);
+        // Wait for the freeing thread to give both buffers back (or to stop).
+        let _ = filling.recv();
+        let _ = filling.recv();
+        let total = start.elapsed();
+        CrossThreadTimes {
+            total,
+            allocating,
+            freeing: freer.join().expect("freeing thread"),
+        }
+    })
 }
