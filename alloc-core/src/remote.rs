@@ -15,7 +15,7 @@
 //! follow the links, pulling each line the freeing thread has just written into its own
 //! cache, so that the next remote free of that object waits for the line to come back
 //! before its CAS can complete. On the cross-thread benchmark that made a remote free 20 ns
-//! where the bitmap's takes 5 (`docs/BENCHMARKS.md`, section 7). The bitmap never
+//! where the bitmap's takes 7 (`docs/BENCHMARKS.md`, section 3). The bitmap never
 //! touches the objects: the consumer reads two words for a span of 128 objects, a double
 //! free between two collections is caught exactly (the bit is already set), and a heap
 //! overflow into a dead object has no link to redirect.

@@ -4,7 +4,7 @@
 //! batch; then the median, least and greatest, and the median time each thread spent
 //! working: nanoseconds per malloc and per (remote) free. Criterion's mean hides whether a
 //! slow reading is one slow mode of some runs or every run a little slower, and which side
-//! bounds the pipeline; this tells both (`docs/BENCHMARKS.md`, section 7).
+//! bounds the pipeline; this tells both (`docs/BENCHMARKS.md`, section 3).
 //!
 //!     for a in gomalloc mimalloc gomalloc mimalloc; do
 //!         setarch -R target/release/examples/xthread $a 512 2000 15; done
