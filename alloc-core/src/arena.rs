@@ -3,9 +3,9 @@
 //! The heap's address space comes in 64 MiB arenas, each 64 MiB-aligned. Each arena has a
 //! [`HeapArena`] record, kept off-heap, holding the page -> span map, the per-page bitmaps
 //! (scavenged, start of an in-use span) and the storage for the spans' allocation, mark and
-//! remote-free bitmaps. The arena map `ARENAS[L1][L2]` covers the 48-bit address space and answers
-//! "which span owns this address?" with three loads and no lock: `free`, usable size,
-//! pointer validation and the garbage collector all go through [`span_of`].
+//! remote-free bitmaps. The arena map `ARENAS[L1][L2]` covers the 48-bit address space and
+//! answers "which span owns this address?" with three loads and no lock: `free`, usable
+//! size, pointer validation and the garbage collector all go through [`span_of`].
 //!
 //! Entries are published with release stores under the heap lock and never removed
 //! (arenas are never unmapped), so readers need no lock.

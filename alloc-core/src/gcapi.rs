@@ -218,7 +218,7 @@ pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 
         return live as u32;
     }
     let size = span.elemsize.get() as usize;
-    let words = span.nelems.get().div_ceil(64) as usize;
+    let words = span.bitmap_words();
     let (ab, mb) = (span.alloc_bits.get(), span.mark_bits.get());
     let mut live = 0;
     let mut freed_any = false;

@@ -3,9 +3,9 @@
 //!
 //! * `poison`: every free slot of a small span holds [`POISON`] bytes: spans are filled
 //!   when they are carved, each free fills the object, and each allocation verifies the
-//!   whole slot
-//!   ([`verify_poison`]), so a write after free is reported at the next reuse. Freed
-//!   large blocks are filled too (not verified: their pages go back to the page heap).
+//!   whole slot ([`verify_poison`]), so a write after free is reported at the next reuse.
+//!   Freed large blocks are filled too (not verified: their pages go back to the page
+//!   heap).
 //! * `guard-pages`: each large object gets one more page, made `PROT_NONE`
 //!   ([`GUARD_PAGES`]), so a linear overflow past its last page faults. Overflows within
 //!   the last page's slack are not caught (the object starts at the span's base).

@@ -41,7 +41,8 @@
 //! through a per-thread hint of the last arena) and tests the owner.
 //! Otherwise the object's bit is set
 //! in the span's remote-free bitmap (one atomic `fetch_or`, lock-free), which the owner
-//! collects when it next runs out of slots, without reading the objects. A span given back *full* is parked in no list; the first
+//! collects when it next runs out of slots, without reading the objects. A span given back
+//! *full* is parked in no list; the first
 //! remote free into it hands it to its mcentral's lock-free pending stack. An empty span
 //! goes back to the page heap, which coalesces free runs and knows which pages were
 //! returned to the OS ([`release_memory`]).

@@ -807,7 +807,8 @@ pub fn with_orphan<R>(f: impl FnOnce(&MCache) -> R) -> Option<R> {
 ///
 /// The fork copied them at whatever instruction their threads were at: a thread may have
 /// been inside `malloc` or `free`, which touch the thread's own cache with no lock (a span
-/// list half relinked, a remote-free bitmap half taken), or half way through its exit flush.
+/// list half relinked, a remote-free bitmap half taken), or half way through its exit
+/// flush.
 /// Flushing such a cache in the child could hang it: shim-c's fork tests caught children
 /// spinning in `MCentral::settle` on a span that the dead thread had already handed on
 /// (a few forks in 30000), and a half-rotated retained list is a cycle.

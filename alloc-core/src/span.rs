@@ -328,7 +328,7 @@ impl Span {
             self.nelems.set(nelems);
             self.objs_bytes.set(nelems * class.size() as u32);
             self.set_window(0);
-            let words = nelems.div_ceil(64) as usize;
+            let words = self.bitmap_words();
             crate::check!(
                 words <= self.npages.get() * BITMAP_WORDS_PER_PAGE,
                 "span bitmap overflows its slot",
@@ -355,7 +355,7 @@ impl Span {
             }
         }
         if crate::check::ENABLED {
-            for i in 0..self.nelems.get().div_ceil(64) as usize {
+            for i in 0..self.bitmap_words() {
                 // SAFETY: inside the span's bitmap slot (as above).
                 let w = unsafe { (*self.xfree_bits.get().add(i)).load(Ordering::Relaxed) };
                 crate::check!(w == 0, "fresh span with remote frees", self.base.get());
@@ -428,6 +428,13 @@ impl Span {
     #[inline]
     pub fn single_window(&self) -> bool {
         self.nelems.get() <= 64
+    }
+
+    /// Words of each of the span's bitmaps (allocation, mark, remote-free): one bit per
+    /// slot.
+    #[inline]
+    pub fn bitmap_words(&self) -> usize {
+        self.nelems.get().div_ceil(64) as usize
     }
 
     /// Puts a span whose window was just committed into the state of a span its cache
@@ -768,22 +775,23 @@ impl Span {
     pub unsafe fn collect_remote(&self) -> u32 {
         let ab = self.alloc_bits.get();
         let mut n = 0;
-        let words = self.nelems.get().div_ceil(64) as usize;
-        // SAFETY: the span's remote-free bitmap has `words` words.
+        // SAFETY: the span's remote-free bitmap has `bitmap_words` words.
         unsafe {
-            self.xfree.take(self.xfree_bits.get(), words, |i, x| {
-                // SAFETY: word `i` lies in the allocation bitmap too; the caller owns it.
-                let w = &mut *ab.add(i);
-                let twice = x & !*w;
-                if twice != 0 {
-                    // Freed remotely after the slot was already free: a double free whose
-                    // first free was collected (or was a local one).
-                    let idx = i * 64 + twice.trailing_zeros() as usize;
-                    double_free(self.base.get() + idx * self.elemsize.get() as usize);
-                }
-                *w &= !x;
-                n += crate::cpu::popcount(x);
-            });
+            self.xfree
+                .take(self.xfree_bits.get(), self.bitmap_words(), |i, x| {
+                    // SAFETY: word `i` lies in the allocation bitmap too; the caller owns
+                    // it.
+                    let w = &mut *ab.add(i);
+                    let twice = x & !*w;
+                    if twice != 0 {
+                        // Freed remotely after the slot was already free: a double free
+                        // whose first free was collected (or was a local one).
+                        let idx = i * 64 + twice.trailing_zeros() as usize;
+                        double_free(self.base.get() + idx * self.elemsize.get() as usize);
+                    }
+                    *w &= !x;
+                    n += crate::cpu::popcount(x);
+                });
         }
         if n != 0 {
             // Each bit cleared was set, so counted (invariant 3): no underflow. Counted
@@ -802,9 +810,8 @@ impl Span {
     pub unsafe fn allocated(&self) -> u32 {
         let n = self.alloc_count.get();
         if crate::check::ENABLED {
-            let words = self.nelems.get().div_ceil(64) as usize;
             let mut bits = 0;
-            for i in 0..words {
+            for i in 0..self.bitmap_words() {
                 // SAFETY: inside the bitmap.
                 bits += unsafe { *self.alloc_bits.get().add(i) }.count_ones();
             }
