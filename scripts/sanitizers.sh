@@ -26,9 +26,11 @@ tsan() {
     # (single-threaded and slow under TSan), the GC's basic tests (single-threaded; and the
     # instrumented frames keep stale words that a conservative scan rightly retains), and
     # the compile-fail tests.
+    # The scavenger thread is a pthread here (gomalloc_pthread_scavenger): TSan must see
+    # every thread start, and keeps its state in TLS, which the clone-started thread lacks.
     # The release profile says panic = "abort" (for the preload library); a test harness
     # unwinds, and with -Zbuild-std two panic strategies mean two builds of core (E0152).
-    CARGO_PROFILE_RELEASE_PANIC=unwind RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    CARGO_PROFILE_RELEASE_PANIC=unwind RUSTFLAGS="-Zsanitizer=thread --cfg gomalloc_pthread_scavenger" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
         cargo +nightly test -Zbuild-std --target "$TARGET" --target-dir target/tsan \
         --release --quiet \
         -p gomalloc --lib --test global_alloc --test hardening --test free_fast --test misuse \

@@ -99,8 +99,10 @@ pub mod span;
 #[cfg(not(loom))]
 pub mod stats;
 mod sync;
+mod sys;
 #[cfg(not(loom))]
 pub mod tls;
+pub mod wakeup;
 
 #[cfg(not(loom))]
 pub use config::{configure, Config, ReleaseMode};

@@ -117,7 +117,6 @@ fn alloc_refill(c: *mut MCache, spc: usize, size: usize, align: usize) -> *mut u
     // stores it as the state becomes active; `thread_exit` puts the empty one back first),
     // and the thread owns it. `spc` comes from the size-class tables.
     let p = unsafe { alloc_after_refill(&*c, SpanClass(spc as u8)) };
-    crate::scavenge::poll();
     crate::check::after_slow_op();
     p
 }
@@ -132,12 +131,8 @@ pub fn alloc_slow(size: usize, align: usize, noscan: bool) -> *mut u8 {
     }
     let p = match small_class(size, align, noscan) {
         Some(spc) => match mcache::current_or_init() {
-            Some(c) => {
-                // SAFETY: the thread's own cache.
-                let p = unsafe { alloc_small(&*c, spc) };
-                crate::scavenge::poll();
-                p
-            }
+            // SAFETY: the thread's own cache.
+            Some(c) => unsafe { alloc_small(&*c, spc) },
             None => {
                 mcache::with_orphan(|c| {
                     // SAFETY: the orphan lock is held inside `with_orphan`.
@@ -221,7 +216,6 @@ fn alloc_large(size: usize, align: usize, noscan: bool) -> *mut u8 {
     if s.is_null() {
         return ptr::null_mut();
     }
-    crate::scavenge::poll();
     // SAFETY: a fresh in-use span.
     let base = unsafe { (*s).base.get() };
     // The last page becomes the guard. If the kernel refuses (too many mappings:
@@ -586,6 +580,7 @@ unsafe fn free_slow(s: *mut Span, addr: usize) {
             // We woke a span parked in its mcentral: hand it over.
             // SAFETY: the span is unowned and, notified, on no list but this push's.
             unsafe { central(sr.spanclass.get()).pending.push(s) };
+            crate::scavenge::span_pending();
         }
         // Freed remotely twice with no collection in between; a double free whose
         // first free was collected is caught by the owner's `collect_remote`.

@@ -102,6 +102,9 @@ pub struct MHeap {
     dirty_tail: *mut Span,
     /// Runs in the dirty list.
     ndirty: usize,
+    /// The most pages in use since the scavenger last looked ([`MHeap::take_inuse_high`]):
+    /// its decaying peak follows rises it did not see (it may not have been running).
+    inuse_high: usize,
     /// Statistics.
     pub c: HeapCounters,
 }
@@ -138,6 +141,7 @@ impl MHeap {
             dirty_head: ptr::null_mut(),
             dirty_tail: ptr::null_mut(),
             ndirty: 0,
+            inuse_high: 0,
             c: HeapCounters {
                 pages_inuse: 0,
                 pages_free: 0,
@@ -387,6 +391,7 @@ impl MHeap {
             self.c.pages_released -= scav;
             self.c.pages_free -= npages;
             self.c.pages_inuse += npages;
+            self.inuse_high = self.inuse_high.max(self.c.pages_inuse);
             fr.set_state(SpanState::InUse);
             for i in 0..npages {
                 arena::set_span(start + (i << PAGE_SHIFT), f);
@@ -431,6 +436,23 @@ impl MHeap {
             }
             self.coalesce_insert(s, true);
         }
+        self.pages_freed();
+    }
+
+    /// After pages came back: the scavenger starts if the free memory not yet released is
+    /// worth it (`scavenge::pages_freed`).
+    #[inline]
+    fn pages_freed(&self) {
+        let inuse = self.c.pages_inuse << PAGE_SHIFT;
+        crate::scavenge::pages_freed(self.retained() - inuse, inuse);
+    }
+
+    /// The most pages in use since the last call, which starts a new period at the pages
+    /// in use now (the scavenger's decaying peak).
+    pub(crate) fn take_inuse_high(&mut self) -> usize {
+        let high = self.inuse_high.max(self.c.pages_inuse);
+        self.inuse_high = self.c.pages_inuse;
+        high
     }
 
     /// Merges the free record `s` with free neighbours and bins the result, on the dirty
@@ -538,6 +560,7 @@ impl MHeap {
             self.c.large_pages -= tail;
             self.coalesce_insert(t, true);
         }
+        self.pages_freed();
     }
 
     /// Grows a large span in place to `npages` if the run after it is free and big
@@ -576,6 +599,7 @@ impl MHeap {
             self.c.pages_released -= scav;
             self.c.pages_free -= more;
             self.c.pages_inuse += more;
+            self.inuse_high = self.inuse_high.max(self.c.pages_inuse);
             self.c.large_pages += more;
             for i in 0..more {
                 arena::set_span(start + (i << PAGE_SHIFT), s);

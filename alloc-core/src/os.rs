@@ -98,9 +98,10 @@ pub unsafe fn sys_unused(addr: *mut u8, size: usize, lazy: bool) {
     } else {
         libc::MADV_DONTNEED
     };
-    // SAFETY: the caller guarantees the range is ours and dead.
+    // SAFETY: the caller guarantees the range is ours and dead. A raw system call: the
+    // scavenger thread calls this, and it may not enter libc (`crate::sys`).
     unsafe {
-        libc::madvise(addr.cast(), size, advice);
+        crate::sys::madvise(addr, size, advice);
     }
 }
 

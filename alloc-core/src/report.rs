@@ -35,11 +35,10 @@ pub fn fatal(msg: &str, addr: usize) -> ! {
 
 /// Writes `bytes` to file descriptor 2, ignoring errors.
 pub fn write_stderr(bytes: &[u8]) {
+    // A raw system call: it leaves errno alone, and the scavenger thread may not enter
+    // libc (`crate::sys`).
     #[cfg(not(miri))]
-    // SAFETY: `bytes` is a valid readable buffer of `bytes.len()` bytes.
-    unsafe {
-        libc::write(2, bytes.as_ptr().cast(), bytes.len());
-    }
+    crate::sys::write(2, bytes);
     #[cfg(miri)]
     {
         use std::io::Write;
@@ -168,6 +167,11 @@ impl Line {
 }
 
 fn abort() -> ! {
+    // The scavenger thread has no glibc thread descriptor, which `abort()` uses.
+    #[cfg(not(any(miri, loom)))]
+    if crate::scavenge::on_thread() {
+        crate::sys::abort_thread();
+    }
     #[cfg(not(miri))]
     // SAFETY: abort has no preconditions.
     unsafe {

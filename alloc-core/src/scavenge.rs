@@ -39,42 +39,38 @@
 //! transparent huge pages in `madvise` mode (the Debian default) sparse regions are never
 //! promoted.
 //!
-//! ## Inside arbitrary processes
-//! The thread starts lazily, when the heap first passes [`START_AT`] bytes, from an
-//! allocation's slow path after every allocator lock was released, with all signals
-//! blocked. It never allocates (so it never owns a thread cache), is detached (process exit
-//! does not wait for it), and after `fork` the child starts its own when it needs one.
+//! ## When the thread exists
+//! A program that never frees much never sees the thread: it is started only when there is
+//! memory to give back, and it ends when it has had nothing to do for [`IDLE_EXIT_NS`]
+//! (one second). Starts come from the places where that memory appears, not from a timer:
+//! - the page heap gets free pages back ([`crate::mheap::MHeap::free_span`]) and then holds
+//!   at least [`WAKE_FREE`] bytes of free, unreleased memory, and more than the 10% over
+//!   the memory in use that the goal allows;
+//! - a remote free hands a parked span to its mcentral (it may have emptied it: only the
+//!   thread's reclaim returns such a span's pages when no thread allocates), once the heap
+//!   has passed [`START_AT`] bytes.
 //!
-//! ### Why `pthread_create` from inside `malloc` is safe (glibc 2.34 and later)
-//! `pthread_create` allocates (the new thread's DTV, `_dl_allocate_tls` → `calloc`) and
-//! takes glibc-internal locks: the stack-cache lock (`dl_stack_cache_lock`, not
-//! recursive, never held across a call out of glibc) and the recursive
-//! `dl_load_tls_lock` (`_dl_allocate_tls_init`). What `start` relies on:
-//! - **No allocator lock is held.** `poll` is called only after `alloc_small` or the
-//!   page heap returned (every `SpinLock` guard dropped), so the nested `calloc` cannot
-//!   wait on a lock its own thread holds, and a thread that waits on our locks never
-//!   waits on this one: it holds none of them.
-//! - **No recursion.** `STATE` goes `NOT_STARTED` → `STARTING` by a CAS before the call,
-//!   so the nested allocations, and any thread racing, skip `start`.
-//! - **Only from a thread with its own cache** ([`crate::mcache::current_or_init`]): never
-//!   from the runtime's one-time set-up (`pthread_key_create`/`pthread_atfork`, which
-//!   allocate under glibc's atfork lock), a thread still setting up its cache, or one past
-//!   its cache flush (glibc's thread teardown). Those calls leave `STATE` alone; the next
-//!   slow path of an ordinary thread starts it.
-//! - **Never from `free`.** glibc frees under the stack-cache lock (`__nptl_free_stacks` →
-//!   `_dl_deallocate_tls`), which `pthread_create` takes: a start from `free` could
-//!   deadlock on it. Only allocation paths call `poll`; glibc does not allocate under that
-//!   lock. An allocation under the recursive `dl_load_tls_lock` (`dlopen`'s TLS bookkeeping,
-//!   `_dl_resize_dtv`) may start it: re-taking that lock on the same thread is allowed.
-//!   (glibc before 2.34 took `dl_load_lock` in `_dl_allocate_tls_init`, held by `dlopen`
-//!   while ELF constructors run; this is not supported there.)
-//! - **Signals are blocked** around `pthread_create` (the new thread inherits the mask), so
-//!   no handler runs on this thread in the middle of it. A `malloc` from a signal handler
-//!   that interrupted glibc while it held the stack-cache lock could deadlock here, as it
-//!   could inside glibc's own `malloc`: `malloc` is not async-signal-safe.
-//! - **`fork` meanwhile**: the child has only the forking thread, so a start in flight in
-//!   another thread (`STARTING`, or `RUNNING` before the child existed) is reset to
-//!   `NOT_STARTED` in the child (`state_after_fork`), which starts its own when needed.
+//! "Nothing to do" means: no page released, no span reclaimed, no free run waiting to come
+//! of age, no start requested, and no memory above the goal that the decaying peak will
+//! let go later. Memory that cannot be released (dense huge-page chunks, spans retained by
+//! thread caches) does not keep the thread alive; when it comes free it wakes it again.
+//! Its state (the decaying peak, the token bucket) survives from one run to the next.
+//!
+//! The thread is started with `clone` (`sys.rs`), so glibc does not count it: a
+//! program whose last thread calls `pthread_exit` ends at once with status 0 whatever the
+//! thread is doing, process-directed signals go to the program's threads (it blocks them
+//! all), and since `clone` takes no lock and allocates nothing, a free may start it (it
+//! does so with no allocator lock held but the heap's, whose holder it never waits for).
+//! It runs only this module's loop and the heap code it calls, which make no libc call
+//! and touch no thread-local variable (the `sys.rs` rules); it never owns a thread
+//! cache. After `fork` the child has no thread and starts its own when it needs one.
+//!
+//! Go's runtime starts its background scavenger once and keeps it (a goroutine, parked
+//! when idle), which a runtime that owns its process can afford; jemalloc's background
+//! threads are off unless the application asks for them (`background_thread:true`), because
+//! an allocator inside someone else's process must not change how it lives. gomalloc takes
+//! Go's pacing and jemalloc's reticence: a thread that exists only while it has work, and
+//! that glibc does not count.
 
 use crate::config;
 use crate::mcentral::CENTRAL;
@@ -82,16 +78,26 @@ use crate::mcentral::CENTRAL;
 use crate::mheap::HEAP;
 #[cfg(not(any(miri, loom)))]
 use crate::sizeclass::PAGE_SHIFT;
-use crate::sync::{AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(any(miri, loom)))]
+use crate::sys;
+use crate::wakeup::Wakeup;
+use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicU32;
 
-/// Heap size (committed bytes) at which the background thread starts.
+/// Heap size (committed bytes) from which a remote free that hands a span to its mcentral
+/// starts the thread.
 pub const START_AT: usize = 8 << 20;
+/// Free, unreleased bytes in the page heap from which a free starts the thread.
+pub const WAKE_FREE: usize = 4 << 20;
 /// Most pages released per heap-lock hold (2 MiB: a few hundred microseconds of `madvise`).
 pub const STEP_PAGES: usize = 256;
 /// Most CPU time the token bucket holds: the largest burst of work.
 pub const BURST_NS: u64 = 250_000_000;
 /// How often unowned spans are searched for collected-but-unreturned frees.
 pub const RECLAIM_EVERY_NS: u64 = 200_000_000;
+/// The thread ends after this long with nothing to do.
+pub const IDLE_EXIT_NS: u64 = 1_000_000_000;
 /// Time constant of the decaying in-use peak.
 const DECAY_NS: u64 = 500_000_000;
 /// Free runs dirtied less than this long ago are not released (below the memory limit):
@@ -102,19 +108,30 @@ pub const MIN_AGE_NS: usize = 1_000_000_000;
 #[cfg_attr(any(miri, loom), allow(dead_code))]
 /// Sleep while there is nothing to do (also how soon a [`crate::configure`] takes effect).
 const IDLE_NS: u64 = 100_000_000;
+/// After a failed start (the system refused a thread), none is tried for this long.
+#[cfg_attr(any(miri, loom), allow(dead_code))]
+const RETRY_NS: u64 = 1_000_000_000;
+/// The thread's stack, and below it the guard region its thread pointer points into.
+#[cfg_attr(any(miri, loom), allow(dead_code))]
+const STACK_BYTES: usize = 128 << 10;
+#[cfg_attr(any(miri, loom), allow(dead_code))]
+const GUARD_BYTES: usize = 16 << 10;
 
-const NOT_STARTED: u8 = 0;
-const STARTING: u8 = 1;
-const RUNNING: u8 = 2;
-const FAILED: u8 = 3;
-
-static STATE: AtomicU8 = AtomicU8::new(NOT_STARTED);
+/// The thread's life (started, leaving, gone) and the requests for it.
+static LIFE: Wakeup = Wakeup::new();
+/// The thread's id from `clone` until it is gone: the kernel writes 0 here when it exits
+/// (`CLONE_CHILD_CLEARTID`), after which its stack may be used again.
+static TID: AtomicU32 = AtomicU32::new(0);
+/// Base of the thread's stack mapping (made at the first start, kept for the next).
+static STACK: AtomicUsize = AtomicUsize::new(0);
+/// `CLOCK_MONOTONIC` before which no start is tried (after a failed one).
+static RETRY_AT: AtomicU64 = AtomicU64::new(0);
 /// The retained-bytes goal the thread last computed (`usize::MAX`: none yet).
 static GOAL: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// Committed heap bytes, mirrored from the page heap for the lock-free start check.
 static HEAP_SYS: AtomicUsize = AtomicUsize::new(0);
 /// The coarse clock: `CLOCK_MONOTONIC` in nanoseconds as of the background thread's last
-/// step (0 until it runs). Free runs are stamped with it, at no cost to the free path.
+/// step, or of the last [`coarse_now`] while no thread runs (0 until either).
 static CLOCK: AtomicUsize = AtomicUsize::new(0);
 
 /// Work counters, read by [`crate::stats`].
@@ -123,6 +140,9 @@ pub(crate) static RELEASED: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static STEPS: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static RECLAIMED_SPANS: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static RECLAIM_NS: AtomicUsize = AtomicUsize::new(0);
+/// Threads started, and starts the system refused.
+pub(crate) static STARTS: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static START_FAILURES: AtomicUsize = AtomicUsize::new(0);
 
 /// The heap's retained-memory goal in bytes: what the thread computed, capped by the
 /// memory limit. `usize::MAX` when there is none yet.
@@ -134,7 +154,12 @@ pub fn retained_goal() -> usize {
 /// may be a step old when the heap grows), still capped by the memory limit.
 pub(crate) fn retained_goal_for(inuse: usize) -> usize {
     let goal = GOAL.load(Ordering::Relaxed);
-    goal.max(inuse.saturating_add(inuse / 10)).min(limit_cap())
+    goal.max(settled_goal(inuse))
+}
+
+/// The goal once the peak has decayed to `inuse`: 10% over it, capped by the memory limit.
+fn settled_goal(inuse: usize) -> usize {
+    inuse.saturating_add(inuse / 10).min(limit_cap())
 }
 
 /// 95% of the memory limit (Go's `memoryLimitGoal`); `usize::MAX` without one.
@@ -147,10 +172,25 @@ fn limit_cap() -> usize {
     }
 }
 
-/// The scavenger's coarse clock (see [`MIN_AGE_NS`]): at most one background step old,
-/// and 0 while the thread has not run (then every free run counts as old).
+/// The scavenger's coarse clock (see [`MIN_AGE_NS`]), which stamps free runs: while the
+/// thread runs, the time of its last step (free runs are stamped at no cost); while none
+/// runs, the time now, read from the vDSO (about 20 ns per page-heap free, which is not
+/// on the allocation fast path), so runs freed while no thread ran do not count as older
+/// than they are. The thread itself only calls it while it runs: it may not call libc.
 #[inline]
 pub fn coarse_now() -> usize {
+    #[cfg(not(any(miri, loom)))]
+    if !LIFE.running() {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-parameter; a program thread (see above).
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let t = ts.tv_sec as usize * 1_000_000_000 + ts.tv_nsec as usize;
+        CLOCK.store(t, Ordering::Relaxed);
+        return t;
+    }
     CLOCK.load(Ordering::Relaxed)
 }
 
@@ -164,9 +204,9 @@ pub(crate) fn dirty_cutoff(over_limit: bool) -> usize {
     }
 }
 
-/// Whether the background thread is running.
+/// Whether the background thread is running now (it exists only while it has work).
 pub fn running() -> bool {
-    STATE.load(Ordering::Relaxed) == RUNNING
+    LIFE.running()
 }
 
 /// Records the page heap's committed size (called under the heap lock as it grows).
@@ -174,21 +214,37 @@ pub(crate) fn note_heap_sys(bytes: usize) {
     HEAP_SYS.store(bytes, Ordering::Relaxed);
 }
 
-/// Starts the background thread if the heap is big enough and it is not running. Called
-/// from allocation slow paths with no allocator lock held.
+/// Called by the page heap, under its lock, after pages came back to it: starts the thread
+/// if `free` bytes of free, unreleased memory are worth one with `inuse` bytes in use.
 #[inline]
-pub(crate) fn poll() {
-    if STATE.load(Ordering::Relaxed) == NOT_STARTED
-        && HEAP_SYS.load(Ordering::Relaxed) >= START_AT
-        && config::scavenge_on()
-    {
+pub(crate) fn pages_freed(free: usize, inuse: usize) {
+    if !LIFE.running() && free >= WAKE_FREE && free > inuse / 10 {
+        wake();
+    }
+}
+
+/// Called after a remote free handed a parked span to its mcentral: starts the thread,
+/// whose reclaim returns the span's pages if no thread allocates from that class again.
+#[inline]
+pub(crate) fn span_pending() {
+    if !LIFE.running() && HEAP_SYS.load(Ordering::Relaxed) >= START_AT {
+        wake();
+    }
+}
+
+/// Requests a step of the thread, starting one if none runs. Takes no lock and allocates
+/// nothing; may be called from any thread, with or without the heap lock.
+#[cold]
+#[inline(never)]
+fn wake() {
+    if config::scavenge_on() && LIFE.wake() {
         start();
     }
 }
 
-/// Called before the heap grows for a new span or a large object, with no lock held:
-/// near the memory limit, first hand back the spans other threads emptied, so the heap
-/// reuses them instead of growing past the limit.
+/// Called with the heap lock held, before the heap grows for a new span or a large
+/// object: near the memory limit, first hand back the spans other threads emptied, so the
+/// heap reuses them instead of growing past the limit.
 #[inline]
 pub(crate) fn before_grow() {
     let limit = config::memory_limit();
@@ -201,69 +257,147 @@ pub(crate) fn before_grow() {
 /// In a forked child: the thread did not survive the fork, nor did a start in progress
 /// in another thread; start anew when needed.
 pub(crate) fn after_fork_child() {
-    STATE.store(
-        state_after_fork(STATE.load(Ordering::Relaxed)),
-        Ordering::Relaxed,
-    );
+    LIFE.after_fork_child();
+    // The parent's thread id, copied: no thread of the child will clear it.
+    TID.store(0, Ordering::Relaxed);
 }
 
-/// The child's `STATE` for the parent's `state` at `fork`. `STARTING` means another thread
-/// of the parent was inside [`start`] (the forking thread runs the atfork handlers, never
-/// `start`): that thread is gone, so without the reset the child would never start one.
-/// `FAILED` stays: `pthread_create` failed for lack of resources, and it is not retried.
-fn state_after_fork(state: u8) -> u8 {
-    match state {
-        RUNNING | STARTING => NOT_STARTED,
-        other => other,
-    }
+/// Whether the caller runs on the background thread (its stack lies in the thread's
+/// mapping). Costs two loads; used on fatal paths only.
+pub(crate) fn on_thread() -> bool {
+    let here = 0u8;
+    let sp = (&raw const here) as usize;
+    let base = STACK.load(Ordering::Relaxed);
+    base != 0 && sp >= base && sp < base + GUARD_BYTES + STACK_BYTES
 }
 
-/// Starts the thread (see "Why `pthread_create` from inside `malloc` is safe" above).
-#[cold]
-#[inline(never)]
+/// Starts the thread: no thread under Miri.
+#[cfg(any(miri, loom))]
 fn start() {
-    // Only a thread with a cache of its own (set up now if it has none yet: a thread whose
-    // allocations were all large): not the runtime's set-up, a thread setting up its
-    // cache, or one past its cache flush. STATE stays NOT_STARTED for the next caller.
-    if crate::mcache::current_or_init().is_none() {
+    LIFE.start_failed();
+}
+
+/// Starts the thread, for the waker whose [`Wakeup::wake`] said so.
+#[cfg(not(any(miri, loom)))]
+fn start() {
+    let t = sys::clock_ns(libc::CLOCK_MONOTONIC);
+    let stack = stack();
+    if stack == 0 || t < RETRY_AT.load(Ordering::Relaxed) {
+        LIFE.start_failed();
         return;
     }
-    if STATE
-        .compare_exchange(NOT_STARTED, STARTING, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        return;
+    // The thread that left (if any) runs no code of ours any more, but it may
+    // still be on the stack until the kernel clears TID.
+    loop {
+        let tid = TID.load(Ordering::Acquire);
+        if tid == 0 {
+            break;
+        }
+        sys::futex_wait(&TID, tid, 10_000_000);
     }
-    #[cfg(any(miri, loom))]
-    STATE.store(FAILED, Ordering::Relaxed);
-    #[cfg(not(any(miri, loom)))]
-    // SAFETY: plain pthread calls on local, initialised values; `thread_main` has the
-    // start-routine signature. pthread_create may allocate (its TLS block): this thread
-    // holds no allocator lock and STATE is STARTING, so the nested calls do not recurse
-    // here (the module doc lists the glibc locks involved).
-    unsafe {
-        let mut all: libc::sigset_t = core::mem::zeroed();
-        let mut old: libc::sigset_t = core::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-        libc::pthread_attr_init(&mut attr);
-        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
-        libc::pthread_attr_setstacksize(&mut attr, 256 << 10);
-        let mut tid: libc::pthread_t = 0;
-        let rc = libc::pthread_create(&mut tid, &attr, thread_main, core::ptr::null_mut());
-        libc::pthread_attr_destroy(&mut attr);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
-        STATE.store(if rc == 0 { RUNNING } else { FAILED }, Ordering::Relaxed);
+    LIFE.starting();
+    #[cfg(not(gomalloc_pthread_scavenger))]
+    // SAFETY: the stack lies in our mapping and no thread uses it (TID reads 0); the
+    // thread pointer is inside the PROT_NONE guard below it; `raw_entry` never returns
+    // and keeps the `sys` rules (this module's doc).
+    let ok = unsafe {
+        sys::spawn(
+            raw_entry,
+            stack + GUARD_BYTES + STACK_BYTES,
+            stack + GUARD_BYTES / 2,
+            &TID,
+        )
+    };
+    #[cfg(gomalloc_pthread_scavenger)]
+    // SAFETY: TID reads 0; `pthread_entry` clears it last.
+    let ok = unsafe { sys::spawn_pthread(pthread_entry, &TID) };
+    if ok {
+        STARTS.fetch_add(1, Ordering::Relaxed);
+    } else {
+        START_FAILURES.fetch_add(1, Ordering::Relaxed);
+        RETRY_AT.store(t + RETRY_NS, Ordering::Relaxed);
+        LIFE.start_failed();
     }
 }
 
+/// The thread's stack mapping, made at the first start: a PROT_NONE guard of
+/// `GUARD_BYTES` (an overflow, or a TLS access, faults there) under `STACK_BYTES` of
+/// stack. 0 if the system refused the memory.
 #[cfg(not(any(miri, loom)))]
-extern "C" fn thread_main(_: *mut libc::c_void) -> *mut libc::c_void {
-    let mut pacer = Pacer::new(now(libc::CLOCK_MONOTONIC));
+fn stack() -> usize {
+    let base = STACK.load(Ordering::Relaxed);
+    if base != 0 {
+        return base;
+    }
+    // Only the waker whose `wake` said so gets here, one at a time.
+    // SAFETY: sizes are page multiples; the reservation is ours alone.
+    unsafe {
+        let p = crate::os::sys_reserve(0, GUARD_BYTES + STACK_BYTES, 4096);
+        if p.is_null() {
+            return 0;
+        }
+        if !crate::os::sys_map(p.add(GUARD_BYTES), STACK_BYTES) {
+            crate::os::sys_free(p, GUARD_BYTES + STACK_BYTES);
+            return 0;
+        }
+        STACK.store(p as usize, Ordering::Relaxed);
+        p as usize
+    }
+}
+
+/// The pacer's state, kept from one thread to the next.
+struct PacerCell(UnsafeCell<Pacer>);
+// SAFETY: only the background thread touches the pacer, and at most one exists at a time
+// (a start waits until the previous thread is gone: `TID` reads 0).
+unsafe impl Sync for PacerCell {}
+#[cfg_attr(any(miri, loom), allow(dead_code))]
+static PACER: PacerCell = PacerCell(UnsafeCell::new(Pacer {
+    last: 0,
+    peak: 0,
+    tokens: BURST_NS as i64,
+    last_reclaim: 0,
+}));
+
+/// The thread as `clone` starts it (`sys::spawn`).
+#[cfg(all(not(any(miri, loom)), not(gomalloc_pthread_scavenger)))]
+extern "C" fn raw_entry() -> ! {
+    run();
+    // Gone: a waker that saw it leave starts the next one once the kernel clears TID.
+    sys::exit_thread()
+}
+
+/// The thread as `pthread_create` starts it (ThreadSanitizer builds).
+#[cfg(all(not(any(miri, loom)), gomalloc_pthread_scavenger))]
+extern "C" fn pthread_entry(_: *mut libc::c_void) -> *mut libc::c_void {
+    run();
+    TID.store(0, Ordering::Release);
+    core::ptr::null_mut()
+}
+
+/// The background thread's loop; returns when the thread is to end
+/// ([`Wakeup::try_leave`]). It keeps the `sys.rs` rules: no libc call, no TLS.
+#[cfg(not(any(miri, loom)))]
+fn run() {
+    // SAFETY: this is the only thread that touches PACER (see PacerCell).
+    let pacer = unsafe { &mut *PACER.0.get() };
+    let mut busy_at = sys::clock_ns(libc::CLOCK_MONOTONIC);
+    if pacer.last == 0 {
+        pacer.last = busy_at;
+    }
     loop {
-        let pause = pacer.step();
-        sleep_ns(pause);
+        let asked = LIFE.take_request();
+        let (pause, busy) = pacer.step();
+        let t = pacer.last;
+        if busy || asked {
+            busy_at = t;
+        } else if t - busy_at >= IDLE_EXIT_NS || !config::scavenge_on() {
+            if LIFE.try_leave() {
+                return;
+            }
+            busy_at = t;
+            continue;
+        }
+        sys::sleep_ns(pause);
     }
 }
 
@@ -278,64 +412,67 @@ struct Pacer {
 
 #[cfg_attr(any(miri, loom), allow(dead_code))]
 impl Pacer {
-    fn new(now: u64) -> Pacer {
-        Pacer {
-            last: now,
-            peak: 0,
-            tokens: BURST_NS as i64,
-            last_reclaim: 0,
-        }
-    }
-
-    /// One step of work, if any is due. Returns how long to sleep before the next.
+    /// One step of work, if any is due. Returns how long to sleep before the next, and
+    /// whether there was work, or will be (the thread leaves after [`IDLE_EXIT_NS`]
+    /// without).
     #[cfg(not(any(miri, loom)))]
-    fn step(&mut self) -> u64 {
-        let t = now(libc::CLOCK_MONOTONIC);
+    fn step(&mut self) -> (u64, bool) {
+        let t = sys::clock_ns(libc::CLOCK_MONOTONIC);
         let dt = t - self.last;
         self.last = t;
         CLOCK.store(t as usize, Ordering::Relaxed);
         if !config::scavenge_on() {
             GOAL.store(usize::MAX, Ordering::Relaxed);
-            return IDLE_NS;
+            return (IDLE_NS, false);
         }
         let pct = u64::from(config::scavenge_percent());
         self.tokens = (self.tokens + (dt * pct / 100) as i64).min(BURST_NS as i64);
-        let (inuse, retained) = {
-            let h = HEAP.lock();
-            (h.c.pages_inuse << PAGE_SHIFT, h.retained())
+        let (inuse, high, retained) = {
+            let mut h = HEAP.lock();
+            let high = h.take_inuse_high();
+            (
+                h.c.pages_inuse << PAGE_SHIFT,
+                high << PAGE_SHIFT,
+                h.retained(),
+            )
         };
-        self.peak = decayed_peak(self.peak, inuse, dt);
+        self.peak = decayed_peak(self.peak, high, dt);
         GOAL.store(self.peak + self.peak / 10, Ordering::Relaxed);
         let goal = retained_goal();
+        // Memory over the goal once the peak has decayed, enough to start a thread for:
+        // work for a later step.
+        let waiting = retained > settled_goal(inuse).saturating_add(WAKE_FREE);
         let over_limit = retained > config::memory_limit();
         if self.tokens <= 0 && !over_limit {
             // Sleep until the bucket holds work again.
-            return ((-self.tokens) as u64 * 100 / pct).clamp(1_000_000, IDLE_NS);
+            let pause = ((-self.tokens) as u64 * 100 / pct).clamp(1_000_000, IDLE_NS);
+            return (pause, waiting);
         }
         let reclaim_due = t - self.last_reclaim >= RECLAIM_EVERY_NS;
         if retained <= goal && !reclaim_due {
-            return IDLE_NS;
+            return (IDLE_NS, waiting);
         }
+        let mut spans = 0;
         if reclaim_due {
             // Not charged to the budget: this is free work deferred from other threads
             // (each notified span is handled once per notification), as Go's background
             // sweeper is not.
             self.last_reclaim = t;
-            let cpu0 = now(libc::CLOCK_THREAD_CPUTIME_ID);
-            let spans: usize = CENTRAL.iter().map(|c| c.reclaim()).sum();
+            let cpu0 = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+            spans = CENTRAL.iter().map(|c| c.reclaim()).sum();
             RECLAIMED_SPANS.fetch_add(spans, Ordering::Relaxed);
-            let work = now(libc::CLOCK_THREAD_CPUTIME_ID) - cpu0;
+            let work = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) - cpu0;
             RECLAIM_NS.fetch_add(work as usize, Ordering::Relaxed);
         }
         let (mut released, mut young) = (0, 0);
-        let cpu0 = now(libc::CLOCK_THREAD_CPUTIME_ID);
+        let cpu0 = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         if retained > goal {
             let todo = ((retained - goal) >> PAGE_SHIFT).min(STEP_PAGES);
             let done = HEAP.lock().scavenge(todo, true, dirty_cutoff(over_limit));
             (released, young) = (done.released, done.young);
             RELEASED.fetch_add(released << PAGE_SHIFT, Ordering::Relaxed);
         }
-        let work = now(libc::CLOCK_THREAD_CPUTIME_ID) - cpu0;
+        let work = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) - cpu0;
         self.tokens -= work as i64;
         WORK_NS.fetch_add(work as usize, Ordering::Relaxed);
         STEPS.fetch_add(1, Ordering::Relaxed);
@@ -344,12 +481,16 @@ impl Pacer {
             // in spans that threads retain, so ask them back (at most once a reclaim period).
             crate::mcache::request_trim();
         }
+        // Releasable memory over the goal that was released, or that comes of age within
+        // MIN_AGE_NS, is work; memory over it that cannot be released now (dense chunks,
+        // spans in caches) is not: its free wakes the thread again.
+        let busy = released > 0 || young > 0 || spans > 0 || (waiting && retained <= goal);
         if released == 0 {
             // Nothing releasable now: memory is in spans, in dense chunks, or freed too
             // recently (it comes of age within MIN_AGE_NS; the idle sleep is shorter).
-            IDLE_NS
+            (IDLE_NS, busy)
         } else {
-            0
+            (0, busy)
         }
     }
 }
@@ -359,32 +500,6 @@ impl Pacer {
 fn decayed_peak(peak: usize, inuse: usize, dt: u64) -> usize {
     let kept = (peak as u128 * u128::from(DECAY_NS) / u128::from(DECAY_NS + dt)) as usize;
     kept.max(inuse)
-}
-
-#[cfg(not(any(miri, loom)))]
-fn now(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-parameter.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-#[cfg(not(any(miri, loom)))]
-fn sleep_ns(ns: u64) {
-    if ns == 0 {
-        // SAFETY: no preconditions.
-        unsafe { libc::sched_yield() };
-        return;
-    }
-    let ts = libc::timespec {
-        tv_sec: (ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-    };
-    // SAFETY: `ts` is valid; an interrupted sleep just ends early.
-    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
 }
 
 #[cfg(test)]
@@ -403,16 +518,6 @@ mod tests {
             p = decayed_peak(p, 0, 10_000_000);
         }
         assert!(p < (1 << 30) / 40 && p > (1 << 30) / 80, "{p}");
-    }
-
-    #[test]
-    fn a_forked_child_starts_its_own_thread() {
-        // A start in flight in another thread of the parent must not leave the child
-        // STARTING for ever (it would never scavenge).
-        assert_eq!(state_after_fork(STARTING), NOT_STARTED);
-        assert_eq!(state_after_fork(RUNNING), NOT_STARTED);
-        assert_eq!(state_after_fork(NOT_STARTED), NOT_STARTED);
-        assert_eq!(state_after_fork(FAILED), FAILED);
     }
 
     #[test]

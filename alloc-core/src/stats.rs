@@ -32,8 +32,13 @@ pub struct ClassStats {
 /// What the background scavenger and synchronous releases did.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct ScavengeStats {
-    /// The background thread is running.
+    /// The background thread is running now (it exists only while it has work).
     pub running: bool,
+    /// Times the background thread was started (it ends when idle, and starts again when
+    /// there is memory to give back).
+    pub starts: usize,
+    /// Starts the system refused (no thread could be created; retried a second later).
+    pub start_failures: usize,
     /// The retained-bytes goal (`usize::MAX` before the thread computed one).
     pub goal: usize,
     /// Bytes the background thread released.
@@ -142,6 +147,8 @@ pub fn stats() -> Stats {
         released_total: c.released_total,
         scavenge: ScavengeStats {
             running: scavenge::running(),
+            starts: scavenge::STARTS.load(Ordering::Relaxed),
+            start_failures: scavenge::START_FAILURES.load(Ordering::Relaxed),
             goal: scavenge::retained_goal(),
             released: scavenge::RELEASED.load(Ordering::Relaxed),
             released_sync: c.scavenged_sync,
@@ -198,7 +205,9 @@ pub fn print_summary(fd: i32) {
     let sc = s.scavenge;
     l.str("gomalloc: scavenger ")
         .str(if sc.running { "running" } else { "not running" })
-        .str(": released ")
+        .str(" (started ")
+        .dec(sc.starts)
+        .str(" times): released ")
         .dec(sc.released >> 10)
         .str(" KiB in the background, ")
         .dec(sc.released_sync >> 10)

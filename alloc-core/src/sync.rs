@@ -19,11 +19,10 @@ pub(crate) use core::sync::atomic::{
 pub(crate) fn yield_now() {
     #[cfg(loom)]
     loom::thread::yield_now();
+    // A raw system call: the scavenger thread spins on the heap lock too, and it may not
+    // enter libc (`crate::sys`).
     #[cfg(all(not(loom), not(miri)))]
-    // SAFETY: sched_yield has no preconditions.
-    unsafe {
-        libc::sched_yield();
-    }
+    crate::sys::sched_yield();
     #[cfg(all(not(loom), miri))]
     std::thread::yield_now();
 }

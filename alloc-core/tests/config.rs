@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 #[global_allocator]
 static GLOBAL: gomalloc::GoMalloc = gomalloc::GoMalloc;
 
-/// Runs in the child: grows the heap past the scavenger's start size, then prints what the
+/// Runs in the child: grows the heap to 16 MiB in use, then frees 16 MiB of large blocks
+/// (memory to give back: the scavenger starts, if it is on), then prints what the
 /// allocator made of its environment on stdout.
 #[test]
 fn config_child() {
@@ -14,16 +15,21 @@ fn config_child() {
         return; // in the parent this test does nothing
     };
     let v: Vec<Vec<u8>> = (0..4096).map(|_| vec![7u8; 4096]).collect();
+    let started_before_free = gomalloc::stats().scavenge.starts > 0;
+    let big: Vec<Vec<u8>> = (0..8).map(|_| vec![7u8; 2 << 20]).collect();
+    drop(big);
     let cfg = gomalloc::Config::current();
     let st = gomalloc::stats();
     println!(
-        "case={case} scavenge={} percent={} release={:?} limit={:?} stats={} running={}",
+        "case={case} scavenge={} percent={} release={:?} limit={:?} stats={} \
+         started before freeing={} after={}",
         cfg.scavenge,
         cfg.scavenge_percent,
         cfg.release_mode,
         cfg.memory_limit,
         cfg.stats_at_exit,
-        st.scavenge.running
+        started_before_free,
+        st.scavenge.starts > 0
     );
     drop(v);
     if case == "stats_stderr_closed" {
@@ -74,7 +80,11 @@ fn defaults_without_variables() {
         out.contains("scavenge=true percent=1 release=DontNeed limit=None stats=false"),
         "{out}"
     );
-    assert!(out.contains("running=true"), "{out}");
+    // Growing the heap starts no thread; freeing memory to give back does.
+    assert!(
+        out.contains("started before freeing=false after=true"),
+        "{out}"
+    );
     assert!(!stderr(&o).contains("gomalloc:"), "{}", stderr(&o));
 }
 
@@ -99,7 +109,10 @@ fn valid_values_are_applied() {
         "{out}"
     );
     // Scavenging off: no background thread is ever started.
-    assert!(out.contains("running=false"), "{out}");
+    assert!(
+        out.contains("started before freeing=false after=false"),
+        "{out}"
+    );
 }
 
 #[test]

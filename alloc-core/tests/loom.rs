@@ -250,3 +250,43 @@ fn spin_lock_excludes() {
         assert_eq!(*lock.lock(), 2);
     });
 }
+
+#[test]
+fn a_wake_racing_a_leaving_thread_is_never_lost() {
+    // The scavenger decides to leave while a free asks for it: either the thread stays
+    // (it saw the request) or the waker starts a new one (it saw the thread leave); never
+    // a thread gone and a request that nobody serves.
+    use gomalloc::wakeup::Wakeup;
+    loom::model(|| {
+        let w = Arc::new(Wakeup::new());
+        assert!(w.wake());
+        w.starting();
+        assert!(w.take_request());
+        let waker = {
+            let w = w.clone();
+            thread::spawn(move || w.wake())
+        };
+        let left = w.try_leave();
+        let started = waker.join().unwrap();
+        assert!(started || !left, "the thread left and the request was lost");
+        assert!(
+            !(started && !left),
+            "a second thread while the first runs on"
+        );
+    });
+}
+
+#[test]
+fn two_wakers_start_one_thread() {
+    use gomalloc::wakeup::Wakeup;
+    loom::model(|| {
+        let w = Arc::new(Wakeup::new());
+        let other = {
+            let w = w.clone();
+            thread::spawn(move || w.wake())
+        };
+        let mine = w.wake();
+        let theirs = other.join().unwrap();
+        assert!(mine ^ theirs, "exactly one waker starts the thread");
+    });
+}

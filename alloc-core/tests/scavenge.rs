@@ -111,7 +111,7 @@ fn most_of_a_gib_of_small_objects_goes_back_with_no_allocator_call() {
         st.scavenge.reclaimed_spans,
         st.scavenge.reclaim_ns / 1000
     );
-    assert!(st.scavenge.running);
+    assert!(st.scavenge.starts >= 1);
     assert!(after <= 200 * MIB, "{} MiB still resident", after / MIB);
 
     for (i, &p) in objs.iter().enumerate() {
@@ -218,4 +218,61 @@ fn the_memory_limit_holds_when_the_live_heap_fits() {
     eprintln!("retained at most {} MiB under a 256 MiB limit", worst / MIB);
     assert!(worst <= 256 * MIB + 16 * MIB, "{} MiB", worst / MIB);
     gomalloc::check_heap();
+}
+
+/// Waits up to `secs` seconds for the background thread to be `running` (or not).
+fn wait_for_thread(running: bool, secs: u64) -> bool {
+    let start = std::time::Instant::now();
+    while gomalloc::stats().scavenge.running != running {
+        if start.elapsed() > Duration::from_secs(secs) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// The background thread exists only while there is memory to give back: a free of 32 MiB
+/// starts it, and once that memory is released it ends by itself; the next such free starts
+/// a new one.
+#[test]
+#[cfg_attr(miri, ignore = "the background thread does not run under Miri")]
+fn the_thread_starts_on_a_large_free_and_ends_when_idle() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    gomalloc::release_memory();
+    // A thread started by an earlier test ends within its idle time (a second) once the
+    // memory it had to release is gone; the limit leaves room for a loaded machine.
+    assert!(wait_for_thread(false, 20), "the thread never went idle");
+    for round in 0..2 {
+        let starts = gomalloc::stats().scavenge.starts;
+        let layout = Layout::from_size_align(4 * MIB, 8).unwrap();
+        let blocks: Vec<usize> = (0..8)
+            .map(|_| {
+                // SAFETY: non-zero size; the block is written within its size.
+                unsafe {
+                    let p = alloc(layout);
+                    assert!(!p.is_null());
+                    p.write_bytes(5, layout.size());
+                    p as usize
+                }
+            })
+            .collect();
+        assert_eq!(gomalloc::stats().scavenge.starts, starts, "round {round}");
+        for p in blocks {
+            // SAFETY: blocks allocated above with `layout`.
+            unsafe { dealloc(p as *mut u8, layout) };
+        }
+        let st = gomalloc::stats();
+        assert_eq!(st.scavenge.starts, starts + 1, "round {round}");
+        assert!(
+            wait_for_thread(false, 20),
+            "round {round}: the thread never ended"
+        );
+        let st = gomalloc::stats();
+        assert!(
+            st.heap_idle - st.heap_released < 8 * MIB,
+            "round {round}: {} MiB free and not released when the thread ended",
+            (st.heap_idle - st.heap_released) / MIB
+        );
+    }
 }
