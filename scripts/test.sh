@@ -23,7 +23,9 @@ stage() { printf '\n== %s  (%ds)\n' "$1" "$((SECONDS - START))"; }
 # --- set-up ------------------------------------------------------------------------------
 # Debian packages the tests use; installed only when missing (needs root, as on CI).
 # C suite and real programs under LD_PRELOAD (shim-c/tests/run-all.sh):
-APT_PACKAGES=(build-essential python3 sqlite3 git perl coreutils xz-utils openssl nodejs bc)
+# CPython's own test modules under LD_PRELOAD (scripts/cpython-tests.sh): libpython3.11-testsuite.
+APT_PACKAGES=(build-essential python3 sqlite3 git perl coreutils xz-utils openssl nodejs bc
+    libpython3.11-testsuite)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -91,14 +93,18 @@ stage "cargo test --release --features $CHECKED_FEATURES (checked build)"
 cargo test -p gomalloc --release --quiet --features "$CHECKED_FEATURES"
 
 if ((QUICK)); then
-    stage "C suite under LD_PRELOAD"
-    GOMALLOC_PARTS="c" bash shim-c/tests/run-all.sh
+    stage "C suite and process-life tests under LD_PRELOAD"
+    GOMALLOC_PARTS="c life" bash shim-c/tests/run-all.sh
     stage "done (quick)"
     exit 0
 fi
 
 stage "shim-c: C suite, real programs and the Rust tests under LD_PRELOAD"
 GOMALLOC_REQUIRE_ALL=1 bash shim-c/tests/run-all.sh
+
+stage "CPython's test_threading/os/subprocess/signal/concurrent_futures, preloaded vs plain"
+# Issue 16: the preloaded run may fail only where the plain run fails; a hang is a failure.
+bash scripts/cpython-tests.sh target/release/libgomalloc.so
 
 stage "soak: 30 s, 3 threads (examples/soak.rs; docs/SOAK.md)"
 cargo run -p gomalloc --release --quiet --example soak -- --secs 30 --threads 3 | tail -1

@@ -50,10 +50,13 @@
 //!   thread's reclaim returns such a span's pages when no thread allocates), once the heap
 //!   has passed [`START_AT`] bytes.
 //!
-//! "Nothing to do" means: no page released, no span reclaimed, no free run waiting to come
-//! of age, no start requested, and no memory above the goal that the decaying peak will
-//! let go later. Memory that cannot be released (dense huge-page chunks, spans retained by
-//! thread caches) does not keep the thread alive; when it comes free it wakes it again.
+//! "Nothing to do" means: no start requested, and less than [`WAKE_FREE`] bytes over the
+//! goal the decaying peak settles at that the thread could release (now, once young runs
+//! come of age, or once the peak has decayed): the amount that would start a thread is
+//! the amount that keeps one. Memory that cannot be released (dense huge-page chunks, spans
+//! retained by thread caches) does not keep the thread alive; when it comes free it wakes
+//! it again. A program that frees a little all the time (less than the threshold each
+//! second) therefore does not keep the thread either.
 //! Its state (the decaying peak, the token bucket) survives from one run to the next.
 //!
 //! The thread is started with `clone` (`sys.rs`), so glibc does not count it: a
@@ -452,14 +455,13 @@ impl Pacer {
         if retained <= goal && !reclaim_due {
             return (IDLE_NS, waiting);
         }
-        let mut spans = 0;
         if reclaim_due {
             // Not charged to the budget: this is free work deferred from other threads
             // (each notified span is handled once per notification), as Go's background
             // sweeper is not.
             self.last_reclaim = t;
             let cpu0 = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
-            spans = CENTRAL.iter().map(|c| c.reclaim()).sum();
+            let spans: usize = CENTRAL.iter().map(|c| c.reclaim()).sum();
             RECLAIMED_SPANS.fetch_add(spans, Ordering::Relaxed);
             let work = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) - cpu0;
             RECLAIM_NS.fetch_add(work as usize, Ordering::Relaxed);
@@ -481,10 +483,14 @@ impl Pacer {
             // in spans that threads retain, so ask them back (at most once a reclaim period).
             crate::mcache::request_trim();
         }
-        // Releasable memory over the goal that was released, or that comes of age within
-        // MIN_AGE_NS, is work; memory over it that cannot be released now (dense chunks,
-        // spans in caches) is not: its free wakes the thread again.
-        let busy = released > 0 || young > 0 || spans > 0 || (waiting && retained <= goal);
+        // Work is at least WAKE_FREE bytes over the settled goal (what would start a
+        // thread) that this thread can release: now, once young runs come of age, or once
+        // the peak has decayed. Memory it cannot release (dense chunks, spans in caches)
+        // is not: its free wakes the thread again. Reclaimed spans count through the free
+        // memory they leave in the page heap, at the next step.
+        let left = retained - (released << PAGE_SHIFT);
+        let pending = left.saturating_sub(settled_goal(inuse));
+        let busy = pending >= WAKE_FREE && (released > 0 || young > 0 || left <= goal);
         if released == 0 {
             // Nothing releasable now: memory is in spans, in dense chunks, or freed too
             // recently (it comes of age within MIN_AGE_NS; the idle sleep is shorter).

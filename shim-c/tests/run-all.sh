@@ -6,11 +6,15 @@
 # 1. builds target/release/libgomalloc.so (cargo is never run with the preload);
 # 2. the C suite (tests/run-c-tests.sh): every exported function's edge cases, alignments
 #    8 B .. 8 MiB, misuse aborts, fork loops while threads exit, thread churn, TLS/dlopen;
-# 3. real programs (tests/run-real-programs.sh): python3, sqlite3, git, gcc/g++, perl, sort,
+# 3. process life (tests/run-process-life.sh, issue 16): a process whose last thread calls
+#    pthread_exit exits 0, exit statuses and SIGTERM are unchanged, fork from a thread,
+#    vfork/posix_spawn, exec after fork, daemon() and a forked child that pthread_exits all
+#    finish; the allocator's thread exists only while there is memory to give back;
+# 4. real programs (tests/run-real-programs.sh): python3, sqlite3, git, gcc/g++, perl, sort,
 #    xz, openssl, node must give the same stdout and exit status with and without the
 #    preload; a program that is not installed is skipped with a note, unless
 #    GOMALLOC_REQUIRE_ALL=1 (then it fails);
-# 4. the workspace's Rust test binaries, run by cargo with the library preloaded through
+# 5. the workspace's Rust test binaries, run by cargo with the library preloaded through
 #    .cargo/preload-runner.sh (cargo's `runner` setting; cargo and rustc are not preloaded,
 #    nor the trybuild binary that runs them: gc/tests/compile_fail.rs).
 #
@@ -20,7 +24,7 @@
 # xz-utils openssl nodejs bc.
 #
 # Environment: GOMALLOC_SO=/path/libgomalloc.so tests that library instead of building one
-# (parts 2-4); GOMALLOC_PARTS="c real rust" picks the parts to run.
+# (parts 2-5); GOMALLOC_PARTS="c life real rust" picks the parts to run.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -38,7 +42,7 @@ if [ "${GOMALLOC_REQUIRE_ALL:-0}" != 1 ]; then
     export GOMALLOC_ALLOW_MISSING=1
 fi
 
-parts=${GOMALLOC_PARTS:-c real rust}
+parts=${GOMALLOC_PARTS:-c life real rust}
 summary=()
 status=0
 logdir=$root/target/shim-tests
@@ -99,6 +103,7 @@ rust_tests() {
 for p in $parts; do
     case $p in
         c) part c-suite "$here/run-c-tests.sh" ;;
+        life) part process-life "$here/run-process-life.sh" ;;
         real) part real-programs "$here/run-real-programs.sh" ;;
         rust) part rust-tests-preloaded rust_tests ;;
         *) echo "unknown part $p"; exit 2 ;;
