@@ -197,6 +197,29 @@ pub unsafe fn set_span(addr: usize, s: *mut Span) {
     unsafe { (*ha).spans[page_index(addr)].store(s, Ordering::Release) }
 }
 
+/// [`set_span`] for each of the `npages` pages from `base`: one map lookup per arena, then
+/// a run of stores (a large span's pages are most of the page heap's work otherwise).
+///
+/// # Safety
+/// The pages lie in registered arenas; the heap lock is held.
+#[cfg(not(loom))]
+pub unsafe fn set_spans(base: usize, npages: usize, s: *mut Span) {
+    let end = base + (npages << PAGE_SHIFT);
+    let mut addr = base;
+    while addr < end {
+        let ha = heap_arena_of(addr);
+        crate::check!(!ha.is_null(), "set_span outside the heap", addr);
+        let first = page_index(addr);
+        let last = (first + ((end - addr) >> PAGE_SHIFT)).min(PAGES_PER_ARENA);
+        // SAFETY: the caller guarantees the arena is registered; `first..last` lies in
+        // its page table.
+        for e in unsafe { &(&(*ha).spans)[first..last] } {
+            e.store(s, Ordering::Release);
+        }
+        addr += (last - first) << PAGE_SHIFT;
+    }
+}
+
 /// Makes sure the second-level table covering `base` exists. Returns the bytes of OS
 /// memory a new table took (0 if it existed), or `None` if the OS refused memory for it.
 ///

@@ -167,6 +167,13 @@ pub const WORKLOADS: &[Workload] = &[
         false,
         "RSS 2 s after 99% of 1 GiB of small blocks die",
     ),
+    c(
+        "untouched",
+        "untouched.c",
+        &[],
+        false,
+        "40 blocks of 64 KiB-4 MiB replaced at random, first page written",
+    ),
     Workload {
         name: "rust-collections",
         kind: Kind::Rust("collections"),
