@@ -206,6 +206,29 @@ def main():
         log(f"cpython-tests: {args.python} has no test package "
             "(Debian: apt-get install libpython3.11-testsuite)")
         return 2
+    # A module this interpreter does not ship is skipped with a note: pyenv's 3.11.7 lists
+    # test_concurrent_futures as a package to split but installs no such directory (a
+    # CPython 3.11.7 install bug), and regrtest then fails before running anything.
+    probe = subprocess.run(
+        [args.python, "-c",
+         "import importlib.util, os, sys\n"
+         "import test\n"
+         "d = os.path.dirname(test.__file__)\n"
+         "for m in sys.argv[1:]:\n"
+         "    if importlib.util.find_spec('test.' + m) is not None and (\n"
+         "            os.path.exists(os.path.join(d, m + '.py')) or os.path.isfile(os.path.join(d, m, '__init__.py'))):\n"
+         "        print(m)\n",
+         *args.modules],
+        env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
+        capture_output=True, text=True)
+    present = probe.stdout.split()
+    for m in args.modules:
+        if m not in present:
+            log(f"cpython-tests: {args.python} does not ship test.{m}: skipped")
+    args.modules = present
+    if not args.modules:
+        log(f"cpython-tests: {args.python} ships none of the modules")
+        return 2
     os.makedirs(args.logdir, exist_ok=True)
     args.logdir = os.path.abspath(args.logdir)
     total_start = time.monotonic()
