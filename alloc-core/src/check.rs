@@ -47,7 +47,7 @@ static HEAP_CHECKS: AtomicUsize = AtomicUsize::new(0);
 /// Arenas the last whole-heap walk saw (scales the interval).
 static ARENAS_SEEN: AtomicUsize = AtomicUsize::new(1);
 
-/// With the `check-heap` feature, run [`check_whole_heap`] after every `n`-th slow-path
+/// With the `check-heap` feature, run `check_whole_heap` after every `n`-th slow-path
 /// operation (refill, large allocation, remote or large free, moving realloc) per arena
 /// of the heap: the walk's cost grows with the arenas, so its cost per operation stays
 /// the same as the heap grows. `1` checks after each operation while the heap has one

@@ -28,6 +28,7 @@ pub fn detect() {
 }
 
 /// Whether [`popcount`] uses the `popcnt` instruction.
+#[cfg(any(test, feature = "test-internals"))]
 pub fn has_popcnt() -> bool {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {

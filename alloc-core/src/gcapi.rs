@@ -2,8 +2,8 @@
 //! `docs/gc-design.md`).
 //!
 //! The collector keeps its own spans, apart from the spans `malloc` uses, on the same page
-//! heap ([`crate::mheap::HEAP`]) and the same arena map. A span belongs to the collector
-//! while [`Span::gc`] is non-zero: it then holds objects of one *kind*
+//! heap (`crate::mheap::HEAP`) and the same arena map. A span belongs to the collector
+//! while `Span::gc` is non-zero: it then holds objects of one *kind*
 //! ([`KIND_SCAN`], [`KIND_NOSCAN_DROP`], [`KIND_NOSCAN`]) and is never touched by `malloc`'s
 //! caches, central lists or remote frees. This module gives the collector what Go's
 //! runtime takes from `mheap.go`, `mbitmap.go` and `mgcsweep.go`:
@@ -15,22 +15,31 @@
 //! * sweeping by turning the mark bitmap into the allocation bitmap: [`sweep_bitmaps`];
 //! * enumeration of the collector's in-use spans through the arena map: [`for_each_gc_span`].
 //!
-//! Who may touch what (in addition to the rules on [`Span`]):
+//! Who may touch what (in addition to the rules on `Span`):
 //! 1. The collector's span cache that holds a span owns its window and allocation bitmap,
 //!    like an mcache; the collector's central list lock owns an uncached span.
 //! 2. Allocation bits read by [`find_object`] are exact only for spans whose window is
-//!    committed ([`Span::commit_window`]): the collector commits every window before it
+//!    committed (`Span::commit_window`): the collector commits every window before it
 //!    scans (the world is stopped).
 //! 3. Mark bits are written only with atomic read-modify-writes while marking, and read or
 //!    cleared by the span's sweeper afterwards.
 
-use crate::arena::{self, span_of};
+use crate::arena;
 use crate::mheap::HEAP;
-use crate::sizeclass::{obj_index, SizeClass, SpanClass, PAGE_SIZE};
-use crate::span::{Span, SpanState};
+use crate::sizeclass::{SpanClass, PAGE_SIZE};
+use crate::span::SpanState;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// [`Span::gc`] of a malloc span: not the collector's.
+// The rest of the heap that the collector uses, re-exported here so that the heap's
+// modules stay private to it.
+pub use crate::arena::span_of;
+pub use crate::malloc::small_class;
+pub use crate::mcache::EMPTY_SPAN;
+pub use crate::sizeclass::{obj_index, size_to_class, SizeClass, PAGE_SHIFT};
+pub use crate::sizeclasses::{MAX_SMALL_SIZE, NUM_SIZE_CLASSES};
+pub use crate::span::Span;
+
+/// `Span::gc` of a malloc span: not the collector's.
 pub const KIND_MALLOC: u8 = 0;
 /// Objects that hold GC pointers: a one-word header, scanned by the collector.
 pub const KIND_SCAN: u8 = 1;

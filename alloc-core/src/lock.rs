@@ -96,20 +96,10 @@ impl<T> SpinLock<T> {
         self.locked.store(false, Ordering::Release);
     }
 
-    /// True while some thread holds the lock (for debug assertions).
+    /// True while some thread holds the lock (for tests).
+    #[cfg(any(test, feature = "test-internals"))]
     pub fn is_locked(&self) -> bool {
         self.locked.load(Ordering::Relaxed)
-    }
-
-    /// The data, for a caller that already holds the lock through `raw_lock`.
-    ///
-    /// # Safety
-    /// The caller holds the lock and creates no other reference to the data while the
-    /// returned one lives.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn data_unchecked(&self) -> &mut T {
-        // SAFETY: the caller holds the lock (contract above).
-        unsafe { &mut *self.data.get() }
     }
 }
 

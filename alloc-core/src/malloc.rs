@@ -282,7 +282,7 @@ pub unsafe fn free(p: *mut u8) {
 /// call, and needs no stack frame: two instructions of every C `free`.)
 ///
 /// The span is found through the arena map every time, its first level through the
-/// cache's [`arena::ArenaHint`] (the arena the thread's last C free went to: with a heap of
+/// cache's `arena::ArenaHint` (the arena the thread's last C free went to: with a heap of
 /// one arena it always hits, and saves two dependent loads, three tests and nine
 /// instructions of 58; larson, glibc-thread, sh6bench run 3-5% fewer instructions in all).
 /// A hint of the span last freed into,
@@ -699,7 +699,7 @@ pub const REALLOC_HEADROOM: usize = 4;
 /// object keeps its slot, a large one its pages, as mimalloc does), when a large object
 /// shrinks by more than half (the tail pages go back to the heap), and when a large
 /// object can grow into free pages right after it. Otherwise the object moves. Grown by
-/// less than a quarter, it gets a quarter ([`REALLOC_HEADROOM`]) more room than asked for
+/// less than a quarter, it gets a quarter (`REALLOC_HEADROOM`) more room than asked for
 /// (Go's `growslice` grows large slices by 1.25x for the same reason), so a buffer grown a
 /// little at a time moves
 /// O(log n) times, not once per size class or page: glibc gets the same effect from
@@ -786,7 +786,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
 }
 
 /// Gives free memory back to the OS now: the calling thread's retained spans go back to
-/// their mcentrals (other threads' at their next refill: [`mcache::request_trim`]), empty
+/// their mcentrals (other threads' at their next refill: `mcache::request_trim`), empty
 /// spans parked in the mcentrals go back to the page heap, and every free page is
 /// released. Returns the bytes released.
 pub fn release_memory() -> usize {

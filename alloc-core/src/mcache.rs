@@ -211,6 +211,7 @@ pub fn request_trim() {
 }
 
 /// How many times [`request_trim`] was called (tests use it to tell a trim from a bug).
+#[cfg(any(test, feature = "test-internals"))]
 pub fn trim_requests() -> usize {
     TRIM_EPOCH.load(Ordering::Relaxed)
 }
@@ -621,6 +622,7 @@ pub fn release_own_retained() {
 }
 
 /// Bytes in the spans the calling thread's cache retains (0 for a thread without one).
+#[cfg(any(test, feature = "test-internals"))]
 pub fn own_retained_bytes() -> usize {
     if tls::state() == ACTIVE {
         // SAFETY: an active thread owns its cache.
@@ -768,17 +770,6 @@ impl Pool {
             }
         }
         self.nactive -= 1;
-    }
-
-    /// Calls `f` on every active cache.
-    pub fn for_each_active(&self, mut f: impl FnMut(*mut MCache)) {
-        let mut c = self.active;
-        while !c.is_null() {
-            // SAFETY: active-list members are valid records; read the link before `f`.
-            let next = unsafe { (*c).next.get() };
-            f(c);
-            c = next;
-        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! | None     | not ours                                  | (never unmapped)      |
 //! | Reserved | address space only, `PROT_NONE`, no commit | [`sys_reserve`]       |
 //! | Prepared | readable and writable, contents undefined  | [`sys_map`], [`sys_unused`] |
-//! | Ready    | in use                                    | [`sys_used`]          |
+//! | Ready    | in use (Linux: Prepared memory is Ready at its first touch) | -  |
 //!
 //! Reserving with `PROT_NONE` and committing with `mprotect` (rather than `MAP_NORESERVE`,
 //! which `vm.overcommit_memory=2` ignores) keeps untouched arena space off the commit
@@ -136,13 +136,6 @@ pub unsafe fn sys_free(addr: *mut u8, size: usize) {
         libc::munmap(addr.cast(), size);
     }
 }
-
-/// Prepared -> Ready. Nothing to do on Linux: a page comes back on first touch.
-///
-/// # Safety
-/// The range was made Prepared by [`sys_map`] or [`sys_unused`].
-#[inline]
-pub unsafe fn sys_used(_addr: *mut u8, _size: usize) {}
 
 /// None -> Ready: zeroed read-write memory for the allocator's own metadata.
 /// Returns null on failure.

@@ -101,13 +101,13 @@ pub struct Span {
     pub alloc_count: Cell<u32>,
     // --- written by other threads: its own cache line ---
     /// Objects freed by threads that do not own the span: the flags of their bits in
-    /// `xfree_bits` ([`RemoteFrees`]).
+    /// `xfree_bits` (`RemoteFrees`).
     pub xfree: RemoteFrees,
     /// Free records only: in the page heap's list of free runs that may hold pages not
     /// yet released to the OS (the scavenger's work list). A free record receives no
     /// remote frees, so sharing `xfree`'s line costs nothing.
     pub in_dirty: Cell<bool>,
-    /// [`SpanState`] as a byte. (Read by every remote free before its push onto
+    /// `SpanState` as a byte. (Read by every remote free before its push onto
     /// `xfree`, and never written while the span is in use.)
     pub state: AtomicU8,
     /// Span class (class 0 for large objects). Immutable while the span is in use; the
@@ -118,12 +118,12 @@ pub struct Span {
     /// Dirty-list links (free records only).
     pub dirty_prev: Cell<*mut Span>,
     /// Free records only: when the run last became dirty, on the scavenger's coarse clock
-    /// ([`crate::scavenge::coarse_now`]); runs younger than [`crate::scavenge::MIN_AGE_NS`]
+    /// (`crate::scavenge::coarse_now`); runs younger than `crate::scavenge::MIN_AGE_NS`
     /// are left alone by the background scavenger.
     pub dirty_since: Cell<usize>,
     /// In-use small spans: the cache that last gave the span up to its mcentral (null if
     /// none has yet). A free by that cache's thread into the span, parked, takes it back
-    /// ([`crate::mcache::adopt_for_free`]) instead of making a remote free. Read by the
+    /// (`crate::mcache::adopt_for_free`) instead of making a remote free. Read by the
     /// freeing thread with no lock: a hint, which the mcentral's lock then settles.
     pub last_owner: AtomicPtr<MCache>,
     /// The span's remote-free bitmap (in its arena's `xfree_bits`), set with the other
@@ -248,7 +248,7 @@ impl Span {
         }
     }
 
-    /// First slot of the loaded window, or [`NO_WINDOW`].
+    /// First slot of the loaded window, or `NO_WINDOW`.
     #[inline(always)]
     pub fn window(&self) -> u32 {
         self.window.get() as u32
@@ -754,7 +754,7 @@ impl Span {
         false
     }
 
-    /// Frees slot `idx` from a thread that does not own the span ([`RemoteFrees::push`]).
+    /// Frees slot `idx` from a thread that does not own the span (`RemoteFrees::push`).
     ///
     /// # Safety
     /// The span is in use, `idx < nelems`, and the slot's object is being freed by its
@@ -768,7 +768,7 @@ impl Span {
     /// Applies every announced remote free to the bitmap (and `alloc_count`); returns how
     /// many objects were freed. The window must be committed. A slot freed remotely while
     /// already free (a double free whose first free was collected, or a local one) ends
-    /// the process. The objects themselves are not read: see [`RemoteFrees`].
+    /// the process. The objects themselves are not read: see `RemoteFrees`.
     ///
     /// # Safety
     /// The caller owns the span (owner, or mcentral lock holder of an unowned span).

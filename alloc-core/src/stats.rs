@@ -92,10 +92,10 @@ pub struct Stats {
     /// Thread caches flushed (thread exits).
     pub cache_flushes: usize,
     /// Thread caches abandoned in forked children: those of the parent's other threads
-    /// ([`crate::mcache::abandon_after_fork`]).
+    /// (`crate::mcache::abandon_after_fork`).
     pub caches_abandoned: usize,
     /// Spans a thread took back from the mcentrals by freeing into them, after its cache
-    /// had given them up ([`crate::mcache::adopt_for_free`]).
+    /// had given them up (`crate::mcache::adopt_for_free`).
     pub spans_adopted: usize,
     /// Bytes returned to the OS since start (background, synchronous and explicit).
     pub released_total: usize,

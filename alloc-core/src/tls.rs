@@ -61,15 +61,6 @@ use crate::mcache::MCache;
 )))]
 use crate::mcache::EMPTY_CACHE_PTR;
 
-/// True when the slot uses the initial-exec model (no `__tls_get_addr`).
-pub const INITIAL_EXEC: bool = cfg!(all(
-    feature = "initial-exec-tls",
-    target_arch = "x86_64",
-    target_os = "linux",
-    not(miri),
-    not(loom)
-));
-
 #[cfg(all(
     feature = "initial-exec-tls",
     target_arch = "x86_64",

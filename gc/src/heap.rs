@@ -11,11 +11,7 @@ use crate::mark::note_span_range;
 use crate::ptr::{VTable, POISON};
 use crate::stats::COUNTERS;
 use gomalloc::gcapi::{self, KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN};
-use gomalloc::malloc::small_class;
-use gomalloc::mcache::EMPTY_SPAN;
-use gomalloc::sizeclass::{SizeClass, PAGE_SHIFT};
-use gomalloc::sizeclasses::NUM_SIZE_CLASSES;
-use gomalloc::span::Span;
+use gomalloc::gcapi::{small_class, SizeClass, Span, EMPTY_SPAN, NUM_SIZE_CLASSES, PAGE_SHIFT};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -151,7 +147,7 @@ impl Cache {
         if !p.is_null() {
             return p;
         }
-        let class = gomalloc::sizeclass::size_to_class(TINY_SIZE);
+        let class = gcapi::size_to_class(TINY_SIZE);
         let mut p = self.alloc_fast(KIND_NOSCAN, class);
         if p.is_null() {
             p = self.refill(KIND_NOSCAN, class);

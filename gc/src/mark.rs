@@ -8,7 +8,7 @@
 
 use crate::ptr::VTable;
 use gomalloc::gcapi::{self, ObjectRef, KIND_SCAN};
-use gomalloc::sizeclass::{obj_index, PAGE_SHIFT};
+use gomalloc::gcapi::{obj_index, PAGE_SHIFT};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -91,7 +91,7 @@ pub struct Tracer {
 struct SpanInfo {
     page: usize,
     npages: usize,
-    span: *mut gomalloc::span::Span,
+    span: *mut gcapi::Span,
     size: usize,
     magic: u32,
     scan: bool,
@@ -176,7 +176,7 @@ impl Tracer {
     /// Fills the span cache for the `Gc` address `addr` from the arena map.
     #[inline(never)]
     fn load_span(&mut self, addr: usize) {
-        let span = gomalloc::arena::span_of(addr);
+        let span = gcapi::span_of(addr);
         debug_assert!(!span.is_null(), "Gc {addr:#x} outside the heap");
         // SAFETY: a `Gc`'s span is a live span record (see `mark_gc`; records are never
         // freed).

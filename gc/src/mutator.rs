@@ -17,8 +17,8 @@
 use crate::handle::ShadowStack;
 use crate::heap::{self, Cache, TINY_SIZE};
 use crate::mark::{thread_stack_bounds, with_registers_spilled};
+use gomalloc::gcapi::MAX_SMALL_SIZE;
 use gomalloc::gcapi::{self, ObjectRef, KIND_NOSCAN};
-use gomalloc::sizeclasses::MAX_SMALL_SIZE;
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
@@ -377,11 +377,9 @@ impl Mutator {
     /// Allocate-black: marks an object allocated while a cycle is marking.
     fn mark_new(&self, p: usize, kind: u8, size: usize, align: usize) {
         let span = match heap::class_for(kind, size, align) {
-            Some(_) if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 => {
-                gomalloc::arena::span_of(p)
-            }
+            Some(_) if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 => gcapi::span_of(p),
             Some(class) => self.cache_mut().span_of_class(kind, class),
-            None => gomalloc::arena::span_of(p),
+            None => gcapi::span_of(p),
         };
         // SAFETY: `span` is the live span holding `p`.
         let sr = unsafe { &*span };
