@@ -50,14 +50,18 @@ impl<T: Trace> Layout<T> {
     } else {
         8
     };
-    /// Bytes of the object.
+    /// Bytes of the object: the value takes at least one byte, so that the value's address
+    /// (`OFFSET`) lies inside the object even for a zero-sized `T`. Were it
+    /// `OFFSET + size_of::<T>()`, a zero-sized value with a header would point one past its
+    /// object, at the next slot: roots would mark that neighbour, and the object itself
+    /// would be swept (its destructor run) while still referenced.
     pub const SIZE: usize = {
-        let s = Self::OFFSET + std::mem::size_of::<T>();
-        if s == 0 {
+        let value = if std::mem::size_of::<T>() == 0 {
             1
         } else {
-            s
-        }
+            std::mem::size_of::<T>()
+        };
+        Self::OFFSET + value
     };
     /// Alignment of the object.
     pub const ALIGN: usize = if Self::KIND == KIND_NOSCAN || std::mem::align_of::<T>() > 8 {

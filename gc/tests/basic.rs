@@ -333,3 +333,30 @@ fn pacer_settings() {
     assert_eq!(gc::stats().memory_limit, 1 << 40);
     assert_eq!(gc::set_memory_limit(old_limit), 1 << 40);
 }
+
+/// A zero-sized value with drop glue lives inside its object (after the header word), not
+/// one past its end: a rooted one is not dropped by the sweep, and its `Gc` does not name
+/// (and keep) the slot that follows.
+#[test]
+fn zero_sized_values_with_destructors_live_in_their_object() {
+    static ZDROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Z;
+    impl Drop for Z {
+        fn drop(&mut self) {
+            ZDROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    // SAFETY: holds no GC pointer; its destructor touches none.
+    unsafe impl Trace for Z {
+        const NEEDS_TRACE: bool = false;
+        fn trace(&self, _: &mut gc::Tracer) {}
+    }
+    let m = gc::attach();
+    let z = Root::new(Gc::new(&m, Z));
+    collect_clean();
+    assert_eq!(ZDROPS.load(Ordering::SeqCst), 0, "a rooted ZST was dropped");
+    let p = Gc::as_ptr(z.get()) as usize;
+    let o = gomalloc::gcapi::find_object(p).expect("a ZST's Gc names no allocated object");
+    assert!(o.base < p, "the value is not after the object's header");
+    drop(z);
+}
