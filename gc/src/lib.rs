@@ -34,7 +34,8 @@
 //! * **Collection**: [`collect`] and the pacer ([`set_gc_percent`], [`set_memory_limit`],
 //!   `GOMALLOC_GOGC`, `GOMALLOC_GCMEMLIMIT`); `GOMALLOC_GCTRACE=1` prints Go's gctrace
 //!   lines; [`stats`].
-//! * **Weak references and finalizers**: [`Weak<T>`], [`set_finalizer`].
+//! * **Weak references and finalizers**: [`Weak<T>`], [`set_finalizer`],
+//!   [`clear_finalizer`].
 //!
 //! Module map: [`trace`] (the trait and std impls) -> `ptr` (`Gc`, object headers) ->
 //! `cell` (barriers) -> `heap` (span caches, central lists, tiny allocator, sweeping) ->
@@ -70,7 +71,7 @@ pub use ptr::Gc;
 pub use root::{root_count, Root};
 pub use stats::{fmt_ms, GcStats, PAUSE_BUCKETS};
 pub use trace::{Trace, Untraced};
-pub use weak::{armed_finalizers, set_finalizer, Weak};
+pub use weak::{armed_finalizers, clear_finalizer, set_finalizer, Weak};
 
 /// The collector's statistics now.
 pub fn stats() -> GcStats {
