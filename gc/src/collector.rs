@@ -75,7 +75,8 @@ pub(crate) fn start_time() -> Instant {
 /// returns, the cycle's sweep is done too (every span swept, the destructors of the objects
 /// found dead run, [`stats()`](crate::stats())'s `objects_freed` counting them, unreachable
 /// objects with finalizers queued). Callable from attached threads (whose stack is scanned
-/// as a root) and from other threads.
+/// as a root), from inside their blocking regions ([`Mutator::blocking`]: the thread stays
+/// in its region) and from other threads.
 ///
 /// # Panics
 /// Inside an incremental test cycle ([`crate::debug::IncrementalCycle`]), and on a thread
@@ -114,11 +115,14 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
             "gc::collect() called during an incremental debug cycle"
         );
         match me {
-            Some(m) => {
+            // A thread in a blocking region (`collect()` called from the closure) waits as
+            // it is, `BLOCKING`: waiting as a parked thread would leave it `RUNNING` when
+            // the world restarts, inside its region, and the next cycle would wait for it.
+            Some(m) if !m.in_blocking_region() => {
                 drop(w);
                 m.wait_cycle_end();
             }
-            None => {
+            _ => {
                 while w.collecting {
                     w = WORLD_CV.wait(w).unwrap_or_else(|e| e.into_inner());
                 }

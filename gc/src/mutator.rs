@@ -224,6 +224,12 @@ impl Mutator {
         }
     }
 
+    /// True inside [`Mutator::blocking`]'s closure (where `gc::collect()` can still be
+    /// called). Only this thread moves its own state out of `BLOCKING`.
+    pub(crate) fn in_blocking_region(&self) -> bool {
+        self.rec().state.load(Ordering::Relaxed) == BLOCKING
+    }
+
     /// A `RefMut` of a traced type was opened on this thread.
     #[inline]
     pub(crate) fn open_borrow(&self) {
