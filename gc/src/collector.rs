@@ -35,6 +35,35 @@ pub(crate) fn bad_setting(var: &str, value: &str, expected: &str, default: &str)
     eprintln!("gomalloc-gc: {var}={value:?} is not {expected}; using {default}");
 }
 
+/// Ends the process with `gc: fatal error: {msg}` on stderr, like the `fatal error:` of
+/// Go's runtime: for misuse the collector cannot recover from (crate docs, "Fatal
+/// errors").
+#[cold]
+pub(crate) fn fatal(msg: std::fmt::Arguments<'_>) -> ! {
+    eprintln!("gc: fatal error: {msg}");
+    std::process::abort();
+}
+
+/// Armed around user code the collector calls (a destructor while sweeping, a finalizer):
+/// if that code panics, the guard is dropped by the unwinding and ends the process with a
+/// fatal error naming `what` and the type, instead of letting the panic unwind through the
+/// collector's state (a sweep counted as in progress forever, a finalizer's object left on
+/// the running list). Disarmed with [`std::mem::forget`] once the call returned.
+pub(crate) struct FatalOnUnwind {
+    pub what: &'static str,
+    pub type_name: fn() -> &'static str,
+}
+
+impl Drop for FatalOnUnwind {
+    fn drop(&mut self) {
+        fatal(format_args!(
+            "{} of `{}` panicked; the collector does not unwind through the code it calls",
+            self.what,
+            (self.type_name)()
+        ));
+    }
+}
+
 /// Reads the environment once (`GOMALLOC_GCTRACE`, `GOMALLOC_GCPROCS`, the pacer's).
 pub(crate) fn init() {
     START.get_or_init(|| {
@@ -103,6 +132,13 @@ pub(crate) fn collect_auto(m: &Mutator) {
 }
 
 fn run_cycle(me: Option<&Mutator>, forced: bool) {
+    if heap::running_destructors() {
+        // The cycle would begin by waiting for every sweep in progress to end, this
+        // thread's included: a deadlock.
+        fatal(format_args!(
+            "gc::collect() called from a destructor that the collector's sweep runs"
+        ));
+    }
     // Become the collector, or wait for the one collecting now.
     loop {
         let mut w = world();

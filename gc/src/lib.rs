@@ -37,6 +37,27 @@
 //! * **Weak references and finalizers**: [`Weak<T>`], [`set_finalizer`],
 //!   [`clear_finalizer`].
 //!
+//! ## Fatal errors
+//!
+//! Some misuse leaves the collector no sane way on, and ends the process: `abort()` after
+//! one line `gc: fatal error: ...` on stderr, as Go's runtime does with its `fatal error:`
+//! (in Go a panicking finalizer ends the program too):
+//!
+//! * **a destructor that panics while the sweep runs it.** The sweep runs on whatever
+//!   thread allocates or collects; unwinding out of it would leave the sweep counted as in
+//!   progress (every later cycle would wait for it) and the span lost. Destructors of GC
+//!   objects must not panic.
+//! * **a finalizer that panics** (on the finalizer thread or in
+//!   [`Mutator::run_finalizers`]). Unwinding would leave its object rooted as running,
+//!   and `run_finalizers` would wait for it forever.
+//! * **[`collect`] called from a destructor the sweep runs.** A cycle begins by waiting
+//!   for every sweep in progress, the caller's included.
+//!
+//! The panic hook runs first, so the panic's own message and location come before the
+//! fatal line. (With `panic = "abort"` the process ends at the panic itself.) A panic in
+//! a finalizer's or a destructor's *own* code that it catches is no concern of the
+//! collector.
+//!
 //! Module map: [`trace`] (the trait and std impls) -> `ptr` (`Gc`, object headers) ->
 //! `cell` (barriers) -> `heap` (span caches, central lists, tiny allocator, sweeping) ->
 //! `mark` (grey work, stack scanning) -> `collector` (the cycle) -> `pacer`, `weak`,

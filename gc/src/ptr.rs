@@ -25,6 +25,8 @@ pub(crate) struct VTable {
     pub drop: unsafe fn(*mut u8),
     /// Bytes from the object's start to the value.
     pub offset: usize,
+    /// The value's type name (for fatal errors).
+    pub name: fn() -> &'static str,
 }
 
 /// Compile-time layout of `Gc<T>` objects.
@@ -74,6 +76,7 @@ impl<T: Trace> Layout<T> {
         trace: trace_erased::<T>,
         drop: drop_erased::<T>,
         offset: Self::OFFSET,
+        name: std::any::type_name::<T>,
     };
 }
 

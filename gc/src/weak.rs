@@ -10,6 +10,7 @@
 //! section, and the roots include that list (in both modes: the precise mode does not scan
 //! the stack of the thread running the finalizer).
 
+use crate::collector::FatalOnUnwind;
 use crate::mark::Tracer;
 use crate::mutator::{attach, Mutator, GC_FLAGS, MARKING};
 use crate::stats::COUNTERS;
@@ -133,6 +134,8 @@ struct Finalizer {
     run: unsafe fn(&Mutator, usize, *const ()),
     /// The user's `fn`, type-erased as a pointer (not an integer: it keeps its provenance).
     f: *const (),
+    /// The object's type name (for the fatal error of a panicking finalizer).
+    type_name: fn() -> &'static str,
 }
 
 struct FinState {
@@ -192,6 +195,7 @@ pub fn set_finalizer<T: Trace + Send + Sync + 'static>(
             obj: obj.addr(),
             run: trampoline::<T>,
             f: f as *const (),
+            type_name: std::any::type_name::<T>,
         },
     );
     FIN_THREAD.call_once(|| {
@@ -273,10 +277,17 @@ fn run_one(m: &Mutator) -> bool {
         f.running.push(e.obj);
         e
     };
+    // A panicking finalizer is a fatal error (crate docs): unwinding would leave its object
+    // on the running list, and `run_finalizers` would wait for it forever.
+    let guard = FatalOnUnwind {
+        what: "the finalizer",
+        type_name: e.type_name,
+    };
     // SAFETY: `e.obj` is a live object of the type `e.run` was built for (it was marked in
     // the cycle that queued it and has been a root since); the `running` list keeps it
     // rooted until the call returns.
     unsafe { (e.run)(m, e.obj, e.f) };
+    std::mem::forget(guard);
     COUNTERS.finalizers_run.fetch_add(1, Ordering::Relaxed);
     let mut f = FIN.lock().unwrap();
     let i = f

@@ -6,7 +6,9 @@
 // The cases keep `Gc`s in locals: they need the conservative stack scan.
 #![cfg(not(feature = "precise"))]
 
+use gc::{Gc, Trace};
 use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -82,6 +84,138 @@ fn assert_done(o: &Outcome) {
     assert!(
         o.status.is_some_and(|s| s.success()) && o.stdout.contains("done"),
         "{o}"
+    );
+}
+
+/// Asserts that the child was ended by `abort()` (`SIGABRT`) after printing `message`.
+fn assert_fatal(o: &Outcome, message: &str) {
+    assert!(
+        o.status.and_then(|s| s.signal()) == Some(libc::SIGABRT),
+        "not aborted: {o}"
+    );
+    assert!(o.stderr.contains(message), "no {message:?} in: {o}");
+}
+
+/// Collects after wiping stale stack words, so that the objects an `#[inline(never)]` call
+/// made and dropped are unreachable.
+#[inline(never)]
+fn collect_clean() {
+    gc::debug::clear_stack(64 << 10);
+    gc::collect();
+}
+
+/// Allocates 100 objects `make(0..100)` and drops them, in a frame of its own (which
+/// `collect_clean` then wipes): garbage for the next collection.
+#[inline(never)]
+fn garbage<T: Trace + Send + 'static>(m: &gc::Mutator, make: fn(u64) -> T) {
+    for i in 0..100 {
+        Gc::new(m, make(i));
+    }
+}
+
+/// A pointer-free value whose destructor panics.
+struct PanicsOnDrop(#[allow(dead_code)] u64);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a destructor that panics");
+    }
+}
+
+// SAFETY: holds no GC pointer; its destructor touches none.
+unsafe impl Trace for PanicsOnDrop {
+    const NEEDS_TRACE: bool = false;
+    fn trace(&self, _: &mut gc::Tracer) {}
+}
+
+/// A pointer-free value whose destructor calls `gc::collect()`.
+struct CollectsOnDrop(#[allow(dead_code)] u64);
+
+impl Drop for CollectsOnDrop {
+    fn drop(&mut self) {
+        gc::collect();
+    }
+}
+
+// SAFETY: holds no GC pointer; its destructor touches none.
+unsafe impl Trace for CollectsOnDrop {
+    const NEEDS_TRACE: bool = false;
+    fn trace(&self, _: &mut gc::Tracer) {}
+}
+
+#[derive(Trace)]
+struct Finalized {
+    value: u64,
+}
+
+fn panicking_finalizer(_: &gc::Mutator, f: Gc<Finalized>) {
+    panic!("a finalizer that panics (object {})", f.value);
+}
+
+/// A destructor that panics while the sweep runs it ends the process with a fatal error. It
+/// used to unwind out of the sweep, which stayed counted as in progress: the next cycle
+/// waited for it forever.
+#[test]
+fn a_destructor_that_panics_while_swept_is_a_fatal_error() {
+    if case().is_some() {
+        let m = gc::attach();
+        garbage(&m, PanicsOnDrop);
+        let first = std::panic::catch_unwind(collect_clean);
+        println!("the first collect returned (panicked: {})", first.is_err());
+        collect_clean();
+        println!("done");
+        return;
+    }
+    let o = child(
+        "a_destructor_that_panics_while_swept_is_a_fatal_error",
+        "destructor",
+    );
+    assert_fatal(
+        &o,
+        "gc: fatal error: the destructor of `no_hang::PanicsOnDrop` panicked",
+    );
+}
+
+/// A finalizer that panics ends the process with a fatal error, as in Go. It used to kill
+/// the finalizer thread and leave its object on the running list: `run_finalizers` waited
+/// for it forever.
+#[test]
+fn a_finalizer_that_panics_is_a_fatal_error() {
+    if case().is_some() {
+        let mut m = gc::attach();
+        #[inline(never)]
+        fn arm(m: &gc::Mutator) {
+            let f = Gc::new(m, Finalized { value: 7 });
+            gc::set_finalizer(m, f, panicking_finalizer);
+        }
+        arm(&m);
+        collect_clean();
+        m.run_finalizers();
+        println!("done");
+        return;
+    }
+    let o = child("a_finalizer_that_panics_is_a_fatal_error", "finalizer");
+    assert_fatal(
+        &o,
+        "gc: fatal error: the finalizer of `no_hang::Finalized` panicked",
+    );
+}
+
+/// `gc::collect()` from a destructor that the sweep runs ends the process with a fatal
+/// error: the cycle would begin by waiting for that very sweep (it used to deadlock).
+#[test]
+fn collect_from_a_destructor_is_a_fatal_error() {
+    if case().is_some() {
+        let m = gc::attach();
+        garbage(&m, CollectsOnDrop);
+        collect_clean();
+        println!("done");
+        return;
+    }
+    let o = child("collect_from_a_destructor_is_a_fatal_error", "collect");
+    assert_fatal(
+        &o,
+        "gc: fatal error: gc::collect() called from a destructor that the collector's sweep runs",
     );
 }
 
