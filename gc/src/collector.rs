@@ -5,7 +5,7 @@
 use crate::heap;
 use crate::mark::{with_registers_spilled, Tracer, WorkList};
 use crate::mutator::{
-    self, world, Mutator, ThreadRec, GC_FLAGS, MARKING, PARKED, RUNNING, STOP, WORLD_CV,
+    self, world, Mutator, ThreadRec, BLOCKING, GC_FLAGS, MARKING, PARKED, RUNNING, STOP, WORLD_CV,
 };
 use crate::pacer;
 use crate::stats::{self, CycleReport, STACK_BYTES};
@@ -300,6 +300,14 @@ pub(crate) fn mark_roots(
         }
         let lo = match me {
             Some((m, sp)) if Arc::ptr_eq(m, rec) => sp,
+            _ if rec.state.load(Ordering::Acquire) == BLOCKING => {
+                // The copy the thread made on entering its region: the live stack may be
+                // written by the region's closure (`Mutator::blocking`).
+                let copy = rec.blocked_stack.lock().unwrap_or_else(|e| e.into_inner());
+                t.mark_candidates(&copy);
+                stack_bytes += rec.stack_hi.saturating_sub(rec.sp.load(Ordering::Acquire));
+                continue;
+            }
             _ => rec.sp.load(Ordering::Acquire),
         };
         if lo != 0 && lo < rec.stack_hi {
