@@ -30,7 +30,8 @@
 //!   [`RefLock`], which take `&Mutator` and apply Go's hybrid write barrier.
 //! * **Roots**: threads [`attach`]; their stacks and registers are scanned conservatively
 //!   at safepoints (allocation, [`Mutator::safepoint`], [`Mutator::blocking`]). Anything
-//!   else is rooted precisely with [`Root<T>`].
+//!   else is rooted precisely with [`Root<T>`]. [`keep_alive`] keeps a `Gc` on the stack
+//!   up to a point (Go's `runtime.KeepAlive`).
 //! * **Collection**: [`collect`] and the pacer ([`set_gc_percent`], [`set_memory_limit`],
 //!   `GOMALLOC_GOGC`, `GOMALLOC_GCMEMLIMIT`); `GOMALLOC_GCTRACE=1` prints Go's gctrace
 //!   lines; [`stats`].
@@ -88,7 +89,7 @@ pub use handle::{HandleScope, Local};
 pub use mark::Tracer;
 pub use mutator::{attach, Mutator};
 pub use pacer::{parse_gogc, parse_limit, set_gc_percent, set_memory_limit, MIN_HEAP};
-pub use ptr::Gc;
+pub use ptr::{keep_alive, Gc};
 pub use root::{root_count, Root};
 pub use stats::{fmt_ms, GcStats, PAUSE_BUCKETS};
 pub use trace::{Trace, Untraced};

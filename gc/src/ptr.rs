@@ -206,6 +206,52 @@ impl<T: Trace> Deref for Gc<T> {
     }
 }
 
+/// Keeps `gc`'s object alive at least until this call, like Go's `runtime.KeepAlive`.
+///
+/// The conservative stack scan roots a `Gc` only while the compiled code still holds it, in
+/// a stack slot or a register, and the optimiser lets a value go after its last use. A
+/// reference derived from the object that does not point into it (a `&[u8]` into a buffer
+/// the object owns in the malloc heap, say) does not keep the object alive: once the
+/// `Gc`'s last use has passed, the next safepoint may free the object, and its destructor
+/// the buffer under the reference. `keep_alive(gc)` after the reference's last use keeps
+/// the `Gc` live (so rooted) up to that point.
+///
+/// ```
+/// use gc::{Gc, Trace};
+///
+/// #[derive(Trace)]
+/// struct Owner {
+///     buf: Vec<u8>,
+/// }
+///
+/// let m = gc::attach();
+/// let owner = Gc::new(&m, Owner { buf: vec![7; 4096] });
+/// let bytes: &[u8] = &owner.buf; // points into the malloc heap, not into `owner`
+/// gc::collect();                 // `owner` is kept: it is used below
+/// assert!(bytes.iter().all(|&b| b == 7));
+/// gc::keep_alive(owner);
+/// ```
+///
+/// In the precise mode (`feature = "precise"`) no stack is scanned and this roots nothing:
+/// hold the object in a [`Local`](crate::Local) or a [`Root`](crate::Root) instead.
+#[inline(always)]
+pub fn keep_alive<T>(gc: Gc<T>) {
+    #[cfg(not(feature = "precise"))]
+    // SAFETY: an empty instruction sequence that takes the pointer in a register and
+    // changes no register, flag or stack memory. Its only effect is on the compiler: the
+    // value must exist here, and (no `nomem`: the block may touch memory, as far as the
+    // compiler knows) the block stays ordered after every call before it.
+    unsafe {
+        std::arch::asm!(
+            "/* gc::keep_alive {0} */",
+            in(reg) gc.ptr.as_ptr(),
+            options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(feature = "precise")]
+    std::hint::black_box(gc);
+}
+
 // SAFETY: reports the one GC pointer (rule 1). A `Gc` is a transparent non-null pointer:
 // one initialised word (rule 6).
 unsafe impl<T: 'static> Trace for Gc<T> {
