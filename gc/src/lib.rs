@@ -38,6 +38,15 @@
 //! * **Weak references and finalizers**: [`Weak<T>`], [`set_finalizer`],
 //!   [`clear_finalizer`].
 //!
+//! ## Supported targets
+//!
+//! Linux (glibc) on x86_64 and aarch64. The conservative stack scan spills every
+//! callee-saved register that can hold a pointer with inline assembly (x86_64: rbx, rbp,
+//! r12-r15; aarch64: x19-x29 and d8-d15) and takes each thread's stack bounds from
+//! `pthread_getattr_np`; other architectures fail to compile. The precise mode
+//! (`feature = "precise"`) needs neither. CI builds and tests x86_64 only; the aarch64
+//! path is checked to assemble (`--target aarch64-unknown-linux-gnu`), not run.
+//!
 //! ## Fatal errors
 //!
 //! Some misuse leaves the collector no sane way on, and ends the process: `abort()` after

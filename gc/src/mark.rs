@@ -389,10 +389,13 @@ unsafe fn scan_object(base: usize, t: &mut Tracer) {
 #[cfg(not(feature = "precise"))]
 #[inline(never)]
 pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
-    let mut regs = [0usize; 12];
+    // Every callee-saved register of the target's C ABI that can hold a pointer: x86_64
+    // System V, 6 words (rbx, rbp, r12-r15); aarch64 AAPCS64, 19 words (x19-x29, and the
+    // low halves d8-d15 of v8-v15, where the compiler may park an integer too).
+    let mut regs = [0usize; 19];
     let sp: usize;
-    // SAFETY: stores callee-saved registers into `regs` (12 words, enough for both
-    // architectures) and reads the stack pointer; touches nothing else.
+    // SAFETY: stores callee-saved registers into `regs` (19 words, enough for either
+    // target) and reads the stack pointer; touches nothing else.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         std::arch::asm!(
@@ -408,7 +411,8 @@ pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
             options(nostack, preserves_flags)
         );
     }
-    // SAFETY: as above (x19-x29 are callee-saved on aarch64).
+    // SAFETY: as above (x19-x29 and d8-d15 are callee-saved on aarch64; the stores end at
+    // byte 152 = 19 words).
     #[cfg(target_arch = "aarch64")]
     unsafe {
         std::arch::asm!(
@@ -418,6 +422,10 @@ pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
             "stp x25, x26, [{r}, #48]",
             "stp x27, x28, [{r}, #64]",
             "str x29, [{r}, #80]",
+            "stp d8, d9, [{r}, #88]",
+            "stp d10, d11, [{r}, #104]",
+            "stp d12, d13, [{r}, #120]",
+            "stp d14, d15, [{r}, #136]",
             "mov {sp}, sp",
             r = in(reg) regs.as_mut_ptr(),
             sp = out(reg) sp,
@@ -425,7 +433,7 @@ pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
         );
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    compile_error!("gomalloc-gc scans registers on x86_64 and aarch64 only");
+    compile_error!("gomalloc-gc scans registers on x86_64 and aarch64 (Linux) only");
     let regs = std::hint::black_box(&mut regs);
     let sp = sp.min(regs.as_ptr() as usize);
     let r = run_below(f, sp);
