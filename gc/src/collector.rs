@@ -5,7 +5,7 @@
 use crate::heap;
 use crate::mark::{with_registers_spilled, Tracer, WorkList};
 use crate::mutator::{
-    self, world, Mutator, ThreadRec, GC_FLAGS, MARKING, PARKED, RUNNING, STOP, WORLD_CV,
+    self, world, Mutator, ThreadRec, BLOCKING, GC_FLAGS, MARKING, PARKED, RUNNING, STOP, WORLD_CV,
 };
 use crate::pacer;
 use crate::stats::{self, CycleReport, STACK_BYTES};
@@ -33,6 +33,35 @@ pub(crate) static PARALLEL_MIN_MARKED: AtomicUsize = AtomicUsize::new(4 << 20);
 /// `expected`, and that `default` is used instead (the heap's settings do the same).
 pub(crate) fn bad_setting(var: &str, value: &str, expected: &str, default: &str) {
     eprintln!("gomalloc-gc: {var}={value:?} is not {expected}; using {default}");
+}
+
+/// Ends the process with `gc: fatal error: {msg}` on stderr, like the `fatal error:` of
+/// Go's runtime: for misuse the collector cannot recover from (crate docs, "Fatal
+/// errors").
+#[cold]
+pub(crate) fn fatal(msg: std::fmt::Arguments<'_>) -> ! {
+    eprintln!("gc: fatal error: {msg}");
+    std::process::abort();
+}
+
+/// Armed around user code the collector calls (a destructor while sweeping, a finalizer):
+/// if that code panics, the guard is dropped by the unwinding and ends the process with a
+/// fatal error naming `what` and the type, instead of letting the panic unwind through the
+/// collector's state (a sweep counted as in progress forever, a finalizer's object left on
+/// the running list). Disarmed with [`std::mem::forget`] once the call returned.
+pub(crate) struct FatalOnUnwind {
+    pub what: &'static str,
+    pub type_name: fn() -> &'static str,
+}
+
+impl Drop for FatalOnUnwind {
+    fn drop(&mut self) {
+        fatal(format_args!(
+            "{} of `{}` panicked; the collector does not unwind through the code it calls",
+            self.what,
+            (self.type_name)()
+        ));
+    }
 }
 
 /// Reads the environment once (`GOMALLOC_GCTRACE`, `GOMALLOC_GCPROCS`, the pacer's).
@@ -75,7 +104,8 @@ pub(crate) fn start_time() -> Instant {
 /// returns, the cycle's sweep is done too (every span swept, the destructors of the objects
 /// found dead run, [`stats()`](crate::stats())'s `objects_freed` counting them, unreachable
 /// objects with finalizers queued). Callable from attached threads (whose stack is scanned
-/// as a root) and from other threads.
+/// as a root), from inside their blocking regions ([`Mutator::blocking`]: the thread stays
+/// in its region) and from other threads.
 ///
 /// # Panics
 /// Inside an incremental test cycle ([`crate::debug::IncrementalCycle`]), and on a thread
@@ -102,6 +132,13 @@ pub(crate) fn collect_auto(m: &Mutator) {
 }
 
 fn run_cycle(me: Option<&Mutator>, forced: bool) {
+    if heap::running_destructors() {
+        // The cycle would begin by waiting for every sweep in progress to end, this
+        // thread's included: a deadlock.
+        fatal(format_args!(
+            "gc::collect() called from a destructor that the collector's sweep runs"
+        ));
+    }
     // Become the collector, or wait for the one collecting now.
     loop {
         let mut w = world();
@@ -114,11 +151,14 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
             "gc::collect() called during an incremental debug cycle"
         );
         match me {
-            Some(m) => {
+            // A thread in a blocking region (`collect()` called from the closure) waits as
+            // it is, `BLOCKING`: waiting as a parked thread would leave it `RUNNING` when
+            // the world restarts, inside its region, and the next cycle would wait for it.
+            Some(m) if !m.in_blocking_region() => {
                 drop(w);
                 m.wait_cycle_end();
             }
-            None => {
+            _ => {
                 while w.collecting {
                     w = WORLD_CV.wait(w).unwrap_or_else(|e| e.into_inner());
                 }
@@ -260,6 +300,14 @@ pub(crate) fn mark_roots(
         }
         let lo = match me {
             Some((m, sp)) if Arc::ptr_eq(m, rec) => sp,
+            _ if rec.state.load(Ordering::Acquire) == BLOCKING => {
+                // The copy the thread made on entering its region: the live stack may be
+                // written by the region's closure (`Mutator::blocking`).
+                let copy = rec.blocked_stack.lock().unwrap_or_else(|e| e.into_inner());
+                t.mark_candidates(&copy);
+                stack_bytes += rec.stack_hi.saturating_sub(rec.sp.load(Ordering::Acquire));
+                continue;
+            }
             _ => rec.sp.load(Ordering::Acquire),
         };
         if lo != 0 && lo < rec.stack_hi {

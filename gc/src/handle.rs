@@ -21,37 +21,68 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Mutex;
 
-/// A thread's shadow stack: addresses of the objects its handles root.
-pub(crate) struct ShadowStack(Mutex<Vec<usize>>);
+/// A thread's shadow stack: the addresses of the objects its handles root, each tagged with
+/// the depth of the scope that made the handle.
+///
+/// Invariants: scopes open and close in LIFO order (each is a frame of
+/// [`Mutator::scope`]); `depth` is the number of open scopes; every entry's depth is at
+/// most `depth`; the entries a scope of depth `d` made all lie at or above the length the
+/// stack had when it opened. A scope's end removes the entries of its depth from there up,
+/// keeping those made meanwhile through an outer scope (an outer `HandleScope` is usable
+/// inside an inner scope's closure, and its `Local` outlives the inner scope).
+pub(crate) struct ShadowStack(Mutex<Stack>);
+
+struct Stack {
+    /// `(object address, depth of the scope that made the handle)`.
+    entries: Vec<(usize, u32)>,
+    depth: u32,
+}
 
 impl ShadowStack {
     pub(crate) const fn new() -> ShadowStack {
-        ShadowStack(Mutex::new(Vec::new()))
+        ShadowStack(Mutex::new(Stack {
+            entries: Vec::new(),
+            depth: 0,
+        }))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Stack> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn len(&self) -> usize {
-        self.lock().len()
+    /// Opens a scope: returns its `(base, depth)`.
+    fn open(&self) -> (usize, u32) {
+        let mut s = self.lock();
+        s.depth += 1;
+        (s.entries.len(), s.depth)
     }
 
-    fn push(&self, addr: usize) {
-        self.lock().push(addr);
+    fn push(&self, addr: usize, depth: u32) {
+        self.lock().entries.push((addr, depth));
     }
 
-    fn truncate(&self, len: usize) {
-        self.lock().truncate(len);
+    /// Closes the innermost scope, of depth `depth`, opened when the stack was `base` long.
+    fn close(&self, base: usize, depth: u32) {
+        let mut s = self.lock();
+        debug_assert_eq!(s.depth, depth, "handle scopes closed out of order");
+        let mut keep = base;
+        for i in base..s.entries.len() {
+            if s.entries[i].1 < depth {
+                s.entries[keep] = s.entries[i];
+                keep += 1;
+            }
+        }
+        s.entries.truncate(keep);
+        s.depth = depth - 1;
     }
 
     /// Greys every object the stack roots; returns the bytes of stack read.
     pub(crate) fn mark(&self, t: &mut Tracer) -> usize {
         let s = self.lock();
-        for &p in s.iter() {
+        for &(p, _) in s.entries.iter() {
             t.mark_addr(p);
         }
-        s.len() * std::mem::size_of::<usize>()
+        s.entries.len() * std::mem::size_of::<usize>()
     }
 }
 
@@ -59,12 +90,18 @@ impl ShadowStack {
 /// it root their objects until the scope ends.
 pub struct HandleScope<'m> {
     m: &'m Mutator,
+    /// Length of the shadow stack when the scope opened.
     base: usize,
+    /// Scopes open on the thread, this one included.
+    depth: u32,
 }
 
 impl Mutator {
     /// Runs `f` with a new handle scope: every [`Local`] made through it roots its object
-    /// precisely until `f` returns. Scopes nest; a `Local` cannot leave its scope.
+    /// precisely until `f` returns. Scopes nest; a `Local` cannot leave its scope. A handle
+    /// belongs to the scope it was made through, not to the innermost one open: made
+    /// through an outer scope inside an inner scope's closure, it lasts until the outer
+    /// scope ends.
     ///
     /// ```
     /// use gc::{Gc, Lock, Trace};
@@ -94,10 +131,11 @@ impl Mutator {
     /// assert_eq!(sum, 45);
     /// ```
     pub fn scope<R>(&self, f: impl for<'s> FnOnce(&'s HandleScope<'s>) -> R) -> R {
-        let stack = &self.rec().handles;
+        let (base, depth) = self.rec().handles.open();
         let scope = HandleScope {
             m: self,
-            base: stack.len(),
+            base,
+            depth,
         };
         f(&scope)
     }
@@ -105,14 +143,17 @@ impl Mutator {
 
 impl Drop for HandleScope<'_> {
     fn drop(&mut self) {
-        self.m.rec().handles.truncate(self.base);
+        self.m.rec().handles.close(self.base, self.depth);
     }
 }
 
 impl<'s> HandleScope<'s> {
     /// Roots `gc` until this scope ends.
     pub fn handle<T: Trace>(&'s self, gc: Gc<T>) -> Local<'s, T> {
-        self.m.rec().handles.push(Gc::as_ptr(gc) as usize);
+        self.m
+            .rec()
+            .handles
+            .push(Gc::as_ptr(gc) as usize, self.depth);
         Local {
             gc,
             _scope: PhantomData,

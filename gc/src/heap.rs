@@ -7,11 +7,13 @@
 //! `partial` / `full` / freed -> cached by a mutator -> released back to `partial`/`full`.
 //! Mark termination moves every listed span to `unswept` and adds 2 to `sg`.
 
+use crate::collector::FatalOnUnwind;
 use crate::mark::note_span_range;
 use crate::ptr::{VTable, POISON};
 use crate::stats::COUNTERS;
 use gomalloc::gcapi::{self, KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN};
 use gomalloc::gcapi::{small_class, SizeClass, Span, EMPTY_SPAN, NUM_SIZE_CLASSES, PAGE_SHIFT};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -27,6 +29,17 @@ pub(crate) static HEAP_LIVE: AtomicUsize = AtomicUsize::new(0);
 /// under the list's lock together with the pop, decremented when the sweep is done, so
 /// "every `unswept` list empty and this zero" means every span of the cycle is swept.
 static SWEEPS_ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Sweeps on this thread that are running destructors now (a destructor may sweep
+    /// again, through an allocation on a thread it attached).
+    static DESTRUCTORS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// True while the calling thread runs a destructor for the sweep.
+pub(crate) fn running_destructors() -> bool {
+    DESTRUCTORS.with(|d| d.get() != 0)
+}
 
 /// Tiny-allocator block size (Go's `maxTinySize`).
 pub(crate) const TINY_SIZE: usize = 16;
@@ -379,13 +392,22 @@ pub(crate) unsafe fn sweep_span(s: *mut Span, drops: bool) -> u32 {
         sr.elemsize.get() as usize
     };
     let mut freed = 0usize;
+    let drops = drops && (kind == KIND_SCAN || kind == KIND_NOSCAN_DROP);
+    if drops {
+        DESTRUCTORS.with(|d| d.set(d.get() + 1));
+    }
     // SAFETY: we claimed the sweep; the span is uncached and unmarked by anyone.
     let live = unsafe {
         gcapi::sweep_bitmaps(sr, |addr| {
-            if drops && (kind == KIND_SCAN || kind == KIND_NOSCAN_DROP) {
+            if drops {
                 // SAFETY: an allocated object with a header, unreachable: we drop it once.
                 let vt: &'static VTable = *(addr as *const &'static VTable);
+                let guard = FatalOnUnwind {
+                    what: "the destructor",
+                    type_name: vt.name,
+                };
                 (vt.drop)((addr + vt.offset) as *mut u8);
+                std::mem::forget(guard);
             }
             if cfg!(debug_assertions) {
                 // SAFETY: the slot is dead and ours until the bitmap swap completes.
@@ -394,6 +416,9 @@ pub(crate) unsafe fn sweep_span(s: *mut Span, drops: bool) -> u32 {
             freed += 1;
         })
     };
+    if drops {
+        DESTRUCTORS.with(|d| d.set(d.get() - 1));
+    }
     sr.sweepgen.store(sg, Ordering::Release);
     COUNTERS.freed.fetch_add(freed, Ordering::Relaxed);
     live

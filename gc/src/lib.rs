@@ -30,11 +30,43 @@
 //!   [`RefLock`], which take `&Mutator` and apply Go's hybrid write barrier.
 //! * **Roots**: threads [`attach`]; their stacks and registers are scanned conservatively
 //!   at safepoints (allocation, [`Mutator::safepoint`], [`Mutator::blocking`]). Anything
-//!   else is rooted precisely with [`Root<T>`].
+//!   else is rooted precisely with [`Root<T>`]. [`keep_alive`] keeps a `Gc` on the stack
+//!   up to a point (Go's `runtime.KeepAlive`).
 //! * **Collection**: [`collect`] and the pacer ([`set_gc_percent`], [`set_memory_limit`],
 //!   `GOMALLOC_GOGC`, `GOMALLOC_GCMEMLIMIT`); `GOMALLOC_GCTRACE=1` prints Go's gctrace
 //!   lines; [`stats`].
-//! * **Weak references and finalizers**: [`Weak<T>`], [`set_finalizer`].
+//! * **Weak references and finalizers**: [`Weak<T>`], [`set_finalizer`],
+//!   [`clear_finalizer`].
+//!
+//! ## Supported targets
+//!
+//! Linux (glibc) on x86_64 and aarch64. The conservative stack scan spills every
+//! callee-saved register that can hold a pointer with inline assembly (x86_64: rbx, rbp,
+//! r12-r15; aarch64: x19-x29 and d8-d15) and takes each thread's stack bounds from
+//! `pthread_getattr_np`; other architectures fail to compile. The precise mode
+//! (`feature = "precise"`) needs neither. CI builds and tests x86_64 only; the aarch64
+//! path is checked to assemble (`--target aarch64-unknown-linux-gnu`), not run.
+//!
+//! ## Fatal errors
+//!
+//! Some misuse leaves the collector no sane way on, and ends the process: `abort()` after
+//! one line `gc: fatal error: ...` on stderr, as Go's runtime does with its `fatal error:`
+//! (in Go a panicking finalizer ends the program too):
+//!
+//! * **a destructor that panics while the sweep runs it.** The sweep runs on whatever
+//!   thread allocates or collects; unwinding out of it would leave the sweep counted as in
+//!   progress (every later cycle would wait for it) and the span lost. Destructors of GC
+//!   objects must not panic.
+//! * **a finalizer that panics** (on the finalizer thread or in
+//!   [`Mutator::run_finalizers`]). Unwinding would leave its object rooted as running,
+//!   and `run_finalizers` would wait for it forever.
+//! * **[`collect`] called from a destructor the sweep runs.** A cycle begins by waiting
+//!   for every sweep in progress, the caller's included.
+//!
+//! The panic hook runs first, so the panic's own message and location come before the
+//! fatal line. (With `panic = "abort"` the process ends at the panic itself.) A panic in
+//! a finalizer's or a destructor's *own* code that it catches is no concern of the
+//! collector.
 //!
 //! Module map: [`trace`] (the trait and std impls) -> `ptr` (`Gc`, object headers) ->
 //! `cell` (barriers) -> `heap` (span caches, central lists, tiny allocator, sweeping) ->
@@ -66,11 +98,11 @@ pub use handle::{HandleScope, Local};
 pub use mark::Tracer;
 pub use mutator::{attach, Mutator};
 pub use pacer::{parse_gogc, parse_limit, set_gc_percent, set_memory_limit, MIN_HEAP};
-pub use ptr::Gc;
+pub use ptr::{keep_alive, Gc};
 pub use root::{root_count, Root};
 pub use stats::{fmt_ms, GcStats, PAUSE_BUCKETS};
 pub use trace::{Trace, Untraced};
-pub use weak::{armed_finalizers, set_finalizer, Weak};
+pub use weak::{armed_finalizers, clear_finalizer, set_finalizer, Weak};
 
 /// The collector's statistics now.
 pub fn stats() -> GcStats {

@@ -15,14 +15,19 @@ use std::sync::Mutex;
 /// Grey objects a tracer keeps before it offers half to idle markers.
 const SHARE_AT: usize = 1024;
 
-/// Lowest and highest address of any GC span ever allocated: a quick filter for the
-/// conservative scan.
-pub(crate) static HEAP_MIN: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// The quick filter of the conservative scan: every GC span ever allocated lies in
+/// `(HEAP_BELOW, HEAP_MAX)`. `HEAP_BELOW` is one below the lowest span's base, `HEAP_MAX`
+/// the highest span's limit (one past its end), so that neither bound is an address inside
+/// a GC span: a scan keeps both in registers, and callees spill those registers into their
+/// frames, where the bound stays as a stale word. Kept as the lowest base itself, that
+/// word named the first object of the lowest span and kept it (and a 250,000-node list it
+/// headed) alive from a later frame's unwritten slot.
+pub(crate) static HEAP_BELOW: AtomicUsize = AtomicUsize::new(usize::MAX);
 pub(crate) static HEAP_MAX: AtomicUsize = AtomicUsize::new(0);
 
 /// Records a new GC span's range in the quick filter.
 pub(crate) fn note_span_range(base: usize, limit: usize) {
-    HEAP_MIN.fetch_min(base, Ordering::Relaxed);
+    HEAP_BELOW.fetch_min(base - 1, Ordering::Relaxed);
     HEAP_MAX.fetch_max(limit, Ordering::Relaxed);
 }
 
@@ -228,19 +233,28 @@ impl Tracer {
 
     /// Scans the words of `[lo, hi)` conservatively.
     pub(crate) fn scan_conservative(&mut self, lo: usize, hi: usize) {
-        let (min, max) = (
-            HEAP_MIN.load(Ordering::Relaxed),
+        let (below, max) = (
+            HEAP_BELOW.load(Ordering::Relaxed),
             HEAP_MAX.load(Ordering::Relaxed),
         );
         let mut p = lo.next_multiple_of(8);
         while p + 8 <= hi {
-            // SAFETY: `[lo, hi)` is a stopped thread's stack (or ours), mapped and readable;
-            // a volatile word read (see the design doc on stacks of blocking threads).
+            // SAFETY: `[lo, hi)` is a parked thread's stack (or ours), mapped and readable,
+            // and its thread writes nothing above its published `sp` while parked (blocking
+            // threads are scanned through their copy instead: design §3). Volatile: a word
+            // read as raw bits.
             let w = unsafe { std::ptr::read_volatile(p as *const usize) };
-            if w >= min && w < max {
+            if w > below && w < max {
                 self.mark_addr(w);
             }
             p += 8;
+        }
+    }
+
+    /// Greys the objects the candidate words of [`stack_candidates`] point into.
+    pub(crate) fn mark_candidates(&mut self, words: &[usize]) {
+        for &w in words {
+            self.mark_addr(w);
         }
     }
 
@@ -303,6 +317,43 @@ impl Tracer {
     }
 }
 
+/// Replaces `out` with the words of the calling thread's own stack range `[lo, hi)` that
+/// fall in the GC heap's address range (the scan's quick filter: the range only grows, so
+/// a word outside it now points into no object that exists now). The thread reads only its
+/// own frames, which no other thread writes.
+///
+/// The loop makes no call (the room is reserved first, the words stored through a raw
+/// pointer), so a word it reads stays in registers and is never spilled into a frame of
+/// its own: a copy left below the stack pointer would be a stale root for any later frame
+/// (of this thread, or of the next thread glibc gives this stack to) with a slot there that
+/// it never writes.
+pub(crate) fn stack_candidates(lo: usize, hi: usize, out: &mut Vec<usize>) {
+    let lo = lo.next_multiple_of(8);
+    out.clear();
+    out.reserve(hi.saturating_sub(lo) / 8);
+    let (below, max) = (
+        HEAP_BELOW.load(Ordering::Relaxed),
+        HEAP_MAX.load(Ordering::Relaxed),
+    );
+    let dst = out.as_mut_ptr();
+    let mut n = 0;
+    let mut p = lo;
+    while p + 8 <= hi {
+        // SAFETY: `[lo, hi)` is part of the calling thread's own stack: mapped and
+        // readable. Volatile: a word read as raw bits, whatever the frame keeps there.
+        let w = unsafe { std::ptr::read_volatile(p as *const usize) };
+        if w > below && w < max {
+            // SAFETY: `n` is below the number of words of `[lo, hi)`, which `out` has room
+            // for (reserved above).
+            unsafe { dst.add(n).write(w) };
+            n += 1;
+        }
+        p += 8;
+    }
+    // SAFETY: the first `n` elements were written above; `n <= capacity`.
+    unsafe { out.set_len(n) };
+}
+
 /// A traced `Gc` names no allocated object: a reachable object was freed (a missed root or
 /// barrier). Debug builds only. Not a panic: the world is usually stopped, and unwinding
 /// would leave every mutator waiting for a cycle that never ends.
@@ -331,15 +382,20 @@ unsafe fn scan_object(base: usize, t: &mut Tracer) {
 /// frames hold, in memory or in registers.
 ///
 /// `f` runs in a frame of its own below `sp` ([`run_below`]), so that a thread which
-/// publishes `sp` and then parks or runs a blocking region writes only below it: the
-/// collector's scan of `[sp, stack_top)` never reads a word the thread is writing.
+/// publishes `sp` and then parks writes only below it: the collector's scan of
+/// `[sp, stack_top)` never reads a word the thread is writing. (A blocking region's closure
+/// may write above `sp`, so a blocking thread is scanned through a copy of its stack:
+/// `Mutator::blocking`.)
 #[cfg(not(feature = "precise"))]
 #[inline(never)]
 pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
-    let mut regs = [0usize; 12];
+    // Every callee-saved register of the target's C ABI that can hold a pointer: x86_64
+    // System V, 6 words (rbx, rbp, r12-r15); aarch64 AAPCS64, 19 words (x19-x29, and the
+    // low halves d8-d15 of v8-v15, where the compiler may park an integer too).
+    let mut regs = [0usize; 19];
     let sp: usize;
-    // SAFETY: stores callee-saved registers into `regs` (12 words, enough for both
-    // architectures) and reads the stack pointer; touches nothing else.
+    // SAFETY: stores callee-saved registers into `regs` (19 words, enough for either
+    // target) and reads the stack pointer; touches nothing else.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         std::arch::asm!(
@@ -355,7 +411,8 @@ pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
             options(nostack, preserves_flags)
         );
     }
-    // SAFETY: as above (x19-x29 are callee-saved on aarch64).
+    // SAFETY: as above (x19-x29 and d8-d15 are callee-saved on aarch64; the stores end at
+    // byte 152 = 19 words).
     #[cfg(target_arch = "aarch64")]
     unsafe {
         std::arch::asm!(
@@ -365,6 +422,10 @@ pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
             "stp x25, x26, [{r}, #48]",
             "stp x27, x28, [{r}, #64]",
             "str x29, [{r}, #80]",
+            "stp d8, d9, [{r}, #88]",
+            "stp d10, d11, [{r}, #104]",
+            "stp d12, d13, [{r}, #120]",
+            "stp d14, d15, [{r}, #136]",
             "mov {sp}, sp",
             r = in(reg) regs.as_mut_ptr(),
             sp = out(reg) sp,
@@ -372,7 +433,7 @@ pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
         );
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    compile_error!("gomalloc-gc scans registers on x86_64 and aarch64 only");
+    compile_error!("gomalloc-gc scans registers on x86_64 and aarch64 (Linux) only");
     let regs = std::hint::black_box(&mut regs);
     let sp = sp.min(regs.as_ptr() as usize);
     let r = run_below(f, sp);

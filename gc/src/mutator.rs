@@ -49,9 +49,25 @@ pub(crate) struct ThreadRec {
     pub resumed: AtomicU64,
     /// The thread's handle scopes (precise roots).
     pub handles: ShadowStack,
+    /// While `BLOCKING`: the words of `[sp, stack_hi)` that may be GC pointers, as the
+    /// thread left them on entering the region (empty while it detaches). The collector
+    /// scans this copy, never the live stack of a blocking thread: the closure may write
+    /// the caller's locals (above `sp`) at any time. Written by the thread before it
+    /// publishes `BLOCKING`, read by a collector while the world is stopped (the lock
+    /// orders the two).
+    pub blocked_stack: Mutex<Vec<usize>>,
 }
 
 impl ThreadRec {
+    /// Fills `blocked_stack` from `[sp, stack_hi)`: called by the thread itself, `RUNNING`,
+    /// on entering a blocking region. Nothing in the precise mode (no stack is scanned).
+    fn copy_stack(&self, sp: usize) {
+        if !cfg!(feature = "precise") {
+            let mut copy = self.blocked_stack.lock().unwrap_or_else(|e| e.into_inner());
+            crate::mark::stack_candidates(sp, self.stack_hi, &mut copy);
+        }
+    }
+
     /// Back to `RUNNING` (with the world lock held).
     pub(crate) fn resume(&self) {
         self.resumed.fetch_add(1, Ordering::Relaxed);
@@ -151,6 +167,7 @@ pub fn attach() -> Box<Mutator> {
         stack_hi: hi,
         resumed: AtomicU64::new(0),
         handles: ShadowStack::new(),
+        blocked_stack: Mutex::new(Vec::new()),
     });
     {
         let mut w = world();
@@ -178,6 +195,16 @@ impl Drop for Mutator {
         let rec = &self.st().rec;
         with_registers_spilled(|sp| {
             rec.sp.store(sp, Ordering::Release);
+            // Leaving: nothing on this stack is a root any more (a `Gc` used after the
+            // guard `attach` returned is gone is unrooted by the rooting rule), so a cycle
+            // that runs while we wait for the world to restart scans an empty copy.
+            // Copying the stack here would only leave its words in this thread's dead
+            // frames (and, once glibc hands the stack to a new thread, in that thread's
+            // frames as stale roots).
+            rec.blocked_stack
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             let mut w = world();
             // A collector may be counting on us as stopped: leave only while the world runs.
             rec.state.store(BLOCKING, Ordering::Release);
@@ -222,6 +249,12 @@ impl Mutator {
         if GC_FLAGS.load(Ordering::Relaxed) & STOP != 0 && self.st().open_borrows.get() == 0 {
             self.park();
         }
+    }
+
+    /// True inside [`Mutator::blocking`]'s closure (where `gc::collect()` can still be
+    /// called). Only this thread moves its own state out of `BLOCKING`.
+    pub(crate) fn in_blocking_region(&self) -> bool {
+        self.rec().state.load(Ordering::Relaxed) == BLOCKING
     }
 
     /// A `RefMut` of a traced type was opened on this thread.
@@ -297,11 +330,20 @@ impl Mutator {
     /// cannot use the mutator (it is borrowed mutably), so it cannot allocate or write
     /// barriered cells; reading GC objects is fine (marking never changes them), and the
     /// `Gc` pointers on this thread's stack stay rooted.
+    ///
+    /// The roots are the stack as it was on entry: the thread copies the words of its
+    /// stack that may be GC pointers, and collections scan that copy, never the live stack,
+    /// which `f` may write (its captured locals) while they run. So a `Gc` that `f` reads
+    /// out of an object, or writes into a captured local, is not a root until `f` returns:
+    /// keep it reachable from a rooted object meanwhile. The copy costs one pass over the
+    /// thread's stack per call (a comparison per word, and a store per word that falls in
+    /// the GC heap's address range), about what one collection's scan of the stack costs.
     pub fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
         self.cache_mut().release_all();
         let rec = self.rec().clone();
         with_registers_spilled(move |sp| {
             rec.sp.store(sp, Ordering::Release);
+            rec.copy_stack(sp);
             {
                 let _w = world();
                 rec.state.store(BLOCKING, Ordering::Release);

@@ -25,6 +25,8 @@ pub(crate) struct VTable {
     pub drop: unsafe fn(*mut u8),
     /// Bytes from the object's start to the value.
     pub offset: usize,
+    /// The value's type name (for fatal errors).
+    pub name: fn() -> &'static str,
 }
 
 /// Compile-time layout of `Gc<T>` objects.
@@ -50,14 +52,18 @@ impl<T: Trace> Layout<T> {
     } else {
         8
     };
-    /// Bytes of the object.
+    /// Bytes of the object: the value takes at least one byte, so that the value's address
+    /// (`OFFSET`) lies inside the object even for a zero-sized `T`. Were it
+    /// `OFFSET + size_of::<T>()`, a zero-sized value with a header would point one past its
+    /// object, at the next slot: roots would mark that neighbour, and the object itself
+    /// would be swept (its destructor run) while still referenced.
     pub const SIZE: usize = {
-        let s = Self::OFFSET + std::mem::size_of::<T>();
-        if s == 0 {
+        let value = if std::mem::size_of::<T>() == 0 {
             1
         } else {
-            s
-        }
+            std::mem::size_of::<T>()
+        };
+        Self::OFFSET + value
     };
     /// Alignment of the object.
     pub const ALIGN: usize = if Self::KIND == KIND_NOSCAN || std::mem::align_of::<T>() > 8 {
@@ -70,6 +76,7 @@ impl<T: Trace> Layout<T> {
         trace: trace_erased::<T>,
         drop: drop_erased::<T>,
         offset: Self::OFFSET,
+        name: std::any::type_name::<T>,
     };
 }
 
@@ -197,6 +204,52 @@ impl<T: Trace> Deref for Gc<T> {
         // only shared references to it are ever made.
         unsafe { self.ptr.as_ref() }
     }
+}
+
+/// Keeps `gc`'s object alive at least until this call, like Go's `runtime.KeepAlive`.
+///
+/// The conservative stack scan roots a `Gc` only while the compiled code still holds it, in
+/// a stack slot or a register, and the optimiser lets a value go after its last use. A
+/// reference derived from the object that does not point into it (a `&[u8]` into a buffer
+/// the object owns in the malloc heap, say) does not keep the object alive: once the
+/// `Gc`'s last use has passed, the next safepoint may free the object, and its destructor
+/// the buffer under the reference. `keep_alive(gc)` after the reference's last use keeps
+/// the `Gc` live (so rooted) up to that point.
+///
+/// ```
+/// use gc::{Gc, Trace};
+///
+/// #[derive(Trace)]
+/// struct Owner {
+///     buf: Vec<u8>,
+/// }
+///
+/// let m = gc::attach();
+/// let owner = Gc::new(&m, Owner { buf: vec![7; 4096] });
+/// let bytes: &[u8] = &owner.buf; // points into the malloc heap, not into `owner`
+/// gc::collect();                 // `owner` is kept: it is used below
+/// assert!(bytes.iter().all(|&b| b == 7));
+/// gc::keep_alive(owner);
+/// ```
+///
+/// In the precise mode (`feature = "precise"`) no stack is scanned and this roots nothing:
+/// hold the object in a [`Local`](crate::Local) or a [`Root`](crate::Root) instead.
+#[inline(always)]
+pub fn keep_alive<T>(gc: Gc<T>) {
+    #[cfg(not(feature = "precise"))]
+    // SAFETY: an empty instruction sequence that takes the pointer in a register and
+    // changes no register, flag or stack memory. Its only effect is on the compiler: the
+    // value must exist here, and (no `nomem`: the block may touch memory, as far as the
+    // compiler knows) the block stays ordered after every call before it.
+    unsafe {
+        std::arch::asm!(
+            "/* gc::keep_alive {0} */",
+            in(reg) gc.ptr.as_ptr(),
+            options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(feature = "precise")]
+    std::hint::black_box(gc);
 }
 
 // SAFETY: reports the one GC pointer (rule 1). A `Gc` is a transparent non-null pointer:

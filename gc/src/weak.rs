@@ -10,11 +10,13 @@
 //! section, and the roots include that list (in both modes: the precise mode does not scan
 //! the stack of the thread running the finalizer).
 
+use crate::collector::FatalOnUnwind;
 use crate::mark::Tracer;
 use crate::mutator::{attach, Mutator, GC_FLAGS, MARKING};
 use crate::stats::COUNTERS;
 use crate::{Gc, Trace};
 use gomalloc::gcapi;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, Once};
@@ -126,16 +128,19 @@ pub(crate) fn clear_dead_weaks() -> usize {
 // ---- finalizers ----
 
 /// A registered finalizer: the object's address, and a trampoline calling the user's `fn`.
+#[derive(Clone, Copy)]
 struct Finalizer {
     obj: usize,
     run: unsafe fn(&Mutator, usize, *const ()),
     /// The user's `fn`, type-erased as a pointer (not an integer: it keeps its provenance).
     f: *const (),
+    /// The object's type name (for the fatal error of a panicking finalizer).
+    type_name: fn() -> &'static str,
 }
 
 struct FinState {
-    /// Armed finalizers.
-    table: Vec<Finalizer>,
+    /// Armed finalizers by object address: at most one per object.
+    table: BTreeMap<usize, Finalizer>,
     /// Finalizers of unreachable objects, waiting to run (their objects are roots).
     ready: Vec<Finalizer>,
     /// Objects whose finalizers were taken off `ready` and have not returned yet: still
@@ -148,7 +153,7 @@ struct FinState {
 unsafe impl Send for Finalizer {}
 
 static FIN: Mutex<FinState> = Mutex::new(FinState {
-    table: Vec::new(),
+    table: BTreeMap::new(),
     ready: Vec::new(),
     running: Vec::new(),
 });
@@ -174,17 +179,25 @@ unsafe fn trampoline<T: Trace + 'static>(m: &Mutator, obj: usize, f: *const ()) 
 /// Resurrection is safe (design §7): `obj` and everything it references were kept by the
 /// cycle that queued it, and stay rooted by the queue until `f` returns; if `f` stores `obj`
 /// somewhere reachable it simply lives on (with no finalizer; arm it again to re-arm).
+///
+/// An object has at most one finalizer: arming one that is armed already replaces its
+/// finalizer, which then runs once. [`clear_finalizer`] disarms it (Go's
+/// `SetFinalizer(obj, nil)`).
 pub fn set_finalizer<T: Trace + Send + Sync + 'static>(
     m: &Mutator,
     obj: Gc<T>,
     f: fn(&Mutator, Gc<T>),
 ) {
     let _ = m;
-    FIN.lock().unwrap().table.push(Finalizer {
-        obj: obj.addr(),
-        run: trampoline::<T>,
-        f: f as *const (),
-    });
+    FIN.lock().unwrap().table.insert(
+        obj.addr(),
+        Finalizer {
+            obj: obj.addr(),
+            run: trampoline::<T>,
+            f: f as *const (),
+            type_name: std::any::type_name::<T>,
+        },
+    );
     FIN_THREAD.call_once(|| {
         std::thread::Builder::new()
             .name("gc-finalizer".into())
@@ -203,8 +216,8 @@ pub(crate) fn mark_finalizer_roots(t: &mut Tracer) {
     for &obj in f.running.iter() {
         t.mark_addr(obj);
     }
-    for e in f.table.iter() {
-        t.trace_children(e.obj);
+    for &obj in f.table.keys() {
+        t.trace_children(obj);
     }
 }
 
@@ -212,24 +225,21 @@ pub(crate) fn mark_finalizer_roots(t: &mut Tracer) {
 pub(crate) fn queue_dead_finalizers(t: &mut Tracer) {
     let mut guard = FIN.lock().unwrap();
     let f = &mut *guard;
-    let mut i = 0;
-    while i < f.table.len() {
-        let obj = f.table[i].obj;
+    let FinState { table, ready, .. } = f;
+    table.retain(|&obj, e| {
         let Some(o) = gcapi::find_object(obj) else {
             // Not an object any more: cannot happen for an armed object (it is kept until
             // its finalizer is queued); drop the entry defensively.
-            f.table.swap_remove(i);
-            continue;
+            return false;
         };
         // SAFETY: marking is done; the world is stopped.
         if unsafe { gcapi::is_marked(o) } {
-            i += 1;
-        } else {
-            t.mark_object(o);
-            let e = f.table.swap_remove(i);
-            f.ready.push(e);
+            return true;
         }
-    }
+        t.mark_object(o);
+        ready.push(*e);
+        false
+    });
 }
 
 pub(crate) fn wake_finalizer_thread() {
@@ -267,10 +277,17 @@ fn run_one(m: &Mutator) -> bool {
         f.running.push(e.obj);
         e
     };
+    // A panicking finalizer is a fatal error (crate docs): unwinding would leave its object
+    // on the running list, and `run_finalizers` would wait for it forever.
+    let guard = FatalOnUnwind {
+        what: "the finalizer",
+        type_name: e.type_name,
+    };
     // SAFETY: `e.obj` is a live object of the type `e.run` was built for (it was marked in
     // the cycle that queued it and has been a root since); the `running` list keeps it
     // rooted until the call returns.
     unsafe { (e.run)(m, e.obj, e.f) };
+    std::mem::forget(guard);
     COUNTERS.finalizers_run.fetch_add(1, Ordering::Relaxed);
     let mut f = FIN.lock().unwrap();
     let i = f
@@ -293,6 +310,13 @@ pub(crate) fn run_pending(m: &mut Mutator) {
             f = FIN_CV.wait(f).unwrap();
         }
     });
+}
+
+/// Disarms `obj`'s finalizer, like Go's `runtime.SetFinalizer(obj, nil)`. Returns true if
+/// one was armed. A finalizer already queued (its object found unreachable) still runs.
+pub fn clear_finalizer<T: Trace + 'static>(m: &Mutator, obj: Gc<T>) -> bool {
+    let _ = m;
+    FIN.lock().unwrap().table.remove(&obj.addr()).is_some()
 }
 
 /// Finalizers armed and not yet queued (for tests).

@@ -333,3 +333,74 @@ fn pacer_settings() {
     assert_eq!(gc::stats().memory_limit, 1 << 40);
     assert_eq!(gc::set_memory_limit(old_limit), 1 << 40);
 }
+
+/// A zero-sized value with drop glue lives inside its object (after the header word), not
+/// one past its end: a rooted one is not dropped by the sweep, and its `Gc` does not name
+/// (and keep) the slot that follows.
+#[test]
+fn zero_sized_values_with_destructors_live_in_their_object() {
+    static ZDROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Z;
+    impl Drop for Z {
+        fn drop(&mut self) {
+            ZDROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    // SAFETY: holds no GC pointer; its destructor touches none.
+    unsafe impl Trace for Z {
+        const NEEDS_TRACE: bool = false;
+        fn trace(&self, _: &mut gc::Tracer) {}
+    }
+    let m = gc::attach();
+    let z = Root::new(Gc::new(&m, Z));
+    collect_clean();
+    assert_eq!(ZDROPS.load(Ordering::SeqCst), 0, "a rooted ZST was dropped");
+    let p = Gc::as_ptr(z.get()) as usize;
+    let o = gomalloc::gcapi::find_object(p).expect("a ZST's Gc names no allocated object");
+    assert!(o.base < p, "the value is not after the object's header");
+    drop(z);
+}
+
+/// A buffer in the malloc heap owned by a GC object, read through a `&[u8]` while
+/// collections run: `gc::keep_alive` after the last read keeps the owner (so the buffer)
+/// alive, though the owner's `Gc` itself is not used in between and the optimiser may drop
+/// it from registers.
+#[test]
+fn keep_alive_keeps_a_borrowed_buffer_valid() {
+    static OWNER_DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Owner {
+        buf: Vec<u8>,
+    }
+    impl Drop for Owner {
+        fn drop(&mut self) {
+            self.buf.fill(0);
+            OWNER_DROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    // SAFETY: holds no GC pointer; its destructor touches none.
+    unsafe impl Trace for Owner {
+        const NEEDS_TRACE: bool = false;
+        fn trace(&self, _: &mut gc::Tracer) {}
+    }
+    let m = gc::attach();
+    let owner = Gc::new(
+        &m,
+        Owner {
+            buf: vec![0xa5; 1 << 16],
+        },
+    );
+    let bytes: &[u8] = &owner.buf;
+    let mut sum = 0u64;
+    for _ in 0..3 {
+        garbage(&m, 10_000);
+        collect_clean();
+        sum += bytes.iter().map(|&b| b as u64).sum::<u64>();
+    }
+    assert_eq!(OWNER_DROPS.load(Ordering::SeqCst), 0, "the owner was freed");
+    assert_eq!(
+        sum,
+        3 * 0xa5 * (1 << 16),
+        "the buffer changed under its borrow"
+    );
+    gc::keep_alive(owner);
+}

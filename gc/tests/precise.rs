@@ -101,6 +101,34 @@ fn handles_keep_lists_and_unrooted_objects_die() {
     gc::debug::check_heap(&m);
 }
 
+/// A handle belongs to the scope that made it, not to the innermost one open: made through
+/// an outer scope while an inner one is open, it roots its object until the outer scope
+/// ends.
+#[test]
+fn an_outer_handle_made_inside_an_inner_scope_outlives_the_inner_scope() {
+    let _s = serial();
+    let m = gc::attach();
+    m.scope(|outer| {
+        let kept = m.scope(|_inner| {
+            let n = Gc::new(
+                &m,
+                Link {
+                    value: 7,
+                    next: Lock::new(None),
+                },
+            );
+            outer.handle(n)
+        });
+        let w = watch(&m, kept.get());
+        gc::collect();
+        assert!(
+            !w.w.is_cleared(),
+            "the inner scope's end unrooted an outer handle"
+        );
+        assert_eq!(kept.value, 7);
+    });
+}
+
 #[test]
 fn roots_refs_and_the_tiny_allocator() {
     let _s = serial();

@@ -243,6 +243,67 @@ fn finalizer_thread_runs_each_finalizer_once() {
     }
 }
 
+static FIRST: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+static SECOND: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+
+fn first_finalizer(_: &gc::Mutator, n: Gc<Link>) {
+    FIRST[n.value as usize].fetch_add(1, Ordering::SeqCst);
+}
+
+fn second_finalizer(_: &gc::Mutator, n: Gc<Link>) {
+    SECOND[n.value as usize].fetch_add(1, Ordering::SeqCst);
+}
+
+/// Object 0 armed with one finalizer and then another, object 1 armed twice with the same
+/// one, object 2 armed and disarmed. Returns the number of armed finalizers this added.
+#[inline(never)]
+fn arm_twice_and_disarm(m: &gc::Mutator) -> usize {
+    let before = gc::armed_finalizers();
+    let n: Vec<Gc<Link>> = (0..3)
+        .map(|i| {
+            Gc::new(
+                m,
+                Link {
+                    value: i,
+                    next: Lock::new(None),
+                },
+            )
+        })
+        .collect();
+    gc::set_finalizer(m, n[0], first_finalizer);
+    gc::set_finalizer(m, n[0], second_finalizer);
+    gc::set_finalizer(m, n[1], first_finalizer);
+    gc::set_finalizer(m, n[1], first_finalizer);
+    gc::set_finalizer(m, n[2], first_finalizer);
+    assert!(gc::clear_finalizer(m, n[2]), "object 2 had a finalizer");
+    assert!(
+        !gc::clear_finalizer(m, n[2]),
+        "object 2 was disarmed already"
+    );
+    gc::armed_finalizers() - before
+}
+
+/// An object has at most one finalizer (arming it again replaces it, and it runs once), and
+/// `clear_finalizer` disarms it (Go's `SetFinalizer(obj, nil)`).
+#[test]
+fn a_finalizer_armed_twice_runs_once_and_a_cleared_one_never() {
+    let _s = serial();
+    let mut m = gc::attach();
+    assert_eq!(
+        arm_twice_and_disarm(&m),
+        2,
+        "one armed finalizer per object"
+    );
+    gc::debug::clear_stack(64 << 10);
+    gc::collect();
+    m.run_finalizers();
+    gc::collect();
+    m.run_finalizers();
+    let runs = |a: &[AtomicUsize; 3]| a.each_ref().map(|c| c.load(Ordering::SeqCst));
+    assert_eq!(runs(&FIRST), [0, 1, 0], "runs of the first finalizer");
+    assert_eq!(runs(&SECOND), [1, 0, 0], "runs of the second finalizer");
+}
+
 /// Three tiny objects in one 16-byte block, `a` rooted: after a full cycle and sweep the
 /// block is still allocated. Returns the objects' addresses, inverted (invisible to the
 /// conservative scan); the root dies with this frame.

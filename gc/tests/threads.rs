@@ -7,7 +7,7 @@ mod common;
 use common::{list_sum, Link};
 
 use gc::{Gc, Lock, RefLock, Root, Trace};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The tests of this file run one at a time: `gc::debug::check_heap` counts every span
@@ -240,4 +240,88 @@ fn parallel_marking_while_mutators_build_and_drop_shared_graphs() {
         "dropped graphs were not freed: {st:?}"
     );
     gc::debug::check_heap(&m);
+}
+
+/// Allocates an object that nothing references; returns its address inverted (invisible to
+/// the conservative scan) and a weak reference to it.
+#[inline(never)]
+fn unreferenced_link(m: &gc::Mutator) -> (usize, gc::Weak<Link>) {
+    let n = Gc::new(
+        m,
+        Link {
+            value: 1,
+            next: Lock::new(None),
+        },
+    );
+    (!(Gc::as_ptr(n) as usize), gc::Weak::new(m, n))
+}
+
+/// A blocking closure may write the caller's locals, which lie above the stack pointer the
+/// thread published on entering the region. The collector must not read them meanwhile (a
+/// data race): it scans the stack as the thread left it on entry. Here the closure writes
+/// the only pointer to an object into such a local while another thread collects; the
+/// cycle does not see it, so the object dies. (The rule this implies: a `Gc` a blocking
+/// closure obtains is not a root until the region ends.)
+#[test]
+fn the_collector_does_not_read_what_a_blocking_closure_writes() {
+    let _s = serial();
+    let mut m = gc::attach();
+    let (hidden, weak) = unreferenced_link(&m);
+    gc::debug::clear_stack(64 << 10);
+    let mut slot = 0usize;
+    let slot_ptr: *mut usize = &mut slot;
+    m.blocking(|| {
+        // SAFETY: `slot` is a live local of the caller; volatile, so that the store is made
+        // before the collection and is not merged with the one after it.
+        unsafe { std::ptr::write_volatile(slot_ptr, !hidden) };
+        std::thread::spawn(gc::collect).join().unwrap();
+        // SAFETY: as above.
+        unsafe { std::ptr::write_volatile(slot_ptr, 0) };
+    });
+    assert!(
+        weak.is_cleared(),
+        "the collector read a word the blocking closure wrote"
+    );
+}
+
+/// The data race itself, for ThreadSanitizer (`scripts/sanitizers.sh tsan` runs this file):
+/// a blocking closure keeps writing a captured local, with no synchronisation, while
+/// another thread runs collections. A collector that scanned the blocking thread's live
+/// stack read those words as they were written (TSan reported the race); it scans the copy
+/// the thread made on entry. Natively this checks that the collections ran and the writes
+/// went on meanwhile.
+#[test]
+fn a_blocking_closure_writes_captured_locals_while_collections_run() {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    static DONE: AtomicBool = AtomicBool::new(false);
+    let _s = serial();
+    let mut m = gc::attach();
+    let cycles0 = gc::stats().cycles;
+    let mut counters = [0u64; 16];
+    let collector = std::thread::spawn(|| {
+        while !STARTED.load(Ordering::Relaxed) {
+            std::hint::spin_loop();
+        }
+        for _ in 0..10 {
+            gc::collect();
+        }
+        DONE.store(true, Ordering::Relaxed);
+    });
+    m.blocking(|| {
+        // Relaxed flags: no happens-before edge orders the writes and the scans.
+        loop {
+            for c in counters.iter_mut() {
+                // SAFETY: `c` is a live element of the caller's array; volatile, so that
+                // each store is made in the loop.
+                unsafe { std::ptr::write_volatile(c, *c + 1) };
+            }
+            STARTED.store(true, Ordering::Relaxed);
+            if DONE.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        collector.join().unwrap();
+    });
+    assert!(gc::stats().cycles >= cycles0 + 10, "the collections ran");
+    assert!(counters.iter().all(|&c| c > 0), "the closure wrote");
 }
