@@ -7,13 +7,6 @@
 //! their free neighbours at once, found through the arena map's page -> span entries
 //! (a free run keeps entries on its first and last page).
 //!
-//! Requests of 64 KiB and more look first at *warm* addresses: where the last 64 spans of
-//! that size or more that were freed started (`MHeap::find_warm`). A block placed there
-//! reuses the page the freed block most likely touched (its first), so resident memory
-//! follows the pages a program touches rather than the blocks it has owned; best fit alone
-//! places blocks on the remainders of split runs, whose first pages no block touched
-//! (`benches/workloads/untouched.c` measures the difference in page faults and RSS).
-//!
 //! Each arena keeps a *scavenged* bit per page: set when the page's memory went back to
 //! the OS (or was never touched), so it reads as zero. Allocating a run clears the bits
 //! and tells the span whether it needs zeroing. The heap grows by committing more of the
@@ -37,11 +30,6 @@ const EXACT_BINS: usize = 128;
 const NBINS: usize = 256;
 /// The heap grows by at least this many pages (4 MiB), like Go's `mheap.grow`.
 const GROW_PAGES: usize = 512;
-/// Freed runs remembered for reuse ([`MHeap::find_warm`]).
-const WARM_RUNS: usize = 64;
-/// Requests of at least this many pages (64 KiB) look at the warm runs first; smaller ones
-/// have exact bins, and their spans are mostly touched throughout anyway.
-const WARM_MIN_PAGES: usize = 8;
 /// Where the first arena is placed if the address is free (Go uses `0xc000000000`).
 const ARENA_HINT: usize = 0x00c0_0000_0000;
 
@@ -117,11 +105,6 @@ pub struct MHeap {
     /// The most pages in use since the scavenger last looked ([`MHeap::take_inuse_high`]):
     /// its decaying peak follows rises it did not see (it may not have been running).
     inuse_high: usize,
-    /// The start addresses of the last [`WARM_RUNS`] spans of at least [`WARM_MIN_PAGES`]
-    /// pages freed, with the record of the free run that took them in (a hint: checked
-    /// before use, see [`MHeap::find_warm`]), written round-robin at `warm_next`.
-    warm: [(usize, *mut Span); WARM_RUNS],
-    warm_next: usize,
     /// Statistics.
     pub c: HeapCounters,
 }
@@ -159,8 +142,6 @@ impl MHeap {
             dirty_tail: ptr::null_mut(),
             ndirty: 0,
             inuse_high: 0,
-            warm: [(0, ptr::null_mut()); WARM_RUNS],
-            warm_next: 0,
             c: HeapCounters {
                 pages_inuse: 0,
                 pages_free: 0,
@@ -327,57 +308,6 @@ impl MHeap {
         ptr::null_mut()
     }
 
-    /// The best fit for `n` pages among the warm runs (where recently freed spans
-    /// started): the free record and the address to place the block at, or null. Each
-    /// entry is a hint, checked here: its record must still be a binned free run (its first
-    /// page's arena entry names it and it is `Free`: a record merged into another or reused
-    /// fails this) that holds `n` pages from the remembered address.
-    ///
-    /// # Time Complexity
-    /// O([`WARM_RUNS`]).
-    fn find_warm(&self, n: usize) -> (*mut Span, usize) {
-        let (mut best, mut at, mut best_pages) = (ptr::null_mut(), 0, usize::MAX);
-        for &(w, s) in &self.warm {
-            if s.is_null() {
-                continue;
-            }
-            // SAFETY: span records are never unmapped (fixalloc), so reading a stale one
-            // is defined; the checks below reject one that is not a free run holding `w`.
-            unsafe {
-                let sr = &*s;
-                let base = sr.base.get();
-                if sr.state() != SpanState::Free
-                    || arena::span_of(base) != s
-                    || w < base
-                    || w + (n << PAGE_SHIFT) > sr.limit()
-                {
-                    continue;
-                }
-                let pages = sr.npages.get();
-                if pages < best_pages {
-                    (best, at, best_pages) = (s, w, pages);
-                }
-            }
-        }
-        (best, at)
-    }
-
-    /// The free run `from` was merged into `into`: its warm addresses are `into`'s now.
-    /// Only a run of at least [`WARM_MIN_PAGES`] pages is looked for (cheap for the small
-    /// spans that most frees return; a smaller remainder losing its entry costs nothing
-    /// but a missed reuse).
-    fn warm_moved(&mut self, from: *mut Span, into: *mut Span) {
-        // SAFETY: `from` is a valid record (the caller merges it).
-        if unsafe { (*from).npages.get() } < WARM_MIN_PAGES {
-            return;
-        }
-        for e in &mut self.warm {
-            if e.1 == from {
-                e.1 = into;
-            }
-        }
-    }
-
     /// Sets the arena-map entries of a free run's first and last pages.
     ///
     /// # Safety
@@ -401,29 +331,15 @@ impl MHeap {
         let Some(need) = npages.checked_add(extra) else {
             return ptr::null_mut();
         };
-        // A block placed where a freed block started reuses the page that one most likely
-        // touched (a block's first page is its most used), so resident memory follows
-        // the pages a program touches rather than the blocks it has owned (mimalloc and
-        // jemalloc reuse what was just freed likewise).
-        let (mut f, mut at) = if align == PAGE_SIZE && npages >= WARM_MIN_PAGES {
-            self.find_warm(npages)
-        } else {
-            (ptr::null_mut(), 0)
-        };
+        let mut f = self.find(need);
         if f.is_null() {
+            if !self.grow(need, align) {
+                return ptr::null_mut();
+            }
             f = self.find(need);
             if f.is_null() {
-                if !self.grow(need, align) {
-                    return ptr::null_mut();
-                }
-                f = self.find(need);
-                if f.is_null() {
-                    return ptr::null_mut();
-                }
+                return ptr::null_mut();
             }
-            // SAFETY: `f` is a valid free record.
-            let fbase = unsafe { (*f).base.get() };
-            at = (fbase + align - 1) & !(align - 1);
         }
         // Records for the head and tail remainders, taken before anything changes.
         let (h, t) = (self.new_record(), self.new_record());
@@ -446,7 +362,7 @@ impl MHeap {
             self.remove(f);
             let fr = &*f;
             let (fbase, fpages) = (fr.base.get(), fr.npages.get());
-            let start = at;
+            let start = (fbase + align - 1) & !(align - 1);
             let head = (start - fbase) >> PAGE_SHIFT;
             let tail = fpages - head - npages;
             if head > 0 {
@@ -468,20 +384,6 @@ impl MHeap {
                 self.insert(t, dirty);
             } else {
                 self.free_record(t);
-            }
-            // Warm addresses of `f` now lie in the head or tail remainder, or in the block
-            // (only a run of WARM_MIN_PAGES or more has any: see `warm_moved`).
-            let end = start + (npages << PAGE_SHIFT);
-            for e in self.warm.iter_mut().filter(|_| fpages >= WARM_MIN_PAGES) {
-                if e.1 == f {
-                    e.1 = if e.0 < start && head > 0 {
-                        h
-                    } else if e.0 >= end && tail > 0 {
-                        t
-                    } else {
-                        ptr::null_mut()
-                    };
-                }
             }
             fr.base.set(start);
             fr.npages.set(npages);
@@ -530,12 +432,7 @@ impl MHeap {
             if n > 2 {
                 arena::set_spans(base + PAGE_SIZE, n - 2, ptr::null_mut());
             }
-            // `s` stays the record of the merged run (its neighbours' records are freed).
             self.coalesce_insert(s, true);
-            if n >= WARM_MIN_PAGES {
-                self.warm[self.warm_next] = (base, s);
-                self.warm_next = (self.warm_next + 1) % WARM_RUNS;
-            }
         }
         self.pages_freed();
     }
@@ -578,7 +475,6 @@ impl MHeap {
                 arena::set_span(pb + ((pn - 1) << PAGE_SHIFT), ptr::null_mut());
                 sr.base.set(pb);
                 sr.npages.set(sr.npages.get() + pn);
-                self.warm_moved(before, s);
                 self.free_record(before);
             }
             let after = arena::span_of(sr.limit());
@@ -590,7 +486,6 @@ impl MHeap {
                 self.remove(after);
                 arena::set_span((*after).base.get(), ptr::null_mut());
                 sr.npages.set(sr.npages.get() + (*after).npages.get());
-                self.warm_moved(after, s);
                 self.free_record(after);
             }
             // The old boundary entries of `s` may now be interior; `set_bounds` rewrites
@@ -1339,42 +1234,5 @@ mod tests {
             }
         }
         assert!(bin_of((1 << 35) - 1) < NBINS);
-    }
-}
-
-#[cfg(test)]
-mod warm_tests {
-    //! Placement of large blocks at warm addresses ([`MHeap::find_warm`]).
-    use super::*;
-    use crate::sizeclass::SizeClass;
-
-    const LARGE: SpanClass = SpanClass::new(SizeClass::LARGE, true);
-
-    #[test]
-    fn a_block_goes_where_a_freed_one_started_not_to_the_best_fit() {
-        let mut h = MHeap::private(7);
-        let spans: Vec<*mut Span> = (0..6).map(|_| h.alloc_span(20, 0, LARGE)).collect();
-        // SAFETY: live records of this heap.
-        let base = |s: *mut Span| unsafe { (*s).base.get() };
-        let (b1, b3) = (base(spans[1]), base(spans[3]));
-        // SAFETY: in-use spans of this heap, each freed once.
-        unsafe { h.free_span(spans[1]) };
-        // 12 of its 20 pages at its start: an 8-page run is left behind it, whose first
-        // page no block ever started at.
-        let x = h.alloc_span(12, 0, LARGE);
-        assert_eq!(base(x), b1);
-        // SAFETY: as above.
-        unsafe { h.free_span(spans[3]) };
-        // Best fit would take the 8-page remainder (the smallest run that fits); the
-        // block goes where `spans[3]` started instead.
-        let y = h.alloc_span(8, 0, LARGE);
-        assert_eq!(base(y), b3);
-        // Merged runs keep their warm addresses: free `x` (it joins the remainder), then a
-        // block of 16 pages goes to `x`'s start again.
-        // SAFETY: as above.
-        unsafe { h.free_span(x) };
-        let z = h.alloc_span(16, 0, LARGE);
-        assert_eq!(base(z), b1);
-        h.check_invariants();
     }
 }
