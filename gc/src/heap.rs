@@ -14,7 +14,7 @@ use crate::stats::COUNTERS;
 use gomalloc::gcapi::{self, KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN};
 use gomalloc::gcapi::{small_class, SizeClass, Span, EMPTY_SPAN, NUM_SIZE_CLASSES, PAGE_SHIFT};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Go's `mheap_.sweepgen`: +2 per cycle.
@@ -25,6 +25,17 @@ pub(crate) static SPAN_BYTES: AtomicUsize = AtomicUsize::new(0);
 static SPAN_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Bytes handed to mutators since the last mark (Go's `heapLive`, counted per span).
 pub(crate) static HEAP_LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Bytes and objects allocated since start (Go's `TotalAlloc` and `Mallocs`), counted as
+/// `HEAP_LIVE` is: a span's free slots when a cache takes it, less those it gives back
+/// unused; a large object when it is allocated.
+pub(crate) static TOTAL_ALLOC: AtomicU64 = AtomicU64::new(0);
+pub(crate) static MALLOCS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts `objects` slots of `bytes` in all as allocated (negative: given back unused).
+fn count_alloc(objects: i64, bytes: i64) {
+    MALLOCS.fetch_add(objects as u64, Ordering::Relaxed);
+    TOTAL_ALLOC.fetch_add(bytes as u64, Ordering::Relaxed);
+}
 /// Spans taken off an `unswept` list and not yet swept (Go's `sweep.active`): incremented
 /// under the list's lock together with the pop, decremented when the sweep is done, so
 /// "every `unswept` list empty and this zero" means every span of the cycle is swept.
@@ -244,6 +255,7 @@ unsafe fn release_span(kind: u8, class: SizeClass, s: *mut Span) {
     let _ = HEAP_LIVE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
         Some(v.saturating_sub(unused))
     });
+    count_alloc(-((sr.nelems.get() - n) as i64), -(unused as i64));
     let mut l = central(kind, class).lock().unwrap();
     if n < sr.nelems.get() {
         l.partial.push(s);
@@ -275,6 +287,10 @@ fn cache_span(kind: u8, class: SizeClass) -> *mut Span {
             SPAN_BYTES.fetch_add(sr.npages.get() << PAGE_SHIFT, Ordering::Relaxed);
             SPAN_COUNT.fetch_add(1, Ordering::Relaxed);
             HEAP_LIVE.fetch_add(sr.nelems.get() as usize * class.size(), Ordering::Relaxed);
+            count_alloc(
+                sr.nelems.get() as i64,
+                (sr.nelems.get() as usize * class.size()) as i64,
+            );
             return s;
         };
         drop(l);
@@ -300,6 +316,7 @@ fn cache_span(kind: u8, class: SizeClass) -> *mut Span {
         debug_assert!(found, "partial span without a free slot");
         let free = (sr.nelems.get() - sr.alloc_count.get()) as usize;
         HEAP_LIVE.fetch_add(free * class.size(), Ordering::Relaxed);
+        count_alloc(free as i64, (free * class.size()) as i64);
     }
     s
 }
@@ -333,6 +350,7 @@ pub(crate) fn alloc_large(kind: u8, size: usize, align: usize) -> *mut u8 {
     SPAN_BYTES.fetch_add(bytes, Ordering::Relaxed);
     SPAN_COUNT.fetch_add(1, Ordering::Relaxed);
     HEAP_LIVE.fetch_add(bytes, Ordering::Relaxed);
+    count_alloc(1, bytes as i64);
     LARGE.0.lock().unwrap().swept.push(s);
     sr.base.get() as *mut u8
 }

@@ -107,7 +107,18 @@ pub use weak::{armed_finalizers, clear_finalizer, set_finalizer, Weak};
 /// The collector's statistics now.
 pub fn stats() -> GcStats {
     collector_init();
-    let mut s = stats::STATS.lock().unwrap().s.clone();
+    let st = stats::STATS.lock().unwrap();
+    let mut s = st.s.clone();
+    let procs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wall = collector::start_time().elapsed().as_secs_f64() * procs as f64;
+    s.gc_cpu_fraction = if wall > 0.0 {
+        (st.gc_cpu.as_secs_f64() / wall).min(1.0)
+    } else {
+        0.0
+    };
+    drop(st);
+    s.total_alloc = heap::TOTAL_ALLOC.load(std::sync::atomic::Ordering::Relaxed);
+    s.mallocs = heap::MALLOCS.load(std::sync::atomic::Ordering::Relaxed);
     s.heap_live = heap::HEAP_LIVE.load(std::sync::atomic::Ordering::Relaxed);
     s.heap_goal = pacer::HEAP_GOAL.load(std::sync::atomic::Ordering::Relaxed);
     s.heap_spans = heap::SPAN_BYTES.load(std::sync::atomic::Ordering::Relaxed);

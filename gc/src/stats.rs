@@ -21,7 +21,7 @@ pub(crate) static COUNTERS: Counters = Counters {
 /// The collector's statistics (`gc::stats()`).
 #[derive(Clone, Debug, Default)]
 pub struct GcStats {
-    /// Completed cycles.
+    /// Completed cycles (Go's `NumGC`).
     pub cycles: u64,
     /// Cycles started by `gc::collect()`.
     pub forced_cycles: u64,
@@ -29,22 +29,22 @@ pub struct GcStats {
     pub pause_last: Duration,
     /// Longest pause.
     pub pause_max: Duration,
-    /// All pauses added up.
+    /// All pauses added up (Go's `PauseTotalNs`).
     pub pause_total: Duration,
     /// Pause histogram (see [`PAUSE_BUCKETS`]).
     pub pause_hist: [u64; PAUSE_BUCKETS],
     /// Bytes handed to mutators since the last cycle plus the bytes it marked (Go's
     /// `heapLive`).
     pub heap_live: usize,
-    /// Bytes marked by the last cycle.
+    /// Bytes marked by the last cycle: the live heap after it.
     pub heap_marked: usize,
     /// Objects marked by the last cycle.
     pub objects_marked: usize,
-    /// The heap goal: the next cycle starts when `heap_live` reaches it.
+    /// The heap goal: the next cycle starts when `heap_live` reaches it (Go's `NextGC`).
     pub heap_goal: usize,
     /// Bytes of the collector's spans.
     pub heap_spans: usize,
-    /// Objects freed by sweeping since start.
+    /// Objects freed by sweeping since start (Go's `Frees`).
     pub objects_freed: usize,
     /// Finalizers run since start.
     pub finalizers_run: usize,
@@ -61,6 +61,19 @@ pub struct GcStats {
     /// Objects marked by helper markers (not the collecting thread) since start: above 0
     /// once parallel marking has shared work.
     pub helper_marked_objects: u64,
+    /// Bytes allocated since start, freed or not (Go's `TotalAlloc`). Counted per span,
+    /// as Go does: a span's free slots count when a thread's cache takes it, and those it
+    /// gives back unused are taken off, so the figure runs ahead by at most one span per
+    /// size class and thread.
+    pub total_alloc: u64,
+    /// Heap objects allocated since start (Go's `Mallocs`), counted like `total_alloc`;
+    /// tiny objects combined into one block count as one.
+    pub mallocs: u64,
+    /// Share of the CPU time available since the collector started that it used (Go's
+    /// `GCCPUFraction`): pause and mark time of every marker, over wall time times cores.
+    pub gc_cpu_fraction: f64,
+    /// When the last cycle ended (Go's `LastGC`); `None` before the first.
+    pub last_gc: Option<std::time::SystemTime>,
 }
 
 pub(crate) struct StatsState {
@@ -89,6 +102,10 @@ pub(crate) static STATS: Mutex<StatsState> = Mutex::new(StatsState {
         mutators: 0,
         mark_workers: 0,
         helper_marked_objects: 0,
+        total_alloc: 0,
+        mallocs: 0,
+        gc_cpu_fraction: 0.0,
+        last_gc: None,
     },
     gc_cpu: Duration::ZERO,
 });
@@ -137,6 +154,7 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
     s.weak_cleared += r.weak_cleared;
     s.mark_workers = r.workers;
     s.helper_marked_objects += r.helper_objects as u64;
+    s.last_gc = Some(std::time::SystemTime::now());
     let cpu = r.t_sweep_term + r.t_mark * r.workers as u32 + r.t_mark_term;
     st.gc_cpu += cpu;
     if trace {

@@ -88,3 +88,30 @@ fn stats_count_cycles_pauses_and_heap() {
     }
     assert_eq!((n, sum), (N, N * (N - 1) / 2));
 }
+
+#[test]
+fn cumulative_allocation_cpu_fraction_and_last_cycle_time() {
+    const N: u64 = 20_000;
+    let m = gc::attach();
+    let before = gc::stats();
+    let started = std::time::SystemTime::now();
+    // Unrooted: garbage after each round, so the figures grow while the heap does not.
+    for _ in 0..3 {
+        let list = rooted_list(&m, N);
+        drop(list);
+    }
+    gc::collect();
+    let s = gc::stats();
+    // Allocated counts every object made, freed or not (up to one cached span per size
+    // class ahead of the objects themselves).
+    assert!(s.mallocs >= before.mallocs + 3 * N, "{s:?}");
+    assert!(
+        s.total_alloc >= before.total_alloc + 3 * N * std::mem::size_of::<Cell>() as u64,
+        "{s:?}"
+    );
+    assert!(s.total_alloc >= s.heap_marked as u64, "{s:?}");
+    assert!(s.mallocs >= s.objects_freed as u64, "{s:?}");
+    // The last cycle ended after this test began; the CPU share is a fraction.
+    assert!(s.last_gc.is_some_and(|t| t >= started), "{s:?}");
+    assert!(s.gc_cpu_fraction > 0.0 && s.gc_cpu_fraction <= 1.0, "{s:?}");
+}
