@@ -13,9 +13,12 @@
 //! current arena (Go's `curArena`) in 4 MiB steps, reserving new 64 MiB arenas (placed
 //! contiguously when the address hint allows) when it runs out.
 //!
-//! Everything here runs under the one heap lock, [`HEAP`].
+//! Files: this one is the page allocator (bins, allocation, coalescing, growth);
+//! `mheap/pagebits.rs` holds the per-page bitmaps, and `mheap/release.rs` the mechanism
+//! that gives free pages back to the OS (the dirty list and `MHeap::scavenge`), whose
+//! policy is `scavenge.rs`'s. Everything here runs under the one heap lock, [`HEAP`].
 
-use crate::arena::{self, HeapArena, ARENA_SIZE, HEAP_ARENA_BYTES, PAGES_PER_ARENA};
+use crate::arena::{self, HeapArena, ARENA_SIZE, HEAP_ARENA_BYTES};
 use crate::config;
 use crate::fixalloc::FixAlloc;
 use crate::lock::SpinLock;
@@ -23,6 +26,11 @@ use crate::os;
 use crate::sizeclass::{SpanClass, PAGE_SHIFT, PAGE_SIZE};
 use crate::span::{Span, SpanState, SPAN_RECORD_BYTES};
 use core::ptr;
+
+mod pagebits;
+mod release;
+
+use pagebits::{scavenged_set, scavenged_take, set_page_in_use};
 
 /// Page counts below this have an exact bin.
 const EXACT_BINS: usize = 128;
@@ -234,47 +242,6 @@ impl MHeap {
                 self.nonempty[b / 64] &= !(1 << (b % 64));
             }
         }
-    }
-
-    /// # Safety
-    /// `s` is a valid free record not on the dirty list.
-    unsafe fn dirty_push_back(&mut self, s: *mut Span) {
-        // SAFETY: caller contract; the tail is a valid member.
-        unsafe {
-            let sr = &*s;
-            sr.in_dirty.set(true);
-            sr.dirty_next.set(ptr::null_mut());
-            sr.dirty_prev.set(self.dirty_tail);
-            if self.dirty_tail.is_null() {
-                self.dirty_head = s;
-            } else {
-                (*self.dirty_tail).dirty_next.set(s);
-            }
-        }
-        self.dirty_tail = s;
-        self.ndirty += 1;
-    }
-
-    /// # Safety
-    /// `s` is on the dirty list.
-    unsafe fn dirty_unlink(&mut self, s: *mut Span) {
-        // SAFETY: caller contract; neighbours are valid members.
-        unsafe {
-            let sr = &*s;
-            let (p, n) = (sr.dirty_prev.get(), sr.dirty_next.get());
-            if p.is_null() {
-                self.dirty_head = n;
-            } else {
-                (*p).dirty_next.set(n);
-            }
-            if n.is_null() {
-                self.dirty_tail = p;
-            } else {
-                (*n).dirty_prev.set(p);
-            }
-            sr.in_dirty.set(false);
-        }
-        self.ndirty -= 1;
     }
 
     /// A free run of at least `n` pages, or null.
@@ -755,70 +722,6 @@ impl MHeap {
         true
     }
 
-    // ---- returning memory ----
-
-    /// Gives every free, not yet released page back to the OS (`malloc_trim`,
-    /// [`crate::release_memory`]), dense huge-page chunks included. Returns bytes released.
-    pub fn release_all(&mut self) -> usize {
-        self.scavenge(usize::MAX, false, usize::MAX).released << PAGE_SHIFT
-    }
-
-    /// Bytes of heap memory backed by the OS now: committed minus released.
-    pub fn retained(&self) -> usize {
-        self.c.heap_sys - (self.c.pages_released << PAGE_SHIFT)
-    }
-
-    /// Releases up to `max_pages` free pages that still hold memory, oldest free runs
-    /// first (Go's `mgcscavenge.go`), skipping runs dirtied after `dirty_before` (on the
-    /// scavenger's coarse clock; `usize::MAX` takes every run). With `spare_dense`, 2 MiB
-    /// chunks with at least [`DENSE_PAGES`] of their 256 pages in use are skipped, so the
-    /// huge pages backing densely used memory are not broken up.
-    ///
-    /// # Time Complexity
-    /// O(runs visited + pages released); each run on the dirty list is visited at most once
-    /// per call.
-    pub fn scavenge(
-        &mut self,
-        max_pages: usize,
-        spare_dense: bool,
-        dirty_before: usize,
-    ) -> Scavenged {
-        let lazy = config::release_mode() == config::ReleaseMode::Free;
-        let mut density = ChunkDensity::default();
-        let (mut released, mut young) = (0, 0);
-        let mut visits = self.ndirty;
-        while visits > 0 && released < max_pages {
-            visits -= 1;
-            let s = self.dirty_head;
-            // SAFETY: dirty-list members are valid free records.
-            let (base, n, since) =
-                unsafe { ((*s).base.get(), (*s).npages.get(), (*s).dirty_since.get()) };
-            if since > dirty_before {
-                young += n;
-                // SAFETY: `s` is on the dirty list.
-                unsafe {
-                    self.dirty_unlink(s);
-                    self.dirty_push_back(s);
-                }
-                continue;
-            }
-            let dense = |chunk| spare_dense && density.is_dense(chunk);
-            let (r, clean) = scavenge_run(base, n, max_pages - released, dense, lazy);
-            released += r;
-            // SAFETY: `s` is on the dirty list.
-            unsafe {
-                self.dirty_unlink(s);
-                if !clean {
-                    // Partly done, or dense chunks spared: to the back of the queue.
-                    self.dirty_push_back(s);
-                }
-            }
-        }
-        self.c.pages_released += released;
-        self.c.released_total += released << PAGE_SHIFT;
-        Scavenged { released, young }
-    }
-
     /// Debug check: bins hold free records with correct boundaries, no two free runs
     /// touch, counters add up.
     pub fn check_invariants(&self) {
@@ -873,217 +776,10 @@ impl MHeap {
     }
 }
 
-// ---- per-page bitmaps (scavenged, page_in_use) ----
-
-/// Calls `f(arena, first_page, count, address)` for each arena-sized piece of a page range.
-fn for_arena_pieces(
-    start: usize,
-    npages: usize,
-    mut f: impl FnMut(*mut HeapArena, usize, usize, usize),
-) {
-    let mut addr = start;
-    let mut left = npages;
-    while left > 0 {
-        let ha = arena::heap_arena_of(addr);
-        debug_assert!(!ha.is_null());
-        let first = arena::page_index(addr);
-        let n = left.min(PAGES_PER_ARENA - first);
-        f(ha, first, n, addr);
-        addr += n << PAGE_SHIFT;
-        left -= n;
-    }
-}
-
-/// Mask of bits `[lo, lo+n)` within one word (`lo + n <= 64`).
-#[inline]
-fn word_mask(lo: usize, n: usize) -> u64 {
-    if n == 64 {
-        !0
-    } else {
-        ((1u64 << n) - 1) << lo
-    }
-}
-
-/// Calls `f(word, mask)` for each word of `words` covering bits `[first, first+n)`.
-fn for_bit_words(words: *mut u64, first: usize, n: usize, mut f: impl FnMut(&mut u64, u64)) {
-    let mut i = first;
-    let end = first + n;
-    while i < end {
-        let lo = i % 64;
-        let k = (64 - lo).min(end - i);
-        // SAFETY: callers pass ranges inside the arena's per-page bitmaps.
-        f(unsafe { &mut *words.add(i / 64) }, word_mask(lo, k));
-        i += k;
-    }
-}
-
-fn scavenged_set(start: usize, npages: usize) {
-    for_arena_pieces(start, npages, |ha, first, n, _| {
-        // SAFETY: `ha` is a live arena record; heap lock held.
-        let words = unsafe { ptr::addr_of_mut!((*ha).scavenged) }.cast::<u64>();
-        for_bit_words(words, first, n, |w, m| *w |= m);
-    });
-}
-
-/// Clears the scavenged bits of a range; returns how many were set.
-fn scavenged_take(start: usize, npages: usize) -> usize {
-    let mut count = 0;
-    for_arena_pieces(start, npages, |ha, first, n, _| {
-        // SAFETY: `ha` is a live arena record; heap lock held.
-        let words = unsafe { ptr::addr_of_mut!((*ha).scavenged) }.cast::<u64>();
-        for_bit_words(words, first, n, |w, m| {
-            count += (*w & m).count_ones() as usize;
-            *w &= !m;
-        });
-    });
-    count
-}
-
-/// What one [`MHeap::scavenge`] call did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Scavenged {
-    /// Pages given back to the OS.
-    pub released: usize,
-    /// Pages of free runs left alone because they were dirtied too recently.
-    pub young: usize,
-}
-
-/// Pages of a 2 MiB huge-page chunk that make it dense: Go's 96.875% (31/32).
-pub const DENSE_PAGES: usize = CHUNK_PAGES * 31 / 32;
-/// Pages per 2 MiB chunk (the x86-64 huge page).
-const CHUNK_PAGES: usize = (2 << 20) >> PAGE_SHIFT;
-
-/// Releases dirty pages of the free run `[base, base + npages pages)`, at most `limit`,
-/// chunk by chunk, skipping the chunks `dense` names. Returns the pages released and
-/// whether the run is now wholly released.
-fn scavenge_run(
-    base: usize,
-    npages: usize,
-    limit: usize,
-    mut dense: impl FnMut(usize) -> bool,
-    lazy: bool,
-) -> (usize, bool) {
-    let end = base + (npages << PAGE_SHIFT);
-    let chunk = CHUNK_PAGES << PAGE_SHIFT;
-    let (mut addr, mut released, mut spared) = (base, 0, false);
-    while addr < end && released < limit {
-        let piece_end = ((addr & !(chunk - 1)) + chunk).min(end);
-        let pages = (piece_end - addr) >> PAGE_SHIFT;
-        if all_released(addr, pages) {
-            // nothing to do here (checked first: it is cheaper than the density)
-        } else if dense(addr & !(chunk - 1)) {
-            spared = true;
-        } else {
-            let (r, done) = release_range(addr, pages, limit - released, lazy);
-            released += r;
-            if !done {
-                return (released, false);
-            }
-        }
-        addr = piece_end;
-    }
-    (released, addr >= end && !spared)
-}
-
-/// Whether every page of `[start, start + npages pages)` (in one arena) is released.
-fn all_released(start: usize, npages: usize) -> bool {
-    let ha = arena::heap_arena_of(start);
-    // SAFETY: `ha` is a live arena record; heap lock held.
-    let words = unsafe { ptr::addr_of_mut!((*ha).scavenged) }.cast::<u64>();
-    let mut all = true;
-    for_bit_words(words, arena::page_index(start), npages, |w, m| {
-        all &= *w & m == m
-    });
-    all
-}
-
-/// Remembers the density of the last chunk looked at: consecutive free runs of one
-/// scavenging pass often share a chunk.
-#[derive(Default)]
-struct ChunkDensity {
-    chunk: usize,
-    dense: bool,
-}
-
-impl ChunkDensity {
-    fn is_dense(&mut self, chunk: usize) -> bool {
-        if chunk != self.chunk || chunk == 0 {
-            self.chunk = chunk;
-            self.dense = chunk_in_use(chunk) >= DENSE_PAGES;
-        }
-        self.dense
-    }
-}
-
-/// Pages of the 2 MiB chunk at `chunk` that belong to in-use spans (free runs have only
-/// their boundary pages in the arena map, and those point at free records).
-fn chunk_in_use(chunk: usize) -> usize {
-    (0..CHUNK_PAGES)
-        .filter(|i| {
-            let s = arena::span_of(chunk + (i << PAGE_SHIFT));
-            // SAFETY: arena-map entries point to valid records; heap lock held.
-            !s.is_null() && unsafe { (*s).state() } == SpanState::InUse
-        })
-        .count()
-}
-
-/// Releases the dirty pages of `[start, start + npages pages)` (all in one arena) to the
-/// OS, stopping after `limit` pages; marks them scavenged. Returns the pages released and
-/// whether the whole range was covered.
-fn release_range(start: usize, npages: usize, limit: usize, lazy: bool) -> (usize, bool) {
-    let ha = arena::heap_arena_of(start);
-    debug_assert!(!ha.is_null());
-    let first = arena::page_index(start);
-    debug_assert!(first + npages <= PAGES_PER_ARENA);
-    // SAFETY: `ha` is a live arena record; heap lock held.
-    let words = unsafe { ptr::addr_of_mut!((*ha).scavenged) }.cast::<u64>();
-    // SAFETY: p < PAGES_PER_ARENA: inside the arena's bitmap.
-    let clean = |p: usize| unsafe { *words.add(p / 64) } & (1 << (p % 64)) != 0;
-    let (end, mut p, mut released) = (first + npages, first, 0);
-    while p < end && released < limit {
-        if p % 64 == 0 && p + 64 <= end {
-            // SAFETY: p / 64 indexes a word of the arena's bitmap.
-            if unsafe { *words.add(p / 64) } == u64::MAX {
-                p += 64; // a whole word of released pages
-                continue;
-            }
-        }
-        if clean(p) {
-            p += 1;
-            continue;
-        }
-        let run = p;
-        while p < end && !clean(p) && released + (p - run) < limit {
-            p += 1;
-        }
-        let at = start + ((run - first) << PAGE_SHIFT);
-        // SAFETY: the pages are free heap pages, mapped read-write, holding no data.
-        unsafe { os::sys_unused(at as *mut u8, (p - run) << PAGE_SHIFT, lazy) };
-        for_bit_words(words, run, p - run, |w, m| *w |= m);
-        released += p - run;
-    }
-    while p < end && clean(p) {
-        p += 1;
-    }
-    (released, p >= end)
-}
-
-fn set_page_in_use(base: usize, on: bool) {
-    let ha = arena::heap_arena_of(base);
-    let p = arena::page_index(base);
-    // SAFETY: `ha` is a live arena record.
-    let w = unsafe { &(*ha).page_in_use[p / 64] };
-    let m = 1usize << (p % 64);
-    if on {
-        w.fetch_or(m, core::sync::atomic::Ordering::Relaxed);
-    } else {
-        w.fetch_and(!m, core::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::arena::PAGES_PER_ARENA;
     use crate::sizeclass::SizeClass;
 
     const LARGE: SpanClass = SpanClass::new(SizeClass::LARGE, true);

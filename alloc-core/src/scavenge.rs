@@ -34,7 +34,7 @@
 //!
 //! ## Huge pages
 //! 2 MiB chunks with at least 31/32 of their pages in use are skipped
-//! ([`crate::mheap::DENSE_PAGES`]): releasing their few free pages would break up a huge page
+//! (`mheap::release::DENSE_PAGES`): releasing their few free pages would break up a huge page
 //! for little gain. gomalloc never asks for huge pages (`MADV_HUGEPAGE`), so on hosts with
 //! transparent huge pages in `madvise` mode (the Debian default) sparse regions are never
 //! promoted.
