@@ -168,6 +168,13 @@ pub const WORKLOADS: &[Workload] = &[
         "RSS 2 s after 99% of 1 GiB of small blocks die",
     ),
     c(
+        "churn",
+        "churn.c",
+        &[],
+        false,
+        "4096 live blocks of 8-512 B, one replaced at random per step",
+    ),
+    c(
         "untouched",
         "untouched.c",
         &[],
