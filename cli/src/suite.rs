@@ -175,6 +175,13 @@ pub const WORKLOADS: &[Workload] = &[
         "4096 live blocks of 8-512 B, one replaced at random per step",
     ),
     c(
+        "parked",
+        "parked.c",
+        &[],
+        true,
+        "threads of 8192 live blocks of 16-1024 B, replaced at random: peak RSS",
+    ),
+    c(
         "untouched",
         "untouched.c",
         &[],
