@@ -10,7 +10,7 @@
 //! formats or panics, since it may run inside `malloc` with locks held.
 //!
 //! See `docs/BENCHMARKS.md` (section 5) for the measured cost of each level, and
-//! [`crate::harden`] for the hardening options (poisoning, guard pages, encoded free lists).
+//! [`crate::harden`] for the hardening options (poisoning, guard pages).
 
 use crate::arena::{self, HeapArena, ARENA_SIZE, PAGES_PER_ARENA};
 use crate::mcache::{self, EMPTY_CACHE_PTR};
