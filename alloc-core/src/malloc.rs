@@ -283,13 +283,10 @@ pub unsafe fn free(p: *mut u8) {
 ///
 /// The span is found through the arena map every time, its first level through the
 /// cache's `arena::ArenaHint` (the arena the thread's last C free went to: with a heap of
-/// one arena it always hits, and saves two dependent loads, three tests and nine
-/// instructions of 58; larson, glibc-thread, sh6bench run 3-5% fewer instructions in all).
-/// A hint of the span last freed into,
-/// tried first, as [`free_sized`] does, saves the walk when frees come in runs of one span
-/// (glibc-simple: 12% faster with it), but where they do not its branch is mispredicted
-/// about as often as not, which costs more than the walk (sh6bench 17%, cfrac 5% faster
-/// without it, measured side by side on the benchmark machine).
+/// one arena it always hits, and saves two dependent loads and three tests). There is no
+/// hint of the span last freed into, as [`free_sized`] has: it would save the walk only
+/// when frees come in runs of one span, and where they do not, its branch is mispredicted
+/// about as often as not, which costs more than the walk it saves.
 ///
 /// # Safety
 /// As for [`free`].

@@ -317,7 +317,7 @@ impl MCentral {
     /// mcentral keeps fewer than [`KEEP_EMPTY_BYTES`] of them (at least [`KEEP_EMPTY_MIN`])
     /// and all mcentrals fewer than [`KEEP_EMPTY_TOTAL_BYTES`]: a program that frees a
     /// batch and allocates the next one reuses it without the page heap's lock, coalescing
-    /// and span set-up (glibc-simple spent a quarter of its instructions there). Handing
+    /// and span set-up, a large share of such a program's instructions. Handing
     /// one to a cache counts it out; [`Self::reclaim`] (the scavenger, every
     /// [`crate::scavenge::RECLAIM_EVERY_NS`], and [`crate::release_memory`]) frees them.
     ///
