@@ -214,7 +214,11 @@ pub unsafe fn is_marked(obj: ObjectRef) -> bool {
 /// is in no cache (its window is committed) and no marker runs.
 pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 {
     debug_assert_ne!(span.gc.load(Ordering::Relaxed), KIND_MALLOC);
-    debug_assert_eq!(span.alloc_cache.get(), 0, "sweeping a cached span");
+    crate::check!(
+        span.alloc_cache.get() == 0,
+        "sweeping a cached span",
+        span.base.get()
+    );
     let base = span.base.get();
     if span.is_large() {
         // SAFETY: a large span's bitmaps have at least one word.
@@ -234,7 +238,11 @@ pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 
     for i in 0..words {
         // SAFETY: `i < words`: inside both bitmaps, which the caller owns.
         let (a, m) = unsafe { (&mut *ab.add(i), &mut *mb.add(i)) };
-        debug_assert_eq!(*m & !*a, 0, "marked slot that is not allocated");
+        crate::check!(
+            (*m & !*a) == 0,
+            "marked slot that is not allocated",
+            base + i * 64 * size
+        );
         let mut dead = *a & !*m;
         freed_any |= dead != 0;
         while dead != 0 {
