@@ -272,7 +272,7 @@ fn check_own_cache() {
             );
         })
     };
-    // SAFETY: as above.
+    // SAFETY: `c` is this thread's live cache, which this thread owns.
     let counted = unsafe { mcache::retained_pages(&*c) };
     check!(
         pages == counted && pages <= mcache::RETAIN_TOTAL_BYTES >> PAGE_SHIFT,

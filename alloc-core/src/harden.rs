@@ -32,7 +32,7 @@ pub const GUARD_PAGES: usize = if cfg!(feature = "guard-pages") { 1 } else { 0 }
 #[inline(always)]
 pub unsafe fn poison(p: *mut u8, n: usize) {
     if POISONING {
-        // SAFETY: caller contract.
+        // SAFETY: `p..p+n` is writable memory the caller owns (# Safety).
         unsafe { core::ptr::write_bytes(p, POISON, n) }
     }
 }
@@ -46,7 +46,7 @@ pub unsafe fn poison(p: *mut u8, n: usize) {
 #[inline(always)]
 pub unsafe fn verify_poison(p: *mut u8, n: usize) {
     if POISONING {
-        // SAFETY: caller contract.
+        // SAFETY: `p..p+n` is a free slot the caller just took (# Safety).
         unsafe { verify_slow(p, n) }
     }
 }

@@ -177,7 +177,7 @@ unsafe fn alloc_small(c: &MCache, spc: SpanClass) -> *mut u8 {
     let s = c.span(spc.index());
     let p = s.next_free_fast();
     if p.is_null() {
-        // SAFETY: caller contract.
+        // SAFETY: the caller owns `c` (# Safety), as `alloc_after_refill` requires.
         return unsafe { alloc_after_refill(c, spc) };
     }
     // SAFETY: `p` is the free slot just taken from `s` (poison feature only).
@@ -191,7 +191,7 @@ unsafe fn alloc_small(c: &MCache, spc: SpanClass) -> *mut u8 {
 /// # Safety
 /// The caller owns `c`.
 unsafe fn alloc_after_refill(c: &MCache, spc: SpanClass) -> *mut u8 {
-    // SAFETY: caller contract.
+    // SAFETY: the caller owns `c` (# Safety), as `refill` requires.
     let s = unsafe { mcache::refill(c, spc) };
     if s.is_null() {
         return ptr::null_mut();
@@ -269,7 +269,8 @@ pub unsafe fn free(p: *mut u8) {
         }
         return;
     }
-    // SAFETY: caller contract.
+    // SAFETY: `p` was returned by this allocator and is not used afterwards (# Safety),
+    // and `s` is the live span record the arena map gives for it.
     unsafe { free_slow(s, addr) }
 }
 
@@ -362,7 +363,8 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
             return free_in_span_or_general(c, span, spc, p);
         }
     }
-    // SAFETY: caller contract.
+    // SAFETY: `free_unsized` has `free_sized`'s contract (`p` from this allocator, not used
+    // afterwards).
     unsafe { free_unsized(p) }
 }
 
@@ -374,7 +376,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
 #[cold]
 #[inline(never)]
 unsafe fn free_unsized(p: *mut u8) {
-    // SAFETY: caller contract.
+    // SAFETY: the same contract as `free` (# Safety).
     unsafe { free(p) }
 }
 
@@ -458,7 +460,8 @@ fn at_window_edge(idx: usize) -> bool {
 #[cold]
 #[inline(never)]
 unsafe fn free_starting_a_run(s: &Span, idx: usize, p: *mut u8) {
-    // SAFETY: caller contract.
+    // SAFETY: the thread's cache owns `s`, which has more than 64 slots, and `idx` is the
+    // slot of `p` (# Safety).
     unsafe {
         s.load_window_for_frees(idx);
         if !s.try_free_local_branchy(idx, p as usize) {
@@ -596,7 +599,7 @@ unsafe fn guard(p: *mut u8, page: usize, required: bool) -> bool {
     if crate::harden::GUARD_PAGES == 0 {
         return true;
     }
-    // SAFETY: caller contract.
+    // SAFETY: the page belongs to the block's span and holds no live data (# Safety).
     let ok = unsafe { crate::os::sys_protect(p.add(page << PAGE_SHIFT), PAGE_SIZE, false) };
     ok || !required
 }
@@ -611,7 +614,7 @@ unsafe fn unguard(p: *mut u8, page: usize) -> bool {
     if crate::harden::GUARD_PAGES == 0 {
         return true;
     }
-    // SAFETY: caller contract.
+    // SAFETY: the page belongs to the block's span (# Safety).
     unsafe { crate::os::sys_protect(p.add(page << PAGE_SHIFT), PAGE_SIZE, true) }
 }
 

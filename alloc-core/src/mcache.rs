@@ -409,7 +409,8 @@ unsafe fn retained(c: &MCache, spc: SpanClass) -> &mut SpanList {
 unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) -> bool {
     let np = spc.size_class().npages();
     let max_pages = RETAIN_TOTAL_BYTES >> PAGE_SHIFT;
-    // SAFETY: caller contract.
+    // SAFETY: the caller owns `c` and `s`, an in-use span of class `spc` out of `alloc`
+    // with its window committed (# Safety); the retained list holds only `c`'s spans.
     unsafe {
         let list = retained(c, spc);
         if c.retained_pages.get() + np > max_pages {
@@ -438,7 +439,7 @@ unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) -> bool {
 /// The caller owns `c`.
 unsafe fn retire_keeps(c: &MCache, spc: SpanClass) -> bool {
     let np = spc.size_class().npages();
-    // SAFETY: caller contract.
+    // SAFETY: the caller owns `c` (# Safety), so its counters are ours to read.
     c.retained_pages.get() + np <= RETAIN_TOTAL_BYTES >> PAGE_SHIFT
         || unsafe { retained(c, spc) }.len > 0
 }
@@ -515,7 +516,8 @@ unsafe fn uncache(c: &MCache, spc: SpanClass, s: *mut Span) {
     if hint.get() == s {
         hint.set(EMPTY_SPAN_PTR);
     }
-    // SAFETY: caller contract.
+    // SAFETY: `c` owns `s`, whose window is committed and which is in no list (# Safety):
+    // what `uncache_span` requires.
     unsafe {
         (*s).last_owner
             .store(c as *const MCache as *mut MCache, Ordering::Relaxed);
@@ -591,7 +593,8 @@ unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
 pub unsafe fn release_retained(c: &MCache) {
     for spc in 2..NUM_SPAN_CLASSES {
         let spc = SpanClass(spc as u8);
-        // SAFETY: caller contract.
+        // SAFETY: the caller owns `c` and nobody allocates from it (# Safety), so its
+        // retained lists and their spans are ours.
         unsafe {
             let list = retained(c, spc);
             loop {
@@ -644,7 +647,7 @@ pub(crate) unsafe fn retained_pages(c: &MCache) -> usize {
 pub(crate) unsafe fn for_each_retained(c: &MCache, mut f: impl FnMut(SpanClass, *mut Span)) {
     for spc in 0..NUM_SPAN_CLASSES {
         let spc = SpanClass(spc as u8);
-        // SAFETY: caller contract.
+        // SAFETY: the caller owns `c` and `f` does not change the lists (# Safety).
         unsafe { retained(c, spc) }.for_each(|s| f(spc, s));
     }
 }
@@ -655,7 +658,7 @@ pub(crate) unsafe fn for_each_retained(c: &MCache, mut f: impl FnMut(SpanClass, 
 /// The caller owns `c`, and nobody allocates from it concurrently.
 pub unsafe fn flush(c: &MCache) {
     FLUSHES.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: caller contract.
+    // SAFETY: the caller owns `c` and nobody allocates from it (# Safety).
     unsafe { release_retained(c) };
     for spc in 2..NUM_SPAN_CLASSES {
         let s = c.alloc[spc].get();
@@ -740,7 +743,7 @@ impl Pool {
     /// # Safety
     /// `c` is on this pool's active list and flushed; nobody uses it any more.
     pub unsafe fn put(&mut self, c: *mut MCache) {
-        // SAFETY: caller contract.
+        // SAFETY: `c` is on this pool's active list, flushed and unused (# Safety).
         unsafe {
             self.unlink_active(c);
             (*c).next.set(self.free);

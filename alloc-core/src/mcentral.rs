@@ -325,7 +325,8 @@ impl MCentral {
     /// `s` is an unowned in-use span of this class, not parked, in `partial` iff its
     /// `in_partial` flag says so; the caller holds the partial lock.
     unsafe fn settle(&self, partial: &mut SpanList, s: *mut Span) -> bool {
-        // SAFETY: caller contract.
+        // SAFETY: `s` is an unowned, unparked in-use span of this class and the caller holds
+        // the partial lock (# Safety), so the span is ours to change.
         unsafe {
             let sr = &*s;
             loop {
@@ -447,7 +448,7 @@ impl MCentral {
     /// # Safety
     /// `s` is a valid record that [`Self::keep`] counted in.
     unsafe fn unkeep(&self, s: *mut Span) {
-        // SAFETY: caller contract.
+        // SAFETY: `s` is a valid record (# Safety).
         let bytes = unsafe { (*s).npages.get() } << PAGE_SHIFT;
         self.kept_empty.fetch_sub(1, Ordering::Relaxed);
         KEPT_EMPTY_BYTES.fetch_sub(bytes, Ordering::Relaxed);

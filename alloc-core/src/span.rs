@@ -460,7 +460,7 @@ impl Span {
             self.alloc_cache
                 .set(!word & window_mask(0, self.nelems.get()));
         } else {
-            // SAFETY: caller contract.
+            // SAFETY: the caller owns the span and its window is committed (# Safety).
             unsafe { self.unload_window() };
         }
     }
@@ -592,7 +592,7 @@ impl Span {
     /// The caller owns the span; `idx < nelems`.
     #[inline(always)]
     pub unsafe fn free_local(&self, idx: usize, addr: usize) {
-        // SAFETY: caller contract.
+        // SAFETY: the caller owns the span and `idx < nelems` (# Safety).
         if !unsafe { self.try_free_local(idx, addr) } {
             double_free(addr);
         }
@@ -626,7 +626,7 @@ impl Span {
         if ((w >> bit) & 1 != 0) == in_window {
             return false;
         }
-        // SAFETY: as above.
+        // SAFETY: `word` is the span's cache word or one of its bitmap words, the owner's alone.
         unsafe { *word = w ^ (1u64 << bit) };
         // A bitmap bit that was set was counted (invariant 3): no underflow.
         self.alloc_count
@@ -829,7 +829,7 @@ impl Span {
         if !crate::check::ENABLED || self.is_large() {
             return;
         }
-        // SAFETY: caller contract.
+        // SAFETY: the caller owns the span (# Safety), as `small_span` requires.
         let n = unsafe { crate::check::small_span(self) };
         if self.alloc_cache.get() == 0 {
             crate::check!(
