@@ -1,8 +1,8 @@
 #!/bin/sh
 # cargo `runner` that runs a test binary with libgomalloc.so preloaded, so the workspace's
-# own Rust tests also exercise the C shim (issue 3). Only the binary cargo hands us is
-# preloaded: cargo and rustc themselves never are (they bundle jemalloc and crash, see
-# ../shared/ALLOCATOR-NOTES.md). Use it per invocation, never as a default in config.toml:
+# own Rust tests also exercise the C shim. Only the binary cargo hands us is preloaded:
+# cargo and rustc themselves never are (they bundle jemalloc, and crash when another
+# malloc is preloaded under it). Use it per invocation, never as a default in config.toml:
 #
 #   cargo build --release -p gomalloc-shim
 #   cargo test --workspace --config "target.x86_64-unknown-linux-gnu.runner='$PWD/.cargo/preload-runner.sh'"

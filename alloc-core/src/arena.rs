@@ -180,7 +180,7 @@ pub fn span_of(addr: usize) -> *mut Span {
 #[cfg(not(loom))]
 #[inline(always)]
 pub unsafe fn span_in(ha: *const HeapArena, addr: usize) -> *mut Span {
-    // SAFETY: caller contract.
+    // SAFETY: `ha` is a live arena record and `addr` lies in its arena (# Safety).
     unsafe { (*ha).spans[page_index(addr)].load(Ordering::Acquire) }
 }
 
@@ -250,7 +250,7 @@ pub unsafe fn ensure_l2(base: usize) -> Option<usize> {
 /// `HeapArena` that lives forever.
 #[cfg(not(loom))]
 pub unsafe fn register(base: usize, ha: *mut HeapArena) -> Option<usize> {
-    // SAFETY: caller contract.
+    // SAFETY: `base` is arena-aligned and below 2^48, and the heap lock is held (# Safety).
     let new_sys = unsafe { ensure_l2(base) }?;
     let (i1, i2) = (
         base >> (ARENA_SHIFT + L2_BITS),

@@ -10,7 +10,7 @@
 //! formats or panics, since it may run inside `malloc` with locks held.
 //!
 //! See `docs/BENCHMARKS.md` (section 5) for the measured cost of each level, and
-//! [`crate::harden`] for the hardening options (poisoning, guard pages, encoded free lists).
+//! [`crate::harden`] for the hardening options (poisoning, guard pages).
 
 use crate::arena::{self, HeapArena, ARENA_SIZE, PAGES_PER_ARENA};
 use crate::mcache::{self, EMPTY_CACHE_PTR};
@@ -272,7 +272,7 @@ fn check_own_cache() {
             );
         })
     };
-    // SAFETY: as above.
+    // SAFETY: `c` is this thread's live cache, which this thread owns.
     let counted = unsafe { mcache::retained_pages(&*c) };
     check!(
         pages == counted && pages <= mcache::RETAIN_TOTAL_BYTES >> PAGE_SHIFT,

@@ -22,7 +22,7 @@ pub enum ReleaseMode {
     /// `MADV_DONTNEED`: resident memory drops at once; the pages read zero afterwards.
     DontNeed,
     /// `MADV_FREE`: the kernel reclaims the pages only under memory pressure; until then
-    /// they keep their old contents (so gomalloc no longer treats released pages as zero).
+    /// they keep their old contents (so gomalloc does not treat released pages as zero).
     Free,
 }
 

@@ -3,8 +3,8 @@
 //! The crate is built for baseline x86-64, which has no `popcnt` instruction, so
 //! `u64::count_ones` compiles to a dozen shifts, masks and a multiply. A refill counts the
 //! free slots of a span's window once or twice ([`crate::span::Span::commit_window`],
-//! `Span::retained_free`): on larson that software count was a sixth of
-//! the refill's instructions. Every x86-64 processor since 2008 has `popcnt`, so
+//! `Span::retained_free`), and in software that count is a large share of a refill's
+//! instructions. Every x86-64 processor since 2008 has `popcnt`, so
 //! [`detect`] asks CPUID once at start-up and [`popcount`] then uses the instruction,
 //! behind a branch on a flag that never changes. Before detection, under Miri, and on
 //! other architectures, it is `count_ones`.

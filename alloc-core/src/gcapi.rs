@@ -188,7 +188,8 @@ unsafe fn mark_word(span: &Span, index: usize) -> &AtomicU64 {
 #[inline(always)]
 pub unsafe fn mark(obj: ObjectRef) -> bool {
     let m = 1u64 << (obj.index & 63);
-    // SAFETY: caller contract.
+    // SAFETY: `obj` names a slot of a span not swept or freed since (# Safety), so its
+    // mark word is live.
     unsafe { mark_word(obj.span(), obj.index) }.fetch_or(m, Ordering::Relaxed) & m == 0
 }
 
@@ -199,7 +200,7 @@ pub unsafe fn mark(obj: ObjectRef) -> bool {
 #[inline(always)]
 pub unsafe fn is_marked(obj: ObjectRef) -> bool {
     let m = 1u64 << (obj.index & 63);
-    // SAFETY: caller contract.
+    // SAFETY: as for `mark`: `obj` names a slot of a span not swept or freed since.
     unsafe { mark_word(obj.span(), obj.index) }.load(Ordering::Relaxed) & m != 0
 }
 
@@ -214,7 +215,11 @@ pub unsafe fn is_marked(obj: ObjectRef) -> bool {
 /// is in no cache (its window is committed) and no marker runs.
 pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 {
     debug_assert_ne!(span.gc.load(Ordering::Relaxed), KIND_MALLOC);
-    debug_assert_eq!(span.alloc_cache.get(), 0, "sweeping a cached span");
+    crate::check!(
+        span.alloc_cache.get() == 0,
+        "sweeping a cached span",
+        span.base.get()
+    );
     let base = span.base.get();
     if span.is_large() {
         // SAFETY: a large span's bitmaps have at least one word.
@@ -234,7 +239,11 @@ pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 
     for i in 0..words {
         // SAFETY: `i < words`: inside both bitmaps, which the caller owns.
         let (a, m) = unsafe { (&mut *ab.add(i), &mut *mb.add(i)) };
-        debug_assert_eq!(*m & !*a, 0, "marked slot that is not allocated");
+        crate::check!(
+            (*m & !*a) == 0,
+            "marked slot that is not allocated",
+            base + i * 64 * size
+        );
         let mut dead = *a & !*m;
         freed_any |= dead != 0;
         while dead != 0 {
@@ -265,7 +274,8 @@ pub fn for_each_gc_span(mut f: impl FnMut(*mut Span)) {
             while bits != 0 {
                 let page = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                // SAFETY: as above.
+                // SAFETY: `ha` is a live arena record (never freed), and `page` comes from its
+                // `page_in_use` bitmap, so it indexes `spans`.
                 let s = unsafe { (*ha).spans[page].load(Ordering::Acquire) };
                 // SAFETY: arena-map entries point to live span records.
                 if !s.is_null() && unsafe { (*s).gc.load(Ordering::Acquire) } != KIND_MALLOC {

@@ -9,10 +9,10 @@
 //! * `guard-pages`: each large object gets one more page, made `PROT_NONE`
 //!   ([`GUARD_PAGES`]), so a linear overflow past its last page faults. Overflows within
 //!   the last page's slack are not caught (the object starts at the span's base).
-//! * `encoded-free-lists`: no effect, kept so that builds naming it still build. It
-//!   XOR-encoded the links remote frees wrote into dead objects; remote frees are now bits
-//!   in a bitmap beside the heap ([`crate::remote::RemoteFrees`]), so freed memory holds no
-//!   allocator metadata at all for an overflow to redirect.
+//!
+//! Freed memory holds no allocator metadata for an overflow to corrupt or redirect: remote
+//! frees are bits in a bitmap beside the heap ([`crate::remote::RemoteFrees`]), not links
+//! written into dead objects, so free lists need no encoding.
 //!
 //! Double-free and invalid-free detection is not an option: it is always on.
 
@@ -32,7 +32,7 @@ pub const GUARD_PAGES: usize = if cfg!(feature = "guard-pages") { 1 } else { 0 }
 #[inline(always)]
 pub unsafe fn poison(p: *mut u8, n: usize) {
     if POISONING {
-        // SAFETY: caller contract.
+        // SAFETY: `p..p+n` is writable memory the caller owns (# Safety).
         unsafe { core::ptr::write_bytes(p, POISON, n) }
     }
 }
@@ -46,7 +46,7 @@ pub unsafe fn poison(p: *mut u8, n: usize) {
 #[inline(always)]
 pub unsafe fn verify_poison(p: *mut u8, n: usize) {
     if POISONING {
-        // SAFETY: caller contract.
+        // SAFETY: `p..p+n` is a free slot the caller just took (# Safety).
         unsafe { verify_slow(p, n) }
     }
 }

@@ -177,7 +177,7 @@ unsafe fn alloc_small(c: &MCache, spc: SpanClass) -> *mut u8 {
     let s = c.span(spc.index());
     let p = s.next_free_fast();
     if p.is_null() {
-        // SAFETY: caller contract.
+        // SAFETY: the caller owns `c` (# Safety), as `alloc_after_refill` requires.
         return unsafe { alloc_after_refill(c, spc) };
     }
     // SAFETY: `p` is the free slot just taken from `s` (poison feature only).
@@ -191,7 +191,7 @@ unsafe fn alloc_small(c: &MCache, spc: SpanClass) -> *mut u8 {
 /// # Safety
 /// The caller owns `c`.
 unsafe fn alloc_after_refill(c: &MCache, spc: SpanClass) -> *mut u8 {
-    // SAFETY: caller contract.
+    // SAFETY: the caller owns `c` (# Safety), as `refill` requires.
     let s = unsafe { mcache::refill(c, spc) };
     if s.is_null() {
         return ptr::null_mut();
@@ -269,7 +269,8 @@ pub unsafe fn free(p: *mut u8) {
         }
         return;
     }
-    // SAFETY: caller contract.
+    // SAFETY: `p` was returned by this allocator and is not used afterwards (# Safety),
+    // and `s` is the live span record the arena map gives for it.
     unsafe { free_slow(s, addr) }
 }
 
@@ -283,13 +284,10 @@ pub unsafe fn free(p: *mut u8) {
 ///
 /// The span is found through the arena map every time, its first level through the
 /// cache's `arena::ArenaHint` (the arena the thread's last C free went to: with a heap of
-/// one arena it always hits, and saves two dependent loads, three tests and nine
-/// instructions of 58; larson, glibc-thread, sh6bench run 3-5% fewer instructions in all).
-/// A hint of the span last freed into,
-/// tried first, as [`free_sized`] does, saves the walk when frees come in runs of one span
-/// (glibc-simple: 12% faster with it), but where they do not its branch is mispredicted
-/// about as often as not, which costs more than the walk (sh6bench 17%, cfrac 5% faster
-/// without it, measured side by side on the benchmark machine).
+/// one arena it always hits, and saves two dependent loads and three tests). There is no
+/// hint of the span last freed into, as [`free_sized`] has: it would save the walk only
+/// when frees come in runs of one span, and where they do not, its branch is mispredicted
+/// about as often as not, which costs more than the walk it saves.
 ///
 /// # Safety
 /// As for [`free`].
@@ -365,7 +363,8 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
             return free_in_span_or_general(c, span, spc, p);
         }
     }
-    // SAFETY: caller contract.
+    // SAFETY: `free_unsized` has `free_sized`'s contract (`p` from this allocator, not used
+    // afterwards).
     unsafe { free_unsized(p) }
 }
 
@@ -377,7 +376,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
 #[cold]
 #[inline(never)]
 unsafe fn free_unsized(p: *mut u8) {
-    // SAFETY: caller contract.
+    // SAFETY: the same contract as `free` (# Safety).
     unsafe { free(p) }
 }
 
@@ -461,7 +460,8 @@ fn at_window_edge(idx: usize) -> bool {
 #[cold]
 #[inline(never)]
 unsafe fn free_starting_a_run(s: &Span, idx: usize, p: *mut u8) {
-    // SAFETY: caller contract.
+    // SAFETY: the thread's cache owns `s`, which has more than 64 slots, and `idx` is the
+    // slot of `p` (# Safety).
     unsafe {
         s.load_window_for_frees(idx);
         if !s.try_free_local_branchy(idx, p as usize) {
@@ -599,7 +599,7 @@ unsafe fn guard(p: *mut u8, page: usize, required: bool) -> bool {
     if crate::harden::GUARD_PAGES == 0 {
         return true;
     }
-    // SAFETY: caller contract.
+    // SAFETY: the page belongs to the block's span and holds no live data (# Safety).
     let ok = unsafe { crate::os::sys_protect(p.add(page << PAGE_SHIFT), PAGE_SIZE, false) };
     ok || !required
 }
@@ -614,7 +614,7 @@ unsafe fn unguard(p: *mut u8, page: usize) -> bool {
     if crate::harden::GUARD_PAGES == 0 {
         return true;
     }
-    // SAFETY: caller contract.
+    // SAFETY: the page belongs to the block's span (# Safety).
     unsafe { crate::os::sys_protect(p.add(page << PAGE_SHIFT), PAGE_SIZE, true) }
 }
 

@@ -10,9 +10,11 @@
 //! spans, so that the thread's frees into it need no atomic operation either; see
 //! [`refill`].
 //!
-//! Thread life cycle (see `../shared/ALLOCATOR-NOTES.md` for why it looks like this):
+//! Thread life cycle:
 //! * the thread-local slot is const-initialised with no destructor, so it is a plain TLS
-//!   word usable before any constructor ran; it starts pointing at [`EMPTY_CACHE`], whose
+//!   word usable before any constructor ran (a `thread_local!` with a destructor, inside a
+//!   preloaded library, registers it through glibc's `__cxa_thread_atexit_impl`, which
+//!   calls `calloc`, and recurses); it starts pointing at [`EMPTY_CACHE`], whose
 //!   spans are all the static empty span, so the fast path needs no null check;
 //! * the first slow-path allocation gives the thread a real mcache and registers it with a
 //!   pthread key whose destructor flushes it when the thread exits (threads created by C
@@ -218,21 +220,15 @@ pub fn trim_requests() -> usize {
 
 /// Bytes of full spans a cache may retain in all, in one class or several, so that a
 /// thread's cache holds at most this plus one span per class (136) whatever it does. There
-/// is no cap per class: one class can be a thread's whole working set. (With a cap of
-/// 1 MiB a class, glibc-simple's batches of 1600 4 KiB blocks, two to a span, sent 670
-/// spans a batch through the mcentral and the page heap and freed their objects as remote
-/// frees: 27% more instructions.) (With 4 MiB, rptest's threads,
-/// which use sizes of every class, sent spans to their mcentrals and took them back 13%
-/// more often, in instructions; 16 MiB saved 4% more for 15% more resident memory.)
-/// (Session 7, with the refill fast path: 16 MiB against 8 MiB, rptest 12% fewer
-/// instructions, since its 6 MB of blocks per thread, in 1500 small spans, had spent the
-/// 8 MiB and sent half its refills through the mcentral; peak RSS of rptest, larson,
-/// mstress, fragment not higher, and `release` 91 MiB two seconds after the free against
-/// 86 MiB.)
+/// is no cap per class: one class can be a thread's whole working set, and a per-class cap
+/// sends a batch of large-ish blocks (a few to a span) through the mcentral and the page
+/// heap, its objects freed as remote frees. 16 MiB holds the working set of a thread that
+/// allocates a few MB of blocks of every class, so that its refills rarely go to the
+/// mcentral, at a cost in resident memory that [`request_trim`] and thread exit bound.
 pub const RETAIN_TOTAL_BYTES: usize = 16 << 20;
-/// Retained spans [`refill`] looks at before asking the mcentral. (Instructions per run,
-/// 4 probes against 2: larson +4%, rptest +3%, the others +1% or less; 1 probe saved 1%
-/// more on larson and nothing elsewhere.)
+/// Retained spans [`refill`] looks at before asking the mcentral: each probe that finds
+/// nothing costs a cache miss, and a span worth taking up is almost always among the
+/// oldest two.
 const RETAIN_PROBES: usize = 2;
 
 /// Makes `alloc[spc]` a span with a free slot in its window: Go's `mcache.refill`.
@@ -413,7 +409,8 @@ unsafe fn retained(c: &MCache, spc: SpanClass) -> &mut SpanList {
 unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) -> bool {
     let np = spc.size_class().npages();
     let max_pages = RETAIN_TOTAL_BYTES >> PAGE_SHIFT;
-    // SAFETY: caller contract.
+    // SAFETY: the caller owns `c` and `s`, an in-use span of class `spc` out of `alloc`
+    // with its window committed (# Safety); the retained list holds only `c`'s spans.
     unsafe {
         let list = retained(c, spc);
         if c.retained_pages.get() + np > max_pages {
@@ -442,7 +439,7 @@ unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) -> bool {
 /// The caller owns `c`.
 unsafe fn retire_keeps(c: &MCache, spc: SpanClass) -> bool {
     let np = spc.size_class().npages();
-    // SAFETY: caller contract.
+    // SAFETY: the caller owns `c` (# Safety), so its counters are ours to read.
     c.retained_pages.get() + np <= RETAIN_TOTAL_BYTES >> PAGE_SHIFT
         || unsafe { retained(c, spc) }.len > 0
 }
@@ -519,7 +516,8 @@ unsafe fn uncache(c: &MCache, spc: SpanClass, s: *mut Span) {
     if hint.get() == s {
         hint.set(EMPTY_SPAN_PTR);
     }
-    // SAFETY: caller contract.
+    // SAFETY: `c` owns `s`, whose window is committed and which is in no list (# Safety):
+    // what `uncache_span` requires.
     unsafe {
         (*s).last_owner
             .store(c as *const MCache as *mut MCache, Ordering::Relaxed);
@@ -595,7 +593,8 @@ unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
 pub unsafe fn release_retained(c: &MCache) {
     for spc in 2..NUM_SPAN_CLASSES {
         let spc = SpanClass(spc as u8);
-        // SAFETY: caller contract.
+        // SAFETY: the caller owns `c` and nobody allocates from it (# Safety), so its
+        // retained lists and their spans are ours.
         unsafe {
             let list = retained(c, spc);
             loop {
@@ -648,7 +647,7 @@ pub(crate) unsafe fn retained_pages(c: &MCache) -> usize {
 pub(crate) unsafe fn for_each_retained(c: &MCache, mut f: impl FnMut(SpanClass, *mut Span)) {
     for spc in 0..NUM_SPAN_CLASSES {
         let spc = SpanClass(spc as u8);
-        // SAFETY: caller contract.
+        // SAFETY: the caller owns `c` and `f` does not change the lists (# Safety).
         unsafe { retained(c, spc) }.for_each(|s| f(spc, s));
     }
 }
@@ -659,7 +658,7 @@ pub(crate) unsafe fn for_each_retained(c: &MCache, mut f: impl FnMut(SpanClass, 
 /// The caller owns `c`, and nobody allocates from it concurrently.
 pub unsafe fn flush(c: &MCache) {
     FLUSHES.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: caller contract.
+    // SAFETY: the caller owns `c` and nobody allocates from it (# Safety).
     unsafe { release_retained(c) };
     for spc in 2..NUM_SPAN_CLASSES {
         let s = c.alloc[spc].get();
@@ -744,7 +743,7 @@ impl Pool {
     /// # Safety
     /// `c` is on this pool's active list and flushed; nobody uses it any more.
     pub unsafe fn put(&mut self, c: *mut MCache) {
-        // SAFETY: caller contract.
+        // SAFETY: `c` is on this pool's active list, flushed and unused (# Safety).
         unsafe {
             self.unlink_active(c);
             (*c).next.set(self.free);

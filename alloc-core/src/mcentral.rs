@@ -317,7 +317,7 @@ impl MCentral {
     /// mcentral keeps fewer than [`KEEP_EMPTY_BYTES`] of them (at least [`KEEP_EMPTY_MIN`])
     /// and all mcentrals fewer than [`KEEP_EMPTY_TOTAL_BYTES`]: a program that frees a
     /// batch and allocates the next one reuses it without the page heap's lock, coalescing
-    /// and span set-up (glibc-simple spent a quarter of its instructions there). Handing
+    /// and span set-up, a large share of such a program's instructions. Handing
     /// one to a cache counts it out; [`Self::reclaim`] (the scavenger, every
     /// [`crate::scavenge::RECLAIM_EVERY_NS`], and [`crate::release_memory`]) frees them.
     ///
@@ -325,7 +325,8 @@ impl MCentral {
     /// `s` is an unowned in-use span of this class, not parked, in `partial` iff its
     /// `in_partial` flag says so; the caller holds the partial lock.
     unsafe fn settle(&self, partial: &mut SpanList, s: *mut Span) -> bool {
-        // SAFETY: caller contract.
+        // SAFETY: `s` is an unowned, unparked in-use span of this class and the caller holds
+        // the partial lock (# Safety), so the span is ours to change.
         unsafe {
             let sr = &*s;
             loop {
@@ -447,7 +448,7 @@ impl MCentral {
     /// # Safety
     /// `s` is a valid record that [`Self::keep`] counted in.
     unsafe fn unkeep(&self, s: *mut Span) {
-        // SAFETY: caller contract.
+        // SAFETY: `s` is a valid record (# Safety).
         let bytes = unsafe { (*s).npages.get() } << PAGE_SHIFT;
         self.kept_empty.fetch_sub(1, Ordering::Relaxed);
         KEPT_EMPTY_BYTES.fetch_sub(bytes, Ordering::Relaxed);

@@ -131,7 +131,7 @@ pub unsafe fn sys_protect(addr: *mut u8, size: usize, access: bool) -> bool {
 /// refers to it any more.
 #[cfg(not(miri))]
 pub unsafe fn sys_free(addr: *mut u8, size: usize) {
-    // SAFETY: caller contract.
+    // SAFETY: the range is a page-aligned mapping of ours that nothing refers to (# Safety).
     unsafe {
         libc::munmap(addr.cast(), size);
     }

@@ -10,12 +10,12 @@
 //! * [`IntrusiveStack`]: a Treiber stack of nodes with a `next` field, again with one
 //!   consumer that takes everything at once.
 //!
-//! Why a bitmap, not a list linked through the dead objects (mimalloc's `xthread_free`,
-//! and gomalloc's first design): the consumer of a list must read every object to
-//! follow the links, pulling each line the freeing thread has just written into its own
-//! cache, so that the next remote free of that object waits for the line to come back
-//! before its CAS can complete. On the cross-thread benchmark that made a remote free 20 ns
-//! where the bitmap's takes 7 (`docs/BENCHMARKS.md`, section 3). The bitmap never
+//! Why a bitmap, not a list linked through the dead objects (mimalloc's `xthread_free`):
+//! the consumer of a list must read every object to follow the links, pulling each line
+//! the freeing thread has just written into its own cache, so that the next remote free
+//! of that object waits for the line to come back before its CAS can complete (the
+//! cross-thread benchmark of `docs/BENCHMARKS.md`, section 3, measures a remote free).
+//! The bitmap never
 //! touches the objects: the consumer reads two words for a span of 128 objects, a double
 //! free between two collections is caught exactly (the bit is already set), and a heap
 //! overflow into a dead object has no link to redirect.

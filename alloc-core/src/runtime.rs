@@ -94,7 +94,7 @@ extern "C" fn fork_child() {
 /// # Safety
 /// The calling thread holds every allocator lock (taken by `fork_prepare`).
 unsafe fn unlock_all() {
-    // SAFETY: caller contract.
+    // SAFETY: this thread took every allocator lock in `fork_prepare` (# Safety).
     unsafe {
         HEAP.raw_unlock();
         for c in CENTRAL.iter().rev() {

@@ -442,8 +442,8 @@ impl Span {
     /// it stay local). A single-window span keeps its one window loaded, holding its free
     /// slots: the owner's frees then flip a bit of `alloc_cache`, on the record's first
     /// cache line, like frees into the span it allocates from. (A free into the bitmap
-    /// reads one more cache line, the bitmap word, and larson-style random frees miss it:
-    /// 1.0 M of their 3.2 M frees did.) Other spans unload theirs ([`Span::unload_window`]),
+    /// reads one more cache line, the bitmap word, which random frees often miss.) Other
+    /// spans unload theirs ([`Span::unload_window`]),
     /// so that every free clears its bitmap bit and keeps `alloc_count` exact, until a run
     /// of frees loads one for itself ([`Span::load_window_for_frees`]). Either way
     /// [`Span::retained_free`] counts the free slots and [`Span::settle_retained`] makes the
@@ -460,7 +460,7 @@ impl Span {
             self.alloc_cache
                 .set(!word & window_mask(0, self.nelems.get()));
         } else {
-            // SAFETY: caller contract.
+            // SAFETY: the caller owns the span and its window is committed (# Safety).
             unsafe { self.unload_window() };
         }
     }
@@ -592,7 +592,7 @@ impl Span {
     /// The caller owns the span; `idx < nelems`.
     #[inline(always)]
     pub unsafe fn free_local(&self, idx: usize, addr: usize) {
-        // SAFETY: caller contract.
+        // SAFETY: the caller owns the span and `idx < nelems` (# Safety).
         if !unsafe { self.try_free_local(idx, addr) } {
             double_free(addr);
         }
@@ -605,7 +605,7 @@ impl Span {
     /// Both cases flip one bit after checking it (set in the window's free-slot cache,
     /// where it must be clear; cleared in the bitmap, where it must be set), so the word is
     /// selected without a branch: frees that land in and out of the window at random
-    /// (larson, glibc-thread) mispredicted that branch every other time.
+    /// would mispredict that branch every other time.
     ///
     /// # Safety
     /// The caller owns the span; `idx < nelems`.
@@ -626,7 +626,7 @@ impl Span {
         if ((w >> bit) & 1 != 0) == in_window {
             return false;
         }
-        // SAFETY: as above.
+        // SAFETY: `word` is the span's cache word or one of its bitmap words, the owner's alone.
         unsafe { *word = w ^ (1u64 << bit) };
         // A bitmap bit that was set was counted (invariant 3): no underflow.
         self.alloc_count
@@ -829,7 +829,7 @@ impl Span {
         if !crate::check::ENABLED || self.is_large() {
             return;
         }
-        // SAFETY: caller contract.
+        // SAFETY: the caller owns the span (# Safety), as `small_span` requires.
         let n = unsafe { crate::check::small_span(self) };
         if self.alloc_cache.get() == 0 {
             crate::check!(

@@ -6,8 +6,8 @@
 //!
 //! * **global-dynamic**, what stable Rust emits for every `thread_local!` in a `cdylib`: a
 //!   call to `__tls_get_addr` through the PLT (about 11 instructions, and a function in
-//!   `ld.so` that may itself call `malloc` on glibc 2.39 and later, see
-//!   `../shared/ALLOCATOR-NOTES.md`);
+//!   `ld.so` that may itself call `malloc`: glibc 2.39 and later do so in more TLS cases,
+//!   which recurses in a malloc replacement);
 //! * **initial-exec**, what mimalloc asks for with `__attribute__((tls_model("initial-exec")))`:
 //!   the variable lives in the static TLS block allocated with the thread, at an offset from
 //!   the thread pointer that the dynamic linker writes into the GOT at load time. A read is

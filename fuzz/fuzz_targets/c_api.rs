@@ -1,7 +1,7 @@
 //! Fuzz target `c_api`: sequences of C allocation calls (malloc, calloc, realloc,
 //! reallocarray, free, posix_memalign, memalign, aligned_alloc, valloc, pvalloc,
 //! malloc_usable_size) checked against glibc 2.36's documented and measured semantics
-//! (`shared/ALLOCATOR-NOTES.md`, "The C ABI"): malloc(0) is a unique non-NULL block;
+//! (`shim-c/README.md`, "The symbols and their semantics"): malloc(0) is a unique non-NULL block;
 //! realloc(p, 0) frees and returns NULL; realloc(NULL, n) is malloc(n); failures return
 //! NULL with errno ENOMEM and leave the old block intact; posix_memalign returns EINVAL for
 //! an alignment that is not a power of two times sizeof(void *), leaving errno alone;

@@ -516,10 +516,8 @@ fn sweep_list(lists: &Central, drops: bool) {
 pub(crate) fn begin_sweep_cycle() {
     // The generation first: a thread that is not attached (one finishing `collect()`'s
     // sweep) is not stopped and may pop a span off a new `unswept` list as soon as it is
-    // filled; it must then read the new generation. Bumped last, it read the old one and
-    // found the span "swept twice" (`tests/back_to_back.rs`, about one run in 20, the
-    // collector thread's panic then leaving every later cycle waiting for its sweep while
-    // the mutators grew the heap until the OOM killer stopped the test).
+    // filled; it must then read the new generation. Bumped last, it could read the old one
+    // and find the span "swept twice" (`tests/back_to_back.rs`).
     SWEEPGEN.fetch_add(2, Ordering::Release);
     for row in CENTRALS.iter() {
         for lists in row.iter() {
