@@ -8,6 +8,9 @@
 
 use gc::{Gc, Lock, Root, Trace, PAUSE_BUCKETS};
 
+/// The tests read process-wide counters that each other's cycles change: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[derive(Trace)]
 struct Cell {
     value: u64,
@@ -43,6 +46,7 @@ fn rooted_list(m: &gc::Mutator, n: u64) -> Root<Cell> {
 fn stats_count_cycles_pauses_and_heap() {
     const N: u64 = 10_000;
     const FORCED: u64 = 5;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let m = gc::attach();
     let list = rooted_list(&m, N);
     let before = gc::stats();
@@ -92,6 +96,7 @@ fn stats_count_cycles_pauses_and_heap() {
 #[test]
 fn cumulative_allocation_cpu_fraction_and_last_cycle_time() {
     const N: u64 = 20_000;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let m = gc::attach();
     let before = gc::stats();
     let started = std::time::SystemTime::now();
