@@ -31,7 +31,9 @@ fn config_child() {
         started_before_free,
         st.scavenge.starts > 0
     );
-    drop(v);
+    // Live until exit: the summary printed at exit must list them in their size class
+    // (freed, their empty spans could be back in the page heap by then).
+    std::mem::forget(v);
     if case == "stats_stderr_closed" {
         // As GNU coreutils do at exit: the summary must still reach the original stderr.
         // SAFETY: closing our own stderr; nothing in this process writes to it afterwards.
