@@ -299,7 +299,7 @@ fn start() {
         sys::futex_wait(&TID, tid, 10_000_000);
     }
     LIFE.starting();
-    #[cfg(not(gomalloc_pthread_scavenger))]
+    #[cfg(not(any(gomalloc_pthread_scavenger, fuzzing)))]
     // SAFETY: the stack lies in our mapping and no thread uses it (TID reads 0); the
     // thread pointer is inside the PROT_NONE guard below it; `raw_entry` never returns
     // and keeps the `sys` rules (this module's doc).
@@ -311,7 +311,7 @@ fn start() {
             &TID,
         )
     };
-    #[cfg(gomalloc_pthread_scavenger)]
+    #[cfg(any(gomalloc_pthread_scavenger, fuzzing))]
     // SAFETY: TID reads 0; `pthread_entry` clears it last.
     let ok = unsafe { sys::spawn_pthread(pthread_entry, &TID) };
     if ok {
@@ -362,7 +362,7 @@ static PACER: PacerCell = PacerCell(UnsafeCell::new(Pacer {
 }));
 
 /// The thread as `clone` starts it (`sys::spawn`).
-#[cfg(all(not(any(miri, loom)), not(gomalloc_pthread_scavenger)))]
+#[cfg(all(not(any(miri, loom)), not(any(gomalloc_pthread_scavenger, fuzzing))))]
 extern "C" fn raw_entry() -> ! {
     run();
     // Gone: a waker that saw it leave starts the next one once the kernel clears TID.
@@ -370,7 +370,7 @@ extern "C" fn raw_entry() -> ! {
 }
 
 /// The thread as `pthread_create` starts it (ThreadSanitizer builds).
-#[cfg(all(not(any(miri, loom)), gomalloc_pthread_scavenger))]
+#[cfg(all(not(any(miri, loom)), any(gomalloc_pthread_scavenger, fuzzing)))]
 extern "C" fn pthread_entry(_: *mut libc::c_void) -> *mut libc::c_void {
     run();
     TID.store(0, Ordering::Release);

@@ -89,7 +89,7 @@ mod raw {
     /// 16-byte aligned end of a writable stack that nothing else uses while the thread
     /// lives; `tid` is valid for the thread's whole life; `entry` never returns.
     #[cfg(target_arch = "x86_64")]
-    #[cfg_attr(gomalloc_pthread_scavenger, allow(dead_code))]
+    #[cfg_attr(any(gomalloc_pthread_scavenger, fuzzing), allow(dead_code))]
     pub unsafe fn clone_thread(
         flags: usize,
         stack_top: usize,
@@ -123,7 +123,7 @@ mod raw {
     /// # Safety
     /// As for the x86-64 version.
     #[cfg(target_arch = "aarch64")]
-    #[cfg_attr(gomalloc_pthread_scavenger, allow(dead_code))]
+    #[cfg_attr(any(gomalloc_pthread_scavenger, fuzzing), allow(dead_code))]
     pub unsafe fn clone_thread(
         flags: usize,
         stack_top: usize,
@@ -272,7 +272,7 @@ pub fn futex_wait(word: &AtomicU32, val: u32, ns: u64) {
 /// ends; `tid` reads 0 now; `entry` never returns (it ends with [`exit_thread`]), makes no
 /// libc call and touches no thread-local variable.
 #[cfg(not(miri))]
-#[cfg_attr(gomalloc_pthread_scavenger, allow(dead_code))]
+#[cfg_attr(any(gomalloc_pthread_scavenger, fuzzing), allow(dead_code))]
 pub unsafe fn spawn(
     entry: extern "C" fn() -> !,
     stack_top: usize,
@@ -321,9 +321,11 @@ pub unsafe fn spawn(
     }
 }
 
-/// [`spawn`] for ThreadSanitizer builds (`--cfg gomalloc_pthread_scavenger`, set by
-/// `scripts/sanitizers.sh`): TSan keeps its per-thread state in TLS and must see every
-/// thread start, so there the thread is a detached `pthread_create` thread, which glibc
+/// [`spawn`] for instrumented builds: ThreadSanitizer (`--cfg gomalloc_pthread_scavenger`,
+/// set by `scripts/sanitizers.sh`) and cargo-fuzz (`--cfg fuzzing`, which it sets) keep
+/// per-thread state in TLS (TSan's thread state; SanitizerCoverage's lowest-stack word,
+/// written by every instrumented function), and TSan must see every thread start, so
+/// there the thread is a detached `pthread_create` thread, which glibc
 /// counts (a process whose last thread calls `pthread_exit` then lives until it goes
 /// idle). `tid` is set to 1 here and cleared by `entry` when it is done with the stack-less
 /// state (the stack arguments are unused).
@@ -332,7 +334,7 @@ pub unsafe fn spawn(
 /// `tid` reads 0 now; `entry` clears it as its last access to shared state. Called with no
 /// lock that `pthread_create`'s own allocations could need (Rust test binaries: glibc's
 /// allocations do not enter gomalloc).
-#[cfg(all(gomalloc_pthread_scavenger, not(miri)))]
+#[cfg(all(any(gomalloc_pthread_scavenger, fuzzing), not(miri)))]
 pub unsafe fn spawn_pthread(
     entry: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
     tid: &AtomicU32,
@@ -361,7 +363,7 @@ pub unsafe fn spawn_pthread(
 
 /// Ends the calling thread (not the process).
 #[cfg(not(miri))]
-#[cfg_attr(gomalloc_pthread_scavenger, allow(dead_code))]
+#[cfg_attr(any(gomalloc_pthread_scavenger, fuzzing), allow(dead_code))]
 pub fn exit_thread() -> ! {
     loop {
         // SAFETY: `exit` ends only the calling thread; nothing runs after it.
