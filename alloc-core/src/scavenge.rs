@@ -284,11 +284,19 @@ fn start() {
 #[cfg(not(any(miri, loom)))]
 fn start() {
     let t = sys::clock_ns(libc::CLOCK_MONOTONIC);
-    let stack = stack();
-    if stack == 0 || t < RETRY_AT.load(Ordering::Relaxed) {
+    if t < RETRY_AT.load(Ordering::Relaxed) {
         LIFE.start_failed();
         return;
     }
+    // A pthread (instrumented builds) brings its own stack.
+    #[cfg(not(any(gomalloc_pthread_scavenger, fuzzing)))]
+    let stack = match stack() {
+        0 => {
+            LIFE.start_failed();
+            return;
+        }
+        base => base,
+    };
     // The thread that left (if any) runs no code of ours any more, but it may
     // still be on the stack until the kernel clears TID.
     loop {
@@ -326,7 +334,7 @@ fn start() {
 /// The thread's stack mapping, made at the first start: a PROT_NONE guard of
 /// `GUARD_BYTES` (an overflow, or a TLS access, faults there) under `STACK_BYTES` of
 /// stack. 0 if the system refused the memory.
-#[cfg(not(any(miri, loom)))]
+#[cfg(not(any(miri, loom, gomalloc_pthread_scavenger, fuzzing)))]
 fn stack() -> usize {
     let base = STACK.load(Ordering::Relaxed);
     if base != 0 {
