@@ -180,6 +180,8 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
     if let Some(m) = me {
         m.cache_mut().release_all();
     }
+    // The pause starts here: from the request to stop until the world restarts.
+    let t_stop = Instant::now();
     let threads = stop_the_world(me.map(|m| m.rec()));
     let resumed: Vec<u64> = threads
         .iter()
@@ -200,7 +202,8 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
         let end = Instant::now();
         let report = CycleReport {
             start,
-            t_sweep_term: t_stopped - start,
+            t_concurrent: t_stop - start,
+            t_sweep_term: t_stopped - t_stop,
             t_mark: t_marked - t_stopped,
             t_mark_term: end - t_marked,
             workers,

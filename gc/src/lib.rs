@@ -100,7 +100,7 @@ pub use mutator::{attach, Mutator};
 pub use pacer::{parse_gogc, parse_limit, set_gc_percent, set_memory_limit, MIN_HEAP};
 pub use ptr::{keep_alive, Gc};
 pub use root::{root_count, Root};
-pub use stats::{fmt_ms, GcStats, PAUSE_BUCKETS};
+pub use stats::{fmt_ms, GcStats, PAUSE_BUCKETS, PAUSE_RING};
 pub use trace::{Trace, Untraced};
 pub use weak::{armed_finalizers, clear_finalizer, set_finalizer, Weak};
 
@@ -109,6 +109,7 @@ pub fn stats() -> GcStats {
     collector_init();
     let st = stats::STATS.lock().unwrap();
     let mut s = st.s.clone();
+    st.fill_recent(&mut s);
     let procs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let wall = collector::start_time().elapsed().as_secs_f64() * procs as f64;
     s.gc_cpu_fraction = if wall > 0.0 {

@@ -2,11 +2,14 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Buckets of the pause histogram: bucket `i` counts pauses in `[2^i, 2^(i+1))` µs
 /// (bucket 0 also counts pauses under 1 µs).
 pub const PAUSE_BUCKETS: usize = 24;
+
+/// Cycles whose pauses [`GcStats::recent_pauses`] keeps (Go's `len(MemStats.PauseNs)`).
+pub const PAUSE_RING: usize = 256;
 
 /// Counters bumped outside the stop-the-world section.
 pub(crate) struct Counters {
@@ -25,14 +28,31 @@ pub struct GcStats {
     pub cycles: u64,
     /// Cycles started by `gc::collect()`.
     pub forced_cycles: u64,
-    /// Stop-the-world pause of the last cycle.
+    /// World-stopped time of the last cycle: from the request to stop the world (waiting
+    /// for every attached thread to reach a safepoint included) to its restart. The
+    /// cycle's work with the world running (finishing the previous cycle's sweep) is not
+    /// in it: see [`GcStats::concurrent_last`].
     pub pause_last: Duration,
-    /// Longest pause.
+    /// Longest pause since start.
     pub pause_max: Duration,
     /// All pauses added up (Go's `PauseTotalNs`).
     pub pause_total: Duration,
-    /// Pause histogram (see [`PAUSE_BUCKETS`]).
+    /// Pause histogram over every cycle since start (see [`PAUSE_BUCKETS`]).
     pub pause_hist: [u64; PAUSE_BUCKETS],
+    /// The world-stopped time of each of the last [`PAUSE_RING`] cycles (fewer before
+    /// that many ran), oldest first (Go's `PauseNs`, unrolled).
+    pub recent_pauses: Vec<Duration>,
+    /// When each pause of [`GcStats::recent_pauses`] ended, same order (Go's `PauseEnd`).
+    pub recent_pause_ends: Vec<SystemTime>,
+    /// Median of [`GcStats::recent_pauses`] (nearest rank; zero before the first cycle).
+    pub pause_p50: Duration,
+    /// 99th percentile of [`GcStats::recent_pauses`] (nearest rank).
+    pub pause_p99: Duration,
+    /// Longest of [`GcStats::recent_pauses`].
+    pub pause_recent_max: Duration,
+    /// Time the last cycle spent with the world running before stopping it (finishing the
+    /// previous cycle's sweep on the collecting thread).
+    pub concurrent_last: Duration,
     /// Bytes handed to mutators since the last cycle plus the bytes it marked (Go's
     /// `heapLive`).
     pub heap_live: usize,
@@ -79,6 +99,37 @@ pub struct GcStats {
 pub(crate) struct StatsState {
     pub s: GcStats,
     pub gc_cpu: Duration,
+    /// Pause and end time of cycle `n` at `n % PAUSE_RING` (cycles counted from 1).
+    pub ring: [(Duration, Option<SystemTime>); PAUSE_RING],
+}
+
+impl StatsState {
+    /// Fills the ring's view in `s`: pauses oldest first, their percentiles.
+    pub(crate) fn fill_recent(&self, s: &mut GcStats) {
+        let n = (self.s.cycles as usize).min(PAUSE_RING);
+        s.recent_pauses.clear();
+        s.recent_pause_ends.clear();
+        for c in self.s.cycles as usize + 1 - n..=self.s.cycles as usize {
+            let (d, end) = self.ring[c % PAUSE_RING];
+            s.recent_pauses.push(d);
+            s.recent_pause_ends
+                .push(end.unwrap_or(SystemTime::UNIX_EPOCH));
+        }
+        let mut sorted = s.recent_pauses.clone();
+        sorted.sort_unstable();
+        s.pause_p50 = nearest_rank(&sorted, 50);
+        s.pause_p99 = nearest_rank(&sorted, 99);
+        s.pause_recent_max = sorted.last().copied().unwrap_or(Duration::ZERO);
+    }
+}
+
+/// The `pct` percentile of `sorted` by the nearest-rank method (zero if empty).
+pub(crate) fn nearest_rank(sorted: &[Duration], pct: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (pct * sorted.len()).div_ceil(100).max(1);
+    sorted[rank - 1]
 }
 
 pub(crate) static STATS: Mutex<StatsState> = Mutex::new(StatsState {
@@ -89,6 +140,12 @@ pub(crate) static STATS: Mutex<StatsState> = Mutex::new(StatsState {
         pause_max: Duration::ZERO,
         pause_total: Duration::ZERO,
         pause_hist: [0; PAUSE_BUCKETS],
+        recent_pauses: Vec::new(),
+        recent_pause_ends: Vec::new(),
+        pause_p50: Duration::ZERO,
+        pause_p99: Duration::ZERO,
+        pause_recent_max: Duration::ZERO,
+        concurrent_last: Duration::ZERO,
         heap_live: 0,
         heap_marked: 0,
         objects_marked: 0,
@@ -108,6 +165,7 @@ pub(crate) static STATS: Mutex<StatsState> = Mutex::new(StatsState {
         last_gc: None,
     },
     gc_cpu: Duration::ZERO,
+    ring: [(Duration::ZERO, None); PAUSE_RING],
 });
 
 /// Bytes of stacks scanned by the last cycle.
@@ -116,9 +174,16 @@ pub(crate) static STACK_BYTES: AtomicU64 = AtomicU64::new(0);
 /// What one cycle measured, for the statistics and the trace line.
 pub(crate) struct CycleReport {
     pub start: Instant,
-    /// Stop-the-world + finish sweep.
+    /// With the world running: finishing the previous cycle's sweep (from `start` to the
+    /// request to stop the world).
+    pub t_concurrent: Duration,
+    /// World stopped (Go's sweep termination): from the request to stop the world until
+    /// every other attached thread stopped.
     pub t_sweep_term: Duration,
+    /// World stopped: roots and the mark of the whole heap, on every marker.
     pub t_mark: Duration,
+    /// World stopped: barrier shades, the checkmark pass if enabled, weak references,
+    /// finalizers, the new sweep generation, the next goal, restarting the world.
     pub t_mark_term: Duration,
     pub workers: usize,
     /// Objects marked by the helper markers.
@@ -139,9 +204,13 @@ pub(crate) struct CycleReport {
 pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
     let pause = r.t_sweep_term + r.t_mark + r.t_mark_term;
     let mut st = STATS.lock().unwrap();
+    let end = SystemTime::now();
+    let slot = (st.s.cycles as usize + 1) % PAUSE_RING;
+    st.ring[slot] = (pause, Some(end));
     let s = &mut st.s;
     s.cycles += 1;
     s.forced_cycles += r.forced as u64;
+    s.concurrent_last = r.t_concurrent;
     s.pause_last = pause;
     s.pause_max = s.pause_max.max(pause);
     s.pause_total += pause;
@@ -154,7 +223,7 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
     s.weak_cleared += r.weak_cleared;
     s.mark_workers = r.workers;
     s.helper_marked_objects += r.helper_objects as u64;
-    s.last_gc = Some(std::time::SystemTime::now());
+    s.last_gc = Some(end);
     let cpu = r.t_sweep_term + r.t_mark * r.workers as u32 + r.t_mark_term;
     st.gc_cpu += cpu;
     if trace {
@@ -163,6 +232,12 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
             * 100.0) as u64;
         let cycles = st.s.cycles;
         drop(st);
+        // Go's fields. clock: sweep termination (world stopped) + mark + mark termination
+        // (world stopped). cpu: sweep termination + assist/background/idle mark +
+        // mark termination. The mark stops the world too, and every marker is a dedicated
+        // worker for its whole length: assist and idle time are zero and "background" is
+        // the mark's clock time times the markers. The sweep finished before the stop
+        // (`t_concurrent`) is in no field, as in Go (`gcStart` sweeps before its stop).
         let mark_cpu = r.t_mark * r.workers as u32;
         eprintln!(
             "gc {} @{:.3}s {}%: {}+{}+{} ms clock, {}+{}/{}/{}+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
@@ -217,6 +292,23 @@ pub fn fmt_ms(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let ms = |v: &[u64]| {
+            v.iter()
+                .map(|&x| Duration::from_millis(x))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(nearest_rank(&[], 50), Duration::ZERO);
+        assert_eq!(nearest_rank(&ms(&[7]), 99), Duration::from_millis(7));
+        let v = ms(&(1..=100).collect::<Vec<_>>());
+        assert_eq!(nearest_rank(&v, 50), Duration::from_millis(50));
+        assert_eq!(nearest_rank(&v, 99), Duration::from_millis(99));
+        let v = ms(&[1, 2, 3, 4, 1000]);
+        assert_eq!(nearest_rank(&v, 50), Duration::from_millis(3));
+        assert_eq!(nearest_rank(&v, 99), Duration::from_millis(1000));
+    }
 
     #[test]
     fn ms_formatting_matches_go() {

@@ -6,7 +6,7 @@
 // The list is built in locals: it needs the conservative stack scan.
 #![cfg(not(feature = "precise"))]
 
-use gc::{Gc, Lock, Root, Trace, PAUSE_BUCKETS};
+use gc::{Gc, Lock, Root, Trace, PAUSE_BUCKETS, PAUSE_RING};
 
 /// The tests read process-wide counters that each other's cycles change: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -66,6 +66,7 @@ fn stats_count_cycles_pauses_and_heap() {
     assert!(s.pause_last <= s.pause_max, "{s:?}");
     assert!(s.pause_max <= s.pause_total, "{s:?}");
     assert!(s.pause_total >= before.pause_total);
+    check_recent_pauses(&s);
 
     // Heap: the last cycle marked at least the rooted list (N objects of at least
     // `size_of::<Cell>()` bytes); spans hold what was marked; the goal follows GOGC.
@@ -119,4 +120,58 @@ fn cumulative_allocation_cpu_fraction_and_last_cycle_time() {
     // The last cycle ended after this test began; the CPU share is a fraction.
     assert!(s.last_gc.is_some_and(|t| t >= started), "{s:?}");
     assert!(s.gc_cpu_fraction > 0.0 && s.gc_cpu_fraction <= 1.0, "{s:?}");
+}
+
+/// The ring of recent pauses agrees with the other pause figures: one entry per cycle up
+/// to `PAUSE_RING`, the newest equal to `pause_last` and ending at `last_gc`, ends in
+/// order, percentiles ordered and taken from the ring.
+fn check_recent_pauses(s: &gc::GcStats) {
+    let n = (s.cycles as usize).min(PAUSE_RING);
+    assert_eq!(s.recent_pauses.len(), n, "{s:?}");
+    assert_eq!(s.recent_pause_ends.len(), n, "{s:?}");
+    assert_eq!(s.recent_pauses.last(), Some(&s.pause_last), "{s:?}");
+    assert_eq!(s.recent_pause_ends.last().copied(), s.last_gc, "{s:?}");
+    assert!(
+        s.recent_pause_ends.windows(2).all(|w| w[0] <= w[1]),
+        "{s:?}"
+    );
+    assert!(s.pause_p50 <= s.pause_p99, "{s:?}");
+    assert!(s.pause_p99 <= s.pause_recent_max, "{s:?}");
+    assert!(s.pause_recent_max <= s.pause_max, "{s:?}");
+    assert_eq!(
+        s.recent_pauses.iter().max().copied(),
+        Some(s.pause_recent_max),
+        "{s:?}"
+    );
+    for p in [s.pause_p50, s.pause_p99] {
+        assert!(s.recent_pauses.contains(&p), "{s:?}");
+    }
+    let below_p50 = s
+        .recent_pauses
+        .iter()
+        .filter(|&&p| p <= s.pause_p50)
+        .count();
+    assert!(
+        below_p50 * 2 >= n,
+        "at least half the pauses are <= p50: {s:?}"
+    );
+    assert!(s.recent_pauses.iter().sum::<std::time::Duration>() <= s.pause_total);
+}
+
+#[test]
+fn the_pause_ring_keeps_the_last_256_cycles() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let m = gc::attach();
+    let _list = rooted_list(&m, 100);
+    let before = gc::stats();
+    for _ in 0..PAUSE_RING + 10 {
+        gc::collect();
+    }
+    let s = gc::stats();
+    assert!(s.cycles >= before.cycles + PAUSE_RING as u64 + 10);
+    assert_eq!(s.recent_pauses.len(), PAUSE_RING, "the ring is full");
+    // Every ring entry is from one of the cycles just run (they ended after `before`).
+    let start = before.last_gc.unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    assert!(s.recent_pause_ends.iter().all(|&e| e >= start), "{s:?}");
+    check_recent_pauses(&s);
 }
