@@ -89,6 +89,16 @@ long lived tree of depth 10	 check: 2047
 EOF
 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --quiet --example gcbench 10 | tail -1
 
+stage "GC multi-threaded tests and examples in the checkmark mode (GOMALLOC_GCCHECKMARK=1)"
+# Every mark is followed by a re-mark from the roots that aborts if the mark missed a
+# reachable object (docs/gc-design.md section 9). Release builds, made by the
+# `cargo test --release` stage.
+GOMALLOC_GCCHECKMARK=1 cargo test -p gomalloc-gc --release --quiet --test threads \
+    --test back_to_back --test barrier --test barrier_halves
+GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example lisp >/dev/null
+GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example binary_trees 12 | tail -1
+GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example gcbench 10 | tail -1
+
 stage "cargo test --release --features $CHECKED_FEATURES (checked build)"
 cargo test -p gomalloc --release --quiet --features "$CHECKED_FEATURES"
 

@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, Ordering};
 /// Shades everything `v` references: sets mark bits and queues the objects grey.
 #[cold]
 pub(crate) fn shade<T: Trace + ?Sized>(v: &T) {
+    if crate::debug::BARRIER_BROKEN.load(Ordering::Relaxed) {
+        return;
+    }
     let mut t = Tracer::new();
     v.trace(&mut t);
     SHADE_BYTES.fetch_add(t.marked_bytes, Ordering::Relaxed);

@@ -64,7 +64,8 @@ impl Drop for FatalOnUnwind {
     }
 }
 
-/// Reads the environment once (`GOMALLOC_GCTRACE`, `GOMALLOC_GCPROCS`, the pacer's).
+/// Reads the environment once (`GOMALLOC_GCTRACE`, `GOMALLOC_GCCHECKMARK`,
+/// `GOMALLOC_GCPROCS`, the pacer's).
 pub(crate) fn init() {
     START.get_or_init(|| {
         if let Ok(v) = std::env::var("GOMALLOC_GCTRACE") {
@@ -72,6 +73,13 @@ pub(crate) fn init() {
                 "1" => TRACE.store(true, Ordering::Relaxed),
                 "0" | "" => {}
                 _ => bad_setting("GOMALLOC_GCTRACE", &v, "`0` or `1`", "0"),
+            }
+        }
+        if let Ok(v) = std::env::var("GOMALLOC_GCCHECKMARK") {
+            match v.trim() {
+                "1" => crate::checkmark::CHECKMARK.store(true, Ordering::Relaxed),
+                "0" | "" => {}
+                _ => bad_setting("GOMALLOC_GCCHECKMARK", &v, "`0` or `1`", "0"),
             }
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -194,7 +202,9 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
         let (stack_bytes, root_bytes) = mark_roots(&mut t, &threads, me.map(|m| (m.rec(), my_sp)));
         let (workers, helper_objects) = drain(&mut t);
         let t_marked = Instant::now();
-        let (marked, objects, weak_cleared) = terminate(t);
+        let (marked, objects, weak_cleared) = terminate(t, |c| {
+            mark_roots(c, &threads, me.map(|m| (m.rec(), my_sp)));
+        });
         let heap1 = heap::HEAP_LIVE.load(Ordering::Relaxed);
         let next_goal = finish_cycle(marked);
         debug_assert_world_stopped(&threads, &resumed, me.map(|m| m.rec()));
@@ -293,14 +303,18 @@ pub(crate) fn mark_roots(
     threads: &[Arc<ThreadRec>],
     me: Option<(&Arc<ThreadRec>, usize)>,
 ) -> (usize, usize) {
+    t.check_root("a gc::Root", false);
     let root_bytes = crate::root::mark_roots(t);
+    t.check_root("the finalizer queue or an armed finalizer's object", false);
     crate::weak::mark_finalizer_roots(t);
     let mut stack_bytes = 0;
     for rec in threads {
+        t.check_root("a handle scope of an attached thread", false);
         stack_bytes += rec.handles.mark(t);
         if cfg!(feature = "precise") {
             continue;
         }
+        t.check_root("the stack of an attached thread", true);
         let lo = match me {
             Some((m, sp)) if Arc::ptr_eq(m, rec) => sp,
             _ if rec.state.load(Ordering::Acquire) == BLOCKING => {
@@ -358,9 +372,13 @@ fn drain(t: &mut Tracer) -> (usize, usize) {
     (n, helper_objects)
 }
 
-/// Mark termination: barrier shades, weak references, finalizers. Returns (marked bytes,
-/// marked objects, weak references cleared).
-pub(crate) fn terminate(mut t: Tracer) -> (usize, usize, usize) {
+/// Mark termination: barrier shades, the checkmark re-mark when enabled (from the roots
+/// `remark_roots` greys, the same as the mark's), weak references, finalizers. Returns
+/// (marked bytes, marked objects, weak references cleared).
+pub(crate) fn terminate(
+    mut t: Tracer,
+    remark_roots: impl FnOnce(&mut Tracer),
+) -> (usize, usize, usize) {
     loop {
         let shaded = std::mem::take(&mut *SHADE.lock().unwrap());
         if shaded.is_empty() && t.pending() == 0 {
@@ -368,6 +386,9 @@ pub(crate) fn terminate(mut t: Tracer) -> (usize, usize, usize) {
         }
         t.extend(shaded);
         t.drain_some(usize::MAX);
+    }
+    if crate::checkmark::enabled() {
+        crate::checkmark::verify(remark_roots);
     }
     let cleared = crate::weak::clear_dead_weaks();
     crate::weak::queue_dead_finalizers(&mut t);

@@ -78,7 +78,12 @@ impl<'m> IncrementalCycle<'m> {
         let t = std::mem::replace(&mut self.t, Tracer::new());
         m.assert_no_open_borrow("IncrementalCycle::finish");
         m.cache_mut().release_all();
-        let (marked, _objects, _cleared) = collector::terminate(t);
+        let (marked, _objects, _cleared) = with_registers_spilled(|sp| {
+            collector::terminate(t, |c| {
+                let threads = world().threads.clone();
+                collector::mark_roots(c, &threads, Some((m.rec(), sp)));
+            })
+        });
         collector::finish_cycle(marked);
         {
             let mut w = world();
@@ -141,3 +146,26 @@ pub fn set_mark_workers(n: usize) -> usize {
     collector::init();
     collector::WORKERS.swap(n.max(1), Ordering::Relaxed)
 }
+
+/// Turns the checkmark mode on or off (as `GOMALLOC_GCCHECKMARK=1` does at start-up) and
+/// returns the old setting: after each mark, with the world stopped, the collector marks
+/// again from the roots into a separate table and ends the process with a report naming
+/// the object, its type and a path from a root if the mark left a reachable object
+/// unmarked (Go's `GODEBUG=gccheckmark=1`). Costs a hash-table entry per live object and
+/// a second mark per cycle.
+pub fn set_checkmark(on: bool) -> bool {
+    collector::init();
+    crate::checkmark::CHECKMARK.swap(on, Ordering::Relaxed)
+}
+
+/// Makes the write barrier shade nothing while `on` (returns the old setting): for tests of
+/// the checkmark mode only, which must catch the objects an incremental cycle
+/// ([`IncrementalCycle`]) then loses. Never turn it on elsewhere: it frees live objects.
+#[doc(hidden)]
+pub fn break_write_barrier_for_checkmark_test(on: bool) -> bool {
+    BARRIER_BROKEN.swap(on, Ordering::Relaxed)
+}
+
+/// See [`break_write_barrier_for_checkmark_test`].
+pub(crate) static BARRIER_BROKEN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);

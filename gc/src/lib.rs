@@ -78,6 +78,7 @@
 extern crate self as gc;
 
 mod cell;
+mod checkmark;
 mod collector;
 pub mod debug;
 mod handle;

@@ -80,6 +80,10 @@ pub struct Tracer {
     pub(crate) marked_objects: usize,
     /// The span of the last precise pointer (children are often in their parent's span).
     last: SpanInfo,
+    /// Set for the checkmark re-mark (`crate::checkmark`): objects are recorded there
+    /// instead of marked. `last` then stays [`SpanInfo::NONE`], so every [`Tracer::mark_gc`]
+    /// takes the cache-miss path, which alone tests for the mode.
+    pub(crate) check: Option<Box<crate::checkmark::Checkmark>>,
 }
 
 /// What [`Tracer::mark_gc`] needs from a span, copied out of its record.
@@ -124,6 +128,7 @@ impl Tracer {
             marked_bytes: 0,
             marked_objects: 0,
             last: SpanInfo::NONE,
+            check: None,
         }
     }
 
@@ -149,8 +154,10 @@ impl Tracer {
     /// division magic. Debug builds check the result against `find_object`.
     #[inline(always)]
     pub(crate) fn mark_gc(&mut self, addr: usize) {
-        if (addr >> PAGE_SHIFT).wrapping_sub(self.last.page) >= self.last.npages {
-            self.load_span(addr);
+        if (addr >> PAGE_SHIFT).wrapping_sub(self.last.page) >= self.last.npages
+            && self.load_span(addr)
+        {
+            return;
         }
         let c = self.last;
         let lo = c.page << PAGE_SHIFT;
@@ -178,9 +185,14 @@ impl Tracer {
         }
     }
 
-    /// Fills the span cache for the `Gc` address `addr` from the arena map.
+    /// Fills the span cache for the `Gc` address `addr` from the arena map. In the
+    /// checkmark re-mark, checks the object instead and returns true (nothing left to do).
     #[inline(never)]
-    fn load_span(&mut self, addr: usize) {
+    fn load_span(&mut self, addr: usize) -> bool {
+        if self.check.is_some() {
+            self.check_gc(addr);
+            return true;
+        }
         let span = gcapi::span_of(addr);
         debug_assert!(!span.is_null(), "Gc {addr:#x} outside the heap");
         // SAFETY: a `Gc`'s span is a live span record (see `mark_gc`; records are never
@@ -199,11 +211,16 @@ impl Tracer {
             magic,
             scan: s.gc.load(Ordering::Relaxed) == KIND_SCAN,
         };
+        false
     }
 
     /// Greys `o` if it was white.
     #[inline]
     pub(crate) fn mark_object(&mut self, o: ObjectRef) {
+        if self.check.is_some() {
+            self.check_object(o);
+            return;
+        }
         // SAFETY: `o` came from `find_object` (or `mark_gc`) during marking; spans are not
         // swept while markers run.
         if unsafe { gcapi::mark(o) } {
@@ -306,6 +323,16 @@ impl Tracer {
         }
     }
 
+    /// Queues the scan object at `base` (the checkmark re-mark).
+    pub(crate) fn push_grey(&mut self, base: usize) {
+        self.stack.push(base);
+    }
+
+    /// Takes a queued object (the checkmark re-mark).
+    pub(crate) fn pop_grey(&mut self) -> Option<usize> {
+        self.stack.pop()
+    }
+
     /// Moves this tracer's grey objects to `out`.
     pub(crate) fn take_grey(&mut self, out: &mut Vec<usize>) {
         out.append(&mut self.stack);
@@ -369,7 +396,7 @@ fn dangling_gc(addr: usize) -> ! {
 /// # Safety
 /// `base` is an allocated, initialised object of kind `SCAN`.
 #[inline]
-unsafe fn scan_object(base: usize, t: &mut Tracer) {
+pub(crate) unsafe fn scan_object(base: usize, t: &mut Tracer) {
     // SAFETY: caller contract: the first word is the type's vtable.
     unsafe {
         let vt: &'static VTable = *(base as *const &'static VTable);
