@@ -88,6 +88,8 @@ stretch tree of depth 11	 check: 4095
 long lived tree of depth 10	 check: 2047
 EOF
 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --quiet --example gcbench 10 | tail -1
+# The pause benchmark (docs/GC-BENCHMARKS.md) at 8 MiB live for 1 s: it checks its subtrees.
+cargo run -p gomalloc-gc --quiet --example pause 8 1 | tail -1
 
 stage "GC multi-threaded tests and examples in the checkmark mode (GOMALLOC_GCCHECKMARK=1)"
 # Every mark is followed by a re-mark from the roots that aborts if the mark missed a

@@ -6,6 +6,12 @@ reports it.
 
 Needs: cargo, golang-go (Go 1.19), gcc and libgc-dev. Usage:
     python3 bench/gc/run.py [--depth N] [--runs R] > table.md
+
+With --pause, runs the pause benchmark instead (gc/examples/pause.rs and bench/gc/pause.go:
+a live graph of small objects, two threads replacing parts of it) in Rust and Go, once
+each, and prints its table: cycles, world-stopped pause max / p99 / p50, share of the wall
+time stopped, mutator throughput, peak RSS:
+    python3 bench/gc/run.py --pause [--live-mib 1024] [--seconds 20]
 """
 import argparse, os, re, statistics, subprocess, sys, tempfile, time
 
@@ -18,12 +24,17 @@ def sh(cmd, **kw):
     subprocess.run(cmd, check=True, **kw)
 
 
-def build():
+def build(pause=False):
     os.makedirs(OUT, exist_ok=True)
-    sh(["cargo", "build", "--release", "-p", "gomalloc-gc", "--example", "binary_trees",
-        "--example", "gcbench"], cwd=ROOT, stdout=sys.stderr)
+    examples = ["pause"] if pause else ["binary_trees", "gcbench"]
+    sh(["cargo", "build", "--release", "-p", "gomalloc-gc"]
+       + [x for e in examples for x in ["--example", e]], cwd=ROOT, stdout=sys.stderr)
     env = dict(os.environ, GOCACHE=os.path.join(OUT, "gocache"), GO111MODULE="off")
-    for p in ["binary_trees", "gcbench"]:
+    if pause:
+        sh(["go", "build", "-o", os.path.join(OUT, "pause_go"), os.path.join(HERE, "pause.go")],
+           env=env)
+        return
+    for p in examples:
         sh(["go", "build", "-o", os.path.join(OUT, p + "_go"), os.path.join(HERE, p + ".go")],
            env=env)
         sh(["gcc", "-O2", "-o", os.path.join(OUT, p + "_boehm"), os.path.join(HERE, p + ".c"),
@@ -63,11 +74,35 @@ def parse(impl, err):
     return (int(c.group(1)) if c else len(m)), max(m, default=0.0)
 
 
+def pause(live_mib, seconds):
+    """The pause benchmark, Rust then Go, one run each; prints a Markdown table."""
+    build(pause=True)
+    progs = [("Rust gomalloc-gc", "target/release/examples/pause"),
+             ("Go 1.19", os.path.join(OUT, "pause_go"))]
+    print(f"| implementation ({live_mib} MiB live, {seconds:g} s) | cycles | max pause ms "
+          "| p99 ms | p50 ms | stopped % | M nodes/s | peak RSS MiB | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, path in progs:
+        cmd = [os.path.join(ROOT, path), str(live_mib), str(seconds)]
+        w, _, _, out, _ = run(cmd, dict(os.environ))
+        sys.stderr.write(out)
+        m = dict(kv.split("=") for kv in
+                 re.search(r"^pause-result (.*)$", out, re.M).group(1).split())
+        print(f"| {name} | {m['cycles']} | {float(m['max_ms']):.2f} | {float(m['p99_ms']):.2f} "
+              f"| {float(m['p50_ms']):.3f} | {m['stopped_pct']} "
+              f"| {float(m['nodes_per_s']) / 1e6:.2f} | {m['rss_mib']} | {w:.1f} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--pause", action="store_true", help="run the pause benchmark instead")
+    ap.add_argument("--live-mib", type=int, default=1024)
+    ap.add_argument("--seconds", type=float, default=20)
     a = ap.parse_args()
+    if a.pause:
+        return pause(a.live_mib, a.seconds)
     build()
     progs = {
         "rust": ("target/release/examples/{p}", {"GOMALLOC_GCTRACE": "1"}),
