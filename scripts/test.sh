@@ -88,8 +88,9 @@ stretch tree of depth 11	 check: 4095
 long lived tree of depth 10	 check: 2047
 EOF
 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --quiet --example gcbench 10 | tail -1
-# The pause benchmark (docs/GC-BENCHMARKS.md) at 8 MiB live for 1 s: it checks its subtrees.
-cargo run -p gomalloc-gc --quiet --example pause 8 1 | tail -1
+# The pause benchmark (docs/GC-BENCHMARKS.md) at 8 MiB live for 1 s, replacing pieces of 3
+# levels: the heap scatters and the mark's prefetch queue goes on; it checks its subtrees.
+cargo run -p gomalloc-gc --quiet --example pause 8 1 3 | tail -1
 
 stage "GC multi-threaded tests and examples in the checkmark mode (GOMALLOC_GCCHECKMARK=1)"
 # Every mark is followed by a re-mark from the roots that aborts if the mark missed a
@@ -100,6 +101,7 @@ GOMALLOC_GCCHECKMARK=1 cargo test -p gomalloc-gc --release --quiet --test thread
 GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example lisp >/dev/null
 GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example binary_trees 12 | tail -1
 GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example gcbench 10 | tail -1
+GOMALLOC_GCCHECKMARK=1 cargo run -p gomalloc-gc --release --quiet --example pause 8 1 3 | tail -1
 
 stage "cargo test --release --features $CHECKED_FEATURES (checked build)"
 cargo test -p gomalloc --release --quiet --features "$CHECKED_FEATURES"

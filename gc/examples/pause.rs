@@ -2,7 +2,7 @@
 //! of it, the world-stopped pauses measured. The same program in Go 1.19 is
 //! `bench/gc/pause.go`; `python3 bench/gc/run.py --pause` runs both side by side.
 //!
-//! `cargo run --release -p gomalloc-gc --example pause [LIVE_MIB [SECONDS]]` (default 1024
+//! `cargo run --release -p gomalloc-gc --example pause [LIVE_MIB [SECONDS [PIECE_LEVELS]]]` (default 1024
 //! MiB and 20 s). The live graph is `LIVE_MIB` of 48-byte nodes (a header word, three GC
 //! pointers and a value: Go's 40-byte node takes the same 48-byte size class) in
 //! subtrees of 1023 nodes: complete binary trees whose third pointer links each node to
@@ -13,6 +13,12 @@
 //! `gc::stats()`'s `recent_pauses`: each cycle's world-stopped time), cycles, time
 //! stopped, mutator throughput (subtrees and nodes replaced per second) and peak RSS;
 //! last a `pause-result` line for `run.py`.
+//!
+//! `PIECE_LEVELS` (default 10, the whole subtree; this program only, not the Go one) makes
+//! each replacement a random piece of that many levels inside a subtree (3: 7 nodes) whose
+//! nodes link only among themselves: the new pieces fill holes all over the heap, so the
+//! live graph ends up scattered over many spans, the case of docs/GC-BENCHMARKS.md's
+//! "Mark time on a scattered live heap".
 
 use gc::{Gc, Lock, Mutator, Root, Trace};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,10 +47,18 @@ struct Table {
 }
 
 /// Builds a subtree of `depth` levels; `prev` is the node built last (the `other` link).
-fn build(m: &Mutator, depth: u32, prev: &mut Option<Gc<Node>>, value: u64) -> Gc<Node> {
+/// Each subtree of `piece` levels below is a unit of its own: its `other` links stay
+/// inside it, so that replacing it frees it whole; the nodes above the pieces have no
+/// `other` link.
+fn build(m: &Mutator, depth: u32, piece: u32, prev: &mut Option<Gc<Node>>, value: u64) -> Gc<Node> {
+    if depth == piece && piece < DEPTH {
+        let n = build(m, depth, DEPTH, &mut None, value);
+        *prev = None;
+        return n;
+    }
     let (l, r) = if depth > 1 {
-        let l = build(m, depth - 1, prev, value.wrapping_mul(2));
-        let r = build(m, depth - 1, prev, value.wrapping_mul(2) | 1);
+        let l = build(m, depth - 1, piece, prev, value.wrapping_mul(2));
+        let r = build(m, depth - 1, piece, prev, value.wrapping_mul(2) | 1);
         (Some(l), Some(r))
     } else {
         (None, None)
@@ -62,8 +76,33 @@ fn build(m: &Mutator, depth: u32, prev: &mut Option<Gc<Node>>, value: u64) -> Gc
     n
 }
 
-fn subtree(m: &Mutator, seed: u64) -> Gc<Node> {
-    build(m, DEPTH, &mut None, seed)
+fn subtree(m: &Mutator, piece: u32, seed: u64) -> Gc<Node> {
+    build(m, DEPTH, piece, &mut None, seed)
+}
+
+/// Replaces a random piece of `piece` levels of the subtree in `slot` by a new one (the
+/// whole subtree when `piece` is `DEPTH`).
+fn replace(m: &Mutator, slot: &Lock<Option<Gc<Node>>>, piece: u32, rng: &mut Rng) {
+    if piece == DEPTH {
+        slot.set(m, Some(subtree(m, piece, rng.next())));
+        return;
+    }
+    let mut n = slot.get().expect("empty slot");
+    let path = rng.next();
+    for level in 0..DEPTH - piece - 1 {
+        n = if path >> level & 1 == 0 {
+            n.left.get()
+        } else {
+            n.right.get()
+        }
+        .expect("inner node");
+    }
+    let new = build(m, piece, DEPTH, &mut None, rng.next());
+    if path >> 63 == 0 {
+        n.left.set(m, Some(new));
+    } else {
+        n.right.set(m, Some(new));
+    }
 }
 
 /// Nodes in the tree under `n` (to check subtrees at the end).
@@ -99,6 +138,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let live_mib: usize = args.get(1).map_or(1024, |a| a.parse().expect("LIVE_MIB"));
     let seconds: f64 = args.get(2).map_or(20.0, |a| a.parse().expect("SECONDS"));
+    let piece: u32 = args
+        .get(3)
+        .map_or(DEPTH, |a| a.parse().expect("PIECE_LEVELS"));
+    assert!((1..=DEPTH).contains(&piece), "PIECE_LEVELS: 1 to {DEPTH}");
+    let piece_nodes = (1usize << piece) - 1;
     let nslots = ((live_mib << 20) / (SUBTREE_NODES * NODE_BYTES)).max(THREADS);
 
     let mut m = gc::attach();
@@ -119,7 +163,7 @@ fn main() {
                 s.spawn(move || {
                     let mut m = gc::attach();
                     for i in (id..nslots).step_by(THREADS) {
-                        let t = subtree(&m, i as u64);
+                        let t = subtree(&m, piece, i as u64);
                         tbl.slots[i].set(&m, Some(t));
                     }
                     m.blocking(|| barrier.wait());
@@ -133,8 +177,7 @@ fn main() {
                         if k >= nslots {
                             continue;
                         }
-                        let t = subtree(&m, rng.next());
-                        tbl.slots[k].set(&m, Some(t));
+                        replace(&m, &tbl.slots[k], piece, &mut rng);
                         n += 1;
                     }
                     replaced.fetch_add(n, Ordering::Relaxed);
@@ -170,7 +213,7 @@ fn main() {
     };
     let stopped: Duration = pauses.iter().sum();
     let reps = replaced.load(Ordering::Relaxed);
-    let nodes = reps * SUBTREE_NODES;
+    let nodes = reps * piece_nodes;
     // Every slot holds a whole subtree.
     for i in [0, nslots / 2, nslots - 1] {
         let n = tbl.slots[i].get().expect("empty slot");
@@ -194,7 +237,7 @@ fn main() {
         stopped.as_secs_f64() / wall.as_secs_f64() * 100.0
     );
     println!(
-        "mutators: {:.0} subtrees/s replaced, {:.2} M nodes/s ({:.0} MB/s) allocated; heap marked by the last cycle {} MiB; peak RSS {} MiB",
+        "mutators: {:.0} pieces of {piece_nodes} nodes/s replaced, {:.2} M nodes/s ({:.0} MB/s) allocated; heap marked by the last cycle {} MiB; peak RSS {} MiB",
         reps as f64 / wall.as_secs_f64(),
         nodes as f64 / wall.as_secs_f64() / 1e6,
         (nodes * NODE_BYTES) as f64 / wall.as_secs_f64() / 1e6,
