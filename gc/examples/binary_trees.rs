@@ -71,10 +71,11 @@ fn main() {
     if std::env::var_os("GCSTATS").is_some() {
         let s = gc::stats();
         eprintln!(
-            "gc-stats cycles={} pause_max_us={} pause_total_us={}",
+            "gc-stats cycles={} pause_max_us={} pause_total_us={} objects_marked_by_helpers={}",
             s.cycles,
             s.pause_max.as_micros(),
-            s.pause_total.as_micros()
+            s.pause_total.as_micros(),
+            s.helper_marked_objects
         );
     }
 }

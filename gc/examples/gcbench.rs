@@ -166,4 +166,10 @@ fn main() {
         s.cycles,
         gc::fmt_ms(s.pause_max)
     );
+    if std::env::var_os("GCSTATS").is_some() {
+        eprintln!(
+            "gc-stats cycles={} objects_marked_by_helpers={}",
+            s.cycles, s.helper_marked_objects
+        );
+    }
 }

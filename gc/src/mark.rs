@@ -12,8 +12,15 @@ use gomalloc::gcapi::{obj_index, PAGE_SHIFT};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Grey objects a tracer keeps before it offers half to idle markers.
-const SHARE_AT: usize = 1024;
+/// Grey objects a tracer's stack must hold for it to give half of them to an idle marker.
+///
+/// Sharing happens only while some marker is idle (one relaxed load per scan), so it can
+/// be small: a depth-first walk of a tree keeps about one entry per level on its stack
+/// (the right siblings of the path to the object being scanned), and a threshold in the
+/// hundreds never engaged a second marker on binary-trees or GCBench. What is given is
+/// the *bottom* half of the stack: the oldest entries, the roots of the largest subtrees
+/// not yet walked, so that one share keeps the other marker busy for long.
+const SHARE_AT: usize = 4;
 
 /// Grey objects taken off the stack ahead of their scan, each prefetched when taken, while
 /// the queue is on (see [`Prefetch`]).
@@ -434,8 +441,9 @@ impl Tracer {
                 // SAFETY: only allocated scan objects are pushed.
                 unsafe { scan_object(base, self) };
                 if n > 1 && self.stack.len() >= SHARE_AT && idle.load(Ordering::Relaxed) > 0 {
-                    let half = self.stack.split_off(self.stack.len() / 2);
-                    work.push(half);
+                    let top = self.stack.split_off(self.stack.len() / 2);
+                    let bottom = std::mem::replace(&mut self.stack, top);
+                    work.push(bottom);
                 }
             }
             if let Some(c) = work.pop() {

@@ -242,6 +242,60 @@ fn parallel_marking_while_mutators_build_and_drop_shared_graphs() {
     gc::debug::check_heap(&m);
 }
 
+#[derive(Trace)]
+struct TreeNode {
+    left: Lock<Option<Gc<TreeNode>>>,
+    right: Lock<Option<Gc<TreeNode>>>,
+}
+
+fn tree(m: &gc::Mutator, depth: u32) -> Gc<TreeNode> {
+    let (l, r) = if depth > 1 {
+        (Some(tree(m, depth - 1)), Some(tree(m, depth - 1)))
+    } else {
+        (None, None)
+    };
+    Gc::new(
+        m,
+        TreeNode {
+            left: Lock::new(l),
+            right: Lock::new(r),
+        },
+    )
+}
+
+fn tree_size(n: Gc<TreeNode>) -> usize {
+    1 + n.left.get().map_or(0, tree_size) + n.right.get().map_or(0, tree_size)
+}
+
+/// A single binary tree is the one grey root of each cycle, and its depth-first mark keeps
+/// about one entry per level on the marker's stack: the helper markers must still get
+/// work (the collecting marker gives the bottom of its stack away whenever one is idle).
+/// Bounded retries, as above: a helper that is not scheduled before the mark ends marks
+/// nothing in that cycle.
+#[test]
+fn helper_markers_get_work_from_a_single_tree() {
+    let _s = serial();
+    const DEPTH: u32 = 19;
+    gc::debug::set_parallel_mark_min(0);
+    gc::debug::set_mark_workers(2);
+    let m = gc::attach();
+    let root = Root::new(tree(&m, DEPTH));
+    let before = gc::stats().helper_marked_objects;
+    let mut cycles = 0;
+    while gc::stats().helper_marked_objects == before && cycles < 200 {
+        gc::collect();
+        cycles += 1;
+    }
+    let st = gc::stats();
+    assert_eq!(st.mark_workers, 2, "{st:?}");
+    assert!(
+        st.helper_marked_objects > before,
+        "the helper marked nothing of a {DEPTH}-level tree in {cycles} cycles: {st:?}"
+    );
+    assert_eq!(tree_size(root.get()), (1 << DEPTH) - 1);
+    gc::debug::check_heap(&m);
+}
+
 /// Allocates an object that nothing references; returns its address inverted (invisible to
 /// the conservative scan) and a weak reference to it.
 #[inline(never)]
