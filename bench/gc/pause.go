@@ -1,5 +1,6 @@
 // The pause benchmark in Go 1.19: the same program as gc/examples/pause.rs (see there).
-// go run bench/gc/pause.go [LIVE_MIB [SECONDS]] (default 1024 MiB, 20 s). Pauses are
+// go run bench/gc/pause.go [LIVE_MIB [SECONDS [PIECE_LEVELS]]] (default 1024 MiB, 20 s,
+// whole subtrees). Pauses are
 // MemStats.PauseNs of the cycles that began in the replacement phase: per cycle, both
 // stops (sweep termination and mark termination) added up, as Go records them.
 package main
@@ -29,20 +30,52 @@ type Node struct {
 	value, pad         uint64
 }
 
-func build(d int, prev **Node, value uint64) *Node {
+// build makes a subtree of d levels; each subtree of piece levels below is a unit whose
+// other links stay inside it (see pause.rs).
+func build(d, piece int, prev **Node, value uint64) *Node {
+	if d == piece && piece < depth {
+		var p *Node
+		n := build(d, depth, &p, value)
+		*prev = nil
+		return n
+	}
 	var l, r *Node
 	if d > 1 {
-		l = build(d-1, prev, value*2)
-		r = build(d-1, prev, value*2|1)
+		l = build(d-1, piece, prev, value*2)
+		r = build(d-1, piece, prev, value*2|1)
 	}
 	n := &Node{left: l, right: r, other: *prev, value: value}
 	*prev = n
 	return n
 }
 
-func subtree(seed uint64) *Node {
+func subtree(piece int, seed uint64) *Node {
 	var prev *Node
-	return build(depth, &prev, seed)
+	return build(depth, piece, &prev, seed)
+}
+
+// replace replaces a random piece of piece levels of the subtree in *slot.
+func replace(slot **Node, piece int, r *rng) {
+	if piece == depth {
+		*slot = subtree(piece, r.next())
+		return
+	}
+	n := *slot
+	path := r.next()
+	for level := 0; level < depth-piece-1; level++ {
+		if path>>level&1 == 0 {
+			n = n.left
+		} else {
+			n = n.right
+		}
+	}
+	var p *Node
+	nw := build(piece, depth, &p, r.next())
+	if path>>63 == 0 {
+		n.left = nw
+	} else {
+		n.right = nw
+	}
 }
 
 func count(n *Node) int {
@@ -86,6 +119,11 @@ func main() {
 	if len(os.Args) > 2 {
 		seconds, _ = strconv.ParseFloat(os.Args[2], 64)
 	}
+	piece := depth
+	if len(os.Args) > 3 {
+		piece, _ = strconv.Atoi(os.Args[3])
+	}
+	pieceNodes := 1<<piece - 1
 	nslots := (liveMiB << 20) / (subtreeNodes * nodeBytes)
 	if nslots < threads {
 		nslots = threads
@@ -101,7 +139,7 @@ func main() {
 	for id := 0; id < threads; id++ {
 		go func(id int) {
 			for i := id; i < nslots; i += threads {
-				slots[i] = subtree(uint64(i))
+				slots[i] = subtree(piece, uint64(i))
 			}
 			built.Done()
 			start.Wait()
@@ -114,7 +152,7 @@ func main() {
 				if k >= nslots {
 					continue
 				}
-				slots[k] = subtree(r.next())
+				replace(&slots[k], piece, &r)
 				n++
 			}
 			atomic.AddInt64(&replaced, n)
@@ -157,15 +195,15 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	nodes := float64(replaced) * subtreeNodes
+	nodes := float64(replaced) * float64(pieceNodes)
 	w := wall.Seconds()
 	gogc := debug.SetGCPercent(100)
 	fmt.Printf("pause benchmark (Go %s): live %d MiB (%d nodes of %d B in %d subtrees), %d mutator goroutines, GOGC %d, GOMAXPROCS %d; built in %.2f s, then %.1f s of replacement\n",
 		runtime.Version(), liveMiB, nslots*subtreeNodes, nodeBytes, nslots, threads, gogc, runtime.GOMAXPROCS(0), buildTime.Seconds(), w)
 	fmt.Printf("cycles %d (%d pauses kept); world-stopped pause max %.3f ms, p99 %.3f ms, p50 %.3f ms; stopped %.1f%% of the wall time\n",
 		cycles, len(pauses), ms(pct(100)), ms(pct(99)), ms(pct(50)), float64(stopped)/1e9/w*100)
-	fmt.Printf("mutators: %.0f subtrees/s replaced, %.2f M nodes/s (%.0f MB/s) allocated; live heap after the last cycle %d MiB; peak RSS %d MiB\n",
-		float64(replaced)/w, nodes/w/1e6, nodes*nodeBytes/w/1e6, st.HeapAlloc>>20, peakRSSMiB())
+	fmt.Printf("mutators: %.0f pieces of %d nodes/s replaced, %.2f M nodes/s (%.0f MB/s) allocated; live heap after the last cycle %d MiB; peak RSS %d MiB\n",
+		float64(replaced)/w, pieceNodes, nodes/w/1e6, nodes*nodeBytes/w/1e6, st.HeapAlloc>>20, peakRSSMiB())
 	fmt.Printf("pause-result cycles=%d max_ms=%.3f p99_ms=%.3f p50_ms=%.3f stopped_pct=%.1f nodes_per_s=%.0f rss_mib=%d\n",
 		cycles, ms(pct(100)), ms(pct(99)), ms(pct(50)), float64(stopped)/1e9/w*100, nodes/w, peakRSSMiB())
 }

@@ -14,7 +14,7 @@
 //! stopped, mutator throughput (subtrees and nodes replaced per second) and peak RSS;
 //! last a `pause-result` line for `run.py`.
 //!
-//! `PIECE_LEVELS` (default 10, the whole subtree; this program only, not the Go one) makes
+//! `PIECE_LEVELS` (default 10, the whole subtree; the Go program takes it too) makes
 //! each replacement a random piece of that many levels inside a subtree (3: 7 nodes) whose
 //! nodes link only among themselves: the new pieces fill holes all over the heap, so the
 //! live graph ends up scattered over many spans, the case of docs/GC-BENCHMARKS.md's
