@@ -76,17 +76,19 @@ struct Prefetch {
 }
 
 /// Asks the CPU to bring the cache line at `addr` into the cache; no effect on the
-/// program's state, never faults.
+/// program's state, never faults. Nothing under Miri, which runs no inline assembly.
 #[inline(always)]
 fn prefetch(addr: usize) {
+    #[cfg(miri)]
+    let _ = addr;
     // SAFETY: a prefetch hint reads nothing architecturally and does not fault on any
     // address; it touches no register but its input and no flags.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     unsafe {
         std::arch::asm!("prefetcht0 [{a}]", a = in(reg) addr, options(nostack, preserves_flags, readonly));
     }
     // SAFETY: as above (`prfm` is a hint).
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
     unsafe {
         std::arch::asm!("prfm pldl1keep, [{a}]", a = in(reg) addr, options(nostack, preserves_flags, readonly));
     }
