@@ -64,7 +64,7 @@
 //! | layer | modules (`src/*.rs`) |
 //! |---|---|
 //! | the OS | `sys` (raw system calls, the background thread), `os` (Go's memory states) |
-//! | primitives | `sync` (atomics or loom's), `lock` (the spin lock), `fixalloc` (metadata records) |
+//! | primitives | `sync` (atomics or loom's), `lock` (the spin lock), `fixalloc` (metadata records), `list` (the intrusive list) |
 //! | tables | `sizeclasses` (generated), `sizeclass` (classes, span classes, divisions) |
 //! | the address map | `arena` (64 MiB arenas, the two-level map, page -> span) |
 //! | spans | `span` (bitmaps, windows, invariants), `remote` (other threads' frees) |
@@ -109,6 +109,8 @@ internal! {
     #[cfg(not(loom))]
     mod fixalloc;
     mod harden;
+    #[cfg(not(loom))]
+    mod list;
     mod lock;
     #[cfg(not(loom))]
     mod malloc;

@@ -27,10 +27,11 @@
 use crate::arena::ArenaHint;
 use crate::fixalloc::FixAlloc;
 use crate::lock::SpinLock;
-use crate::mcentral::{central, SpanList};
+use crate::list::{Link, Links, List};
+use crate::mcentral::central;
 use crate::sizeclass::{SizeClass, SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
 use crate::sizeclasses::NUM_SIZE_CLASSES;
-use crate::span::{Span, NO_WINDOW};
+use crate::span::{SpanList, Span, NO_WINDOW};
 use crate::sync::{AtomicUsize, Ordering};
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
@@ -54,8 +55,7 @@ pub struct MCache {
     /// The span each span class allocates from (hot).
     pub alloc: [Cell<*mut Span>; NUM_SPAN_CLASSES],
     /// Links in the pool's active or free list.
-    next: Cell<*mut MCache>,
-    prev: Cell<*mut MCache>,
+    links: Links<MCache>,
     /// Times this cache swapped a span with its mcentral.
     pub refills: Cell<usize>,
     /// Per span class, the span the thread's layout-aware frees of that class last went
@@ -100,8 +100,7 @@ impl MCache {
         MCache {
             arena_hint: ArenaHint::new(),
             alloc: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SPAN_CLASSES],
-            next: Cell::new(ptr::null_mut()),
-            prev: Cell::new(ptr::null_mut()),
+            links: Links::new(),
             refills: Cell::new(0),
             free_hint: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SPAN_CLASSES],
             retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SPAN_CLASSES],
@@ -441,7 +440,7 @@ unsafe fn retire_keeps(c: &MCache, spc: SpanClass) -> bool {
     let np = spc.size_class().npages();
     // SAFETY: the caller owns `c` (# Safety), so its counters are ours to read.
     c.retained_pages.get() + np <= RETAIN_TOTAL_BYTES >> PAGE_SHIFT
-        || unsafe { retained(c, spc) }.len > 0
+        || !unsafe { retained(c, spc) }.is_empty()
 }
 
 /// Takes the parked span `s` back into the calling thread's cache, as a retained span, if
@@ -540,7 +539,7 @@ unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
         let list = retained(c, spc);
         let mut s = list.front();
         let mut last = ptr::null_mut();
-        for _ in 0..list.len.min(RETAIN_PROBES) {
+        for _ in 0..list.len().min(RETAIN_PROBES) {
             let sr = &*s;
             let nelems = sr.nelems.get();
             let enough = enough_free(nelems);
@@ -576,7 +575,7 @@ unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
                 sr.retain();
             }
             last = s;
-            s = sr.next.get();
+            s = list.next(s);
         }
         if !last.is_null() {
             list.rotate_through(last);
@@ -688,54 +687,50 @@ pub unsafe fn flush(c: &MCache) {
 /// Cache flushes since start (thread exits), for [`crate::stats()`].
 pub static FLUSHES: AtomicUsize = AtomicUsize::new(0);
 
+/// The pool's lists, through [`MCache::links`]; a record is in one of them.
+pub struct InPool;
+impl Link for InPool {
+    type Node = MCache;
+    fn links(c: &MCache) -> &Links<MCache> {
+        &c.links
+    }
+}
+
 /// All cache records: the active ones (owned by a live thread) and recycled ones.
 pub struct Pool {
     fix: FixAlloc,
-    active: *mut MCache,
-    free: *mut MCache,
-    /// Caches owned by live threads.
-    pub nactive: usize,
+    active: List<InPool>,
+    free: List<InPool>,
 }
-
-// SAFETY: records are allocator metadata guarded by POOL's lock.
-unsafe impl Send for Pool {}
 
 /// The cache pool. Lock order: ORPHAN -> POOL -> mcentral -> mheap.
 pub static POOL: SpinLock<Pool> = SpinLock::new(Pool {
     fix: FixAlloc::new(MCACHE_BYTES),
-    active: ptr::null_mut(),
-    free: ptr::null_mut(),
-    nactive: 0,
+    active: List::new(),
+    free: List::new(),
 });
 
 impl Pool {
     /// A clean cache record on the active list, or null if the OS refuses memory.
     pub fn get(&mut self) -> *mut MCache {
-        let c = if self.free.is_null() {
-            let c = self.fix.alloc().cast::<MCache>();
+        let mut c = self.free.pop_front();
+        if c.is_null() {
+            c = self.fix.alloc().cast::<MCache>();
             if c.is_null() {
                 return c;
             }
             // SAFETY: fresh storage of the right size and alignment.
             unsafe { c.write(MCache::empty()) };
-            c
-        } else {
-            let c = self.free;
-            // SAFETY: free-list members are valid, flushed records.
-            self.free = unsafe { (*c).next.get() };
-            c
-        };
-        // SAFETY: `c` and the list head are valid records.
-        unsafe {
-            (*c).prev.set(ptr::null_mut());
-            (*c).next.set(self.active);
-            if !self.active.is_null() {
-                (*self.active).prev.set(c);
-            }
         }
-        self.active = c;
-        self.nactive += 1;
+        // SAFETY: `c` is a valid record (fresh, or a flushed one off the free list) in no
+        // list; records live for ever (fixalloc memory is never returned).
+        unsafe { self.active.push_front(c) };
         c
+    }
+
+    /// Caches owned by live threads.
+    pub fn nactive(&self) -> usize {
+        self.active.len()
     }
 
     /// Moves a flushed cache from the active list to the free list.
@@ -743,32 +738,11 @@ impl Pool {
     /// # Safety
     /// `c` is on this pool's active list and flushed; nobody uses it any more.
     pub unsafe fn put(&mut self, c: *mut MCache) {
-        // SAFETY: `c` is on this pool's active list, flushed and unused (# Safety).
+        // SAFETY: `c` is on this pool's active list (# Safety); off it, it is in no list.
         unsafe {
-            self.unlink_active(c);
-            (*c).next.set(self.free);
+            self.active.remove(c);
+            self.free.push_front(c);
         }
-        self.free = c;
-    }
-
-    /// Takes `c` off the active list (and out of the count), onto no list.
-    ///
-    /// # Safety
-    /// `c` is on this pool's active list.
-    unsafe fn unlink_active(&mut self, c: *mut MCache) {
-        // SAFETY: `c` is a valid record on the active list; its neighbours are too.
-        unsafe {
-            let (p, n) = ((*c).prev.get(), (*c).next.get());
-            if p.is_null() {
-                self.active = n;
-            } else {
-                (*p).next.set(n);
-            }
-            if !n.is_null() {
-                (*n).prev.set(p);
-            }
-        }
-        self.nactive -= 1;
     }
 }
 
@@ -815,13 +789,14 @@ pub unsafe fn abandon_after_fork() {
     let me = current();
     let orphan = ORPHAN.lock().0;
     let mut pool = POOL.lock();
-    let mut c = pool.active;
+    let mut c = pool.active.front();
     while !c.is_null() {
-        // SAFETY: active-list members are valid records.
-        let next = unsafe { (*c).next.get() };
+        // SAFETY: `c` is on the active list.
+        let next = unsafe { pool.active.next(c) };
         if c != me && c != orphan {
-            // SAFETY: `c` is on the active list; its owner thread does not exist here.
-            unsafe { pool.unlink_active(c) };
+            // SAFETY: `c` is on the active list; its owner thread does not exist here, and
+            // its record, in no list now, is never reused (it may be mid-update).
+            unsafe { pool.active.remove(c) };
             ABANDONED.fetch_add(1, Ordering::Relaxed);
         }
         c = next;

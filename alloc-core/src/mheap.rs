@@ -24,7 +24,8 @@ use crate::fixalloc::FixAlloc;
 use crate::lock::SpinLock;
 use crate::os;
 use crate::sizeclass::{SpanClass, PAGE_SHIFT, PAGE_SIZE};
-use crate::span::{Span, SpanState, SPAN_RECORD_BYTES};
+use crate::list::List;
+use crate::span::{InDirty, Span, SpanList, SpanState, SPAN_RECORD_BYTES};
 use core::ptr;
 
 mod pagebits;
@@ -97,7 +98,7 @@ pub struct HeapCounters {
 
 /// The page heap. All fields are protected by [`HEAP`].
 pub struct MHeap {
-    bins: [*mut Span; NBINS],
+    bins: [SpanList; NBINS],
     nonempty: [u64; NBINS / 64],
     spanalloc: FixAlloc,
     /// Reserved but not yet committed address space of the current arena region.
@@ -105,11 +106,8 @@ pub struct MHeap {
     cur_end: usize,
     hint: usize,
     /// Free runs that may hold pages not yet released to the OS, oldest first: the
-    /// scavenger's work list, linked through `Span::dirty_next`/`dirty_prev`.
-    dirty_head: *mut Span,
-    dirty_tail: *mut Span,
-    /// Runs in the dirty list.
-    ndirty: usize,
+    /// scavenger's work list (`release.rs`).
+    dirty: List<InDirty>,
     /// The most pages in use since the scavenger last looked ([`MHeap::take_inuse_high`]):
     /// its decaying peak follows rises it did not see (it may not have been running).
     inuse_high: usize,
@@ -140,15 +138,13 @@ impl MHeap {
     /// private heaps far from the global one so they cannot touch its arenas.
     pub(crate) const fn with_hint(hint: usize) -> MHeap {
         MHeap {
-            bins: [ptr::null_mut(); NBINS],
+            bins: [const { SpanList::new() }; NBINS],
             nonempty: [0; NBINS / 64],
             spanalloc: FixAlloc::new(SPAN_RECORD_BYTES),
             cur_base: 0,
             cur_end: 0,
             hint,
-            dirty_head: ptr::null_mut(),
-            dirty_tail: ptr::null_mut(),
-            ndirty: 0,
+            dirty: List::new(),
             inuse_high: 0,
             c: HeapCounters {
                 pages_inuse: 0,
@@ -207,13 +203,8 @@ impl MHeap {
         }
         let b = bin_of(sr.npages.get());
         sr.bin.set(b as u16);
-        sr.prev.set(ptr::null_mut());
-        sr.next.set(self.bins[b]);
-        if !self.bins[b].is_null() {
-            // SAFETY: list members are valid records.
-            unsafe { (*self.bins[b]).prev.set(s) };
-        }
-        self.bins[b] = s;
+        // SAFETY: `s` is a valid record in no bin (# Safety).
+        unsafe { self.bins[b].push_front(s) };
         self.nonempty[b / 64] |= 1 << (b % 64);
     }
 
@@ -229,16 +220,8 @@ impl MHeap {
                 self.dirty_unlink(s);
             }
             let b = sr.bin.get() as usize;
-            let (p, n) = (sr.prev.get(), sr.next.get());
-            if p.is_null() {
-                self.bins[b] = n;
-            } else {
-                (*p).next.set(n);
-            }
-            if !n.is_null() {
-                (*n).prev.set(p);
-            }
-            if self.bins[b].is_null() {
+            self.bins[b].remove(s);
+            if self.bins[b].is_empty() {
                 self.nonempty[b / 64] &= !(1 << (b % 64));
             }
         }
@@ -252,7 +235,7 @@ impl MHeap {
             let mut bits = self.nonempty[w] & (!0u64 << (b % 64));
             loop {
                 if bits != 0 {
-                    return self.bins[w * 64 + bits.trailing_zeros() as usize];
+                    return self.bins[w * 64 + bits.trailing_zeros() as usize].front();
                 }
                 w += 1;
                 if w == self.nonempty.len() {
@@ -262,14 +245,15 @@ impl MHeap {
             }
         }
         // The rounded-up bins are empty; a run in n's own bin may still fit.
-        let mut s = self.bins[bin_of(n).min(NBINS - 1)];
+        let bin = &self.bins[bin_of(n).min(NBINS - 1)];
+        let mut s = bin.front();
         while !s.is_null() {
             // SAFETY: bin members are valid records.
             unsafe {
                 if (*s).npages.get() >= n {
                     return s;
                 }
-                s = (*s).next.get();
+                s = bin.next(s);
             }
         }
         ptr::null_mut()
@@ -728,15 +712,15 @@ impl MHeap {
         let mut free = 0;
         let mut dirty_flags = 0;
         for b in 0..NBINS {
-            let mut s = self.bins[b];
-            assert_eq!(s.is_null(), self.nonempty[b / 64] & (1 << (b % 64)) == 0);
-            let mut prev = ptr::null_mut();
-            while !s.is_null() {
+            assert_eq!(
+                self.bins[b].is_empty(),
+                self.nonempty[b / 64] & (1 << (b % 64)) == 0
+            );
+            self.bins[b].for_each(|s| {
                 // SAFETY: bin members are valid records.
                 let sr = unsafe { &*s };
                 assert_eq!(sr.state(), SpanState::Free);
                 assert_eq!(bin_of(sr.npages.get()), b);
-                assert_eq!(sr.prev.get(), prev);
                 assert_eq!(arena::span_of(sr.base.get()), s);
                 assert_eq!(arena::span_of(sr.limit() - PAGE_SIZE), s);
                 let after = arena::span_of(sr.limit());
@@ -749,25 +733,16 @@ impl MHeap {
                 }
                 free += sr.npages.get();
                 dirty_flags += usize::from(sr.in_dirty.get());
-                prev = s;
-                s = sr.next.get();
-            }
+            });
         }
         assert_eq!(free, self.c.pages_free);
-        let (mut n, mut s, mut prev) = (0, self.dirty_head, ptr::null_mut());
-        while !s.is_null() {
+        self.dirty.for_each(|s| {
             // SAFETY: dirty-list members are valid records.
             let sr = unsafe { &*s };
             assert_eq!(sr.state(), SpanState::Free);
             assert!(sr.in_dirty.get());
-            assert_eq!(sr.dirty_prev.get(), prev);
-            n += 1;
-            prev = s;
-            s = sr.dirty_next.get();
-        }
-        assert_eq!(prev, self.dirty_tail);
-        assert_eq!(n, self.ndirty);
-        assert_eq!(n, dirty_flags);
+        });
+        assert_eq!(self.dirty.len(), dirty_flags);
         assert!(self.c.pages_released <= self.c.pages_free);
         assert_eq!(
             (self.c.pages_free + self.c.pages_inuse) << PAGE_SHIFT,

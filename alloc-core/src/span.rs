@@ -17,10 +17,11 @@
 //!   reads the immutable fields (`base`, `elemsize`, `div_magic`, `nelems`, `spanclass`,
 //!   `xfree_bits`) of an in-use span;
 //! * the page heap (under its lock) changes `base`, `npages` and `state`, and links free
-//!   spans through `next`/`prev` (its size bins) and `dirty_next`/`dirty_prev` (free runs
-//!   with pages not yet released to the OS).
+//!   spans through `links` (its size bins) and `dirty` (free runs with pages not yet
+//!   released to the OS).
 
 use crate::arena::{self, BITMAP_WORDS_PER_PAGE};
+use crate::list::{Link, Links, List};
 use crate::mcache::MCache;
 use crate::remote::{Linked, RemoteFrees};
 use crate::report::{double_free, fatal};
@@ -113,10 +114,8 @@ pub struct Span {
     /// Span class (class 0 for large objects). Immutable while the span is in use; the
     /// remote free reads it beside `state`.
     pub spanclass: Cell<SpanClass>,
-    /// Dirty-list links (free records only).
-    pub dirty_next: Cell<*mut Span>,
-    /// Dirty-list links (free records only).
-    pub dirty_prev: Cell<*mut Span>,
+    /// Links in the page heap's dirty list (free records only).
+    pub dirty: Links<Span>,
     /// Free records only: when the run last became dirty, on the scavenger's coarse clock
     /// (`crate::scavenge::coarse_now`); runs younger than `crate::scavenge::MIN_AGE_NS`
     /// are left alone by the background scavenger.
@@ -135,10 +134,9 @@ pub struct Span {
     pub npages: Cell<usize>,
     /// Mark bitmap for the collector.
     pub mark_bits: Cell<*mut u64>,
-    /// List links (page heap bins, mcentral partial list).
-    pub next: Cell<*mut Span>,
-    /// List links (page heap bins, mcentral partial list).
-    pub prev: Cell<*mut Span>,
+    /// Links in a page heap bin (free records), an mcentral's partial list or a cache's
+    /// retained list (in-use records).
+    pub links: Links<Span>,
     /// Link in an mcentral's pending stack.
     pub pending_next: AtomicPtr<Span>,
     /// Number of slots (1 for a large span).
@@ -160,6 +158,29 @@ const _: () = assert!(SPAN_RECORD_BYTES == 192);
 const _: () = assert!(core::mem::offset_of!(Span, alloc_count) == 60);
 const _: () = assert!(core::mem::offset_of!(Span, xfree) == 64);
 const _: () = assert!(core::mem::offset_of!(Span, npages) == 128);
+
+/// The lists a span is in through [`Span::links`]: a page heap bin, an mcentral's partial
+/// list, or a thread cache's retained list; one at a time (they hold spans in different
+/// states or owned by different parties).
+pub struct InList;
+impl Link for InList {
+    type Node = Span;
+    fn links(s: &Span) -> &Links<Span> {
+        &s.links
+    }
+}
+
+/// The page heap's dirty list, through [`Span::dirty`]: a free span is in it and in a bin.
+pub struct InDirty;
+impl Link for InDirty {
+    type Node = Span;
+    fn links(s: &Span) -> &Links<Span> {
+        &s.dirty
+    }
+}
+
+/// A list of spans through [`Span::links`].
+pub type SpanList = List<InList>;
 
 impl Linked for Span {
     fn link(&self) -> &AtomicPtr<Span> {
@@ -219,16 +240,14 @@ impl Span {
             in_dirty: Cell::new(false),
             state: AtomicU8::new(SpanState::Dead as u8),
             spanclass: Cell::new(SpanClass(0)),
-            dirty_next: Cell::new(ptr::null_mut()),
-            dirty_prev: Cell::new(ptr::null_mut()),
+            dirty: Links::new(),
             dirty_since: Cell::new(0),
             last_owner: AtomicPtr::new(ptr::null_mut()),
             xfree_bits: Cell::new(ptr::null()),
             _pad_remote: [0; 8],
             npages: Cell::new(0),
             mark_bits: Cell::new(ptr::null_mut()),
-            next: Cell::new(ptr::null_mut()),
-            prev: Cell::new(ptr::null_mut()),
+            links: Links::new(),
             pending_next: AtomicPtr::new(ptr::null_mut()),
             nelems: Cell::new(0),
             bin: Cell::new(0),

@@ -109,7 +109,7 @@ pub struct Stats {
 /// the per-class counters without locks; never allocates.
 pub fn stats() -> Stats {
     let c = HEAP.lock().c;
-    let active_caches = POOL.lock().nactive;
+    let active_caches = POOL.lock().nactive();
     let mut by_size = [ClassStats::default(); NUM_SIZE_CLASSES];
     let (mut heap_alloc, mut heap_objects) = (0, 0);
     for (i, b) in by_size.iter_mut().enumerate().skip(1) {

@@ -19,20 +19,11 @@ impl MHeap {
     /// # Safety
     /// `s` is a valid free record not on the dirty list.
     pub(super) unsafe fn dirty_push_back(&mut self, s: *mut Span) {
-        // SAFETY: caller contract; the tail is a valid member.
+        // SAFETY: `s` is a valid record not on the dirty list (# Safety).
         unsafe {
-            let sr = &*s;
-            sr.in_dirty.set(true);
-            sr.dirty_next.set(ptr::null_mut());
-            sr.dirty_prev.set(self.dirty_tail);
-            if self.dirty_tail.is_null() {
-                self.dirty_head = s;
-            } else {
-                (*self.dirty_tail).dirty_next.set(s);
-            }
+            (*s).in_dirty.set(true);
+            self.dirty.push_back(s);
         }
-        self.dirty_tail = s;
-        self.ndirty += 1;
     }
 
     /// Takes `s` off the dirty list.
@@ -40,23 +31,11 @@ impl MHeap {
     /// # Safety
     /// `s` is on the dirty list.
     pub(super) unsafe fn dirty_unlink(&mut self, s: *mut Span) {
-        // SAFETY: caller contract; neighbours are valid members.
+        // SAFETY: `s` is on the dirty list (# Safety), so a valid record.
         unsafe {
-            let sr = &*s;
-            let (p, n) = (sr.dirty_prev.get(), sr.dirty_next.get());
-            if p.is_null() {
-                self.dirty_head = n;
-            } else {
-                (*p).dirty_next.set(n);
-            }
-            if n.is_null() {
-                self.dirty_tail = p;
-            } else {
-                (*n).dirty_prev.set(p);
-            }
-            sr.in_dirty.set(false);
+            self.dirty.remove(s);
+            (*s).in_dirty.set(false);
         }
-        self.ndirty -= 1;
     }
 
 
@@ -89,10 +68,10 @@ impl MHeap {
         let lazy = config::release_mode() == config::ReleaseMode::Free;
         let mut density = ChunkDensity::default();
         let (mut released, mut young) = (0, 0);
-        let mut visits = self.ndirty;
+        let mut visits = self.dirty.len();
         while visits > 0 && released < max_pages {
             visits -= 1;
-            let s = self.dirty_head;
+            let s = self.dirty.front();
             // SAFETY: dirty-list members are valid free records.
             let (base, n, since) =
                 unsafe { ((*s).base.get(), (*s).npages.get(), (*s).dirty_since.get()) };
