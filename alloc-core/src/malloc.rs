@@ -204,11 +204,32 @@ unsafe fn alloc_after_refill(c: &MCache, spc: SpanClass) -> *mut u8 {
     p
 }
 
+/// Large blocks of at least this many pages (64 KiB) take a multiple of it, as
+/// mimalloc's 64 KiB slices do. Their first pages then fall on few distinct addresses: a
+/// program that writes only the start of each large block (a buffer sized for the worst
+/// case) finds the pages a freed block touched under the next one, instead of faulting in
+/// fresh pages while the freed ones wait for the scavenger (the `untouched` workload:
+/// `docs/BENCHMARKS.md`). The rounded-up tail costs address space, not memory, until the
+/// program writes it.
+pub const LARGE_GRAIN_PAGES: usize = 8;
+
+/// Pages of a large block of `size` bytes: whole pages, and from [`LARGE_GRAIN_PAGES`]
+/// up a multiple of it.
+#[inline]
+fn large_pages(size: usize) -> usize {
+    let n = size.max(1).div_ceil(PAGE_SIZE);
+    if n >= LARGE_GRAIN_PAGES {
+        n.next_multiple_of(LARGE_GRAIN_PAGES)
+    } else {
+        n
+    }
+}
+
 fn alloc_large(size: usize, align: usize, noscan: bool) -> *mut u8 {
     if size > isize::MAX as usize - PAGE_SIZE || align > 1 << 40 {
         return ptr::null_mut();
     }
-    let npages = size.max(1).div_ceil(PAGE_SIZE) + crate::harden::GUARD_PAGES;
+    let npages = large_pages(size) + crate::harden::GUARD_PAGES;
     crate::scavenge::before_grow();
     let s = HEAP
         .lock()
@@ -719,12 +740,19 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     } else {
         new_size
     };
-    if !growing && new_size >= old / 2 {
+    // What a block of `new_size` would hold: a large one is rounded up to its grain, so
+    // a block whose headroom the grain rounded up is not shrunk back at the next call.
+    let needs = if sr.is_large() && new_size > MAX_SMALL_SIZE {
+        large_pages(new_size) << PAGE_SHIFT
+    } else {
+        new_size
+    };
+    if !growing && needs >= old / 2 {
         // Fits, and not worth a smaller block. (The object has the alignment already.)
         return p;
     }
     if sr.is_large() && new_size > MAX_SMALL_SIZE {
-        let npages = new_size.div_ceil(PAGE_SIZE);
+        let npages = large_pages(new_size);
         let have = old >> PAGE_SHIFT;
         let s = sr as *const Span as *mut Span;
         // SAFETY: `s` is the in-use large span of `p`; the guard pages named are the
@@ -748,7 +776,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
                 } else {
                     // Grow into the free pages after the span: with headroom if they
                     // allow, else just enough.
-                    let want = room.div_ceil(PAGE_SIZE);
+                    let want = large_pages(room);
                     let mut heap = HEAP.lock();
                     let extended = [want, npages]
                         .into_iter()
