@@ -94,7 +94,8 @@ fn claim(s: &Span, kind: u8, sweepgen: u32) {
 /// # Safety
 /// `s` is an in-use span of the collector that no cache, list or live object references.
 pub unsafe fn free_span(s: *mut Span) {
-    // SAFETY: caller contract: the span record is live and ours.
+    // SAFETY: `s` is an in-use collector span nothing else references (# Safety): a live
+    // record ours alone, as `MHeap::free_span` requires.
     unsafe {
         debug_assert_ne!((*s).gc.load(Ordering::Relaxed), KIND_MALLOC);
         (*s).gc.store(KIND_MALLOC, Ordering::Release);
@@ -175,8 +176,8 @@ pub fn find_object(addr: usize) -> Option<ObjectRef> {
 /// `span` is a live span of the collector and `index < nelems`.
 #[inline(always)]
 unsafe fn mark_word(span: &Span, index: usize) -> &AtomicU64 {
-    // SAFETY: caller contract: the word lies in the span's mark bitmap, which is 8-byte
-    // aligned and only ever accessed atomically while markers run (rule 3).
+    // SAFETY: `index < nelems` (# Safety), so the word lies in the span's mark bitmap,
+    // 8-byte aligned and only ever accessed atomically while markers run (rule 3).
     unsafe { AtomicU64::from_ptr(span.mark_bits.get().add(index >> 6)) }
 }
 
@@ -321,7 +322,8 @@ mod tests {
         let live = unsafe { sweep_bitmaps(sr, |p| freed.push(p)) };
         assert_eq!((live, freed), (2, vec![c]));
         assert!(find_object(c).is_none());
-        // SAFETY: as above.
+        // SAFETY: `ob` survived the sweep (it was marked) in our uncached span, which is
+        // not freed until last; no marker runs; nothing references `s` when it is freed.
         unsafe {
             assert!(!is_marked(ob));
             assert_eq!(sweep_bitmaps(sr, |_| {}), 0);

@@ -51,6 +51,10 @@ pub unsafe fn verify_poison(p: *mut u8, n: usize) {
     }
 }
 
+/// [`verify_poison`]'s check, out of line.
+///
+/// # Safety
+/// `p..p+n` is a free slot the caller just took (slots are 8-byte aligned).
 #[cold]
 #[inline(never)]
 unsafe fn verify_slow(p: *mut u8, n: usize) {

@@ -209,25 +209,28 @@ unsafe impl GlobalAlloc for GoMalloc {
     // allocation (see docs/HARDENING.md). gomalloc's own entry points stay available.
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: GlobalAlloc's contract, passed on.
+        // SAFETY: GlobalAlloc's contract: `layout` has a non-zero size.
         unsafe { std::alloc::System.alloc(layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: GlobalAlloc's contract, passed on.
+        // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator, so from `System`,
+        // with `layout`.
         unsafe { std::alloc::System.dealloc(ptr, layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: GlobalAlloc's contract, passed on.
+        // SAFETY: GlobalAlloc's contract: `layout` has a non-zero size.
         unsafe { std::alloc::System.alloc_zeroed(layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: GlobalAlloc's contract, passed on.
+        // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator, so from `System`,
+        // with `layout`; `new_size` is non-zero and, rounded up to `layout.align()`, at
+        // most `isize::MAX`.
         unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
     }
 }

@@ -316,7 +316,8 @@ pub unsafe fn free(p: *mut u8) {
 pub unsafe fn free_fast(p: *mut u8) -> bool {
     let addr = p as usize;
     let c = mcache::current();
-    // SAFETY: `c` is the thread's cache or the static empty one; caller contract for `p`.
+    // SAFETY: `c` is the thread's cache or the static empty one; `p` is null or ours and
+    // not used afterwards (# Safety, as for `free`).
     unsafe { free_fast_lookup(c, addr) }
 }
 
@@ -397,7 +398,8 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
 #[cold]
 #[inline(never)]
 unsafe fn free_unsized(p: *mut u8) {
-    // SAFETY: the same contract as `free` (# Safety).
+    // SAFETY: `p` is null or from this allocator, not used afterwards (# Safety, as for
+    // `free`).
     unsafe { free(p) }
 }
 
@@ -500,7 +502,9 @@ unsafe fn free_starting_a_run(s: &Span, idx: usize, p: *mut u8) {
 #[inline(never)]
 unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
     let addr = p as usize;
-    // SAFETY: as in `free_in_span_or_general`.
+    // SAFETY: `c` is this thread's cache (or the static empty one) and `p` null or ours and
+    // dead (# Safety); a non-null arena-map entry is a live record (arena invariant 1),
+    // and one `c` owns is this thread's to free into.
     unsafe {
         let s = span_of(addr);
         if s.is_null() {
@@ -527,6 +531,10 @@ unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
 }
 
 /// Frees an object of a span this thread does not own: a remote free or a large object.
+///
+/// # Safety
+/// `s` is the (non-null) arena-map entry of `addr`, a block returned by this allocator
+/// that its user frees and does not use afterwards (as for [`free`]).
 #[inline(never)]
 unsafe fn free_slow(s: *mut Span, addr: usize) {
     // SAFETY: arena-map entries point to live span records.
@@ -594,7 +602,8 @@ unsafe fn free_slow(s: *mut Span, addr: usize) {
     }
     // SAFETY: the object is dead and the caller's until its bit is set.
     unsafe { crate::harden::poison(p_of(addr), sr.elemsize.get() as usize) };
-    // SAFETY: `idx` is the slot of `addr`, being freed by its user (caller contract).
+    // SAFETY: `s` is in use (checked above), `idx` is the slot of `addr` (`slot_of`), and
+    // its user is freeing it (# Safety).
     match unsafe { sr.free_remote(idx) } {
         Push::Done => {}
         Push::Woke => {

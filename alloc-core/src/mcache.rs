@@ -122,7 +122,8 @@ impl MCache {
     #[inline(always)]
     pub fn free_span(&self, spc: usize) -> &Span {
         debug_assert!(spc < NUM_SPAN_CLASSES);
-        // SAFETY: as in `span`.
+        // SAFETY: `spc < NUM_SPAN_CLASSES`; the hint is always a live span record (the
+        // `free_hint` invariant: `EMPTY_SPAN` or a span this cache owns).
         unsafe { &*self.free_hint.get_unchecked(spc).get() }
     }
 
@@ -464,7 +465,8 @@ unsafe fn retire_keeps(c: &MCache, spc: SpanClass) -> bool {
 #[inline(never)]
 pub unsafe fn adopt_for_free(s: *mut Span) -> bool {
     let c = current();
-    // SAFETY: caller contract: `s` is a live in-use record.
+    // SAFETY: `s` is an in-use span holding the object being freed (# Safety), so a live
+    // record.
     let sr = unsafe { &*s };
     if c == EMPTY_CACHE_PTR || sr.last_owner.load(Ordering::Relaxed) != c {
         return false;
@@ -496,8 +498,8 @@ pub static ADOPTED: AtomicUsize = AtomicUsize::new(0);
 /// `c` owns `s`, which is in no list and has no window, or a committed one
 /// ([`Span::settle_retained`] for a retained span).
 unsafe fn evict(c: &MCache, spc: SpanClass, s: *mut Span) {
-    // SAFETY: caller contract; window 0 with an empty cache is the committed state the
-    // mcentral expects.
+    // SAFETY: `c` owns `s`, which is in no list and has no window or a committed one
+    // (# Safety); window 0 with an empty cache is the committed state `uncache` expects.
     unsafe {
         (*s).set_window(0);
         uncache(c, spc, s);
@@ -534,7 +536,8 @@ unsafe fn uncache(c: &MCache, spc: SpanClass, s: *mut Span) {
 /// # Safety
 /// The caller owns `c`.
 unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
-    // SAFETY: caller contract; list members are spans this cache owns.
+    // SAFETY: the caller owns `c` (# Safety), so its retained lists are ours, and their
+    // members are in-use spans `c` owns (`MCache` invariants).
     unsafe {
         let list = retained(c, spc);
         let mut s = list.front();

@@ -246,8 +246,9 @@ impl MCentral {
     /// (so it cannot go to the page heap meanwhile).
     pub unsafe fn adopt_parked(&self, s: *mut Span, cache: *mut MCache) -> bool {
         let mut partial = self.partial.lock();
-        // SAFETY: caller contract; under the lock a parked span is the lock holder's (see
-        // the parking protocol above), and unparking it makes it ours alone.
+        // SAFETY: `s` holds an object being freed, so it stays an in-use record (# Safety);
+        // under the lock a parked span is the lock holder's (see the parking protocol
+        // above), and unparking it makes it ours alone.
         unsafe {
             let sr = &*s;
             if !sr.owner.load(Ordering::Relaxed).is_null() || !sr.xfree.try_unpark() {
@@ -274,7 +275,8 @@ impl MCentral {
     /// # Safety
     /// `s` is an in-use small span owned by the caller's cache, which forgets it.
     pub unsafe fn uncache_span(&self, s: *mut Span) {
-        // SAFETY: caller contract: we own `s`; it is not parked (owned spans never are).
+        // SAFETY: `s` is an in-use span our cache owns (# Safety), so ours; it is not
+        // parked (owned spans never are: `RemoteFrees` invariant 3).
         unsafe {
             let sr = &*s;
             sr.owner.store(ptr::null_mut(), Ordering::Relaxed);

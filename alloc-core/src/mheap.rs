@@ -179,7 +179,8 @@ impl MHeap {
     /// # Safety
     /// `s` came from `new_record` and is referenced by no list or arena entry.
     unsafe fn free_record(&mut self, s: *mut Span) {
-        // SAFETY: caller contract.
+        // SAFETY: `s` came from `new_record` (so from `spanalloc`) and nothing references
+        // it any more (# Safety).
         unsafe {
             (*s).set_state(SpanState::Dead);
             self.spanalloc.free(s.cast());
@@ -198,7 +199,7 @@ impl MHeap {
         let sr = unsafe { &*s };
         sr.in_dirty.set(false);
         if dirty {
-            // SAFETY: as above.
+            // SAFETY: `s` is a valid free record not on the dirty list (# Safety).
             unsafe { self.dirty_push_back(s) };
         }
         let b = bin_of(sr.npages.get());
@@ -264,7 +265,8 @@ impl MHeap {
     /// # Safety
     /// `s` is a valid record of pages in registered arenas.
     unsafe fn set_bounds(s: *mut Span) {
-        // SAFETY: caller contract.
+        // SAFETY: `s` is a valid record of pages in registered arenas (# Safety); the
+        // heap lock is held, as everywhere in this module.
         unsafe {
             let base = (*s).base.get();
             arena::set_span(base, s);
@@ -361,7 +363,8 @@ impl MHeap {
     /// # Safety
     /// `s` is an in-use span that no cache, list or user references any more.
     pub unsafe fn free_span(&mut self, s: *mut Span) {
-        // SAFETY: caller contract; neighbours found through the arena map are valid records.
+        // SAFETY: `s` is an in-use span nothing references any more (# Safety), so a valid
+        // record of pages in registered arenas that we may free.
         unsafe {
             let sr = &*s;
             crate::check!(
@@ -411,7 +414,8 @@ impl MHeap {
     /// # Safety
     /// `s` is a free record in no bin; its interior entries are null.
     unsafe fn coalesce_insert(&mut self, s: *mut Span, mut dirty: bool) {
-        // SAFETY: caller contract; neighbours are valid records found via the arena map.
+        // SAFETY: `s` is a free record in no bin (# Safety). A non-null arena-map entry is
+        // a valid record (arena invariant 1), and a free one is in its bin (module header).
         unsafe {
             let sr = &*s;
             let (old_first, old_last) = (sr.base.get(), sr.limit() - PAGE_SIZE);
@@ -464,7 +468,8 @@ impl MHeap {
         if t.is_null() {
             return false;
         }
-        // SAFETY: caller contract; `t` is fresh; the pages lie in registered arenas.
+        // SAFETY: `s` is an in-use large span and `tail < s.npages` (# Safety), so its tail
+        // pages lie in registered arenas; `t` is a fresh record, ours alone.
         unsafe {
             let sr = &*s;
             let keep = sr.npages.get() - tail;
@@ -490,7 +495,8 @@ impl MHeap {
         if t.is_null() {
             return; // keep the span as it is: still correct, only less compact
         }
-        // SAFETY: caller contract; `t` is fresh.
+        // SAFETY: `s` is an in-use large span and `npages < s.npages` (# Safety), so its
+        // tail pages lie in registered arenas; `t` is a fresh record, in no bin.
         unsafe {
             let sr = &*s;
             let tail = sr.npages.get() - npages;
@@ -515,7 +521,8 @@ impl MHeap {
     /// # Safety
     /// `s` is an in-use large span; `npages > s.npages`.
     pub unsafe fn try_extend_span(&mut self, s: *mut Span, npages: usize) -> bool {
-        // SAFETY: caller contract; `after` is a valid record found via the arena map.
+        // SAFETY: `s` is an in-use large span (# Safety); `after`, a non-null arena-map
+        // entry, is a valid record (arena invariant 1), binned when free (module header).
         unsafe {
             let sr = &*s;
             let more = npages - sr.npages.get();

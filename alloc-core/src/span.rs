@@ -375,7 +375,8 @@ impl Span {
         }
         if crate::check::ENABLED {
             for i in 0..self.bitmap_words() {
-                // SAFETY: inside the span's bitmap slot (as above).
+                // SAFETY: `i < bitmap_words()`, which fits the span's slot in `xfree_bits`
+                // (checked above; one word for a large span).
                 let w = unsafe { (*self.xfree_bits.get().add(i)).load(Ordering::Relaxed) };
                 crate::check!(w == 0, "fresh span with remote frees", self.base.get());
             }
@@ -546,8 +547,9 @@ impl Span {
             self as *const Span as usize
         );
         if self.window() != NO_WINDOW {
-            // SAFETY: caller contract; a window the owner loaded is exact (the allocating
-            // span's, or a retained one: see `settle_retained`), so committing it is too.
+            // SAFETY: the caller owns the span (# Safety); a window the owner loaded is
+            // exact (the allocating span's, or a retained one: see `settle_retained`), so
+            // committing it is too.
             unsafe { self.commit_window() };
         }
         let w = (idx & !63) as u32;
@@ -566,9 +568,9 @@ impl Span {
     /// The caller owns the span, which is in the retained state.
     pub(crate) unsafe fn settle_retained(&self) {
         if self.window() != NO_WINDOW {
-            // SAFETY: caller contract; a retained window is exact (loaded from the
-            // committed bitmap, then only the owner's frees set its bits), so committing
-            // it is too.
+            // SAFETY: the caller owns the span (# Safety); a retained window is exact
+            // (loaded from the committed bitmap, then only the owner's frees set its bits),
+            // so committing it is too.
             unsafe { self.commit_window() };
         }
     }
@@ -666,7 +668,8 @@ impl Span {
     #[inline(always)]
     pub unsafe fn try_free_local_branchy(&self, idx: usize, addr: usize) -> bool {
         if idx & !63 != self.window() as usize {
-            // SAFETY: caller contract; the slot is outside the window.
+            // SAFETY: the caller owns the span and `idx < nelems` (# Safety); the slot is
+            // outside the window (tested just above).
             return unsafe { self.try_free_outside_window(idx, addr) };
         }
         let m = 1u64 << (idx & 63);
@@ -780,7 +783,8 @@ impl Span {
     /// user.
     #[inline(always)]
     pub unsafe fn free_remote(&self, idx: usize) -> crate::remote::Push {
-        // SAFETY: caller contract; `xfree_bits` has a bit for every slot.
+        // SAFETY: `idx < nelems` and the slot's user frees it (# Safety); `xfree_bits` has
+        // a bit for every slot.
         unsafe { self.xfree.push(self.xfree_bits.get(), idx) }
     }
 

@@ -798,7 +798,7 @@ fn a_thread_takes_back_the_spans_it_gave_up_when_it_frees_into_them() {
         // This thread's free into s2 takes it back.
         let q = objs[in2[0]];
         assert!(check(q as *const u8, 256, in2[0] as u8));
-        // SAFETY: as above, freed here.
+        // SAFETY: allocated with `l`, freed once, here.
         unsafe { GLOBAL.dealloc(q as *mut u8, l) };
         assert_eq!(span_owner(s2), me, "the span went back to its thread");
         gomalloc::check::check_whole_heap(); // checked builds: the lists and their count
