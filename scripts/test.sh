@@ -58,6 +58,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 stage "cargo clippy -D warnings (checked, hardened and asan-forward builds)"
 cargo clippy -p gomalloc --all-targets --quiet --features "$CHECKED_FEATURES" -- -D warnings
 cargo clippy -p gomalloc --all-targets --quiet --features asan-forward -- -D warnings
+stage "cargo clippy -D warnings (the fuzz workspace, with the same lints)"
+(cd fuzz && cargo clippy --all-targets --quiet -- -D warnings)
 
 stage "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet

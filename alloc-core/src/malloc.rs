@@ -735,8 +735,14 @@ pub const REALLOC_HEADROOM: usize = 4;
 /// O(log n) times, not once per size class or page: glibc gets the same effect from
 /// `mremap`, which an arena-based heap cannot use.
 ///
+/// `align` is the alignment a moved object gets. An object that stays in place keeps
+/// its own, so `align` must not exceed it for any size the object holds: Rust passes the
+/// layout's alignment, C's `realloc` the alignment `malloc` gives the new size (which an
+/// object that holds that size got when it was allocated).
+///
 /// # Safety
-/// `p` is a live object of this allocator allocated with alignment `align`.
+/// `p` is a live object of this allocator, allocated with alignment `align` or more, or
+/// by C's `malloc` family with `align` the alignment `malloc` gives `new_size`.
 pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let sr = object_span(p);
     let old = sr.usable_size();
