@@ -70,7 +70,7 @@
 //! | spans | `span` (bitmaps, windows, invariants), `remote` (other threads' frees) |
 //! | pages | `mheap` (the page heap), `scavenge` and `wakeup` (memory back to the OS) |
 //! | central lists | `mcentral` (per span class) |
-//! | thread caches | `mcache` (caches, retained spans, the pool), `tls` (the slot), `runtime` (set-up, fork) |
+//! | thread caches | `mcache` (caches, refill, flush), `mcache/retain` (retained spans: the budget and when they go back), `mcache/pool` (cache records, the orphan cache, fork), `tls` (the slot), `runtime` (set-up, fork) |
 //! | entry points | `malloc` (allocation and the free ladder), [`gcapi`] (the collector's view) |
 //! | support | `config`, `stats`, `check`, `harden`, `cpu`, [`report`] |
 //!
