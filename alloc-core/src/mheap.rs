@@ -32,6 +32,7 @@ mod pagebits;
 mod release;
 
 use pagebits::{scavenged_set, scavenged_take, set_page_in_use};
+pub use release::ReleasePolicy;
 
 /// Page counts below this have an exact bin.
 const EXACT_BINS: usize = 128;
@@ -111,6 +112,8 @@ pub struct MHeap {
     /// The most pages in use since the scavenger last looked ([`MHeap::take_inuse_high`]):
     /// its decaying peak follows rises it did not see (it may not have been running).
     inuse_high: usize,
+    /// How much to keep and when to wake the scavenger ([`ReleasePolicy`]).
+    policy: &'static ReleasePolicy,
     /// Statistics.
     pub c: HeapCounters,
 }
@@ -146,6 +149,7 @@ impl MHeap {
             hint,
             dirty: List::new(),
             inuse_high: 0,
+            policy: &ReleasePolicy::NONE,
             c: HeapCounters {
                 pages_inuse: 0,
                 pages_free: 0,
@@ -391,12 +395,11 @@ impl MHeap {
         self.pages_freed();
     }
 
-    /// After pages came back: the scavenger starts if the free memory not yet released is
-    /// worth it (`scavenge::pages_freed`).
+    /// After pages came back: tells the policy, which may start the scavenger.
     #[inline]
     fn pages_freed(&self) {
         let inuse = self.c.pages_inuse << PAGE_SHIFT;
-        crate::scavenge::pages_freed(self.retained() - inuse, inuse);
+        (self.policy.pages_freed)(self.retained() - inuse, inuse);
     }
 
     /// The most pages in use since the last call, which starts a new period at the pages
@@ -449,7 +452,7 @@ impl MHeap {
             arena::set_span(old_last, ptr::null_mut());
             Self::set_bounds(s);
             if dirty {
-                sr.dirty_since.set(crate::scavenge::coarse_now());
+                sr.dirty_since.set((self.policy.now)());
             }
             self.insert(s, dirty);
         }
@@ -625,13 +628,13 @@ impl MHeap {
         // runs dirtied less than `MIN_AGE_NS` ago are kept (unless over the memory limit):
         // releasing them would mostly make the program fault them in again.
         let inuse = (self.c.pages_inuse << PAGE_SHIFT) + take;
-        let goal = crate::scavenge::retained_goal_for(inuse);
+        let goal = (self.policy.retained_goal)(inuse);
         let after = self.retained() + take;
         if after > goal {
             let todo = ((after - goal) >> PAGE_SHIFT).min(take >> PAGE_SHIFT);
             let over_limit = after > config::memory_limit();
             let r = self
-                .scavenge(todo, true, crate::scavenge::dirty_cutoff(over_limit))
+                .scavenge(todo, true, (self.policy.dirty_cutoff)(over_limit))
                 .released;
             self.c.scavenged_sync += r << PAGE_SHIFT;
         }
@@ -652,7 +655,7 @@ impl MHeap {
         }
         let n = bytes >> PAGE_SHIFT;
         self.c.heap_sys += bytes;
-        crate::scavenge::note_heap_sys(self.c.heap_sys);
+        (self.policy.grew)(self.c.heap_sys);
         self.c.pages_free += n;
         self.c.pages_released += n;
         scavenged_set(base, n);

@@ -47,6 +47,9 @@ fn init_slow() -> bool {
     }
     crate::config::read_env();
     crate::cpu::detect();
+    crate::mheap::HEAP
+        .lock()
+        .set_release_policy(&crate::scavenge::POLICY);
     INIT.store(READY, Ordering::Release);
     true
 }

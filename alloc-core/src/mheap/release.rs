@@ -13,7 +13,43 @@ use crate::sizeclass::PAGE_SHIFT;
 use crate::span::Span;
 use core::ptr;
 
+/// What the page heap asks of its release policy. The heap owns the mechanism (the dirty
+/// list, [`MHeap::scavenge`]); the policy, the scavenger's (`scavenge::POLICY`, installed by
+/// `runtime` at initialisation), decides how much memory the heap keeps and when the
+/// background thread runs.
+pub struct ReleasePolicy {
+    /// The coarse time now, which stamps a free run when it becomes dirty.
+    pub now: fn() -> usize,
+    /// Pages came back to the heap: `free` bytes are free and not released, `inuse`
+    /// bytes in use.
+    pub pages_freed: fn(free: usize, inuse: usize),
+    /// The heap committed memory: `heap_sys` bytes in all now.
+    pub grew: fn(heap_sys: usize),
+    /// The most memory the heap may keep from the OS with `inuse` bytes in use; growing
+    /// past it releases as much elsewhere first (Go's `mheap.grow`).
+    pub retained_goal: fn(inuse: usize) -> usize,
+    /// The latest dirtying time of a free run that may be released now (`usize::MAX`: any).
+    pub dirty_cutoff: fn(over_limit: bool) -> usize,
+}
+
+impl ReleasePolicy {
+    /// The policy of a heap no scavenger serves (before initialisation, and the unit
+    /// tests' private heaps): no clock, no wake-up, no goal.
+    pub const NONE: ReleasePolicy = ReleasePolicy {
+        now: || 0,
+        pages_freed: |_, _| {},
+        grew: |_| {},
+        retained_goal: |_| usize::MAX,
+        dirty_cutoff: |_| 0,
+    };
+}
+
 impl MHeap {
+    /// Installs the release policy (once, at initialisation).
+    pub fn set_release_policy(&mut self, policy: &'static ReleasePolicy) {
+        self.policy = policy;
+    }
+
     /// Appends `s` to the dirty list (it is now the most recently dirtied run).
     ///
     /// # Safety
