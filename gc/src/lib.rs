@@ -81,6 +81,7 @@
 extern crate self as gc;
 
 mod cell;
+mod checkroots;
 mod collector;
 pub mod debug;
 mod handle;

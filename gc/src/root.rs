@@ -17,6 +17,11 @@ static ROOTS: Mutex<Table> = Mutex::new(Table {
     free: Vec::new(),
 });
 
+/// Address and size of the root table's static (for the misuse checker).
+pub(crate) fn table_range() -> (usize, usize) {
+    (&ROOTS as *const _ as usize, std::mem::size_of_val(&ROOTS))
+}
+
 fn roots() -> MutexGuard<'static, Table> {
     ROOTS.lock().unwrap_or_else(|e| e.into_inner())
 }
