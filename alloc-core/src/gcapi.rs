@@ -408,6 +408,49 @@ mod tests {
     use super::*;
     use crate::sizeclass::size_to_class;
 
+    /// Blocks this thread allocates are found (from their first byte and from inside),
+    /// with their slot size, while allocated, through the window of the span its cache
+    /// allocates from, and no longer once freed; large blocks too.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "walks the arena map's 65,536-entry table, minutes under Miri"
+    )]
+    fn malloc_blocks_are_enumerated_while_allocated() {
+        let small: Vec<*mut u8> = (0..200).map(|_| crate::malloc::alloc(48, 8)).collect();
+        let large = crate::malloc::alloc(100_000, 8);
+        let mut seen = std::collections::HashMap::new();
+        for_each_malloc_block(|b, size| {
+            seen.insert(b, size);
+        });
+        for &p in small.iter().chain([&large]) {
+            let (b, size) = find_malloc_block(p as usize + 7).expect("an allocated block");
+            assert_eq!(b, p as usize);
+            assert_eq!(seen.get(&b), Some(&size));
+            assert!(size >= if p == large { 100_000 } else { 48 });
+        }
+        for &p in small.iter().step_by(2).chain([&large]) {
+            // SAFETY: allocated above, freed once.
+            unsafe { crate::malloc::free(p) };
+        }
+        let mut after = std::collections::HashSet::new();
+        for_each_malloc_block(|b, _| {
+            after.insert(b);
+        });
+        for (i, &p) in small.iter().enumerate() {
+            assert_eq!(after.contains(&(p as usize)), i % 2 == 1, "block {i}");
+            assert_eq!(
+                find_malloc_block(p as usize).is_some(),
+                i % 2 == 1,
+                "block {i}"
+            );
+        }
+        for &p in small.iter().skip(1).step_by(2) {
+            // SAFETY: allocated above, not freed yet.
+            unsafe { crate::malloc::free(p) };
+        }
+    }
+
     #[test]
     fn objects_resolve_mark_and_sweep() {
         let s = alloc_small_span(size_to_class(48), KIND_SCAN, 2);

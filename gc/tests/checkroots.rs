@@ -121,6 +121,9 @@ fn a_gc_kept_in_a_static_is_reported() {
         hide_in_a_static(&m);
         collect_clean();
         println!("collect returned");
+        // The program reads the static after the collection (were it never read, the
+        // optimiser could drop the static and its stores).
+        std::hint::black_box(&HIDDEN);
         return;
     }
     let o = child("a_gc_kept_in_a_static_is_reported", "1");
