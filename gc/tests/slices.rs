@@ -269,6 +269,11 @@ fn strings_and_zero_sized_and_empty_slices() {
     let empty = Gc::from_str(&m, "");
     let units: Gc<[()]> = Gc::from_fn(&m, 1_000, |_| ());
     let none: Gc<[Gc<Link>]> = Gc::from_fn(&m, 0, |_| unreachable!());
+    // Slices and strings rooted from a `std` collection.
+    let rooted: Vec<Root<str>> = (0..100)
+        .map(|i| Root::new(Gc::from_str(&m, &format!("string {i}"))))
+        .collect();
+    let rooted_slice: Root<[u64]> = Root::new(Gc::from_fn(&m, 1000, |i| i as u64));
     collect_clean();
     for i in 0..10_000 {
         Gc::from_str(&m, &i.to_string());
@@ -286,6 +291,12 @@ fn strings_and_zero_sized_and_empty_slices() {
         format!("{:?}", Gc::from_slice(&m, &[1u8, 2, 3])),
         "[1, 2, 3]"
     );
+    assert!(rooted
+        .iter()
+        .enumerate()
+        .all(|(i, r)| **r == format!("string {i}")));
+    assert_eq!(rooted_slice.iter().sum::<u64>(), 499_500);
+    assert_eq!(format!("{:?}", rooted[7]), "Root(\"string 7\")");
     gc::debug::check_heap(&m);
 }
 
