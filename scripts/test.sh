@@ -55,9 +55,10 @@ cargo fmt --all -- --check
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-stage "cargo clippy -D warnings (checked, hardened and asan-forward builds)"
+stage "cargo clippy -D warnings (checked, hardened and asan-forward builds; the GC's checkroots feature)"
 cargo clippy -p gomalloc --all-targets --quiet --features "$CHECKED_FEATURES" -- -D warnings
 cargo clippy -p gomalloc --all-targets --quiet --features asan-forward -- -D warnings
+cargo clippy -p gomalloc-gc --all-targets --quiet --features checkroots -- -D warnings
 stage "cargo clippy -D warnings (the fuzz workspace, with the same lints)"
 (cd fuzz && cargo clippy --all-targets --quiet -- -D warnings)
 
@@ -73,6 +74,9 @@ cargo test --workspace --quiet
 
 stage "cargo test: the GC's precise mode natively (precise.rs, barrier_halves.rs; Miri runs precise.rs)"
 cargo test -p gomalloc-gc --features precise --test precise --test barrier_halves --quiet
+
+stage "cargo test: the GC's off-heap misuse checker (feature checkroots: checkroots.rs)"
+cargo test -p gomalloc-gc --features checkroots --test checkroots --quiet
 
 stage "GC examples, debug build, GOMALLOC_GOGC=1 (self-checking; a missed root aborts)"
 # lisp checks its results itself and roots through handles, so it runs in the precise mode

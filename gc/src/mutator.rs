@@ -94,6 +94,12 @@ pub(crate) static WORLD: Mutex<World> = Mutex::new(World {
 });
 pub(crate) static WORLD_CV: Condvar = Condvar::new();
 
+/// Address and size of the thread list's static (for the misuse checker: through it, the
+/// threads' handle stacks and blocked-stack copies).
+pub(crate) fn world_range() -> (usize, usize) {
+    (&WORLD as *const _ as usize, std::mem::size_of_val(&WORLD))
+}
+
 pub(crate) fn world() -> MutexGuard<'static, World> {
     WORLD.lock().unwrap_or_else(|e| e.into_inner())
 }
