@@ -152,6 +152,9 @@ pub struct Span {
     pub gc: AtomicU8,
     /// The collector's sweep generation of this span (Go's `mspan.sweepgen`).
     pub sweepgen: AtomicU32,
+    /// A large span holding one sampled block (feature `profile`): its bucket's number
+    /// plus one (`profile::bucket`), so that its free is counted; 0 for every other span.
+    pub prof_bucket: Cell<u32>,
 }
 
 /// Bytes of one span record.
@@ -235,6 +238,7 @@ impl Span {
             in_partial: Cell::new(false),
             gc: AtomicU8::new(0),
             sweepgen: AtomicU32::new(0),
+            prof_bucket: Cell::new(0),
         }
     }
 
@@ -295,6 +299,7 @@ impl Span {
         self.owner.store(ptr::null_mut(), Ordering::Relaxed);
         self.alloc_count.set(0);
         self.in_partial.set(false);
+        self.prof_bucket.set(0);
         let ha = arena::heap_arena_of(self.base.get());
         crate::check!(!ha.is_null(), "span outside the heap", self.base.get());
         let page = arena::page_index(self.base.get());
