@@ -8,6 +8,7 @@
 #   C leaks       GOMALLOC_PROFILE=leaks names keep_big, and not churn_small
 #   C threads     churn_small in 4 threads: alloc_space 80 MB
 #   C fork        a forked child's profile (GOMALLOC_PROFILE with %p) has its own sites
+#   CLI           `gomalloc run --heap-profile FILE -- sites`: as the C sites
 #   Rust sites    as the C sites, written by gomalloc::profile::write
 #
 # Sizes are checked within 5 standard deviations of the sampling error at the rate used
@@ -62,6 +63,11 @@ GOMALLOC_PROFILE="$build/f.%p.pb.gz" LD_PRELOAD="$so" "$build/sites" fork
 profiles=("$build"/f.*.pb.gz)
 [ ${#profiles[@]} -eq 1 ] # the parent never allocated: only the child wrote one
 check "$(top inuse_space "${profiles[0]}")" keep_big $big "$sd_big" churn_small
+
+echo "== gomalloc run --heap-profile (cli/)"
+cargo run --release -q -p gomalloc-cli -- run --heap-profile "$build/cli.pb.gz" --profile-rate 32KiB \
+    -- "$build/sites"
+check "$(top inuse_space "$build/cli.pb.gz")" keep_big $big "$sd_big" churn_small
 
 echo "== Rust sites"
 "$root/target/prof/release/examples/profile_sites" "$build/r.pb.gz"
