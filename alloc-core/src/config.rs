@@ -224,6 +224,8 @@ fn read_profile_env() {
     let rate = getenv(c"GOMALLOC_PROFILE_RATE");
     let output = getenv(c"GOMALLOC_PROFILE");
     if !cfg!(feature = "profile") {
+        // A rate of 0 (off) asks for nothing this build lacks.
+        let rate = rate.filter(|v| parse_rate(v) != Some(0));
         for (name, v) in [("GOMALLOC_PROFILE_RATE", rate), ("GOMALLOC_PROFILE", output)] {
             if let Some(v) = v {
                 warn(name, v, "a gomalloc built with the `profile` feature (libgomalloc-prof.so)", "no profile");

@@ -152,7 +152,10 @@ fn alloc_refill(c: *mut MCache, spc: usize, size: usize, align: usize) -> *mut u
     if c == mcache::EMPTY_CACHE_PTR || spc < 2 {
         // New, initialising or dead thread, or the heap is not initialised yet; or size 0,
         // which the tables give class 0 (never cached) and the general path serves as 1.
+        #[cfg(feature = "profile")]
         return alloc_slow_unsampled(size, align, true);
+        #[cfg(not(feature = "profile"))]
+        return alloc_slow(size, align, true);
     }
     // SAFETY: only an active thread's slot holds a real cache (`mcache::current_or_init`
     // stores it as the state becomes active; `thread_exit` puts the empty one back first),
@@ -176,7 +179,10 @@ pub fn alloc_slow(size: usize, align: usize, noscan: bool) -> *mut u8 {
 }
 
 /// [`alloc_slow`] once the heap profile's countdown was taken (feature `profile`): never
-/// a sample.
+/// a sample. Without the feature it is `alloc_slow`'s body, inlined there, and
+/// [`alloc_refill`] calls `alloc_slow`: the same code as a build that never had it.
+#[cfg_attr(not(feature = "profile"), inline(always))]
+#[cfg_attr(feature = "profile", inline(never))]
 fn alloc_slow_unsampled(size: usize, align: usize, noscan: bool) -> *mut u8 {
     if !align.is_power_of_two() {
         return ptr::null_mut();

@@ -154,6 +154,9 @@ pub struct Span {
     pub sweepgen: AtomicU32,
     /// A large span holding one sampled block (feature `profile`): its bucket's number
     /// plus one (`profile::bucket`), so that its free is counted; 0 for every other span.
+    /// Set after the span is allocated, cleared by its free (`profile::freed`) before the
+    /// record goes back to the page heap, so no span is ever initialised with it set
+    /// (and `init_in_use` does not touch it).
     pub prof_bucket: Cell<u32>,
 }
 
@@ -299,7 +302,6 @@ impl Span {
         self.owner.store(ptr::null_mut(), Ordering::Relaxed);
         self.alloc_count.set(0);
         self.in_partial.set(false);
-        self.prof_bucket.set(0);
         let ha = arena::heap_arena_of(self.base.get());
         crate::check!(!ha.is_null(), "span outside the heap", self.base.get());
         let page = arena::page_index(self.base.get());

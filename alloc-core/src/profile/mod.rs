@@ -147,7 +147,7 @@ pub fn report_leaks(fd: i32) {
             })
             .collect();
         live.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let total: f64 = live.iter().map(|l| l.0).sum();
+        let total = live.iter().fold(0.0, |a, l| a + l.0);
         let mut out = format!(
             "gomalloc: leak report: about {:.0} bytes in {} sampled sites live at exit \
              (sampling rate {} bytes)\n",
