@@ -10,6 +10,7 @@
 #   C fork        a forked child's profile (GOMALLOC_PROFILE with %p) has its own sites
 #   CLI           `gomalloc run --heap-profile FILE -- sites`: as the C sites
 #   Rust sites    as the C sites, written by gomalloc::profile::write
+#   Rust leaks    GOMALLOC_PROFILE=leaks:PATH at exit: keep_big alone
 #
 # Sizes are checked within 5 standard deviations of the sampling error at the rate used
 # (32 KiB): each object of s bytes is sampled with probability p = 1 - exp(-s/rate), so
@@ -73,4 +74,7 @@ echo "== Rust sites"
 "$root/target/prof/release/examples/profile_sites" "$build/r.pb.gz"
 check "$(top inuse_space "$build/r.pb.gz")" keep_big $big "$sd_big" churn_small
 check "$(top alloc_space "$build/r.pb.gz")" churn_small $small "$sd_small"
+echo "== Rust leak profile at exit (GOMALLOC_PROFILE=leaks:PATH, the core's exit hook)"
+GOMALLOC_PROFILE="leaks:$build/rl.pb.gz" "$root/target/prof/release/examples/profile_sites" "$build/r2.pb.gz"
+check "$(top inuse_space "$build/rl.pb.gz")" keep_big $big "$sd_big" churn_small
 echo "run-profile: all passed"

@@ -161,7 +161,8 @@ pub fn report_leaks(fd: i32) {
                 bytes, objs, b.size
             );
             let mut skipping = true;
-            for &ret in b.stack() {
+            // The first frame is the walk's return into `alloc_sampled`.
+            for &ret in b.stack().get(1..).unwrap_or(&[]) {
                 let (name, module) = symbol(ret - 1);
                 if skipping && is_allocator_frame(&name, &module) {
                     continue;
