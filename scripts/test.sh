@@ -59,7 +59,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 stage "cargo clippy -D warnings (checked, hardened and asan-forward builds)"
 cargo clippy -p gomalloc --all-targets --quiet --features "$CHECKED_FEATURES" -- -D warnings
 cargo clippy -p gomalloc --all-targets --quiet --features asan-forward -- -D warnings
-cargo clippy -p gomalloc -p gomalloc-shim --all-targets --quiet --features gomalloc/profile,gomalloc-shim/profile -- -D warnings
+cargo clippy -p gomalloc -p gomalloc-shim -p gomalloc-gc --all-targets --quiet \
+    --features gomalloc/profile,gomalloc-shim/profile,gomalloc-gc/profile -- -D warnings
 
 stage "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
@@ -106,6 +107,7 @@ GOMALLOC_REQUIRE_ALL=1 bash shim-c/tests/run-all.sh
 
 stage "heap profiles: sampling and records, then C and Rust sites read by go tool pprof"
 cargo test -p gomalloc --release --quiet --features profile --test profile
+cargo test -p gomalloc-gc --release --quiet --features profile --test profile
 bash shim-c/tests/run-profile.sh
 
 stage "CPython's test_threading/os/subprocess/signal/concurrent_futures, preloaded vs plain"

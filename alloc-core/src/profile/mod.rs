@@ -42,17 +42,56 @@ use bucket::{Bucket, MAX_STACK, TABLE};
 #[inline(never)]
 pub fn alloc_sampled(size: usize, align: usize, noscan: bool) -> *mut u8 {
     let p = crate::malloc::alloc_large_for_sample(size, align, noscan);
-    if p.is_null() {
-        return p;
+    if !p.is_null() {
+        // SAFETY: `p` was just allocated as the one block of its span.
+        unsafe { record_sampled(p, size) };
     }
+    p
+}
+
+/// For an allocator built on this heap (the collector, `gomalloc-gc`): counts `size`
+/// bytes on the calling thread's countdown and returns true if this allocation is to be
+/// sampled. The caller then allocates it as the one object of a span of its own and calls
+/// [`record_sampled`]; [`crate::gcapi::free_span`] counts its free.
+pub fn sample_due(size: usize) -> bool {
+    let c = crate::mcache::current();
+    // SAFETY: `current()` is the calling thread's cache or the static empty one.
+    unsafe {
+        match sample::countdown(c, size) {
+            // A real cache (the empty one's countdown is 0, so it never gets here with a
+            // non-zero size; with size 0 nothing is written).
+            Some(left) if c != crate::mcache::EMPTY_CACHE_PTR => {
+                (*c).next_sample.set(left);
+                false
+            }
+            Some(_) => false,
+            // A thread that never used malloc (a collector-only thread of a program whose
+            // global allocator is not `GoMalloc`) gets a cache here, for its countdown; the
+            // process's settings are read then too.
+            None if c == crate::mcache::EMPTY_CACHE_PTR => match crate::mcache::current_or_init() {
+                Some(c) => sample::tick(c, size),
+                None => false,
+            },
+            None => sample::tick(c, size),
+        }
+    }
+}
+
+/// Records the sampled block `p` of `size` requested bytes under the calling stack (the
+/// caller's caller's frames first: the walk's own frame is dropped by the writers).
+///
+/// # Safety
+/// `p` was just allocated as the one block of a large span, of this heap or of the
+/// collector's, that no other thread knows of yet.
+#[inline(never)]
+pub unsafe fn record_sampled(p: *mut u8, size: usize) {
     let mut stk = [0usize; MAX_STACK];
     let n = unwind::capture(&mut stk);
     let id = TABLE.lock().record_alloc(&stk[..n], size);
     let s = crate::arena::span_of(p as usize);
-    // SAFETY: `p` was just allocated: `s` is its live span, which no other thread knows of
-    // yet.
+    // SAFETY: `p` was just allocated as the one block of `s` (# Safety), so `s` is its live
+    // span record and no other thread writes it.
     unsafe { (*s).prof_bucket.set(id) };
-    p
 }
 
 /// Counts the free of the sampled block of span `s` (Go's `mProf_Free`). Called by the

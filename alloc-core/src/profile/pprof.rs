@@ -91,7 +91,7 @@ pub const DROP_FRAMES: &str = concat!(
     "alloc::vec::.*|alloc::boxed::.*|alloc::string::.*|",
     // The names `go tool pprof` gives functions of a Rust program (DWARF's short names):
     // the allocator's slow path, where it did not tail-call.
-    "alloc_refill|alloc_slow|alloc_slow_unsampled|alloc_malloc_slow|alloc_sampled"
+    "alloc_refill|alloc_slow|alloc_slow_unsampled|alloc_malloc_slow|alloc_sampled|record_sampled"
 );
 
 /// The executable segment of an object loaded in the process.
