@@ -11,6 +11,8 @@
 #   CLI           `gomalloc run --heap-profile FILE -- sites`: as the C sites
 #   Rust sites    as the C sites, written by gomalloc::profile::write
 #   Rust leaks    GOMALLOC_PROFILE=leaks:PATH at exit: keep_big alone
+#   GC            gc/examples/profile_gc.rs after gc::collect(): inuse_space has the
+#                 reachable site (kept) alone, alloc_space the garbage one (dropped) first
 #
 # Sizes are checked within 5 standard deviations of the sampling error at the rate used
 # (32 KiB): each object of s bytes is sampled with probability p = 1 - exp(-s/rate), so
@@ -27,6 +29,8 @@ unset LD_PRELOAD
 so=$("$root/shim-c/build-prof.sh")
 RUSTFLAGS="${RUSTFLAGS:-} -C force-frame-pointers=yes" cargo build --release -q -p gomalloc \
     --features profile --example profile_sites --target-dir "$root/target/prof"
+RUSTFLAGS="${RUSTFLAGS:-} -C force-frame-pointers=yes" cargo build --release -q -p gomalloc-gc \
+    --features profile --example profile_gc --target-dir "$root/target/prof"
 gcc -O1 -g -fno-omit-frame-pointer -fno-builtin -rdynamic -pthread \
     -o "$build/sites" "$here/profile/sites.c"
 
@@ -77,4 +81,8 @@ check "$(top alloc_space "$build/r.pb.gz")" churn_small $small "$sd_small"
 echo "== Rust leak profile at exit (GOMALLOC_PROFILE=leaks:PATH, the core's exit hook)"
 GOMALLOC_PROFILE="leaks:$build/rl.pb.gz" "$root/target/prof/release/examples/profile_sites" "$build/r2.pb.gz"
 check "$(top inuse_space "$build/rl.pb.gz")" keep_big $big "$sd_big" churn_small
+echo "== GC: the live collected heap by site after gc::collect() (gc/examples/profile_gc.rs)"
+"$root/target/prof/release/examples/profile_gc" "$build/g.pb.gz"
+check "$(top inuse_space "$build/g.pb.gz")" kept $((16000 * 512)) "$(sd 16000 512)" dropped
+check "$(top alloc_space "$build/g.pb.gz")" dropped $((64000 * 256)) "$(sd 64000 256)"
 echo "run-profile: all passed"
