@@ -101,6 +101,12 @@ pub unsafe fn free_span(s: *mut Span) {
     // record ours alone, as `MHeap::free_span` requires.
     unsafe {
         debug_assert_ne!((*s).gc.load(Ordering::Relaxed), KIND_MALLOC);
+        // A sampled object's span (feature `profile`): its free is counted, as Go's
+        // sweep calls `mProf_Free`.
+        #[cfg(feature = "profile")]
+        if (*s).prof_bucket.get() != 0 {
+            crate::profile::freed(&*s);
+        }
         (*s).gc.store(KIND_MALLOC, Ordering::Release);
         HEAP.lock().free_span(s);
     }

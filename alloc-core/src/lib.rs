@@ -72,7 +72,7 @@
 //! | central lists | `mcentral` (per span class) |
 //! | thread caches | `mcache` (caches, refill, flush), `mcache/retain` (retained spans: the budget and when they go back), `mcache/pool` (cache records, the orphan cache, fork), `tls` (the slot), `runtime` (set-up, fork) |
 //! | entry points | `malloc` (allocation and the free ladder), [`gcapi`] (the collector's view) |
-//! | support | `config`, `stats`, `check`, `harden`, `cpu`, [`report`] |
+//! | support | `config`, `stats`, `check`, `harden`, `cpu`, [`report`], `profile` (feature `profile`: sampled heap profiles) |
 //!
 //! ## Rules inside the allocator
 //!
@@ -145,6 +145,8 @@ pub mod check;
 mod check;
 #[cfg(not(loom))]
 pub mod gcapi;
+#[cfg(all(not(loom), feature = "profile"))]
+pub mod profile;
 pub mod report;
 mod sync;
 mod sys;

@@ -54,11 +54,24 @@ pub fn alloc_malloc_fast(size: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     let spc = MALLOC_SPC_BY_SIZE8[(size + 7) >> 3] as usize;
+    let c = mcache::current();
+    // The heap profile's countdown (feature `profile`): out of bytes, the slow path decides.
+    #[cfg(feature = "profile")]
+    // SAFETY: `c` is the thread's cache or the static empty one.
+    let Some(left) = (unsafe { crate::profile::sample::countdown(c, size) }) else {
+        return ptr::null_mut();
+    };
     // SAFETY: `current()` is the thread's cache or the static empty one, both valid; only
     // this thread uses it; `spc` comes from the size-class tables.
-    let s = unsafe { (*mcache::current()).span(spc) };
+    let s = unsafe { (*c).span(spc) };
     let p = s.next_free_fast();
     if !p.is_null() {
+        // A slot was taken, so `c` is a real cache (the empty one's spans have none).
+        #[cfg(feature = "profile")]
+        // SAFETY: the calling thread's own cache.
+        unsafe {
+            (*c).next_sample.set(left)
+        };
         // SAFETY: `p` is the free slot just taken (poison feature only).
         unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
     }
@@ -90,11 +103,23 @@ pub const MALLOC_ALIGN: usize = 16;
 #[inline(always)]
 fn alloc_in_class(spc: usize, size: usize, align: usize) -> *mut u8 {
     let c = mcache::current();
+    // The heap profile's countdown (feature `profile`): out of bytes, the slow path decides.
+    #[cfg(feature = "profile")]
+    // SAFETY: `c` is the thread's cache or the static empty one.
+    let Some(left) = (unsafe { crate::profile::sample::countdown(c, size) }) else {
+        return alloc_refill(c, spc, size, align);
+    };
     // SAFETY: `current()` is the thread's cache or the static empty one, both valid; only
     // this thread uses it; `spc` comes from the size-class tables.
     let s = unsafe { (*c).span(spc) };
     let p = s.next_free_fast();
     if !p.is_null() {
+        // A slot was taken, so `c` is a real cache (the empty one's spans have none).
+        #[cfg(feature = "profile")]
+        // SAFETY: the calling thread's own cache.
+        unsafe {
+            (*c).next_sample.set(left)
+        };
         // SAFETY: `p` is the free slot just taken (poison feature only).
         unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
         return p;
@@ -108,9 +133,28 @@ fn alloc_in_class(spc: usize, size: usize, align: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn alloc_refill(c: *mut MCache, spc: usize, size: usize, align: usize) -> *mut u8 {
+    #[cfg(feature = "profile")]
+    {
+        // SAFETY: `c` is the calling thread's cache or the static empty one.
+        if unsafe { crate::profile::sample::tick(c, size) } {
+            return crate::profile::alloc_sampled(size, align, true);
+        }
+        // The countdown, not the window, may have sent the fast path here.
+        // SAFETY: as in `alloc_in_class`.
+        let s = unsafe { (*c).span(spc) };
+        let p = s.next_free_fast();
+        if !p.is_null() {
+            // SAFETY: `p` is the free slot just taken (poison feature only).
+            unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
+            return p;
+        }
+    }
     if c == mcache::EMPTY_CACHE_PTR || spc < 2 {
         // New, initialising or dead thread, or the heap is not initialised yet; or size 0,
         // which the tables give class 0 (never cached) and the general path serves as 1.
+        #[cfg(feature = "profile")]
+        return alloc_slow_unsampled(size, align, true);
+        #[cfg(not(feature = "profile"))]
         return alloc_slow(size, align, true);
     }
     // SAFETY: only an active thread's slot holds a real cache (`mcache::current_or_init`
@@ -126,6 +170,20 @@ fn alloc_refill(c: *mut MCache, spc: usize, size: usize, align: usize) -> *mut u
 #[cold]
 #[inline(never)]
 pub fn alloc_slow(size: usize, align: usize, noscan: bool) -> *mut u8 {
+    #[cfg(feature = "profile")]
+    // SAFETY: `current()` is the calling thread's cache or the static empty one.
+    if unsafe { crate::profile::sample::tick(mcache::current(), size) } {
+        return crate::profile::alloc_sampled(size, align, noscan);
+    }
+    alloc_slow_unsampled(size, align, noscan)
+}
+
+/// [`alloc_slow`] once the heap profile's countdown was taken (feature `profile`): never
+/// a sample. Without the feature it is `alloc_slow`'s body, inlined there, and
+/// [`alloc_refill`] calls `alloc_slow`: the same code as a build that never had it.
+#[cfg_attr(not(feature = "profile"), inline(always))]
+#[cfg_attr(feature = "profile", inline(never))]
+fn alloc_slow_unsampled(size: usize, align: usize, noscan: bool) -> *mut u8 {
     if !align.is_power_of_two() {
         return ptr::null_mut();
     }
@@ -223,6 +281,18 @@ fn large_pages(size: usize) -> usize {
     } else {
         n
     }
+}
+
+/// A span of its own for a block the heap profile samples (`profile::alloc_sampled`), as
+/// a large object: its free then takes the large-object path, which counts it.
+#[cfg(feature = "profile")]
+pub(crate) fn alloc_large_for_sample(size: usize, align: usize, noscan: bool) -> *mut u8 {
+    if !align.is_power_of_two() {
+        return ptr::null_mut();
+    }
+    let p = alloc_large(size, align, noscan);
+    crate::check::after_slow_op();
+    p
 }
 
 fn alloc_large(size: usize, align: usize, noscan: bool) -> *mut u8 {
@@ -557,6 +627,10 @@ unsafe fn free_slow(s: *mut Span, addr: usize) {
         if addr != sr.base.get() {
             fatal("free of a pointer into the middle of an object:", addr);
         }
+        #[cfg(feature = "profile")]
+        if sr.prof_bucket.get() != 0 {
+            crate::profile::freed(sr);
+        }
         let usable = sr.usable_size();
         // SAFETY: the block is the caller's and dead (poison feature only); its guard page
         // belongs to its span (guard-pages only).
@@ -764,6 +838,12 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     };
     if !growing && needs >= old / 2 {
         // Fits, and not worth a smaller block. (The object has the alignment already.)
+        return p;
+    }
+    // A block the heap profile sampled has a span of its own, larger than asked for; it
+    // stays there while it fits, as a small object would in its slot.
+    #[cfg(feature = "profile")]
+    if !growing && sr.prof_bucket.get() != 0 {
         return p;
     }
     if sr.is_large() && new_size > MAX_SMALL_SIZE {

@@ -45,6 +45,11 @@ use core::cell::{Cell, UnsafeCell};
 /// [`RETAIN_TOTAL_BYTES`] worth.
 #[repr(C, align(64))]
 pub struct MCache {
+    /// Bytes left before this thread's next heap-profile sample (feature `profile`,
+    /// `profile::sample`): the allocation fast path subtracts each size from it, so it
+    /// comes first, on the line the fast path reads. 0 in [`EMPTY_CACHE`].
+    #[cfg(feature = "profile")]
+    pub next_sample: Cell<usize>,
     /// The arena C's `free` last found a span of this cache in (a hint for the arena map:
     /// [`crate::malloc::free_fast`]). First, on the line of the first span classes. Never
     /// set in [`EMPTY_CACHE`].
@@ -72,6 +77,9 @@ pub struct MCache {
     retained_pages: Cell<usize>,
     /// The [`request_trim`] epoch this cache last answered.
     trim_epoch: Cell<usize>,
+    /// The rest of the thread's sampling state (feature `profile`).
+    #[cfg(feature = "profile")]
+    pub prof: crate::profile::ThreadState,
 }
 
 /// A `Sync` wrapper for the static empty span and cache. They are never written: every
@@ -95,6 +103,8 @@ pub const EMPTY_CACHE_PTR: *mut MCache =
 impl MCache {
     const fn empty() -> MCache {
         MCache {
+            #[cfg(feature = "profile")]
+            next_sample: Cell::new(0),
             arena_hint: ArenaHint::new(),
             alloc: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SPAN_CLASSES],
             links: Links::new(),
@@ -103,6 +113,8 @@ impl MCache {
             retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SPAN_CLASSES],
             retained_pages: Cell::new(0),
             trim_epoch: Cell::new(0),
+            #[cfg(feature = "profile")]
+            prof: crate::profile::ThreadState::new(),
         }
     }
 

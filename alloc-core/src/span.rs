@@ -150,6 +150,12 @@ pub struct Span {
     pub gc: AtomicU8,
     /// The collector's sweep generation of this span (Go's `mspan.sweepgen`).
     pub sweepgen: AtomicU32,
+    /// A large span holding one sampled block (feature `profile`): its bucket's number
+    /// plus one (`profile::bucket`), so that its free is counted; 0 for every other span.
+    /// Set after the span is allocated, cleared by its free (`profile::freed`) before the
+    /// record goes back to the page heap, so no span is ever initialised with it set
+    /// (and `init_in_use` does not touch it).
+    pub prof_bucket: Cell<u32>,
 }
 
 /// Bytes of one span record.
@@ -254,6 +260,7 @@ impl Span {
             in_partial: Cell::new(false),
             gc: AtomicU8::new(0),
             sweepgen: AtomicU32::new(0),
+            prof_bucket: Cell::new(0),
         }
     }
 
