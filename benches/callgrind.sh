@@ -8,7 +8,9 @@
 #
 # usage: benches/callgrind.sh [SIZE...]        (default sizes: 8 64 512 4096)
 # env:   N1, N2 (default 100000, 200000), ALLOCATORS (default "null gomalloc system mimalloc jemalloc"),
-#        MODE=batch: allocate 1000 objects, then free them (per object: one malloc + one free)
+#        MODE=batch: allocate 1000 objects, then free them (per object: one malloc + one free),
+#        FEATURES: cargo features of the build (e.g. gomalloc/profile, with CARGO_TARGET_DIR
+#        set apart and GOMALLOC_PROFILE_RATE for the sampling rate; README, "Heap profiles")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-100000}
@@ -17,7 +19,7 @@ ALLOCATORS=${ALLOCATORS:-"null gomalloc system mimalloc jemalloc"}
 SIZES=("$@")
 [ ${#SIZES[@]} -eq 0 ] && SIZES=(8 64 512 4096)
 command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind not found (apt-get install valgrind)" >&2; exit 1; }
-cargo build --release -q -p gomalloc-benches --example pairs
+cargo build --release -q -p gomalloc-benches --example pairs ${FEATURES:+--features "$FEATURES"}
 BIN=${CARGO_TARGET_DIR:-target}/release/examples/pairs
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT

@@ -21,7 +21,8 @@ tsan() {
     # scavenger; for the collector, mutators sharing graphs while collecting, back-to-back
     # cycles, parallel marking (tests/threads.rs forces it on small heaps with
     # gc::debug::set_parallel_mark_min(0) and 4 markers, and checks that the helpers
-    # marked objects), each half of the write barrier. Left out: the out-of-memory tests (TSan needs memory of its
+    # marked objects), each half of the write barrier, four threads pushing into one
+    # GcVec (tests/slices.rs; its single-threaded tests come along). Left out: the out-of-memory tests (TSan needs memory of its
     # own), the RSS measurement (TSan's shadow memory is resident too), the model test
     # (single-threaded and slow under TSan), the GC's basic tests (single-threaded; and the
     # instrumented frames keep stale words that a conservative scan rightly retains), and
@@ -36,7 +37,7 @@ tsan() {
         -p gomalloc --lib --test global_alloc --test hardening --test free_fast --test misuse \
         --test config --test scavenge \
         -p gomalloc-gc --test threads --test back_to_back --test barrier --test barrier_halves \
-        --test pacer --test stats \
+        --test pacer --test stats --test slices \
         -- --test-threads=2 --skip most_of_a_gib_of_small_objects
 }
 

@@ -24,8 +24,9 @@ stage() { printf '\n== %s  (%ds)\n' "$1" "$((SECONDS - START))"; }
 # Debian packages the tests use; installed only when missing (needs root, as on CI).
 # C suite and real programs under LD_PRELOAD (shim-c/tests/run-all.sh):
 # CPython's own test modules under LD_PRELOAD (scripts/cpython-tests.sh): libpython3.11-testsuite.
+# Heap profiles read back with `go tool pprof` (shim-c/tests/run-profile.sh): golang-go.
 APT_PACKAGES=(build-essential python3 sqlite3 git perl coreutils xz-utils openssl nodejs bc
-    libpython3.11-testsuite)
+    libpython3.11-testsuite golang-go)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -55,9 +56,14 @@ cargo fmt --all -- --check
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-stage "cargo clippy -D warnings (checked, hardened and asan-forward builds)"
+stage "cargo clippy -D warnings (checked, hardened and asan-forward builds; the GC's checkroots feature)"
 cargo clippy -p gomalloc --all-targets --quiet --features "$CHECKED_FEATURES" -- -D warnings
 cargo clippy -p gomalloc --all-targets --quiet --features asan-forward -- -D warnings
+cargo clippy -p gomalloc-gc --all-targets --quiet --features checkroots -- -D warnings
+cargo clippy -p gomalloc -p gomalloc-shim -p gomalloc-gc --all-targets --quiet \
+    --features gomalloc/profile,gomalloc-shim/profile,gomalloc-gc/profile -- -D warnings
+stage "cargo clippy -D warnings (the fuzz workspace, with the same lints)"
+(cd fuzz && cargo clippy --all-targets --quiet -- -D warnings)
 
 stage "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
@@ -71,6 +77,9 @@ cargo test --workspace --quiet
 
 stage "cargo test: the GC's precise mode natively (precise.rs, barrier_halves.rs; Miri runs precise.rs)"
 cargo test -p gomalloc-gc --features precise --test precise --test barrier_halves --quiet
+
+stage "cargo test: the GC's off-heap misuse checker (feature checkroots: checkroots.rs)"
+cargo test -p gomalloc-gc --features checkroots --test checkroots --quiet
 
 stage "GC examples, debug build, GOMALLOC_GOGC=1 (self-checking; a missed root aborts)"
 # lisp checks its results itself and roots through handles, so it runs in the precise mode
@@ -115,6 +124,11 @@ fi
 
 stage "shim-c: C suite, real programs and the Rust tests under LD_PRELOAD"
 GOMALLOC_REQUIRE_ALL=1 bash shim-c/tests/run-all.sh
+
+stage "heap profiles: sampling and records, then C and Rust sites read by go tool pprof"
+cargo test -p gomalloc --release --quiet --features profile --test profile
+cargo test -p gomalloc-gc --release --quiet --features profile --test profile
+bash shim-c/tests/run-profile.sh
 
 stage "CPython's test_threading/os/subprocess/signal/concurrent_futures, preloaded vs plain"
 # Issue 16: the preloaded run may fail only where the plain run fails; a hang is a failure.

@@ -124,7 +124,8 @@ pub fn check_whole_heap() {
                 "unowned span with a loaded window",
                 s
             );
-            // SAFETY: as above: the span's bitmap is ours while we hold the lock.
+            // SAFETY: an unowned partial span is the partial lock holder's (we hold it), so
+            // its window and bitmap are ours to read.
             let n = unsafe { small_span(sr) };
             check!(
                 n == sr.alloc_count.get(),

@@ -7,6 +7,8 @@
 //! | `GOMALLOC_SCAVENGE_PERCENT` | CPU budget of the background scavenger, percent of one core, `1`..`100` | `1` |
 //! | `GOMALLOC_RELEASE` | `dontneed` (RSS drops at once) or `free` (`MADV_FREE`: lazily, under memory pressure) | `dontneed` |
 //! | `GOMALLOC_MEMLIMIT` | soft memory limit: bytes with an optional unit `B`, `KiB`, `MiB`, `GiB`, `TiB` (or `K`, `M`, `G`, `T`), or `off` | `off` |
+//! | `GOMALLOC_PROFILE_RATE` | mean bytes between heap-profile samples, with the units of `GOMALLOC_MEMLIMIT` (e.g. `512KiB`; `1`: every allocation), or `0`/`off` (needs the `profile` feature: `libgomalloc-prof.so`) | `off` |
+//! | `GOMALLOC_PROFILE` | what to do with the heap profile at exit: a path (pprof, gzipped; `%p` becomes the process id), `leaks` (the sampled blocks still live, on stderr), or `leaks:PATH` (them, as a profile) | none |
 //! | `GOMALLOC_STATS` | `1` prints a statistics summary to stderr at exit (through a close-on-exec duplicate of it taken at start-up, so a program that closes its stderr still gets one); `0` does not | `0` |
 //!
 //! An invalid value prints one warning naming the variable and the accepted values, and the
@@ -200,6 +202,7 @@ pub(crate) fn read_env() {
             ),
         }
     }
+    read_profile_env();
     if let Some(v) = getenv(c"GOMALLOC_STATS") {
         match parse_bool(v) {
             Some(b) => cfg.stats_at_exit = b,
@@ -207,6 +210,74 @@ pub(crate) fn read_env() {
         }
     }
     configure(cfg);
+}
+
+/// `GOMALLOC_PROFILE` as read at start-up (a pointer into the environment, and its length).
+static PROFILE_OUTPUT: crate::sync::AtomicPtr<u8> = crate::sync::AtomicPtr::new(core::ptr::null_mut());
+static PROFILE_OUTPUT_LEN: AtomicUsize = AtomicUsize::new(0);
+/// The process id at start-up: a forked child has another (see `profile::at_exit`).
+static START_PID: crate::sync::AtomicU32 = crate::sync::AtomicU32::new(0);
+
+/// `GOMALLOC_PROFILE_RATE` and `GOMALLOC_PROFILE`: applied with the feature `profile`,
+/// warned about without it.
+fn read_profile_env() {
+    let rate = getenv(c"GOMALLOC_PROFILE_RATE");
+    let output = getenv(c"GOMALLOC_PROFILE");
+    if !cfg!(feature = "profile") {
+        // A rate of 0 (off) asks for nothing this build lacks.
+        let rate = rate.filter(|v| parse_rate(v) != Some(0));
+        for (name, v) in [("GOMALLOC_PROFILE_RATE", rate), ("GOMALLOC_PROFILE", output)] {
+            if let Some(v) = v {
+                warn(name, v, "a gomalloc built with the `profile` feature (libgomalloc-prof.so)", "no profile");
+            }
+        }
+        return;
+    }
+    if let Some(v) = rate {
+        match parse_rate(v) {
+            #[cfg(feature = "profile")]
+            Some(r) => crate::profile::set_rate(r),
+            #[cfg(not(feature = "profile"))]
+            Some(_) => {}
+            None => warn(
+                "GOMALLOC_PROFILE_RATE",
+                v,
+                "a byte count with an optional unit B, KiB, MiB, GiB (e.g. 512KiB), or 0, off",
+                "off",
+            ),
+        }
+    }
+    if let Some(v) = output {
+        if v.is_empty() {
+            warn("GOMALLOC_PROFILE", v, "a path, leaks, or leaks:PATH", "no profile");
+        } else {
+            PROFILE_OUTPUT_LEN.store(v.len(), Ordering::Relaxed);
+            PROFILE_OUTPUT.store(v.as_ptr().cast_mut(), Ordering::Release);
+            if v == b"leaks" {
+                crate::stats::keep_stderr_for_exit();
+            }
+        }
+    }
+    // SAFETY: getpid has no preconditions.
+    START_PID.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
+}
+
+/// `GOMALLOC_PROFILE`, if it was set.
+#[cfg(feature = "profile")]
+pub(crate) fn profile_output() -> Option<&'static [u8]> {
+    let p = PROFILE_OUTPUT.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` and the length were taken from a `getenv` result, which lives for the
+    // process (nothing here calls setenv).
+    Some(unsafe { core::slice::from_raw_parts(p, PROFILE_OUTPUT_LEN.load(Ordering::Relaxed)) })
+}
+
+/// The process id when the environment was read.
+#[cfg(feature = "profile")]
+pub(crate) fn start_pid() -> u32 {
+    START_PID.load(Ordering::Relaxed)
 }
 
 fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
@@ -299,6 +370,16 @@ pub fn parse_limit(v: &[u8]) -> Option<Option<usize>> {
     Some(Some(bytes as usize))
 }
 
+/// A heap-profile sampling rate: `0` or `off` (sampling off), or a byte count with an
+/// optional unit as [`parse_limit`] reads it.
+pub fn parse_rate(v: &[u8]) -> Option<usize> {
+    let t = trim(v);
+    if t == b"0" || t.eq_ignore_ascii_case(b"off") {
+        return Some(0);
+    }
+    parse_limit(v)?
+}
+
 /// Unit suffixes and their binary shifts.
 const UNITS: [(&[&[u8]], u32); 5] = [
     (&[b"", b"b"], 0),
@@ -345,6 +426,19 @@ mod tests {
         assert_eq!(parse_release(b"dontneed"), Some(ReleaseMode::DontNeed));
         assert_eq!(parse_release(b"FREE"), Some(ReleaseMode::Free));
         assert_eq!(parse_release(b"madvise"), None);
+    }
+
+    #[test]
+    fn profile_rates() {
+        assert_eq!(parse_rate(b"0"), Some(0));
+        assert_eq!(parse_rate(b"off"), Some(0));
+        assert_eq!(parse_rate(b"1"), Some(1));
+        assert_eq!(parse_rate(b"524288"), Some(512 << 10));
+        assert_eq!(parse_rate(b"512KiB"), Some(512 << 10));
+        assert_eq!(parse_rate(b"1MiB"), Some(1 << 20));
+        assert_eq!(parse_rate(b"-5"), None);
+        assert_eq!(parse_rate(b"fast"), None);
+        assert_eq!(parse_rate(b""), None);
     }
 
     #[test]

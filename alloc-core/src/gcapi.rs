@@ -13,7 +13,9 @@
 //!   [`find_object`] (interior pointers resolve to their object);
 //! * per-span mark bits, set atomically by parallel markers: [`mark`], [`is_marked`];
 //! * sweeping by turning the mark bitmap into the allocation bitmap: [`sweep_bitmaps`];
-//! * enumeration of the collector's in-use spans through the arena map: [`for_each_gc_span`].
+//! * enumeration of the collector's in-use spans through the arena map: [`for_each_gc_span`];
+//! * for the collector's off-heap misuse checker, the allocated `malloc` blocks:
+//!   [`for_each_malloc_block`], [`find_malloc_block`].
 //!
 //! Who may touch what (in addition to the rules on `Span`):
 //! 1. The collector's span cache that holds a span owns its window and allocation bitmap,
@@ -33,6 +35,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 // The rest of the heap that the collector uses, re-exported here so that the heap's
 // modules stay private to it.
 pub use crate::arena::span_of;
+pub use crate::harden::POISONING;
 pub use crate::malloc::small_class;
 pub use crate::mcache::EMPTY_SPAN;
 pub use crate::sizeclass::{obj_index, size_to_class, SizeClass, PAGE_SHIFT};
@@ -94,9 +97,16 @@ fn claim(s: &Span, kind: u8, sweepgen: u32) {
 /// # Safety
 /// `s` is an in-use span of the collector that no cache, list or live object references.
 pub unsafe fn free_span(s: *mut Span) {
-    // SAFETY: caller contract: the span record is live and ours.
+    // SAFETY: `s` is an in-use collector span nothing else references (# Safety): a live
+    // record ours alone, as `MHeap::free_span` requires.
     unsafe {
         debug_assert_ne!((*s).gc.load(Ordering::Relaxed), KIND_MALLOC);
+        // A sampled object's span (feature `profile`): its free is counted, as Go's
+        // sweep calls `mProf_Free`.
+        #[cfg(feature = "profile")]
+        if (*s).prof_bucket.get() != 0 {
+            crate::profile::freed(&*s);
+        }
         (*s).gc.store(KIND_MALLOC, Ordering::Release);
         HEAP.lock().free_span(s);
     }
@@ -175,8 +185,8 @@ pub fn find_object(addr: usize) -> Option<ObjectRef> {
 /// `span` is a live span of the collector and `index < nelems`.
 #[inline(always)]
 unsafe fn mark_word(span: &Span, index: usize) -> &AtomicU64 {
-    // SAFETY: caller contract: the word lies in the span's mark bitmap, which is 8-byte
-    // aligned and only ever accessed atomically while markers run (rule 3).
+    // SAFETY: `index < nelems` (# Safety), so the word lies in the span's mark bitmap,
+    // 8-byte aligned and only ever accessed atomically while markers run (rule 3).
     unsafe { AtomicU64::from_ptr(span.mark_bits.get().add(index >> 6)) }
 }
 
@@ -286,10 +296,167 @@ pub fn for_each_gc_span(mut f: impl FnMut(*mut Span)) {
     });
 }
 
+/// The slots of word `w` of malloc span `s` that hold allocated blocks: the loaded
+/// window's from `alloc_cache` (its free slots), the others' from the allocation bitmap,
+/// less the slots freed remotely and not yet collected (the remote-free bitmap).
+///
+/// # Safety
+/// `s` is an in-use small malloc span and `w < s.bitmap_words()`. The span's owner (the
+/// thread whose cache holds it, or its mcentral) writes `alloc_cache`, the window and the
+/// bitmap without synchronisation: the answer is exact only while that owner is stopped
+/// (see [`for_each_malloc_block`]).
+unsafe fn malloc_alloc_word(s: &Span, w: usize) -> u64 {
+    let nelems = s.nelems.get();
+    let mask = crate::span::window_mask(w as u32 * 64, nelems);
+    let bits = if s.window() != crate::span::NO_WINDOW && s.window() as usize / 64 == w {
+        mask & !s.alloc_cache.get()
+    } else {
+        // SAFETY: `w < bitmap_words` (# Safety): inside the allocation bitmap.
+        unsafe { core::ptr::read_volatile(s.alloc_bits.get().add(w)) & mask }
+    };
+    // SAFETY: the remote-free bitmap has the allocation bitmap's words and is only ever
+    // accessed atomically.
+    let remote = unsafe { (*s.xfree_bits.get().add(w)).load(Ordering::Acquire) };
+    bits & !remote
+}
+
+/// The malloc span holding `addr` if it is an in-use malloc span, with `addr` inside its
+/// pages.
+fn malloc_span_of(addr: usize) -> Option<&'static Span> {
+    let s = span_of(addr);
+    if s.is_null() {
+        return None;
+    }
+    // SAFETY: arena-map entries point to live span records (never freed).
+    let sr = unsafe { &*s };
+    if sr.gc.load(Ordering::Acquire) != KIND_MALLOC
+        || sr.state() != SpanState::InUse
+        || addr < sr.base.get()
+        || addr >= sr.limit()
+    {
+        return None;
+    }
+    Some(sr)
+}
+
+/// Resolves `addr` (possibly inside a block) to an allocated `malloc` block:
+/// `(block start, block size)`. `None` for anything else. The same caveat as
+/// [`for_each_malloc_block`]: exact only while the span's owner is stopped.
+pub fn find_malloc_block(addr: usize) -> Option<(usize, usize)> {
+    let sr = malloc_span_of(addr)?;
+    let base = sr.base.get();
+    if sr.is_large() {
+        return Some((base, sr.usable_size()));
+    }
+    let size = sr.elemsize.get() as usize;
+    let index = obj_index(addr - base, sr.div_magic.get());
+    if index >= sr.nelems.get() as usize {
+        return None;
+    }
+    // SAFETY: an in-use small malloc span; `index < nelems`, so its word is in the bitmap.
+    let word = unsafe { malloc_alloc_word(sr, index / 64) };
+    (word & (1 << (index % 64)) != 0).then_some((base + index * size, size))
+}
+
+/// Calls `f(block start, block size)` for every allocated `malloc` block (the garbage
+/// collector's off-heap misuse checker, `GOMALLOC_GCCHECKROOTS`). Large blocks report
+/// their usable size.
+///
+/// Which blocks are allocated is read from state the spans' owners write without
+/// synchronisation (a cache's window, bitmaps): exact for spans whose owning thread is
+/// stopped (the collector calls this with every attached thread stopped at a safepoint)
+/// and for spans no cache holds; for a span of a thread that runs meanwhile (one that
+/// never attached to the collector) a block allocated or freed meanwhile may be missed or
+/// reported, and the reads race with that thread's writes, as every conservative
+/// scanner's reads of memory it does not own do. Spans created or freed meanwhile may or
+/// may not be seen.
+pub fn for_each_malloc_block(mut f: impl FnMut(usize, usize)) {
+    arena::for_each_arena(|_, ha| {
+        // SAFETY: `ha` is a live arena record (never freed).
+        let words = unsafe { &(*ha).page_in_use };
+        for (w, word) in words.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != 0 {
+                let page = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // SAFETY: `ha` is a live arena record, and `page` comes from its
+                // `page_in_use` bitmap, so it indexes `spans`.
+                let s = unsafe { (*ha).spans[page].load(Ordering::Acquire) };
+                if s.is_null() {
+                    continue;
+                }
+                // SAFETY: arena-map entries point to live span records.
+                let sr = unsafe { &*s };
+                if sr.gc.load(Ordering::Acquire) != KIND_MALLOC || sr.state() != SpanState::InUse {
+                    continue;
+                }
+                let base = sr.base.get();
+                if sr.is_large() {
+                    f(base, sr.usable_size());
+                    continue;
+                }
+                let size = sr.elemsize.get() as usize;
+                for bw in 0..sr.bitmap_words() {
+                    // SAFETY: an in-use small malloc span, `bw < bitmap_words`.
+                    let mut alloc = unsafe { malloc_alloc_word(sr, bw) };
+                    while alloc != 0 {
+                        let idx = bw * 64 + alloc.trailing_zeros() as usize;
+                        alloc &= alloc - 1;
+                        f(base + idx * size, size);
+                    }
+                }
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sizeclass::size_to_class;
+
+    /// Blocks this thread allocates are found (from their first byte and from inside),
+    /// with their slot size, while allocated, through the window of the span its cache
+    /// allocates from, and no longer once freed; large blocks too.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "walks the arena map's 65,536-entry table, minutes under Miri"
+    )]
+    fn malloc_blocks_are_enumerated_while_allocated() {
+        let small: Vec<*mut u8> = (0..200).map(|_| crate::malloc::alloc(48, 8)).collect();
+        let large = crate::malloc::alloc(100_000, 8);
+        let mut seen = std::collections::HashMap::new();
+        for_each_malloc_block(|b, size| {
+            seen.insert(b, size);
+        });
+        for &p in small.iter().chain([&large]) {
+            let (b, size) = find_malloc_block(p as usize + 7).expect("an allocated block");
+            assert_eq!(b, p as usize);
+            assert_eq!(seen.get(&b), Some(&size));
+            assert!(size >= if p == large { 100_000 } else { 48 });
+        }
+        for &p in small.iter().step_by(2).chain([&large]) {
+            // SAFETY: allocated above, freed once.
+            unsafe { crate::malloc::free(p) };
+        }
+        let mut after = std::collections::HashSet::new();
+        for_each_malloc_block(|b, _| {
+            after.insert(b);
+        });
+        for (i, &p) in small.iter().enumerate() {
+            assert_eq!(after.contains(&(p as usize)), i % 2 == 1, "block {i}");
+            assert_eq!(
+                find_malloc_block(p as usize).is_some(),
+                i % 2 == 1,
+                "block {i}"
+            );
+        }
+        for &p in small.iter().skip(1).step_by(2) {
+            // SAFETY: allocated above, not freed yet.
+            unsafe { crate::malloc::free(p) };
+        }
+    }
 
     #[test]
     fn objects_resolve_mark_and_sweep() {
@@ -321,7 +488,8 @@ mod tests {
         let live = unsafe { sweep_bitmaps(sr, |p| freed.push(p)) };
         assert_eq!((live, freed), (2, vec![c]));
         assert!(find_object(c).is_none());
-        // SAFETY: as above.
+        // SAFETY: `ob` survived the sweep (it was marked) in our uncached span, which is
+        // not freed until last; no marker runs; nothing references `s` when it is freed.
         unsafe {
             assert!(!is_marked(ob));
             assert_eq!(sweep_bitmaps(sr, |_| {}), 0);

@@ -51,6 +51,10 @@ pub unsafe fn verify_poison(p: *mut u8, n: usize) {
     }
 }
 
+/// [`verify_poison`]'s check, out of line.
+///
+/// # Safety
+/// `p..p+n` is a free slot the caller just took (slots are 8-byte aligned).
 #[cold]
 #[inline(never)]
 unsafe fn verify_slow(p: *mut u8, n: usize) {
@@ -88,12 +92,15 @@ mod tests {
 
     #[test]
     fn poison_fill_and_verify() {
-        let mut a = [0u8; 40];
-        // SAFETY: `a` is ours.
+        // Words, so that the buffer has the 8-byte alignment of a heap slot, which the
+        // word-wise check relies on.
+        let mut w = [0u64; 5];
+        let (p, n) = (w.as_mut_ptr().cast::<u8>(), core::mem::size_of_val(&w));
+        // SAFETY: `p..p+n` is `w`, ours and 8-aligned.
         unsafe {
-            poison(a.as_mut_ptr(), a.len());
-            verify_poison(a.as_mut_ptr(), a.len());
+            poison(p, n);
+            verify_poison(p, n);
         }
-        assert!(!POISONING || a.iter().all(|&b| b == POISON));
+        assert!(!POISONING || w.iter().all(|&x| x.to_ne_bytes().iter().all(|&b| b == POISON)));
     }
 }

@@ -64,15 +64,15 @@
 //! | layer | modules (`src/*.rs`) |
 //! |---|---|
 //! | the OS | `sys` (raw system calls, the background thread), `os` (Go's memory states) |
-//! | primitives | `sync` (atomics or loom's), `lock` (the spin lock), `fixalloc` (metadata records) |
+//! | primitives | `sync` (atomics or loom's), `lock` (the spin lock), `fixalloc` (metadata records), `list` (the intrusive list) |
 //! | tables | `sizeclasses` (generated), `sizeclass` (classes, span classes, divisions) |
 //! | the address map | `arena` (64 MiB arenas, the two-level map, page -> span) |
 //! | spans | `span` (bitmaps, windows, invariants), `remote` (other threads' frees) |
-//! | pages | `mheap` (the page heap), `scavenge` and `wakeup` (memory back to the OS) |
+//! | pages | `mheap` (the page heap, and the mechanism that releases pages), `scavenge` (the release policy, which `runtime` installs in the heap, and its thread) and `wakeup` |
 //! | central lists | `mcentral` (per span class) |
-//! | thread caches | `mcache` (caches, retained spans, the pool), `tls` (the slot), `runtime` (set-up, fork) |
+//! | thread caches | `mcache` (caches, refill, flush), `mcache/retain` (retained spans: the budget and when they go back), `mcache/pool` (cache records, the orphan cache, fork), `tls` (the slot), `runtime` (set-up, fork) |
 //! | entry points | `malloc` (allocation and the free ladder), [`gcapi`] (the collector's view) |
-//! | support | `config`, `stats`, `check`, `harden`, `cpu`, [`report`] |
+//! | support | `config`, `stats`, `check`, `harden`, `cpu`, [`report`], `profile` (feature `profile`: sampled heap profiles) |
 //!
 //! ## Rules inside the allocator
 //!
@@ -109,6 +109,8 @@ internal! {
     #[cfg(not(loom))]
     mod fixalloc;
     mod harden;
+    #[cfg(not(loom))]
+    mod list;
     mod lock;
     #[cfg(not(loom))]
     mod malloc;
@@ -143,6 +145,8 @@ pub mod check;
 mod check;
 #[cfg(not(loom))]
 pub mod gcapi;
+#[cfg(all(not(loom), feature = "profile"))]
+pub mod profile;
 pub mod report;
 mod sync;
 mod sys;
@@ -207,25 +211,28 @@ unsafe impl GlobalAlloc for GoMalloc {
     // allocation (see docs/HARDENING.md). gomalloc's own entry points stay available.
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: GlobalAlloc's contract, passed on.
+        // SAFETY: GlobalAlloc's contract: `layout` has a non-zero size.
         unsafe { std::alloc::System.alloc(layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: GlobalAlloc's contract, passed on.
+        // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator, so from `System`,
+        // with `layout`.
         unsafe { std::alloc::System.dealloc(ptr, layout) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: GlobalAlloc's contract, passed on.
+        // SAFETY: GlobalAlloc's contract: `layout` has a non-zero size.
         unsafe { std::alloc::System.alloc_zeroed(layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: GlobalAlloc's contract, passed on.
+        // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator, so from `System`,
+        // with `layout`; `new_size` is non-zero and, rounded up to `layout.align()`, at
+        // most `isize::MAX`.
         unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
     }
 }

@@ -54,11 +54,24 @@ pub fn alloc_malloc_fast(size: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     let spc = MALLOC_SPC_BY_SIZE8[(size + 7) >> 3] as usize;
+    let c = mcache::current();
+    // The heap profile's countdown (feature `profile`): out of bytes, the slow path decides.
+    #[cfg(feature = "profile")]
+    // SAFETY: `c` is the thread's cache or the static empty one.
+    let Some(left) = (unsafe { crate::profile::sample::countdown(c, size) }) else {
+        return ptr::null_mut();
+    };
     // SAFETY: `current()` is the thread's cache or the static empty one, both valid; only
     // this thread uses it; `spc` comes from the size-class tables.
-    let s = unsafe { (*mcache::current()).span(spc) };
+    let s = unsafe { (*c).span(spc) };
     let p = s.next_free_fast();
     if !p.is_null() {
+        // A slot was taken, so `c` is a real cache (the empty one's spans have none).
+        #[cfg(feature = "profile")]
+        // SAFETY: the calling thread's own cache.
+        unsafe {
+            (*c).next_sample.set(left)
+        };
         // SAFETY: `p` is the free slot just taken (poison feature only).
         unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
     }
@@ -90,11 +103,23 @@ pub const MALLOC_ALIGN: usize = 16;
 #[inline(always)]
 fn alloc_in_class(spc: usize, size: usize, align: usize) -> *mut u8 {
     let c = mcache::current();
+    // The heap profile's countdown (feature `profile`): out of bytes, the slow path decides.
+    #[cfg(feature = "profile")]
+    // SAFETY: `c` is the thread's cache or the static empty one.
+    let Some(left) = (unsafe { crate::profile::sample::countdown(c, size) }) else {
+        return alloc_refill(c, spc, size, align);
+    };
     // SAFETY: `current()` is the thread's cache or the static empty one, both valid; only
     // this thread uses it; `spc` comes from the size-class tables.
     let s = unsafe { (*c).span(spc) };
     let p = s.next_free_fast();
     if !p.is_null() {
+        // A slot was taken, so `c` is a real cache (the empty one's spans have none).
+        #[cfg(feature = "profile")]
+        // SAFETY: the calling thread's own cache.
+        unsafe {
+            (*c).next_sample.set(left)
+        };
         // SAFETY: `p` is the free slot just taken (poison feature only).
         unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
         return p;
@@ -108,9 +133,28 @@ fn alloc_in_class(spc: usize, size: usize, align: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn alloc_refill(c: *mut MCache, spc: usize, size: usize, align: usize) -> *mut u8 {
+    #[cfg(feature = "profile")]
+    {
+        // SAFETY: `c` is the calling thread's cache or the static empty one.
+        if unsafe { crate::profile::sample::tick(c, size) } {
+            return crate::profile::alloc_sampled(size, align, true);
+        }
+        // The countdown, not the window, may have sent the fast path here.
+        // SAFETY: as in `alloc_in_class`.
+        let s = unsafe { (*c).span(spc) };
+        let p = s.next_free_fast();
+        if !p.is_null() {
+            // SAFETY: `p` is the free slot just taken (poison feature only).
+            unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
+            return p;
+        }
+    }
     if c == mcache::EMPTY_CACHE_PTR || spc < 2 {
         // New, initialising or dead thread, or the heap is not initialised yet; or size 0,
         // which the tables give class 0 (never cached) and the general path serves as 1.
+        #[cfg(feature = "profile")]
+        return alloc_slow_unsampled(size, align, true);
+        #[cfg(not(feature = "profile"))]
         return alloc_slow(size, align, true);
     }
     // SAFETY: only an active thread's slot holds a real cache (`mcache::current_or_init`
@@ -126,6 +170,20 @@ fn alloc_refill(c: *mut MCache, spc: usize, size: usize, align: usize) -> *mut u
 #[cold]
 #[inline(never)]
 pub fn alloc_slow(size: usize, align: usize, noscan: bool) -> *mut u8 {
+    #[cfg(feature = "profile")]
+    // SAFETY: `current()` is the calling thread's cache or the static empty one.
+    if unsafe { crate::profile::sample::tick(mcache::current(), size) } {
+        return crate::profile::alloc_sampled(size, align, noscan);
+    }
+    alloc_slow_unsampled(size, align, noscan)
+}
+
+/// [`alloc_slow`] once the heap profile's countdown was taken (feature `profile`): never
+/// a sample. Without the feature it is `alloc_slow`'s body, inlined there, and
+/// [`alloc_refill`] calls `alloc_slow`: the same code as a build that never had it.
+#[cfg_attr(not(feature = "profile"), inline(always))]
+#[cfg_attr(feature = "profile", inline(never))]
+fn alloc_slow_unsampled(size: usize, align: usize, noscan: bool) -> *mut u8 {
     if !align.is_power_of_two() {
         return ptr::null_mut();
     }
@@ -204,11 +262,44 @@ unsafe fn alloc_after_refill(c: &MCache, spc: SpanClass) -> *mut u8 {
     p
 }
 
+/// Large blocks of at least this many pages (64 KiB) take a multiple of it, as
+/// mimalloc's 64 KiB slices do. Their first pages then fall on few distinct addresses: a
+/// program that writes only the start of each large block (a buffer sized for the worst
+/// case) finds the pages a freed block touched under the next one, instead of faulting in
+/// fresh pages while the freed ones wait for the scavenger (the `untouched` workload:
+/// `docs/BENCHMARKS.md`). The rounded-up tail costs address space, not memory, until the
+/// program writes it.
+pub const LARGE_GRAIN_PAGES: usize = 8;
+
+/// Pages of a large block of `size` bytes: whole pages, and from [`LARGE_GRAIN_PAGES`]
+/// up a multiple of it.
+#[inline]
+fn large_pages(size: usize) -> usize {
+    let n = size.max(1).div_ceil(PAGE_SIZE);
+    if n >= LARGE_GRAIN_PAGES {
+        n.next_multiple_of(LARGE_GRAIN_PAGES)
+    } else {
+        n
+    }
+}
+
+/// A span of its own for a block the heap profile samples (`profile::alloc_sampled`), as
+/// a large object: its free then takes the large-object path, which counts it.
+#[cfg(feature = "profile")]
+pub(crate) fn alloc_large_for_sample(size: usize, align: usize, noscan: bool) -> *mut u8 {
+    if !align.is_power_of_two() {
+        return ptr::null_mut();
+    }
+    let p = alloc_large(size, align, noscan);
+    crate::check::after_slow_op();
+    p
+}
+
 fn alloc_large(size: usize, align: usize, noscan: bool) -> *mut u8 {
     if size > isize::MAX as usize - PAGE_SIZE || align > 1 << 40 {
         return ptr::null_mut();
     }
-    let npages = size.max(1).div_ceil(PAGE_SIZE) + crate::harden::GUARD_PAGES;
+    let npages = large_pages(size) + crate::harden::GUARD_PAGES;
     crate::scavenge::before_grow();
     let s = HEAP
         .lock()
@@ -295,7 +386,8 @@ pub unsafe fn free(p: *mut u8) {
 pub unsafe fn free_fast(p: *mut u8) -> bool {
     let addr = p as usize;
     let c = mcache::current();
-    // SAFETY: `c` is the thread's cache or the static empty one; caller contract for `p`.
+    // SAFETY: `c` is the thread's cache or the static empty one; `p` is null or ours and
+    // not used afterwards (# Safety, as for `free`).
     unsafe { free_fast_lookup(c, addr) }
 }
 
@@ -376,7 +468,8 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
 #[cold]
 #[inline(never)]
 unsafe fn free_unsized(p: *mut u8) {
-    // SAFETY: the same contract as `free` (# Safety).
+    // SAFETY: `p` is null or from this allocator, not used afterwards (# Safety, as for
+    // `free`).
     unsafe { free(p) }
 }
 
@@ -479,7 +572,9 @@ unsafe fn free_starting_a_run(s: &Span, idx: usize, p: *mut u8) {
 #[inline(never)]
 unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
     let addr = p as usize;
-    // SAFETY: as in `free_in_span_or_general`.
+    // SAFETY: `c` is this thread's cache (or the static empty one) and `p` null or ours and
+    // dead (# Safety); a non-null arena-map entry is a live record (arena invariant 1),
+    // and one `c` owns is this thread's to free into.
     unsafe {
         let s = span_of(addr);
         if s.is_null() {
@@ -506,6 +601,10 @@ unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
 }
 
 /// Frees an object of a span this thread does not own: a remote free or a large object.
+///
+/// # Safety
+/// `s` is the (non-null) arena-map entry of `addr`, a block returned by this allocator
+/// that its user frees and does not use afterwards (as for [`free`]).
 #[inline(never)]
 unsafe fn free_slow(s: *mut Span, addr: usize) {
     // SAFETY: arena-map entries point to live span records.
@@ -527,6 +626,10 @@ unsafe fn free_slow(s: *mut Span, addr: usize) {
     if sr.is_large() {
         if addr != sr.base.get() {
             fatal("free of a pointer into the middle of an object:", addr);
+        }
+        #[cfg(feature = "profile")]
+        if sr.prof_bucket.get() != 0 {
+            crate::profile::freed(sr);
         }
         let usable = sr.usable_size();
         // SAFETY: the block is the caller's and dead (poison feature only); its guard page
@@ -573,7 +676,8 @@ unsafe fn free_slow(s: *mut Span, addr: usize) {
     }
     // SAFETY: the object is dead and the caller's until its bit is set.
     unsafe { crate::harden::poison(p_of(addr), sr.elemsize.get() as usize) };
-    // SAFETY: `idx` is the slot of `addr`, being freed by its user (caller contract).
+    // SAFETY: `s` is in use (checked above), `idx` is the slot of `addr` (`slot_of`), and
+    // its user is freeing it (# Safety).
     match unsafe { sr.free_remote(idx) } {
         Push::Done => {}
         Push::Woke => {
@@ -705,8 +809,14 @@ pub const REALLOC_HEADROOM: usize = 4;
 /// O(log n) times, not once per size class or page: glibc gets the same effect from
 /// `mremap`, which an arena-based heap cannot use.
 ///
+/// `align` is the alignment a moved object gets. An object that stays in place keeps
+/// its own, so `align` must not exceed it for any size the object holds: Rust passes the
+/// layout's alignment, C's `realloc` the alignment `malloc` gives the new size (which an
+/// object that holds that size got when it was allocated).
+///
 /// # Safety
-/// `p` is a live object of this allocator allocated with alignment `align`.
+/// `p` is a live object of this allocator, allocated with alignment `align` or more, or
+/// by C's `malloc` family with `align` the alignment `malloc` gives `new_size`.
 pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let sr = object_span(p);
     let old = sr.usable_size();
@@ -719,12 +829,25 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     } else {
         new_size
     };
-    if !growing && new_size >= old / 2 {
+    // What a block of `new_size` would hold: a large one is rounded up to its grain, so
+    // a block whose headroom the grain rounded up is not shrunk back at the next call.
+    let needs = if sr.is_large() && new_size > MAX_SMALL_SIZE {
+        large_pages(new_size) << PAGE_SHIFT
+    } else {
+        new_size
+    };
+    if !growing && needs >= old / 2 {
         // Fits, and not worth a smaller block. (The object has the alignment already.)
         return p;
     }
+    // A block the heap profile sampled has a span of its own, larger than asked for; it
+    // stays there while it fits, as a small object would in its slot.
+    #[cfg(feature = "profile")]
+    if !growing && sr.prof_bucket.get() != 0 {
+        return p;
+    }
     if sr.is_large() && new_size > MAX_SMALL_SIZE {
-        let npages = new_size.div_ceil(PAGE_SIZE);
+        let npages = large_pages(new_size);
         let have = old >> PAGE_SHIFT;
         let s = sr as *const Span as *mut Span;
         // SAFETY: `s` is the in-use large span of `p`; the guard pages named are the
@@ -748,7 +871,7 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
                 } else {
                     // Grow into the free pages after the span: with headroom if they
                     // allow, else just enough.
-                    let want = room.div_ceil(PAGE_SIZE);
+                    let want = large_pages(room);
                     let mut heap = HEAP.lock();
                     let extended = [want, npages]
                         .into_iter()

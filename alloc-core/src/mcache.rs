@@ -25,15 +25,13 @@
 //!   orphan cache too.
 
 use crate::arena::ArenaHint;
-use crate::fixalloc::FixAlloc;
-use crate::lock::SpinLock;
-use crate::mcentral::{central, SpanList};
+use crate::list::Links;
+use crate::mcentral::central;
 use crate::sizeclass::{SizeClass, SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
 use crate::sizeclasses::NUM_SIZE_CLASSES;
-use crate::span::{Span, NO_WINDOW};
+use crate::span::{Span, SpanList};
 use crate::sync::{AtomicUsize, Ordering};
 use core::cell::{Cell, UnsafeCell};
-use core::ptr;
 
 /// A thread's cache of spans.
 ///
@@ -47,6 +45,11 @@ use core::ptr;
 /// [`RETAIN_TOTAL_BYTES`] worth.
 #[repr(C, align(64))]
 pub struct MCache {
+    /// Bytes left before this thread's next heap-profile sample (feature `profile`,
+    /// `profile::sample`): the allocation fast path subtracts each size from it, so it
+    /// comes first, on the line the fast path reads. 0 in [`EMPTY_CACHE`].
+    #[cfg(feature = "profile")]
+    pub next_sample: Cell<usize>,
     /// The arena C's `free` last found a span of this cache in (a hint for the arena map:
     /// [`crate::malloc::free_fast`]). First, on the line of the first span classes. Never
     /// set in [`EMPTY_CACHE`].
@@ -54,8 +57,7 @@ pub struct MCache {
     /// The span each span class allocates from (hot).
     pub alloc: [Cell<*mut Span>; NUM_SPAN_CLASSES],
     /// Links in the pool's active or free list.
-    next: Cell<*mut MCache>,
-    prev: Cell<*mut MCache>,
+    links: Links<MCache>,
     /// Times this cache swapped a span with its mcentral.
     pub refills: Cell<usize>,
     /// Per span class, the span the thread's layout-aware frees of that class last went
@@ -75,6 +77,9 @@ pub struct MCache {
     retained_pages: Cell<usize>,
     /// The [`request_trim`] epoch this cache last answered.
     trim_epoch: Cell<usize>,
+    /// The rest of the thread's sampling state (feature `profile`).
+    #[cfg(feature = "profile")]
+    pub prof: crate::profile::ThreadState,
 }
 
 /// A `Sync` wrapper for the static empty span and cache. They are never written: every
@@ -98,15 +103,18 @@ pub const EMPTY_CACHE_PTR: *mut MCache =
 impl MCache {
     const fn empty() -> MCache {
         MCache {
+            #[cfg(feature = "profile")]
+            next_sample: Cell::new(0),
             arena_hint: ArenaHint::new(),
             alloc: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SPAN_CLASSES],
-            next: Cell::new(ptr::null_mut()),
-            prev: Cell::new(ptr::null_mut()),
+            links: Links::new(),
             refills: Cell::new(0),
             free_hint: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SPAN_CLASSES],
             retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SPAN_CLASSES],
             retained_pages: Cell::new(0),
             trim_epoch: Cell::new(0),
+            #[cfg(feature = "profile")]
+            prof: crate::profile::ThreadState::new(),
         }
     }
 
@@ -123,7 +131,8 @@ impl MCache {
     #[inline(always)]
     pub fn free_span(&self, spc: usize) -> &Span {
         debug_assert!(spc < NUM_SPAN_CLASSES);
-        // SAFETY: as in `span`.
+        // SAFETY: `spc < NUM_SPAN_CLASSES`; the hint is always a live span record (the
+        // `free_hint` invariant: `EMPTY_SPAN` or a span this cache owns).
         unsafe { &*self.free_hint.get_unchecked(spc).get() }
     }
 
@@ -200,36 +209,6 @@ pub unsafe fn thread_exit(c: *mut MCache) {
 }
 
 // ---- refill and flush ----
-
-/// Bumped by [`request_trim`]; each cache compares it with its own at every refill.
-static TRIM_EPOCH: AtomicUsize = AtomicUsize::new(0);
-
-/// Asks every thread to give its retained spans back to the mcentrals at its next refill
-/// ([`crate::release_memory`] does, and the scavenger when memory it cannot release stays
-/// over its goal). A thread that never allocates again keeps them (at most
-/// [`RETAIN_TOTAL_BYTES`]) until it exits: no other thread may touch its spans.
-pub fn request_trim() {
-    TRIM_EPOCH.fetch_add(1, Ordering::Relaxed);
-}
-
-/// How many times [`request_trim`] was called (tests use it to tell a trim from a bug).
-#[cfg(any(test, feature = "test-internals"))]
-pub fn trim_requests() -> usize {
-    TRIM_EPOCH.load(Ordering::Relaxed)
-}
-
-/// Bytes of full spans a cache may retain in all, in one class or several, so that a
-/// thread's cache holds at most this plus one span per class (136) whatever it does. There
-/// is no cap per class: one class can be a thread's whole working set, and a per-class cap
-/// sends a batch of large-ish blocks (a few to a span) through the mcentral and the page
-/// heap, its objects freed as remote frees. 16 MiB holds the working set of a thread that
-/// allocates a few MB of blocks of every class, so that its refills rarely go to the
-/// mcentral, at a cost in resident memory that [`request_trim`] and thread exit bound.
-pub const RETAIN_TOTAL_BYTES: usize = 16 << 20;
-/// Retained spans [`refill`] looks at before asking the mcentral: each probe that finds
-/// nothing costs a cache miss, and a span worth taking up is almost always among the
-/// oldest two.
-const RETAIN_PROBES: usize = 2;
 
 /// Makes `alloc[spc]` a span with a free slot in its window: Go's `mcache.refill`.
 /// Returns null when out of memory.
@@ -390,106 +369,6 @@ static ENOUGH_BY_CLASS: [u8; NUM_SIZE_CLASSES] = {
     t
 };
 
-/// The retained spans of class `spc`.
-///
-/// # Safety
-/// The caller owns `c` and holds no other reference to this list.
-#[allow(clippy::mut_from_ref)]
-unsafe fn retained(c: &MCache, spc: SpanClass) -> &mut SpanList {
-    // SAFETY: only the owner touches the lists, and the caller holds no other reference.
-    unsafe { &mut *c.retained[spc.index()].get() }
-}
-
-/// Retains `s`, which the cache just stopped allocating from. If the cache's total would
-/// pass [`RETAIN_TOTAL_BYTES`], the oldest span of the class goes to the mcentral first,
-/// and `s` too if that is not enough.
-///
-/// # Safety
-/// The caller owns `c` and `s` (in use, class `spc`, no longer in `alloc`, window committed).
-unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) -> bool {
-    let np = spc.size_class().npages();
-    let max_pages = RETAIN_TOTAL_BYTES >> PAGE_SHIFT;
-    // SAFETY: the caller owns `c` and `s`, an in-use span of class `spc` out of `alloc`
-    // with its window committed (# Safety); the retained list holds only `c`'s spans.
-    unsafe {
-        let list = retained(c, spc);
-        if c.retained_pages.get() + np > max_pages {
-            let old = list.pop_front();
-            if !old.is_null() {
-                c.retained_pages.set(c.retained_pages.get() - np);
-                (*old).settle_retained();
-                evict(c, spc, old);
-            }
-            if c.retained_pages.get() + np > max_pages {
-                evict(c, spc, s);
-                return false;
-            }
-        }
-        (*s).retain();
-        list.push_back(s);
-        c.retained_pages.set(c.retained_pages.get() + np);
-    }
-    true
-}
-
-/// Whether [`retire`] would keep a span of class `spc` now: the budget has room for it, or
-/// the class has a retained span to send to the mcentral in its place.
-///
-/// # Safety
-/// The caller owns `c`.
-unsafe fn retire_keeps(c: &MCache, spc: SpanClass) -> bool {
-    let np = spc.size_class().npages();
-    // SAFETY: the caller owns `c` (# Safety), so its counters are ours to read.
-    c.retained_pages.get() + np <= RETAIN_TOTAL_BYTES >> PAGE_SHIFT
-        || unsafe { retained(c, spc) }.len > 0
-}
-
-/// Takes the parked span `s` back into the calling thread's cache, as a retained span, if
-/// that cache was the last to give it up ([`Span::last_owner`]); true if the thread now
-/// owns `s`, whose free may then be a local one.
-///
-/// A thread that fills more than [`RETAIN_TOTAL_BYTES`] of spans and then frees their
-/// objects (a program building a big structure and tearing it down) would otherwise free
-/// into spans it gave to the mcentrals as remote frees: a CAS per object and a settle per
-/// span under the mcentral's lock, 95 instructions more per free in the suite's `release`
-/// workload. mimalloc keeps such pages with their thread for the same reason. Spans another
-/// thread filled stay remote frees: a consumer thread would otherwise keep the spans of
-/// its producer, which it never allocates from. Nor is a span taken back that `retire`
-/// would send straight back to the mcentral (the budget spent by other classes): that
-/// would cost two lock round trips and keep nothing.
-///
-/// # Safety
-/// `s` is an in-use small span holding an object the caller is freeing; the caller owns
-/// no span list of this thread's cache (it is not inside an allocation).
-#[cold]
-#[inline(never)]
-pub unsafe fn adopt_for_free(s: *mut Span) -> bool {
-    let c = current();
-    // SAFETY: caller contract: `s` is a live in-use record.
-    let sr = unsafe { &*s };
-    if c == EMPTY_CACHE_PTR || sr.last_owner.load(Ordering::Relaxed) != c {
-        return false;
-    }
-    let spc = sr.spanclass.get();
-    // SAFETY: `c` is the calling thread's own cache (not the empty one), which no one
-    // else touches; `s` as the caller says. Adopted, `s` is owned by `c`, in no list, with
-    // its window committed: what `retire` takes.
-    unsafe {
-        if !retire_keeps(&*c, spc) || !central(spc).adopt_parked(s, c) {
-            return false;
-        }
-        let kept = retire(&*c, spc, s);
-        crate::check!(kept, "adopted span not retained", s as usize);
-        if kept {
-            ADOPTED.fetch_add(1, Ordering::Relaxed);
-        }
-        kept
-    }
-}
-
-/// Spans taken back by [`adopt_for_free`], for [`crate::stats()`].
-pub static ADOPTED: AtomicUsize = AtomicUsize::new(0);
-
 /// Gives a span the cache no longer allocates from (a retained one out of its list and
 /// settled, or one with its window committed) to its mcentral.
 ///
@@ -497,8 +376,8 @@ pub static ADOPTED: AtomicUsize = AtomicUsize::new(0);
 /// `c` owns `s`, which is in no list and has no window, or a committed one
 /// ([`Span::settle_retained`] for a retained span).
 unsafe fn evict(c: &MCache, spc: SpanClass, s: *mut Span) {
-    // SAFETY: caller contract; window 0 with an empty cache is the committed state the
-    // mcentral expects.
+    // SAFETY: `c` owns `s`, which is in no list and has no window or a committed one
+    // (# Safety); window 0 with an empty cache is the committed state `uncache` expects.
     unsafe {
         (*s).set_window(0);
         uncache(c, spc, s);
@@ -522,133 +401,6 @@ unsafe fn uncache(c: &MCache, spc: SpanClass, s: *mut Span) {
         (*s).last_owner
             .store(c as *const MCache as *mut MCache, Ordering::Relaxed);
         central(spc).uncache_span(s);
-    }
-}
-
-/// A retained span with a free slot loaded in its window, taken out of the list; null if
-/// none of the oldest [`RETAIN_PROBES`] qualifies (those go to the back, so that the next
-/// refill looks at others). Like [`refill`]'s own test, a span qualifies with 1/16 of its
-/// slots free, remote frees waiting on it included, so a nearly full one is not taken up
-/// for a slot or two at a time. The probe reads the list in place; a failed one moves the
-/// probed spans to the back in one step rather than one by one.
-///
-/// # Safety
-/// The caller owns `c`.
-unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
-    // SAFETY: caller contract; list members are spans this cache owns.
-    unsafe {
-        let list = retained(c, spc);
-        let mut s = list.front();
-        let mut last = ptr::null_mut();
-        for _ in 0..list.len.min(RETAIN_PROBES) {
-            let sr = &*s;
-            let nelems = sr.nelems.get();
-            let enough = enough_free(nelems);
-            let mut free = sr.retained_free();
-            let mut settled = false;
-            if free < enough && !sr.xfree.is_empty() {
-                // Count the remote frees in (they are taken up now or later anyway): a
-                // span with a remote free or two is not worth a refill.
-                sr.settle_retained();
-                settled = true;
-                sr.collect_remote();
-                free = nelems - sr.alloc_count.get();
-            }
-            if free >= enough {
-                // A single-window span that kept its window (and had no remote frees
-                // counted in) is ready as it is: the window holds exactly its free slots.
-                // Any other is loaded from its bitmap, remote frees applied first.
-                let ready = !settled && sr.window() != NO_WINDOW;
-                if !ready {
-                    sr.set_window(0);
-                    sr.collect_remote();
-                }
-                if ready || sr.load_window_from(0) {
-                    sr.check_invariants();
-                    list.remove(s);
-                    c.retained_pages
-                        .set(c.retained_pages.get() - spc.size_class().npages());
-                    return s;
-                }
-                settled = true;
-            }
-            if settled {
-                sr.retain();
-            }
-            last = s;
-            s = sr.next.get();
-        }
-        if !last.is_null() {
-            list.rotate_through(last);
-        }
-    }
-    ptr::null_mut()
-}
-
-/// Gives every retained span of `c` back to the mcentrals ([`crate::release_memory`],
-/// thread exit).
-///
-/// # Safety
-/// The caller owns `c`, and nobody allocates from it concurrently.
-pub unsafe fn release_retained(c: &MCache) {
-    for spc in 2..NUM_SPAN_CLASSES {
-        let spc = SpanClass(spc as u8);
-        // SAFETY: the caller owns `c` and nobody allocates from it (# Safety), so its
-        // retained lists and their spans are ours.
-        unsafe {
-            let list = retained(c, spc);
-            loop {
-                let s = list.pop_front();
-                if s.is_null() {
-                    break;
-                }
-                c.retained_pages
-                    .set(c.retained_pages.get() - spc.size_class().npages());
-                (*s).settle_retained();
-                evict(c, spc, s);
-            }
-        }
-    }
-}
-
-/// Gives the calling thread's retained spans back to the mcentrals, so that
-/// [`crate::release_memory`] can return their pages if they are empty.
-pub fn release_own_retained() {
-    if tls::state() == ACTIVE {
-        // SAFETY: an active thread owns its cache and is not inside an allocation.
-        unsafe { release_retained(&*current()) };
-    }
-}
-
-/// Bytes in the spans the calling thread's cache retains (0 for a thread without one).
-#[cfg(any(test, feature = "test-internals"))]
-pub fn own_retained_bytes() -> usize {
-    if tls::state() == ACTIVE {
-        // SAFETY: an active thread owns its cache.
-        unsafe { retained_pages(&*current()) << PAGE_SHIFT }
-    } else {
-        0
-    }
-}
-
-/// Pages of the spans `c` retains (its own count, checked against the lists by
-/// [`crate::check::check_whole_heap`]).
-///
-/// # Safety
-/// The caller owns `c`.
-pub(crate) unsafe fn retained_pages(c: &MCache) -> usize {
-    c.retained_pages.get()
-}
-
-/// Calls `f` on every span `c` retains.
-///
-/// # Safety
-/// The caller owns `c`; `f` does not change the lists.
-pub(crate) unsafe fn for_each_retained(c: &MCache, mut f: impl FnMut(SpanClass, *mut Span)) {
-    for spc in 0..NUM_SPAN_CLASSES {
-        let spc = SpanClass(spc as u8);
-        // SAFETY: the caller owns `c` and `f` does not change the lists (# Safety).
-        unsafe { retained(c, spc) }.for_each(|s| f(spc, s));
     }
 }
 
@@ -683,150 +435,20 @@ pub unsafe fn flush(c: &MCache) {
     }
 }
 
-// ---- the pool of cache records, and the orphan cache ----
-
 /// Cache flushes since start (thread exits), for [`crate::stats()`].
 pub static FLUSHES: AtomicUsize = AtomicUsize::new(0);
 
-/// All cache records: the active ones (owned by a live thread) and recycled ones.
-pub struct Pool {
-    fix: FixAlloc,
-    active: *mut MCache,
-    free: *mut MCache,
-    /// Caches owned by live threads.
-    pub nactive: usize,
-}
 
-// SAFETY: records are allocator metadata guarded by POOL's lock.
-unsafe impl Send for Pool {}
+mod pool;
+mod retain;
 
-/// The cache pool. Lock order: ORPHAN -> POOL -> mcentral -> mheap.
-pub static POOL: SpinLock<Pool> = SpinLock::new(Pool {
-    fix: FixAlloc::new(MCACHE_BYTES),
-    active: ptr::null_mut(),
-    free: ptr::null_mut(),
-    nactive: 0,
-});
+pub use pool::{abandon_after_fork, with_orphan, ABANDONED, ORPHAN, POOL};
+pub(crate) use retain::{for_each_retained, retained_pages};
+#[cfg(any(test, feature = "test-internals"))]
+pub use retain::{own_retained_bytes, trim_requests};
+pub use retain::{
+    adopt_for_free, release_own_retained, release_retained, request_trim, ADOPTED,
+    RETAIN_TOTAL_BYTES,
+};
+use retain::{retained, retire, take_retained, TRIM_EPOCH};
 
-impl Pool {
-    /// A clean cache record on the active list, or null if the OS refuses memory.
-    pub fn get(&mut self) -> *mut MCache {
-        let c = if self.free.is_null() {
-            let c = self.fix.alloc().cast::<MCache>();
-            if c.is_null() {
-                return c;
-            }
-            // SAFETY: fresh storage of the right size and alignment.
-            unsafe { c.write(MCache::empty()) };
-            c
-        } else {
-            let c = self.free;
-            // SAFETY: free-list members are valid, flushed records.
-            self.free = unsafe { (*c).next.get() };
-            c
-        };
-        // SAFETY: `c` and the list head are valid records.
-        unsafe {
-            (*c).prev.set(ptr::null_mut());
-            (*c).next.set(self.active);
-            if !self.active.is_null() {
-                (*self.active).prev.set(c);
-            }
-        }
-        self.active = c;
-        self.nactive += 1;
-        c
-    }
-
-    /// Moves a flushed cache from the active list to the free list.
-    ///
-    /// # Safety
-    /// `c` is on this pool's active list and flushed; nobody uses it any more.
-    pub unsafe fn put(&mut self, c: *mut MCache) {
-        // SAFETY: `c` is on this pool's active list, flushed and unused (# Safety).
-        unsafe {
-            self.unlink_active(c);
-            (*c).next.set(self.free);
-        }
-        self.free = c;
-    }
-
-    /// Takes `c` off the active list (and out of the count), onto no list.
-    ///
-    /// # Safety
-    /// `c` is on this pool's active list.
-    unsafe fn unlink_active(&mut self, c: *mut MCache) {
-        // SAFETY: `c` is a valid record on the active list; its neighbours are too.
-        unsafe {
-            let (p, n) = ((*c).prev.get(), (*c).next.get());
-            if p.is_null() {
-                self.active = n;
-            } else {
-                (*p).next.set(n);
-            }
-            if !n.is_null() {
-                (*n).prev.set(p);
-            }
-        }
-        self.nactive -= 1;
-    }
-}
-
-/// Pointer to the orphan cache record (null until first needed).
-pub struct OrphanCache(*mut MCache);
-// SAFETY: the record is allocator metadata; ORPHAN's lock serialises its use.
-unsafe impl Send for OrphanCache {}
-
-/// The shared cache of threads without one, taken with its lock.
-pub static ORPHAN: SpinLock<OrphanCache> = SpinLock::new(OrphanCache(ptr::null_mut()));
-
-/// Runs `f` with the orphan cache held, or returns `None` if none could be made.
-pub fn with_orphan<R>(f: impl FnOnce(&MCache) -> R) -> Option<R> {
-    let mut g = ORPHAN.lock();
-    if g.0.is_null() {
-        g.0 = POOL.lock().get();
-        if g.0.is_null() {
-            return None;
-        }
-    }
-    // SAFETY: the orphan cache lives forever and the lock makes us its only user.
-    Some(f(unsafe { &*g.0 }))
-}
-
-/// In a forked child: abandon the caches of the threads that did not survive the fork.
-///
-/// The fork copied them at whatever instruction their threads were at: a thread may have
-/// been inside `malloc` or `free`, which touch the thread's own cache with no lock (a span
-/// list half relinked, a remote-free bitmap half taken), or half way through its exit
-/// flush.
-/// Flushing such a cache in the child could hang it: shim-c's fork tests caught children
-/// spinning in `MCentral::settle` on a span that the dead thread had already handed on
-/// (a few forks in 30000), and a half-rotated retained list is a cycle.
-/// So, like jemalloc's and mimalloc's children, the child leaves them as they are: their
-/// spans stay owned by a record no thread uses (frees into them are remote frees, never
-/// collected), and the record is never reused. What is lost is the free space in at most
-/// [`RETAIN_TOTAL_BYTES`] plus one span per class, per thread the parent had, and it is
-/// memory the child shares with its parent until written. The orphan cache is used only
-/// under its lock, which `fork_prepare` took, so it is whole, and it stays in use.
-///
-/// # Safety
-/// Called once in the child, single-threaded, with every allocator lock free.
-pub unsafe fn abandon_after_fork() {
-    let me = current();
-    let orphan = ORPHAN.lock().0;
-    let mut pool = POOL.lock();
-    let mut c = pool.active;
-    while !c.is_null() {
-        // SAFETY: active-list members are valid records.
-        let next = unsafe { (*c).next.get() };
-        if c != me && c != orphan {
-            // SAFETY: `c` is on the active list; its owner thread does not exist here.
-            unsafe { pool.unlink_active(c) };
-            ABANDONED.fetch_add(1, Ordering::Relaxed);
-        }
-        c = next;
-    }
-}
-
-/// Caches abandoned in forked children ([`abandon_after_fork`]), for [`crate::stats()`].
-pub static ABANDONED: AtomicUsize = AtomicUsize::new(0);

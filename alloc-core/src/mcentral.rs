@@ -29,137 +29,10 @@ use crate::mcache::MCache;
 use crate::mheap::HEAP;
 use crate::remote::IntrusiveStack;
 use crate::sizeclass::{SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
-use crate::span::Span;
+use crate::span::{Span, SpanList};
 use crate::sync::{AtomicUsize, Ordering};
 use core::ptr;
 use crossbeam_utils::CachePadded;
-
-/// FIFO list of spans linked through `Span::next`/`prev`: an mcentral's partial spans, or
-/// the full spans a thread cache retains ([`crate::mcache`]). A span is in at most one.
-pub struct SpanList {
-    head: *mut Span,
-    tail: *mut Span,
-    /// Spans in the list.
-    pub len: usize,
-}
-
-// SAFETY: the list's records are heap metadata guarded by the owning lock.
-unsafe impl Send for SpanList {}
-
-impl SpanList {
-    pub(crate) const fn new() -> Self {
-        SpanList {
-            head: ptr::null_mut(),
-            tail: ptr::null_mut(),
-            len: 0,
-        }
-    }
-
-    /// # Safety
-    /// `s` is a valid record in no list.
-    pub(crate) unsafe fn push_back(&mut self, s: *mut Span) {
-        // SAFETY: caller contract; `tail` is a valid member.
-        unsafe {
-            (*s).next.set(ptr::null_mut());
-            (*s).prev.set(self.tail);
-            if self.tail.is_null() {
-                self.head = s;
-            } else {
-                (*self.tail).next.set(s);
-            }
-        }
-        self.tail = s;
-        self.len += 1;
-    }
-
-    /// # Safety
-    /// `s` is in this list.
-    pub(crate) unsafe fn remove(&mut self, s: *mut Span) {
-        // SAFETY: caller contract; neighbours are valid members.
-        unsafe {
-            let (p, n) = ((*s).prev.get(), (*s).next.get());
-            if p.is_null() {
-                self.head = n;
-            } else {
-                (*p).next.set(n);
-            }
-            if n.is_null() {
-                self.tail = p;
-            } else {
-                (*n).prev.set(p);
-            }
-        }
-        self.len -= 1;
-    }
-
-    /// Calls `f` on every span of the list, front to back, and checks the back links.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(*mut Span)) {
-        let (mut s, mut prev, mut n) = (self.head, ptr::null_mut(), 0);
-        while !s.is_null() {
-            // SAFETY: members are valid records (the caller holds the list's lock).
-            let sr = unsafe { &*s };
-            crate::check!(
-                sr.prev.get() == prev,
-                "partial list back link broken at",
-                s as usize
-            );
-            f(s);
-            n += 1;
-            prev = s;
-            s = sr.next.get();
-        }
-        crate::check!(
-            prev == self.tail && n == self.len,
-            "partial list length or tail wrong",
-            n
-        );
-    }
-
-    /// The first span, or null.
-    pub(crate) fn front(&self) -> *mut Span {
-        self.head
-    }
-
-    /// Moves the spans from the front through `last` to the back, in order: what popping
-    /// each and pushing it back would do, with four link writes whatever their number.
-    ///
-    /// # Safety
-    /// `last` is in this list.
-    pub(crate) unsafe fn rotate_through(&mut self, last: *mut Span) {
-        // SAFETY: caller contract; members are valid records.
-        let new_head = unsafe { (*last).next.get() };
-        if new_head.is_null() {
-            return; // the whole list: the same order
-        }
-        // SAFETY: as above; `new_head` follows `last`, so the list has a head and a tail.
-        unsafe {
-            (*new_head).prev.set(ptr::null_mut());
-            (*self.tail).next.set(self.head);
-            (*self.head).prev.set(self.tail);
-            (*last).next.set(ptr::null_mut());
-        }
-        self.head = new_head;
-        self.tail = last;
-    }
-
-    /// Takes the first span, or null.
-    pub(crate) fn pop_front(&mut self) -> *mut Span {
-        let s = self.head;
-        if !s.is_null() {
-            // SAFETY: members are valid records.
-            unsafe {
-                self.head = (*s).next.get();
-                if self.head.is_null() {
-                    self.tail = ptr::null_mut();
-                } else {
-                    (*self.head).prev.set(ptr::null_mut());
-                }
-            }
-            self.len -= 1;
-        }
-        s
-    }
-}
 
 /// The central list of one span class.
 ///
@@ -271,7 +144,7 @@ impl MCentral {
     /// Takes the first partial span that can be unparked. A span whose park flag a
     /// remote free just cleared is on its way to `pending` and stays for [`Self::take_pending`].
     fn take_partial(&self, partial: &mut SpanList) -> *mut Span {
-        for _ in 0..partial.len {
+        for _ in 0..partial.len() {
             let s = partial.pop_front();
             // SAFETY: members of `partial` are valid unowned records, ours under the lock.
             unsafe {
@@ -373,8 +246,9 @@ impl MCentral {
     /// (so it cannot go to the page heap meanwhile).
     pub unsafe fn adopt_parked(&self, s: *mut Span, cache: *mut MCache) -> bool {
         let mut partial = self.partial.lock();
-        // SAFETY: caller contract; under the lock a parked span is the lock holder's (see
-        // the parking protocol above), and unparking it makes it ours alone.
+        // SAFETY: `s` holds an object being freed, so it stays an in-use record (# Safety);
+        // under the lock a parked span is the lock holder's (see the parking protocol
+        // above), and unparking it makes it ours alone.
         unsafe {
             let sr = &*s;
             if !sr.owner.load(Ordering::Relaxed).is_null() || !sr.xfree.try_unpark() {
@@ -401,7 +275,8 @@ impl MCentral {
     /// # Safety
     /// `s` is an in-use small span owned by the caller's cache, which forgets it.
     pub unsafe fn uncache_span(&self, s: *mut Span) {
-        // SAFETY: caller contract: we own `s`; it is not parked (owned spans never are).
+        // SAFETY: `s` is an in-use span our cache owns (# Safety), so ours; it is not
+        // parked (owned spans never are: `RemoteFrees` invariant 3).
         unsafe {
             let sr = &*s;
             sr.owner.store(ptr::null_mut(), Ordering::Relaxed);
@@ -457,7 +332,7 @@ impl MCentral {
     /// Frees every kept empty span to the page heap. Returns how many.
     fn free_kept(&self, partial: &mut SpanList) -> usize {
         let mut freed = 0;
-        for _ in 0..partial.len {
+        for _ in 0..partial.len() {
             if self.kept_empty.load(Ordering::Relaxed) == 0 {
                 break;
             }

@@ -24,13 +24,15 @@ use crate::fixalloc::FixAlloc;
 use crate::lock::SpinLock;
 use crate::os;
 use crate::sizeclass::{SpanClass, PAGE_SHIFT, PAGE_SIZE};
-use crate::span::{Span, SpanState, SPAN_RECORD_BYTES};
+use crate::list::List;
+use crate::span::{InDirty, Span, SpanList, SpanState, SPAN_RECORD_BYTES};
 use core::ptr;
 
 mod pagebits;
 mod release;
 
 use pagebits::{scavenged_set, scavenged_take, set_page_in_use};
+pub use release::ReleasePolicy;
 
 /// Page counts below this have an exact bin.
 const EXACT_BINS: usize = 128;
@@ -97,7 +99,7 @@ pub struct HeapCounters {
 
 /// The page heap. All fields are protected by [`HEAP`].
 pub struct MHeap {
-    bins: [*mut Span; NBINS],
+    bins: [SpanList; NBINS],
     nonempty: [u64; NBINS / 64],
     spanalloc: FixAlloc,
     /// Reserved but not yet committed address space of the current arena region.
@@ -105,14 +107,13 @@ pub struct MHeap {
     cur_end: usize,
     hint: usize,
     /// Free runs that may hold pages not yet released to the OS, oldest first: the
-    /// scavenger's work list, linked through `Span::dirty_next`/`dirty_prev`.
-    dirty_head: *mut Span,
-    dirty_tail: *mut Span,
-    /// Runs in the dirty list.
-    ndirty: usize,
+    /// scavenger's work list (`release.rs`).
+    dirty: List<InDirty>,
     /// The most pages in use since the scavenger last looked ([`MHeap::take_inuse_high`]):
     /// its decaying peak follows rises it did not see (it may not have been running).
     inuse_high: usize,
+    /// How much to keep and when to wake the scavenger ([`ReleasePolicy`]).
+    policy: &'static ReleasePolicy,
     /// Statistics.
     pub c: HeapCounters,
 }
@@ -140,16 +141,15 @@ impl MHeap {
     /// private heaps far from the global one so they cannot touch its arenas.
     pub(crate) const fn with_hint(hint: usize) -> MHeap {
         MHeap {
-            bins: [ptr::null_mut(); NBINS],
+            bins: [const { SpanList::new() }; NBINS],
             nonempty: [0; NBINS / 64],
             spanalloc: FixAlloc::new(SPAN_RECORD_BYTES),
             cur_base: 0,
             cur_end: 0,
             hint,
-            dirty_head: ptr::null_mut(),
-            dirty_tail: ptr::null_mut(),
-            ndirty: 0,
+            dirty: List::new(),
             inuse_high: 0,
+            policy: &ReleasePolicy::NONE,
             c: HeapCounters {
                 pages_inuse: 0,
                 pages_free: 0,
@@ -183,7 +183,8 @@ impl MHeap {
     /// # Safety
     /// `s` came from `new_record` and is referenced by no list or arena entry.
     unsafe fn free_record(&mut self, s: *mut Span) {
-        // SAFETY: caller contract.
+        // SAFETY: `s` came from `new_record` (so from `spanalloc`) and nothing references
+        // it any more (# Safety).
         unsafe {
             (*s).set_state(SpanState::Dead);
             self.spanalloc.free(s.cast());
@@ -202,18 +203,13 @@ impl MHeap {
         let sr = unsafe { &*s };
         sr.in_dirty.set(false);
         if dirty {
-            // SAFETY: as above.
+            // SAFETY: `s` is a valid free record not on the dirty list (# Safety).
             unsafe { self.dirty_push_back(s) };
         }
         let b = bin_of(sr.npages.get());
         sr.bin.set(b as u16);
-        sr.prev.set(ptr::null_mut());
-        sr.next.set(self.bins[b]);
-        if !self.bins[b].is_null() {
-            // SAFETY: list members are valid records.
-            unsafe { (*self.bins[b]).prev.set(s) };
-        }
-        self.bins[b] = s;
+        // SAFETY: `s` is a valid record in no bin (# Safety).
+        unsafe { self.bins[b].push_front(s) };
         self.nonempty[b / 64] |= 1 << (b % 64);
     }
 
@@ -229,16 +225,8 @@ impl MHeap {
                 self.dirty_unlink(s);
             }
             let b = sr.bin.get() as usize;
-            let (p, n) = (sr.prev.get(), sr.next.get());
-            if p.is_null() {
-                self.bins[b] = n;
-            } else {
-                (*p).next.set(n);
-            }
-            if !n.is_null() {
-                (*n).prev.set(p);
-            }
-            if self.bins[b].is_null() {
+            self.bins[b].remove(s);
+            if self.bins[b].is_empty() {
                 self.nonempty[b / 64] &= !(1 << (b % 64));
             }
         }
@@ -252,7 +240,7 @@ impl MHeap {
             let mut bits = self.nonempty[w] & (!0u64 << (b % 64));
             loop {
                 if bits != 0 {
-                    return self.bins[w * 64 + bits.trailing_zeros() as usize];
+                    return self.bins[w * 64 + bits.trailing_zeros() as usize].front();
                 }
                 w += 1;
                 if w == self.nonempty.len() {
@@ -262,14 +250,15 @@ impl MHeap {
             }
         }
         // The rounded-up bins are empty; a run in n's own bin may still fit.
-        let mut s = self.bins[bin_of(n).min(NBINS - 1)];
+        let bin = &self.bins[bin_of(n).min(NBINS - 1)];
+        let mut s = bin.front();
         while !s.is_null() {
             // SAFETY: bin members are valid records.
             unsafe {
                 if (*s).npages.get() >= n {
                     return s;
                 }
-                s = (*s).next.get();
+                s = bin.next(s);
             }
         }
         ptr::null_mut()
@@ -280,7 +269,8 @@ impl MHeap {
     /// # Safety
     /// `s` is a valid record of pages in registered arenas.
     unsafe fn set_bounds(s: *mut Span) {
-        // SAFETY: caller contract.
+        // SAFETY: `s` is a valid record of pages in registered arenas (# Safety); the
+        // heap lock is held, as everywhere in this module.
         unsafe {
             let base = (*s).base.get();
             arena::set_span(base, s);
@@ -377,7 +367,8 @@ impl MHeap {
     /// # Safety
     /// `s` is an in-use span that no cache, list or user references any more.
     pub unsafe fn free_span(&mut self, s: *mut Span) {
-        // SAFETY: caller contract; neighbours found through the arena map are valid records.
+        // SAFETY: `s` is an in-use span nothing references any more (# Safety), so a valid
+        // record of pages in registered arenas that we may free.
         unsafe {
             let sr = &*s;
             crate::check!(
@@ -404,12 +395,11 @@ impl MHeap {
         self.pages_freed();
     }
 
-    /// After pages came back: the scavenger starts if the free memory not yet released is
-    /// worth it (`scavenge::pages_freed`).
+    /// After pages came back: tells the policy, which may start the scavenger.
     #[inline]
     fn pages_freed(&self) {
         let inuse = self.c.pages_inuse << PAGE_SHIFT;
-        crate::scavenge::pages_freed(self.retained() - inuse, inuse);
+        (self.policy.pages_freed)(self.retained() - inuse, inuse);
     }
 
     /// The most pages in use since the last call, which starts a new period at the pages
@@ -427,7 +417,8 @@ impl MHeap {
     /// # Safety
     /// `s` is a free record in no bin; its interior entries are null.
     unsafe fn coalesce_insert(&mut self, s: *mut Span, mut dirty: bool) {
-        // SAFETY: caller contract; neighbours are valid records found via the arena map.
+        // SAFETY: `s` is a free record in no bin (# Safety). A non-null arena-map entry is
+        // a valid record (arena invariant 1), and a free one is in its bin (module header).
         unsafe {
             let sr = &*s;
             let (old_first, old_last) = (sr.base.get(), sr.limit() - PAGE_SIZE);
@@ -461,7 +452,7 @@ impl MHeap {
             arena::set_span(old_last, ptr::null_mut());
             Self::set_bounds(s);
             if dirty {
-                sr.dirty_since.set(crate::scavenge::coarse_now());
+                sr.dirty_since.set((self.policy.now)());
             }
             self.insert(s, dirty);
         }
@@ -480,7 +471,8 @@ impl MHeap {
         if t.is_null() {
             return false;
         }
-        // SAFETY: caller contract; `t` is fresh; the pages lie in registered arenas.
+        // SAFETY: `s` is an in-use large span and `tail < s.npages` (# Safety), so its tail
+        // pages lie in registered arenas; `t` is a fresh record, ours alone.
         unsafe {
             let sr = &*s;
             let keep = sr.npages.get() - tail;
@@ -506,7 +498,8 @@ impl MHeap {
         if t.is_null() {
             return; // keep the span as it is: still correct, only less compact
         }
-        // SAFETY: caller contract; `t` is fresh.
+        // SAFETY: `s` is an in-use large span and `npages < s.npages` (# Safety), so its
+        // tail pages lie in registered arenas; `t` is a fresh record, in no bin.
         unsafe {
             let sr = &*s;
             let tail = sr.npages.get() - npages;
@@ -531,7 +524,8 @@ impl MHeap {
     /// # Safety
     /// `s` is an in-use large span; `npages > s.npages`.
     pub unsafe fn try_extend_span(&mut self, s: *mut Span, npages: usize) -> bool {
-        // SAFETY: caller contract; `after` is a valid record found via the arena map.
+        // SAFETY: `s` is an in-use large span (# Safety); `after`, a non-null arena-map
+        // entry, is a valid record (arena invariant 1), binned when free (module header).
         unsafe {
             let sr = &*s;
             let more = npages - sr.npages.get();
@@ -634,13 +628,13 @@ impl MHeap {
         // runs dirtied less than `MIN_AGE_NS` ago are kept (unless over the memory limit):
         // releasing them would mostly make the program fault them in again.
         let inuse = (self.c.pages_inuse << PAGE_SHIFT) + take;
-        let goal = crate::scavenge::retained_goal_for(inuse);
+        let goal = (self.policy.retained_goal)(inuse);
         let after = self.retained() + take;
         if after > goal {
             let todo = ((after - goal) >> PAGE_SHIFT).min(take >> PAGE_SHIFT);
             let over_limit = after > config::memory_limit();
             let r = self
-                .scavenge(todo, true, crate::scavenge::dirty_cutoff(over_limit))
+                .scavenge(todo, true, (self.policy.dirty_cutoff)(over_limit))
                 .released;
             self.c.scavenged_sync += r << PAGE_SHIFT;
         }
@@ -661,7 +655,7 @@ impl MHeap {
         }
         let n = bytes >> PAGE_SHIFT;
         self.c.heap_sys += bytes;
-        crate::scavenge::note_heap_sys(self.c.heap_sys);
+        (self.policy.grew)(self.c.heap_sys);
         self.c.pages_free += n;
         self.c.pages_released += n;
         scavenged_set(base, n);
@@ -728,15 +722,15 @@ impl MHeap {
         let mut free = 0;
         let mut dirty_flags = 0;
         for b in 0..NBINS {
-            let mut s = self.bins[b];
-            assert_eq!(s.is_null(), self.nonempty[b / 64] & (1 << (b % 64)) == 0);
-            let mut prev = ptr::null_mut();
-            while !s.is_null() {
+            assert_eq!(
+                self.bins[b].is_empty(),
+                self.nonempty[b / 64] & (1 << (b % 64)) == 0
+            );
+            self.bins[b].for_each(|s| {
                 // SAFETY: bin members are valid records.
                 let sr = unsafe { &*s };
                 assert_eq!(sr.state(), SpanState::Free);
                 assert_eq!(bin_of(sr.npages.get()), b);
-                assert_eq!(sr.prev.get(), prev);
                 assert_eq!(arena::span_of(sr.base.get()), s);
                 assert_eq!(arena::span_of(sr.limit() - PAGE_SIZE), s);
                 let after = arena::span_of(sr.limit());
@@ -749,25 +743,16 @@ impl MHeap {
                 }
                 free += sr.npages.get();
                 dirty_flags += usize::from(sr.in_dirty.get());
-                prev = s;
-                s = sr.next.get();
-            }
+            });
         }
         assert_eq!(free, self.c.pages_free);
-        let (mut n, mut s, mut prev) = (0, self.dirty_head, ptr::null_mut());
-        while !s.is_null() {
+        self.dirty.for_each(|s| {
             // SAFETY: dirty-list members are valid records.
             let sr = unsafe { &*s };
             assert_eq!(sr.state(), SpanState::Free);
             assert!(sr.in_dirty.get());
-            assert_eq!(sr.dirty_prev.get(), prev);
-            n += 1;
-            prev = s;
-            s = sr.dirty_next.get();
-        }
-        assert_eq!(prev, self.dirty_tail);
-        assert_eq!(n, self.ndirty);
-        assert_eq!(n, dirty_flags);
+        });
+        assert_eq!(self.dirty.len(), dirty_flags);
         assert!(self.c.pages_released <= self.c.pages_free);
         assert_eq!(
             (self.c.pages_free + self.c.pages_inuse) << PAGE_SHIFT,

@@ -109,7 +109,8 @@ impl RemoteFrees {
     #[inline(always)]
     pub unsafe fn push(&self, bits: *const AtomicU64, idx: usize) -> Push {
         let m = 1u64 << (idx & 63);
-        // SAFETY: caller contract: word `idx / 64` lies in the bitmap.
+        // SAFETY: `idx` is a slot of the span, inside its remote-free bitmap `bits`
+        // (# Safety), so word `idx / 64` lies in it.
         let w = unsafe { &*bits.add(idx >> 6) };
         // Release (within SeqCst): the user's writes to the object happen before the
         // consumer's Acquire swap that takes the bit, hence before the slot's reuse.
@@ -165,7 +166,7 @@ impl RemoteFrees {
         self.state.fetch_and(!PENDING, Ordering::SeqCst);
         loom_fence();
         for i in 0..words {
-            // SAFETY: caller contract: `i < words`.
+            // SAFETY: `i < words`, and `bits` has `words` words (# Safety).
             let w = unsafe { &*bits.add(i) };
             if w.load(Ordering::SeqCst) != 0 {
                 // Acquire: the freeing threads' writes to the objects happen before.
@@ -315,17 +316,17 @@ mod tests {
         assert!(unsafe { r.take(b, 2, |i, x| got.push((i, x))) });
         assert_eq!(got, vec![(0, 1 << 3), (1, 1 << 6)]);
         assert!(r.is_empty());
-        // SAFETY: as above.
+        // SAFETY: `bits` has two words.
         assert!(!unsafe { r.take(b, 2, |_, _| panic!("nothing announced")) });
         // A parked span stays parked through take and unparks only by CAS.
         assert!(r.try_park());
-        // SAFETY: as above.
+        // SAFETY: `bits` has two words.
         assert!(!unsafe { r.take(b, 2, |_, _| panic!("nothing announced")) });
         assert!(r.is_parked());
         assert!(r.try_unpark());
         assert!(!r.is_parked() && !r.try_unpark());
         // A spurious flag (a stale free) is forgotten by `reset`.
-        // SAFETY: as above.
+        // SAFETY: slot 0 lies in the two-word bitmap.
         unsafe { assert_eq!(r.push(b, 0), Push::Done) };
         bits[0].store(0, Ordering::Relaxed);
         r.reset();

@@ -1,6 +1,7 @@
 //! Process-wide set-up, done once, lazily, from the first slow-path allocation: the
 //! pthread key whose destructor flushes a thread's cache, and the `pthread_atfork`
-//! handlers that make `fork` safe.
+//! handlers that make `fork` safe (they take every allocator lock: orphan cache, cache
+//! pool, mcentrals, page heap, then the heap profile's records with feature `profile`).
 //!
 //! Both calls may allocate (glibc's `pthread_atfork` grows a list with `malloc`). While
 //! set-up is in progress every allocation, including re-entrant ones from this thread,
@@ -47,6 +48,9 @@ fn init_slow() -> bool {
     }
     crate::config::read_env();
     crate::cpu::detect();
+    crate::mheap::HEAP
+        .lock()
+        .set_release_policy(&crate::scavenge::POLICY);
     INIT.store(READY, Ordering::Release);
     true
 }
@@ -74,6 +78,8 @@ extern "C" fn fork_prepare() {
         c.partial.raw_lock();
     }
     HEAP.raw_lock();
+    #[cfg(feature = "profile")]
+    crate::profile::bucket::TABLE.raw_lock();
 }
 
 extern "C" fn fork_parent() {
@@ -96,6 +102,8 @@ extern "C" fn fork_child() {
 unsafe fn unlock_all() {
     // SAFETY: this thread took every allocator lock in `fork_prepare` (# Safety).
     unsafe {
+        #[cfg(feature = "profile")]
+        crate::profile::bucket::TABLE.raw_unlock();
         HEAP.raw_unlock();
         for c in CENTRAL.iter().rev() {
             c.partial.raw_unlock();

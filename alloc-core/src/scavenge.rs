@@ -78,7 +78,7 @@
 use crate::config;
 use crate::mcentral::CENTRAL;
 #[cfg(not(any(miri, loom)))]
-use crate::mheap::HEAP;
+use crate::mheap::{ReleasePolicy, HEAP};
 #[cfg(not(any(miri, loom)))]
 use crate::sizeclass::PAGE_SHIFT;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
@@ -174,6 +174,15 @@ fn limit_cap() -> usize {
         limit - limit / 20
     }
 }
+
+/// The page heap's release policy: this module's goal, clock and wake-up.
+pub(crate) static POLICY: ReleasePolicy = ReleasePolicy {
+    now: coarse_now,
+    pages_freed,
+    grew: note_heap_sys,
+    retained_goal: retained_goal_for,
+    dirty_cutoff,
+};
 
 /// The scavenger's coarse clock (see [`MIN_AGE_NS`]), which stamps free runs: while the
 /// thread runs, the time of its last step (free runs are stamped at no cost); while none

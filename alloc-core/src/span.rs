@@ -17,10 +17,11 @@
 //!   reads the immutable fields (`base`, `elemsize`, `div_magic`, `nelems`, `spanclass`,
 //!   `xfree_bits`) of an in-use span;
 //! * the page heap (under its lock) changes `base`, `npages` and `state`, and links free
-//!   spans through `next`/`prev` (its size bins) and `dirty_next`/`dirty_prev` (free runs
-//!   with pages not yet released to the OS).
+//!   spans through `links` (its size bins) and `dirty` (free runs with pages not yet
+//!   released to the OS).
 
 use crate::arena::{self, BITMAP_WORDS_PER_PAGE};
+use crate::list::{Link, Links, List};
 use crate::mcache::MCache;
 use crate::remote::{Linked, RemoteFrees};
 use crate::report::{double_free, fatal};
@@ -113,10 +114,8 @@ pub struct Span {
     /// Span class (class 0 for large objects). Immutable while the span is in use; the
     /// remote free reads it beside `state`.
     pub spanclass: Cell<SpanClass>,
-    /// Dirty-list links (free records only).
-    pub dirty_next: Cell<*mut Span>,
-    /// Dirty-list links (free records only).
-    pub dirty_prev: Cell<*mut Span>,
+    /// Links in the page heap's dirty list (free records only).
+    pub dirty: Links<Span>,
     /// Free records only: when the run last became dirty, on the scavenger's coarse clock
     /// (`crate::scavenge::coarse_now`); runs younger than `crate::scavenge::MIN_AGE_NS`
     /// are left alone by the background scavenger.
@@ -135,10 +134,9 @@ pub struct Span {
     pub npages: Cell<usize>,
     /// Mark bitmap for the collector.
     pub mark_bits: Cell<*mut u64>,
-    /// List links (page heap bins, mcentral partial list).
-    pub next: Cell<*mut Span>,
-    /// List links (page heap bins, mcentral partial list).
-    pub prev: Cell<*mut Span>,
+    /// Links in a page heap bin (free records), an mcentral's partial list or a cache's
+    /// retained list (in-use records).
+    pub links: Links<Span>,
     /// Link in an mcentral's pending stack.
     pub pending_next: AtomicPtr<Span>,
     /// Number of slots (1 for a large span).
@@ -152,6 +150,12 @@ pub struct Span {
     pub gc: AtomicU8,
     /// The collector's sweep generation of this span (Go's `mspan.sweepgen`).
     pub sweepgen: AtomicU32,
+    /// A large span holding one sampled block (feature `profile`): its bucket's number
+    /// plus one (`profile::bucket`), so that its free is counted; 0 for every other span.
+    /// Set after the span is allocated, cleared by its free (`profile::freed`) before the
+    /// record goes back to the page heap, so no span is ever initialised with it set
+    /// (and `init_in_use` does not touch it).
+    pub prof_bucket: Cell<u32>,
 }
 
 /// Bytes of one span record.
@@ -160,6 +164,29 @@ const _: () = assert!(SPAN_RECORD_BYTES == 192);
 const _: () = assert!(core::mem::offset_of!(Span, alloc_count) == 60);
 const _: () = assert!(core::mem::offset_of!(Span, xfree) == 64);
 const _: () = assert!(core::mem::offset_of!(Span, npages) == 128);
+
+/// The lists a span is in through [`Span::links`]: a page heap bin, an mcentral's partial
+/// list, or a thread cache's retained list; one at a time (they hold spans in different
+/// states or owned by different parties).
+pub struct InList;
+impl Link for InList {
+    type Node = Span;
+    fn links(s: &Span) -> &Links<Span> {
+        &s.links
+    }
+}
+
+/// The page heap's dirty list, through [`Span::dirty`]: a free span is in it and in a bin.
+pub struct InDirty;
+impl Link for InDirty {
+    type Node = Span;
+    fn links(s: &Span) -> &Links<Span> {
+        &s.dirty
+    }
+}
+
+/// A list of spans through [`Span::links`].
+pub type SpanList = List<InList>;
 
 impl Linked for Span {
     fn link(&self) -> &AtomicPtr<Span> {
@@ -219,22 +246,21 @@ impl Span {
             in_dirty: Cell::new(false),
             state: AtomicU8::new(SpanState::Dead as u8),
             spanclass: Cell::new(SpanClass(0)),
-            dirty_next: Cell::new(ptr::null_mut()),
-            dirty_prev: Cell::new(ptr::null_mut()),
+            dirty: Links::new(),
             dirty_since: Cell::new(0),
             last_owner: AtomicPtr::new(ptr::null_mut()),
             xfree_bits: Cell::new(ptr::null()),
             _pad_remote: [0; 8],
             npages: Cell::new(0),
             mark_bits: Cell::new(ptr::null_mut()),
-            next: Cell::new(ptr::null_mut()),
-            prev: Cell::new(ptr::null_mut()),
+            links: Links::new(),
             pending_next: AtomicPtr::new(ptr::null_mut()),
             nelems: Cell::new(0),
             bin: Cell::new(0),
             in_partial: Cell::new(false),
             gc: AtomicU8::new(0),
             sweepgen: AtomicU32::new(0),
+            prof_bucket: Cell::new(0),
         }
     }
 
@@ -356,7 +382,8 @@ impl Span {
         }
         if crate::check::ENABLED {
             for i in 0..self.bitmap_words() {
-                // SAFETY: inside the span's bitmap slot (as above).
+                // SAFETY: `i < bitmap_words()`, which fits the span's slot in `xfree_bits`
+                // (checked above; one word for a large span).
                 let w = unsafe { (*self.xfree_bits.get().add(i)).load(Ordering::Relaxed) };
                 crate::check!(w == 0, "fresh span with remote frees", self.base.get());
             }
@@ -527,8 +554,9 @@ impl Span {
             self as *const Span as usize
         );
         if self.window() != NO_WINDOW {
-            // SAFETY: caller contract; a window the owner loaded is exact (the allocating
-            // span's, or a retained one: see `settle_retained`), so committing it is too.
+            // SAFETY: the caller owns the span (# Safety); a window the owner loaded is
+            // exact (the allocating span's, or a retained one: see `settle_retained`), so
+            // committing it is too.
             unsafe { self.commit_window() };
         }
         let w = (idx & !63) as u32;
@@ -547,9 +575,9 @@ impl Span {
     /// The caller owns the span, which is in the retained state.
     pub(crate) unsafe fn settle_retained(&self) {
         if self.window() != NO_WINDOW {
-            // SAFETY: caller contract; a retained window is exact (loaded from the
-            // committed bitmap, then only the owner's frees set its bits), so committing
-            // it is too.
+            // SAFETY: the caller owns the span (# Safety); a retained window is exact
+            // (loaded from the committed bitmap, then only the owner's frees set its bits),
+            // so committing it is too.
             unsafe { self.commit_window() };
         }
     }
@@ -647,7 +675,8 @@ impl Span {
     #[inline(always)]
     pub unsafe fn try_free_local_branchy(&self, idx: usize, addr: usize) -> bool {
         if idx & !63 != self.window() as usize {
-            // SAFETY: caller contract; the slot is outside the window.
+            // SAFETY: the caller owns the span and `idx < nelems` (# Safety); the slot is
+            // outside the window (tested just above).
             return unsafe { self.try_free_outside_window(idx, addr) };
         }
         let m = 1u64 << (idx & 63);
@@ -761,7 +790,8 @@ impl Span {
     /// user.
     #[inline(always)]
     pub unsafe fn free_remote(&self, idx: usize) -> crate::remote::Push {
-        // SAFETY: caller contract; `xfree_bits` has a bit for every slot.
+        // SAFETY: `idx < nelems` and the slot's user frees it (# Safety); `xfree_bits` has
+        // a bit for every slot.
         unsafe { self.xfree.push(self.xfree_bits.get(), idx) }
     }
 

@@ -109,7 +109,7 @@ pub struct Stats {
 /// the per-class counters without locks; never allocates.
 pub fn stats() -> Stats {
     let c = HEAP.lock().c;
-    let active_caches = POOL.lock().nactive;
+    let active_caches = POOL.lock().nactive();
     let mut by_size = [ClassStats::default(); NUM_SIZE_CLASSES];
     let (mut heap_alloc, mut heap_objects) = (0, 0);
     for (i, b) in by_size.iter_mut().enumerate().skip(1) {
@@ -263,6 +263,15 @@ extern "C" fn at_exit() {
     if config::stats_at_exit() {
         print_summary(EXIT_FD.load(core::sync::atomic::Ordering::Relaxed));
     }
+    #[cfg(feature = "profile")]
+    crate::profile::at_exit();
+}
+
+/// The descriptor the exit reports go to: stderr, or the close-on-exec duplicate of it
+/// taken at start-up when one was asked for.
+#[cfg(feature = "profile")]
+pub(crate) fn exit_fd() -> i32 {
+    EXIT_FD.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(all(target_os = "linux", not(miri)))]

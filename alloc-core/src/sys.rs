@@ -98,10 +98,11 @@ mod raw {
         entry: extern "C" fn() -> !,
     ) -> isize {
         let ret: isize;
-        // SAFETY: caller contract. In the child every register but rax holds the parent's
-        // value and rsp is `stack_top`: it calls `entry` (r12, preserved by `syscall`) on
-        // the new stack, aligned as the ABI requires, and never comes back. The parent
-        // jumps over that.
+        // SAFETY: the flags make a thread of this process, on an aligned stack of its own,
+        // with a `tid` that outlives it (# Safety). In the child every register but rax
+        // holds the parent's value and rsp is `stack_top`: it calls `entry` (r12, preserved
+        // by `syscall`) on the new stack, aligned as the ABI requires, and never comes
+        // back. The parent jumps over that.
         unsafe {
             core::arch::asm!(
                 "syscall",
@@ -132,9 +133,11 @@ mod raw {
         entry: extern "C" fn() -> !,
     ) -> isize {
         let ret: isize;
-        // SAFETY: caller contract. In the child every register but x0 holds the parent's
-        // value and sp is `stack_top`: it calls `entry` (x9) with a zero frame pointer and
-        // link register and never comes back. The parent branches over that.
+        // SAFETY: the flags make a thread of this process, on an aligned stack of its own,
+        // with a `tid` that outlives it (# Safety). In the child every register but x0
+        // holds the parent's value and sp is `stack_top`: it calls `entry` (x9) with a zero
+        // frame pointer and link register and never comes back. The parent branches over
+        // that.
         unsafe {
             core::arch::asm!(
                 "svc 0",
@@ -174,7 +177,8 @@ use raw::syscall;
 /// will read again (it reads zero, or stale bytes, afterwards).
 #[cfg(not(miri))]
 pub unsafe fn madvise(addr: *mut u8, len: usize, advice: libc::c_int) -> isize {
-    // SAFETY: caller contract.
+    // SAFETY: with `MADV_DONTNEED` or `MADV_FREE`, nobody reads the range again
+    // (# Safety); the kernel only reads the three arguments.
     unsafe {
         syscall(
             libc::SYS_madvise,

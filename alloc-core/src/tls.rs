@@ -115,8 +115,9 @@ mod imp {
     /// Sets the calling thread's cache pointer.
     #[inline(always)]
     pub fn set_cache(c: *mut MCache) {
-        // SAFETY: as in `cache`; the 8 bytes at offset 0 of this thread's own copy of the
-        // slot belong to this module and nothing else references them.
+        // SAFETY: the GOT entry holds the slot's offset from `%fs`, the calling thread's
+        // static TLS block (see `cache`); the 8 bytes at offset 0 of this thread's own copy
+        // of the slot belong to this module and nothing else references them.
         unsafe {
             asm!(
                 "movq __gomalloc_thread@GOTTPOFF(%rip), {off}",
@@ -132,7 +133,9 @@ mod imp {
     #[inline(always)]
     pub fn state() -> u8 {
         let s: u8;
-        // SAFETY: as in `cache`, for the byte at offset 8 of the 16-byte slot.
+        // SAFETY: the GOT entry holds the slot's offset from `%fs`, the calling thread's
+        // static TLS block (see `cache`); the byte at offset 8 of the 16-byte slot is in
+        // bounds; a plain load.
         unsafe {
             asm!(
                 "movq __gomalloc_thread@GOTTPOFF(%rip), {off}",
@@ -148,7 +151,9 @@ mod imp {
     /// Sets the calling thread's state byte.
     #[inline(always)]
     pub fn set_state(s: u8) {
-        // SAFETY: as in `set_cache`, for the byte at offset 8.
+        // SAFETY: the GOT entry holds the slot's offset from `%fs`, the calling thread's
+        // static TLS block (see `cache`); the byte at offset 8 of this thread's own copy of
+        // the slot belongs to this module and nothing else references it.
         unsafe {
             asm!(
                 "movq __gomalloc_thread@GOTTPOFF(%rip), {off}",

@@ -67,7 +67,7 @@ fn runs_of_frees_load_windows_of_retained_spans() {
             // The whole batch's slots are free again and are handed out again.
             let again: Vec<usize> = (0..N).map(|_| alloc(size, 8) as usize).collect();
             for p in again {
-                // SAFETY: as above.
+                // SAFETY: `p` was just allocated with this layout and is freed once.
                 unsafe { free_sized(p as *mut u8, size, 8) };
             }
             check_heap();
@@ -93,12 +93,12 @@ fn the_hint_follows_a_run_into_a_retained_span() {
     // The free at the first slot of the span's first window loaded that window.
     assert_eq!(first.window(), 0);
     for &p in &in_first[1..] {
-        // SAFETY: as above.
+        // SAFETY: each object is live, of this layout, and freed once.
         unsafe { free_sized(p as *mut u8, 64, 8) };
     }
     check_heap();
     for &p in ps.iter().filter(|&&p| !core::ptr::eq(span(p), first)) {
-        // SAFETY: as above.
+        // SAFETY: each object is live, of this layout, and freed once.
         unsafe { free_sized(p as *mut u8, 64, 8) };
     }
     check_heap();

@@ -226,8 +226,8 @@ fn big_alignments_waste_nothing_beyond_the_alignment() {
         let p = gomalloc::alloc(100_000, align);
         assert!(!p.is_null());
         assert_eq!(p as usize % align, 0, "align {align}");
-        // The block's span holds its own pages and no more: whatever the alignment cut off
-        // stays free in the page heap. (The span, not the global heap_inuse, is checked:
+        // The block's span holds its own pages, rounded up to the large-block grain, and no
+        // more: whatever the alignment cut off stays free in the page heap. (The span, not the global heap_inuse, is checked:
         // other tests allocate at the same time.)
         let s = gomalloc::arena::span_of(p as usize);
         // SAFETY: `p` is live, so its span record is live.
@@ -236,7 +236,10 @@ fn big_alignments_waste_nothing_beyond_the_alignment() {
         let guard = gomalloc::harden::GUARD_PAGES; // the guard-pages feature adds one
         assert_eq!(
             (npages - guard) << 13,
-            100_000usize.next_multiple_of(8192),
+            100_000usize
+                .div_ceil(8192)
+                .next_multiple_of(gomalloc::malloc::LARGE_GRAIN_PAGES)
+                << 13,
             "align {align}"
         );
         // SAFETY: live block.
@@ -795,7 +798,7 @@ fn a_thread_takes_back_the_spans_it_gave_up_when_it_frees_into_them() {
         // This thread's free into s2 takes it back.
         let q = objs[in2[0]];
         assert!(check(q as *const u8, 256, in2[0] as u8));
-        // SAFETY: as above, freed here.
+        // SAFETY: allocated with `l`, freed once, here.
         unsafe { GLOBAL.dealloc(q as *mut u8, l) };
         assert_eq!(span_owner(s2), me, "the span went back to its thread");
         gomalloc::check::check_whole_heap(); // checked builds: the lists and their count

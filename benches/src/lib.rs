@@ -136,7 +136,8 @@ pub fn alloc_all<A: GlobalAlloc>(a: &A, layout: Layout, slots: &mut [*mut u8]) {
 #[inline(always)]
 pub unsafe fn free_all<A: GlobalAlloc>(a: &A, layout: Layout, slots: &[*mut u8]) {
     for &p in slots {
-        // SAFETY: caller contract.
+        // SAFETY: `p` is a live object allocated by `a` with `layout`, not used afterwards
+        // (# Safety).
         unsafe { a.dealloc(black_box(p), layout) };
     }
 }

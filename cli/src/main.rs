@@ -4,7 +4,9 @@
 //!   allocator benchmark suite ([`suite`]) and writes its report ([`report`]) under
 //!   `target/gomalloc-bench/`;
 //! * `gomalloc run [--stats] -- PROGRAM ARGS...` runs a program with the gomalloc C library
-//!   (`target/release/libgomalloc.so`) preloaded.
+//!   (`target/release/libgomalloc.so`) preloaded; with `--heap-profile FILE` (or
+//!   `--leak-report`), the library with sampled heap profiles (`libgomalloc-prof.so`,
+//!   built by `shim-c/build-prof.sh`), which writes the profile when the program exits.
 //!
 //! From the repository: `cargo run --release -- bench --quick`.
 
@@ -69,6 +71,19 @@ struct RunArgs {
     /// Print the allocator's statistics when the program exits (GOMALLOC_STATS=1).
     #[arg(long)]
     stats: bool,
+    /// Write a sampled heap profile (pprof, gzipped) to FILE when the program exits, for
+    /// `go tool pprof -sample_index=inuse_space FILE` (GOMALLOC_PROFILE=FILE; `%p` in FILE
+    /// becomes the process id, so forked children write their own).
+    #[arg(long, value_name = "FILE")]
+    heap_profile: Option<PathBuf>,
+    /// Print the sampled blocks still live at exit, by stack, on stderr
+    /// (GOMALLOC_PROFILE=leaks).
+    #[arg(long, conflicts_with = "heap_profile")]
+    leak_report: bool,
+    /// Mean bytes between heap-profile samples (GOMALLOC_PROFILE_RATE; units as
+    /// GOMALLOC_MEMLIMIT's).
+    #[arg(long, value_name = "BYTES", default_value = "512KiB")]
+    profile_rate: String,
     /// The program and its arguments.
     #[arg(required = true, last = true)]
     program: Vec<String>,
@@ -96,8 +111,36 @@ pub fn cargo() -> Command {
     c
 }
 
+/// `target/release/libgomalloc-prof.so`, built by `shim-c/build-prof.sh` if missing.
+fn profiling_lib_or_build() -> Result<PathBuf, String> {
+    let lib = target_dir().join("release/libgomalloc-prof.so");
+    if lib.exists() {
+        return Ok(lib);
+    }
+    eprintln!("gomalloc: {} missing; building it", lib.display());
+    let st = Command::new("sh")
+        .arg(repo_root().join("shim-c/build-prof.sh"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run shim-c/build-prof.sh: {e}"))?;
+    if st.success() && lib.exists() {
+        Ok(lib)
+    } else {
+        Err(format!(
+            "could not build {} (shim-c/build-prof.sh)",
+            lib.display()
+        ))
+    }
+}
+
 fn run(args: RunArgs) -> ExitCode {
-    let lib = match peers::gomalloc_lib_or_build() {
+    let profiling = args.heap_profile.is_some() || args.leak_report;
+    let lib = if profiling {
+        profiling_lib_or_build()
+    } else {
+        peers::gomalloc_lib_or_build()
+    };
+    let lib = match lib {
         Ok(lib) => lib,
         Err(e) => {
             eprintln!("gomalloc run: {e}");
@@ -112,6 +155,16 @@ fn run(args: RunArgs) -> ExitCode {
     cmd.args(&args.program[1..]).env("LD_PRELOAD", preload);
     if args.stats {
         cmd.env("GOMALLOC_STATS", "1");
+    }
+    if let Some(path) = &args.heap_profile {
+        // Absolute, so that a program that changes directory writes it where asked.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        cmd.env("GOMALLOC_PROFILE", path);
+    } else if args.leak_report {
+        cmd.env("GOMALLOC_PROFILE", "leaks");
+    }
+    if profiling {
+        cmd.env("GOMALLOC_PROFILE_RATE", &args.profile_rate);
     }
     match cmd.status() {
         Ok(st) => match st.code() {

@@ -176,7 +176,7 @@ impl Run {
             unsafe { verify(addr, size, None, "calloc") };
         }
         self.seed = self.seed.wrapping_add(1);
-        // SAFETY: as above.
+        // SAFETY: `addr` is a fresh block of `size` bytes, ours until freed.
         unsafe { fill(addr, size, self.seed) };
         self.m.add(Block {
             addr,

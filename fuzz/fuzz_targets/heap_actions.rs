@@ -113,7 +113,7 @@ fuzz_target!(|actions: Vec<Action>| {
                     // SAFETY: a fresh block of `size` bytes.
                     unsafe { verify(addr, size, None, "alloc_zeroed") };
                 }
-                // SAFETY: as above.
+                // SAFETY: `addr` is a fresh block of `size` bytes, ours until freed.
                 unsafe { fill(addr, size, seed) };
                 m.add(Block {
                     addr,
@@ -172,7 +172,8 @@ fuzz_target!(|actions: Vec<Action>| {
         unsafe { verify(b.addr, b.size, Some(b.seed), "at the end") };
         let addr = b.addr;
         helpers.run(i % 3, move || {
-            // SAFETY: as above.
+            // SAFETY: `addr` is a live block of `m`, freed once (each block goes to one
+            // helper).
             unsafe { gomalloc::free(addr as *mut u8) };
             0
         });

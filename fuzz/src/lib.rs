@@ -55,7 +55,8 @@ pub fn sample(size: usize, mut f: impl FnMut(usize)) {
 /// # Safety
 /// The caller owns the block.
 pub unsafe fn fill(addr: usize, size: usize, seed: u8) {
-    // SAFETY: caller contract; every offset is below `size`.
+    // SAFETY: the caller owns the block's `size` bytes (# Safety); every offset is below
+    // `size`.
     sample(size, |i| unsafe {
         *((addr + i) as *mut u8) = pattern(seed, i)
     });
@@ -71,7 +72,8 @@ pub unsafe fn verify_prefix(addr: usize, size: usize, len: usize, seed: Option<u
         if i >= len {
             return;
         }
-        // SAFETY: caller contract.
+        // SAFETY: `i < len.min(size)`, and the caller owns that many bytes at `addr`
+        // (# Safety).
         let got = unsafe { *((addr + i) as *const u8) };
         let want = seed.map_or(0, |s| pattern(s, i));
         assert_eq!(
@@ -86,7 +88,8 @@ pub unsafe fn verify_prefix(addr: usize, size: usize, len: usize, seed: Option<u
 /// # Safety
 /// The caller owns `size` bytes at `addr`.
 pub unsafe fn verify(addr: usize, size: usize, seed: Option<u8>, what: &str) {
-    // SAFETY: caller contract.
+    // SAFETY: the caller owns `size` bytes at `addr` (# Safety), which is
+    // `len.min(size)` for `len == size`.
     unsafe { verify_prefix(addr, size, size, seed, what) }
 }
 

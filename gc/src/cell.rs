@@ -32,7 +32,7 @@ pub(crate) fn shade<T: Trace + ?Sized>(v: &T) {
 
 /// The write barrier's check: one relaxed load when no cycle is marking.
 #[inline(always)]
-fn marking() -> bool {
+pub(crate) fn marking() -> bool {
     GC_FLAGS.load(Ordering::Relaxed) & MARKING != 0
 }
 

@@ -22,6 +22,15 @@ pub(crate) static WORKERS: AtomicUsize = AtomicUsize::new(1);
 static WORK: WorkList = WorkList::new();
 /// Objects greyed by the write barrier while marking concurrently with mutators.
 pub(crate) static SHADE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// Address and size of the grey lists' statics, `SHADE` and `WORK` (for the misuse
+/// checker).
+pub(crate) fn grey_ranges() -> [(usize, usize); 2] {
+    [
+        (&SHADE as *const _ as usize, std::mem::size_of_val(&SHADE)),
+        (&WORK as *const _ as usize, std::mem::size_of_val(&WORK)),
+    ]
+}
 /// Bytes greyed by the write barrier (added to the cycle's marked bytes).
 pub(crate) static SHADE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
@@ -99,6 +108,28 @@ pub(crate) fn init() {
             },
         };
         WORKERS.store(procs, Ordering::Relaxed);
+        let check_default = cfg!(feature = "checkroots");
+        let check = match std::env::var("GOMALLOC_GCCHECKROOTS") {
+            Err(_) => check_default,
+            Ok(v) => match v.trim() {
+                "1" => true,
+                "0" => false,
+                "" => check_default,
+                _ => {
+                    let default = if check_default { "1" } else { "0" };
+                    bad_setting("GOMALLOC_GCCHECKROOTS", &v, "`0` or `1`", default);
+                    check_default
+                }
+            },
+        };
+        if check && !gomalloc::gcapi::POISONING {
+            eprintln!(
+                "gomalloc-gc: GOMALLOC_GCCHECKROOTS=1 without gomalloc's `poison` feature: a \
+                 stale copy of a Gc left in a malloc block's spare capacity may be reported \
+                 (build with gomalloc-gc's `checkroots` feature)"
+            );
+        }
+        crate::checkroots::set_enabled(check);
         Instant::now()
     });
     pacer::init();
@@ -399,6 +430,9 @@ pub(crate) fn terminate(
 
 /// Starts the new sweep generation and sets the next goal.
 pub(crate) fn finish_cycle(marked: usize) -> usize {
+    if crate::checkroots::enabled() {
+        crate::checkroots::check();
+    }
     heap::begin_sweep_cycle();
     pacer::HEAP_MARKED.store(marked, Ordering::Relaxed);
     heap::HEAP_LIVE.store(marked, Ordering::Relaxed);

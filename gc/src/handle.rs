@@ -149,11 +149,8 @@ impl Drop for HandleScope<'_> {
 
 impl<'s> HandleScope<'s> {
     /// Roots `gc` until this scope ends.
-    pub fn handle<T: Trace>(&'s self, gc: Gc<T>) -> Local<'s, T> {
-        self.m
-            .rec()
-            .handles
-            .push(Gc::as_ptr(gc) as usize, self.depth);
+    pub fn handle<T: ?Sized + Trace>(&'s self, gc: Gc<T>) -> Local<'s, T> {
+        self.m.rec().handles.push(gc.addr(), self.depth);
         Local {
             gc,
             _scope: PhantomData,
@@ -168,19 +165,19 @@ impl<'s> HandleScope<'s> {
 
 /// A `Gc<T>` rooted by a [`HandleScope`]: valid, and its object alive, for the scope's
 /// lifetime `'s`. `Copy`; dereferences to `T`.
-pub struct Local<'s, T: 'static> {
+pub struct Local<'s, T: ?Sized + 'static> {
     gc: Gc<T>,
     _scope: PhantomData<&'s ()>,
 }
 
-impl<T> Clone for Local<'_, T> {
+impl<T: ?Sized> Clone for Local<'_, T> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<T> Copy for Local<'_, T> {}
+impl<T: ?Sized> Copy for Local<'_, T> {}
 
-impl<'s, T: Trace> Local<'s, T> {
+impl<'s, T: ?Sized + Trace> Local<'s, T> {
     /// The rooted pointer. It stays rooted while this handle's scope lasts, wherever the
     /// copy goes.
     #[inline]
@@ -189,7 +186,10 @@ impl<'s, T: Trace> Local<'s, T> {
     }
 }
 
-impl<T: Trace> Deref for Local<'_, T> {
+impl<T: ?Sized + Trace> Deref for Local<'_, T>
+where
+    Gc<T>: Deref<Target = T>,
+{
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
@@ -198,8 +198,11 @@ impl<T: Trace> Deref for Local<'_, T> {
     }
 }
 
-impl<T: Trace + fmt::Debug> fmt::Debug for Local<'_, T> {
+impl<T: ?Sized + Trace + fmt::Debug> fmt::Debug for Local<'_, T>
+where
+    Gc<T>: Deref<Target = T>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Local").field(&**self).finish()
+        f.debug_tuple("Local").field(&&**self).finish()
     }
 }

@@ -28,13 +28,18 @@
 //!   the `unsafe` trait [`Trace`] (`#[derive(Trace)]`).
 //! * **Mutation**: GC pointers inside GC objects change only through [`Lock`] and
 //!   [`RefLock`], which take `&Mutator` and apply Go's hybrid write barrier.
+//! * **Slices and vectors**: `Gc<[T]>` and `Gc<str>` built in place ([`Gc::from_fn`],
+//!   [`Gc::from_slice`], [`Gc::from_iter`], [`Gc::from_str`]); [`GcVec<T>`], a growable
+//!   vector in the GC heap whose writes apply the barrier.
 //! * **Roots**: threads [`attach`]; their stacks and registers are scanned conservatively
 //!   at safepoints (allocation, [`Mutator::safepoint`], [`Mutator::blocking`]). Anything
 //!   else is rooted precisely with [`Root<T>`]. [`keep_alive`] keeps a `Gc` on the stack
 //!   up to a point (Go's `runtime.KeepAlive`).
 //! * **Collection**: [`collect`] and the pacer ([`set_gc_percent`], [`set_memory_limit`],
 //!   `GOMALLOC_GOGC`, `GOMALLOC_GCMEMLIMIT`); `GOMALLOC_GCTRACE=1` prints Go's gctrace
-//!   lines; [`stats`].
+//!   lines; [`stats`]. `GOMALLOC_GCCHECKROOTS=1` (or the `checkroots` feature) checks the
+//!   rooting rule at every cycle: a `Gc` in `malloc` memory or a static that names an
+//!   object about to be freed ends the process with a report (`docs/gc-design.md` §9).
 //! * **Weak references and finalizers**: [`Weak<T>`], [`set_finalizer`],
 //!   [`clear_finalizer`].
 //!
@@ -69,7 +74,7 @@
 //! collector.
 //!
 //! Module map: [`trace`] (the trait and std impls) -> `ptr` (`Gc`, object headers) ->
-//! `cell` (barriers) -> `heap` (span caches, central lists, tiny allocator, sweeping) ->
+//! `slice` (`Gc<[T]>`, `Gc<str>`) -> `cell` (barriers) -> `vec` (`GcVec`) -> `heap` (span caches, central lists, tiny allocator, sweeping) ->
 //! `mark` (grey work, stack scanning) -> `collector` (the cycle) -> `pacer`, `weak`,
 //! `root`, `stats`, [`debug`].
 
@@ -79,6 +84,7 @@ extern crate self as gc;
 
 mod cell;
 mod checkmark;
+mod checkroots;
 mod collector;
 pub mod debug;
 mod handle;
@@ -88,8 +94,10 @@ mod mutator;
 mod pacer;
 mod ptr;
 mod root;
+mod slice;
 mod stats;
 pub mod trace;
+mod vec;
 mod weak;
 
 pub use cell::{Lock, Ref, RefLock, RefMut};
@@ -103,6 +111,7 @@ pub use ptr::{keep_alive, Gc};
 pub use root::{root_count, Root};
 pub use stats::{fmt_ms, GcStats, PAUSE_BUCKETS, PAUSE_RING};
 pub use trace::{Trace, Untraced};
+pub use vec::GcVec;
 pub use weak::{armed_finalizers, clear_finalizer, set_finalizer, Weak};
 
 /// The collector's statistics now.

@@ -94,6 +94,12 @@ pub(crate) static WORLD: Mutex<World> = Mutex::new(World {
 });
 pub(crate) static WORLD_CV: Condvar = Condvar::new();
 
+/// Address and size of the thread list's static (for the misuse checker: through it, the
+/// threads' handle stacks and blocked-stack copies).
+pub(crate) fn world_range() -> (usize, usize) {
+    (&WORLD as *const _ as usize, std::mem::size_of_val(&WORLD))
+}
+
 pub(crate) fn world() -> MutexGuard<'static, World> {
     WORLD.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -363,6 +369,10 @@ impl Mutator {
     /// allocator, the span cache, or a large span. A safepoint. Aborts when out of memory.
     #[inline(always)]
     pub(crate) fn alloc_object(&self, kind: u8, size: usize, align: usize) -> *mut u8 {
+        #[cfg(feature = "profile")]
+        if gomalloc::profile::sample_due(size) {
+            return self.alloc_sampled(kind, size, align);
+        }
         let flags = GC_FLAGS.load(Ordering::Relaxed);
         if flags == 0 && size <= MAX_SMALL_SIZE {
             if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 {
@@ -412,6 +422,37 @@ impl Mutator {
         }
         if GC_FLAGS.load(Ordering::Relaxed) & crate::mutator::MARKING != 0 {
             self.mark_new(p as usize, kind, size, align);
+        }
+        p
+    }
+
+    /// A sampled object (feature `profile`): as `alloc_slow`, but always the one object of
+    /// a large span, which the heap profile records and whose sweep counts its free.
+    #[cfg(feature = "profile")]
+    #[cold]
+    #[inline(never)]
+    fn alloc_sampled(&self, kind: u8, size: usize, align: usize) -> *mut u8 {
+        self.safepoint();
+        if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
+            crate::collector::collect_auto(self);
+        }
+        let p = heap::alloc_large(kind, size, align);
+        if p.is_null() {
+            gomalloc::report::fatal("gc: out of memory allocating", size);
+        }
+        // SAFETY: `p` is the one object of a fresh span nobody else knows of yet.
+        unsafe { gomalloc::profile::record_sampled(p, size) };
+        if GC_FLAGS.load(Ordering::Relaxed) & crate::mutator::MARKING != 0 {
+            let span = gcapi::span_of(p as usize);
+            let base = p as usize;
+            // SAFETY: `p` is the one object of its live span, allocated just now.
+            unsafe {
+                gcapi::mark(ObjectRef {
+                    span,
+                    index: 0,
+                    base,
+                })
+            };
         }
         p
     }

@@ -106,25 +106,30 @@ unsafe fn drop_erased<T>(p: *mut u8) {
 /// static, a thread that is not attached — the collector cannot see it, and the target may be
 /// freed at the next safepoint of any thread. Hold a `Root<T>` there instead. In debug builds
 /// freed memory is poisoned and dereferencing a dead object with a header panics.
+///
+/// `T` may be a slice or `str` ([`Gc::from_fn`], [`Gc::from_slice`], [`Gc::from_iter`],
+/// [`Gc::from_str`]): such a `Gc` is two words (the value's address and its length), and
+/// the first is enough for the conservative stack scan to find the object.
 #[repr(transparent)]
-pub struct Gc<T: 'static> {
+pub struct Gc<T: ?Sized + 'static> {
     ptr: NonNull<T>,
     _owns: PhantomData<T>,
 }
 
-impl<T> Clone for Gc<T> {
+impl<T: ?Sized> Clone for Gc<T> {
     #[inline(always)]
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<T> Copy for Gc<T> {}
+impl<T: ?Sized> Copy for Gc<T> {}
 
 // SAFETY: sharing a `Gc<T>` shares `&T` (needs `T: Sync`); the collector may drop the value
 // on another thread (needs `T: Send`).
-unsafe impl<T: Send + Sync> Send for Gc<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send + Sync> Sync for Gc<T> {}
+unsafe impl<T: ?Sized + Send + Sync> Send for Gc<T> {}
+// SAFETY: sharing a `Gc<T>` across threads hands out `&T` on each (needs `T: Sync`), and
+// any of them may let the collector drop it elsewhere (needs `T: Send`).
+unsafe impl<T: ?Sized + Send + Sync> Sync for Gc<T> {}
 
 impl<T: Trace + Send + 'static> Gc<T> {
     /// Allocates `value` on the GC heap. A safepoint: may collect first.
@@ -153,17 +158,18 @@ impl<T: Trace + Send + 'static> Gc<T> {
     }
 }
 
-impl<T> Gc<T> {
+impl<T: ?Sized> Gc<T> {
     /// The value's address.
     #[inline(always)]
     pub fn as_ptr(this: Gc<T>) -> *const T {
         this.ptr.as_ptr()
     }
 
-    /// True if both point to the same object.
+    /// True if both point to the same object (for slices: the same address, whatever
+    /// the lengths).
     #[inline(always)]
     pub fn ptr_eq(a: Gc<T>, b: Gc<T>) -> bool {
-        a.ptr == b.ptr
+        std::ptr::addr_eq(a.ptr.as_ptr(), b.ptr.as_ptr())
     }
 
     /// Rebuilds a `Gc` from [`Gc::as_ptr`].
@@ -179,20 +185,33 @@ impl<T> Gc<T> {
         }
     }
 
+    /// A `Gc` of the value at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` is the value's address inside an allocated, initialised GC object.
+    #[inline(always)]
+    pub(crate) unsafe fn from_non_null(ptr: NonNull<T>) -> Gc<T> {
+        Gc {
+            ptr,
+            _owns: PhantomData,
+        }
+    }
+
     /// The value's address as an integer (for the collector).
     #[inline(always)]
     pub(crate) fn addr(self) -> usize {
-        self.ptr.as_ptr() as usize
+        self.ptr.as_ptr().cast::<u8>() as usize
     }
-}
 
-impl<T: Trace> Deref for Gc<T> {
-    type Target = T;
+    /// Debug builds: panics if the object's header (`offset` bytes before the value) was
+    /// poisoned by the sweep, i.e. the object was freed while this `Gc` was unrooted.
     #[inline(always)]
-    fn deref(&self) -> &T {
-        if cfg!(debug_assertions) && Layout::<T>::KIND != KIND_NOSCAN {
-            // SAFETY: a live object's header word precedes the value by OFFSET bytes.
-            let h = unsafe { ((self.addr() - Layout::<T>::OFFSET) as *const usize).read() };
+    pub(crate) fn check_live(self, kind: u8, offset: usize) {
+        if cfg!(debug_assertions) && kind != KIND_NOSCAN {
+            // SAFETY: a live object's header word precedes the value by `offset` bytes; a
+            // freed one is still mapped (GC spans go back to the page heap, which keeps
+            // its pages mapped) and poisoned.
+            let h = unsafe { ((self.addr() - offset) as *const usize).read() };
             assert!(
                 h != POISON_WORD,
                 "use after free: Gc<{}> at {:#x} points to a swept object (was it rooted?)",
@@ -200,6 +219,14 @@ impl<T: Trace> Deref for Gc<T> {
                 self.addr()
             );
         }
+    }
+}
+
+impl<T: Trace> Deref for Gc<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        self.check_live(Layout::<T>::KIND, Layout::<T>::OFFSET);
         // SAFETY: the object is alive while the pointer is rooted (rooting rule above) and
         // only shared references to it are ever made.
         unsafe { self.ptr.as_ref() }
@@ -235,7 +262,7 @@ impl<T: Trace> Deref for Gc<T> {
 /// In the precise mode (`feature = "precise"`) no stack is scanned and this roots nothing:
 /// hold the object in a [`Local`](crate::Local) or a [`Root`](crate::Root) instead.
 #[inline(always)]
-pub fn keep_alive<T>(gc: Gc<T>) {
+pub fn keep_alive<T: ?Sized>(gc: Gc<T>) {
     #[cfg(not(feature = "precise"))]
     // SAFETY: an empty instruction sequence that takes the pointer in a register and
     // changes no register, flag or stack memory. Its only effect is on the compiler: the
@@ -244,7 +271,7 @@ pub fn keep_alive<T>(gc: Gc<T>) {
     unsafe {
         std::arch::asm!(
             "/* gc::keep_alive {0} */",
-            in(reg) gc.ptr.as_ptr(),
+            in(reg) gc.ptr.as_ptr().cast::<u8>(),
             options(nostack, preserves_flags)
         );
     }
@@ -252,29 +279,36 @@ pub fn keep_alive<T>(gc: Gc<T>) {
     std::hint::black_box(gc);
 }
 
-// SAFETY: reports the one GC pointer (rule 1). A `Gc` is a transparent non-null pointer:
-// one initialised word (rule 6).
-unsafe impl<T: 'static> Trace for Gc<T> {
-    const ATOMIC_WORD: bool = true;
+// SAFETY: reports the one GC pointer (rule 1). A `Gc` of a sized `T` is a transparent
+// non-null pointer: one initialised word (rule 6); a `Gc<[T]>` or `Gc<str>` is two words and
+// says no.
+unsafe impl<T: ?Sized + 'static> Trace for Gc<T> {
+    const ATOMIC_WORD: bool = std::mem::size_of::<Gc<T>>() == std::mem::size_of::<usize>();
     #[inline(always)]
     fn trace(&self, t: &mut Tracer) {
         t.mark_gc(self.addr());
     }
 }
 
-impl<T: Trace + fmt::Debug> fmt::Debug for Gc<T> {
+impl<T: ?Sized + fmt::Debug> fmt::Debug for Gc<T>
+where
+    Gc<T>: Deref<Target = T>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }
 }
 
-impl<T: Trace + fmt::Display> fmt::Display for Gc<T> {
+impl<T: ?Sized + fmt::Display> fmt::Display for Gc<T>
+where
+    Gc<T>: Deref<Target = T>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&**self, f)
     }
 }
 
-impl<T> fmt::Pointer for Gc<T> {
+impl<T: ?Sized> fmt::Pointer for Gc<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Pointer::fmt(&self.ptr, f)
     }

@@ -17,6 +17,11 @@ static ROOTS: Mutex<Table> = Mutex::new(Table {
     free: Vec::new(),
 });
 
+/// Address and size of the root table's static (for the misuse checker).
+pub(crate) fn table_range() -> (usize, usize) {
+    (&ROOTS as *const _ as usize, std::mem::size_of_val(&ROOTS))
+}
+
 fn roots() -> MutexGuard<'static, Table> {
     ROOTS.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -26,12 +31,13 @@ fn roots() -> MutexGuard<'static, Table> {
 ///
 /// `Clone` registers another root; dropping unregisters. `Send + Sync` when `T` is.
 /// An unattached thread may dereference a `Root` (shared access only) while it holds it.
-pub struct Root<T: 'static> {
+/// `T` may be a slice or `str` (a `Root<[T]>` of a [`Gc::from_fn`] slice).
+pub struct Root<T: ?Sized + 'static> {
     gc: Gc<T>,
     slot: usize,
 }
 
-impl<T: Trace> Root<T> {
+impl<T: ?Sized + Trace> Root<T> {
     /// Roots `gc`.
     pub fn new(gc: Gc<T>) -> Root<T> {
         let mut r = roots();
@@ -55,7 +61,7 @@ impl<T: Trace> Root<T> {
     }
 }
 
-impl<T> Drop for Root<T> {
+impl<T: ?Sized> Drop for Root<T> {
     fn drop(&mut self) {
         let mut r = roots();
         r.slots[self.slot] = 0;
@@ -63,22 +69,28 @@ impl<T> Drop for Root<T> {
     }
 }
 
-impl<T: Trace> Clone for Root<T> {
+impl<T: ?Sized + Trace> Clone for Root<T> {
     fn clone(&self) -> Self {
         Root::new(self.gc)
     }
 }
 
-impl<T: Trace> Deref for Root<T> {
+impl<T: ?Sized + Trace> Deref for Root<T>
+where
+    Gc<T>: Deref<Target = T>,
+{
     type Target = T;
     fn deref(&self) -> &T {
         &self.gc
     }
 }
 
-impl<T: Trace + fmt::Debug> fmt::Debug for Root<T> {
+impl<T: ?Sized + Trace + fmt::Debug> fmt::Debug for Root<T>
+where
+    Gc<T>: Deref<Target = T>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Root").field(&**self).finish()
+        f.debug_tuple("Root").field(&&**self).finish()
     }
 }
 

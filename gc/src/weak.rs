@@ -158,6 +158,15 @@ static FIN: Mutex<FinState> = Mutex::new(FinState {
     running: Vec::new(),
 });
 static FIN_CV: Condvar = Condvar::new();
+
+/// Address and size of the weak table's and the finalizer state's statics (for the misuse
+/// checker).
+pub(crate) fn table_ranges() -> ((usize, usize), (usize, usize)) {
+    (
+        (&WEAKS as *const _ as usize, std::mem::size_of_val(&WEAKS)),
+        (&FIN as *const _ as usize, std::mem::size_of_val(&FIN)),
+    )
+}
 static FIN_THREAD: Once = Once::new();
 
 /// # Safety

@@ -480,3 +480,79 @@ fn collect_refuses_to_run_inside_a_mutable_borrow() {
     let _items = bag.items.borrow_mut(&m);
     gc::collect();
 }
+
+/// A slice element that counts its drops (exact in the precise mode).
+#[derive(Trace)]
+#[gc(unsafe_drop)]
+struct Elem {
+    link: Gc<Link>,
+}
+static ELEM_DROPS: AtomicUsize = AtomicUsize::new(0);
+impl Drop for Elem {
+    fn drop(&mut self) {
+        // Touches no GC pointer (Trace rule 5).
+        ELEM_DROPS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Trace)]
+struct VecHolder {
+    items: gc::GcVec<Gc<Link>>,
+}
+
+#[test]
+fn slices_and_gcvecs_through_handles_and_roots() {
+    let _s = serial();
+    let m = gc::attach();
+    let n = N as usize;
+    let d0 = ELEM_DROPS.load(Ordering::SeqCst);
+    m.scope(|s| {
+        // The element closure allocates: the half-built slice is rooted meanwhile, and a
+        // collection in the middle traces the elements made so far.
+        let kept = s.handle(Gc::from_fn(&m, n, |i| {
+            if i == n / 2 {
+                gc::collect();
+            }
+            Elem {
+                link: Gc::new(
+                    &m,
+                    Link {
+                        value: i as u64,
+                        next: Lock::new(None),
+                    },
+                ),
+            }
+        }));
+        let name = s.handle(Gc::from_str(&m, "precise"));
+        // Unrooted: dies at the next collection, each element dropped once.
+        Gc::from_fn(&m, n, |i| Elem { link: kept[i].link });
+        let h = Root::new(Gc::new(
+            &m,
+            VecHolder {
+                items: gc::GcVec::new(),
+            },
+        ));
+        for i in 0..N {
+            let l = Gc::new(
+                &m,
+                Link {
+                    value: i,
+                    next: Lock::new(None),
+                },
+            );
+            h.items.push(&m, l);
+        }
+        gc::collect();
+        assert_eq!(ELEM_DROPS.load(Ordering::SeqCst) - d0, n);
+        assert_eq!(&*name, "precise");
+        assert!(kept
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.link.value == i as u64));
+        assert_eq!(h.items.len(), n);
+        assert!(h.items.iter().enumerate().all(|(i, l)| l.value == i as u64));
+        assert_eq!(h.items.pop(&m).map(|l| l.value), Some(N - 1));
+    });
+    gc::collect();
+    assert_eq!(ELEM_DROPS.load(Ordering::SeqCst) - d0, 2 * n);
+}

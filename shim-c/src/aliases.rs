@@ -28,7 +28,7 @@ pub extern "C" fn __libc_calloc(n: size_t, size: size_t) -> *mut c_void {
 /// `ptr` is NULL or a live pointer from this allocator.
 #[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn __libc_realloc(ptr: *mut c_void, size: size_t) -> *mut c_void {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `ptr` is NULL or live (# Safety), what `realloc_impl` requires.
     unsafe { realloc_impl(ptr, size) }
 }
 
@@ -38,7 +38,7 @@ pub unsafe extern "C" fn __libc_realloc(ptr: *mut c_void, size: size_t) -> *mut 
 /// `ptr` is NULL or a live pointer from this allocator.
 #[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn __libc_free(ptr: *mut c_void) {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `ptr` is NULL or live (# Safety), what `free_impl` requires.
     unsafe { free_impl(ptr) }
 }
 
@@ -48,7 +48,7 @@ pub unsafe extern "C" fn __libc_free(ptr: *mut c_void) {
 /// `ptr` is NULL or a live pointer from this allocator.
 #[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn cfree(ptr: *mut c_void) {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `ptr` is NULL or live (# Safety), what `free_impl` requires.
     unsafe { free_impl(ptr) }
 }
 
@@ -80,6 +80,6 @@ pub unsafe extern "C" fn __posix_memalign(
     align: size_t,
     size: size_t,
 ) -> c_int {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `memptr` is writable (# Safety), what `posix_memalign_impl` requires.
     unsafe { posix_memalign_impl(memptr, align, size) }
 }

@@ -117,11 +117,12 @@ pub(crate) unsafe fn free_impl(ptr: *mut c_void) {
     // The common case (a slot of a span this thread's cache owns) makes no system call, so
     // errno needs no saving. NULL is not tested here: it is never such a slot, and
     // `free_slow_impl` ignores it.
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety), dead once
+    // freed.
     if unsafe { heap::free_fast(ptr.cast()) } {
         return;
     }
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { free_slow_impl(ptr) }
 }
 
@@ -141,9 +142,10 @@ unsafe fn free_slow_impl(ptr: *mut c_void) {
     let slot = errno_slot();
     // SAFETY: `slot` is this thread's errno, valid for the thread's lifetime.
     let saved = unsafe { *slot };
-    // SAFETY: forwarded from the caller; the core aborts on pointers it does not own.
+    // SAFETY: `ptr` is a live pointer from this allocator (# Safety), dead once freed;
+    // the core aborts on pointers it does not own.
     unsafe { heap::free(ptr.cast()) };
-    // SAFETY: as above.
+    // SAFETY: `slot` is this thread's errno, valid for the thread's lifetime.
     unsafe { *slot = saved };
 }
 
@@ -156,7 +158,7 @@ pub(crate) unsafe fn realloc_impl(ptr: *mut c_void, size: size_t) -> *mut c_void
     }
     if size == 0 {
         // glibc (REALLOC_ZERO_BYTES_FREES): free and return NULL, errno untouched.
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `ptr` is a live pointer from this allocator (# Safety).
         unsafe { free_impl(ptr) };
         return core::ptr::null_mut();
     }
@@ -173,7 +175,7 @@ pub(crate) unsafe fn realloc_impl(ptr: *mut c_void, size: size_t) -> *mut c_void
 #[inline(always)]
 pub(crate) unsafe fn reallocarray_impl(ptr: *mut c_void, n: size_t, size: size_t) -> *mut c_void {
     match n.checked_mul(size) {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
         Some(total) => unsafe { realloc_impl(ptr, total) },
         None => fail(),
     }
@@ -252,7 +254,8 @@ pub(crate) unsafe fn usable_size_impl(ptr: *mut c_void) -> size_t {
     if ptr.is_null() {
         return 0;
     }
-    // SAFETY: forwarded from the caller; the core aborts on pointers it does not own.
+    // SAFETY: `ptr` is a live pointer from this allocator (# Safety; NULL returned
+    // above); the core aborts on pointers it does not own.
     unsafe { heap::usable_size(ptr.cast()) }
 }
 
@@ -279,7 +282,7 @@ pub extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
 /// `ptr` is NULL or a live pointer from this allocator.
 #[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { free_impl(ptr) }
 }
 
@@ -290,7 +293,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 /// `ptr` is NULL or a live pointer from this allocator.
 #[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { realloc_impl(ptr, size) }
 }
 
@@ -301,7 +304,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void 
 /// `ptr` is NULL or a live pointer from this allocator.
 #[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: size_t, size: size_t) -> *mut c_void {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { reallocarray_impl(ptr, n, size) }
 }
 
@@ -316,7 +319,7 @@ pub unsafe extern "C" fn posix_memalign(
     align: size_t,
     size: size_t,
 ) -> c_int {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `memptr` is valid for writing one pointer (# Safety).
     unsafe { posix_memalign_impl(memptr, align, size) }
 }
 
@@ -353,7 +356,7 @@ pub extern "C" fn pvalloc(size: size_t) -> *mut c_void {
 /// `ptr` is NULL or a live pointer from this allocator (anything else aborts).
 #[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> size_t {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { usable_size_impl(ptr) }
 }
 
@@ -363,7 +366,7 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> size_t {
 /// `ptr` is NULL or a live pointer from this allocator.
 #[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn free_sized(ptr: *mut c_void, _size: size_t) {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { free_impl(ptr) }
 }
 
@@ -373,6 +376,6 @@ pub unsafe extern "C" fn free_sized(ptr: *mut c_void, _size: size_t) {
 /// `ptr` is NULL or a live pointer from this allocator.
 #[cfg_attr(not(feature = "rust-api"), no_mangle)]
 pub unsafe extern "C" fn free_aligned_sized(ptr: *mut c_void, _align: size_t, _size: size_t) {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { free_impl(ptr) }
 }

@@ -13,26 +13,53 @@ use crate::sizeclass::PAGE_SHIFT;
 use crate::span::Span;
 use core::ptr;
 
+/// What the page heap asks of its release policy. The heap owns the mechanism (the dirty
+/// list, [`MHeap::scavenge`]); the policy, the scavenger's (`scavenge::POLICY`, installed by
+/// `runtime` at initialisation), decides how much memory the heap keeps and when the
+/// background thread runs.
+pub struct ReleasePolicy {
+    /// The coarse time now, which stamps a free run when it becomes dirty.
+    pub now: fn() -> usize,
+    /// Pages came back to the heap: `free` bytes are free and not released, `inuse`
+    /// bytes in use.
+    pub pages_freed: fn(free: usize, inuse: usize),
+    /// The heap committed memory: `heap_sys` bytes in all now.
+    pub grew: fn(heap_sys: usize),
+    /// The most memory the heap may keep from the OS with `inuse` bytes in use; growing
+    /// past it releases as much elsewhere first (Go's `mheap.grow`).
+    pub retained_goal: fn(inuse: usize) -> usize,
+    /// The latest dirtying time of a free run that may be released now (`usize::MAX`: any).
+    pub dirty_cutoff: fn(over_limit: bool) -> usize,
+}
+
+impl ReleasePolicy {
+    /// The policy of a heap no scavenger serves (before initialisation, and the unit
+    /// tests' private heaps): no clock, no wake-up, no goal.
+    pub const NONE: ReleasePolicy = ReleasePolicy {
+        now: || 0,
+        pages_freed: |_, _| {},
+        grew: |_| {},
+        retained_goal: |_| usize::MAX,
+        dirty_cutoff: |_| 0,
+    };
+}
+
 impl MHeap {
+    /// Installs the release policy (once, at initialisation).
+    pub fn set_release_policy(&mut self, policy: &'static ReleasePolicy) {
+        self.policy = policy;
+    }
+
     /// Appends `s` to the dirty list (it is now the most recently dirtied run).
     ///
     /// # Safety
     /// `s` is a valid free record not on the dirty list.
     pub(super) unsafe fn dirty_push_back(&mut self, s: *mut Span) {
-        // SAFETY: caller contract; the tail is a valid member.
+        // SAFETY: `s` is a valid record not on the dirty list (# Safety).
         unsafe {
-            let sr = &*s;
-            sr.in_dirty.set(true);
-            sr.dirty_next.set(ptr::null_mut());
-            sr.dirty_prev.set(self.dirty_tail);
-            if self.dirty_tail.is_null() {
-                self.dirty_head = s;
-            } else {
-                (*self.dirty_tail).dirty_next.set(s);
-            }
+            (*s).in_dirty.set(true);
+            self.dirty.push_back(s);
         }
-        self.dirty_tail = s;
-        self.ndirty += 1;
     }
 
     /// Takes `s` off the dirty list.
@@ -40,23 +67,11 @@ impl MHeap {
     /// # Safety
     /// `s` is on the dirty list.
     pub(super) unsafe fn dirty_unlink(&mut self, s: *mut Span) {
-        // SAFETY: caller contract; neighbours are valid members.
+        // SAFETY: `s` is on the dirty list (# Safety), so a valid record.
         unsafe {
-            let sr = &*s;
-            let (p, n) = (sr.dirty_prev.get(), sr.dirty_next.get());
-            if p.is_null() {
-                self.dirty_head = n;
-            } else {
-                (*p).dirty_next.set(n);
-            }
-            if n.is_null() {
-                self.dirty_tail = p;
-            } else {
-                (*n).dirty_prev.set(p);
-            }
-            sr.in_dirty.set(false);
+            self.dirty.remove(s);
+            (*s).in_dirty.set(false);
         }
-        self.ndirty -= 1;
     }
 
 
@@ -89,10 +104,10 @@ impl MHeap {
         let lazy = config::release_mode() == config::ReleaseMode::Free;
         let mut density = ChunkDensity::default();
         let (mut released, mut young) = (0, 0);
-        let mut visits = self.ndirty;
+        let mut visits = self.dirty.len();
         while visits > 0 && released < max_pages {
             visits -= 1;
-            let s = self.dirty_head;
+            let s = self.dirty.front();
             // SAFETY: dirty-list members are valid free records.
             let (base, n, since) =
                 unsafe { ((*s).base.get(), (*s).npages.get(), (*s).dirty_since.get()) };

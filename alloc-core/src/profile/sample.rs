@@ -1,0 +1,155 @@
+//! When to sample: Go's `nextSample` (`malloc.go`), a Poisson process over the bytes a
+//! thread allocates.
+//!
+//! Each thread cache keeps a countdown, `MCache::next_sample`, of the bytes left before
+//! its next sample. The allocation fast paths (`countdown`) subtract the requested size
+//! and leave for the slow path when it would go below zero; the slow paths subtract it in
+//! `tick`, which says whether this allocation is the sample and, if so, draws the next
+//! countdown from an exponential distribution of mean [`rate`] bytes (`draw`), so that
+//! every allocated byte has the same chance, `1/rate`, of being the one sampled. The
+//! countdown of a cache drawn under another rate is drawn again at its next slow path
+//! (`EPOCH`); with the rate 0 it is `isize::MAX`, which no program allocates.
+
+use crate::mcache::{MCache, EMPTY_CACHE_PTR};
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+/// Mean bytes between samples; 0: off.
+static RATE: AtomicUsize = AtomicUsize::new(0);
+/// Bumped by every [`set_rate`], so that each cache draws its countdown again.
+static EPOCH: AtomicU32 = AtomicU32::new(1);
+
+/// The countdown of a cache while the rate is 0, or while its thread writes a profile.
+const NEVER: usize = isize::MAX as usize;
+
+/// A thread's sampling state, beside its countdown (`MCache::next_sample`, which the fast
+/// path reads and so sits on the cache's first line).
+pub struct ThreadState {
+    /// xorshift64* state; 0 until the first draw seeds it.
+    rng: Cell<u64>,
+    /// The [`EPOCH`] the countdown was drawn in (0: never drawn).
+    epoch: Cell<u32>,
+    /// The thread is writing a profile: its own allocations are not sampled.
+    pub(crate) busy: Cell<bool>,
+}
+
+impl ThreadState {
+    /// Not drawn yet, not busy.
+    pub const fn new() -> ThreadState {
+        ThreadState {
+            rng: Cell::new(0),
+            epoch: Cell::new(0),
+            busy: Cell::new(false),
+        }
+    }
+}
+
+impl Default for ThreadState {
+    fn default() -> ThreadState {
+        ThreadState::new()
+    }
+}
+
+/// Sets the mean sampling interval in bytes (`GOMALLOC_PROFILE_RATE`): 0 turns sampling
+/// off, 1 samples every allocation. Each thread takes it up at its next slow-path
+/// allocation.
+pub fn set_rate(bytes: usize) {
+    RATE.store(bytes.min(NEVER), Ordering::Relaxed);
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The mean sampling interval in bytes (0: off).
+pub fn rate() -> usize {
+    RATE.load(Ordering::Relaxed)
+}
+
+/// The fast path's countdown: the cache's countdown less `size`, or `None` if that would
+/// be below zero (the slow path then decides). `c` is the thread's cache or the static
+/// empty one, whose countdown is 0, so that a thread without a cache takes the slow path
+/// for every non-empty allocation, as it does anyway.
+///
+/// # Safety
+/// `c` is the calling thread's cache or `EMPTY_CACHE_PTR`.
+#[inline(always)]
+pub(crate) unsafe fn countdown(c: *mut MCache, size: usize) -> Option<usize> {
+    // SAFETY: `c` is valid (# Safety); the countdown is only read here.
+    let n = unsafe { (*c).next_sample.get() };
+    let left = n.wrapping_sub(size);
+    if (left as isize) < 0 {
+        None
+    } else {
+        Some(left)
+    }
+}
+
+/// The slow path's countdown: subtracts `size` from the calling thread's countdown and
+/// returns true if this allocation is to be sampled (the countdown is then drawn anew).
+/// A thread without a cache of its own (new, dead, or inside the allocator's set-up) is
+/// never sampled.
+///
+/// # Safety
+/// `c` is the calling thread's cache or `EMPTY_CACHE_PTR`.
+#[inline]
+pub(crate) unsafe fn tick(c: *mut MCache, size: usize) -> bool {
+    if c == EMPTY_CACHE_PTR {
+        return false;
+    }
+    // SAFETY: a real cache, the calling thread's alone (# Safety).
+    let c = unsafe { &*c };
+    let epoch = EPOCH.load(Ordering::Relaxed);
+    if c.prof.epoch.get() != epoch {
+        c.prof.epoch.set(epoch);
+        c.next_sample.set(draw(c));
+    }
+    let n = c.next_sample.get();
+    if n >= size {
+        c.next_sample.set(n - size);
+        return false;
+    }
+    c.next_sample.set(draw(c));
+    !c.prof.busy.get() && rate() != 0
+}
+
+/// The next countdown: exponential with mean [`rate`] (Go's `fastexprand`), 0 at rate 1
+/// (every allocation), `NEVER` when sampling is off or the thread writes a profile.
+fn draw(c: &MCache) -> usize {
+    let rate = rate();
+    if rate == 0 || c.prof.busy.get() {
+        return NEVER;
+    }
+    if rate == 1 {
+        return 0;
+    }
+    let mut x = c.prof.rng.get();
+    if x == 0 {
+        // Seeded from the cache's address and the clock: threads draw apart.
+        x = (c as *const MCache as u64) ^ crate::sys::clock_ns(libc::CLOCK_MONOTONIC) | 1;
+    }
+    // xorshift64* (Vigna): 2^64 - 1 period, and its top 53 bits pass BigCrush.
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    c.prof.rng.set(x);
+    let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
+    // u in (0, 1]: never 0, whose log is -infinity.
+    let u = (r + 1) as f64 / (1u64 << 53) as f64;
+    let d = -u.ln() * rate as f64;
+    (d as usize).min(NEVER)
+}
+
+/// Runs `f` with sampling of the calling thread's allocations suspended (the profile
+/// writer's own allocations must not be sampled).
+pub(crate) fn suspended<R>(f: impl FnOnce() -> R) -> R {
+    let c = crate::mcache::current();
+    if c == EMPTY_CACHE_PTR {
+        return f();
+    }
+    // SAFETY: the calling thread's own cache.
+    let c = unsafe { &*c };
+    let was = c.prof.busy.replace(true);
+    c.next_sample.set(NEVER);
+    let r = f();
+    c.prof.busy.set(was);
+    c.prof.epoch.set(0); // draw again at the next slow path
+    r
+}
