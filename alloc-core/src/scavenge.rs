@@ -77,8 +77,9 @@
 
 use crate::config;
 use crate::mcentral::CENTRAL;
+use crate::mheap::ReleasePolicy;
 #[cfg(not(any(miri, loom)))]
-use crate::mheap::{ReleasePolicy, HEAP};
+use crate::mheap::HEAP;
 #[cfg(not(any(miri, loom)))]
 use crate::sizeclass::PAGE_SHIFT;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
