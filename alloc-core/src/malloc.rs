@@ -334,6 +334,21 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     p
 }
 
+// ---- the free ladder ----
+//
+// A free climbs until a rung finds the object's span; each rung costs more than the one
+// before and serves what the one before misses:
+//
+// | rung | Rust `dealloc` (layout known) | C `free` | finds |
+// |---|---|---|---|
+// | window | [`free_sized`] | - | the slot in the loaded window of the class's hinted span: no span lookup |
+// | hinted span | [`free_via_hint`] | - | a slot of the hinted or the allocating span: no arena map |
+// | arena map | [`free_via_arena_map`] | [`free_fast`] (arena hint first) | any span this thread owns |
+// | remote or large | [`free_remote_or_large`] | the same, from [`free`] | another thread's span (a remote free), a large block |
+//
+// [`free`] is the rung-3-and-4 entry for a pointer of unknown layout, and the one that
+// diagnoses a bad pointer; [`free_cold`] is it out of line, where a rung gives up.
+
 /// Frees `p` (null is ignored). A pointer that is not a live gomalloc object ends the
 /// process with a message.
 ///
@@ -362,7 +377,7 @@ pub unsafe fn free(p: *mut u8) {
     }
     // SAFETY: `p` was returned by this allocator and is not used afterwards (# Safety),
     // and `s` is the live span record the arena map gives for it.
-    unsafe { free_slow(s, addr) }
+    unsafe { free_remote_or_large(s, addr) }
 }
 
 /// The free of a pointer whose size is not known (C's `free`), when it is cheap: `p` is a
@@ -388,7 +403,7 @@ pub unsafe fn free_fast(p: *mut u8) -> bool {
     let c = mcache::current();
     // SAFETY: `c` is the thread's cache or the static empty one; `p` is null or ours and
     // not used afterwards (# Safety, as for `free`).
-    unsafe { free_fast_lookup(c, addr) }
+    unsafe { free_fast_via_arena_map(c, addr) }
 }
 
 /// Second tier of [`free_fast`]: the span through the arena map.
@@ -396,7 +411,7 @@ pub unsafe fn free_fast(p: *mut u8) -> bool {
 /// # Safety
 /// `c` is the calling thread's cache (or the static empty one); `addr` as for [`free`].
 #[inline(always)]
-unsafe fn free_fast_lookup(c: *mut MCache, addr: usize) -> bool {
+unsafe fn free_fast_via_arena_map(c: *mut MCache, addr: usize) -> bool {
     // SAFETY: `c` is the thread's cache or the static empty one, valid either way.
     let ha = match unsafe { (*c).arena_hint.get(addr) } {
         Some(ha) => ha,
@@ -452,12 +467,12 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
             if span.free_in_window(p as usize) {
                 return;
             }
-            return free_in_span_or_general(c, span, spc, p);
+            return free_via_hint(c, span, spc, p);
         }
     }
-    // SAFETY: `free_unsized` has `free_sized`'s contract (`p` from this allocator, not used
+    // SAFETY: `free_cold` has `free_sized`'s contract (`p` from this allocator, not used
     // afterwards).
-    unsafe { free_unsized(p) }
+    unsafe { free_cold(p) }
 }
 
 /// [`free`] out of line, for the layouts [`free_sized`] has no fast path for (large or
@@ -467,7 +482,7 @@ pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
 /// As for [`free`].
 #[cold]
 #[inline(never)]
-unsafe fn free_unsized(p: *mut u8) {
+unsafe fn free_cold(p: *mut u8) {
     // SAFETY: `p` is null or from this allocator, not used afterwards (# Safety, as for
     // `free`).
     unsafe { free(p) }
@@ -484,7 +499,7 @@ unsafe fn free_unsized(p: *mut u8) {
 /// class `spc`; `p` as for [`free`].
 #[cold]
 #[inline(never)]
-unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, spc: usize, p: *mut u8) {
+unsafe fn free_via_hint(c: *mut MCache, span: &Span, spc: usize, p: *mut u8) {
     let addr = p as usize;
     // SAFETY: the hint is the static empty span (no slots: `slot_of` fails) or a span `c`
     // owns (the hint's invariant: a span leaving the cache clears it), so this thread may
@@ -502,12 +517,12 @@ unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, spc: usize, p: *m
             // span with a slot outside its window has more than 64 slots. A run entering
             // another window moves the window there, the allocating span's too.
             if at_window_edge(idx) {
-                return free_starting_a_run(span, idx, p);
+                return free_loading_window(span, idx, p);
             }
             if span.try_free_outside_window(idx, addr) {
                 return;
             }
-            return free_unsized(p);
+            return free_cold(p);
         }
         let alloc = (*c).span(spc);
         if let Some(idx) = alloc.slot_of(addr) {
@@ -517,9 +532,9 @@ unsafe fn free_in_span_or_general(c: *mut MCache, span: &Span, spc: usize, p: *m
                 (*c).free_hint[spc].set(alloc as *const Span as *mut Span);
                 return;
             }
-            return free_unsized(p);
+            return free_cold(p);
         }
-        free_after_lookup(c, p)
+        free_via_arena_map(c, p)
     }
 }
 
@@ -552,13 +567,13 @@ fn at_window_edge(idx: usize) -> bool {
 /// `p`.
 #[cold]
 #[inline(never)]
-unsafe fn free_starting_a_run(s: &Span, idx: usize, p: *mut u8) {
+unsafe fn free_loading_window(s: &Span, idx: usize, p: *mut u8) {
     // SAFETY: the thread's cache owns `s`, which has more than 64 slots, and `idx` is the
     // slot of `p` (# Safety).
     unsafe {
         s.load_window_for_frees(idx);
         if !s.try_free_local_branchy(idx, p as usize) {
-            free_unsized(p); // a double free: the general path reports it
+            free_cold(p); // a double free: the general path reports it
         }
     }
 }
@@ -568,9 +583,9 @@ unsafe fn free_starting_a_run(s: &Span, idx: usize, p: *mut u8) {
 /// becomes its class's free hint.
 ///
 /// # Safety
-/// As for [`free_in_span_or_general`].
+/// As for [`free_via_hint`].
 #[inline(never)]
-unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
+unsafe fn free_via_arena_map(c: *mut MCache, p: *mut u8) {
     let addr = p as usize;
     // SAFETY: `c` is this thread's cache (or the static empty one) and `p` null or ours and
     // dead (# Safety); a non-null arena-map entry is a live record (arena invariant 1),
@@ -581,7 +596,7 @@ unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
             return free(p); // diagnoses a foreign pointer (or ignores null)
         }
         if (*s).owner.load(crate::sync::Ordering::Relaxed) != c {
-            return free_slow(s, addr);
+            return free_remote_or_large(s, addr);
         }
         let sr = &*s;
         match sr.slot_of(addr) {
@@ -591,7 +606,7 @@ unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
                 let spc = sr.spanclass.get().index();
                 (*c).free_hint[spc].set(s);
                 if starts_a_run(sr, idx) {
-                    return free_starting_a_run(sr, idx, p);
+                    return free_loading_window(sr, idx, p);
                 }
                 sr.free_local(idx, addr);
             }
@@ -606,7 +621,7 @@ unsafe fn free_after_lookup(c: *mut MCache, p: *mut u8) {
 /// `s` is the (non-null) arena-map entry of `addr`, a block returned by this allocator
 /// that its user frees and does not use afterwards (as for [`free`]).
 #[inline(never)]
-unsafe fn free_slow(s: *mut Span, addr: usize) {
+unsafe fn free_remote_or_large(s: *mut Span, addr: usize) {
     // SAFETY: arena-map entries point to live span records.
     let sr = unsafe { &*s };
     match sr.state() {
