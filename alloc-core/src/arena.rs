@@ -139,7 +139,7 @@ impl ArenaHint {
     /// Hints the arena of `addr`, whose record is `ha` (non-null, from [`heap_arena_of`]).
     #[inline]
     pub fn set(&self, addr: usize, ha: *mut HeapArena) {
-        debug_assert!(!ha.is_null());
+        crate::check!(!ha.is_null(), "arena hint set to a null arena for", addr);
         self.index.set(addr >> ARENA_SHIFT);
         self.arena.set(ha);
     }

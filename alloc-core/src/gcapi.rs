@@ -54,7 +54,11 @@ pub const KIND_NOSCAN: u8 = 3;
 /// Allocates a fresh small-object span of `class` for the collector, with window 0 loaded
 /// (every slot free) and sweep generation `sweepgen`. Null when out of memory.
 pub fn alloc_small_span(class: SizeClass, kind: u8, sweepgen: u32) -> *mut Span {
-    debug_assert!(class != SizeClass::LARGE && kind != KIND_MALLOC && kind <= KIND_NOSCAN);
+    crate::check!(
+        class != SizeClass::LARGE && kind != KIND_MALLOC && kind <= KIND_NOSCAN,
+        "alloc_small_span: large class or bad object kind",
+        kind
+    );
     let spc = SpanClass::new(class, kind != KIND_SCAN);
     let s = HEAP.lock().alloc_span(class.npages(), 0, spc);
     if !s.is_null() {
@@ -67,7 +71,11 @@ pub fn alloc_small_span(class: SizeClass, kind: u8, sweepgen: u32) -> *mut Span 
 /// Allocates a span holding one large object of `size` bytes aligned to `align` for the
 /// collector. Its mark bit is clear. Null when out of memory or the request is impossible.
 pub fn alloc_large_span(size: usize, align: usize, kind: u8, sweepgen: u32) -> *mut Span {
-    debug_assert!(kind != KIND_MALLOC && kind <= KIND_NOSCAN);
+    crate::check!(
+        kind != KIND_MALLOC && kind <= KIND_NOSCAN,
+        "alloc_large_span: bad object kind",
+        kind
+    );
     if size > isize::MAX as usize - PAGE_SIZE || !align.is_power_of_two() || align > 1 << 40 {
         return core::ptr::null_mut();
     }
@@ -100,7 +108,11 @@ pub unsafe fn free_span(s: *mut Span) {
     // SAFETY: `s` is an in-use collector span nothing else references (# Safety): a live
     // record ours alone, as `MHeap::free_span` requires.
     unsafe {
-        debug_assert_ne!((*s).gc.load(Ordering::Relaxed), KIND_MALLOC);
+        crate::check!(
+            (*s).gc.load(Ordering::Relaxed) != KIND_MALLOC,
+            "gcapi::free_span of a malloc span",
+            s
+        );
         // A sampled object's span (feature `profile`): its free is counted, as Go's
         // sweep calls `mProf_Free`.
         #[cfg(feature = "profile")]
@@ -224,7 +236,11 @@ pub unsafe fn is_marked(obj: ObjectRef) -> bool {
 /// The caller owns the span (its central lock, or it claimed the span's sweep), the span
 /// is in no cache (its window is committed) and no marker runs.
 pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 {
-    debug_assert_ne!(span.gc.load(Ordering::Relaxed), KIND_MALLOC);
+    crate::check!(
+        span.gc.load(Ordering::Relaxed) != KIND_MALLOC,
+        "sweep_bitmaps of a malloc span",
+        span as *const Span as usize
+    );
     crate::check!(
         span.alloc_cache.get() == 0,
         "sweeping a cached span",

@@ -121,7 +121,7 @@ impl MCache {
     /// The span of class `spc`.
     #[inline(always)]
     pub fn span(&self, spc: usize) -> &Span {
-        debug_assert!(spc < NUM_SPAN_CLASSES);
+        crate::check!(spc < NUM_SPAN_CLASSES, "span class out of range", spc);
         // SAFETY: `spc < NUM_SPAN_CLASSES` (span classes come from the size-class table);
         // entries always point to a live span record.
         unsafe { &*self.alloc.get_unchecked(spc).get() }
@@ -130,7 +130,7 @@ impl MCache {
     /// The span class `spc`'s frees went to last (`free_hint[spc]`).
     #[inline(always)]
     pub fn free_span(&self, spc: usize) -> &Span {
-        debug_assert!(spc < NUM_SPAN_CLASSES);
+        crate::check!(spc < NUM_SPAN_CLASSES, "span class out of range", spc);
         // SAFETY: `spc < NUM_SPAN_CLASSES`; the hint is always a live span record (the
         // `free_hint` invariant: `EMPTY_SPAN` or a span this cache owns).
         unsafe { &*self.free_hint.get_unchecked(spc).get() }

@@ -20,7 +20,7 @@ fn for_arena_pieces(
     let mut left = npages;
     while left > 0 {
         let ha = arena::heap_arena_of(addr);
-        debug_assert!(!ha.is_null());
+        crate::check!(!ha.is_null(), "page bits of an address outside the arenas", addr);
         let first = arena::page_index(addr);
         let n = left.min(PAGES_PER_ARENA - first);
         f(ha, first, n, addr);

@@ -207,9 +207,13 @@ impl ChunkDensity {
 /// whether the whole range was covered.
 fn release_range(start: usize, npages: usize, limit: usize, lazy: bool) -> (usize, bool) {
     let ha = arena::heap_arena_of(start);
-    debug_assert!(!ha.is_null());
+    crate::check!(!ha.is_null(), "release of an address outside the arenas", start);
     let first = arena::page_index(start);
-    debug_assert!(first + npages <= PAGES_PER_ARENA);
+    crate::check!(
+        first + npages <= PAGES_PER_ARENA,
+        "release range crosses its arena's end at page",
+        first + npages
+    );
     // SAFETY: `ha` is a live arena record; heap lock held.
     let words = unsafe { ptr::addr_of_mut!((*ha).scavenged) }.cast::<u64>();
     // SAFETY: p < PAGES_PER_ARENA: inside the arena's bitmap.
