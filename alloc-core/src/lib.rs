@@ -71,7 +71,7 @@
 //! | pages | `mheap` (the page heap, and the mechanism that releases pages), `scavenge` (the release policy, which `runtime` installs in the heap, and its thread) and `wakeup` |
 //! | central lists | `mcentral` (per span class) |
 //! | thread caches | `mcache` (caches, refill, flush), `mcache/retain` (retained spans: the budget and when they go back), `mcache/pool` (cache records, the orphan cache, fork), `tls` (the slot), `runtime` (set-up, fork) |
-//! | entry points | `malloc` (allocation and the free ladder), [`gcapi`] (the collector's view) |
+//! | entry points | `malloc` (allocation, realloc, usable size), `malloc/free` (the free ladder), [`gcapi`] (the collector's view) |
 //! | support | `config`, `stats`, `check`, `harden`, `cpu`, [`report`], `profile` (feature `profile`: sampled heap profiles) |
 //!
 //! ## Rules inside the allocator
