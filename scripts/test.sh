@@ -79,7 +79,8 @@ stage "cargo test: the GC's precise mode natively (precise.rs, barrier_halves.rs
 cargo test -p gomalloc-gc --features precise --test precise --test barrier_halves --quiet
 
 stage "cargo test: the GC's off-heap misuse checker (feature checkroots: checkroots.rs)"
-cargo test -p gomalloc-gc --features checkroots --test checkroots --quiet
+# With the heap profile too, whose samples give the report its allocation sites.
+cargo test -p gomalloc-gc --features checkroots,profile --test checkroots --quiet
 
 stage "GC examples, debug build, GOMALLOC_GOGC=1 (self-checking; a missed root aborts)"
 # lisp checks its results itself and roots through handles, so it runs in the precise mode

@@ -165,6 +165,7 @@ pub(crate) fn check() {
                         o,
                         w,
                         &format!("a malloc block at {b:#x} ({size} bytes), offset {}", at - b),
+                        Some(b),
                     );
                 }
             })
@@ -175,16 +176,36 @@ pub(crate) fn check() {
         unsafe {
             for_each_word(lo, hi, |at, w| {
                 if let Some(o) = dead(w) {
-                    report(o, w, &format!("a static at {at:#x} (in {name})"));
+                    report(o, w, &format!("a static at {at:#x} (in {name})"), None);
                 }
             })
         };
     });
 }
 
-/// Ends the process: `where_` holds word `w`, which points into `o`, about to be freed.
+/// Where the malloc block at `b` was allocated, if gomalloc's heap profile sampled it.
+#[cfg(feature = "profile")]
+fn allocation_site(b: usize) -> Option<String> {
+    gomalloc::profile::allocation_site(b)
+}
+
+#[cfg(not(feature = "profile"))]
+fn allocation_site(_: usize) -> Option<String> {
+    None
+}
+
+/// Ends the process: `where_` holds word `w`, which points into `o`, about to be freed;
+/// `block` is the malloc block that holds it, if it is one.
 #[cold]
-fn report(o: gcapi::ObjectRef, w: usize, where_: &str) -> ! {
+fn report(o: gcapi::ObjectRef, w: usize, where_: &str, block: Option<usize>) -> ! {
+    let site = match block.and_then(allocation_site) {
+        Some(frames) => format!("The block was allocated at:\n{frames}"),
+        None if block.is_some() => "Where the block was allocated: not known (run with \
+             gomalloc's heap profile, feature `profile`, and GOMALLOC_PROFILE_RATE=1 to \
+             record every block's allocation site)."
+            .to_string(),
+        None => String::new(),
+    };
     let kind = o.span().gc.load(Ordering::Relaxed);
     let type_name = if kind == KIND_NOSCAN {
         "<a pointer-free object without a header: its type is not recorded>".to_string()
@@ -198,8 +219,7 @@ fn report(o: gcapi::ObjectRef, w: usize, where_: &str) -> ! {
          unreachable and about to be freed, but {where_} holds a pointer to it ({w:#x}): a \
          Gc kept where the collector does not look (a std collection, a Box, a channel, a \
          static; see the rooting rule, docs/gc-design.md section 2). Hold a gc::Root or \
-         a GcVec instead. Where the block was allocated: not known (gomalloc records no \
-         allocation sites).",
+         a GcVec instead. {site}",
         o.base,
         object_size(&o)
     ))

@@ -22,10 +22,16 @@ static GLOBAL: gomalloc::GoMalloc = gomalloc::GoMalloc;
 /// Runs test `test` of this binary alone in a child with `CHECKROOTS_CHILD=1` and the
 /// given value of `GOMALLOC_GCCHECKROOTS`.
 fn child(test: &str, checkroots: &str) -> Output {
+    child_with(test, checkroots, &[])
+}
+
+/// [`child`] with more environment variables.
+fn child_with(test: &str, checkroots: &str, env: &[(&str, &str)]) -> Output {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env("CHECKROOTS_CHILD", "1")
         .env("GOMALLOC_GCCHECKROOTS", checkroots)
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -98,6 +104,35 @@ fn a_gc_kept_in_a_std_vec_is_reported_before_it_is_used() {
         "checkroots::Payload",
         "a malloc block at 0x",
         "Where the block was allocated: not known",
+    ] {
+        assert!(err.contains(part), "no {part:?} in: {}", show(&o));
+    }
+}
+
+/// With gomalloc's heap profile sampling every block, the report says where the block that
+/// holds the pointer was allocated.
+#[cfg(feature = "profile")]
+#[test]
+fn the_report_names_where_the_holding_block_was_allocated_when_profiled() {
+    if is_child() {
+        let m = gc::attach();
+        let v = vec_of_gcs(&m);
+        collect_clean();
+        println!("collect returned");
+        std::hint::black_box(&v);
+        return;
+    }
+    let o = child_with(
+        "the_report_names_where_the_holding_block_was_allocated_when_profiled",
+        "1",
+        &[("GOMALLOC_PROFILE_RATE", "1")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{}", show(&o));
+    for part in [
+        "gc: fatal error: GOMALLOC_GCCHECKROOTS",
+        "a malloc block at 0x",
+        "The block was allocated at:",
     ] {
         assert!(err.contains(part), "no {part:?} in: {}", show(&o));
     }

@@ -164,6 +164,18 @@ impl Table {
         unsafe { (*self.buckets.add(id as usize - 1)).frees += 1 };
     }
 
+    /// The stack of bucket `id` (a number [`Table::record_alloc`] returned), copied into
+    /// `out`: its frame count, or `None` for an unknown `id`.
+    pub fn stack_of(&self, id: u32, out: &mut [usize; MAX_STACK]) -> Option<usize> {
+        if id == 0 || id as usize > self.n {
+            return None;
+        }
+        // SAFETY: `id - 1 < n`: a bucket in use.
+        let b = unsafe { &*self.buckets.add(id as usize - 1) };
+        out[..b.nstk].copy_from_slice(b.stack());
+        Some(b.nstk)
+    }
+
     /// Buckets in use.
     pub fn len(&self) -> usize {
         self.n

@@ -199,19 +199,57 @@ pub fn report_leaks(fd: i32) {
                 "gomalloc: leak: about {:.0} bytes in {:.0} objects of {} bytes, allocated at:\n",
                 bytes, objs, b.size
             );
-            let mut skipping = true;
-            // The first frame is the walk's return into `alloc_sampled`.
-            for &ret in b.stack().get(1..).unwrap_or(&[]) {
-                let (name, module) = symbol(ret - 1);
-                if skipping && is_allocator_frame(&name, &module) {
-                    continue;
-                }
-                skipping = false;
-                out += &format!("    {:#x} {} ({})\n", ret, name, module);
-            }
+            out += &frames(b.stack());
         }
         crate::sys::write(fd, out.as_bytes());
     });
+}
+
+/// The frames of a recorded stack, one line each (address, symbol, object file), the
+/// allocator's own frames left out. The first frame is the walk's return into
+/// `alloc_sampled`.
+fn frames(stack: &[usize]) -> String {
+    let mut out = String::new();
+    let mut skipping = true;
+    for &ret in stack.get(1..).unwrap_or(&[]) {
+        let (name, module) = symbol(ret - 1);
+        if skipping && is_allocator_frame(&name, &module) {
+            continue;
+        }
+        skipping = false;
+        out += &format!("    {:#x} {} ({})\n", ret, name, module);
+    }
+    out
+}
+
+/// Where the block holding `addr` was allocated, as [`report_leaks`] prints a stack (a
+/// line a frame), if the profile sampled that block; `None` otherwise (profiling off, a
+/// block not sampled: raise `GOMALLOC_PROFILE_RATE`, down to `1` for every block).
+///
+/// Reads the block's span with no lock: the caller makes sure the block is not freed
+/// meanwhile (the collector's off-heap checker calls it with the world stopped, on a
+/// block it found allocated). Allocates, so not from inside `malloc`.
+pub fn allocation_site(addr: usize) -> Option<String> {
+    let s = crate::arena::span_of(addr);
+    if s.is_null() {
+        return None;
+    }
+    // SAFETY: arena-map entries point to live span records (arena invariant 1).
+    let sr = unsafe { &*s };
+    if !sr.is_large() || sr.state() != crate::span::SpanState::InUse {
+        return None;
+    }
+    let mut stk = [0; bucket::MAX_STACK];
+    let n = TABLE.lock().stack_of(sr.prof_bucket.get(), &mut stk)?;
+    Some(sample::suspended(|| {
+        let f = frames(&stk[..n]);
+        if f.is_empty() {
+            // The walk follows frame pointers (README, "Heap profiles").
+            "    (no frames: the code that allocated it has no frame pointers)\n".to_string()
+        } else {
+            f
+        }
+    }))
 }
 
 /// The symbol and object file of `pc`, through `dladdr` (outside malloc only: it takes
