@@ -758,8 +758,9 @@ impl Span {
             crate::cpu::popcount(new)
         };
         // The word's bits are part of the count (invariant 3), so this cannot underflow.
+        let old = word.load(core::sync::atomic::Ordering::Relaxed);
         self.alloc_count
-            .set(self.alloc_count.get() - crate::cpu::popcount(word.load(core::sync::atomic::Ordering::Relaxed)) + new_ones);
+            .set(self.alloc_count.get() - crate::cpu::popcount(old) + new_ones);
         word.store(new, core::sync::atomic::Ordering::Relaxed);
         self.alloc_cache.set(0);
     }
