@@ -107,7 +107,7 @@ stage "GC multi-threaded tests and examples in the checkmark mode (GOMALLOC_GCCH
 # reachable object (docs/gc-design.md section 9). Release builds, made by the
 # `cargo test --release` stage.
 GOMALLOC_GCCHECKMARK=1 cargo test -p gomalloc-gc --release --quiet --test threads \
-    --test back_to_back --test barrier --test barrier_halves
+    --test back_to_back --test barrier --test barrier_halves --test barrier_buffer
 GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example lisp >/dev/null
 GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example binary_trees 12 | tail -1
 GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example gcbench 10 | tail -1

@@ -24,7 +24,14 @@
 //!    committed (`Span::commit_window`): the collector commits every window before it
 //!    scans (the world is stopped).
 //! 3. Mark bits are written only with atomic read-modify-writes while marking, and read or
-//!    cleared by the span's sweeper afterwards.
+//!    cleared (atomically) by the span's sweeper afterwards.
+//! 4. The allocation bitmap of a collector span is read by [`find_object`] on any thread
+//!    while its owner may write it, so every write to it and every read that another
+//!    thread's write may overlap is a relaxed atomic word access (`Span::commit_window`,
+//!    [`sweep_bitmaps`], [`find_object`]; a plain move on x86-64). The owner's own reads
+//!    (`Span::load_window_from`) stay plain: they race with no write. The span's other
+//!    fields are published by the release store of `Span::gc` (`claim`) that
+//!    [`find_object`] reads with acquire.
 
 use crate::arena;
 use crate::mheap::HEAP;
@@ -180,7 +187,7 @@ pub fn find_object(addr: usize) -> Option<ObjectRef> {
         return None;
     }
     // SAFETY: `index < nelems`, so the word lies in the span's allocation bitmap.
-    let word = unsafe { *sr.alloc_bits.get().add(index >> 6) };
+    let word = unsafe { alloc_word(sr, index >> 6) }.load(Ordering::Relaxed);
     if word & (1 << (index & 63)) == 0 {
         return None;
     }
@@ -189,6 +196,19 @@ pub fn find_object(addr: usize) -> Option<ObjectRef> {
         index,
         base: base + index * sr.elemsize.get() as usize,
     })
+}
+
+/// Word `w` of the span's allocation bitmap as an atomic (rule 4): its owner writes it
+/// (`Span::commit_window`, the sweep) while [`find_object`] may read it on another thread.
+///
+/// # Safety
+/// `span` is a live span of the collector and `w < nelems.div_ceil(64)`.
+#[inline(always)]
+unsafe fn alloc_word(span: &Span, w: usize) -> &AtomicU64 {
+    // SAFETY: `w` is inside the bitmap (# Safety), 8-byte aligned; every access to a
+    // collector span's allocation bitmap that another thread's may overlap is atomic
+    // (rule 4), so no plain access races with this one.
+    unsafe { AtomicU64::from_ptr(span.alloc_bits.get().add(w)) }
 }
 
 /// The mark-bitmap word of slot `index` as an atomic.
@@ -248,10 +268,11 @@ pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 
     );
     let base = span.base.get();
     if span.is_large() {
-        // SAFETY: a large span's bitmaps have at least one word.
-        let mb = unsafe { &mut *span.mark_bits.get() };
-        let live = *mb & 1;
-        *mb = 0;
+        // SAFETY: a large span's bitmaps have at least one word; mark words are accessed
+        // atomically (rule 3).
+        let mb = unsafe { AtomicU64::from_ptr(span.mark_bits.get()) };
+        let live = mb.load(Ordering::Relaxed) & 1;
+        mb.store(0, Ordering::Relaxed);
         if live == 0 {
             on_free(base);
         }
@@ -259,27 +280,29 @@ pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 
     }
     let size = span.elemsize.get() as usize;
     let words = span.bitmap_words();
-    let (ab, mb) = (span.alloc_bits.get(), span.mark_bits.get());
     let mut live = 0;
     let mut freed_any = false;
     for i in 0..words {
-        // SAFETY: `i < words`: inside both bitmaps, which the caller owns.
-        let (a, m) = unsafe { (&mut *ab.add(i), &mut *mb.add(i)) };
+        // SAFETY: `i < words`: inside both bitmaps, which the caller owns. Relaxed atomic
+        // accesses (plain moves on x86-64): `find_object` may read the allocation word on
+        // another thread (rule 4); mark words are atomic (rule 3).
+        let (aw, mw) = unsafe { (alloc_word(span, i), mark_word(span, i * 64)) };
+        let (a, m) = (aw.load(Ordering::Relaxed), mw.load(Ordering::Relaxed));
         crate::check!(
-            (*m & !*a) == 0,
+            (m & !a) == 0,
             "marked slot that is not allocated",
             base + i * 64 * size
         );
-        let mut dead = *a & !*m;
+        let mut dead = a & !m;
         freed_any |= dead != 0;
         while dead != 0 {
             let idx = i * 64 + dead.trailing_zeros() as usize;
             on_free(base + idx * size);
             dead &= dead - 1;
         }
-        *a = *m;
-        *m = 0;
-        live += a.count_ones();
+        aw.store(m, Ordering::Relaxed);
+        mw.store(0, Ordering::Relaxed);
+        live += m.count_ones();
     }
     span.alloc_count.set(live);
     span.set_window(0);

@@ -742,8 +742,12 @@ impl Span {
         let w = self.window();
         crate::check!(w < self.nelems.get(), "commit of a span with no window", w);
         let mask = window_mask(w, self.nelems.get());
-        // SAFETY: `w < nelems`, so the word lies in the bitmap.
-        let word = unsafe { &mut *self.alloc_bits.get().add(w as usize >> 6) };
+        // SAFETY: `w < nelems`, so the word lies in the bitmap, 8-byte aligned. Atomic:
+        // for a collector span, `gcapi::find_object` may read this word on another thread
+        // (gcapi rule 4); relaxed loads and stores are plain moves on x86-64.
+        let word = unsafe {
+            core::sync::atomic::AtomicU64::from_ptr(self.alloc_bits.get().add(w as usize >> 6))
+        };
         let cache = self.alloc_cache.get();
         let new = !cache & mask;
         // A refill commits an exhausted window, whose slots are then all allocated: no
@@ -754,9 +758,10 @@ impl Span {
             crate::cpu::popcount(new)
         };
         // The word's bits are part of the count (invariant 3), so this cannot underflow.
+        let old = word.load(core::sync::atomic::Ordering::Relaxed);
         self.alloc_count
-            .set(self.alloc_count.get() - crate::cpu::popcount(*word) + new_ones);
-        *word = new;
+            .set(self.alloc_count.get() - crate::cpu::popcount(old) + new_ones);
+        word.store(new, core::sync::atomic::Ordering::Relaxed);
         self.alloc_cache.set(0);
     }
 

@@ -5,7 +5,7 @@
 //! barrier: the snapshot stays reachable) and shades `new` (Dijkstra insertion barrier: a
 //! pointer moved from a grey stack into a black object is not lost).
 
-use crate::collector::{SHADE, SHADE_BYTES};
+use crate::collector::SHADE_BYTES;
 use crate::mark::Tracer;
 use crate::mutator::{Mutator, GC_FLAGS, MARKING};
 use crate::Trace;
@@ -14,19 +14,24 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, Ordering};
 
-/// Shades everything `v` references: sets mark bits and queues the objects grey.
+/// Addresses a thread's barrier buffer holds before it is flushed to the collector's
+/// shared grey list (`collector::SHADE`).
+pub(crate) const BARRIER_BUF: usize = 256;
+
+/// Shades everything `v` references: sets mark bits and queues the objects grey in the
+/// mutator's barrier buffer, which goes to the collector's shared grey list (one lock
+/// round) when it holds [`BARRIER_BUF`] addresses and whenever the thread stops
+/// (`Mutator::flush_barrier`).
 #[cold]
-pub(crate) fn shade<T: Trace + ?Sized>(v: &T) {
+pub(crate) fn shade<T: Trace + ?Sized>(m: &Mutator, v: &T) {
     if crate::debug::BARRIER_BROKEN.load(Ordering::Relaxed) {
         return;
     }
     let mut t = Tracer::new();
     v.trace(&mut t);
     SHADE_BYTES.fetch_add(t.marked_bytes, Ordering::Relaxed);
-    let mut grey = Vec::new();
-    t.take_grey(&mut grey);
-    if !grey.is_empty() {
-        SHADE.lock().unwrap().extend(grey);
+    if m.buffer_grey(&mut t) >= BARRIER_BUF {
+        m.flush_barrier();
     }
 }
 
@@ -136,7 +141,6 @@ impl<T: Copy + Trace> Lock<T> {
     /// Stores `value` and returns the old one (with the same barrier as [`Lock::set`]).
     #[inline]
     pub fn replace(&self, m: &Mutator, value: T) -> T {
-        let _ = m;
         let old = if Self::WORD {
             let old = self.word().swap(Self::to_word(value), Ordering::AcqRel);
             // SAFETY: the word was stored from a valid `T` (as in `get`).
@@ -145,8 +149,8 @@ impl<T: Copy + Trace> Lock<T> {
             self.with_stripe(|v| std::mem::replace(v, value))
         };
         if marking() {
-            shade(&old);
-            shade(&value);
+            shade(m, &old);
+            shade(m, &value);
         }
         old
     }
@@ -264,7 +268,7 @@ impl<T: Trace> RefLock<T> {
             m.open_borrow();
             if marking() {
                 // SAFETY: we hold the exclusive borrow.
-                shade(unsafe { &*self.value.get() });
+                shade(m, unsafe { &*self.value.get() });
             }
         }
         RefMut { cell: self, m }
@@ -316,7 +320,7 @@ impl<T: Trace> Drop for RefMut<'_, T> {
     fn drop(&mut self) {
         if T::NEEDS_TRACE {
             if marking() {
-                shade(&**self);
+                shade(self.m, &**self);
             }
             self.m.close_borrow();
         }

@@ -218,6 +218,7 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
     let heap0 = heap::HEAP_LIVE.load(Ordering::Relaxed);
     if let Some(m) = me {
         m.cache_mut().release_all();
+        m.flush_barrier();
     }
     // The pause starts here: from the request to stop until the world restarts.
     let t_stop = Instant::now();

@@ -66,6 +66,7 @@ impl<'m> IncrementalCycle<'m> {
     /// Traces up to `n` grey objects (including those the barrier shaded); true when no
     /// grey object is left.
     pub fn mark_some(&mut self, n: usize) -> bool {
+        self.m.flush_barrier();
         let shaded = std::mem::take(&mut *SHADE.lock().unwrap());
         self.t.extend(shaded);
         self.t.drain_some(n) && SHADE.lock().unwrap().is_empty()
@@ -78,6 +79,7 @@ impl<'m> IncrementalCycle<'m> {
         let t = std::mem::replace(&mut self.t, Tracer::new());
         m.assert_no_open_borrow("IncrementalCycle::finish");
         m.cache_mut().release_all();
+        m.flush_barrier();
         let (marked, _objects, _cleared) = with_registers_spilled(|sp| {
             collector::terminate(t, |c| {
                 let threads = world().threads.clone();
@@ -106,6 +108,13 @@ impl Drop for IncrementalCycle<'_> {
             std::process::abort();
         }
     }
+}
+
+/// Objects the calling thread's write barrier shaded that are still in its own barrier
+/// buffer, not yet moved to the collector's shared grey list (which happens when the
+/// buffer holds 256, and whenever the thread stops or collects).
+pub fn barrier_buffered(m: &Mutator) -> usize {
+    m.barrier_buffered()
 }
 
 /// Checks the collector's span lists against the arena map (debug aid; panics on an

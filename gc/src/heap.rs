@@ -90,7 +90,51 @@ fn empty_span() -> *mut Span {
 struct Lists {
     partial: Vec<*mut Span>,
     full: Vec<*mut Span>,
-    unswept: Vec<*mut Span>,
+    unswept: Unswept,
+}
+
+/// The spans of one list left unswept: last cycle's `partial` and `full` lists, taken
+/// whole. Two `Vec`s rather than one so that [`begin_sweep_cycle`], inside the stop, swaps
+/// vectors (O(1) per list) instead of copying every span pointer (O(spans)).
+#[derive(Default)]
+struct Unswept {
+    partial: Vec<*mut Span>,
+    full: Vec<*mut Span>,
+}
+
+impl Unswept {
+    const fn new() -> Unswept {
+        Unswept {
+            partial: Vec::new(),
+            full: Vec::new(),
+        }
+    }
+
+    /// Takes one span, last cycle's partial spans first (they are likelier to keep free
+    /// slots for the lazy sweep's caller).
+    fn pop(&mut self) -> Option<*mut Span> {
+        self.partial.pop().or_else(|| self.full.pop())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.partial.is_empty() && self.full.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.partial.len() + self.full.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &*mut Span> {
+        self.partial.iter().chain(self.full.iter())
+    }
+
+    /// Makes `partial` and `full` the unswept lists and leaves them empty (keeping the
+    /// capacity of the emptied unswept vectors). O(1): the caller checked `self` is empty.
+    fn take_lists(&mut self, partial: &mut Vec<*mut Span>, full: &mut Vec<*mut Span>) {
+        debug_assert!(self.is_empty(), "sweep did not finish before marking");
+        std::mem::swap(&mut self.partial, partial);
+        std::mem::swap(&mut self.full, full);
+    }
 }
 
 struct Central(Mutex<Lists>);
@@ -102,7 +146,7 @@ static CENTRALS: [[Central; NUM_SIZE_CLASSES]; NKINDS] = [const {
         Central(Mutex::new(Lists {
             partial: Vec::new(),
             full: Vec::new(),
-            unswept: Vec::new(),
+            unswept: Unswept::new(),
         }))
     }; NUM_SIZE_CLASSES]
 }; NKINDS];
@@ -112,13 +156,13 @@ struct Large(Mutex<LargeLists>);
 #[derive(Default)]
 struct LargeLists {
     swept: Vec<*mut Span>,
-    unswept: Vec<*mut Span>,
+    unswept: Unswept,
 }
 // SAFETY: the span pointers are heap metadata guarded by the mutex.
 unsafe impl Sync for Large {}
 static LARGE: Large = Large(Mutex::new(LargeLists {
     swept: Vec::new(),
-    unswept: Vec::new(),
+    unswept: Unswept::new(),
 }));
 
 fn central(kind: u8, class: SizeClass) -> &'static Mutex<Lists> {
@@ -451,7 +495,7 @@ pub(crate) unsafe fn sweep_span(s: *mut Span, drops: bool) -> u32 {
 /// before relisting the span, the next cycle's sweep termination could see no sweep
 /// active, mark, and move every listed span to `unswept` before the late span landed on
 /// `partial`, unswept for the new cycle and claimed two generations behind by the one after.
-fn pop_unswept(unswept: &mut Vec<*mut Span>) -> Option<*mut Span> {
+fn pop_unswept(unswept: &mut Unswept) -> Option<*mut Span> {
     let s = unswept.pop()?;
     SWEEPS_ACTIVE.fetch_add(1, Ordering::Relaxed);
     Some(s)
@@ -512,7 +556,8 @@ fn sweep_list(lists: &Central, drops: bool) {
 }
 
 /// Mark termination: every span becomes unswept and the sweep generation advances.
-/// The world is stopped: no cache holds a span.
+/// The world is stopped: no cache holds a span. O(lists): each list's vectors are swapped,
+/// no span is visited.
 pub(crate) fn begin_sweep_cycle() {
     // The generation first: a thread that is not attached (one finishing `collect()`'s
     // sweep) is not stopped and may pop a span off a new `unswept` list as soon as it is
@@ -522,19 +567,17 @@ pub(crate) fn begin_sweep_cycle() {
     for row in CENTRALS.iter() {
         for lists in row.iter() {
             let mut l = lists.0.lock().unwrap();
-            debug_assert!(l.unswept.is_empty(), "sweep did not finish before marking");
             let Lists {
                 partial,
                 full,
                 unswept,
             } = &mut *l;
-            unswept.append(partial);
-            unswept.append(full);
+            unswept.take_lists(partial, full);
         }
     }
     let mut l = LARGE.0.lock().unwrap();
     let LargeLists { swept, unswept } = &mut *l;
-    unswept.append(swept);
+    unswept.take_lists(&mut Vec::new(), swept);
 }
 
 /// Debug check of the span lists: every listed span is an in-use GC span of the list's
@@ -547,15 +590,14 @@ pub(crate) fn check_lists(cached: usize) {
     for (k, row) in CENTRALS.iter().enumerate() {
         for (c, lists) in row.iter().enumerate() {
             let l = lists.0.lock().unwrap();
-            for (v, want) in [(&l.partial, sg), (&l.full, sg), (&l.unswept, sg - 2)] {
-                for &s in v.iter() {
-                    // SAFETY: listed spans are live records.
-                    let sr = unsafe { &*s };
-                    assert_eq!(sr.gc.load(Ordering::Relaxed), span_kind(k as u8 + 1));
-                    assert_eq!(sr.spanclass.get().size_class().0 as usize, c);
-                    assert_eq!(sr.sweepgen.load(Ordering::Relaxed), want);
-                    listed += 1;
-                }
+            let swept = l.partial.iter().chain(l.full.iter()).map(|s| (s, sg));
+            for (&s, want) in swept.chain(l.unswept.iter().map(|s| (s, sg - 2))) {
+                // SAFETY: listed spans are live records.
+                let sr = unsafe { &*s };
+                assert_eq!(sr.gc.load(Ordering::Relaxed), span_kind(k as u8 + 1));
+                assert_eq!(sr.spanclass.get().size_class().0 as usize, c);
+                assert_eq!(sr.sweepgen.load(Ordering::Relaxed), want);
+                listed += 1;
             }
         }
     }

@@ -136,6 +136,13 @@ pub(crate) struct MState {
     /// Live `RefMut`s of traced types on this thread: while non-zero the thread does not
     /// stop for collections (the collector must not read a mutably borrowed value).
     open_borrows: Cell<u32>,
+    /// The write barrier's buffer: objects this thread shaded (mark bit set, not yet
+    /// scanned), moved to the collector's shared grey list (`collector::SHADE`) when it
+    /// holds `cell::BARRIER_BUF` and by [`Mutator::flush_barrier`] before the thread stops
+    /// (parks, waits for a cycle, enters a blocking region, detaches) or collects. So
+    /// while the world is stopped every buffer but the collector's own is empty, and the
+    /// collector flushes its own before mark termination drains `SHADE`.
+    barrier: UnsafeCell<Vec<usize>>,
 }
 
 /// A thread's membership in the collector's world: the guard returned by [`attach`].
@@ -186,6 +193,7 @@ pub fn attach() -> Box<Mutator> {
         rec,
         cache: UnsafeCell::new(Cache::new()),
         open_borrows: Cell::new(0),
+        barrier: UnsafeCell::new(Vec::with_capacity(crate::cell::BARRIER_BUF)),
     }));
     ATTACHED.with(|a| a.set(st));
     Box::new(Mutator {
@@ -198,6 +206,7 @@ pub fn attach() -> Box<Mutator> {
 impl Drop for Mutator {
     fn drop(&mut self) {
         self.cache_mut().release_all();
+        self.flush_barrier();
         let rec = &self.st().rec;
         with_registers_spilled(|sp| {
             rec.sp.store(sp, Ordering::Release);
@@ -248,6 +257,34 @@ impl Mutator {
         &self.st().rec
     }
 
+    /// Moves the grey objects of `t` (just shaded by this thread) into its barrier buffer;
+    /// returns how many the buffer holds.
+    pub(crate) fn buffer_grey(&self, t: &mut crate::mark::Tracer) -> usize {
+        // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is `!Sync`),
+        // and neither this nor `flush_barrier` calls out while holding the reference.
+        let buf = unsafe { &mut *self.st().barrier.get() };
+        t.take_grey(buf);
+        buf.len()
+    }
+
+    /// Moves this thread's barrier buffer to the collector's shared grey list.
+    pub(crate) fn flush_barrier(&self) {
+        // SAFETY: as in `buffer_grey`.
+        let buf = unsafe { &mut *self.st().barrier.get() };
+        if !buf.is_empty() {
+            crate::collector::SHADE
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(buf);
+        }
+    }
+
+    /// Objects in this thread's barrier buffer (for tests of the flush).
+    pub(crate) fn barrier_buffered(&self) -> usize {
+        // SAFETY: as in `buffer_grey`.
+        unsafe { (*self.st().barrier.get()).len() }
+    }
+
     /// A safepoint: stops here if a collection is waiting for this thread (unless a
     /// `RefMut` of a traced type is alive on it: see [`RefLock::borrow_mut`](crate::RefLock::borrow_mut)).
     #[inline]
@@ -289,6 +326,7 @@ impl Mutator {
     #[inline(never)]
     pub(crate) fn park(&self) {
         self.cache_mut().release_all();
+        self.flush_barrier();
         with_registers_spilled(|sp| {
             self.rec().sp.store(sp, Ordering::Release);
             let mut w = world();
@@ -313,6 +351,7 @@ impl Mutator {
     #[inline(never)]
     pub(crate) fn wait_cycle_end(&self) {
         self.cache_mut().release_all();
+        self.flush_barrier();
         with_registers_spilled(|sp| {
             self.rec().sp.store(sp, Ordering::Release);
             let mut w = world();
@@ -346,6 +385,7 @@ impl Mutator {
     /// the GC heap's address range), about what one collection's scan of the stack costs.
     pub fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
         self.cache_mut().release_all();
+        self.flush_barrier();
         let rec = self.rec().clone();
         with_registers_spilled(move |sp| {
             rec.sp.store(sp, Ordering::Release);

@@ -178,7 +178,7 @@ impl<T: Copy + Trace + Send + Sync + 'static> GcVec<T> {
             // be traced through it (insertion half of the barrier). They are reachable
             // through the old slice too, which the `set` below shades, but shading them
             // here keeps the rule local: a write into a black object shades the value.
-            shade(&*new);
+            shade(m, &*new);
         }
         self.buf.set(m, Some(new));
         new

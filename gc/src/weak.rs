@@ -73,7 +73,6 @@ impl<T: Trace> Weak<T> {
     /// pointer: while a cycle marks concurrently the target is shaded (a read barrier on
     /// weak references).
     pub fn upgrade(&self, m: &Mutator) -> Option<Gc<T>> {
-        let _ = m;
         let p = self.cell.target.load(Ordering::Acquire);
         if p == 0 {
             return None;
@@ -82,7 +81,7 @@ impl<T: Trace> Weak<T> {
         // finds it unreachable, before anything is swept.
         let g = unsafe { Gc::from_ptr(p as *const T) };
         if GC_FLAGS.load(Ordering::Relaxed) & MARKING != 0 {
-            crate::cell::shade(&g);
+            crate::cell::shade(m, &g);
         }
         Some(g)
     }
