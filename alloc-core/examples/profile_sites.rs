@@ -14,7 +14,7 @@
 //! go tool pprof -top -sample_index=inuse_space heap.pb.gz
 //! ```
 
-use std::alloc::{alloc, dealloc, Layout};
+use std::alloc::{Layout, alloc, dealloc};
 use std::hint::black_box;
 
 #[global_allocator]

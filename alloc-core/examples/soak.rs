@@ -13,9 +13,9 @@
 //!
 //! Exit status 0 and a last line `soak: OK ...` mean a clean run.
 
-use std::alloc::{alloc, alloc_zeroed, dealloc, realloc, Layout};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::alloc::{Layout, alloc, alloc_zeroed, dealloc, realloc};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[global_allocator]

@@ -12,12 +12,12 @@
 //! See `docs/BENCHMARKS.md` (section 5) for the measured cost of each level, and
 //! [`crate::harden`] for the hardening options (poisoning, guard pages).
 
-use crate::arena::{self, HeapArena, ARENA_SIZE, PAGES_PER_ARENA};
+use crate::arena::{self, ARENA_SIZE, HeapArena, PAGES_PER_ARENA};
 use crate::mcache::{self, EMPTY_CACHE_PTR};
 use crate::mcentral::CENTRAL;
 use crate::mheap::HEAP;
 use crate::sizeclass::{NUM_SPAN_CLASSES, PAGE_SHIFT, PAGE_SIZE};
-use crate::span::{window_mask, Span, SpanState, NO_WINDOW};
+use crate::span::{NO_WINDOW, Span, SpanState, window_mask};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Whether [`check!`](crate::check!) assertions are compiled in.

@@ -35,7 +35,7 @@
 
 use crate::arena;
 use crate::mheap::HEAP;
-use crate::sizeclass::{SpanClass, PAGE_SIZE};
+use crate::sizeclass::{PAGE_SIZE, SpanClass};
 use crate::span::SpanState;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -45,7 +45,7 @@ pub use crate::arena::span_of;
 pub use crate::harden::POISONING;
 pub use crate::malloc::small_class;
 pub use crate::mcache::EMPTY_SPAN;
-pub use crate::sizeclass::{obj_index, size_to_class, SizeClass, PAGE_SHIFT};
+pub use crate::sizeclass::{PAGE_SHIFT, SizeClass, obj_index, size_to_class};
 pub use crate::sizeclasses::{MAX_SMALL_SIZE, NUM_SIZE_CLASSES};
 pub use crate::span::Span;
 

@@ -152,16 +152,16 @@ mod sync;
 mod sys;
 
 #[cfg(not(loom))]
-pub use check::{heap_checks, set_heap_check_interval, DEFAULT_HEAP_CHECK_INTERVAL};
+pub use check::{DEFAULT_HEAP_CHECK_INTERVAL, heap_checks, set_heap_check_interval};
 #[cfg(not(loom))]
-pub use config::{configure, Config, ReleaseMode};
+pub use config::{Config, ReleaseMode, configure};
 #[cfg(not(loom))]
 pub use malloc::{
-    alloc, alloc_malloc, alloc_malloc_fast, alloc_malloc_slow, alloc_zeroed, free, free_fast,
-    free_sized, owns, realloc, release_memory, usable_size, MALLOC_ALIGN,
+    MALLOC_ALIGN, alloc, alloc_malloc, alloc_malloc_fast, alloc_malloc_slow, alloc_zeroed, free,
+    free_fast, free_sized, owns, realloc, release_memory, usable_size,
 };
 #[cfg(not(loom))]
-pub use stats::{print_summary, stats, ClassStats, ScavengeStats, Stats};
+pub use stats::{ClassStats, ScavengeStats, Stats, print_summary, stats};
 
 #[cfg(not(loom))]
 use core::alloc::{GlobalAlloc, Layout};

@@ -276,7 +276,7 @@ pub(crate) fn exit_fd() -> i32 {
 
 #[cfg(all(target_os = "linux", not(miri)))]
 #[used]
-#[link_section = ".fini_array"]
+#[unsafe(link_section = ".fini_array")]
 static AT_EXIT: extern "C" fn() = at_exit;
 
 #[cfg(test)]

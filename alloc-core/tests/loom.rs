@@ -4,8 +4,8 @@
 
 use gomalloc::lock::SpinLock;
 use gomalloc::remote::{IntrusiveStack, Linked, Push, RemoteFrees};
-use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use loom::thread;
 
 /// A span's remote frees: the flag word and a two-word remote-free bitmap (128 slots).

@@ -5,7 +5,7 @@
 //! succeed again once memory was freed. Each case runs in a child process (this test binary
 //! re-executed with `GOMALLOC_OOM_CASE`), since the limits are per process.
 
-use std::alloc::{alloc, dealloc, Layout};
+use std::alloc::{Layout, alloc, dealloc};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 

@@ -5,7 +5,7 @@
 //! Run: `cargo test -p gomalloc --features profile --test profile`.
 #![cfg(feature = "profile")]
 
-use gomalloc::profile::{self, pprof::scale, Record};
+use gomalloc::profile::{self, Record, pprof::scale};
 use std::process::Command;
 
 #[global_allocator]

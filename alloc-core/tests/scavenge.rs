@@ -3,7 +3,7 @@
 //!
 //! The tests share one process (resident memory is per process), so they run one at a time.
 
-use std::alloc::{alloc, dealloc, Layout};
+use std::alloc::{Layout, alloc, dealloc};
 use std::sync::Mutex;
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 #[path = "../examples/mksizeclasses.rs"]
 mod mksizeclasses;
 
-use gomalloc::sizeclass::{obj_index, size_to_class, SizeClass, PAGE_SHIFT, PAGE_SIZE};
+use gomalloc::sizeclass::{PAGE_SHIFT, PAGE_SIZE, SizeClass, obj_index, size_to_class};
 use gomalloc::sizeclasses::{
     CLASS_TO_ALLOCNPAGES, CLASS_TO_DIVMAGIC, CLASS_TO_SIZE, MAX_SMALL_SIZE, NUM_SIZE_CLASSES,
 };
@@ -131,7 +131,7 @@ fn multiples_of_16_stay_16_aligned() {
 /// alignments it serves.
 #[test]
 fn flattened_table_matches_the_two_tables() {
-    use gomalloc::sizeclass::{fast_noscan_spc, size_to_class, SpanClass};
+    use gomalloc::sizeclass::{SpanClass, fast_noscan_spc, size_to_class};
     for size in 0..=gomalloc::sizeclasses::MAX_SMALL_SIZE {
         let c8 = SpanClass::new(size_to_class(size), true).index();
         assert_eq!(fast_noscan_spc(size, 8), Some(c8), "size {size}");
@@ -148,7 +148,7 @@ fn flattened_table_matches_the_two_tables() {
 /// alignment C promises: 16 from 16 bytes up, 8 below.
 #[test]
 fn malloc_table_matches_the_alignment_c_promises() {
-    use gomalloc::sizeclass::{fast_noscan_spc, MALLOC_SPC_BY_SIZE8};
+    use gomalloc::sizeclass::{MALLOC_SPC_BY_SIZE8, fast_noscan_spc};
     for size in 0..=gomalloc::sizeclasses::MAX_SMALL_SIZE {
         let align = if size >= gomalloc::MALLOC_ALIGN {
             16

@@ -9,9 +9,9 @@
 //! Run with `cargo bench -p gomalloc-benches --bench alloc`; `benches/ratios.py` turns the
 //! results under `target/criterion` into a table of ratios against gomalloc.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gomalloc_benches::{
-    alloc_all, cross_thread, free_all, layout, pair, with_allocator, AllocFn, ALLOCATORS, BATCH,
+    ALLOCATORS, AllocFn, BATCH, alloc_all, cross_thread, free_all, layout, pair, with_allocator,
 };
 use std::alloc::GlobalAlloc;
 use std::hint::black_box;

@@ -6,7 +6,7 @@
 //! Allocators: gomalloc, system, mimalloc, jemalloc, and `null` (the loop alone: see
 //! [`NullAlloc`]).
 
-use gomalloc_benches::{batches, layout, pairs, with_allocator, AllocFn, NullAlloc, ALLOCATORS};
+use gomalloc_benches::{ALLOCATORS, AllocFn, NullAlloc, batches, layout, pairs, with_allocator};
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::ExitCode;
 

@@ -8,7 +8,7 @@
 //!     for a in gomalloc mimalloc gomalloc mimalloc; do
 //!         setarch -R target/release/examples/phases $a 64 20000; done
 
-use gomalloc_benches::{alloc_all, free_all, layout, with_allocator, AllocFn, ALLOCATORS, BATCH};
+use gomalloc_benches::{ALLOCATORS, AllocFn, BATCH, alloc_all, free_all, layout, with_allocator};
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

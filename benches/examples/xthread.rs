@@ -10,7 +10,7 @@
 //!         setarch -R target/release/examples/xthread $a 512 2000 15; done
 
 use gomalloc_benches::{
-    cross_thread, layout, with_allocator, AllocFn, CrossThreadTimes, ALLOCATORS, BATCH,
+    ALLOCATORS, AllocFn, BATCH, CrossThreadTimes, cross_thread, layout, with_allocator,
 };
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::ExitCode;

@@ -179,9 +179,11 @@ mod tests {
         assert_eq!(peers.len(), 1);
         assert_eq!(peers[0].name, "glibc");
         assert!(peers[0].c_ok && peers[0].preload.is_none());
-        assert!(notes
-            .iter()
-            .any(|n| n.starts_with("nosuch: unknown allocator")));
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("nosuch: unknown allocator"))
+        );
     }
 
     #[test]

@@ -2,12 +2,12 @@
 //! peak RSS with each peer's ratio to gomalloc and the geometric means, written to the
 //! terminal and as `results.json`, `results.md` and `ratios.svg` under the output folder.
 
+use crate::BenchArgs;
 use crate::peers::Peer;
 use crate::suite::Workload;
-use crate::BenchArgs;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -529,11 +529,7 @@ fn chart_octaves(rows: &[ChartRow]) -> f64 {
         .flat_map(|r| r.ratios.iter().flatten().flatten())
         .map(|r| r.log2().abs())
         .fold(0.0, f64::max);
-    if extent <= 1.0 + 1e-9 {
-        1.0
-    } else {
-        2.0
-    }
+    if extent <= 1.0 + 1e-9 { 1.0 } else { 2.0 }
 }
 
 /// Draws `rows` as horizontal bars in two panels side by side, wall time and peak RSS, each

@@ -8,9 +8,9 @@
 //! allocator order rotated each round) so that drift on a noisy machine hits all alike;
 //! the report takes the median of each allocator's runs.
 
+use crate::BenchArgs;
 use crate::peers::{self, Peer};
 use crate::report::{self, Measurement, Outcome, Results};
-use crate::BenchArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

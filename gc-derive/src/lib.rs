@@ -14,7 +14,7 @@ use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{parse_macro_input, Data, DeriveInput, Field, Fields, GenericParam, Ident, Type};
+use syn::{Data, DeriveInput, Field, Fields, GenericParam, Ident, Type, parse_macro_input};
 
 /// Cells that bypass the collector's write barrier.
 const UNBARRIERED: &[&str] = &[
@@ -136,7 +136,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             return Err(syn::Error::new(
                 u.union_token.span,
                 "#[derive(Trace)] does not support unions",
-            ))
+            ));
         }
     };
     let needs = field_types

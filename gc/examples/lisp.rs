@@ -319,7 +319,7 @@ fn eval(m: &Mutator, x: Value, env: Gc<Env>) -> R {
                         body: rest(args),
                         env,
                     },
-                )))
+                )));
             }
             "set-cdr!" => {
                 return m.scope(|s| {
@@ -328,7 +328,7 @@ fn eval(m: &Mutator, x: Value, env: Gc<Env>) -> R {
                     };
                     target.cdr.set(m, eval(m, arg(args, 1)?, env)?);
                     Ok(Value::Nil)
-                })
+                });
             }
             _ => {}
         }

@@ -21,8 +21,8 @@
 //! "Mark time on a scattered live heap".
 
 use gc::{Gc, Lock, Mutator, Root, Trace};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Subtree depth: 2^10 - 1 = 1023 nodes.

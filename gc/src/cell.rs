@@ -5,10 +5,10 @@
 //! barrier: the snapshot stays reachable) and shades `new` (Dijkstra insertion barrier: a
 //! pointer moved from a grey stack into a black object is not lost).
 
+use crate::Trace;
 use crate::collector::SHADE_BYTES;
 use crate::mark::Tracer;
-use crate::mutator::{Mutator, GC_FLAGS, MARKING};
-use crate::Trace;
+use crate::mutator::{GC_FLAGS, MARKING, Mutator};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};

@@ -21,7 +21,7 @@
 
 use crate::mark::Tracer;
 use crate::ptr::VTable;
-use gomalloc::gcapi::{self, ObjectRef, KIND_NOSCAN, PAGE_SHIFT};
+use gomalloc::gcapi::{self, KIND_NOSCAN, ObjectRef, PAGE_SHIFT};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -3,9 +3,9 @@
 //! generation, next goal), restart the world.
 
 use crate::heap;
-use crate::mark::{with_registers_spilled, Tracer, WorkList};
+use crate::mark::{Tracer, WorkList, with_registers_spilled};
 use crate::mutator::{
-    self, world, Mutator, ThreadRec, BLOCKING, GC_FLAGS, MARKING, PARKED, RUNNING, STOP, WORLD_CV,
+    self, BLOCKING, GC_FLAGS, MARKING, Mutator, PARKED, RUNNING, STOP, ThreadRec, WORLD_CV, world,
 };
 use crate::pacer;
 use crate::stats::{self, CycleReport, STACK_BYTES};

@@ -3,10 +3,10 @@
 
 use crate::collector::{self, SHADE};
 use crate::heap;
-use crate::mark::{with_registers_spilled, Tracer};
-use crate::mutator::{world, Mutator, BLOCKING, GC_FLAGS, MARKING};
-use std::sync::atomic::Ordering;
+use crate::mark::{Tracer, with_registers_spilled};
+use crate::mutator::{BLOCKING, GC_FLAGS, MARKING, Mutator, world};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// A collection whose marking runs in steps on the mutator's own thread, interleaved with

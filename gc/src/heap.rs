@@ -9,13 +9,13 @@
 
 use crate::collector::FatalOnUnwind;
 use crate::mark::note_span_range;
-use crate::ptr::{VTable, POISON};
+use crate::ptr::{POISON, VTable};
 use crate::stats::COUNTERS;
 use gomalloc::gcapi::{self, KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN};
-use gomalloc::gcapi::{small_class, SizeClass, Span, EMPTY_SPAN, NUM_SIZE_CLASSES, PAGE_SHIFT};
+use gomalloc::gcapi::{EMPTY_SPAN, NUM_SIZE_CLASSES, PAGE_SHIFT, SizeClass, Span, small_class};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Go's `mheap_.sweepgen`: +2 per cycle.
 pub(crate) static SWEEPGEN: AtomicU32 = AtomicU32::new(2);

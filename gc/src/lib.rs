@@ -105,14 +105,14 @@ pub use collector::collect;
 pub use gomalloc_gc_derive::Trace;
 pub use handle::{HandleScope, Local};
 pub use mark::Tracer;
-pub use mutator::{attach, Mutator};
-pub use pacer::{parse_gogc, parse_limit, set_gc_percent, set_memory_limit, MIN_HEAP};
-pub use ptr::{keep_alive, Gc};
-pub use root::{root_count, Root};
-pub use stats::{fmt_ms, GcStats, PAUSE_BUCKETS, PAUSE_RING};
+pub use mutator::{Mutator, attach};
+pub use pacer::{MIN_HEAP, parse_gogc, parse_limit, set_gc_percent, set_memory_limit};
+pub use ptr::{Gc, keep_alive};
+pub use root::{Root, root_count};
+pub use stats::{GcStats, PAUSE_BUCKETS, PAUSE_RING, fmt_ms};
 pub use trace::{Trace, Untraced};
 pub use vec::GcVec;
-pub use weak::{armed_finalizers, clear_finalizer, set_finalizer, Weak};
+pub use weak::{Weak, armed_finalizers, clear_finalizer, set_finalizer};
 
 /// The collector's statistics now.
 pub fn stats() -> GcStats {

@@ -7,10 +7,10 @@
 //! several markers.
 
 use crate::ptr::VTable;
-use gomalloc::gcapi::{self, ObjectRef, KIND_SCAN};
-use gomalloc::gcapi::{obj_index, PAGE_SHIFT};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use gomalloc::gcapi::{self, KIND_SCAN, ObjectRef};
+use gomalloc::gcapi::{PAGE_SHIFT, obj_index};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Grey objects a tracer's stack must hold for it to give half of them to an idle marker.
 ///

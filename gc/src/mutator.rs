@@ -18,12 +18,12 @@ use crate::handle::ShadowStack;
 use crate::heap::{self, Cache, TINY_SIZE};
 use crate::mark::{thread_stack_bounds, with_registers_spilled};
 use gomalloc::gcapi::MAX_SMALL_SIZE;
-use gomalloc::gcapi::{self, ObjectRef, KIND_NOSCAN};
+use gomalloc::gcapi::{self, KIND_NOSCAN, ObjectRef};
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// `GC_FLAGS` bit: a collector wants every mutator to stop at its next safepoint.

@@ -5,8 +5,8 @@
 //! A cycle starts when `HEAP_LIVE` reaches the goal.
 
 use crate::heap::{HEAP_LIVE, SPAN_BYTES};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 /// Go's minimum heap goal at GOGC=100.
 pub const MIN_HEAP: usize = 4 << 20;

@@ -1,10 +1,10 @@
 //! `Gc<T>`: the collector's pointer, and the object header that lets the collector trace and
 //! drop an object it knows only by address.
 
+use crate::Mutator;
 use crate::heap::KIND_SCAN_DROP;
 use crate::mark::Tracer;
 use crate::trace::Trace;
-use crate::Mutator;
 use gomalloc::gcapi::{KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN};
 use std::fmt;
 use std::marker::PhantomData;

@@ -1,7 +1,7 @@
 //! `gc::stats()` and `GOMALLOC_GCTRACE` (Go's `gctrace` line, `mgc.go` `gcMarkTermination`).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Buckets of the pause histogram: bucket `i` counts pauses in `[2^i, 2^(i+1))` µs

@@ -12,7 +12,7 @@
 
 use crate::collector::FatalOnUnwind;
 use crate::mark::Tracer;
-use crate::mutator::{attach, Mutator, GC_FLAGS, MARKING};
+use crate::mutator::{GC_FLAGS, MARKING, Mutator, attach};
 use crate::stats::COUNTERS;
 use crate::{Gc, Trace};
 use gomalloc::gcapi;

@@ -11,7 +11,7 @@
 #![cfg(not(feature = "precise"))]
 
 mod common;
-use common::{list_sum, Link};
+use common::{Link, list_sum};
 
 use gc::{Gc, Lock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

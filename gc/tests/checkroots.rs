@@ -13,8 +13,8 @@
 use gc::{Gc, GcVec, Lock, RefLock, Root, Trace, Weak};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[global_allocator]
 static GLOBAL: gomalloc::GoMalloc = gomalloc::GoMalloc;

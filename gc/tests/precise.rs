@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{list_sum, Link};
+use common::{Link, list_sum};
 use gc::debug::IncrementalCycle;
 use gc::{Gc, Lock, RefLock, Root, Trace, Weak};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -545,10 +545,11 @@ fn slices_and_gcvecs_through_handles_and_roots() {
         gc::collect();
         assert_eq!(ELEM_DROPS.load(Ordering::SeqCst) - d0, n);
         assert_eq!(&*name, "precise");
-        assert!(kept
-            .iter()
-            .enumerate()
-            .all(|(i, e)| e.link.value == i as u64));
+        assert!(
+            kept.iter()
+                .enumerate()
+                .all(|(i, e)| e.link.value == i as u64)
+        );
         assert_eq!(h.items.len(), n);
         assert!(h.items.iter().enumerate().all(|(i, l)| l.value == i as u64));
         assert_eq!(h.items.pop(&m).map(|l| l.value), Some(N - 1));

@@ -7,7 +7,7 @@
 #![cfg(all(feature = "profile", not(feature = "precise")))]
 
 use gc::{Gc, Root, Trace};
-use gomalloc::profile::{pprof::scale, Record};
+use gomalloc::profile::{Record, pprof::scale};
 use std::process::Command;
 
 /// Mean bytes between samples.

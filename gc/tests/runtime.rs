@@ -7,7 +7,7 @@
 #![cfg(not(feature = "precise"))]
 
 mod common;
-use common::{list_sum, Link};
+use common::{Link, list_sum};
 
 use gc::{Gc, Lock, Root};
 use std::process::{Command, Output};

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{list_sum, Link};
+use common::{Link, list_sum};
 use gc::debug::IncrementalCycle;
 use gc::{Gc, GcVec, Lock, Root, Trace};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -291,10 +291,12 @@ fn strings_and_zero_sized_and_empty_slices() {
         format!("{:?}", Gc::from_slice(&m, &[1u8, 2, 3])),
         "[1, 2, 3]"
     );
-    assert!(rooted
-        .iter()
-        .enumerate()
-        .all(|(i, r)| **r == format!("string {i}")));
+    assert!(
+        rooted
+            .iter()
+            .enumerate()
+            .all(|(i, r)| **r == format!("string {i}"))
+    );
     assert_eq!(rooted_slice.iter().sum::<u64>(), 499_500);
     assert_eq!(format!("{:?}", rooted[7]), "Root(\"string 7\")");
     gc::debug::check_heap(&m);

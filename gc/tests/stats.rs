@@ -6,7 +6,7 @@
 // The list is built in locals: it needs the conservative stack scan.
 #![cfg(not(feature = "precise"))]
 
-use gc::{Gc, Lock, Root, Trace, PAUSE_BUCKETS, PAUSE_RING};
+use gc::{Gc, Lock, PAUSE_BUCKETS, PAUSE_RING, Root, Trace};
 
 /// The tests read process-wide counters that each other's cycles change: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -4,7 +4,7 @@
 #![cfg(not(feature = "precise"))]
 
 mod common;
-use common::{list_sum, Link};
+use common::{Link, list_sum};
 
 use gc::{Gc, Lock, RefLock, Root, Trace};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

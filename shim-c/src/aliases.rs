@@ -11,13 +11,13 @@ use core::ffi::c_void;
 use libc::{c_int, size_t};
 
 /// `malloc`.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn __libc_malloc(size: size_t) -> *mut c_void {
     malloc_impl(size)
 }
 
 /// `calloc`.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn __libc_calloc(n: size_t, size: size_t) -> *mut c_void {
     calloc_impl(n, size)
 }
@@ -26,7 +26,7 @@ pub extern "C" fn __libc_calloc(n: size_t, size: size_t) -> *mut c_void {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn __libc_realloc(ptr: *mut c_void, size: size_t) -> *mut c_void {
     // SAFETY: `ptr` is NULL or live (# Safety), what `realloc_impl` requires.
     unsafe { realloc_impl(ptr, size) }
@@ -36,7 +36,7 @@ pub unsafe extern "C" fn __libc_realloc(ptr: *mut c_void, size: size_t) -> *mut 
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn __libc_free(ptr: *mut c_void) {
     // SAFETY: `ptr` is NULL or live (# Safety), what `free_impl` requires.
     unsafe { free_impl(ptr) }
@@ -46,26 +46,26 @@ pub unsafe extern "C" fn __libc_free(ptr: *mut c_void) {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn cfree(ptr: *mut c_void) {
     // SAFETY: `ptr` is NULL or live (# Safety), what `free_impl` requires.
     unsafe { free_impl(ptr) }
 }
 
 /// `memalign`.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn __libc_memalign(align: size_t, size: size_t) -> *mut c_void {
     memalign_impl(align, size)
 }
 
 /// `valloc`.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn __libc_valloc(size: size_t) -> *mut c_void {
     valloc_impl(size)
 }
 
 /// `pvalloc`.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn __libc_pvalloc(size: size_t) -> *mut c_void {
     pvalloc_impl(size)
 }
@@ -74,7 +74,7 @@ pub extern "C" fn __libc_pvalloc(size: size_t) -> *mut c_void {
 ///
 /// # Safety
 /// `memptr` is valid for writing one pointer.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn __posix_memalign(
     memptr: *mut *mut c_void,
     align: size_t,

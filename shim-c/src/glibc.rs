@@ -22,7 +22,7 @@ use libc::{c_int, size_t};
 
 /// `malloc_trim(3)`: returns free memory to the OS now (`pad` is ignored); 1 if any bytes
 /// were released, else 0.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn malloc_trim(_pad: size_t) -> c_int {
     (heap::release_memory() > 0) as c_int
 }
@@ -44,7 +44,7 @@ fn mallinfo2_impl() -> libc::mallinfo2 {
 }
 
 /// `mallinfo2(3)`: see the module table for what each field holds.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn mallinfo2() -> libc::mallinfo2 {
     mallinfo2_impl()
 }
@@ -68,26 +68,26 @@ fn mallinfo_impl() -> libc::mallinfo {
 }
 
 /// `mallinfo(3)` (deprecated): `mallinfo2` with each field saturated at `INT_MAX`.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn mallinfo() -> libc::mallinfo {
     mallinfo_impl()
 }
 
 /// `mallinfo`, glibc's internal name.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn __libc_mallinfo() -> libc::mallinfo {
     mallinfo_impl()
 }
 
 /// `mallopt(3)`: every parameter is accepted and ignored (the heap has no glibc tunables);
 /// returns 1 (success).
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn mallopt(_param: c_int, _value: c_int) -> c_int {
     1
 }
 
 /// `mallopt`, glibc's internal name.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn __libc_mallopt(_param: c_int, _value: c_int) -> c_int {
     1
 }
@@ -95,7 +95,7 @@ pub extern "C" fn __libc_mallopt(_param: c_int, _value: c_int) -> c_int {
 /// `malloc_stats(3)`: glibc's lines (so tools that parse them keep working), then the
 /// core's summary ([`heap::print_summary`]); on stderr, written with `write(2)` from stack
 /// buffers, never allocating.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn malloc_stats() {
     let s = heap::stats();
     let mut l = Line::new();
@@ -121,7 +121,7 @@ pub extern "C" fn malloc_stats() {
 ///
 /// # Safety
 /// `stream` is a valid, open `FILE *`.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut libc::FILE) -> c_int {
     if options != 0 {
         return libc::EINVAL;

@@ -38,11 +38,7 @@ const _: () = assert!(MAX_ALIGN == heap::MALLOC_ALIGN);
 /// 17..=24-byte requests to the 32-byte class.)
 #[inline(always)]
 pub(crate) const fn malloc_align(size: usize) -> usize {
-    if size >= MAX_ALIGN {
-        MAX_ALIGN
-    } else {
-        8
-    }
+    if size >= MAX_ALIGN { MAX_ALIGN } else { 8 }
 }
 
 /// The failure path of every allocating function: `errno = ENOMEM`, NULL.
@@ -56,11 +52,7 @@ pub(crate) fn fail() -> *mut c_void {
 /// Returns `p`, or [`fail`]s if it is NULL.
 #[inline(always)]
 fn checked(p: *mut u8) -> *mut c_void {
-    if p.is_null() {
-        fail()
-    } else {
-        p.cast()
-    }
+    if p.is_null() { fail() } else { p.cast() }
 }
 
 /// The system page size (for `valloc`/`pvalloc`), read once.
@@ -264,13 +256,13 @@ pub(crate) unsafe fn usable_size_impl(ptr: *mut c_void) -> size_t {
 
 /// `malloc(3)`: `size` bytes aligned for any type that fits; `malloc(0)` is a unique
 /// non-NULL pointer. NULL with `errno = ENOMEM` on failure.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn malloc(size: size_t) -> *mut c_void {
     malloc_impl(size)
 }
 
 /// `calloc(3)`: zeroed `n * size` bytes; NULL/ENOMEM when the product overflows.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
     calloc_impl(n, size)
 }
@@ -280,7 +272,7 @@ pub extern "C" fn calloc(n: size_t, size: size_t) -> *mut c_void {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { free_impl(ptr) }
@@ -291,7 +283,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void {
     // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { realloc_impl(ptr, size) }
@@ -302,7 +294,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void 
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: size_t, size: size_t) -> *mut c_void {
     // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { reallocarray_impl(ptr, n, size) }
@@ -313,7 +305,7 @@ pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: size_t, size: size_t)
 ///
 /// # Safety
 /// `memptr` is valid for writing one pointer.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn posix_memalign(
     memptr: *mut *mut c_void,
     align: size_t,
@@ -325,27 +317,27 @@ pub unsafe extern "C" fn posix_memalign(
 
 /// `aligned_alloc(3)` as glibc 2.36 has it (the same function as `memalign`): the
 /// alignment is rounded up to a power of two and `size` need not be a multiple of it.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn aligned_alloc(align: size_t, size: size_t) -> *mut c_void {
     memalign_impl(align, size)
 }
 
 /// `memalign(3)`: alignment rounded up to a power of two (24 -> 32); NULL/EINVAL above
 /// `SIZE_MAX / 2 + 1`; NULL/ENOMEM on failure.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn memalign(align: size_t, size: size_t) -> *mut c_void {
     memalign_impl(align, size)
 }
 
 /// `valloc(3)`: page-aligned `size` bytes.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn valloc(size: size_t) -> *mut c_void {
     valloc_impl(size)
 }
 
 /// `pvalloc(3)`: page-aligned, `size` rounded up to whole pages (`pvalloc(0)` is one page);
 /// NULL/ENOMEM when rounding overflows.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub extern "C" fn pvalloc(size: size_t) -> *mut c_void {
     pvalloc_impl(size)
 }
@@ -354,7 +346,7 @@ pub extern "C" fn pvalloc(size: size_t) -> *mut c_void {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator (anything else aborts).
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> size_t {
     // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { usable_size_impl(ptr) }
@@ -364,7 +356,7 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> size_t {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn free_sized(ptr: *mut c_void, _size: size_t) {
     // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { free_impl(ptr) }
@@ -374,7 +366,7 @@ pub unsafe extern "C" fn free_sized(ptr: *mut c_void, _size: size_t) {
 ///
 /// # Safety
 /// `ptr` is NULL or a live pointer from this allocator.
-#[cfg_attr(not(feature = "rust-api"), no_mangle)]
+#[cfg_attr(not(feature = "rust-api"), unsafe(no_mangle))]
 pub unsafe extern "C" fn free_aligned_sized(ptr: *mut c_void, _align: size_t, _size: size_t) {
     // SAFETY: `ptr` is NULL or a live pointer from this allocator (# Safety).
     unsafe { free_impl(ptr) }

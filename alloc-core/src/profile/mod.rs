@@ -31,7 +31,7 @@ pub mod pprof;
 pub mod sample;
 pub mod unwind;
 
-pub use sample::{rate, set_rate, ThreadState};
+pub use sample::{ThreadState, rate, set_rate};
 
 use crate::span::Span;
 use bucket::{Bucket, MAX_STACK, TABLE};
@@ -119,13 +119,15 @@ pub struct Record {
 /// The buckets, copied out: the lock is taken with room reserved beforehand, so nothing
 /// allocates under it; the calling thread's own allocations are not sampled meanwhile.
 fn snapshot() -> Vec<Bucket> {
-    sample::suspended(|| loop {
-        let n = TABLE.lock().len();
-        let mut v = Vec::with_capacity(n + 64);
-        let t = TABLE.lock();
-        if t.len() <= v.capacity() {
-            t.copy_into(&mut v);
-            return v;
+    sample::suspended(|| {
+        loop {
+            let n = TABLE.lock().len();
+            let mut v = Vec::with_capacity(n + 64);
+            let t = TABLE.lock();
+            if t.len() <= v.capacity() {
+                t.copy_into(&mut v);
+                return v;
+            }
         }
     })
 }

@@ -10,7 +10,7 @@
 //! countdown of a cache drawn under another rate is drawn again at its next slow path
 //! (`EPOCH`); with the rate 0 it is `isize::MAX`, which no program allocates.
 
-use crate::mcache::{MCache, EMPTY_CACHE_PTR};
+use crate::mcache::{EMPTY_CACHE_PTR, MCache};
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 

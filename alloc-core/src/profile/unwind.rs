@@ -24,7 +24,7 @@
 
 use super::bucket::MAX_STACK;
 
-extern "C" {
+unsafe extern "C" {
     /// The top of the main thread's stack, set by the dynamic loader (glibc).
     static __libc_stack_end: *const core::ffi::c_void;
 }
