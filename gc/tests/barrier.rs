@@ -6,26 +6,11 @@
 // These tests keep `Gc`s in locals: they need the conservative stack scan.
 #![cfg(not(feature = "precise"))]
 
+#[path = "common/obj.rs"]
+mod common_obj;
+use common_obj::{Obj, obj};
 use gc::debug::IncrementalCycle;
-use gc::{Gc, Lock, RefLock, Trace, Weak};
-
-#[derive(Trace)]
-struct Obj {
-    id: u32,
-    slot: Lock<Option<Gc<Obj>>>,
-    list: RefLock<Vec<Gc<Obj>>>,
-}
-
-fn obj(m: &gc::Mutator, id: u32) -> Gc<Obj> {
-    Gc::new(
-        m,
-        Obj {
-            id,
-            slot: Lock::new(None),
-            list: RefLock::new(Vec::new()),
-        },
-    )
-}
+use gc::{Gc, Weak};
 
 /// root -> a -> b. Start marking (root grey, then black after one step), move `b` from `a`
 /// into `root` (a black object) and cut it from `a`. Without the barrier `b` is never

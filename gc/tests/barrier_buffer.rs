@@ -7,32 +7,17 @@
 // These tests keep `Gc`s in locals: they need the conservative stack scan.
 #![cfg(not(feature = "precise"))]
 
+#[path = "common/obj.rs"]
+mod common_obj;
+use common_obj::{Obj, obj};
 use gc::debug::IncrementalCycle;
-use gc::{Gc, Lock, RefLock, Trace, Weak};
-
-#[derive(Trace)]
-struct Obj {
-    id: u32,
-    slot: Lock<Option<Gc<Obj>>>,
-    list: RefLock<Vec<Gc<Obj>>>,
-}
+use gc::{Gc, RefLock, Trace, Weak};
 
 /// The weak references to the children, kept in a GC object (a `Vec` on the malloc heap
 /// is not scanned, and the weak cells are GC objects).
 #[derive(Trace)]
 struct Weaks {
     list: RefLock<Vec<Weak<Obj>>>,
-}
-
-fn obj(m: &gc::Mutator, id: u32) -> Gc<Obj> {
-    Gc::new(
-        m,
-        Obj {
-            id,
-            slot: Lock::new(None),
-            list: RefLock::new(Vec::new()),
-        },
-    )
 }
 
 /// root.slot -> holder; holder.list -> `n` parents, each parent.slot -> its child. Returns

@@ -9,27 +9,12 @@
 // These tests keep `Gc`s in locals: they need the conservative stack scan.
 #![cfg(not(feature = "precise"))]
 
+#[path = "common/obj.rs"]
+mod common_obj;
+use common_obj::{Obj, obj};
+use gc::Root;
 use gc::debug::IncrementalCycle;
-use gc::{Gc, Lock, RefLock, Root, Trace};
 use std::process::{Command, Output};
-
-#[derive(Trace)]
-struct Obj {
-    id: u32,
-    slot: Lock<Option<Gc<Obj>>>,
-    list: RefLock<Vec<Gc<Obj>>>,
-}
-
-fn obj(m: &gc::Mutator, id: u32) -> Gc<Obj> {
-    Gc::new(
-        m,
-        Obj {
-            id,
-            slot: Lock::new(None),
-            list: RefLock::new(Vec::new()),
-        },
-    )
-}
 
 /// root -> a -> b (`root` is rooted by `Root`; nothing else names `a` or `b`).
 #[inline(never)]
@@ -107,7 +92,7 @@ fn a_broken_barrier_is_reported_with_type_and_path() {
     assert!(!report.is_empty(), "no checkmark report: {err}");
     assert!(
         report[0].contains("is reachable but the mark left it unmarked")
-            && report[0].contains("`checkmark::Obj`"),
+            && report[0].contains("`checkmark::common_obj::Obj`"),
         "{err}"
     );
     assert_eq!(
@@ -121,7 +106,11 @@ fn a_broken_barrier_is_reported_with_type_and_path() {
         .copied()
         .collect();
     assert_eq!(hops.len(), 2, "root object, then the lost one: {err}");
-    assert!(hops.iter().all(|h| h.contains("`checkmark::Obj`")), "{err}");
+    assert!(
+        hops.iter()
+            .all(|h| h.contains("`checkmark::common_obj::Obj`")),
+        "{err}"
+    );
     // The last hop is the object the first line names.
     let addr = report[0].split_whitespace().nth(3).unwrap();
     assert!(hops[1].starts_with(&format!("    -> {addr} ")), "{err}");
