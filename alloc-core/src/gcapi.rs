@@ -3,14 +3,22 @@
 //!
 //! The collector keeps its own spans, apart from the spans `malloc` uses, on the same page
 //! heap (`crate::mheap::HEAP`) and the same arena map. A span belongs to the collector
-//! while `Span::gc` is non-zero: it then holds objects of one *kind*
-//! ([`KIND_SCAN`], [`KIND_NOSCAN_DROP`], [`KIND_NOSCAN`]) and is never touched by `malloc`'s
-//! caches, central lists or remote frees. This module gives the collector what Go's
-//! runtime takes from `mheap.go`, `mbitmap.go` and `mgcsweep.go`:
+//! while `Span::gc` is non-zero: it then holds objects of one [`ObjectKind`] (the byte
+//! stored there) and is never touched by `malloc`'s caches, central lists or remote
+//! frees. This module is all of the heap the collector uses; it gives the collector what
+//! Go's runtime takes from `mheap.go`, `mcache.go`, `mbitmap.go` and `mgcsweep.go`:
 //!
-//! * spans: [`alloc_small_span`], [`alloc_large_span`], [`free_span`];
+//! * spans: [`alloc_small_span`], [`alloc_large_span`], [`free_span`], and what the
+//!   collector reads of a span (`Span::kind`, `Span::base`, `Span::npages`, `Span::nelems`,
+//!   `Span::object_size`, `Span::size_class`, `Span::sweepgen`; `Span`'s fields are private
+//!   to the heap);
+//! * the allocation cursor of a span one of its caches owns: [`OwnedSpan`] (take a slot of
+//!   the loaded window, commit it, load the next), and [`OwnedSpan::EMPTY`] for an empty
+//!   cache slot;
 //! * "address -> span -> object start + is allocated" for conservative scanning:
-//!   [`find_object`] (interior pointers resolve to their object);
+//!   [`find_object`] (interior pointers resolve to their object); for addresses known to
+//!   name an allocated object, the unchecked [`SlotMap::object`] (the marker's one-entry
+//!   span cache) and [`object_at`];
 //! * per-span mark bits, set atomically by parallel markers: [`mark`], [`is_marked`];
 //! * sweeping by turning the mark bitmap into the allocation bitmap: [`sweep_bitmaps`];
 //! * enumeration of the collector's in-use spans through the arena map: [`for_each_gc_span`];
@@ -21,7 +29,7 @@
 //! 1. The collector's span cache that holds a span owns its window and allocation bitmap,
 //!    like an mcache; the collector's central list lock owns an uncached span.
 //! 2. Allocation bits read by [`find_object`] are exact only for spans whose window is
-//!    committed (`Span::commit_window`): the collector commits every window before it
+//!    committed ([`OwnedSpan::commit`]): the collector commits every window before it
 //!    scans (the world is stopped).
 //! 3. Mark bits are written only with atomic read-modify-writes while marking, and read or
 //!    cleared (atomically) by the span's sweeper afterwards.
@@ -35,7 +43,7 @@
 
 use crate::arena;
 use crate::mheap::HEAP;
-use crate::sizeclass::{PAGE_SIZE, SpanClass};
+use crate::sizeclass::{PAGE_SIZE, SpanClass, obj_index};
 use crate::span::SpanState;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,29 +52,207 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub use crate::arena::span_of;
 pub use crate::harden::POISONING;
 pub use crate::malloc::small_class;
-pub use crate::mcache::EMPTY_SPAN;
-pub use crate::sizeclass::{PAGE_SHIFT, SizeClass, obj_index, size_to_class};
+pub use crate::sizeclass::{PAGE_SHIFT, SizeClass, size_to_class};
 pub use crate::sizeclasses::{MAX_SMALL_SIZE, NUM_SIZE_CLASSES};
 pub use crate::span::Span;
 
+/// The kind of objects a collector span holds: the byte stored in `Span::gc` (0 there is a
+/// malloc span, `KIND_MALLOC`).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// Objects that hold GC pointers: a one-word header, scanned by the collector.
+    Scan = 1,
+    /// Pointer-free objects with a destructor: a one-word header, never scanned.
+    NoscanDrop = 2,
+    /// Pointer-free objects without a destructor: no header, never scanned (tiny blocks too).
+    Noscan = 3,
+}
+
+impl ObjectKind {
+    /// The kind stored as `byte` in `Span::gc`; `None` for a malloc span (0).
+    #[inline(always)]
+    const fn from_byte(byte: u8) -> Option<ObjectKind> {
+        match byte {
+            1 => Some(ObjectKind::Scan),
+            2 => Some(ObjectKind::NoscanDrop),
+            3 => Some(ObjectKind::Noscan),
+            _ => None,
+        }
+    }
+}
+
 /// `Span::gc` of a malloc span: not the collector's.
-pub const KIND_MALLOC: u8 = 0;
-/// Objects that hold GC pointers: a one-word header, scanned by the collector.
-pub const KIND_SCAN: u8 = 1;
-/// Pointer-free objects with a destructor: a one-word header, never scanned.
-pub const KIND_NOSCAN_DROP: u8 = 2;
-/// Pointer-free objects without a destructor: no header, never scanned (tiny blocks too).
-pub const KIND_NOSCAN: u8 = 3;
+pub(crate) const KIND_MALLOC: u8 = 0;
+
+/// What the collector reads of any span record: its geometry, its object kind and its
+/// sweep generation. (The fields themselves are the heap's; see `Span`.)
+impl Span {
+    /// The kind of the collector's objects it holds; `None` for a malloc span. Relaxed: for
+    /// a span the caller reached through [`find_object`], [`span_of`] of one of its
+    /// objects or its own lists, whose kind was published before.
+    #[inline(always)]
+    pub fn kind(&self) -> Option<ObjectKind> {
+        ObjectKind::from_byte(self.gc.load(Ordering::Relaxed))
+    }
+
+    /// Address of the first page.
+    #[inline(always)]
+    pub fn base(&self) -> usize {
+        self.base.get()
+    }
+
+    /// Pages in the span.
+    #[inline(always)]
+    pub fn npages(&self) -> usize {
+        self.npages.get()
+    }
+
+    /// Slots (1 for a large span).
+    #[inline(always)]
+    pub fn nelems(&self) -> u32 {
+        self.nelems.get()
+    }
+
+    /// Bytes per object: the slot size, or a large span's whole pages.
+    #[inline(always)]
+    pub fn object_size(&self) -> usize {
+        if self.is_large() {
+            self.npages.get() << PAGE_SHIFT
+        } else {
+            self.elemsize.get() as usize
+        }
+    }
+
+    /// The size class of its slots ([`SizeClass::LARGE`] for a large span).
+    #[inline(always)]
+    pub fn size_class(&self) -> SizeClass {
+        self.spanclass.get().size_class()
+    }
+
+    /// The collector's sweep generation of the span (Go's `mspan.sweepgen`): written only
+    /// by the collector, which keeps its protocol (`gc/src/heap.rs`).
+    #[inline(always)]
+    pub fn sweepgen(&self) -> &crate::sync::AtomicU32 {
+        &self.sweepgen
+    }
+}
+
+/// A collector span that one of the collector's span caches owns (rule 1), or the empty
+/// span: the cursor a mutator allocates with, Go's `mcache.alloc[spc]`. It wraps the
+/// window protocol of `Span` (invariant 2 there): [`OwnedSpan::take_slot`] takes a slot
+/// of the loaded window (`Span::next_free_fast`), [`OwnedSpan::commit`] writes the window
+/// back to the allocation bitmap, [`OwnedSpan::reload_next`] / [`OwnedSpan::reload_from`]
+/// load a later window with a free slot.
+///
+/// The empty cursor ([`OwnedSpan::EMPTY`]) points at a record with no free slot, so the
+/// fast path needs no null test; it must never be committed or reloaded.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnedSpan(*mut Span);
+
+impl OwnedSpan {
+    /// The empty cursor: [`OwnedSpan::take_slot`] returns null.
+    pub const EMPTY: OwnedSpan = OwnedSpan(crate::mcache::EMPTY_SPAN_PTR);
+
+    /// The cursor of span `s`.
+    ///
+    /// # Safety
+    /// `s` is an in-use span of the collector that the caller's span cache takes into its
+    /// ownership (rule 1): no other cache holds it, and no sweep or list touches it until
+    /// the cache gives it back ([`OwnedSpan::as_ptr`]).
+    #[inline]
+    pub unsafe fn from_raw(s: *mut Span) -> OwnedSpan {
+        OwnedSpan(s)
+    }
+
+    /// The span record, to hand it back to a list or to mark in it.
+    #[inline(always)]
+    pub fn as_ptr(self) -> *mut Span {
+        self.0
+    }
+
+    /// True for [`OwnedSpan::EMPTY`].
+    #[inline(always)]
+    pub fn is_empty(self) -> bool {
+        self.0 == crate::mcache::EMPTY_SPAN_PTR
+    }
+
+    /// The span record, for its read-only facts (`Span::nelems`, `Span::object_size`, ...).
+    #[inline(always)]
+    pub fn span(&self) -> &'static Span {
+        // SAFETY: a cursor names a live span record or the static empty span (its
+        // constructors), and span records are never unmapped.
+        unsafe { &*self.0 }
+    }
+
+    /// Takes a free slot of the loaded window: Go's `nextFreeFast`. Null when the window
+    /// is empty (always for [`OwnedSpan::EMPTY`]).
+    ///
+    /// # Safety
+    /// The calling thread's span cache holds the cursor (rule 1): no other thread uses the
+    /// span's window meanwhile.
+    #[inline(always)]
+    pub unsafe fn take_slot(self) -> *mut u8 {
+        self.span().next_free_fast()
+    }
+
+    /// Writes the loaded window back into the allocation bitmap (`Span::commit_window`),
+    /// so that `alloc_count` and [`find_object`] see its slots as allocated.
+    ///
+    /// # Safety
+    /// As for [`OwnedSpan::take_slot`]; not [`OwnedSpan::EMPTY`]; a window is loaded.
+    #[inline]
+    pub unsafe fn commit(self) {
+        // SAFETY: the caller's cache owns the span and a window is loaded (# Safety).
+        unsafe { self.span().commit_window() }
+    }
+
+    /// Loads the first window after the committed one that has a free slot; false if
+    /// none does (the span is full from there on).
+    ///
+    /// # Safety
+    /// As for [`OwnedSpan::commit`], and the window is committed.
+    #[inline]
+    pub unsafe fn reload_next(self) -> bool {
+        let s = self.span();
+        let next = s.window() + 64;
+        // SAFETY: the caller's cache owns the span, its window committed (# Safety).
+        next < s.nelems.get() && unsafe { s.load_window_from(next) }
+    }
+
+    /// Loads the first window at or after slot `from` that has a free slot; false if none
+    /// does.
+    ///
+    /// # Safety
+    /// As for [`OwnedSpan::commit`], and the window (if one is loaded) is committed.
+    #[inline]
+    pub unsafe fn reload_from(self, from: u32) -> bool {
+        // SAFETY: the caller's cache owns the span, its window committed (# Safety).
+        unsafe { self.span().load_window_from(from) }
+    }
+
+    /// Allocated slots: `alloc_count` (`Span` invariant 3), exact while the window is
+    /// committed or freshly loaded.
+    ///
+    /// # Safety
+    /// As for [`OwnedSpan::commit`], and no slot was taken since the last commit or load.
+    #[inline]
+    pub unsafe fn allocated(self) -> u32 {
+        // SAFETY: the caller's cache owns the span, its window committed (# Safety).
+        unsafe { self.span().allocated() }
+    }
+}
 
 /// Allocates a fresh small-object span of `class` for the collector, with window 0 loaded
 /// (every slot free) and sweep generation `sweepgen`. Null when out of memory.
-pub fn alloc_small_span(class: SizeClass, kind: u8, sweepgen: u32) -> *mut Span {
+pub fn alloc_small_span(class: SizeClass, kind: ObjectKind, sweepgen: u32) -> *mut Span {
     crate::check!(
-        class != SizeClass::LARGE && kind != KIND_MALLOC && kind <= KIND_NOSCAN,
-        "alloc_small_span: large class or bad object kind",
-        kind
+        class != SizeClass::LARGE,
+        "alloc_small_span: large class",
+        class.0
     );
-    let spc = SpanClass::new(class, kind != KIND_SCAN);
+    let spc = SpanClass::new(class, kind != ObjectKind::Scan);
     let s = HEAP.lock().alloc_span(class.npages(), 0, spc);
     if !s.is_null() {
         // SAFETY: a fresh in-use span record, ours alone.
@@ -77,17 +263,12 @@ pub fn alloc_small_span(class: SizeClass, kind: u8, sweepgen: u32) -> *mut Span 
 
 /// Allocates a span holding one large object of `size` bytes aligned to `align` for the
 /// collector. Its mark bit is clear. Null when out of memory or the request is impossible.
-pub fn alloc_large_span(size: usize, align: usize, kind: u8, sweepgen: u32) -> *mut Span {
-    crate::check!(
-        kind != KIND_MALLOC && kind <= KIND_NOSCAN,
-        "alloc_large_span: bad object kind",
-        kind
-    );
+pub fn alloc_large_span(size: usize, align: usize, kind: ObjectKind, sweepgen: u32) -> *mut Span {
     if size > isize::MAX as usize - PAGE_SIZE || !align.is_power_of_two() || align > 1 << 40 {
         return core::ptr::null_mut();
     }
     let npages = size.max(1).div_ceil(PAGE_SIZE);
-    let spc = SpanClass::new(SizeClass::LARGE, kind != KIND_SCAN);
+    let spc = SpanClass::new(SizeClass::LARGE, kind != ObjectKind::Scan);
     let s = HEAP.lock().alloc_span(npages, align, spc);
     if !s.is_null() {
         // SAFETY: a fresh in-use span record, ours alone; its mark bitmap slot has at
@@ -102,9 +283,9 @@ pub fn alloc_large_span(size: usize, align: usize, kind: u8, sweepgen: u32) -> *
 
 /// Marks a fresh span as the collector's. The release store publishes the span's fields
 /// to [`find_object`], which reads `gc` with acquire.
-fn claim(s: &Span, kind: u8, sweepgen: u32) {
+fn claim(s: &Span, kind: ObjectKind, sweepgen: u32) {
     s.sweepgen.store(sweepgen, Ordering::Relaxed);
-    s.gc.store(kind, Ordering::Release);
+    s.gc.store(kind as u8, Ordering::Release);
 }
 
 /// Returns one of the collector's spans to the page heap.
@@ -132,24 +313,120 @@ pub unsafe fn free_span(s: *mut Span) {
 }
 
 /// An object of the collector's heap, found from an address.
+/// Built only here: by [`find_object`] (checked), [`SlotMap::object`] and [`object_at`]
+/// (whose callers vouch for the slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ObjectRef {
     /// Its span.
-    pub span: *mut Span,
+    span: *mut Span,
     /// Its slot index in the span (0 for a large object).
-    pub index: usize,
+    index: usize,
     /// Address of its first byte.
-    pub base: usize,
+    base: usize,
 }
 
 impl ObjectRef {
     /// The span record.
     #[inline]
     pub fn span(&self) -> &'static Span {
-        // SAFETY: `find_object` only builds refs to live span records, and span records are
-        // never unmapped.
+        // SAFETY: an `ObjectRef` names a live span record (see its constructors), and span
+        // records are never unmapped.
         unsafe { &*self.span }
     }
+
+    /// Address of the object's first byte.
+    #[inline(always)]
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// The object's slot index in its span (0 for a large object).
+    #[inline(always)]
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+/// What maps an address inside a span to its slot, copied out of the span record: the
+/// collector's one-entry span cache while marking (`gc/src/mark.rs`), so a child in its
+/// parent's span costs a multiply and a shift, as in `find_object`, with no read of the
+/// span record.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotMap {
+    span: *mut Span,
+    base: usize,
+    size: usize,
+    magic: u32,
+}
+
+// SAFETY: the span pointer names a span record, which lives for the whole process and is
+// only read through the map; a map may be handed to another marker thread.
+unsafe impl Send for SlotMap {}
+
+impl SlotMap {
+    /// A map of no span; [`SlotMap::object`] must not be called on it.
+    pub const NONE: SlotMap = SlotMap {
+        span: core::ptr::null_mut(),
+        base: 0,
+        size: 0,
+        magic: 0,
+    };
+
+    /// The map of the in-use span `span` (of the collector or not: only its geometry is
+    /// read). A large span has one slot of its whole pages.
+    ///
+    /// # Safety
+    /// `span` is a live span record (from [`span_of`] or the collector's lists) that stays
+    /// in use while the map is used.
+    #[inline]
+    pub unsafe fn of(span: *mut Span) -> SlotMap {
+        // SAFETY: a live span record (# Safety).
+        let s = unsafe { &*span };
+        let (size, magic) = if s.is_large() {
+            (s.npages.get() << PAGE_SHIFT, 0)
+        } else {
+            (s.elemsize.get() as usize, s.div_magic.get())
+        };
+        SlotMap {
+            span,
+            base: s.base.get(),
+            size,
+            magic,
+        }
+    }
+
+    /// Bytes per slot (a large span: its pages).
+    #[inline(always)]
+    pub fn object_size(&self) -> usize {
+        self.size
+    }
+
+    /// The object whose slot holds `addr`.
+    ///
+    /// # Safety
+    /// The map is of a live span that has not been freed since [`SlotMap::of`], and `addr`
+    /// lies inside one of its allocated (or just allocated) slots: nothing is checked, as
+    /// `find_object` checks it.
+    #[inline(always)]
+    pub unsafe fn object(&self, addr: usize) -> ObjectRef {
+        let index = obj_index(addr - self.base, self.magic);
+        ObjectRef {
+            span: self.span,
+            index,
+            base: self.base + index * self.size,
+        }
+    }
+}
+
+/// The object of span `span` whose slot holds `addr`, unchecked (allocating black, where
+/// the caller has just allocated it).
+///
+/// # Safety
+/// As for [`SlotMap::of`] and [`SlotMap::object`].
+#[inline]
+pub unsafe fn object_at(span: *mut Span, addr: usize) -> ObjectRef {
+    // SAFETY: caller contract (# Safety).
+    unsafe { SlotMap::of(span).object(addr) }
 }
 
 /// Resolves `addr` (possibly pointing inside an object) to an allocated object of the
@@ -310,6 +587,30 @@ pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 
         span.needzero.set(true);
     }
     live
+}
+
+/// Calls `f(object address)` for every allocated object of the collector's span `span`
+/// (a large span: its one object), in address order.
+///
+/// # Safety
+/// `span` is a live span of the collector whose window is committed and whose allocation
+/// bitmap does not change meanwhile (the world is stopped, or the caller owns it).
+pub unsafe fn for_each_object(span: &Span, mut f: impl FnMut(usize)) {
+    let base = span.base.get();
+    if span.is_large() {
+        f(base);
+        return;
+    }
+    let size = span.elemsize.get() as usize;
+    for w in 0..span.bitmap_words() {
+        // SAFETY: `w < bitmap_words`, a live collector span (# Safety).
+        let mut bits = unsafe { alloc_word(span, w) }.load(Ordering::Relaxed);
+        while bits != 0 {
+            let idx = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            f(base + idx * size);
+        }
+    }
 }
 
 /// Calls `f` for every in-use span of the collector, found through the arena map's
@@ -499,15 +800,18 @@ mod tests {
 
     #[test]
     fn objects_resolve_mark_and_sweep() {
-        let s = alloc_small_span(size_to_class(48), KIND_SCAN, 2);
+        let s = alloc_small_span(size_to_class(48), ObjectKind::Scan, 2);
         assert!(!s.is_null());
         // SAFETY: our span; we are its only user.
         let sr = unsafe { &*s };
-        let a = sr.next_free_fast() as usize;
-        let b = sr.next_free_fast() as usize;
-        let c = sr.next_free_fast() as usize;
-        // SAFETY: we own the span.
-        unsafe { sr.commit_window() };
+        // SAFETY: a fresh span, ours alone.
+        let cur = unsafe { OwnedSpan::from_raw(s) };
+        // SAFETY: we own the span; its window 0 is loaded.
+        let (a, b, c) = unsafe {
+            let slots = (cur.take_slot(), cur.take_slot(), cur.take_slot());
+            cur.commit();
+            (slots.0 as usize, slots.1 as usize, slots.2 as usize)
+        };
         let ob = find_object(b + 17).expect("interior pointer resolves");
         assert_eq!(ob.base, b);
         assert!(find_object(c + 48).is_none(), "free slot");
@@ -537,9 +841,56 @@ mod tests {
         assert!(find_object(a).is_none());
     }
 
+    /// The cursor's window protocol: a window's 64 slots, then null; commit counts them;
+    /// the next window follows; the span's facts and its objects read back.
+    #[test]
+    fn owned_span_walks_its_windows() {
+        // SAFETY: the empty cursor has no free slot.
+        assert!(unsafe { OwnedSpan::EMPTY.take_slot() }.is_null());
+        assert!(OwnedSpan::EMPTY.is_empty());
+        let class = size_to_class(16);
+        let s = alloc_small_span(class, ObjectKind::Noscan, 4);
+        assert!(!s.is_null());
+        // SAFETY: a fresh span, ours alone.
+        let cur = unsafe { OwnedSpan::from_raw(s) };
+        let sr = cur.span();
+        assert!(!cur.is_empty() && sr.nelems() > 128);
+        assert_eq!(
+            (sr.kind(), sr.size_class(), sr.object_size()),
+            (Some(ObjectKind::Noscan), class, 16)
+        );
+        assert_eq!(sr.sweepgen().load(Ordering::Relaxed), 4);
+        // SAFETY: we own the span; each window is committed before the next is loaded.
+        unsafe {
+            let first: Vec<usize> = (0..64).map(|_| cur.take_slot() as usize).collect();
+            assert!(cur.take_slot().is_null(), "window 0 has 64 slots");
+            assert_eq!(first[63], sr.base() + 63 * 16);
+            cur.commit();
+            assert_eq!(cur.allocated(), 64);
+            assert!(cur.reload_next());
+            assert_eq!(cur.take_slot() as usize, sr.base() + 64 * 16);
+            cur.commit();
+            assert_eq!(cur.allocated(), 65);
+            let o = object_at(s, first[5] + 3);
+            assert_eq!((o.base(), o.index()), (first[5], 5));
+            assert_eq!(find_object(first[5] + 3), Some(o));
+            let mut n = 0;
+            for_each_object(sr, |p| {
+                assert_eq!(p, sr.base() + n * 16);
+                n += 1;
+            });
+            assert_eq!(n, 65);
+            assert!(cur.reload_from(0), "free slots left in window 64");
+            assert_eq!(cur.take_slot() as usize, sr.base() + 65 * 16);
+            cur.commit();
+            assert_eq!(sweep_bitmaps(sr, |_| {}), 0);
+            free_span(s);
+        }
+    }
+
     #[test]
     fn large_objects_have_one_mark_bit() {
-        let s = alloc_large_span(100 << 10, 8, KIND_NOSCAN, 0);
+        let s = alloc_large_span(100 << 10, 8, ObjectKind::Noscan, 0);
         // SAFETY: our span.
         let base = unsafe { (*s).base.get() };
         let o = find_object(base + 99_000).unwrap();

@@ -202,8 +202,10 @@ impl RemoteFrees {
         self.state.load(Ordering::Relaxed) & PENDING == 0
     }
 
-    /// True while parked.
+    /// True while parked. (For the unit tests and loom models only: the heap reads the
+    /// state through `try_unpark`.)
     #[inline]
+    #[cfg_attr(not(any(test, feature = "test-internals")), allow(dead_code))]
     pub fn is_parked(&self) -> bool {
         self.state.load(Ordering::Relaxed) & DELAYED != 0
     }

@@ -43,7 +43,7 @@ impl SizeClass {
         (self.npages() << PAGE_SHIFT) / self.size()
     }
 
-    /// `div_magic` for [`obj_index`]: `u32::MAX / size + 1`.
+    /// `div_magic` for `obj_index`: `u32::MAX / size + 1`.
     #[inline(always)]
     pub const fn div_magic(self) -> u32 {
         CLASS_TO_DIVMAGIC[self.0 as usize]

@@ -42,121 +42,133 @@ pub enum SpanState {
     InUse = 2,
 }
 
-/// A run of pages.
-///
-/// Invariants of an in-use small span (checked by [`Span::check_invariants`]):
-/// 1. `nelems * elemsize <= npages * PAGE_SIZE`, `div_magic == class.div_magic()`.
-/// 2. `window % 64 == 0`, `window < nelems`, and `alloc_cache` has no bit at or above
-///    `nelems - window`; or, in a span of more than 64 slots its cache retains,
-///    `window == NO_WINDOW`, `alloc_cache == 0` and `win_bytes == 0` (no window: every
-///    free goes to the bitmap). A retained single-window span keeps window 0, its free
-///    slots in `alloc_cache` (`Span::retain`).
-/// 3. `alloc_count == popcount(alloc_bits)`, the loaded window's word counted as last
-///    committed: [`Span::commit_window`], [`Span::free_local`] and
-///    [`Span::collect_remote`] keep the count in step with the words they write.
-/// 4. No bit at or above `nelems` is set in the bitmap.
-/// 5. `owner` is non-null iff an mcache holds the span in `alloc[spanclass]` or in its
-///    retained list of that class.
-/// 6. `needzero == false` implies every free slot reads as zero.
-/// 7. `window_base == base + window * elemsize`,
-///    `win_bytes == min(64, nelems - window) * elemsize`, `objs_bytes == nelems * elemsize`.
-#[repr(C, align(64))]
-pub struct Span {
-    // --- hot: the owner's malloc/free fast paths (first cache line) ---
-    /// Free slots of the current window (bit i: slot `window + i` is free): Go's
-    /// `allocCache`, searched with count-trailing-zeros.
-    pub alloc_cache: Cell<u64>,
-    /// Address of slot `window`: `base + window * elemsize`, so that taking a slot is one
-    /// multiply-add.
-    pub window_base: Cell<usize>,
-    /// Address of the first page.
-    pub base: Cell<usize>,
-    /// The mcache allocating from this span, or null.
-    pub owner: AtomicPtr<MCache>,
-    /// Allocation bitmap (`ceil(nelems / 64)` words in the arena's bitmap storage). On
-    /// the hot line: a local free outside the window clears its bit there, and the free
-    /// picks the word without a branch, so it reads this pointer every time.
-    pub alloc_bits: Cell<*mut u64>,
-    /// First slot of the current window (a multiple of 64): Go's `freeindex`, which Go
-    /// also keeps at the base of the `allocCache` word it loaded. Slots below it that are
-    /// free again (local frees) are found when the window wraps around.
-    /// Read it through [`Span::window`]; 16 bits, because no span has more than
-    /// [`MAX_OBJS_PER_SPAN`] (1024) slots, so that `alloc_bits` fits on the hot line.
-    window: Cell<u16>,
-    /// Free slots may hold old data: `alloc_zeroed` must clear them.
-    pub needzero: Cell<bool>,
-    _pad_hot: u8,
-    /// Bytes per slot (small spans); 0 for large spans.
-    pub elemsize: Cell<u32>,
-    /// `obj_index` multiplier of the size class.
-    pub div_magic: Cell<u32>,
-    /// `window`'s slots times `elemsize` (0 when no window is loaded in a small span, and
-    /// for large spans): `p` is in the window iff `p - window_base < win_bytes`, which is
-    /// the layout-aware free's whole containment test.
-    pub win_bytes: Cell<u32>,
-    /// `nelems * elemsize` for small spans, 0 for large ones: an address `p` is a slot
-    /// candidate iff `p - base < objs_bytes` (one unsigned compare).
-    pub objs_bytes: Cell<u32>,
-    /// Allocated slots, exact when the window is committed. (On the hot line: every local
-    /// free writes it, see [`Span::free_local`].)
-    pub alloc_count: Cell<u32>,
-    // --- written by other threads: its own cache line ---
-    /// Objects freed by threads that do not own the span: the flags of their bits in
-    /// `xfree_bits` (`RemoteFrees`).
-    pub xfree: RemoteFrees,
-    /// Free records only: in the page heap's list of free runs that may hold pages not
-    /// yet released to the OS (the scavenger's work list). A free record receives no
-    /// remote frees, so sharing `xfree`'s line costs nothing.
-    pub in_dirty: Cell<bool>,
-    /// `SpanState` as a byte. (Read by every remote free before its push onto
-    /// `xfree`, and never written while the span is in use.)
-    pub state: AtomicU8,
-    /// Span class (class 0 for large objects). Immutable while the span is in use; the
-    /// remote free reads it beside `state`.
-    pub spanclass: Cell<SpanClass>,
-    /// Links in the page heap's dirty list (free records only).
-    pub dirty: Links<Span>,
-    /// Free records only: when the run last became dirty, on the scavenger's coarse clock
-    /// (`crate::scavenge::coarse_now`); runs younger than `crate::scavenge::MIN_AGE_NS`
-    /// are left alone by the background scavenger.
-    pub dirty_since: Cell<usize>,
-    /// In-use small spans: the cache that last gave the span up to its mcentral (null if
-    /// none has yet). A free by that cache's thread into the span, parked, takes it back
-    /// (`crate::mcache::adopt_for_free`) instead of making a remote free. Read by the
-    /// freeing thread with no lock: a hint, which the mcentral's lock then settles.
-    pub last_owner: AtomicPtr<MCache>,
-    /// The span's remote-free bitmap (in its arena's `xfree_bits`), set with the other
-    /// bitmaps when the span is carved; read by every remote free beside `state`.
-    pub xfree_bits: Cell<*const AtomicU64>,
-    _pad_remote: [u8; 8],
-    // --- cold ---
-    /// Pages in the span.
-    pub npages: Cell<usize>,
-    /// Mark bitmap for the collector.
-    pub mark_bits: Cell<*mut u64>,
-    /// Links in a page heap bin (free records), an mcentral's partial list or a cache's
-    /// retained list (in-use records).
-    pub links: Links<Span>,
-    /// Link in an mcentral's pending stack.
-    pub pending_next: AtomicPtr<Span>,
-    /// Number of slots (1 for a large span).
-    pub nelems: Cell<u32>,
-    /// Heap bins index while free.
-    pub bin: Cell<u16>,
-    /// In its mcentral's partial list (guarded by that list's lock).
-    pub in_partial: Cell<bool>,
-    /// 0 for a malloc span; otherwise the garbage collector's object kind (see
-    /// [`crate::gcapi`]). Written only by `gcapi` while the span is the collector's.
-    pub gc: AtomicU8,
-    /// The collector's sweep generation of this span (Go's `mspan.sweepgen`).
-    pub sweepgen: AtomicU32,
-    /// A large span holding one sampled block (feature `profile`): its bucket's number
-    /// plus one (`profile::bucket`), so that its free is counted; 0 for every other span.
-    /// Set after the span is allocated, cleared by its free (`profile::freed`) before the
-    /// record goes back to the page heap, so no span is ever initialised with it set
-    /// (and `init_in_use` does not touch it).
-    pub prof_bucket: Cell<u32>,
+// The fields are the heap's alone: crate-visible, and public only under the
+// `test-internals` feature, for the crate's own integration tests (as Go's
+// `export_test.go`). A macro, because visibility cannot be chosen by `cfg` on each field.
+// The collector reads what it needs through `gcapi`'s accessors on `Span`.
+macro_rules! span_struct {
+    ($vis:vis) => {
+        /// A run of pages.
+        ///
+        /// Invariants of an in-use small span (checked by [`Span::check_invariants`]):
+        /// 1. `nelems * elemsize <= npages * PAGE_SIZE`, `div_magic == class.div_magic()`.
+        /// 2. `window % 64 == 0`, `window < nelems`, and `alloc_cache` has no bit at or above
+        ///    `nelems - window`; or, in a span of more than 64 slots its cache retains,
+        ///    `window == NO_WINDOW`, `alloc_cache == 0` and `win_bytes == 0` (no window: every
+        ///    free goes to the bitmap). A retained single-window span keeps window 0, its free
+        ///    slots in `alloc_cache` (`Span::retain`).
+        /// 3. `alloc_count == popcount(alloc_bits)`, the loaded window's word counted as last
+        ///    committed: [`Span::commit_window`], [`Span::free_local`] and
+        ///    [`Span::collect_remote`] keep the count in step with the words they write.
+        /// 4. No bit at or above `nelems` is set in the bitmap.
+        /// 5. `owner` is non-null iff an mcache holds the span in `alloc[spanclass]` or in its
+        ///    retained list of that class.
+        /// 6. `needzero == false` implies every free slot reads as zero.
+        /// 7. `window_base == base + window * elemsize`,
+        ///    `win_bytes == min(64, nelems - window) * elemsize`, `objs_bytes == nelems * elemsize`.
+        #[repr(C, align(64))]
+        pub struct Span {
+            // --- hot: the owner's malloc/free fast paths (first cache line) ---
+            /// Free slots of the current window (bit i: slot `window + i` is free): Go's
+            /// `allocCache`, searched with count-trailing-zeros.
+            $vis alloc_cache: Cell<u64>,
+            /// Address of slot `window`: `base + window * elemsize`, so that taking a slot is one
+            /// multiply-add.
+            $vis window_base: Cell<usize>,
+            /// Address of the first page.
+            $vis base: Cell<usize>,
+            /// The mcache allocating from this span, or null.
+            $vis owner: AtomicPtr<MCache>,
+            /// Allocation bitmap (`ceil(nelems / 64)` words in the arena's bitmap storage). On
+            /// the hot line: a local free outside the window clears its bit there, and the free
+            /// picks the word without a branch, so it reads this pointer every time.
+            $vis alloc_bits: Cell<*mut u64>,
+            /// First slot of the current window (a multiple of 64): Go's `freeindex`, which Go
+            /// also keeps at the base of the `allocCache` word it loaded. Slots below it that are
+            /// free again (local frees) are found when the window wraps around.
+            /// Read it through [`Span::window`]; 16 bits, because no span has more than
+            /// [`MAX_OBJS_PER_SPAN`] (1024) slots, so that `alloc_bits` fits on the hot line.
+            window: Cell<u16>,
+            /// Free slots may hold old data: `alloc_zeroed` must clear them.
+            $vis needzero: Cell<bool>,
+            _pad_hot: u8,
+            /// Bytes per slot (small spans); 0 for large spans.
+            $vis elemsize: Cell<u32>,
+            /// `obj_index` multiplier of the size class.
+            $vis div_magic: Cell<u32>,
+            /// `window`'s slots times `elemsize` (0 when no window is loaded in a small span, and
+            /// for large spans): `p` is in the window iff `p - window_base < win_bytes`, which is
+            /// the layout-aware free's whole containment test.
+            $vis win_bytes: Cell<u32>,
+            /// `nelems * elemsize` for small spans, 0 for large ones: an address `p` is a slot
+            /// candidate iff `p - base < objs_bytes` (one unsigned compare).
+            $vis objs_bytes: Cell<u32>,
+            /// Allocated slots, exact when the window is committed. (On the hot line: every local
+            /// free writes it, see [`Span::free_local`].)
+            $vis alloc_count: Cell<u32>,
+            // --- written by other threads: its own cache line ---
+            /// Objects freed by threads that do not own the span: the flags of their bits in
+            /// `xfree_bits` (`RemoteFrees`).
+            $vis xfree: RemoteFrees,
+            /// Free records only: in the page heap's list of free runs that may hold pages not
+            /// yet released to the OS (the scavenger's work list). A free record receives no
+            /// remote frees, so sharing `xfree`'s line costs nothing.
+            $vis in_dirty: Cell<bool>,
+            /// `SpanState` as a byte. (Read by every remote free before its push onto
+            /// `xfree`, and never written while the span is in use.)
+            $vis state: AtomicU8,
+            /// Span class (class 0 for large objects). Immutable while the span is in use; the
+            /// remote free reads it beside `state`.
+            $vis spanclass: Cell<SpanClass>,
+            /// Links in the page heap's dirty list (free records only).
+            $vis dirty: Links<Span>,
+            /// Free records only: when the run last became dirty, on the scavenger's coarse clock
+            /// (`crate::scavenge::coarse_now`); runs younger than `crate::scavenge::MIN_AGE_NS`
+            /// are left alone by the background scavenger.
+            $vis dirty_since: Cell<usize>,
+            /// In-use small spans: the cache that last gave the span up to its mcentral (null if
+            /// none has yet). A free by that cache's thread into the span, parked, takes it back
+            /// (`crate::mcache::adopt_for_free`) instead of making a remote free. Read by the
+            /// freeing thread with no lock: a hint, which the mcentral's lock then settles.
+            $vis last_owner: AtomicPtr<MCache>,
+            /// The span's remote-free bitmap (in its arena's `xfree_bits`), set with the other
+            /// bitmaps when the span is carved; read by every remote free beside `state`.
+            $vis xfree_bits: Cell<*const AtomicU64>,
+            _pad_remote: [u8; 8],
+            // --- cold ---
+            /// Pages in the span.
+            $vis npages: Cell<usize>,
+            /// Mark bitmap for the collector.
+            $vis mark_bits: Cell<*mut u64>,
+            /// Links in a page heap bin (free records), an mcentral's partial list or a cache's
+            /// retained list (in-use records).
+            $vis links: Links<Span>,
+            /// Link in an mcentral's pending stack.
+            $vis pending_next: AtomicPtr<Span>,
+            /// Number of slots (1 for a large span).
+            $vis nelems: Cell<u32>,
+            /// Heap bins index while free.
+            $vis bin: Cell<u16>,
+            /// In its mcentral's partial list (guarded by that list's lock).
+            $vis in_partial: Cell<bool>,
+            /// 0 for a malloc span; otherwise the garbage collector's object kind (see
+            /// [`crate::gcapi`]). Written only by `gcapi` while the span is the collector's.
+            $vis gc: AtomicU8,
+            /// The collector's sweep generation of this span (Go's `mspan.sweepgen`).
+            $vis sweepgen: AtomicU32,
+            /// A large span holding one sampled block (feature `profile`): its bucket's number
+            /// plus one (`profile::bucket`), so that its free is counted; 0 for every other span.
+            /// Set after the span is allocated, cleared by its free (`profile::freed`) before the
+            /// record goes back to the page heap, so no span is ever initialised with it set
+            /// (and `init_in_use` does not touch it).
+            $vis prof_bucket: Cell<u32>,
+        }
+    };
 }
+#[cfg(feature = "test-internals")]
+span_struct!(pub);
+#[cfg(not(feature = "test-internals"))]
+span_struct!(pub(crate));
 
 /// Bytes of one span record.
 pub const SPAN_RECORD_BYTES: usize = core::mem::size_of::<Span>();

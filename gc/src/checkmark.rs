@@ -21,7 +21,7 @@
 
 use crate::mark::Tracer;
 use crate::ptr::VTable;
-use gomalloc::gcapi::{self, KIND_NOSCAN, ObjectRef, PAGE_SHIFT};
+use gomalloc::gcapi::{self, ObjectKind, ObjectRef};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -96,7 +96,7 @@ impl Tracer {
     /// that the mark marked it, queue it for scanning.
     pub(crate) fn check_object(&mut self, o: ObjectRef) {
         let c = self.check.as_deref_mut().expect("checkmark mode");
-        if c.seen.contains_key(&o.base) {
+        if c.seen.contains_key(&o.base()) {
             return;
         }
         // SAFETY: `o` came from `find_object` while the world is stopped after the mark
@@ -106,23 +106,23 @@ impl Tracer {
             c.stale += 1;
             return;
         }
-        c.seen.insert(o.base, c.parent);
+        c.seen.insert(o.base(), c.parent);
         if c.parent == 0 {
-            c.root_of.insert(o.base, c.root);
+            c.root_of.insert(o.base(), c.root);
         }
         if !marked {
             report(
                 c,
                 format_args!(
                     "object {:#x} ({}) is reachable but the mark left it unmarked",
-                    o.base,
-                    describe(o.base)
+                    o.base(),
+                    describe(o.base())
                 ),
-                o.base,
+                o.base(),
             );
         }
-        if o.span().gc.load(Ordering::Relaxed) == gcapi::KIND_SCAN {
-            self.push_grey(o.base);
+        if o.span().kind() == Some(ObjectKind::Scan) {
+            self.push_grey(o.base());
         }
     }
 }
@@ -150,12 +150,8 @@ fn describe(base: usize) -> String {
         return "not an allocated object".into();
     };
     let s = o.span();
-    let size = if s.is_large() {
-        s.npages.get() << PAGE_SHIFT
-    } else {
-        s.elemsize.get() as usize
-    };
-    if s.gc.load(Ordering::Relaxed) == KIND_NOSCAN {
+    let size = s.object_size();
+    if s.kind() == Some(ObjectKind::Noscan) {
         return format!("a pointer-free object without a header, {size}-byte slot");
     }
     // SAFETY: objects of scan and noscan-with-drop spans start with their type's vtable

@@ -33,7 +33,7 @@
 
 use crate::mark::{HEAP_BELOW, HEAP_MAX};
 use crate::ptr::VTable;
-use gomalloc::gcapi::{self, KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN, PAGE_SHIFT};
+use gomalloc::gcapi::{self, ObjectKind};
 use std::collections::HashSet;
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,12 +68,7 @@ unsafe fn for_each_word(lo: usize, hi: usize, mut f: impl FnMut(usize, usize)) {
 
 /// Bytes of the object at `o` (a slot, or a large object's pages).
 fn object_size(o: &gcapi::ObjectRef) -> usize {
-    let s = o.span();
-    if s.is_large() {
-        s.npages.get() << PAGE_SHIFT
-    } else {
-        s.elemsize.get() as usize
-    }
+    o.span().object_size()
 }
 
 /// The address ranges of the collector's own tables (statics whose `malloc` blocks hold
@@ -112,29 +107,19 @@ pub(crate) fn check() {
         // SAFETY: a live span record of the collector; its bitmaps are exact and not
         // changing (world stopped, caches committed, nothing swept yet).
         let sr = unsafe { &*s };
-        let kind = sr.gc.load(Ordering::Relaxed);
-        if kind != KIND_SCAN && kind != KIND_NOSCAN_DROP {
+        if !matches!(
+            sr.kind(),
+            Some(ObjectKind::Scan) | Some(ObjectKind::NoscanDrop)
+        ) {
             return;
         }
-        let base = sr.base.get();
-        if sr.is_large() {
-            // SAFETY: an in-use span's pages are mapped.
-            unsafe {
-                for_each_word(base, sr.limit(), |_, w| note(w, &mut owned, &mut work));
-            }
-            return;
-        }
-        let size = sr.elemsize.get() as usize;
-        for i in 0..sr.nelems.get() as usize {
-            // SAFETY: `i < nelems`: the word lies in the allocation bitmap, exact and not
-            // changing (see above).
-            let a = unsafe { *sr.alloc_bits.get().add(i / 64) };
-            if a & (1 << (i % 64)) != 0 {
-                let o = base + i * size;
-                // SAFETY: an allocated slot of an in-use span: mapped.
-                unsafe { for_each_word(o, o + size, |_, w| note(w, &mut owned, &mut work)) };
-            }
-        }
+        let size = sr.object_size();
+        let scan = |o: usize| {
+            // SAFETY: an allocated object of an in-use span: mapped.
+            unsafe { for_each_word(o, o + size, |_, w| note(w, &mut owned, &mut work)) };
+        };
+        // SAFETY: the span's window is committed and its bitmap not changing (see above).
+        unsafe { gcapi::for_each_object(sr, scan) };
     });
     for (lo, len) in collector_tables() {
         // SAFETY: a static of this crate: mapped and readable.
@@ -206,12 +191,11 @@ fn report(o: gcapi::ObjectRef, w: usize, where_: &str, block: Option<usize>) -> 
             .to_string(),
         None => String::new(),
     };
-    let kind = o.span().gc.load(Ordering::Relaxed);
-    let type_name = if kind == KIND_NOSCAN {
+    let type_name = if o.span().kind() == Some(ObjectKind::Noscan) {
         "<a pointer-free object without a header: its type is not recorded>".to_string()
     } else {
         // SAFETY: an allocated object of a kind with a header starts with its vtable.
-        let vt: &'static VTable = unsafe { *(o.base as *const &'static VTable) };
+        let vt: &'static VTable = unsafe { *(o.base() as *const &'static VTable) };
         (vt.name)().to_string()
     };
     crate::collector::fatal(format_args!(
@@ -220,7 +204,7 @@ fn report(o: gcapi::ObjectRef, w: usize, where_: &str, block: Option<usize>) -> 
          Gc kept where the collector does not look (a std collection, a Box, a channel, a \
          static; see the rooting rule, docs/gc-design.md section 2). Hold a gc::Root or \
          a GcVec instead. {site}",
-        o.base,
+        o.base(),
         object_size(&o)
     ))
 }

@@ -11,8 +11,8 @@ use crate::collector::FatalOnUnwind;
 use crate::mark::note_span_range;
 use crate::ptr::{POISON, VTable};
 use crate::stats::COUNTERS;
-use gomalloc::gcapi::{self, KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN};
-use gomalloc::gcapi::{EMPTY_SPAN, NUM_SIZE_CLASSES, PAGE_SHIFT, SizeClass, Span, small_class};
+use gomalloc::gcapi::{self, ObjectKind, OwnedSpan};
+use gomalloc::gcapi::{NUM_SIZE_CLASSES, SizeClass, Span, small_class};
 use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -55,8 +55,15 @@ pub(crate) fn running_destructors() -> bool {
 /// Tiny-allocator block size (Go's `maxTinySize`).
 pub(crate) const TINY_SIZE: usize = 16;
 
+/// List kind of [`ObjectKind::Scan`] objects without drop glue.
+pub(crate) const KIND_SCAN: u8 = ObjectKind::Scan as u8;
+/// List kind of [`ObjectKind::NoscanDrop`] objects.
+pub(crate) const KIND_NOSCAN_DROP: u8 = ObjectKind::NoscanDrop as u8;
+/// List kind of [`ObjectKind::Noscan`] objects (and tiny blocks).
+pub(crate) const KIND_NOSCAN: u8 = ObjectKind::Noscan as u8;
+
 /// The collector's own fourth object kind: objects that hold GC pointers *and* have drop
-/// glue. They live in [`KIND_SCAN`] spans (gomalloc knows three kinds) but on central lists
+/// glue. They live in [`ObjectKind::Scan`] spans (gomalloc knows three kinds) but on central lists
 /// and cache slots of their own, so that sweeping a plain `KIND_SCAN` span never reads a
 /// dead object's header to drop it: a dead object with nothing to drop is not touched at all
 /// (in release builds), as in Go's sweeper.
@@ -65,13 +72,13 @@ pub(crate) const KIND_SCAN_DROP: u8 = 4;
 /// List kinds: `KIND_SCAN`, `KIND_NOSCAN_DROP`, `KIND_NOSCAN`, `KIND_SCAN_DROP` (index `kind - 1`).
 const NKINDS: usize = 4;
 
-/// The gomalloc span kind of a list kind.
+/// The gomalloc object kind of a list kind.
 #[inline(always)]
-pub(crate) const fn span_kind(kind: u8) -> u8 {
-    if kind == KIND_SCAN_DROP {
-        KIND_SCAN
-    } else {
-        kind
+pub(crate) const fn span_kind(kind: u8) -> ObjectKind {
+    match kind {
+        KIND_SCAN | KIND_SCAN_DROP => ObjectKind::Scan,
+        KIND_NOSCAN_DROP => ObjectKind::NoscanDrop,
+        _ => ObjectKind::Noscan,
     }
 }
 
@@ -79,10 +86,6 @@ pub(crate) const fn span_kind(kind: u8) -> u8 {
 #[inline(always)]
 const fn kind_drops(kind: u8) -> bool {
     kind == KIND_SCAN_DROP || kind == KIND_NOSCAN_DROP
-}
-
-fn empty_span() -> *mut Span {
-    &EMPTY_SPAN as *const _ as *const Span as *mut Span
 }
 
 /// Spans of one (kind, size class) that no mutator caches.
@@ -175,7 +178,7 @@ fn central(kind: u8, class: SizeClass) -> &'static Mutex<Lists> {
 /// `c`, that no central list holds and that only this cache allocates from; `tiny` is 0 or
 /// the address of a 16-byte block of such a span with `tiny_off <= 16`.
 pub(crate) struct Cache {
-    spans: [[*mut Span; NUM_SIZE_CLASSES]; NKINDS],
+    spans: [[OwnedSpan; NUM_SIZE_CLASSES]; NKINDS],
     tiny: usize,
     tiny_off: usize,
 }
@@ -183,7 +186,7 @@ pub(crate) struct Cache {
 impl Cache {
     pub(crate) fn new() -> Cache {
         Cache {
-            spans: [[empty_span(); NUM_SIZE_CLASSES]; NKINDS],
+            spans: [[OwnedSpan::EMPTY; NUM_SIZE_CLASSES]; NKINDS],
             tiny: 0,
             tiny_off: 0,
         }
@@ -192,8 +195,9 @@ impl Cache {
     /// Takes a slot from the cached span of `(kind, class)`: null if the window is empty.
     #[inline(always)]
     pub(crate) fn alloc_fast(&self, kind: u8, class: SizeClass) -> *mut u8 {
-        // SAFETY: entries always point to a live span record (invariant).
-        unsafe { (*self.spans[kind as usize - 1][class.0 as usize]).next_free_fast() }
+        // SAFETY: entries are `OwnedSpan::EMPTY` or spans this cache owns (invariant), and
+        // a cache is used only by its mutator's thread.
+        unsafe { self.spans[kind as usize - 1][class.0 as usize].take_slot() }
     }
 
     /// Tiny fast path: room in the current block, else null.
@@ -237,26 +241,24 @@ impl Cache {
     pub(crate) fn refill(&mut self, kind: u8, class: SizeClass) -> *mut u8 {
         let slot = &mut self.spans[kind as usize - 1][class.0 as usize];
         let old = *slot;
-        if old != empty_span() {
-            // SAFETY: the cache owns `old` (invariant).
+        if !old.is_empty() {
+            // SAFETY: the cache owns `old` (invariant), whose window is loaded (exhausted):
+            // committed before the next one is loaded.
             unsafe {
-                let s = &*old;
-                s.commit_window();
-                let next = s.window() + 64;
-                if next < s.nelems.get() && s.load_window_from(next) {
-                    return s.next_free_fast();
+                old.commit();
+                if old.reload_next() {
+                    return old.take_slot();
                 }
                 release_span(kind, class, old);
             }
-            *slot = empty_span();
+            *slot = OwnedSpan::EMPTY;
         }
-        let s = cache_span(kind, class);
-        if s.is_null() {
+        let Some(s) = cache_span(kind, class) else {
             return std::ptr::null_mut();
-        }
+        };
         *slot = s;
-        // SAFETY: `cache_span` returns a span with a free slot loaded, now ours.
-        unsafe { (*s).next_free_fast() }
+        // SAFETY: `cache_span` returns a span with a free slot loaded, now this cache's.
+        unsafe { s.take_slot() }
     }
 
     /// Gives every cached span back to the central lists and forgets the tiny block (at a
@@ -264,13 +266,13 @@ impl Cache {
     pub(crate) fn release_all(&mut self) {
         for (k, row) in self.spans.iter_mut().enumerate() {
             for (c, slot) in row.iter_mut().enumerate() {
-                if *slot != empty_span() {
-                    // SAFETY: the cache owns the span (invariant).
+                if !slot.is_empty() {
+                    // SAFETY: the cache owns the span (invariant), whose window is loaded.
                     unsafe {
-                        (**slot).commit_window();
+                        slot.commit();
                         release_span(k as u8 + 1, SizeClass(c as u8), *slot);
                     }
-                    *slot = empty_span();
+                    *slot = OwnedSpan::EMPTY;
                 }
             }
         }
@@ -281,7 +283,7 @@ impl Cache {
     /// The span cached for `(kind, class)` (for allocating black).
     #[inline]
     pub(crate) fn span_of_class(&self, kind: u8, class: SizeClass) -> *mut Span {
-        self.spans[kind as usize - 1][class.0 as usize]
+        self.spans[kind as usize - 1][class.0 as usize].as_ptr()
     }
 }
 
@@ -289,29 +291,28 @@ impl Cache {
 /// from `HEAP_LIVE` (they were counted when it was cached).
 ///
 /// # Safety
-/// The caller's cache owned `s` and forgets it.
-unsafe fn release_span(kind: u8, class: SizeClass, s: *mut Span) {
-    // SAFETY: caller contract.
-    let sr = unsafe { &*s };
-    // SAFETY: the window is committed; we own the span.
-    let n = unsafe { sr.allocated() };
-    let unused = (sr.nelems.get() - n) as usize * sr.elemsize.get() as usize;
+/// The caller's cache owned `s`, committed its window, and forgets it.
+unsafe fn release_span(kind: u8, class: SizeClass, s: OwnedSpan) {
+    let sr = s.span();
+    // SAFETY: the window is committed; we own the span (# Safety).
+    let n = unsafe { s.allocated() };
+    let unused = (sr.nelems() - n) as usize * sr.object_size();
     let _ = HEAP_LIVE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
         Some(v.saturating_sub(unused))
     });
-    count_alloc(-((sr.nelems.get() - n) as i64), -(unused as i64));
+    count_alloc(-((sr.nelems() - n) as i64), -(unused as i64));
     let mut l = central(kind, class).lock().unwrap();
-    if n < sr.nelems.get() {
-        l.partial.push(s);
+    if n < sr.nelems() {
+        l.partial.push(s.as_ptr());
     } else {
-        l.full.push(s);
+        l.full.push(s.as_ptr());
     }
 }
 
 /// A span of `(kind, class)` with a free slot loaded in its window: a swept partial span,
 /// an unswept span after sweeping it (lazy sweep), or a fresh span. Null when out of
 /// memory. Counts the span's free slots into `HEAP_LIVE`.
-fn cache_span(kind: u8, class: SizeClass) -> *mut Span {
+fn cache_span(kind: u8, class: SizeClass) -> Option<OwnedSpan> {
     let lists = central(kind, class);
     let s = loop {
         let mut l = lists.lock().unwrap();
@@ -323,29 +324,31 @@ fn cache_span(kind: u8, class: SizeClass) -> *mut Span {
             let s =
                 gcapi::alloc_small_span(class, span_kind(kind), SWEEPGEN.load(Ordering::Relaxed));
             if s.is_null() {
-                return s;
+                return None;
             }
-            // SAFETY: a fresh span.
-            let sr = unsafe { &*s };
-            note_span_range(sr.base.get(), sr.limit());
-            SPAN_BYTES.fetch_add(sr.npages.get() << PAGE_SHIFT, Ordering::Relaxed);
+            // SAFETY: a fresh span (window 0 loaded), ours alone: the caller's cache
+            // takes it.
+            let cur = unsafe { OwnedSpan::from_raw(s) };
+            let sr = cur.span();
+            note_span_range(sr.base(), sr.limit());
+            SPAN_BYTES.fetch_add(sr.npages() << gcapi::PAGE_SHIFT, Ordering::Relaxed);
             SPAN_COUNT.fetch_add(1, Ordering::Relaxed);
-            HEAP_LIVE.fetch_add(sr.nelems.get() as usize * class.size(), Ordering::Relaxed);
+            HEAP_LIVE.fetch_add(sr.nelems() as usize * class.size(), Ordering::Relaxed);
             count_alloc(
-                sr.nelems.get() as i64,
-                (sr.nelems.get() as usize * class.size()) as i64,
+                sr.nelems() as i64,
+                (sr.nelems() as usize * class.size()) as i64,
             );
-            return s;
+            return Some(cur);
         };
         drop(l);
         // SAFETY: popped from `unswept`: ours to sweep; not cached.
         let live = unsafe { sweep_span(s, kind_drops(kind)) };
         // SAFETY: as above.
-        let sr = unsafe { &*s };
+        let nelems = unsafe { (*s).nelems() };
         // The sweep ends once the span is freed, listed, or ours (see `pop_unswept`).
         if live == 0 {
             free_gc_span(s);
-        } else if live < sr.nelems.get() {
+        } else if live < nelems {
             SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
             break s;
         } else {
@@ -353,22 +356,25 @@ fn cache_span(kind: u8, class: SizeClass) -> *mut Span {
         }
         SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
     };
-    // SAFETY: a swept, uncached span with a free slot, ours now.
-    unsafe {
-        let sr = &*s;
-        let found = sr.load_window_from(0);
+    // SAFETY: a swept, uncached span with a free slot (its window committed by the
+    // sweep), ours now: the caller's cache takes it.
+    let cur = unsafe { OwnedSpan::from_raw(s) };
+    // SAFETY: as above; no slot is taken between the load and the count.
+    let allocated = unsafe {
+        let found = cur.reload_from(0);
         debug_assert!(found, "partial span without a free slot");
-        let free = (sr.nelems.get() - sr.alloc_count.get()) as usize;
-        HEAP_LIVE.fetch_add(free * class.size(), Ordering::Relaxed);
-        count_alloc(free as i64, (free * class.size()) as i64);
-    }
-    s
+        cur.allocated()
+    };
+    let free = (cur.span().nelems() - allocated) as usize;
+    HEAP_LIVE.fetch_add(free * class.size(), Ordering::Relaxed);
+    count_alloc(free as i64, (free * class.size()) as i64);
+    Some(cur)
 }
 
 fn free_gc_span(s: *mut Span) {
     // SAFETY: the caller passes an empty, unlisted, uncached span.
     unsafe {
-        SPAN_BYTES.fetch_sub((*s).npages.get() << PAGE_SHIFT, Ordering::Relaxed);
+        SPAN_BYTES.fetch_sub((*s).npages() << gcapi::PAGE_SHIFT, Ordering::Relaxed);
         SPAN_COUNT.fetch_sub(1, Ordering::Relaxed);
         gcapi::free_span(s);
     }
@@ -389,14 +395,14 @@ pub(crate) fn alloc_large(kind: u8, size: usize, align: usize) -> *mut u8 {
     }
     // SAFETY: a fresh span.
     let sr = unsafe { &*s };
-    let bytes = sr.npages.get() << PAGE_SHIFT;
-    note_span_range(sr.base.get(), sr.limit());
+    let bytes = sr.npages() << gcapi::PAGE_SHIFT;
+    note_span_range(sr.base(), sr.limit());
     SPAN_BYTES.fetch_add(bytes, Ordering::Relaxed);
     SPAN_COUNT.fetch_add(1, Ordering::Relaxed);
     HEAP_LIVE.fetch_add(bytes, Ordering::Relaxed);
     count_alloc(1, bytes as i64);
     LARGE.0.lock().unwrap().swept.push(s);
-    sr.base.get() as *mut u8
+    sr.base() as *mut u8
 }
 
 /// Sweeps the large objects left unswept, one span at a time.
@@ -420,7 +426,7 @@ fn sweep_large() {
 /// `(size, align)` or `None` for a large object.
 #[inline(always)]
 pub(crate) fn class_for(kind: u8, size: usize, align: usize) -> Option<SizeClass> {
-    small_class(size, align, span_kind(kind) != KIND_SCAN).map(|spc| spc.size_class())
+    small_class(size, align, span_kind(kind) != ObjectKind::Scan).map(|spc| spc.size_class())
 }
 
 /// Sweeps one span: destroys unmarked objects (when `drops`: the span's list kind has
@@ -434,27 +440,23 @@ pub(crate) unsafe fn sweep_span(s: *mut Span, drops: bool) -> u32 {
     // SAFETY: caller contract.
     let sr = unsafe { &*s };
     let sg = SWEEPGEN.load(Ordering::Relaxed);
-    let claimed = sr
-        .sweepgen
-        .compare_exchange(sg - 2, sg - 1, Ordering::AcqRel, Ordering::Relaxed);
+    let claimed =
+        sr.sweepgen()
+            .compare_exchange(sg - 2, sg - 1, Ordering::AcqRel, Ordering::Relaxed);
     if cfg!(debug_assertions) && claimed.is_err() {
         // Not a panic: it would leave `SWEEPS_ACTIVE` counting this sweep, and every later
         // cycle would wait for it while mutators allocate without bound.
         eprintln!(
             "gc: span {s:p} swept twice in one cycle (sweepgen {}, expected {})",
-            sr.sweepgen.load(Ordering::Relaxed),
+            sr.sweepgen().load(Ordering::Relaxed),
             sg - 2
         );
         std::process::abort();
     }
-    let kind = sr.gc.load(Ordering::Relaxed);
-    let size = if sr.is_large() {
-        sr.npages.get() << PAGE_SHIFT
-    } else {
-        sr.elemsize.get() as usize
-    };
+    let kind = sr.kind();
+    let size = sr.object_size();
     let mut freed = 0usize;
-    let drops = drops && (kind == KIND_SCAN || kind == KIND_NOSCAN_DROP);
+    let drops = drops && matches!(kind, Some(ObjectKind::Scan) | Some(ObjectKind::NoscanDrop));
     if drops {
         DESTRUCTORS.with(|d| d.set(d.get() + 1));
     }
@@ -481,7 +483,7 @@ pub(crate) unsafe fn sweep_span(s: *mut Span, drops: bool) -> u32 {
     if drops {
         DESTRUCTORS.with(|d| d.set(d.get() - 1));
     }
-    sr.sweepgen.store(sg, Ordering::Release);
+    sr.sweepgen().store(sg, Ordering::Release);
     COUNTERS.freed.fetch_add(freed, Ordering::Relaxed);
     live
 }
@@ -539,7 +541,7 @@ fn sweep_list(lists: &Central, drops: bool) {
         // SAFETY: popped from `unswept`: ours to sweep; `drops` is the list's.
         let live = unsafe { sweep_span(s, drops) };
         // SAFETY: live record.
-        let nelems = unsafe { (*s).nelems.get() };
+        let nelems = unsafe { (*s).nelems() };
         if live == 0 {
             free_gc_span(s);
         } else {
@@ -594,9 +596,9 @@ pub(crate) fn check_lists(cached: usize) {
             for (&s, want) in swept.chain(l.unswept.iter().map(|s| (s, sg - 2))) {
                 // SAFETY: listed spans are live records.
                 let sr = unsafe { &*s };
-                assert_eq!(sr.gc.load(Ordering::Relaxed), span_kind(k as u8 + 1));
-                assert_eq!(sr.spanclass.get().size_class().0 as usize, c);
-                assert_eq!(sr.sweepgen.load(Ordering::Relaxed), want);
+                assert_eq!(sr.kind(), Some(span_kind(k as u8 + 1)));
+                assert_eq!(sr.size_class().0 as usize, c);
+                assert_eq!(sr.sweepgen().load(Ordering::Relaxed), want);
                 listed += 1;
             }
         }

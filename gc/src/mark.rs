@@ -7,8 +7,7 @@
 //! several markers.
 
 use crate::ptr::VTable;
-use gomalloc::gcapi::{self, KIND_SCAN, ObjectRef};
-use gomalloc::gcapi::{PAGE_SHIFT, obj_index};
+use gomalloc::gcapi::{self, ObjectKind, ObjectRef, PAGE_SHIFT, SlotMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -181,23 +180,15 @@ pub struct Tracer {
 struct SpanInfo {
     page: usize,
     npages: usize,
-    span: *mut gcapi::Span,
-    size: usize,
-    magic: u32,
+    slots: SlotMap,
     scan: bool,
 }
-
-// SAFETY: the span pointer names a span record, which lives for the whole process and is
-// only read here; a tracer may be handed to another marker thread.
-unsafe impl Send for SpanInfo {}
 
 impl SpanInfo {
     const NONE: SpanInfo = SpanInfo {
         page: 0,
         npages: 0,
-        span: std::ptr::null_mut(),
-        size: 0,
-        magic: 0,
+        slots: SlotMap::NONE,
         scan: false,
     };
 }
@@ -252,13 +243,9 @@ impl Tracer {
             return;
         }
         let c = self.last;
-        let lo = c.page << PAGE_SHIFT;
-        let index = obj_index(addr - lo, c.magic);
-        let o = ObjectRef {
-            span: c.span,
-            index,
-            base: lo + index * c.size,
-        };
+        // SAFETY: `addr` is a `Gc` into the cached span, which is live and not swept while
+        // markers run, and points into an allocated object (the rooting rule above).
+        let o = unsafe { c.slots.object(addr) };
         // SAFETY: `o` names the slot of a live object in a span that is not swept while
         // markers run.
         let marked = unsafe { gcapi::is_marked(o) };
@@ -270,9 +257,9 @@ impl Tracer {
         // SAFETY: as above.
         if !marked && unsafe { gcapi::mark(o) } {
             self.marked_objects += 1;
-            self.marked_bytes += c.size;
+            self.marked_bytes += c.slots.object_size();
             if c.scan {
-                self.stack.push(o.base);
+                self.stack.push(o.base());
             }
         }
     }
@@ -307,18 +294,12 @@ impl Tracer {
         // SAFETY: a `Gc`'s span is a live span record (see `mark_gc`; records are never
         // freed).
         let s = unsafe { &*span };
-        let (size, magic) = if s.is_large() {
-            (s.npages.get() << PAGE_SHIFT, 0)
-        } else {
-            (s.elemsize.get() as usize, s.div_magic.get())
-        };
         self.last = SpanInfo {
-            page: s.base.get() >> PAGE_SHIFT,
-            npages: s.npages.get(),
-            span,
-            size,
-            magic,
-            scan: s.gc.load(Ordering::Relaxed) == KIND_SCAN,
+            page: s.base() >> PAGE_SHIFT,
+            npages: s.npages(),
+            // SAFETY: as above: a live span, not swept while markers run.
+            slots: unsafe { SlotMap::of(span) },
+            scan: s.kind() == Some(ObjectKind::Scan),
         };
         false
     }
@@ -335,13 +316,9 @@ impl Tracer {
         if unsafe { gcapi::mark(o) } {
             let s = o.span();
             self.marked_objects += 1;
-            self.marked_bytes += if s.is_large() {
-                s.npages.get() << PAGE_SHIFT
-            } else {
-                s.elemsize.get() as usize
-            };
-            if s.gc.load(Ordering::Relaxed) == KIND_SCAN {
-                self.stack.push(o.base);
+            self.marked_bytes += s.object_size();
+            if s.kind() == Some(ObjectKind::Scan) {
+                self.stack.push(o.base());
             }
         }
     }
@@ -350,9 +327,9 @@ impl Tracer {
     /// objects with finalizers, §7 of the design).
     pub(crate) fn trace_children(&mut self, base: usize) {
         if let Some(o) = gcapi::find_object(base) {
-            if o.span().gc.load(Ordering::Relaxed) == KIND_SCAN {
+            if o.span().kind() == Some(ObjectKind::Scan) {
                 // SAFETY: an allocated scan object starts with its vtable word.
-                unsafe { scan_object(o.base, self) }
+                unsafe { scan_object(o.base(), self) }
             }
         }
     }

@@ -15,10 +15,11 @@
 //! cycle mark while the thread runs (the bug behind `tests/back_to_back.rs`).
 
 use crate::handle::ShadowStack;
+use crate::heap::KIND_NOSCAN;
 use crate::heap::{self, Cache, TINY_SIZE};
 use crate::mark::{thread_stack_bounds, with_registers_spilled};
+use gomalloc::gcapi;
 use gomalloc::gcapi::MAX_SMALL_SIZE;
-use gomalloc::gcapi::{self, KIND_NOSCAN, ObjectRef};
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
@@ -486,13 +487,7 @@ impl Mutator {
             let span = gcapi::span_of(p as usize);
             let base = p as usize;
             // SAFETY: `p` is the one object of its live span, allocated just now.
-            unsafe {
-                gcapi::mark(ObjectRef {
-                    span,
-                    index: 0,
-                    base,
-                })
-            };
+            unsafe { gcapi::mark(gcapi::object_at(span, base)) };
         }
         p
     }
@@ -504,16 +499,8 @@ impl Mutator {
             Some(class) => self.cache_mut().span_of_class(kind, class),
             None => gcapi::span_of(p),
         };
-        // SAFETY: `span` is the live span holding `p`.
-        let sr = unsafe { &*span };
-        let index = if sr.is_large() {
-            0
-        } else {
-            (p - sr.base.get()) / sr.elemsize.get() as usize
-        };
-        let base = sr.base.get() + index * sr.elemsize.get() as usize;
-        // SAFETY: `p` is a slot of `span` allocated just now.
-        unsafe { gcapi::mark(ObjectRef { span, index, base }) };
+        // SAFETY: `span` is the live span holding `p`, a slot of it allocated just now.
+        unsafe { gcapi::mark(gcapi::object_at(span, p)) };
     }
 
     /// Runs the finalizers queued so far on this thread and waits until the finalizer

@@ -2,10 +2,9 @@
 //! drop an object it knows only by address.
 
 use crate::Mutator;
-use crate::heap::KIND_SCAN_DROP;
+use crate::heap::{KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN, KIND_SCAN_DROP};
 use crate::mark::Tracer;
 use crate::trace::Trace;
-use gomalloc::gcapi::{KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;

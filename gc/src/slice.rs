@@ -22,10 +22,10 @@
 //! elements), so the conservative scan finds it from that one word, and interior pointers
 //! (a `&T` to any element) keep the whole object alive.
 
+use crate::heap::KIND_NOSCAN;
 use crate::mark::Tracer;
 use crate::ptr::{Layout, VTable};
 use crate::{Gc, Mutator, Trace};
-use gomalloc::gcapi::KIND_NOSCAN;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;

@@ -365,7 +365,7 @@ fn zero_sized_values_with_destructors_live_in_their_object() {
     assert_eq!(ZDROPS.load(Ordering::SeqCst), 0, "a rooted ZST was dropped");
     let p = Gc::as_ptr(z.get()) as usize;
     let o = gomalloc::gcapi::find_object(p).expect("a ZST's Gc names no allocated object");
-    assert!(o.base < p, "the value is not after the object's header");
+    assert!(o.base() < p, "the value is not after the object's header");
     drop(z);
 }
 
