@@ -8,10 +8,11 @@
 //! frees. This module is all of the heap the collector uses; it gives the collector what
 //! Go's runtime takes from `mheap.go`, `mcache.go`, `mbitmap.go` and `mgcsweep.go`:
 //!
-//! * spans: [`alloc_small_span`], [`alloc_large_span`], [`free_span`], and what the
-//!   collector reads of a span (`Span::kind`, `Span::base`, `Span::npages`, `Span::nelems`,
-//!   `Span::object_size`, `Span::size_class`, `Span::sweepgen`; `Span`'s fields are private
-//!   to the heap);
+//! * spans: [`alloc_small_span`], [`alloc_large_span`], [`free_span`], [`span_of`], and
+//!   what the collector reads of a span, through [`Span`], a transparent wrapper of the
+//!   heap's record with read-only accessors only ([`Span::kind`], [`Span::base`],
+//!   [`Span::npages`], [`Span::nelems`], [`Span::object_size`], [`Span::size_class`],
+//!   [`Span::sweepgen`]; the record's fields and window methods are private to the heap);
 //! * the allocation cursor of a span one of its caches owns: [`OwnedSpan`] (take a slot of
 //!   the loaded window, commit it, load the next), and [`OwnedSpan::EMPTY`] for an empty
 //!   cache slot;
@@ -49,12 +50,34 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 // The rest of the heap that the collector uses, re-exported here so that the heap's
 // modules stay private to it.
-pub use crate::arena::span_of;
 pub use crate::harden::POISONING;
 pub use crate::malloc::small_class;
 pub use crate::sizeclass::{PAGE_SHIFT, SizeClass, size_to_class};
 pub use crate::sizeclasses::{MAX_SMALL_SIZE, NUM_SIZE_CLASSES};
-pub use crate::span::Span;
+use crate::span::Span as HeapSpan;
+
+/// A span record as the collector sees it: the heap's `Span` (same layout), with only the
+/// read-only facts below; its window protocol is reached through [`OwnedSpan`], its
+/// objects through [`find_object`], [`SlotMap`] and [`for_each_object`]. The collector
+/// holds spans as `*mut Span` from [`alloc_small_span`], [`alloc_large_span`],
+/// [`span_of`] and [`for_each_gc_span`]; span records are never unmapped.
+#[repr(transparent)]
+pub struct Span(HeapSpan);
+
+impl Span {
+    /// The heap's record.
+    #[inline(always)]
+    fn heap(&self) -> &HeapSpan {
+        &self.0
+    }
+}
+
+/// The span record holding `addr` (arena map -> span), or null outside the heap. Any
+/// span: a malloc span ([`Span::kind`] `None`), a free run, the collector's.
+#[inline(always)]
+pub fn span_of(addr: usize) -> *mut Span {
+    arena::span_of(addr).cast()
+}
 
 /// The kind of objects a collector span holds: the byte stored in `Span::gc` (0 there is a
 /// malloc span, `KIND_MALLOC`).
@@ -88,53 +111,65 @@ pub(crate) const KIND_MALLOC: u8 = 0;
 /// What the collector reads of any span record: its geometry, its object kind and its
 /// sweep generation. (The fields themselves are the heap's; see `Span`.)
 impl Span {
+    /// True for a large-object span (one object).
+    #[inline(always)]
+    pub fn is_large(&self) -> bool {
+        self.0.is_large()
+    }
+
+    /// One past the last byte of its pages.
+    #[inline(always)]
+    pub fn limit(&self) -> usize {
+        self.0.limit()
+    }
+
     /// The kind of the collector's objects it holds; `None` for a malloc span. Relaxed: for
     /// a span the caller reached through [`find_object`], [`span_of`] of one of its
     /// objects or its own lists, whose kind was published before.
     #[inline(always)]
     pub fn kind(&self) -> Option<ObjectKind> {
-        ObjectKind::from_byte(self.gc.load(Ordering::Relaxed))
+        ObjectKind::from_byte(self.0.gc.load(Ordering::Relaxed))
     }
 
     /// Address of the first page.
     #[inline(always)]
     pub fn base(&self) -> usize {
-        self.base.get()
+        self.0.base.get()
     }
 
     /// Pages in the span.
     #[inline(always)]
     pub fn npages(&self) -> usize {
-        self.npages.get()
+        self.0.npages.get()
     }
 
     /// Slots (1 for a large span).
     #[inline(always)]
     pub fn nelems(&self) -> u32 {
-        self.nelems.get()
+        self.0.nelems.get()
     }
 
     /// Bytes per object: the slot size, or a large span's whole pages.
     #[inline(always)]
     pub fn object_size(&self) -> usize {
-        if self.is_large() {
-            self.npages.get() << PAGE_SHIFT
+        if self.0.is_large() {
+            self.0.npages.get() << PAGE_SHIFT
         } else {
-            self.elemsize.get() as usize
+            self.0.elemsize.get() as usize
         }
     }
 
     /// The size class of its slots ([`SizeClass::LARGE`] for a large span).
     #[inline(always)]
     pub fn size_class(&self) -> SizeClass {
-        self.spanclass.get().size_class()
+        self.0.spanclass.get().size_class()
     }
 
     /// The collector's sweep generation of the span (Go's `mspan.sweepgen`): written only
     /// by the collector, which keeps its protocol (`gc/src/heap.rs`).
     #[inline(always)]
     pub fn sweepgen(&self) -> &crate::sync::AtomicU32 {
-        &self.sweepgen
+        &self.0.sweepgen
     }
 }
 
@@ -149,7 +184,7 @@ impl Span {
 /// fast path needs no null test; it must never be committed or reloaded.
 #[repr(transparent)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OwnedSpan(*mut Span);
+pub struct OwnedSpan(*mut HeapSpan);
 
 impl OwnedSpan {
     /// The empty cursor: [`OwnedSpan::take_slot`] returns null.
@@ -163,13 +198,13 @@ impl OwnedSpan {
     /// the cache gives it back ([`OwnedSpan::as_ptr`]).
     #[inline]
     pub unsafe fn from_raw(s: *mut Span) -> OwnedSpan {
-        OwnedSpan(s)
+        OwnedSpan(s.cast())
     }
 
     /// The span record, to hand it back to a list or to mark in it.
     #[inline(always)]
     pub fn as_ptr(self) -> *mut Span {
-        self.0
+        self.0.cast()
     }
 
     /// True for [`OwnedSpan::EMPTY`].
@@ -182,7 +217,15 @@ impl OwnedSpan {
     #[inline(always)]
     pub fn span(&self) -> &'static Span {
         // SAFETY: a cursor names a live span record or the static empty span (its
-        // constructors), and span records are never unmapped.
+        // constructors), and span records are never unmapped; `Span` is a transparent
+        // wrapper of the record.
+        unsafe { &*self.0.cast::<Span>() }
+    }
+
+    /// The heap's record.
+    #[inline(always)]
+    fn heap(&self) -> &'static HeapSpan {
+        // SAFETY: as for `span`.
         unsafe { &*self.0 }
     }
 
@@ -194,7 +237,7 @@ impl OwnedSpan {
     /// span's window meanwhile.
     #[inline(always)]
     pub unsafe fn take_slot(self) -> *mut u8 {
-        self.span().next_free_fast()
+        self.heap().next_free_fast()
     }
 
     /// Writes the loaded window back into the allocation bitmap (`Span::commit_window`),
@@ -205,7 +248,7 @@ impl OwnedSpan {
     #[inline]
     pub unsafe fn commit(self) {
         // SAFETY: the caller's cache owns the span and a window is loaded (# Safety).
-        unsafe { self.span().commit_window() }
+        unsafe { self.heap().commit_window() }
     }
 
     /// Loads the first window after the committed one that has a free slot; false if
@@ -215,7 +258,7 @@ impl OwnedSpan {
     /// As for [`OwnedSpan::commit`], and the window is committed.
     #[inline]
     pub unsafe fn reload_next(self) -> bool {
-        let s = self.span();
+        let s = self.heap();
         let next = s.window() + 64;
         // SAFETY: the caller's cache owns the span, its window committed (# Safety).
         next < s.nelems.get() && unsafe { s.load_window_from(next) }
@@ -229,7 +272,7 @@ impl OwnedSpan {
     #[inline]
     pub unsafe fn reload_from(self, from: u32) -> bool {
         // SAFETY: the caller's cache owns the span, its window committed (# Safety).
-        unsafe { self.span().load_window_from(from) }
+        unsafe { self.heap().load_window_from(from) }
     }
 
     /// Allocated slots: `alloc_count` (`Span` invariant 3), exact while the window is
@@ -240,7 +283,7 @@ impl OwnedSpan {
     #[inline]
     pub unsafe fn allocated(self) -> u32 {
         // SAFETY: the caller's cache owns the span, its window committed (# Safety).
-        unsafe { self.span().allocated() }
+        unsafe { self.heap().allocated() }
     }
 }
 
@@ -258,7 +301,7 @@ pub fn alloc_small_span(class: SizeClass, kind: ObjectKind, sweepgen: u32) -> *m
         // SAFETY: a fresh in-use span record, ours alone.
         unsafe { claim(&*s, kind, sweepgen) };
     }
-    s
+    s.cast()
 }
 
 /// Allocates a span holding one large object of `size` bytes aligned to `align` for the
@@ -278,12 +321,12 @@ pub fn alloc_large_span(size: usize, align: usize, kind: ObjectKind, sweepgen: u
             claim(&*s, kind, sweepgen);
         }
     }
-    s
+    s.cast()
 }
 
 /// Marks a fresh span as the collector's. The release store publishes the span's fields
 /// to [`find_object`], which reads `gc` with acquire.
-fn claim(s: &Span, kind: ObjectKind, sweepgen: u32) {
+fn claim(s: &HeapSpan, kind: ObjectKind, sweepgen: u32) {
     s.sweepgen.store(sweepgen, Ordering::Relaxed);
     s.gc.store(kind as u8, Ordering::Release);
 }
@@ -293,6 +336,7 @@ fn claim(s: &Span, kind: ObjectKind, sweepgen: u32) {
 /// # Safety
 /// `s` is an in-use span of the collector that no cache, list or live object references.
 pub unsafe fn free_span(s: *mut Span) {
+    let s = s.cast::<HeapSpan>();
     // SAFETY: `s` is an in-use collector span nothing else references (# Safety): a live
     // record ours alone, as `MHeap::free_span` requires.
     unsafe {
@@ -318,7 +362,7 @@ pub unsafe fn free_span(s: *mut Span) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ObjectRef {
     /// Its span.
-    span: *mut Span,
+    span: *mut HeapSpan,
     /// Its slot index in the span (0 for a large object).
     index: usize,
     /// Address of its first byte.
@@ -330,8 +374,8 @@ impl ObjectRef {
     #[inline]
     pub fn span(&self) -> &'static Span {
         // SAFETY: an `ObjectRef` names a live span record (see its constructors), and span
-        // records are never unmapped.
-        unsafe { &*self.span }
+        // records are never unmapped; `Span` is a transparent wrapper of the record.
+        unsafe { &*self.span.cast::<Span>() }
     }
 
     /// Address of the object's first byte.
@@ -353,7 +397,7 @@ impl ObjectRef {
 /// span record.
 #[derive(Clone, Copy, Debug)]
 pub struct SlotMap {
-    span: *mut Span,
+    span: *mut HeapSpan,
     base: usize,
     size: usize,
     magic: u32,
@@ -380,6 +424,7 @@ impl SlotMap {
     /// in use while the map is used.
     #[inline]
     pub unsafe fn of(span: *mut Span) -> SlotMap {
+        let span = span.cast::<HeapSpan>();
         // SAFETY: a live span record (# Safety).
         let s = unsafe { &*span };
         let (size, magic) = if s.is_large() {
@@ -439,7 +484,7 @@ pub unsafe fn object_at(span: *mut Span, addr: usize) -> ObjectRef {
 /// free.
 #[inline]
 pub fn find_object(addr: usize) -> Option<ObjectRef> {
-    let s = span_of(addr);
+    let s = arena::span_of(addr);
     if s.is_null() {
         return None;
     }
@@ -481,7 +526,7 @@ pub fn find_object(addr: usize) -> Option<ObjectRef> {
 /// # Safety
 /// `span` is a live span of the collector and `w < nelems.div_ceil(64)`.
 #[inline(always)]
-unsafe fn alloc_word(span: &Span, w: usize) -> &AtomicU64 {
+unsafe fn alloc_word(span: &HeapSpan, w: usize) -> &AtomicU64 {
     // SAFETY: `w` is inside the bitmap (# Safety), 8-byte aligned; every access to a
     // collector span's allocation bitmap that another thread's may overlap is atomic
     // (rule 4), so no plain access races with this one.
@@ -493,7 +538,7 @@ unsafe fn alloc_word(span: &Span, w: usize) -> &AtomicU64 {
 /// # Safety
 /// `span` is a live span of the collector and `index < nelems`.
 #[inline(always)]
-unsafe fn mark_word(span: &Span, index: usize) -> &AtomicU64 {
+unsafe fn mark_word(span: &HeapSpan, index: usize) -> &AtomicU64 {
     // SAFETY: `index < nelems` (# Safety), so the word lies in the span's mark bitmap,
     // 8-byte aligned and only ever accessed atomically while markers run (rule 3).
     unsafe { AtomicU64::from_ptr(span.mark_bits.get().add(index >> 6)) }
@@ -509,7 +554,7 @@ pub unsafe fn mark(obj: ObjectRef) -> bool {
     let m = 1u64 << (obj.index & 63);
     // SAFETY: `obj` names a slot of a span not swept or freed since (# Safety), so its
     // mark word is live.
-    unsafe { mark_word(obj.span(), obj.index) }.fetch_or(m, Ordering::Relaxed) & m == 0
+    unsafe { mark_word(obj.span().heap(), obj.index) }.fetch_or(m, Ordering::Relaxed) & m == 0
 }
 
 /// True if the object's mark bit is set.
@@ -520,7 +565,7 @@ pub unsafe fn mark(obj: ObjectRef) -> bool {
 pub unsafe fn is_marked(obj: ObjectRef) -> bool {
     let m = 1u64 << (obj.index & 63);
     // SAFETY: as for `mark`: `obj` names a slot of a span not swept or freed since.
-    unsafe { mark_word(obj.span(), obj.index) }.load(Ordering::Relaxed) & m != 0
+    unsafe { mark_word(obj.span().heap(), obj.index) }.load(Ordering::Relaxed) & m != 0
 }
 
 /// Sweeps the bitmaps of one of the collector's spans (Go's `mspan.sweep`): calls
@@ -533,10 +578,11 @@ pub unsafe fn is_marked(obj: ObjectRef) -> bool {
 /// The caller owns the span (its central lock, or it claimed the span's sweep), the span
 /// is in no cache (its window is committed) and no marker runs.
 pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 {
+    let span = span.heap();
     crate::check!(
         span.gc.load(Ordering::Relaxed) != KIND_MALLOC,
         "sweep_bitmaps of a malloc span",
-        span as *const Span as usize
+        span as *const HeapSpan as usize
     );
     crate::check!(
         span.alloc_cache.get() == 0,
@@ -596,6 +642,7 @@ pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 
 /// `span` is a live span of the collector whose window is committed and whose allocation
 /// bitmap does not change meanwhile (the world is stopped, or the caller owns it).
 pub unsafe fn for_each_object(span: &Span, mut f: impl FnMut(usize)) {
+    let span = span.heap();
     let base = span.base.get();
     if span.is_large() {
         f(base);
@@ -629,7 +676,7 @@ pub fn for_each_gc_span(mut f: impl FnMut(*mut Span)) {
                 let s = unsafe { (*ha).spans[page].load(Ordering::Acquire) };
                 // SAFETY: arena-map entries point to live span records.
                 if !s.is_null() && unsafe { (*s).gc.load(Ordering::Acquire) } != KIND_MALLOC {
-                    f(s);
+                    f(s.cast());
                 }
             }
         }
@@ -645,7 +692,7 @@ pub fn for_each_gc_span(mut f: impl FnMut(*mut Span)) {
 /// thread whose cache holds it, or its mcentral) writes `alloc_cache`, the window and the
 /// bitmap without synchronisation: the answer is exact only while that owner is stopped
 /// (see [`for_each_malloc_block`]).
-unsafe fn malloc_alloc_word(s: &Span, w: usize) -> u64 {
+unsafe fn malloc_alloc_word(s: &HeapSpan, w: usize) -> u64 {
     let nelems = s.nelems.get();
     let mask = crate::span::window_mask(w as u32 * 64, nelems);
     let bits = if s.window() != crate::span::NO_WINDOW && s.window() as usize / 64 == w {
@@ -662,8 +709,8 @@ unsafe fn malloc_alloc_word(s: &Span, w: usize) -> u64 {
 
 /// The malloc span holding `addr` if it is an in-use malloc span, with `addr` inside its
 /// pages.
-fn malloc_span_of(addr: usize) -> Option<&'static Span> {
-    let s = span_of(addr);
+fn malloc_span_of(addr: usize) -> Option<&'static HeapSpan> {
+    let s = arena::span_of(addr);
     if s.is_null() {
         return None;
     }
@@ -892,7 +939,7 @@ mod tests {
     fn large_objects_have_one_mark_bit() {
         let s = alloc_large_span(100 << 10, 8, ObjectKind::Noscan, 0);
         // SAFETY: our span.
-        let base = unsafe { (*s).base.get() };
+        let base = unsafe { (*s).base() };
         let o = find_object(base + 99_000).unwrap();
         assert_eq!((o.base, o.index), (base, 0));
         // SAFETY: our span, no other marker, then freed once.

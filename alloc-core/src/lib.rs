@@ -59,9 +59,9 @@
 //! support modules). The modules are private: the public surface is [`GoMalloc`], the
 //! entry points ([`alloc`], [`free`], [`realloc`], ...), [`Config`], [`stats`],
 //! [`release_memory`], [`check_heap`], [`report`] and, for the collector, [`gcapi`]
-//! (spans, the [`gcapi::OwnedSpan`] allocation cursor, [`gcapi::ObjectKind`], object
-//! lookup, mark bits, sweeping; `Span`'s fields stay private to the heap, read through
-//! `gcapi`'s accessors). The `test-internals` feature makes the other modules, and
+//! (spans as [`gcapi::Span`], a wrapper with read-only accessors; the
+//! [`gcapi::OwnedSpan`] allocation cursor; [`gcapi::ObjectKind`]; object lookup, mark
+//! bits, sweeping; the heap's `Span` and its fields stay private). The `test-internals` feature makes the other modules, and
 //! `Span`'s fields, public for the crate's own tests (as Go's `export_test.go`).
 //!
 //! | layer | modules (`src/*.rs`) |

@@ -45,7 +45,7 @@ pub enum SpanState {
 // The fields are the heap's alone: crate-visible, and public only under the
 // `test-internals` feature, for the crate's own integration tests (as Go's
 // `export_test.go`). A macro, because visibility cannot be chosen by `cfg` on each field.
-// The collector reads what it needs through `gcapi`'s accessors on `Span`.
+// The collector sees `gcapi::Span`, a transparent wrapper with read-only accessors.
 macro_rules! span_struct {
     ($vis:vis) => {
         /// A run of pages.
