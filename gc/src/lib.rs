@@ -1,6 +1,9 @@
 //! # gomalloc-gc: Go's garbage collector for Rust, on the gomalloc heap
 //!
-//! ```
+// The examples of this crate keep `Gc`s on the stack: the precise mode, which scans no
+// stack, does not run them.
+#![cfg_attr(not(feature = "precise"), doc = "```")]
+#![cfg_attr(feature = "precise", doc = "```ignore")]
 //! use gc::{Gc, Lock, Trace};
 //!
 //! #[derive(Trace)]

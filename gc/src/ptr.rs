@@ -242,7 +242,8 @@ impl<T: Trace> Deref for Gc<T> {
 /// the buffer under the reference. `keep_alive(gc)` after the reference's last use keeps
 /// the `Gc` live (so rooted) up to that point.
 ///
-/// ```
+#[cfg_attr(not(feature = "precise"), doc = "```")]
+#[cfg_attr(feature = "precise", doc = "```ignore")]
 /// use gc::{Gc, Trace};
 ///
 /// #[derive(Trace)]

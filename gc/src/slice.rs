@@ -125,7 +125,8 @@ impl<T: Trace + Send + 'static> Gc<[T]> {
     /// allocate (the slice is rooted meanwhile, and a collection sees the elements made so
     /// far). If `f` panics, the elements made so far are dropped by the sweep.
     ///
-    /// ```
+    #[cfg_attr(not(feature = "precise"), doc = "```")]
+    #[cfg_attr(feature = "precise", doc = "```ignore")]
     /// use gc::Gc;
     /// let m = gc::attach();
     /// let squares: Gc<[u64]> = Gc::from_fn(&m, 1 << 20, |i| (i * i) as u64); // 8 MiB

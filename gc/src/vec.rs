@@ -32,7 +32,8 @@ type Slot<T> = Lock<Option<T>>;
 /// `docs/gc-design.md` §2). A `GcVec` lives inside a GC object (or in a `Root`/`Local`
 /// held object), and its methods take `&self`: writes take `&Mutator` for the barrier.
 ///
-/// ```
+#[cfg_attr(not(feature = "precise"), doc = "```")]
+#[cfg_attr(feature = "precise", doc = "```ignore")]
 /// use gc::{Gc, GcVec, Trace};
 ///
 /// #[derive(Trace)]
