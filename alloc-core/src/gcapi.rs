@@ -660,9 +660,10 @@ pub unsafe fn for_each_object(span: &Span, mut f: impl FnMut(usize)) {
     }
 }
 
-/// Calls `f` for every in-use span of the collector, found through the arena map's
-/// start-of-span bits. Spans created or freed meanwhile may or may not be seen.
-pub fn for_each_gc_span(mut f: impl FnMut(*mut Span)) {
+/// Calls `f` for the record of every span the arena map's start-of-span bits
+/// (`page_in_use`) name, malloc's and the collector's. Spans created or freed meanwhile may
+/// or may not be seen.
+fn for_each_span_start(mut f: impl FnMut(*mut HeapSpan)) {
     arena::for_each_arena(|_, ha| {
         // SAFETY: `ha` is a live arena record (never freed).
         let words = unsafe { &(*ha).page_in_use };
@@ -674,11 +675,21 @@ pub fn for_each_gc_span(mut f: impl FnMut(*mut Span)) {
                 // SAFETY: `ha` is a live arena record (never freed), and `page` comes from its
                 // `page_in_use` bitmap, so it indexes `spans`.
                 let s = unsafe { (*ha).spans[page].load(Ordering::Acquire) };
-                // SAFETY: arena-map entries point to live span records.
-                if !s.is_null() && unsafe { (*s).gc.load(Ordering::Acquire) } != KIND_MALLOC {
-                    f(s.cast());
+                if !s.is_null() {
+                    f(s);
                 }
             }
+        }
+    });
+}
+
+/// Calls `f` for every in-use span of the collector, found through the arena map's
+/// start-of-span bits. Spans created or freed meanwhile may or may not be seen.
+pub fn for_each_gc_span(mut f: impl FnMut(*mut Span)) {
+    for_each_span_start(|s| {
+        // SAFETY: arena-map entries point to live span records (arena invariant 1).
+        if unsafe { (*s).gc.load(Ordering::Acquire) } != KIND_MALLOC {
+            f(s.cast());
         }
     });
 }
@@ -758,40 +769,25 @@ pub fn find_malloc_block(addr: usize) -> Option<(usize, usize)> {
 /// scanner's reads of memory it does not own do. Spans created or freed meanwhile may or
 /// may not be seen.
 pub fn for_each_malloc_block(mut f: impl FnMut(usize, usize)) {
-    arena::for_each_arena(|_, ha| {
-        // SAFETY: `ha` is a live arena record (never freed).
-        let words = unsafe { &(*ha).page_in_use };
-        for (w, word) in words.iter().enumerate() {
-            let mut bits = word.load(Ordering::Relaxed);
-            while bits != 0 {
-                let page = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                // SAFETY: `ha` is a live arena record, and `page` comes from its
-                // `page_in_use` bitmap, so it indexes `spans`.
-                let s = unsafe { (*ha).spans[page].load(Ordering::Acquire) };
-                if s.is_null() {
-                    continue;
-                }
-                // SAFETY: arena-map entries point to live span records.
-                let sr = unsafe { &*s };
-                if sr.gc.load(Ordering::Acquire) != KIND_MALLOC || sr.state() != SpanState::InUse {
-                    continue;
-                }
-                let base = sr.base.get();
-                if sr.is_large() {
-                    f(base, sr.usable_size());
-                    continue;
-                }
-                let size = sr.elemsize.get() as usize;
-                for bw in 0..sr.bitmap_words() {
-                    // SAFETY: an in-use small malloc span, `bw < bitmap_words`.
-                    let mut alloc = unsafe { malloc_alloc_word(sr, bw) };
-                    while alloc != 0 {
-                        let idx = bw * 64 + alloc.trailing_zeros() as usize;
-                        alloc &= alloc - 1;
-                        f(base + idx * size, size);
-                    }
-                }
+    for_each_span_start(|s| {
+        // SAFETY: arena-map entries point to live span records (arena invariant 1).
+        let sr = unsafe { &*s };
+        if sr.gc.load(Ordering::Acquire) != KIND_MALLOC || sr.state() != SpanState::InUse {
+            return;
+        }
+        let base = sr.base.get();
+        if sr.is_large() {
+            f(base, sr.usable_size());
+            return;
+        }
+        let size = sr.elemsize.get() as usize;
+        for bw in 0..sr.bitmap_words() {
+            // SAFETY: an in-use small malloc span, `bw < bitmap_words`.
+            let mut alloc = unsafe { malloc_alloc_word(sr, bw) };
+            while alloc != 0 {
+                let idx = bw * 64 + alloc.trailing_zeros() as usize;
+                alloc &= alloc - 1;
+                f(base + idx * size, size);
             }
         }
     });
