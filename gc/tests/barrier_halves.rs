@@ -7,15 +7,14 @@
 //! Roots are `Root`s, so the tests run in both modes: CI runs them in the conservative mode
 //! with the other tests, and in the precise mode with `precise.rs` (natively).
 
+#[path = "common/serial.rs"]
+mod serial;
+
 use gc::debug::IncrementalCycle;
 use gc::{Gc, Lock, Root, Trace, Weak};
-use std::sync::{Mutex, MutexGuard};
 
-/// Incremental cycles need a single attached thread: the tests attach one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+// Incremental cycles need a single attached thread: the tests attach one at a time.
+use serial::serial;
 
 #[derive(Trace)]
 struct Obj {

@@ -10,16 +10,14 @@
 
 mod common;
 
+#[path = "common/serial.rs"]
+mod serial;
+
 use common::{Link, list_sum};
 use gc::debug::IncrementalCycle;
 use gc::{Gc, GcVec, Lock, Root, Trace};
+use serial::serial;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
-
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn collect_clean() {
     gc::debug::clear_stack(64 << 10);

@@ -4,21 +4,20 @@
 #![cfg(not(feature = "precise"))]
 
 mod common;
+#[path = "common/serial.rs"]
+mod serial;
+
 use common::{Link, list_sum};
 
 use gc::{Gc, Lock, RefLock, Root, Trace};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
-/// The tests of this file run one at a time: `gc::debug::check_heap` counts every span
-/// that is neither listed nor in the caller's cache as lost, so it needs the other test's
-/// threads, and their cached spans, gone. (Run side by side, its check failed about one
-/// run in 30 and the panic, taken inside a collection, left the other test's threads
-/// waiting for the end of a cycle for ever.)
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+// The tests of this file run one at a time: `gc::debug::check_heap` counts every span
+// that is neither listed nor in the caller's cache as lost, so it needs the other test's
+// threads, and their cached spans, gone (and a failed check, a panic inside a collection,
+// would leave the other test's threads waiting for the end of the cycle).
+use serial::serial;
 
 /// A shared list all threads push onto (through the barriered `Lock`), rooted precisely.
 #[derive(Trace)]
