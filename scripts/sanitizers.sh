@@ -14,6 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=x86_64-unknown-linux-gnu
 
+# `cargo test` of the arguments, instrumented by ThreadSanitizer.
+tsan_test() {
+    CARGO_PROFILE_RELEASE_PANIC=unwind RUSTFLAGS="-Zsanitizer=thread --cfg gomalloc_pthread_scavenger" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+        cargo +nightly test -Zbuild-std --target "$TARGET" --target-dir target/tsan \
+        --release --quiet "$@"
+}
+
 tsan() {
     # The tests where threads meet (plus the unit tests, which include the lock-free
     # lists): for gomalloc, cross-thread frees, ping-pong, short-lived threads whose blocks
@@ -22,23 +29,27 @@ tsan() {
     # cycles, parallel marking (tests/threads.rs forces it on small heaps with
     # gc::debug::set_parallel_mark_min(0) and 4 markers, and checks that the helpers
     # marked objects), each half of the write barrier, four threads pushing into one
-    # GcVec (tests/slices.rs; its single-threaded tests come along). Left out: the out-of-memory tests (TSan needs memory of its
-    # own), the RSS measurement (TSan's shadow memory is resident too), the model test
-    # (single-threaded and slow under TSan), the GC's basic tests (single-threaded; and the
-    # instrumented frames keep stale words that a conservative scan rightly retains), and
-    # the compile-fail tests.
+    # GcVec (tests/slices.rs; its single-threaded tests come along), mutators writing
+    # shared graphs and a RefLock while a concurrent mark traces them (tests/concurrent.rs).
+    # Left out: the out-of-memory tests (TSan needs memory of its own), the RSS measurement
+    # (TSan's shadow memory is resident too), the model test (single-threaded and slow
+    # under TSan), the GC's basic tests (single-threaded; and the instrumented frames keep
+    # stale words that a conservative scan rightly retains), and the compile-fail tests.
     # The scavenger thread is a pthread here (gomalloc_pthread_scavenger): TSan must see
     # every thread start, and keeps its state in TLS, which the clone-started thread lacks.
     # The release profile says panic = "abort" (for the preload library); a test harness
     # unwinds, and with -Zbuild-std two panic strategies mean two builds of core (E0152).
-    CARGO_PROFILE_RELEASE_PANIC=unwind RUSTFLAGS="-Zsanitizer=thread --cfg gomalloc_pthread_scavenger" TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-        cargo +nightly test -Zbuild-std --target "$TARGET" --target-dir target/tsan \
-        --release --quiet \
+    tsan_test \
         -p gomalloc --lib --test global_alloc --test hardening --test free_fast --test misuse \
         --test config --test scavenge \
         -p gomalloc-gc --test threads --test back_to_back --test barrier --test barrier_halves \
-        --test pacer --test stats --test slices \
+        --test pacer --test stats --test slices --test concurrent \
         -- --test-threads=2 --skip most_of_a_gib_of_small_objects
+    # The collector's tests again with the concurrent mark (the same build).
+    GOMALLOC_GCCONCURRENT=1 tsan_test \
+        -p gomalloc-gc --test threads --test back_to_back --test barrier --test barrier_halves \
+        --test pacer --test stats --test slices \
+        -- --test-threads=2
 }
 
 asan() {

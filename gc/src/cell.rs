@@ -203,7 +203,10 @@ impl<T: Copy + Default> Default for Lock<T> {
 /// Barrier: [`RefLock::borrow_mut`] shades everything the value references before handing
 /// out `&mut T`, and the [`RefMut`] shades everything it references when dropped.
 pub struct RefLock<T> {
-    /// > 0: shared borrows; -1: borrowed mutably; 0: free.
+    /// -1: borrowed mutably; 0: free; otherwise `users + markers * MARKER_BORROW`, the
+    /// shared borrows of the program and of the collector's markers (which trace the value
+    /// while mutators run: a `borrow_mut` waits for those, and panics only on the
+    /// program's own borrows).
     flag: AtomicIsize,
     value: UnsafeCell<T>,
 }
@@ -211,6 +214,10 @@ pub struct RefLock<T> {
 // SAFETY: the atomic flag enforces the borrow rules across threads; `T: Sync` for shared
 // borrows on several threads, `T: Send` for mutable access from any thread.
 unsafe impl<T: Send + Sync> Sync for RefLock<T> {}
+
+/// What a marker's shared borrow adds to a [`RefLock`]'s flag: more than the program's
+/// shared borrows can ever count.
+const MARKER_BORROW: isize = 1 << 40;
 
 impl<T> RefLock<T> {
     /// A new cell.
@@ -223,16 +230,21 @@ impl<T> RefLock<T> {
 
     /// Borrows the value, or `None` if it is borrowed mutably.
     pub fn try_borrow(&self) -> Option<Ref<'_, T>> {
+        self.try_add_shared(1).then_some(Ref { cell: self })
+    }
+
+    /// Adds `n` to the count of shared borrows unless the value is borrowed mutably.
+    fn try_add_shared(&self, n: isize) -> bool {
         let mut f = self.flag.load(Ordering::Relaxed);
         loop {
             if f < 0 {
-                return None;
+                return false;
             }
             match self
                 .flag
-                .compare_exchange_weak(f, f + 1, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange_weak(f, f + n, Ordering::Acquire, Ordering::Relaxed)
             {
-                Ok(_) => return Some(Ref { cell: self }),
+                Ok(_) => return true,
                 Err(x) => f = x,
             }
         }
@@ -256,14 +268,20 @@ impl<T: Trace> RefLock<T> {
     /// borrows short.
     ///
     /// # Panics
-    /// If it is borrowed.
+    /// If the program holds a borrow of it (a concurrent marker's borrow, which lasts one
+    /// trace of the value, is waited for).
     pub fn borrow_mut<'a>(&'a self, m: &'a Mutator) -> RefMut<'a, T> {
-        assert!(
-            self.flag
-                .compare_exchange(0, -1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok(),
-            "RefLock already borrowed"
-        );
+        loop {
+            match self
+                .flag
+                .compare_exchange_weak(0, -1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                // Only markers read it (a trace is short and takes no lock): wait.
+                Err(f) if f >= 0 && f % MARKER_BORROW == 0 => std::hint::spin_loop(),
+                Err(_) => panic!("RefLock already borrowed"),
+            }
+        }
         if T::NEEDS_TRACE {
             m.open_borrow();
             if marking() {
@@ -337,9 +355,13 @@ unsafe impl<T: Trace> Trace for RefLock<T> {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
     fn trace(&self, t: &mut Tracer) {
         if T::NEEDS_TRACE {
-            match self.try_borrow() {
-                Some(v) => v.trace(t),
-                None => debug_assert!(marking(), "a RefLock borrowed mutably in a pause"),
+            if self.try_add_shared(MARKER_BORROW) {
+                // SAFETY: the flag counts this marker's shared borrow: no mutable borrow
+                // exists until it is taken back below.
+                unsafe { &*self.value.get() }.trace(t);
+                self.flag.fetch_sub(MARKER_BORROW, Ordering::Release);
+            } else {
+                debug_assert!(marking(), "a RefLock borrowed mutably in a pause");
             }
         }
     }

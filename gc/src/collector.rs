@@ -34,6 +34,14 @@ pub(crate) fn grey_ranges() -> [(usize, usize); 2] {
 /// Bytes greyed by the write barrier (added to the cycle's marked bytes).
 pub(crate) static SHADE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
+/// Marking runs concurrently with the mutators (`GOMALLOC_GCCONCURRENT=1`;
+/// [`crate::debug::set_concurrent`]): the world stops twice per cycle, at mark start and
+/// at mark termination, instead of for the whole mark.
+pub(crate) static CONCURRENT: AtomicBool = AtomicBool::new(false);
+
+/// A concurrent cycle is between its two stops (set and cleared with the world stopped).
+pub(crate) static MARKING_CONCURRENTLY: AtomicBool = AtomicBool::new(false);
+
 /// Marking goes parallel when the last cycle marked at least this much (default 4 MiB;
 /// [`crate::debug::set_parallel_mark_min`]: tests set 0 to mark small heaps in parallel).
 pub(crate) static PARALLEL_MIN_MARKED: AtomicUsize = AtomicUsize::new(4 << 20);
@@ -74,7 +82,7 @@ impl Drop for FatalOnUnwind {
 }
 
 /// Reads the environment once (`GOMALLOC_GCTRACE`, `GOMALLOC_GCCHECKMARK`,
-/// `GOMALLOC_GCPROCS`, the pacer's).
+/// `GOMALLOC_GCCONCURRENT`, `GOMALLOC_GCPROCS`, the pacer's).
 pub(crate) fn init() {
     START.get_or_init(|| {
         if let Ok(v) = std::env::var("GOMALLOC_GCTRACE") {
@@ -89,6 +97,13 @@ pub(crate) fn init() {
                 "1" => crate::checkmark::CHECKMARK.store(true, Ordering::Relaxed),
                 "0" | "" => {}
                 _ => bad_setting("GOMALLOC_GCCHECKMARK", &v, "`0` or `1`", "0"),
+            }
+        }
+        if let Ok(v) = std::env::var("GOMALLOC_GCCONCURRENT") {
+            match v.trim() {
+                "1" => CONCURRENT.store(true, Ordering::Relaxed),
+                "0" | "" => {}
+                _ => bad_setting("GOMALLOC_GCCONCURRENT", &v, "`0` or `1`", "0"),
             }
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -167,7 +182,52 @@ pub(crate) fn collect_auto(m: &Mutator) {
     if world().collecting {
         return;
     }
+    if CONCURRENT.load(Ordering::Relaxed) {
+        // The background worker runs the cycle; `m` goes on allocating (black).
+        background::request();
+        return;
+    }
     run_cycle(Some(m), false);
+}
+
+/// The thread that runs the pacer's cycles in the concurrent mode (Go's background mark
+/// worker, one at most): not attached, so no cycle waits for it to stop and it has no
+/// stack to scan.
+mod background {
+    use std::sync::{Condvar, Mutex, Once};
+
+    static REQUESTED: Mutex<bool> = Mutex::new(false);
+    static WAKE: Condvar = Condvar::new();
+    static START: Once = Once::new();
+
+    /// Asks for a cycle (the first request starts the worker).
+    pub(super) fn request() {
+        START.call_once(|| {
+            std::thread::Builder::new()
+                .name("gc-worker".into())
+                .spawn(worker)
+                .expect("spawn the collector's background worker");
+        });
+        let mut r = REQUESTED.lock().unwrap_or_else(|e| e.into_inner());
+        if !*r {
+            *r = true;
+            WAKE.notify_one();
+        }
+    }
+
+    fn worker() {
+        loop {
+            {
+                let mut r = REQUESTED.lock().unwrap_or_else(|e| e.into_inner());
+                while !*r {
+                    r = WAKE.wait(r).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            super::run_cycle(None, false);
+            // Requests made during the cycle asked for the cycle that just ran.
+            *REQUESTED.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        }
+    }
 }
 
 fn run_cycle(me: Option<&Mutator>, forced: bool) {
@@ -207,6 +267,11 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
             return;
         }
     }
+    if CONCURRENT.load(Ordering::Relaxed) {
+        run_concurrent_cycle(me, forced);
+        crate::weak::wake_finalizer_thread();
+        return;
+    }
     let start = Instant::now();
     // Sweep termination: finish the previous cycle's sweep while mutators still run, and
     // wait for the spans other threads took to sweep (Go's `finishsweep_m` waits for
@@ -232,7 +297,7 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
         let mut t = Tracer::new();
         let goal_of_cycle = pacer::HEAP_GOAL.load(Ordering::Relaxed);
         let (stack_bytes, root_bytes) = mark_roots(&mut t, &threads, me.map(|m| (m.rec(), my_sp)));
-        let (workers, helper_objects) = drain(&mut t);
+        let (workers, helper_objects) = drain(&mut t, WORKERS.load(Ordering::Relaxed));
         let t_marked = Instant::now();
         let (marked, objects, weak_cleared) = terminate(t, |c| {
             mark_roots(c, &threads, me.map(|m| (m.rec(), my_sp)));
@@ -247,6 +312,7 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
             t_concurrent: t_stop - start,
             t_sweep_term: t_stopped - t_stop,
             t_mark: t_marked - t_stopped,
+            t_mark_concurrent: None,
             t_mark_term: end - t_marked,
             workers,
             helper_objects,
@@ -261,14 +327,117 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
             forced,
             weak_cleared,
         };
-        STACK_BYTES.store(stack_bytes as u64, Ordering::Relaxed);
-        stats::record(
-            &report,
-            end.duration_since(start_time()),
-            TRACE.load(Ordering::Relaxed),
-        );
+        report_cycle(&report, end);
     });
     crate::weak::wake_finalizer_thread();
+}
+
+/// One cycle with a concurrent mark (design §8), on the calling thread, which holds
+/// `collecting`: the world stops at mark start (every stack and precise root greyed, the
+/// barrier and allocate-black turned on) and at mark termination (what the barrier
+/// buffers still hold, the checkmark, weak references, finalizers, the new sweep
+/// generation). Between the two the caller traces while the mutators run: their writes
+/// go through the hybrid barrier, their allocations are marked as they are made (the
+/// allocation fast path is off while `MARKING` is set), and stacks scanned at mark start
+/// are not scanned again (the barrier's deletion half keeps every object reachable at
+/// mark start marked, and new objects are black).
+fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
+    let start = Instant::now();
+    heap::sweep_all_and_wait();
+    let heap0 = heap::HEAP_LIVE.load(Ordering::Relaxed);
+    if let Some(m) = me {
+        m.cache_mut().release_all();
+        m.flush_barrier();
+    }
+    let t_stop = Instant::now();
+    let threads = stop_the_world(me.map(|m| m.rec()));
+    let t_stopped = Instant::now();
+    with_registers_spilled(|my_sp| {
+        let me_sp = me.map(|m| (m.rec(), my_sp));
+        let mut t = Tracer::new();
+        let goal_of_cycle = pacer::HEAP_GOAL.load(Ordering::Relaxed);
+        let (stack_bytes, root_bytes) = mark_roots(&mut t, &threads, me_sp);
+        // Every cache was released at the stop: what the heap holds now is what marking
+        // found or will find; what caches take from now on is allocated black.
+        let live_at_start = heap::HEAP_LIVE.load(Ordering::Relaxed);
+        GC_FLAGS.fetch_or(MARKING, Ordering::SeqCst);
+        MARKING_CONCURRENTLY.store(true, Ordering::Relaxed);
+        restart_marking();
+        let t_restarted = Instant::now();
+        // A quarter of the markers a stopped mark uses, at least one (Go's
+        // `gcBackgroundUtilization`: 25% of the cores mark while the program runs).
+        let markers = WORKERS.load(Ordering::Relaxed).div_ceil(4);
+        let (mut workers, mut helper_objects) = (1, 0);
+        loop {
+            let (w, h) = drain(&mut t, markers);
+            workers = workers.max(w);
+            helper_objects += h;
+            let shaded = std::mem::take(&mut *SHADE.lock().unwrap_or_else(|e| e.into_inner()));
+            if shaded.is_empty() {
+                break;
+            }
+            t.extend(shaded);
+        }
+        let t_drained = Instant::now();
+        // Mark termination. Stopping flushes every mutator's barrier buffer.
+        let threads = stop_the_world(me.map(|m| m.rec()));
+        MARKING_CONCURRENTLY.store(false, Ordering::Relaxed);
+        let t_stopped2 = Instant::now();
+        let resumed: Vec<u64> = threads
+            .iter()
+            .map(|t| t.resumed.load(Ordering::Relaxed))
+            .collect();
+        let (marked, objects, weak_cleared) = terminate(t, |c| {
+            mark_roots(c, &threads, me_sp);
+        });
+        // Objects allocated while marking are black and were not traced: count them live.
+        let black = heap::HEAP_LIVE
+            .load(Ordering::Relaxed)
+            .saturating_sub(live_at_start);
+        let heap1 = heap::HEAP_LIVE.load(Ordering::Relaxed);
+        pacer::record_concurrent_mark(black);
+        let next_goal = finish_cycle(marked + black);
+        debug_assert_world_stopped(&threads, &resumed, me.map(|m| m.rec()));
+        start_the_world();
+        let end = Instant::now();
+        let report = CycleReport {
+            start,
+            t_concurrent: t_stop - start,
+            t_sweep_term: t_stopped - t_stop,
+            t_mark: t_restarted - t_stopped,
+            t_mark_concurrent: Some((t_drained - t_restarted, t_stopped2 - t_drained)),
+            t_mark_term: end - t_stopped2,
+            workers,
+            helper_objects,
+            heap0,
+            heap1,
+            heap2: marked + black,
+            objects,
+            goal_of_cycle,
+            next_goal,
+            stack_bytes,
+            root_bytes,
+            forced,
+            weak_cleared,
+        };
+        report_cycle(&report, end);
+    });
+}
+
+/// Publishes a finished cycle's figures (stats, gctrace) at `end`.
+fn report_cycle(report: &CycleReport, end: Instant) {
+    STACK_BYTES.store(report.stack_bytes as u64, Ordering::Relaxed);
+    stats::record(
+        report,
+        end.duration_since(start_time()),
+        TRACE.load(Ordering::Relaxed),
+    );
+}
+
+/// Restarts the world after mark start: as [`start_the_world`], but the cycle goes on
+/// (`collecting` stays set, so no other cycle starts and `collect()` callers wait).
+fn restart_marking() {
+    restart(false);
 }
 
 /// Stops every attached thread but `me` at a safepoint or in a blocking region; returns
@@ -312,10 +481,17 @@ fn debug_assert_world_stopped(
 
 /// Restarts the world and ends the cycle.
 pub(crate) fn start_the_world() {
+    restart(true);
+}
+
+/// Restarts the world, ending the cycle if `end_cycle`.
+fn restart(end_cycle: bool) {
     let mut w = world();
     GC_FLAGS.fetch_and(!STOP, Ordering::SeqCst);
     w.stw = false;
-    w.collecting = false;
+    if end_cycle {
+        w.collecting = false;
+    }
     w.epoch += 1;
     // Parked threads run again from now on: say so before anyone can stop the world
     // again (see the world protocol in `mutator`).
@@ -367,10 +543,9 @@ pub(crate) fn mark_roots(
     (stack_bytes, root_bytes)
 }
 
-/// Drains all grey work, in parallel when the heap is big enough. Returns the number of
+/// Drains all grey work, on `n` markers when the heap is big enough. Returns the number of
 /// markers used and the objects the helpers (not `t`) marked.
-fn drain(t: &mut Tracer) -> (usize, usize) {
-    let n = WORKERS.load(Ordering::Relaxed);
+fn drain(t: &mut Tracer, n: usize) -> (usize, usize) {
     if n <= 1
         || pacer::HEAP_MARKED.load(Ordering::Relaxed) < PARALLEL_MIN_MARKED.load(Ordering::Relaxed)
     {

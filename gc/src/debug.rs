@@ -156,6 +156,22 @@ pub fn set_mark_workers(n: usize) -> usize {
     collector::WORKERS.swap(n.max(1), Ordering::Relaxed)
 }
 
+/// True while a cycle marks (the write barrier is on). Seen from a running mutator, it
+/// says the mark runs concurrently with it: a stopped mark is over before its threads run.
+pub fn marking() -> bool {
+    crate::cell::marking()
+}
+
+/// Turns the concurrent mark on or off (as `GOMALLOC_GCCONCURRENT=1` does at start-up) and
+/// returns the old setting: the world then stops twice per cycle, at mark start and mark
+/// termination, and the pacer's cycles run on a background thread (design §8).
+pub fn set_concurrent(on: bool) -> bool {
+    collector::init();
+    let old = collector::CONCURRENT.swap(on, Ordering::Relaxed);
+    crate::pacer::update_goal();
+    old
+}
+
 /// Turns the checkmark mode on or off (as `GOMALLOC_GCCHECKMARK=1` does at start-up) and
 /// returns the old setting: after each mark, with the world stopped, the collector marks
 /// again from the roots into a separate table and ends the process with a report naming

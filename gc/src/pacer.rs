@@ -2,11 +2,12 @@
 //!
 //! `goal = max(heap_marked * (1 + GOGC/100), 4 MiB * GOGC/100)`, capped by the soft memory
 //! limit (`limit - memory the collector does not own`, never below `heap_marked + 1 MiB`).
-//! A cycle starts when `HEAP_LIVE` reaches the goal.
+//! A cycle starts when `HEAP_LIVE` reaches the trigger: the goal, or below it when marking
+//! is concurrent ([`HEAP_TRIGGER`]).
 
 use crate::heap::{HEAP_LIVE, SPAN_BYTES};
 use std::sync::Once;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 /// Go's minimum heap goal at GOGC=100.
 pub const MIN_HEAP: usize = 4 << 20;
@@ -17,6 +18,33 @@ static MEM_LIMIT: AtomicU64 = AtomicU64::new(u64::MAX);
 pub(crate) static HEAP_MARKED: AtomicUsize = AtomicUsize::new(0);
 /// The current heap goal.
 pub(crate) static HEAP_GOAL: AtomicUsize = AtomicUsize::new(MIN_HEAP);
+/// Where the next cycle starts: the goal when the world stops for the whole mark; with a
+/// concurrent mark, the goal less the runway, the bytes the mutators are expected to
+/// allocate while the next mark runs (Go 1.19's `runway`), so that the mark ends as the
+/// heap reaches the goal.
+pub(crate) static HEAP_TRIGGER: AtomicUsize = AtomicUsize::new(MIN_HEAP);
+/// The runway: what the mutators allocated during the last concurrent mark, with a margin,
+/// doubled when the allocation reached the goal before the mark ended (the mutators then
+/// waited, so what they allocated understates what they would have). 0 before the first
+/// concurrent cycle.
+static RUNWAY: AtomicUsize = AtomicUsize::new(0);
+/// A mutator reached the goal while a concurrent mark ran (and waited for its end).
+pub(crate) static OUTRAN: AtomicBool = AtomicBool::new(false);
+/// Bounds of the trigger, in percent of the room between the marked heap and the goal: not
+/// so early that cycles run back to back, not so late that no room is left (Go 1.19 keeps
+/// its trigger between 70% and 95% of the runway and lowers the floor as the heap grows;
+/// the first cycle, with no runway measured, starts at 70%).
+const TRIGGER_MIN_PERCENT: usize = 30;
+const TRIGGER_FIRST_PERCENT: usize = 70;
+const TRIGGER_MAX_PERCENT: usize = 95;
+
+/// Records what the mutators allocated during a concurrent mark (`black` bytes), for the
+/// next trigger.
+pub(crate) fn record_concurrent_mark(black: usize) {
+    let outran = OUTRAN.swap(false, Ordering::Relaxed);
+    let runway = black + black / 4;
+    RUNWAY.store(if outran { 2 * runway } else { runway }, Ordering::Relaxed);
+}
 static INIT: Once = Once::new();
 
 /// Reads `GOMALLOC_GOGC` and `GOMALLOC_GCMEMLIMIT` once.
@@ -123,12 +151,31 @@ pub(crate) fn update_goal() -> usize {
         goal = goal.min(room.max(marked + (1 << 20)));
     }
     HEAP_GOAL.store(goal, Ordering::Relaxed);
+    let trigger = if crate::collector::CONCURRENT.load(Ordering::Relaxed) && goal > marked {
+        let at = |pct: usize| marked + ((goal - marked) as u128 * pct as u128 / 100) as usize;
+        match RUNWAY.load(Ordering::Relaxed) {
+            0 => at(TRIGGER_FIRST_PERCENT),
+            r => goal
+                .saturating_sub(r)
+                .clamp(at(TRIGGER_MIN_PERCENT), at(TRIGGER_MAX_PERCENT)),
+        }
+    } else {
+        goal
+    };
+    HEAP_TRIGGER.store(trigger, Ordering::Relaxed);
     goal
 }
 
-/// True when the heap reached its goal.
+/// True when the heap reached the point where the next cycle starts.
 #[inline]
 pub(crate) fn should_collect() -> bool {
+    HEAP_LIVE.load(Ordering::Relaxed) >= HEAP_TRIGGER.load(Ordering::Relaxed)
+}
+
+/// True when the heap reached its goal (while a concurrent mark runs: an allocating
+/// mutator then waits for the cycle to end, so that the heap does not outgrow the goal).
+#[inline]
+pub(crate) fn over_goal() -> bool {
     HEAP_LIVE.load(Ordering::Relaxed) >= HEAP_GOAL.load(Ordering::Relaxed)
 }
 

@@ -28,10 +28,11 @@ pub struct GcStats {
     pub cycles: u64,
     /// Cycles started by `gc::collect()`.
     pub forced_cycles: u64,
-    /// World-stopped time of the last cycle: from the request to stop the world (waiting
-    /// for every attached thread to reach a safepoint included) to its restart. The
-    /// cycle's work with the world running (finishing the previous cycle's sweep) is not
-    /// in it: see [`GcStats::concurrent_last`].
+    /// World-stopped time of the last cycle: from each request to stop the world (waiting
+    /// for every attached thread to reach a safepoint included) to its restart, added up
+    /// over the cycle's stops (one, or two when marking is concurrent), as Go's `PauseNs`
+    /// does. The cycle's work with the world running (finishing the previous cycle's
+    /// sweep, a concurrent mark) is not in it: see [`GcStats::concurrent_last`].
     pub pause_last: Duration,
     /// Longest pause since start.
     pub pause_max: Duration,
@@ -50,8 +51,8 @@ pub struct GcStats {
     pub pause_p99: Duration,
     /// Longest of [`GcStats::recent_pauses`].
     pub pause_recent_max: Duration,
-    /// Time the last cycle spent with the world running before stopping it (finishing the
-    /// previous cycle's sweep on the collecting thread).
+    /// Time the last cycle spent with the world running: finishing the previous cycle's
+    /// sweep on the collecting thread before the first stop, and the concurrent mark.
     pub concurrent_last: Duration,
     /// Bytes handed to mutators since the last cycle plus the bytes it marked (Go's
     /// `heapLive`).
@@ -180,8 +181,12 @@ pub(crate) struct CycleReport {
     /// World stopped (Go's sweep termination): from the request to stop the world until
     /// every other attached thread stopped.
     pub t_sweep_term: Duration,
-    /// World stopped: roots and the mark of the whole heap, on every marker.
+    /// World stopped: roots and the mark of the whole heap, on every marker (in a
+    /// concurrent cycle: the roots only).
     pub t_mark: Duration,
+    /// A concurrent cycle's mark with the world running, and then the wait for the world
+    /// to stop for mark termination (world stopping, so part of the pause).
+    pub t_mark_concurrent: Option<(Duration, Duration)>,
     /// World stopped: barrier shades, the checkmark pass if enabled, weak references,
     /// finalizers, the new sweep generation, the next goal, restarting the world.
     pub t_mark_term: Duration,
@@ -202,7 +207,15 @@ pub(crate) struct CycleReport {
 
 /// Records a finished cycle; prints the gctrace line if enabled.
 pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
-    let pause = r.t_sweep_term + r.t_mark + r.t_mark_term;
+    let (t_conc, t_stop2) = r.t_mark_concurrent.unwrap_or_default();
+    // Go's fields: clock = stop + mark + termination. The first and last are world-stopped;
+    // the mark is too unless the cycle was concurrent (then its stop at mark start, the
+    // roots, counts in the first field).
+    let (stop1, mark, term) = match r.t_mark_concurrent {
+        None => (r.t_sweep_term, r.t_mark, r.t_mark_term),
+        Some(_) => (r.t_sweep_term + r.t_mark, t_conc, t_stop2 + r.t_mark_term),
+    };
+    let pause = r.t_sweep_term + r.t_mark + t_stop2 + r.t_mark_term;
     let mut st = STATS.lock().unwrap();
     let end = SystemTime::now();
     let slot = (st.s.cycles as usize + 1) % PAUSE_RING;
@@ -210,7 +223,7 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
     let s = &mut st.s;
     s.cycles += 1;
     s.forced_cycles += r.forced as u64;
-    s.concurrent_last = r.t_concurrent;
+    s.concurrent_last = r.t_concurrent + t_conc;
     s.pause_last = pause;
     s.pause_max = s.pause_max.max(pause);
     s.pause_total += pause;
@@ -224,7 +237,7 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
     s.mark_workers = r.workers;
     s.helper_marked_objects += r.helper_objects as u64;
     s.last_gc = Some(end);
-    let cpu = r.t_sweep_term + r.t_mark * r.workers as u32 + r.t_mark_term;
+    let cpu = stop1 + mark * r.workers as u32 + term;
     st.gc_cpu += cpu;
     if trace {
         let procs = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -232,26 +245,25 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
             * 100.0) as u64;
         let cycles = st.s.cycles;
         drop(st);
-        // Go's fields. clock: sweep termination (world stopped) + mark + mark termination
-        // (world stopped). cpu: sweep termination + assist/background/idle mark +
-        // mark termination. The mark stops the world too, and every marker is a dedicated
-        // worker for its whole length: assist and idle time are zero and "background" is
-        // the mark's clock time times the markers. The sweep finished before the stop
+        // cpu: the first stop + assist/background/idle mark + mark termination. Every
+        // marker is a dedicated worker for the mark's whole length (there are no assists
+        // and no idle workers): assist and idle time are zero and "background" is the
+        // mark's clock time times the markers. The sweep finished before the stop
         // (`t_concurrent`) is in no field, as in Go (`gcStart` sweeps before its stop).
-        let mark_cpu = r.t_mark * r.workers as u32;
+        let mark_cpu = mark * r.workers as u32;
         eprintln!(
             "gc {} @{:.3}s {}%: {}+{}+{} ms clock, {}+{}/{}/{}+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
             cycles,
             (r.start.duration_since(crate::collector::start_time())).as_secs_f64(),
             util,
-            fmt_ms(r.t_sweep_term),
-            fmt_ms(r.t_mark),
-            fmt_ms(r.t_mark_term),
-            fmt_ms(r.t_sweep_term),
+            fmt_ms(stop1),
+            fmt_ms(mark),
+            fmt_ms(term),
+            fmt_ms(stop1),
             fmt_ms(Duration::ZERO),
             fmt_ms(mark_cpu),
             fmt_ms(Duration::ZERO),
-            fmt_ms(r.t_mark_term),
+            fmt_ms(term),
             r.heap0 >> 20,
             r.heap1 >> 20,
             r.heap2 >> 20,

@@ -163,6 +163,9 @@ fn parallel_marking_while_mutators_build_and_drop_shared_graphs() {
     const MARKERS: usize = 4;
     // Every cycle marks in parallel, with 4 markers whatever the machine.
     gc::debug::set_parallel_mark_min(0);
+    // The stopped mark's helpers are what this tests: the concurrent mark uses a quarter
+    // of the markers (`GOMALLOC_GCCONCURRENT=1` runs of the suite).
+    gc::debug::set_concurrent(false);
     gc::debug::set_mark_workers(MARKERS);
     let mut m = gc::attach();
     let table = Arc::new(Root::new(Gc::new(
@@ -276,6 +279,7 @@ fn helper_markers_get_work_from_a_single_tree() {
     let _s = serial();
     const DEPTH: u32 = 19;
     gc::debug::set_parallel_mark_min(0);
+    gc::debug::set_concurrent(false); // as in the test above
     gc::debug::set_mark_workers(2);
     let m = gc::attach();
     let root = Root::new(tree(&m, DEPTH));
