@@ -275,6 +275,37 @@ impl OwnedSpan {
         unsafe { self.heap().load_window_from(from) }
     }
 
+    /// Sets the mark bits of the loaded window's free slots: allocate-black a window at a
+    /// time (design §8 of the collector), so that each slot the cache takes from this
+    /// window while a cycle marks is marked already and the allocation fast path stays as
+    /// it is. Before the window is committed, [`OwnedSpan::unmark_free`] clears the bits of
+    /// the slots still free (the sweep would take them for live objects).
+    ///
+    /// # Safety
+    /// As for [`OwnedSpan::commit`]; a window loaded since the last commit, nothing taken
+    /// from it yet, and a cycle marking (mark bits are accessed atomically: rule 3).
+    #[inline]
+    pub unsafe fn mark_free(self) {
+        let s = self.heap();
+        // SAFETY: a loaded window's first slot is below `nelems` (`Span` invariant 2).
+        unsafe { mark_word(s, s.window() as usize) }
+            .fetch_or(s.alloc_cache.get(), Ordering::Relaxed);
+    }
+
+    /// Clears the mark bits of the loaded window's slots that are still free: undoes
+    /// [`OwnedSpan::mark_free`] for the slots the cache did not take. Markers never set
+    /// a free slot's bit (they mark allocated objects only), so no mark is lost.
+    ///
+    /// # Safety
+    /// As for [`OwnedSpan::commit`], with the window not committed yet, and a cycle marking.
+    #[inline]
+    pub unsafe fn unmark_free(self) {
+        let s = self.heap();
+        // SAFETY: as in `mark_free`.
+        unsafe { mark_word(s, s.window() as usize) }
+            .fetch_and(!s.alloc_cache.get(), Ordering::Relaxed);
+    }
+
     /// Allocated slots: `alloc_count` (`Span` invariant 3), exact while the window is
     /// committed or freshly loaded.
     ///

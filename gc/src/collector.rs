@@ -223,7 +223,11 @@ mod background {
                     r = WAKE.wait(r).unwrap_or_else(|e| e.into_inner());
                 }
             }
-            super::run_cycle(None, false);
+            // A request is stale if a cycle ran since it was made (a forced one, or the
+            // settings changed): the heap must still be over the trigger.
+            if crate::pacer::should_collect() {
+                super::run_cycle(None, false);
+            }
             // Requests made during the cycle asked for the cycle that just ran.
             *REQUESTED.lock().unwrap_or_else(|e| e.into_inner()) = false;
         }

@@ -245,8 +245,9 @@ impl Cache {
             // SAFETY: the cache owns `old` (invariant), whose window is loaded (exhausted):
             // committed before the next one is loaded.
             unsafe {
-                old.commit();
+                commit(old);
                 if old.reload_next() {
+                    mark_free_if_marking(old);
                     return old.take_slot();
                 }
                 release_span(kind, class, old);
@@ -258,7 +259,10 @@ impl Cache {
         };
         *slot = s;
         // SAFETY: `cache_span` returns a span with a free slot loaded, now this cache's.
-        unsafe { s.take_slot() }
+        unsafe {
+            mark_free_if_marking(s);
+            s.take_slot()
+        }
     }
 
     /// Gives every cached span back to the central lists and forgets the tiny block (at a
@@ -269,7 +273,7 @@ impl Cache {
                 if !slot.is_empty() {
                     // SAFETY: the cache owns the span (invariant), whose window is loaded.
                     unsafe {
-                        slot.commit();
+                        commit(*slot);
                         release_span(k as u8 + 1, SizeClass(c as u8), *slot);
                     }
                     *slot = OwnedSpan::EMPTY;
@@ -284,6 +288,35 @@ impl Cache {
     #[inline]
     pub(crate) fn span_of_class(&self, kind: u8, class: SizeClass) -> *mut Span {
         self.spans[kind as usize - 1][class.0 as usize].as_ptr()
+    }
+}
+
+/// Allocate-black a window at a time (design §8, step 2): while a cycle marks, a window
+/// a cache loads has its free slots marked, so the allocation fast path needs no test of
+/// the marking flag. `MARKING` changes only with the world stopped, when every cache has
+/// been released, so a window is loaded and committed under the same setting.
+///
+/// # Safety
+/// The cache owns `s`, whose window was just loaded, nothing taken from it yet.
+unsafe fn mark_free_if_marking(s: OwnedSpan) {
+    if crate::cell::marking() {
+        // SAFETY: as this function's (# Safety); a cycle marks.
+        unsafe { s.mark_free() }
+    }
+}
+
+/// Commits the window of `s`, first clearing the mark bits that
+/// [`mark_free_if_marking`] set on the slots still free.
+///
+/// # Safety
+/// The cache owns `s`, whose window is loaded.
+unsafe fn commit(s: OwnedSpan) {
+    // SAFETY: as this function's (# Safety).
+    unsafe {
+        if crate::cell::marking() {
+            s.unmark_free();
+        }
+        s.commit();
     }
 }
 

@@ -414,8 +414,11 @@ impl Mutator {
         if gomalloc::profile::sample_due(size) {
             return self.alloc_sampled(kind, size, align);
         }
+        // Allocation goes on on this path while a cycle marks (windows are loaded black,
+        // `heap::mark_free_if_marking`); a stop request sends it to the slow path's
+        // safepoint.
         let flags = GC_FLAGS.load(Ordering::Relaxed);
-        if flags == 0 && size <= MAX_SMALL_SIZE {
+        if flags & STOP == 0 && size <= MAX_SMALL_SIZE {
             if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 {
                 let p = self.cache_mut().tiny_fast(size, align);
                 if !p.is_null() {
