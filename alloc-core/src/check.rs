@@ -16,7 +16,8 @@ use crate::arena::{self, ARENA_SIZE, HeapArena, PAGES_PER_ARENA};
 use crate::mcache::{self, EMPTY_CACHE_PTR};
 use crate::mcentral::CENTRAL;
 use crate::mheap::HEAP;
-use crate::sizeclass::{NUM_SPAN_CLASSES, PAGE_SHIFT, PAGE_SIZE};
+use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE, SizeClass, SpanClass};
+use crate::sizeclasses::NUM_SIZE_CLASSES;
 use crate::span::{NO_WINDOW, Span, SpanState, window_mask};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -115,7 +116,7 @@ pub fn check_whole_heap() {
                 s
             );
             check!(
-                sr.spanclass.get().index() == i,
+                sr.spanclass.get() == SpanClass::malloc(SizeClass(i as u8)),
                 "span in the wrong mcentral",
                 s
             );
@@ -188,17 +189,18 @@ fn check_own_cache() {
     if c == EMPTY_CACHE_PTR {
         return;
     }
-    for spc in 0..NUM_SPAN_CLASSES {
+    for class in 0..NUM_SIZE_CLASSES {
+        let spc = SpanClass::malloc(SizeClass(class as u8));
         // SAFETY: `c` is this thread's live cache.
-        let hint = unsafe { (*c).free_span(spc) };
+        let hint = unsafe { (*c).free_span(class) };
         check!(
             core::ptr::eq(hint, mcache::EMPTY_SPAN_PTR)
-                || (hint.owner.load(Ordering::Relaxed) == c && hint.spanclass.get().index() == spc),
+                || (hint.owner.load(Ordering::Relaxed) == c && hint.spanclass.get() == spc),
             "free hint names a span of another class or cache",
             hint as *const Span as usize
         );
         // SAFETY: `c` is this thread's live cache.
-        let sr = unsafe { (*c).span(spc) };
+        let sr = unsafe { (*c).span(class) };
         if sr.state() == SpanState::Dead && sr.base.get() == 0 {
             continue; // the static empty span
         }
@@ -210,7 +212,7 @@ fn check_own_cache() {
             s
         );
         check!(
-            sr.spanclass.get().index() == spc,
+            sr.spanclass.get() == spc,
             "span cached under the wrong class",
             s
         );
@@ -225,8 +227,8 @@ fn check_own_cache() {
     let mut pages = 0;
     // SAFETY: `c` is this thread's live cache; the closure only reads.
     unsafe {
-        mcache::for_each_retained(&*c, |spc, s| {
-            pages += spc.size_class().npages();
+        mcache::for_each_retained(&*c, |class, s| {
+            pages += class.npages();
             // SAFETY: retained spans are valid records this thread owns.
             let sr = &*s;
             check!(
@@ -240,7 +242,8 @@ fn check_own_cache() {
                 s
             );
             check!(
-                sr.spanclass.get() == spc && !core::ptr::eq((*c).span(spc.index()), s),
+                sr.spanclass.get() == SpanClass::malloc(class)
+                    && !core::ptr::eq((*c).span(class.index()), s),
                 "retained span of the wrong class, or also cached",
                 s
             );

@@ -47,11 +47,13 @@
 //! goes back to the page heap, which coalesces free runs and knows which pages were
 //! returned to the OS ([`release_memory`]).
 //!
-//! Every span class exists in a *scan* and a *noscan* variant (136 span classes), and
+//! A span's class is a size class and a *scan* or *noscan* bit, as Go's `spanClass`, and
 //! every span has a mark bitmap next to its allocation bitmap, so the garbage collector
-//! built on this heap can skip pointer-free spans and sweep by swapping bitmaps. The
-//! collector (crate `gomalloc-gc`) keeps its own spans on the same page heap and arena map,
-//! through the one module written for it, [`gcapi`].
+//! built on this heap can skip pointer-free spans and sweep by swapping bitmaps. `malloc`
+//! makes only noscan spans (its blocks are bytes to the collector), so its thread caches
+//! and mcentrals have one entry per size class; the collector (crate `gomalloc-gc`) uses
+//! both variants for its own spans, which it keeps, on its own central lists, on the same
+//! page heap and arena map, through the one module written for it, [`gcapi`].
 //!
 //! ## Module map
 //!
@@ -72,7 +74,7 @@
 //! | the address map | `arena` (64 MiB arenas, the two-level map, page -> span) |
 //! | spans | `span` (bitmaps, windows, invariants), `remote` (other threads' frees) |
 //! | pages | `mheap` (the page heap, and the mechanism that releases pages), `scavenge` (the release policy, which `runtime` installs in the heap, and its thread) and `wakeup` |
-//! | central lists | `mcentral` (per span class) |
+//! | central lists | `mcentral` (per size class) |
 //! | thread caches | `mcache` (caches, refill, flush), `mcache/retain` (retained spans: the budget and when they go back), `mcache/pool` (cache records, the orphan cache, fork), `tls` (the slot), `runtime` (set-up, fork) |
 //! | entry points | `malloc` (allocation, realloc, usable size), `malloc/free` (the free ladder), [`gcapi`] (the collector's view) |
 //! | support | `config`, `stats`, `check`, `harden`, `cpu`, [`report`], `profile` (feature `profile`: sampled heap profiles) |
@@ -81,7 +83,7 @@
 //!
 //! Nothing on an allocation path allocates, formats, panics, or takes a lock that `fork`
 //! could leave held (the `pthread_atfork` handlers in `runtime` take them all). Lock
-//! order: orphan cache -> cache pool -> mcentral (by span class) -> mheap. See
+//! order: orphan cache -> cache pool -> mcentral (by size class) -> mheap. See
 //! `HACKING.md` at the repository root.
 
 #![warn(missing_docs)]

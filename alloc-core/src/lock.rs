@@ -7,7 +7,7 @@
 //! waiters spin briefly and then yield.
 //!
 //! Lock order (a thread holding one may take only those after it):
-//! `mcache::POOL` -> `mcentral[spc]` (in span-class order) -> `mheap`.
+//! `mcache::POOL` -> `mcentral[class]` (in size-class order) -> `mheap`.
 
 use crate::sync::{AtomicBool, Ordering};
 use core::cell::UnsafeCell;

@@ -13,7 +13,7 @@ use crate::mcentral::CENTRAL;
 use crate::mheap::HEAP;
 use crate::report::fatal;
 use crate::sizeclass::{
-    fast_noscan_spc, size_to_class, SizeClass, SpanClass, MALLOC_SPC_BY_SIZE8, PAGE_SHIFT,
+    fast_class, size_to_class, SizeClass, SpanClass, MALLOC_CLASS_BY_SIZE8, PAGE_SHIFT,
     PAGE_SIZE,
 };
 use crate::sizeclasses::{MAX_SMALL_SIZE, NUM_SIZE_CLASSES};
@@ -27,9 +27,9 @@ pub use free::{free, free_fast, free_sized};
 /// when the request is impossible. `size == 0` gives a unique minimum-size object.
 #[inline(always)]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
-    match fast_noscan_spc(size, align) {
-        Some(spc) => alloc_in_class(spc, size, align),
-        None => alloc_slow(size, align, true),
+    match fast_class(size, align) {
+        Some(class) => alloc_in_class(class, size, align),
+        None => alloc_slow(size, align),
     }
 }
 
@@ -55,7 +55,7 @@ pub fn alloc_malloc_fast(size: usize) -> *mut u8 {
     if size > MAX_SMALL_SIZE {
         return ptr::null_mut();
     }
-    let spc = MALLOC_SPC_BY_SIZE8[(size + 7) >> 3] as usize;
+    let class = MALLOC_CLASS_BY_SIZE8[(size + 7) >> 3] as usize;
     let c = mcache::current();
     // The heap profile's countdown (feature `profile`): out of bytes, the slow path decides.
     #[cfg(feature = "profile")]
@@ -64,8 +64,8 @@ pub fn alloc_malloc_fast(size: usize) -> *mut u8 {
         return ptr::null_mut();
     };
     // SAFETY: `current()` is the thread's cache or the static empty one, both valid; only
-    // this thread uses it; `spc` comes from the size-class tables.
-    let s = unsafe { (*c).span(spc) };
+    // this thread uses it; `class` comes from the size-class tables.
+    let s = unsafe { (*c).span(class) };
     let p = s.next_free_fast();
     if !p.is_null() {
         // A slot was taken, so `c` is a real cache (the empty one's spans have none).
@@ -90,10 +90,10 @@ pub fn alloc_malloc_slow(size: usize) -> *mut u8 {
         8
     };
     if size <= MAX_SMALL_SIZE {
-        let spc = MALLOC_SPC_BY_SIZE8[(size + 7) >> 3] as usize;
-        return alloc_refill(mcache::current(), spc, size, align);
+        let class = MALLOC_CLASS_BY_SIZE8[(size + 7) >> 3] as usize;
+        return alloc_refill(mcache::current(), class, size, align);
     }
-    alloc_slow(size, align, true)
+    alloc_slow(size, align)
 }
 
 /// The alignment of C's `max_align_t` on x86-64 and aarch64 Linux: what [`alloc_malloc`]
@@ -101,19 +101,19 @@ pub fn alloc_malloc_slow(size: usize) -> *mut u8 {
 pub const MALLOC_ALIGN: usize = 16;
 
 /// The fast path of [`alloc`] and [`alloc_malloc`]: a slot from the window of the cache's
-/// span of class `spc` (which serves `size` at `align`).
+/// span of `class` (which serves `size` at `align`).
 #[inline(always)]
-fn alloc_in_class(spc: usize, size: usize, align: usize) -> *mut u8 {
+fn alloc_in_class(class: usize, size: usize, align: usize) -> *mut u8 {
     let c = mcache::current();
     // The heap profile's countdown (feature `profile`): out of bytes, the slow path decides.
     #[cfg(feature = "profile")]
     // SAFETY: `c` is the thread's cache or the static empty one.
     let Some(left) = (unsafe { crate::profile::sample::countdown(c, size) }) else {
-        return alloc_refill(c, spc, size, align);
+        return alloc_refill(c, class, size, align);
     };
     // SAFETY: `current()` is the thread's cache or the static empty one, both valid; only
-    // this thread uses it; `spc` comes from the size-class tables.
-    let s = unsafe { (*c).span(spc) };
+    // this thread uses it; `class` comes from the size-class tables.
+    let s = unsafe { (*c).span(class) };
     let p = s.next_free_fast();
     if !p.is_null() {
         // A slot was taken, so `c` is a real cache (the empty one's spans have none).
@@ -126,24 +126,24 @@ fn alloc_in_class(spc: usize, size: usize, align: usize) -> *mut u8 {
         unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
         return p;
     }
-    alloc_refill(c, spc, size, align)
+    alloc_refill(c, class, size, align)
 }
 
-/// [`alloc`]'s way to a refill: the span class is known and, if the thread has a cache of
+/// [`alloc`]'s way to a refill: the size class is known and, if the thread has a cache of
 /// its own, the cache too, so the general path's size-class lookup and thread-state test
 /// are skipped (a third of the cost of a window reload in random-replacement workloads).
 #[cold]
 #[inline(never)]
-fn alloc_refill(c: *mut MCache, spc: usize, size: usize, align: usize) -> *mut u8 {
+fn alloc_refill(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut u8 {
     #[cfg(feature = "profile")]
     {
         // SAFETY: `c` is the calling thread's cache or the static empty one.
         if unsafe { crate::profile::sample::tick(c, size) } {
-            return crate::profile::alloc_sampled(size, align, true);
+            return crate::profile::alloc_sampled(size, align);
         }
         // The countdown, not the window, may have sent the fast path here.
         // SAFETY: as in `alloc_in_class`.
-        let s = unsafe { (*c).span(spc) };
+        let s = unsafe { (*c).span(class) };
         let p = s.next_free_fast();
         if !p.is_null() {
             // SAFETY: `p` is the free slot just taken (poison feature only).
@@ -151,33 +151,32 @@ fn alloc_refill(c: *mut MCache, spc: usize, size: usize, align: usize) -> *mut u
             return p;
         }
     }
-    if c == mcache::EMPTY_CACHE_PTR || spc < 2 {
+    if c == mcache::EMPTY_CACHE_PTR || class == 0 {
         // New, initialising or dead thread, or the heap is not initialised yet; or size 0,
         // which the tables give class 0 (never cached) and the general path serves as 1.
         #[cfg(feature = "profile")]
-        return alloc_slow_unsampled(size, align, true);
+        return alloc_slow_unsampled(size, align);
         #[cfg(not(feature = "profile"))]
-        return alloc_slow(size, align, true);
+        return alloc_slow(size, align);
     }
     // SAFETY: only an active thread's slot holds a real cache (`mcache::current_or_init`
     // stores it as the state becomes active; `thread_exit` puts the empty one back first),
-    // and the thread owns it. `spc` comes from the size-class tables.
-    let p = unsafe { alloc_after_refill(&*c, SpanClass(spc as u8)) };
+    // and the thread owns it. `class` comes from the size-class tables.
+    let p = unsafe { alloc_after_refill(&*c, SizeClass(class as u8)) };
     crate::check::after_slow_op();
     p
 }
 
 /// The general allocation path: thread set-up, refills, odd alignments, large objects.
-/// `noscan` selects the span class variant (the collector scans only scan spans).
 #[cold]
 #[inline(never)]
-pub fn alloc_slow(size: usize, align: usize, noscan: bool) -> *mut u8 {
+pub fn alloc_slow(size: usize, align: usize) -> *mut u8 {
     #[cfg(feature = "profile")]
     // SAFETY: `current()` is the calling thread's cache or the static empty one.
     if unsafe { crate::profile::sample::tick(mcache::current(), size) } {
-        return crate::profile::alloc_sampled(size, align, noscan);
+        return crate::profile::alloc_sampled(size, align);
     }
-    alloc_slow_unsampled(size, align, noscan)
+    alloc_slow_unsampled(size, align)
 }
 
 /// [`alloc_slow`] once the heap profile's countdown was taken (feature `profile`): never
@@ -185,35 +184,35 @@ pub fn alloc_slow(size: usize, align: usize, noscan: bool) -> *mut u8 {
 /// [`alloc_refill`] calls `alloc_slow`: the same code as a build that never had it.
 #[cfg_attr(not(feature = "profile"), inline(always))]
 #[cfg_attr(feature = "profile", inline(never))]
-fn alloc_slow_unsampled(size: usize, align: usize, noscan: bool) -> *mut u8 {
+fn alloc_slow_unsampled(size: usize, align: usize) -> *mut u8 {
     if !align.is_power_of_two() {
         return ptr::null_mut();
     }
-    let p = match small_class(size, align, noscan) {
-        Some(spc) => match mcache::current_or_init() {
+    let p = match small_class(size, align) {
+        Some(class) => match mcache::current_or_init() {
             // SAFETY: the thread's own cache.
-            Some(c) => unsafe { alloc_small(&*c, spc) },
+            Some(c) => unsafe { alloc_small(&*c, class) },
             None => {
                 mcache::with_orphan(|c| {
                     // SAFETY: the orphan lock is held inside `with_orphan`.
-                    unsafe { alloc_small(c, spc) }
+                    unsafe { alloc_small(c, class) }
                 })
                 .unwrap_or(ptr::null_mut())
             }
         },
-        None => alloc_large(size, align, noscan),
+        None => alloc_large(size, align),
     };
     crate::check!(p as usize & (align - 1) == 0, "misaligned block", p);
     crate::check::after_slow_op();
     p
 }
 
-/// The span class serving `size` bytes at `align`, or `None` for a large object.
+/// The size class serving `size` bytes at `align`, or `None` for a large object.
 ///
 /// Rounds the size up to the alignment, then takes the first class whose object size is
 /// a multiple of it: objects sit at multiples of their size from a page-aligned base.
 #[inline]
-pub fn small_class(size: usize, align: usize, noscan: bool) -> Option<SpanClass> {
+pub fn small_class(size: usize, align: usize) -> Option<SizeClass> {
     if align > PAGE_SIZE {
         return None;
     }
@@ -228,31 +227,31 @@ pub fn small_class(size: usize, align: usize, noscan: bool) -> Option<SpanClass>
             return None;
         }
     }
-    Some(SpanClass::new(class, noscan))
+    Some(class)
 }
 
 /// # Safety
 /// The caller owns `c`.
-unsafe fn alloc_small(c: &MCache, spc: SpanClass) -> *mut u8 {
-    let s = c.span(spc.index());
+unsafe fn alloc_small(c: &MCache, class: SizeClass) -> *mut u8 {
+    let s = c.span(class.index());
     let p = s.next_free_fast();
     if p.is_null() {
         // SAFETY: the caller owns `c` (# Safety), as `alloc_after_refill` requires.
-        return unsafe { alloc_after_refill(c, spc) };
+        return unsafe { alloc_after_refill(c, class) };
     }
     // SAFETY: `p` is the free slot just taken from `s` (poison feature only).
     unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
     p
 }
 
-/// Refills the cache's span of class `spc` and takes a slot. The callers have just found
+/// Refills the cache's span of `class` and takes a slot. The callers have just found
 /// the span's window empty; [`mcache::refill`] makes no use of that but to go faster.
 ///
 /// # Safety
 /// The caller owns `c`.
-unsafe fn alloc_after_refill(c: &MCache, spc: SpanClass) -> *mut u8 {
+unsafe fn alloc_after_refill(c: &MCache, class: SizeClass) -> *mut u8 {
     // SAFETY: the caller owns `c` (# Safety), as `refill` requires.
-    let s = unsafe { mcache::refill(c, spc) };
+    let s = unsafe { mcache::refill(c, class) };
     if s.is_null() {
         return ptr::null_mut();
     }
@@ -288,16 +287,16 @@ fn large_pages(size: usize) -> usize {
 /// A span of its own for a block the heap profile samples (`profile::alloc_sampled`), as
 /// a large object: its free then takes the large-object path, which counts it.
 #[cfg(feature = "profile")]
-pub(crate) fn alloc_large_for_sample(size: usize, align: usize, noscan: bool) -> *mut u8 {
+pub(crate) fn alloc_large_for_sample(size: usize, align: usize) -> *mut u8 {
     if !align.is_power_of_two() {
         return ptr::null_mut();
     }
-    let p = alloc_large(size, align, noscan);
+    let p = alloc_large(size, align);
     crate::check::after_slow_op();
     p
 }
 
-fn alloc_large(size: usize, align: usize, noscan: bool) -> *mut u8 {
+fn alloc_large(size: usize, align: usize) -> *mut u8 {
     if size > isize::MAX as usize - PAGE_SIZE || align > 1 << 40 {
         return ptr::null_mut();
     }
@@ -305,7 +304,7 @@ fn alloc_large(size: usize, align: usize, noscan: bool) -> *mut u8 {
     crate::scavenge::before_grow();
     let s = HEAP
         .lock()
-        .alloc_span(npages, align, SpanClass::new(SizeClass::LARGE, noscan));
+        .alloc_span(npages, align, SpanClass::malloc(SizeClass::LARGE));
     if s.is_null() {
         return ptr::null_mut();
     }
@@ -463,7 +462,6 @@ pub const REALLOC_HEADROOM: usize = 4;
 pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     let sr = object_span(p);
     let old = sr.usable_size();
-    let noscan = sr.spanclass.get().noscan();
     let growing = new_size > old;
     // Headroom only for a small step (under a quarter): a caller that grows geometrically
     // itself (Vec, a doubling buffer) gets exactly what it asks for.
@@ -529,16 +527,9 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
             }
         }
     }
-    let get = |n| {
-        if noscan {
-            alloc(n, align)
-        } else {
-            alloc_slow(n, align, false)
-        }
-    };
-    let mut q = get(room);
+    let mut q = alloc(room, align);
     if q.is_null() && room != new_size {
-        q = get(new_size);
+        q = alloc(new_size, align);
     }
     if q.is_null() {
         return q;

@@ -1,6 +1,6 @@
 //! `mcache`: the per-thread cache (Go's `mcache.go`).
 //!
-//! Each thread allocates from its own mcache: one span per span class, from which
+//! Each thread allocates from its own mcache: one span per size class, from which
 //! [`Span::next_free_fast`] takes slots with no lock and no atomic read-modify-write, and
 //! into which the same thread frees without either. When a span's slots run out,
 //! [`refill`] first looks further in the span, then takes the remote frees other threads
@@ -27,7 +27,7 @@
 use crate::arena::ArenaHint;
 use crate::list::Links;
 use crate::mcentral::central;
-use crate::sizeclass::{SizeClass, SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
+use crate::sizeclass::{SizeClass, PAGE_SHIFT};
 use crate::sizeclasses::NUM_SIZE_CLASSES;
 use crate::span::{Span, SpanList};
 use crate::sync::{AtomicUsize, Ordering};
@@ -35,13 +35,13 @@ use core::cell::{Cell, UnsafeCell};
 
 /// A thread's cache of spans.
 ///
-/// Invariants: `alloc[spc]` is [`EMPTY_SPAN`] or an in-use span of class `spc` whose
+/// Invariants: `alloc[class]` is [`EMPTY_SPAN`] or an in-use span of `class` whose
 /// `owner` is this cache; entries of size class 0 are always [`EMPTY_SPAN`]. Every span of
-/// `retained[spc]` is an in-use span of class `spc` owned by this cache, in the retained
+/// `retained[class]` is an in-use span of `class` owned by this cache, in the retained
 /// state (`Span::retain`: a single-window span's one window loaded; a larger span with no
 /// window, or with one loaded for frees by `Span::load_window_for_frees`), in no other
-/// list, and not `alloc[spc]`; `free_hint[spc]` is [`EMPTY_SPAN`], `alloc[spc]` or one of
-/// `retained[spc]`; `retained_pages` is the sum of the pages of all retained spans, at most
+/// list, and not `alloc[class]`; `free_hint[class]` is [`EMPTY_SPAN`], `alloc[class]` or one of
+/// `retained[class]`; `retained_pages` is the sum of the pages of all retained spans, at most
 /// [`RETAIN_TOTAL_BYTES`] worth.
 #[repr(C, align(64))]
 pub struct MCache {
@@ -51,28 +51,28 @@ pub struct MCache {
     #[cfg(feature = "profile")]
     pub next_sample: Cell<usize>,
     /// The arena C's `free` last found a span of this cache in (a hint for the arena map:
-    /// [`crate::malloc::free_fast`]). First, on the line of the first span classes. Never
+    /// [`crate::malloc::free_fast`]). First, on the line of the first size classes. Never
     /// set in [`EMPTY_CACHE`].
     pub arena_hint: ArenaHint,
-    /// The span each span class allocates from (hot).
-    pub alloc: [Cell<*mut Span>; NUM_SPAN_CLASSES],
+    /// The span each size class allocates from (hot).
+    pub alloc: [Cell<*mut Span>; NUM_SIZE_CLASSES],
     /// Links in the pool's active or free list.
     links: Links<MCache>,
     /// Times this cache swapped a span with its mcentral.
     pub refills: Cell<usize>,
-    /// Per span class, the span the thread's layout-aware frees of that class last went
+    /// Per size class, the span the thread's layout-aware frees of that class last went
     /// to: the first place [`crate::malloc::free_sized`] looks (its window, then the whole
-    /// span), before the class's `alloc` span and the arena map. `alloc[spc]` after every
+    /// span), before the class's `alloc` span and the arena map. `alloc[class]` after every
     /// refill, so that a free of an object just allocated finds its window here; a
     /// retained span while frees run through it (a batch freed in allocation order, one
     /// retained span after another). C's `free_fast` does not use it (see there).
     /// Invariant: [`EMPTY_SPAN`] or a span of the class this cache owns; a span leaving the
     /// cache (`uncache`) clears its entry, so the hint never names a record that another
     /// thread may be reusing.
-    pub free_hint: [Cell<*mut Span>; NUM_SPAN_CLASSES],
+    pub free_hint: [Cell<*mut Span>; NUM_SIZE_CLASSES],
     /// Spans this cache filled and still owns, oldest first (see [`refill`]), so that the
     /// thread's frees into them stay local. Only the owning thread touches the lists.
-    retained: [UnsafeCell<SpanList>; NUM_SPAN_CLASSES],
+    retained: [UnsafeCell<SpanList>; NUM_SIZE_CLASSES],
     /// Pages of all retained spans (at most [`RETAIN_TOTAL_BYTES`]).
     retained_pages: Cell<usize>,
     /// The [`request_trim`] epoch this cache last answered.
@@ -106,11 +106,11 @@ impl MCache {
             #[cfg(feature = "profile")]
             next_sample: Cell::new(0),
             arena_hint: ArenaHint::new(),
-            alloc: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SPAN_CLASSES],
+            alloc: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SIZE_CLASSES],
             links: Links::new(),
             refills: Cell::new(0),
-            free_hint: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SPAN_CLASSES],
-            retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SPAN_CLASSES],
+            free_hint: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SIZE_CLASSES],
+            retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SIZE_CLASSES],
             retained_pages: Cell::new(0),
             trim_epoch: Cell::new(0),
             #[cfg(feature = "profile")]
@@ -118,29 +118,29 @@ impl MCache {
         }
     }
 
-    /// The span of class `spc`.
+    /// The span of `class`.
     #[inline(always)]
-    pub fn span(&self, spc: usize) -> &Span {
-        crate::check!(spc < NUM_SPAN_CLASSES, "span class out of range", spc);
-        // SAFETY: `spc < NUM_SPAN_CLASSES` (span classes come from the size-class table);
+    pub fn span(&self, class: usize) -> &Span {
+        crate::check!(class < NUM_SIZE_CLASSES, "size class out of range", class);
+        // SAFETY: `class < NUM_SIZE_CLASSES` (classes come from the size-class tables);
         // entries always point to a live span record.
-        unsafe { &*self.alloc.get_unchecked(spc).get() }
+        unsafe { &*self.alloc.get_unchecked(class).get() }
     }
 
-    /// The span class `spc`'s frees went to last (`free_hint[spc]`).
+    /// The span the frees of `class` went to last (`free_hint[class]`).
     #[inline(always)]
-    pub fn free_span(&self, spc: usize) -> &Span {
-        crate::check!(spc < NUM_SPAN_CLASSES, "span class out of range", spc);
-        // SAFETY: `spc < NUM_SPAN_CLASSES`; the hint is always a live span record (the
+    pub fn free_span(&self, class: usize) -> &Span {
+        crate::check!(class < NUM_SIZE_CLASSES, "size class out of range", class);
+        // SAFETY: `class < NUM_SIZE_CLASSES`; the hint is always a live span record (the
         // `free_hint` invariant: `EMPTY_SPAN` or a span this cache owns).
-        unsafe { &*self.free_hint.get_unchecked(spc).get() }
+        unsafe { &*self.free_hint.get_unchecked(class).get() }
     }
 
-    /// Makes `s`, a span of class `spc` this cache allocates from, the class's free hint.
+    /// Makes `s`, a span of `class` this cache allocates from, the class's free hint.
     #[inline(always)]
-    fn set_alloc(&self, spc: SpanClass, s: *mut Span) {
-        self.alloc[spc.index()].set(s);
-        self.free_hint[spc.index()].set(s);
+    fn set_alloc(&self, class: SizeClass, s: *mut Span) {
+        self.alloc[class.index()].set(s);
+        self.free_hint[class.index()].set(s);
     }
 }
 
@@ -210,7 +210,7 @@ pub unsafe fn thread_exit(c: *mut MCache) {
 
 // ---- refill and flush ----
 
-/// Makes `alloc[spc]` a span with a free slot in its window: Go's `mcache.refill`.
+/// Makes `alloc[class]` a span with a free slot in its window: Go's `mcache.refill`.
 /// Returns null when out of memory.
 ///
 /// Where Go hands a full span back to its mcentral at once, the cache *retains* it (up
@@ -226,8 +226,8 @@ pub unsafe fn thread_exit(c: *mut MCache) {
 /// # Safety
 /// The caller owns `c` (it is the thread's cache, or the orphan lock is held).
 #[inline(never)]
-pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
-    let s = c.alloc[spc.index()].get();
+pub unsafe fn refill(c: &MCache, class: SizeClass) -> *mut Span {
+    let s = c.alloc[class.index()].get();
     // SAFETY: the caller owns `c`, so the spans it holds are its own.
     unsafe {
         // The common case, a fraction of the general path's work (larson's steady state):
@@ -240,9 +240,9 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
             && (*s).xfree.is_empty()
             && TRIM_EPOCH.load(Ordering::Relaxed) == c.trim_epoch.get()
         {
-            let list = retained(c, spc);
+            let list = retained(c, class);
             let oldest = list.front();
-            let enough = ENOUGH_BY_CLASS[spc.size_class().0 as usize] as u32;
+            let enough = ENOUGH_BY_CLASS[class.index()] as u32;
             if !oldest.is_null() && (*oldest).retained_free() >= enough {
                 // A retained single-window span keeps its window loaded with exactly its
                 // free slots (`Span::retain`): ready as it is. Remote frees waiting on it
@@ -253,19 +253,19 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
                 (*s).commit_exhausted_single();
                 list.pop_front();
                 list.push_back(s);
-                c.set_alloc(spc, oldest);
+                c.set_alloc(class, oldest);
                 return oldest;
             }
-            let np = spc.size_class().npages();
+            let np = class.npages();
             if c.retained_pages.get() + np <= RETAIN_TOTAL_BYTES >> PAGE_SHIFT {
                 (*s).commit_exhausted_single();
                 list.push_back(s);
                 c.retained_pages.set(c.retained_pages.get() + np);
-                c.alloc[spc.index()].set(EMPTY_SPAN_PTR);
-                return refill_from_retained_or_central(c, spc);
+                c.alloc[class.index()].set(EMPTY_SPAN_PTR);
+                return refill_from_retained_or_central(c, class);
             }
         }
-        refill_general(c, spc)
+        refill_general(c, class)
     }
 }
 
@@ -277,14 +277,14 @@ pub unsafe fn refill(c: &MCache, spc: SpanClass) -> *mut Span {
 /// As for [`refill`].
 #[cold]
 #[inline(never)]
-unsafe fn refill_general(c: &MCache, spc: SpanClass) -> *mut Span {
+unsafe fn refill_general(c: &MCache, class: SizeClass) -> *mut Span {
     let epoch = TRIM_EPOCH.load(Ordering::Relaxed);
     if epoch != c.trim_epoch.get() {
         c.trim_epoch.set(epoch);
         // SAFETY: the caller owns `c`.
         unsafe { release_retained(c) };
     }
-    let s = c.alloc[spc.index()].get();
+    let s = c.alloc[class.index()].get();
     if s != EMPTY_SPAN_PTR {
         // SAFETY: the cache owns `s`.
         unsafe {
@@ -302,38 +302,38 @@ unsafe fn refill_general(c: &MCache, spc: SpanClass) -> *mut Span {
             if free > 0 && free >= enough_free(nelems) && sr.load_window_from(0) {
                 return s;
             }
-            c.alloc[spc.index()].set(EMPTY_SPAN_PTR);
-            retire(c, spc, s);
+            c.alloc[class.index()].set(EMPTY_SPAN_PTR);
+            retire(c, class, s);
         }
     }
     // SAFETY: the caller owns `c`.
-    unsafe { refill_from_retained_or_central(c, spc) }
+    unsafe { refill_from_retained_or_central(c, class) }
 }
 
-/// The end of a refill, once `alloc[spc]` is empty: a retained span, else one from the
+/// The end of a refill, once `alloc[class]` is empty: a retained span, else one from the
 /// mcentral.
 ///
 /// # Safety
-/// As for [`refill`]; `alloc[spc]` is the empty span.
+/// As for [`refill`]; `alloc[class]` is the empty span.
 #[cold]
 #[inline(never)]
-unsafe fn refill_from_retained_or_central(c: &MCache, spc: SpanClass) -> *mut Span {
+unsafe fn refill_from_retained_or_central(c: &MCache, class: SizeClass) -> *mut Span {
     // SAFETY: the caller owns `c`.
-    let s = unsafe { take_retained(c, spc) };
+    let s = unsafe { take_retained(c, class) };
     if !s.is_null() {
-        c.set_alloc(spc, s);
+        c.set_alloc(class, s);
         return s;
     }
-    refill_from_central(c, spc)
+    refill_from_central(c, class)
 }
 
 /// The end of a refill that found no retained span: a span from the mcentral (null when
 /// out of memory).
-fn refill_from_central(c: &MCache, spc: SpanClass) -> *mut Span {
+fn refill_from_central(c: &MCache, class: SizeClass) -> *mut Span {
     c.refills.set(c.refills.get() + 1);
-    let s = central(spc).cache_span(spc, c as *const MCache as *mut MCache);
+    let s = central(class).cache_span(class, c as *const MCache as *mut MCache);
     if !s.is_null() {
-        c.set_alloc(spc, s);
+        c.set_alloc(class, s);
     }
     s
 }
@@ -375,12 +375,12 @@ static ENOUGH_BY_CLASS: [u8; NUM_SIZE_CLASSES] = {
 /// # Safety
 /// `c` owns `s`, which is in no list and has no window, or a committed one
 /// ([`Span::settle_retained`] for a retained span).
-unsafe fn evict(c: &MCache, spc: SpanClass, s: *mut Span) {
+unsafe fn evict(c: &MCache, class: SizeClass, s: *mut Span) {
     // SAFETY: `c` owns `s`, which is in no list and has no window or a committed one
     // (# Safety); window 0 with an empty cache is the committed state `uncache` expects.
     unsafe {
         (*s).set_window(0);
-        uncache(c, spc, s);
+        uncache(c, class, s);
     }
 }
 
@@ -390,8 +390,8 @@ unsafe fn evict(c: &MCache, spc: SpanClass, s: *mut Span) {
 ///
 /// # Safety
 /// `c` owns `s`, whose window is committed and which is in no list.
-unsafe fn uncache(c: &MCache, spc: SpanClass, s: *mut Span) {
-    let hint = &c.free_hint[spc.index()];
+unsafe fn uncache(c: &MCache, class: SizeClass, s: *mut Span) {
+    let hint = &c.free_hint[class.index()];
     if hint.get() == s {
         hint.set(EMPTY_SPAN_PTR);
     }
@@ -400,7 +400,7 @@ unsafe fn uncache(c: &MCache, spc: SpanClass, s: *mut Span) {
     unsafe {
         (*s).last_owner
             .store(c as *const MCache as *mut MCache, Ordering::Relaxed);
-        central(spc).uncache_span(s);
+        central(class).uncache_span(s);
     }
 }
 
@@ -412,18 +412,18 @@ pub unsafe fn flush(c: &MCache) {
     FLUSHES.fetch_add(1, Ordering::Relaxed);
     // SAFETY: the caller owns `c` and nobody allocates from it (# Safety).
     unsafe { release_retained(c) };
-    for spc in 2..NUM_SPAN_CLASSES {
-        let s = c.alloc[spc].get();
+    for class in 1..NUM_SIZE_CLASSES {
+        let s = c.alloc[class].get();
         if s == EMPTY_SPAN_PTR {
             continue;
         }
-        c.alloc[spc].set(EMPTY_SPAN_PTR);
+        c.alloc[class].set(EMPTY_SPAN_PTR);
         // SAFETY: the cache owned `s`; after `uncache_span` it does not touch it again.
         unsafe {
             let sr = &*s;
             sr.commit_window();
             sr.collect_remote();
-            uncache(c, SpanClass(spc as u8), s);
+            uncache(c, SizeClass(class as u8), s);
         }
     }
     for hint in &c.free_hint {

@@ -1,7 +1,8 @@
-//! `mcentral`: the spans of one span class that no thread cache owns (Go's `mcentral.go`).
+//! `mcentral`: the spans of one size class that no thread cache owns (Go's `mcentral.go`,
+//! which has one per span class: `malloc`'s spans are all noscan, `SpanClass::malloc`).
 //!
 //! * `partial`: unowned spans with free slots, FIFO, under the mcentral's own lock, so
-//!   contention is limited to one span class.
+//!   contention is limited to one size class.
 //! * `pending`: a lock-free stack of spans that received a remote free since they were
 //!   parked. The next refill (or the scavenger's [`MCentral::reclaim`]) takes their frees,
 //!   frees the empty ones to the page heap and lists the others as partial.
@@ -28,13 +29,14 @@ use crate::lock::SpinLock;
 use crate::mcache::MCache;
 use crate::mheap::HEAP;
 use crate::remote::IntrusiveStack;
-use crate::sizeclass::{SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
+use crate::sizeclass::{SizeClass, SpanClass, PAGE_SHIFT};
+use crate::sizeclasses::NUM_SIZE_CLASSES;
 use crate::span::{Span, SpanList};
 use crate::sync::{AtomicUsize, Ordering};
 use core::ptr;
 use crossbeam_utils::CachePadded;
 
-/// The central list of one span class.
+/// The central list of one size class.
 ///
 /// Statistics, as Go counts them (`heapStats`): a span's slots count as allocated while a
 /// cache owns it, so the fast paths count nothing:
@@ -88,28 +90,29 @@ impl MCentral {
 #[allow(clippy::declare_interior_mutable_const)]
 const NEW_CENTRAL: CachePadded<MCentral> = CachePadded::new(MCentral::new());
 
-/// One mcentral per span class, each on its own cache lines.
-pub static CENTRAL: [CachePadded<MCentral>; NUM_SPAN_CLASSES] = [NEW_CENTRAL; NUM_SPAN_CLASSES];
+/// One mcentral per size class, each on its own cache lines.
+pub static CENTRAL: [CachePadded<MCentral>; NUM_SIZE_CLASSES] = [NEW_CENTRAL; NUM_SIZE_CLASSES];
 
-/// The mcentral of `spc`.
+/// The mcentral of `class`.
 #[inline]
-pub fn central(spc: SpanClass) -> &'static MCentral {
-    &CENTRAL[spc.index()]
+pub fn central(class: SizeClass) -> &'static MCentral {
+    &CENTRAL[class.index()]
 }
 
 impl MCentral {
-    /// Hands `cache` a span of class `spc` with at least one free slot loaded in its
+    /// Hands `cache` a span of `class` with at least one free slot loaded in its
     /// window: a partial span, or a fresh one from the page heap. Null when out of memory.
-    pub fn cache_span(&self, spc: SpanClass, cache: *mut MCache) -> *mut Span {
+    pub fn cache_span(&self, class: SizeClass, cache: *mut MCache) -> *mut Span {
         let s = {
             let mut partial = self.partial.lock();
             self.take_pending(&mut partial);
             self.take_partial(&mut partial)
         };
         let s = if s.is_null() {
-            let class = spc.size_class();
             crate::scavenge::before_grow();
-            let s = HEAP.lock().alloc_span(class.npages(), 0, spc);
+            let s = HEAP
+                .lock()
+                .alloc_span(class.npages(), 0, SpanClass::malloc(class));
             if s.is_null() {
                 return s;
             }

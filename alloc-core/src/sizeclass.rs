@@ -48,17 +48,21 @@ impl SizeClass {
     pub const fn div_magic(self) -> u32 {
         CLASS_TO_DIVMAGIC[self.0 as usize]
     }
+
+    /// Index into malloc's per-class arrays (the thread cache's, the mcentrals).
+    #[inline(always)]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
 }
 
 /// A span class: a size class times "does the object hold pointers".
 ///
 /// `spc = class << 1 | noscan`, exactly Go's `spanClass`. The garbage collector skips
-/// noscan spans; plain `malloc` allocates noscan objects.
+/// noscan spans and uses both variants for its own spans; `malloc`'s spans are all
+/// noscan ([`SpanClass::malloc`]), so its per-class tables are indexed by size class.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
 pub struct SpanClass(pub u8);
-
-/// Number of span classes: every size class in a scan and a noscan variant.
-pub const NUM_SPAN_CLASSES: usize = NUM_SIZE_CLASSES << 1;
 
 impl SpanClass {
     /// Builds the span class of `class`, scan or noscan.
@@ -66,20 +70,19 @@ impl SpanClass {
     pub const fn new(class: SizeClass, noscan: bool) -> SpanClass {
         SpanClass((class.0 << 1) | noscan as u8)
     }
+    /// The span class of a `malloc` span of `class`: noscan, as is every span `malloc`
+    /// makes. The collector never scans `malloc`'s spans as part of its heap (what it
+    /// reaches in `malloc` blocks, it reaches through its objects' `Trace`), so `malloc`
+    /// has no use for the scan variant, and its thread caches and mcentrals have one entry
+    /// per size class, not two.
+    #[inline(always)]
+    pub const fn malloc(class: SizeClass) -> SpanClass {
+        SpanClass::new(class, true)
+    }
     /// The size class.
     #[inline(always)]
     pub const fn size_class(self) -> SizeClass {
         SizeClass(self.0 >> 1)
-    }
-    /// True for spans whose objects hold no pointers.
-    #[inline(always)]
-    pub const fn noscan(self) -> bool {
-        self.0 & 1 != 0
-    }
-    /// Index into per-span-class arrays.
-    #[inline(always)]
-    pub const fn index(self) -> usize {
-        self.0 as usize
     }
 }
 
@@ -99,50 +102,50 @@ pub const fn size_to_class(size: usize) -> SizeClass {
     }
 }
 
-/// Go's two tables flattened, for the allocation fast path only: the noscan span class
-/// (`class << 1 | 1`) of every size `8 * i` up to [`MAX_SMALL_SIZE`], built from
-/// [`size_to_class`] at compile time. One load instead of a compare, a branch and a load
-/// (4 KiB of read-only data, of which a program touches the lines of the sizes it uses).
-pub static NOSCAN_SPC_BY_SIZE8: [u8; MAX_SMALL_SIZE / 8 + 1] = {
+/// Go's two tables flattened, for the allocation fast path only: the size class of every
+/// size `8 * i` up to [`MAX_SMALL_SIZE`], built from [`size_to_class`] at compile time. One
+/// load instead of a compare, a branch and a load (4 KiB of read-only data, of which a
+/// program touches the lines of the sizes it uses).
+pub static CLASS_BY_SIZE8: [u8; MAX_SMALL_SIZE / 8 + 1] = {
     let mut t = [0u8; MAX_SMALL_SIZE / 8 + 1];
     let mut i = 0;
     while i < t.len() {
-        t[i] = (size_to_class(i * 8).0 << 1) | 1;
+        t[i] = size_to_class(i * 8).0;
         i += 1;
     }
     t
 };
 
-/// [`NOSCAN_SPC_BY_SIZE8`] for C's `malloc`, whose blocks of 16 bytes and more must be
+/// [`CLASS_BY_SIZE8`] for C's `malloc`, whose blocks of 16 bytes and more must be
 /// 16-byte aligned (`max_align_t`): sizes from 17 up are served as if rounded up to a
 /// multiple of 16 (17..=24 bytes go to the 32-byte class, not Go's 8-aligned 24-byte one),
 /// so that one load serves every size ([`crate::malloc::alloc_malloc`]).
-pub static MALLOC_SPC_BY_SIZE8: [u8; MAX_SMALL_SIZE / 8 + 1] = {
+pub static MALLOC_CLASS_BY_SIZE8: [u8; MAX_SMALL_SIZE / 8 + 1] = {
     let mut t = [0u8; MAX_SMALL_SIZE / 8 + 1];
     let mut i = 0;
     while i < t.len() {
         // Entry `i` serves sizes `8 * i - 7 ..= 8 * i`; from entry 3 (17..=24) up they
         // need 16, so take the class of the next multiple of 16.
         let j = if i >= 3 { (i + 1) & !1 } else { i };
-        t[i] = NOSCAN_SPC_BY_SIZE8[j];
+        t[i] = CLASS_BY_SIZE8[j];
         i += 1;
     }
     t
 };
 
-/// The noscan span class index for `size` at `align`, for the fast paths: `None` unless
+/// The size class index for `size` at `align`, for the fast paths: `None` unless
 /// `size <= MAX_SMALL_SIZE` and `align <= 16` (alignments every class honours once the
 /// size is rounded to them: every class size is a multiple of 8, and of 16 from 16 up
 /// when the size is).
 #[inline(always)]
-pub fn fast_noscan_spc(size: usize, align: usize) -> Option<usize> {
+pub fn fast_class(size: usize, align: usize) -> Option<usize> {
     if size > MAX_SMALL_SIZE {
         return None;
     }
     if align <= 8 {
-        Some(NOSCAN_SPC_BY_SIZE8[(size + 7) >> 3] as usize)
+        Some(CLASS_BY_SIZE8[(size + 7) >> 3] as usize)
     } else if align <= 16 {
-        Some(NOSCAN_SPC_BY_SIZE8[((size + 15) >> 4) << 1] as usize)
+        Some(CLASS_BY_SIZE8[((size + 15) >> 4) << 1] as usize)
     } else {
         None
     }

@@ -61,8 +61,8 @@ macro_rules! span_struct {
         ///    committed: [`Span::commit_window`], [`Span::free_local`] and
         ///    [`Span::collect_remote`] keep the count in step with the words they write.
         /// 4. No bit at or above `nelems` is set in the bitmap.
-        /// 5. `owner` is non-null iff an mcache holds the span in `alloc[spanclass]` or in its
-        ///    retained list of that class.
+        /// 5. `owner` is non-null iff an mcache holds the span in `alloc[class]` or in its
+        ///    retained list of that class (`class`: the size class of `spanclass`).
         /// 6. `needzero == false` implies every free slot reads as zero.
         /// 7. `window_base == base + window * elemsize`,
         ///    `win_bytes == min(64, nelems - window) * elemsize`, `objs_bytes == nelems * elemsize`.
@@ -117,7 +117,8 @@ macro_rules! span_struct {
             /// `SpanState` as a byte. (Read by every remote free before its push onto
             /// `xfree`, and never written while the span is in use.)
             $vis state: AtomicU8,
-            /// Span class (class 0 for large objects). Immutable while the span is in use; the
+            /// Span class (size class 0 for large objects): noscan for every `malloc` span,
+            /// either variant for the collector's. Immutable while the span is in use; the
             /// remote free reads it beside `state`.
             $vis spanclass: Cell<SpanClass>,
             /// Links in the page heap's dirty list (free records only).

@@ -4,7 +4,7 @@
 //!
 //! Counting follows Go: a span's slots count as allocated while a thread cache owns it
 //! (see [`crate::mcentral::MCentral`]), so the allocation fast paths count nothing and
-//! `heap_alloc` can exceed the bytes the program holds by at most one span per span class
+//! `heap_alloc` can exceed the bytes the program holds by at most one span per size class
 //! per thread.
 
 #[cfg(all(target_os = "linux", not(miri)))]
@@ -14,7 +14,7 @@ use crate::mcentral::CENTRAL;
 use crate::mheap::HEAP;
 use crate::report::Line;
 use crate::scavenge;
-use crate::sizeclass::{SizeClass, SpanClass, PAGE_SHIFT};
+use crate::sizeclass::{SizeClass, PAGE_SHIFT};
 use crate::sizeclasses::NUM_SIZE_CLASSES;
 use crate::sync::Ordering;
 
@@ -23,7 +23,7 @@ use crate::sync::Ordering;
 pub struct ClassStats {
     /// Object size of the class in bytes.
     pub size: usize,
-    /// In-use spans of the class (scan and noscan).
+    /// In-use `malloc` spans of the class.
     pub spans: usize,
     /// Allocated objects (slots of cached spans count as allocated).
     pub objects: usize,
@@ -115,11 +115,9 @@ pub fn stats() -> Stats {
     for (i, b) in by_size.iter_mut().enumerate().skip(1) {
         let class = SizeClass(i as u8);
         b.size = class.size();
-        for noscan in [false, true] {
-            let m = &CENTRAL[SpanClass::new(class, noscan).index()];
-            b.spans += m.spans.load(Ordering::Relaxed);
-            b.objects += m.objects.load(Ordering::Relaxed);
-        }
+        let m = &CENTRAL[class.index()];
+        b.spans = m.spans.load(Ordering::Relaxed);
+        b.objects = m.objects.load(Ordering::Relaxed);
         heap_alloc += b.objects * b.size;
         heap_objects += b.objects;
     }

@@ -78,9 +78,9 @@ fn the_hint_forgets_spans_the_cache_gives_up() {
         .expect("a second object in the first span");
     // SAFETY: `ps[0]` is live, of this layout, and freed once.
     unsafe { gomalloc::free_sized(ps[0] as *mut u8, 48, 8) };
-    let spc = gomalloc::malloc::small_class(48, 8, true).unwrap().index();
+    let class = gomalloc::malloc::small_class(48, 8).unwrap().index();
     // SAFETY: the calling thread's cache is live.
-    let hint = unsafe { (*gomalloc::mcache::current()).free_hint[spc].get() };
+    let hint = unsafe { (*gomalloc::mcache::current()).free_hint[class].get() };
     assert_eq!(hint, first);
     // The retained spans go back to the mcentral. The hint must forget its span (once
     // there, the span's record may be freed and reused by another thread): a checked build

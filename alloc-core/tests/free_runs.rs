@@ -22,11 +22,9 @@ fn span(p: usize) -> &'static gomalloc::span::Span {
 
 /// The class's free hint of the calling thread's cache.
 fn hint(size: usize) -> *mut gomalloc::span::Span {
-    let spc = gomalloc::malloc::small_class(size, 8, true)
-        .unwrap()
-        .index();
+    let class = gomalloc::malloc::small_class(size, 8).unwrap().index();
     // SAFETY: the calling thread's cache is live.
-    unsafe { (*gomalloc::mcache::current()).free_hint[spc].get() }
+    unsafe { (*gomalloc::mcache::current()).free_hint[class].get() }
 }
 
 #[test]

@@ -131,24 +131,24 @@ fn multiples_of_16_stay_16_aligned() {
 /// alignments it serves.
 #[test]
 fn flattened_table_matches_the_two_tables() {
-    use gomalloc::sizeclass::{SpanClass, fast_noscan_spc, size_to_class};
+    use gomalloc::sizeclass::{fast_class, size_to_class};
     for size in 0..=gomalloc::sizeclasses::MAX_SMALL_SIZE {
-        let c8 = SpanClass::new(size_to_class(size), true).index();
-        assert_eq!(fast_noscan_spc(size, 8), Some(c8), "size {size}");
-        assert_eq!(fast_noscan_spc(size, 1), Some(c8), "size {size}");
-        let c16 = SpanClass::new(size_to_class(size.next_multiple_of(16)), true).index();
-        assert_eq!(fast_noscan_spc(size, 16), Some(c16), "size {size}");
+        let c8 = size_to_class(size).index();
+        assert_eq!(fast_class(size, 8), Some(c8), "size {size}");
+        assert_eq!(fast_class(size, 1), Some(c8), "size {size}");
+        let c16 = size_to_class(size.next_multiple_of(16)).index();
+        assert_eq!(fast_class(size, 16), Some(c16), "size {size}");
         assert!(size_to_class(size.next_multiple_of(16)).size() % 16 == 0 || size == 0);
     }
-    assert_eq!(fast_noscan_spc(32769, 8), None);
-    assert_eq!(fast_noscan_spc(64, 32), None);
+    assert_eq!(fast_class(32769, 8), None);
+    assert_eq!(fast_class(64, 32), None);
 }
 
 /// C malloc's table gives, for every size, the class `alloc(size, align)` uses at the
 /// alignment C promises: 16 from 16 bytes up, 8 below.
 #[test]
 fn malloc_table_matches_the_alignment_c_promises() {
-    use gomalloc::sizeclass::{MALLOC_SPC_BY_SIZE8, fast_noscan_spc};
+    use gomalloc::sizeclass::{MALLOC_CLASS_BY_SIZE8, fast_class};
     for size in 0..=gomalloc::sizeclasses::MAX_SMALL_SIZE {
         let align = if size >= gomalloc::MALLOC_ALIGN {
             16
@@ -156,8 +156,8 @@ fn malloc_table_matches_the_alignment_c_promises() {
             8
         };
         assert_eq!(
-            Some(MALLOC_SPC_BY_SIZE8[(size + 7) >> 3] as usize),
-            fast_noscan_spc(size, align),
+            Some(MALLOC_CLASS_BY_SIZE8[(size + 7) >> 3] as usize),
+            fast_class(size, align),
             "size {size}"
         );
     }

@@ -12,7 +12,7 @@ use crate::mark::note_span_range;
 use crate::ptr::{POISON, VTable};
 use crate::stats::COUNTERS;
 use gomalloc::gcapi::{self, ObjectKind, OwnedSpan};
-use gomalloc::gcapi::{NUM_SIZE_CLASSES, SizeClass, Span, small_class};
+use gomalloc::gcapi::{NUM_SIZE_CLASSES, SizeClass, Span};
 use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -453,13 +453,6 @@ fn sweep_large() {
         }
         SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
     }
-}
-
-/// Allocates a small object of `size` bytes for a `spc`-less caller: the span class for
-/// `(size, align)` or `None` for a large object.
-#[inline(always)]
-pub(crate) fn class_for(kind: u8, size: usize, align: usize) -> Option<SizeClass> {
-    small_class(size, align, span_kind(kind) != ObjectKind::Scan).map(|spc| spc.size_class())
 }
 
 /// Sweeps one span: destroys unmarked objects (when `drops`: the span's list kind has

@@ -424,7 +424,7 @@ impl Mutator {
                 if !p.is_null() {
                     return p;
                 }
-            } else if let Some(class) = heap::class_for(kind, size, align) {
+            } else if let Some(class) = gcapi::small_class(size, align) {
                 let p = self.cache_mut().alloc_fast(kind, class);
                 if !p.is_null() {
                     return p;
@@ -454,7 +454,7 @@ impl Mutator {
         }
         let c = self.cache_mut();
         let small = if size <= MAX_SMALL_SIZE {
-            heap::class_for(kind, size, align)
+            gcapi::small_class(size, align)
         } else {
             None
         };
@@ -508,7 +508,7 @@ impl Mutator {
 
     /// Allocate-black: marks an object allocated while a cycle is marking.
     fn mark_new(&self, p: usize, kind: u8, size: usize, align: usize) {
-        let span = match heap::class_for(kind, size, align) {
+        let span = match gcapi::small_class(size, align) {
             Some(_) if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 => gcapi::span_of(p),
             Some(class) => self.cache_mut().span_of_class(kind, class),
             None => gcapi::span_of(p),

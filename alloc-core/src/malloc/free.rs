@@ -20,7 +20,7 @@ use crate::mcentral::central;
 use crate::mheap::HEAP;
 use crate::remote::Push;
 use crate::report::fatal;
-use crate::sizeclass::{fast_noscan_spc, PAGE_SHIFT};
+use crate::sizeclass::{fast_class, PAGE_SHIFT};
 use crate::span::{Span, SpanState};
 use core::ptr;
 
@@ -133,16 +133,16 @@ unsafe fn free_fast_via_arena_map(c: *mut MCache, addr: usize) -> bool {
 /// As for [`free`].
 #[inline(always)]
 pub unsafe fn free_sized(p: *mut u8, size: usize, align: usize) {
-    if let Some(spc) = fast_noscan_spc(size, align) {
+    if let Some(class) = fast_class(size, align) {
         // SAFETY: `current()` is the thread's cache or the static empty one (whose spans
         // hold no slot, so the window test fails); every span in a cache is owned by it.
         unsafe {
             let c = mcache::current();
-            let span = (*c).free_span(spc);
+            let span = (*c).free_span(class);
             if span.free_in_window(p as usize) {
                 return;
             }
-            return free_via_hint(c, span, spc, p);
+            return free_via_hint(c, span, class, p);
         }
     }
     // SAFETY: `free_cold` has `free_sized`'s contract (`p` from this allocator, not used
@@ -171,10 +171,10 @@ unsafe fn free_cold(p: *mut u8) {
 ///
 /// # Safety
 /// `c` is the calling thread's cache (or the static empty one), `span` its free hint of
-/// class `spc`; `p` as for [`free`].
+/// `class`; `p` as for [`free`].
 #[cold]
 #[inline(never)]
-unsafe fn free_via_hint(c: *mut MCache, span: &Span, spc: usize, p: *mut u8) {
+unsafe fn free_via_hint(c: *mut MCache, span: &Span, class: usize, p: *mut u8) {
     let addr = p as usize;
     // SAFETY: the hint is the static empty span (no slots: `slot_of` fails) or a span `c`
     // owns (the hint's invariant: a span leaving the cache clears it), so this thread may
@@ -199,12 +199,12 @@ unsafe fn free_via_hint(c: *mut MCache, span: &Span, spc: usize, p: *mut u8) {
             }
             return free_cold(p);
         }
-        let alloc = (*c).span(spc);
+        let alloc = (*c).span(class);
         if let Some(idx) = alloc.slot_of(addr) {
             // `c` owns `alloc` (a span with slots is a real span, so `c` is a real cache);
             // `idx < nelems`.
             if alloc.try_free_local_branchy(idx, addr) {
-                (*c).free_hint[spc].set(alloc as *const Span as *mut Span);
+                (*c).free_hint[class].set(alloc as *const Span as *mut Span);
                 return;
             }
             return free_cold(p);
@@ -278,8 +278,8 @@ unsafe fn free_via_arena_map(c: *mut MCache, p: *mut u8) {
             Some(idx) => {
                 // `c` owns a span, so it is a real cache, not the static empty one. The
                 // span is the class's allocating span or one it retains.
-                let spc = sr.spanclass.get().index();
-                (*c).free_hint[spc].set(s);
+                let class = sr.spanclass.get().size_class().index();
+                (*c).free_hint[class].set(s);
                 if starts_a_run(sr, idx) {
                     return free_loading_window(sr, idx, p);
                 }
@@ -373,7 +373,7 @@ unsafe fn free_remote_or_large(s: *mut Span, addr: usize) {
         Push::Woke => {
             // We woke a span parked in its mcentral: hand it over.
             // SAFETY: the span is unowned and, notified, on no list but this push's.
-            unsafe { central(sr.spanclass.get()).pending.push(s) };
+            unsafe { central(sr.spanclass.get().size_class()).pending.push(s) };
             crate::scavenge::span_pending();
         }
         // Freed remotely twice with no collection in between; a double free whose

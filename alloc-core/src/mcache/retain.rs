@@ -8,7 +8,8 @@
 use super::{current, enough_free, evict, MCache, ACTIVE, EMPTY_CACHE_PTR};
 use crate::mcentral::central;
 use crate::tls;
-use crate::sizeclass::{SpanClass, NUM_SPAN_CLASSES, PAGE_SHIFT};
+use crate::sizeclass::{SizeClass, PAGE_SHIFT};
+use crate::sizeclasses::NUM_SIZE_CLASSES;
 use crate::span::{Span, SpanList, NO_WINDOW};
 use crate::sync::{AtomicUsize, Ordering};
 use core::ptr;
@@ -31,7 +32,7 @@ pub fn trim_requests() -> usize {
 }
 
 /// Bytes of full spans a cache may retain in all, in one class or several, so that a
-/// thread's cache holds at most this plus one span per class (136) whatever it does. There
+/// thread's cache holds at most this plus one span per size class (67) whatever it does. There
 /// is no cap per class: one class can be a thread's whole working set, and a per-class cap
 /// sends a batch of large-ish blocks (a few to a span) through the mcentral and the page
 /// heap, its objects freed as remote frees. 16 MiB holds the working set of a thread that
@@ -43,14 +44,14 @@ pub const RETAIN_TOTAL_BYTES: usize = 16 << 20;
 /// oldest two.
 const RETAIN_PROBES: usize = 2;
 
-/// The retained spans of class `spc`.
+/// The retained spans of `class`.
 ///
 /// # Safety
 /// The caller owns `c` and holds no other reference to this list.
 #[allow(clippy::mut_from_ref)]
-pub(super) unsafe fn retained(c: &MCache, spc: SpanClass) -> &mut SpanList {
+pub(super) unsafe fn retained(c: &MCache, class: SizeClass) -> &mut SpanList {
     // SAFETY: only the owner touches the lists, and the caller holds no other reference.
-    unsafe { &mut *c.retained[spc.index()].get() }
+    unsafe { &mut *c.retained[class.index()].get() }
 }
 
 /// Retains `s`, which the cache just stopped allocating from. If the cache's total would
@@ -58,23 +59,23 @@ pub(super) unsafe fn retained(c: &MCache, spc: SpanClass) -> &mut SpanList {
 /// and `s` too if that is not enough.
 ///
 /// # Safety
-/// The caller owns `c` and `s` (in use, class `spc`, no longer in `alloc`, window committed).
-pub(super) unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) -> bool {
-    let np = spc.size_class().npages();
+/// The caller owns `c` and `s` (in use, of `class`, no longer in `alloc`, window committed).
+pub(super) unsafe fn retire(c: &MCache, class: SizeClass, s: *mut Span) -> bool {
+    let np = class.npages();
     let max_pages = RETAIN_TOTAL_BYTES >> PAGE_SHIFT;
-    // SAFETY: the caller owns `c` and `s`, an in-use span of class `spc` out of `alloc`
+    // SAFETY: the caller owns `c` and `s`, an in-use span of `class` out of `alloc`
     // with its window committed (# Safety); the retained list holds only `c`'s spans.
     unsafe {
-        let list = retained(c, spc);
+        let list = retained(c, class);
         if c.retained_pages.get() + np > max_pages {
             let old = list.pop_front();
             if !old.is_null() {
                 c.retained_pages.set(c.retained_pages.get() - np);
                 (*old).settle_retained();
-                evict(c, spc, old);
+                evict(c, class, old);
             }
             if c.retained_pages.get() + np > max_pages {
-                evict(c, spc, s);
+                evict(c, class, s);
                 return false;
             }
         }
@@ -85,16 +86,16 @@ pub(super) unsafe fn retire(c: &MCache, spc: SpanClass, s: *mut Span) -> bool {
     true
 }
 
-/// Whether [`retire`] would keep a span of class `spc` now: the budget has room for it, or
+/// Whether [`retire`] would keep a span of `class` now: the budget has room for it, or
 /// the class has a retained span to send to the mcentral in its place.
 ///
 /// # Safety
 /// The caller owns `c`.
-unsafe fn retire_keeps(c: &MCache, spc: SpanClass) -> bool {
-    let np = spc.size_class().npages();
+unsafe fn retire_keeps(c: &MCache, class: SizeClass) -> bool {
+    let np = class.npages();
     // SAFETY: the caller owns `c` (# Safety), so its counters are ours to read.
     c.retained_pages.get() + np <= RETAIN_TOTAL_BYTES >> PAGE_SHIFT
-        || !unsafe { retained(c, spc) }.is_empty()
+        || !unsafe { retained(c, class) }.is_empty()
 }
 
 /// Takes the parked span `s` back into the calling thread's cache, as a retained span, if
@@ -124,15 +125,15 @@ pub unsafe fn adopt_for_free(s: *mut Span) -> bool {
     if c == EMPTY_CACHE_PTR || sr.last_owner.load(Ordering::Relaxed) != c {
         return false;
     }
-    let spc = sr.spanclass.get();
+    let class = sr.spanclass.get().size_class();
     // SAFETY: `c` is the calling thread's own cache (not the empty one), which no one
     // else touches; `s` as the caller says. Adopted, `s` is owned by `c`, in no list, with
     // its window committed: what `retire` takes.
     unsafe {
-        if !retire_keeps(&*c, spc) || !central(spc).adopt_parked(s, c) {
+        if !retire_keeps(&*c, class) || !central(class).adopt_parked(s, c) {
             return false;
         }
-        let kept = retire(&*c, spc, s);
+        let kept = retire(&*c, class, s);
         crate::check!(kept, "adopted span not retained", s as usize);
         if kept {
             ADOPTED.fetch_add(1, Ordering::Relaxed);
@@ -153,11 +154,11 @@ pub static ADOPTED: AtomicUsize = AtomicUsize::new(0);
 ///
 /// # Safety
 /// The caller owns `c`.
-pub(super) unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
+pub(super) unsafe fn take_retained(c: &MCache, class: SizeClass) -> *mut Span {
     // SAFETY: the caller owns `c` (# Safety), so its retained lists are ours, and their
     // members are in-use spans `c` owns (`MCache` invariants).
     unsafe {
-        let list = retained(c, spc);
+        let list = retained(c, class);
         let mut s = list.front();
         let mut last = ptr::null_mut();
         for _ in 0..list.len().min(RETAIN_PROBES) {
@@ -187,7 +188,7 @@ pub(super) unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
                     sr.check_invariants();
                     list.remove(s);
                     c.retained_pages
-                        .set(c.retained_pages.get() - spc.size_class().npages());
+                        .set(c.retained_pages.get() - class.npages());
                     return s;
                 }
                 settled = true;
@@ -211,21 +212,21 @@ pub(super) unsafe fn take_retained(c: &MCache, spc: SpanClass) -> *mut Span {
 /// # Safety
 /// The caller owns `c`, and nobody allocates from it concurrently.
 pub unsafe fn release_retained(c: &MCache) {
-    for spc in 2..NUM_SPAN_CLASSES {
-        let spc = SpanClass(spc as u8);
+    for class in 1..NUM_SIZE_CLASSES {
+        let class = SizeClass(class as u8);
         // SAFETY: the caller owns `c` and nobody allocates from it (# Safety), so its
         // retained lists and their spans are ours.
         unsafe {
-            let list = retained(c, spc);
+            let list = retained(c, class);
             loop {
                 let s = list.pop_front();
                 if s.is_null() {
                     break;
                 }
                 c.retained_pages
-                    .set(c.retained_pages.get() - spc.size_class().npages());
+                    .set(c.retained_pages.get() - class.npages());
                 (*s).settle_retained();
-                evict(c, spc, s);
+                evict(c, class, s);
             }
         }
     }
@@ -264,10 +265,10 @@ pub(crate) unsafe fn retained_pages(c: &MCache) -> usize {
 ///
 /// # Safety
 /// The caller owns `c`; `f` does not change the lists.
-pub(crate) unsafe fn for_each_retained(c: &MCache, mut f: impl FnMut(SpanClass, *mut Span)) {
-    for spc in 0..NUM_SPAN_CLASSES {
-        let spc = SpanClass(spc as u8);
+pub(crate) unsafe fn for_each_retained(c: &MCache, mut f: impl FnMut(SizeClass, *mut Span)) {
+    for class in 0..NUM_SIZE_CLASSES {
+        let class = SizeClass(class as u8);
         // SAFETY: the caller owns `c` and `f` does not change the lists (# Safety).
-        unsafe { retained(c, spc) }.for_each(|s| f(spc, s));
+        unsafe { retained(c, class) }.for_each(|s| f(class, s));
     }
 }

@@ -40,8 +40,8 @@ use bucket::{Bucket, MAX_STACK, TABLE};
 /// records it under the calling stack. Null when out of memory.
 #[cold]
 #[inline(never)]
-pub fn alloc_sampled(size: usize, align: usize, noscan: bool) -> *mut u8 {
-    let p = crate::malloc::alloc_large_for_sample(size, align, noscan);
+pub fn alloc_sampled(size: usize, align: usize) -> *mut u8 {
+    let p = crate::malloc::alloc_large_for_sample(size, align);
     if !p.is_null() {
         // SAFETY: `p` was just allocated as the one block of its span.
         unsafe { record_sampled(p, size) };
@@ -95,10 +95,11 @@ pub unsafe fn record_sampled(p: *mut u8, size: usize) {
 }
 
 /// Counts the free of the sampled block of span `s` (Go's `mProf_Free`). Called by the
-/// large-object free before the span goes back to the page heap.
+/// large-object free and by [`crate::gcapi::free_span`] (the collector's spans) before the
+/// span goes back to the page heap.
 #[cold]
 #[inline(never)]
-pub fn freed(s: &Span) {
+pub(crate) fn freed(s: &Span) {
     let id = s.prof_bucket.replace(0);
     TABLE.lock().record_free(id);
 }
