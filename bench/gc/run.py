@@ -8,8 +8,9 @@ Needs: cargo, golang-go (Go 1.19), gcc and libgc-dev. Usage:
     python3 bench/gc/run.py [--depth N] [--runs R] > table.md
 
 With --pause, runs the pause benchmark instead (gc/examples/pause.rs and bench/gc/pause.go:
-a live graph of small objects, two threads replacing parts of it) in Rust and Go, once
-each, and prints its table: cycles, world-stopped pause max / p99 / p50, share of the wall
+a live graph of small objects, two threads replacing parts of it) in Rust with the
+stopped mark and with the concurrent one (GOMALLOC_GCCONCURRENT=1), and in Go, once each,
+and prints its table: cycles, world-stopped pause max / p99 / p50, share of the wall
 time stopped, mutator throughput, peak RSS:
     python3 bench/gc/run.py --pause [--live-mib 1024] [--seconds 20]
 """
@@ -77,14 +78,16 @@ def parse(impl, err):
 def pause(live_mib, seconds):
     """The pause benchmark, Rust then Go, one run each; prints a Markdown table."""
     build(pause=True)
-    progs = [("Rust gomalloc-gc", "target/release/examples/pause"),
-             ("Go 1.19", os.path.join(OUT, "pause_go"))]
+    rust = "target/release/examples/pause"
+    progs = [("Rust gomalloc-gc, stopped mark", rust, {}),
+             ("Rust gomalloc-gc, concurrent mark", rust, {"GOMALLOC_GCCONCURRENT": "1"}),
+             ("Go 1.19", os.path.join(OUT, "pause_go"), {})]
     print(f"| implementation ({live_mib} MiB live, {seconds:g} s) | cycles | max pause ms "
           "| p99 ms | p50 ms | stopped % | M nodes/s | peak RSS MiB | wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, path in progs:
+    for name, path, env in progs:
         cmd = [os.path.join(ROOT, path), str(live_mib), str(seconds)]
-        w, _, _, out, _ = run(cmd, dict(os.environ))
+        w, _, _, out, _ = run(cmd, {**os.environ, **env})
         sys.stderr.write(out)
         m = dict(kv.split("=") for kv in
                  re.search(r"^pause-result (.*)$", out, re.M).group(1).split())
