@@ -5,7 +5,8 @@
 use crate::heap;
 use crate::mark::{Tracer, WorkList, with_registers_spilled};
 use crate::mutator::{
-    self, BLOCKING, GC_FLAGS, MARKING, Mutator, PARKED, RUNNING, STOP, ThreadRec, WORLD_CV, world,
+    self, BLOCKING, FLUSH, FLUSH_ROUND, GC_FLAGS, MARKING, Mutator, PARKED, RUNNING, STOP,
+    ThreadRec, WORLD_CV, world,
 };
 use crate::pacer;
 use crate::stats::{self, CycleReport, STACK_BYTES};
@@ -309,8 +310,7 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
         let heap1 = heap::HEAP_LIVE.load(Ordering::Relaxed);
         let next_goal = finish_cycle(marked);
         debug_assert_world_stopped(&threads, &resumed, me.map(|m| m.rec()));
-        start_the_world();
-        let end = Instant::now();
+        let end = start_the_world();
         let report = CycleReport {
             start,
             t_concurrent: t_stop - start,
@@ -333,6 +333,7 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
         };
         report_cycle(&report, end);
     });
+    end_cycle();
     crate::weak::wake_finalizer_thread();
 }
 
@@ -366,21 +367,37 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         let live_at_start = heap::HEAP_LIVE.load(Ordering::Relaxed);
         GC_FLAGS.fetch_or(MARKING, Ordering::SeqCst);
         MARKING_CONCURRENTLY.store(true, Ordering::Relaxed);
-        restart_marking();
-        let t_restarted = Instant::now();
+        ASSIST_WANTED.store(false, Ordering::Relaxed);
+        let t_restarted = start_the_world();
         // A quarter of the markers a stopped mark uses, at least one (Go's
         // `gcBackgroundUtilization`: 25% of the cores mark while the program runs).
         let markers = WORKERS.load(Ordering::Relaxed).div_ceil(4);
         let (mut workers, mut helper_objects) = (1, 0);
+        let mut rounds = 0;
         loop {
-            let (w, h) = drain(&mut t, markers);
-            workers = workers.max(w);
-            helper_objects += h;
+            if markers > 1 {
+                let (w, h) = drain(&mut t, markers);
+                workers = workers.max(w);
+                helper_objects += h;
+            }
+            drain_sharing_with_assists(&mut t);
             let shaded = std::mem::take(&mut *SHADE.lock().unwrap_or_else(|e| e.into_inner()));
-            if shaded.is_empty() {
+            if !shaded.is_empty() {
+                t.extend(shaded);
+                continue;
+            }
+            if ASSISTS.load(Ordering::Acquire) != 0 || !ASSIST_WORK.is_empty() {
+                // An assist holds grey objects it will hand back.
+                std::thread::yield_now();
+                continue;
+            }
+            // Nothing left here: ask the mutators for what their barrier buffers hold, and
+            // mark on if they held anything (Go's `gcMarkDone`), so that the stop below
+            // drains only what was shaded after the last round.
+            if rounds == MAX_FLUSH_ROUNDS || !flush_round(me.map(|m| m.rec())) {
                 break;
             }
-            t.extend(shaded);
+            rounds += 1;
         }
         let t_drained = Instant::now();
         // Mark termination. Stopping flushes every mutator's barrier buffer.
@@ -402,8 +419,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         pacer::record_concurrent_mark(black);
         let next_goal = finish_cycle(marked + black);
         debug_assert_world_stopped(&threads, &resumed, me.map(|m| m.rec()));
-        start_the_world();
-        let end = Instant::now();
+        let end = start_the_world();
         let report = CycleReport {
             start,
             t_concurrent: t_stop - start,
@@ -426,6 +442,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         };
         report_cycle(&report, end);
     });
+    end_cycle();
 }
 
 /// Publishes a finished cycle's figures (stats, gctrace) at `end`.
@@ -438,10 +455,81 @@ fn report_cycle(report: &CycleReport, end: Instant) {
     );
 }
 
-/// Restarts the world after mark start: as [`start_the_world`], but the cycle goes on
-/// (`collecting` stays set, so no other cycle starts and `collect()` callers wait).
-fn restart_marking() {
-    restart(false);
+/// Grey objects the concurrent marker hands to mark assists, and that assists hand back.
+pub(crate) static ASSIST_WORK: WorkList = WorkList::new();
+/// Mark assists running now.
+pub(crate) static ASSISTS: AtomicUsize = AtomicUsize::new(0);
+/// An assist found no work: the marker shares half of its grey stack at its next slice.
+pub(crate) static ASSIST_WANTED: AtomicBool = AtomicBool::new(false);
+/// Grey objects the concurrent marker traces between two looks at [`ASSIST_WANTED`].
+const SLICE: usize = 256;
+
+/// Drains `t` and what assists hand back, giving half of its work to [`ASSIST_WORK`]
+/// whenever an assist asks for some.
+fn drain_sharing_with_assists(t: &mut Tracer) {
+    loop {
+        if !t.drain_some(SLICE) {
+            if ASSIST_WANTED.swap(false, Ordering::Relaxed) {
+                t.share_half(&ASSIST_WORK);
+            }
+            continue;
+        }
+        if !t.take_chunk(&ASSIST_WORK) {
+            return;
+        }
+    }
+}
+
+/// A mark assist (Go's `gcAssistAlloc`): the calling mutator, which allocates while a
+/// concurrent mark runs in the last part of the runway, traces up to `budget` grey objects
+/// that the marker handed out, and hands back what it has left. So a thread that allocates
+/// fast pays for it in marking, and the mark keeps ahead of the heap's growth.
+pub(crate) fn assist(budget: usize) {
+    ASSISTS.fetch_add(1, Ordering::AcqRel);
+    let mut t = Tracer::new();
+    let mut left = budget;
+    while left > 0 && (t.pending() > 0 || t.take_chunk(&ASSIST_WORK)) {
+        left -= t.drain_counted(left);
+    }
+    if left == budget {
+        // Nothing to trace: ask the marker to share.
+        ASSIST_WANTED.store(true, Ordering::Relaxed);
+    }
+    let mut grey = Vec::new();
+    t.take_grey(&mut grey);
+    ASSIST_WORK.push(grey);
+    SHADE_BYTES.fetch_add(t.marked_bytes, Ordering::Relaxed);
+    ASSISTS.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Flush rounds a concurrent mark runs at most before it stops the world for termination
+/// (each that found work is followed by more marking).
+const MAX_FLUSH_ROUNDS: u32 = 8;
+
+/// How long a flush round waits for the running mutators to reach a safepoint. One that
+/// does not (it neither allocates nor calls `safepoint`) is flushed by the stop instead.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// One flush round: every running mutator but `me` moves its barrier buffer to [`SHADE`]
+/// at its next safepoint (threads parked or in blocking regions flushed on the way there). True
+/// if the round found grey objects (left in `SHADE` for the marker).
+fn flush_round(me: Option<&Arc<ThreadRec>>) -> bool {
+    let round = FLUSH_ROUND.fetch_add(1, Ordering::AcqRel) + 1;
+    GC_FLAGS.fetch_or(FLUSH, Ordering::SeqCst);
+    let threads = world().threads.clone();
+    let deadline = Instant::now() + FLUSH_WAIT;
+    // The collecting thread (`me`, marking) flushed before the first stop and shades
+    // nothing since.
+    while threads.iter().any(|t| {
+        !me.is_some_and(|m| Arc::ptr_eq(m, t))
+            && t.state.load(Ordering::Acquire) == RUNNING
+            && t.flushed.load(Ordering::Acquire) < round
+    }) && Instant::now() < deadline
+    {
+        std::thread::yield_now();
+    }
+    GC_FLAGS.fetch_and(!FLUSH, Ordering::SeqCst);
+    !SHADE.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
 }
 
 /// Stops every attached thread but `me` at a safepoint or in a blocking region; returns
@@ -483,19 +571,14 @@ fn debug_assert_world_stopped(
     }
 }
 
-/// Restarts the world and ends the cycle.
-pub(crate) fn start_the_world() {
-    restart(true);
-}
-
-/// Restarts the world, ending the cycle if `end_cycle`.
-fn restart(end_cycle: bool) {
+/// Restarts the world; the cycle goes on (`collecting` stays set: no other cycle starts
+/// and `collect()` callers wait) until [`end_cycle`]. Returns when the world was released
+/// (every thread set to run, before they are woken: when the pause ends, not when the OS
+/// gets round to the collecting thread again after the wake-ups).
+pub(crate) fn start_the_world() -> Instant {
     let mut w = world();
     GC_FLAGS.fetch_and(!STOP, Ordering::SeqCst);
     w.stw = false;
-    if end_cycle {
-        w.collecting = false;
-    }
     w.epoch += 1;
     // Parked threads run again from now on: say so before anyone can stop the world
     // again (see the world protocol in `mutator`).
@@ -505,6 +588,15 @@ fn restart(end_cycle: bool) {
         }
     }
     drop(w);
+    let released = Instant::now();
+    WORLD_CV.notify_all();
+    released
+}
+
+/// Ends the cycle, once its figures are recorded (a `collect()` caller that sees the cycle
+/// end sees them too): another may start, and the threads waiting for this one go on.
+fn end_cycle() {
+    world().collecting = false;
     WORLD_CV.notify_all();
 }
 
@@ -592,7 +684,8 @@ pub(crate) fn terminate(
 ) -> (usize, usize, usize) {
     loop {
         let shaded = std::mem::take(&mut *SHADE.lock().unwrap());
-        if shaded.is_empty() && t.pending() == 0 {
+        let handed_back = t.take_chunk(&ASSIST_WORK);
+        if shaded.is_empty() && !handed_back && t.pending() == 0 {
             break;
         }
         t.extend(shaded);

@@ -132,14 +132,17 @@ impl WorkList {
         self.len.store(c.len(), Ordering::Release);
     }
 
-    fn pop(&self) -> Option<Vec<usize>> {
+    pub(crate) fn pop(&self) -> Option<Vec<usize>> {
+        if self.is_empty() {
+            return None;
+        }
         let mut c = self.chunks.lock().unwrap();
         let r = c.pop();
         self.len.store(c.len(), Ordering::Release);
         r
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len.load(Ordering::Acquire) == 0
     }
 }
@@ -400,16 +403,23 @@ impl Tracer {
     }
 
     /// Traces up to `budget` grey objects; true if the tracer holds no grey object.
-    pub(crate) fn drain_some(&mut self, mut budget: usize) -> bool {
-        while budget > 0 {
+    pub(crate) fn drain_some(&mut self, budget: usize) -> bool {
+        self.drain_counted(budget);
+        self.pending() == 0
+    }
+
+    /// Traces up to `budget` grey objects; returns how many it traced.
+    pub(crate) fn drain_counted(&mut self, budget: usize) -> usize {
+        let mut n = 0;
+        while n < budget {
             let Some(base) = self.next_grey() else {
-                return true;
+                break;
             };
             // SAFETY: only allocated scan objects are pushed; they start with a vtable.
             unsafe { scan_object(base, self) };
-            budget -= 1;
+            n += 1;
         }
-        self.pending() == 0
+        n
     }
 
     /// Traces grey objects until none is left anywhere (this tracer, the shared work list,
@@ -440,6 +450,26 @@ impl Tracer {
                 }
                 std::thread::yield_now();
             }
+        }
+    }
+
+    /// Hands the bottom half of this tracer's grey stack to `work` (for a mark assist) if
+    /// it holds at least [`SHARE_AT`] objects.
+    pub(crate) fn share_half(&mut self, work: &WorkList) {
+        if self.stack.len() >= SHARE_AT {
+            let top = self.stack.split_off(self.stack.len() / 2);
+            work.push(std::mem::replace(&mut self.stack, top));
+        }
+    }
+
+    /// Takes a chunk of `work` onto this tracer's grey stack; false if `work` was empty.
+    pub(crate) fn take_chunk(&mut self, work: &WorkList) -> bool {
+        match work.pop() {
+            Some(c) => {
+                self.stack.extend(c);
+                true
+            }
+            None => false,
         }
     }
 

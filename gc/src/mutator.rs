@@ -31,6 +31,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 pub(crate) const STOP: u8 = 1;
 /// `GC_FLAGS` bit: a cycle is marking while mutators run (barrier on, allocate black).
 pub(crate) const MARKING: u8 = 2;
+/// `GC_FLAGS` bit: a concurrent mark asks every running mutator to flush its barrier
+/// buffer at its next safepoint and acknowledge the round ([`ThreadRec::flushed`]).
+pub(crate) const FLUSH: u8 = 4;
+/// The flush round the collector asked for last ([`FLUSH`]).
+pub(crate) static FLUSH_ROUND: AtomicU64 = AtomicU64::new(0);
 /// Read on every allocation (one relaxed load on the fast path).
 pub(crate) static GC_FLAGS: AtomicU8 = AtomicU8::new(0);
 
@@ -48,6 +53,10 @@ pub(crate) struct ThreadRec {
     /// Times the thread went back to `RUNNING` after a stop (a debug check that nothing
     /// resumes while the world is stopped).
     pub resumed: AtomicU64,
+    /// The last flush round ([`FLUSH_ROUND`]) in which this thread moved its barrier
+    /// buffer to the collector's shared list (release; the collector reads it with
+    /// acquire before taking the list).
+    pub flushed: AtomicU64,
     /// The thread's handle scopes (precise roots).
     pub handles: ShadowStack,
     /// While `BLOCKING`: the words of `[sp, stack_hi)` that may be GC pointers, as the
@@ -180,6 +189,7 @@ pub fn attach() -> Box<Mutator> {
         sp: AtomicUsize::new(0),
         stack_hi: hi,
         resumed: AtomicU64::new(0),
+        flushed: AtomicU64::new(0),
         handles: ShadowStack::new(),
         blocked_stack: Mutex::new(Vec::new()),
     });
@@ -290,7 +300,23 @@ impl Mutator {
     /// `RefMut` of a traced type is alive on it: see [`RefLock::borrow_mut`](crate::RefLock::borrow_mut)).
     #[inline]
     pub fn safepoint(&self) {
-        if GC_FLAGS.load(Ordering::Relaxed) & STOP != 0 && self.st().open_borrows.get() == 0 {
+        let flags = GC_FLAGS.load(Ordering::Relaxed);
+        if flags & (STOP | FLUSH) != 0 {
+            self.safepoint_slow(flags);
+        }
+    }
+
+    /// What a safepoint does when a collector asked for something: flush the barrier
+    /// buffer for a flush round, park for a stop.
+    #[cold]
+    #[inline(never)]
+    fn safepoint_slow(&self, flags: u8) {
+        if flags & FLUSH != 0 {
+            let round = FLUSH_ROUND.load(Ordering::Acquire);
+            self.flush_barrier();
+            self.rec().flushed.store(round, Ordering::Release);
+        }
+        if flags & STOP != 0 && self.st().open_borrows.get() == 0 {
             self.park();
         }
     }
@@ -415,10 +441,10 @@ impl Mutator {
             return self.alloc_sampled(kind, size, align);
         }
         // Allocation goes on on this path while a cycle marks (windows are loaded black,
-        // `heap::mark_free_if_marking`); a stop request sends it to the slow path's
-        // safepoint.
+        // `heap::mark_free_if_marking`); a stop or flush request sends it to the slow
+        // path's safepoint.
         let flags = GC_FLAGS.load(Ordering::Relaxed);
-        if flags & STOP == 0 && size <= MAX_SMALL_SIZE {
+        if flags & (STOP | FLUSH) == 0 && size <= MAX_SMALL_SIZE {
             if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 {
                 let p = self.cache_mut().tiny_fast(size, align);
                 if !p.is_null() {
@@ -440,6 +466,11 @@ impl Mutator {
         self.safepoint();
         if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
             crate::collector::collect_auto(self);
+            if crate::collector::MARKING_CONCURRENTLY.load(Ordering::Relaxed)
+                && crate::pacer::should_assist()
+            {
+                crate::collector::assist(crate::pacer::ASSIST_BUDGET);
+            }
             if crate::collector::MARKING_CONCURRENTLY.load(Ordering::Relaxed)
                 && crate::pacer::over_goal()
                 && !self.in_blocking_region()

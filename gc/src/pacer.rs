@@ -172,6 +172,21 @@ pub(crate) fn should_collect() -> bool {
     HEAP_LIVE.load(Ordering::Relaxed) >= HEAP_TRIGGER.load(Ordering::Relaxed)
 }
 
+/// Grey objects a mark assist traces per allocation slow path (about one window of
+/// allocated objects: an assist ratio of a few objects scanned per object allocated).
+pub(crate) const ASSIST_BUDGET: usize = 256;
+
+/// True when a mutator allocating while a concurrent mark runs should assist it: the heap
+/// is past the middle of the runway between the trigger and the goal.
+#[inline]
+pub(crate) fn should_assist() -> bool {
+    let (trigger, goal) = (
+        HEAP_TRIGGER.load(Ordering::Relaxed),
+        HEAP_GOAL.load(Ordering::Relaxed),
+    );
+    HEAP_LIVE.load(Ordering::Relaxed) >= trigger + goal.saturating_sub(trigger) / 2
+}
+
 /// True when the heap reached its goal (while a concurrent mark runs: an allocating
 /// mutator then waits for the cycle to end, so that the heap does not outgrow the goal).
 #[inline]
