@@ -30,7 +30,8 @@ tsan() {
     # gc::debug::set_parallel_mark_min(0) and 4 markers, and checks that the helpers
     # marked objects), each half of the write barrier, four threads pushing into one
     # GcVec (tests/slices.rs; its single-threaded tests come along), mutators writing
-    # shared graphs and a RefLock while a concurrent mark traces them (tests/concurrent.rs).
+    # shared graphs and a RefLock while the concurrent mark traces them (tests/concurrent.rs;
+    # the concurrent mark is the default in the others too).
     # Left out: the out-of-memory tests (TSan needs memory of its own), the RSS measurement
     # (TSan's shadow memory is resident too), the model test (single-threaded and slow
     # under TSan), the GC's basic tests (single-threaded; and the instrumented frames keep
@@ -45,8 +46,8 @@ tsan() {
         -p gomalloc-gc --test threads --test back_to_back --test barrier --test barrier_halves \
         --test pacer --test stats --test slices --test concurrent \
         -- --test-threads=2 --skip most_of_a_gib_of_small_objects
-    # The collector's tests again with the concurrent mark (the same build).
-    GOMALLOC_GCCONCURRENT=1 tsan_test \
+    # The collector's tests again with the stopped mark (the same build).
+    GOMALLOC_GCCONCURRENT=0 tsan_test \
         -p gomalloc-gc --test threads --test back_to_back --test barrier --test barrier_halves \
         --test pacer --test stats --test slices \
         -- --test-threads=2

@@ -9,7 +9,7 @@ Needs: cargo, golang-go (Go 1.19), gcc and libgc-dev. Usage:
 
 With --pause, runs the pause benchmark instead (gc/examples/pause.rs and bench/gc/pause.go:
 a live graph of small objects, two threads replacing parts of it) in Rust with the
-stopped mark and with the concurrent one (GOMALLOC_GCCONCURRENT=1), and in Go, once each,
+stopped mark (GOMALLOC_GCCONCURRENT=0) and with the concurrent one (the default), and in Go, once each,
 and prints its table: cycles, world-stopped pause max / p99 / p50, share of the wall
 time stopped, mutator throughput, peak RSS:
     python3 bench/gc/run.py --pause [--live-mib 1024] [--seconds 20]
@@ -79,7 +79,7 @@ def pause(live_mib, seconds):
     """The pause benchmark, Rust then Go, one run each; prints a Markdown table."""
     build(pause=True)
     rust = "target/release/examples/pause"
-    progs = [("Rust gomalloc-gc, stopped mark", rust, {}),
+    progs = [("Rust gomalloc-gc, stopped mark", rust, {"GOMALLOC_GCCONCURRENT": "0"}),
              ("Rust gomalloc-gc, concurrent mark", rust, {"GOMALLOC_GCCONCURRENT": "1"}),
              ("Go 1.19", os.path.join(OUT, "pause_go"), {})]
     print(f"| implementation ({live_mib} MiB live, {seconds:g} s) | cycles | max pause ms "

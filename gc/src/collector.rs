@@ -35,10 +35,10 @@ pub(crate) fn grey_ranges() -> [(usize, usize); 2] {
 /// Bytes greyed by the write barrier (added to the cycle's marked bytes).
 pub(crate) static SHADE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
-/// Marking runs concurrently with the mutators (`GOMALLOC_GCCONCURRENT=1`;
-/// [`crate::debug::set_concurrent`]): the world stops twice per cycle, at mark start and
-/// at mark termination, instead of for the whole mark.
-pub(crate) static CONCURRENT: AtomicBool = AtomicBool::new(false);
+/// Marking runs concurrently with the mutators (the default; `GOMALLOC_GCCONCURRENT=0` or
+/// [`crate::debug::set_concurrent`] selects the stopped mark): the world stops twice per
+/// cycle, at mark start and at mark termination, instead of for the whole mark.
+pub(crate) static CONCURRENT: AtomicBool = AtomicBool::new(true);
 
 /// A concurrent cycle is between its two stops (set and cleared with the world stopped).
 pub(crate) static MARKING_CONCURRENTLY: AtomicBool = AtomicBool::new(false);
@@ -102,9 +102,9 @@ pub(crate) fn init() {
         }
         if let Ok(v) = std::env::var("GOMALLOC_GCCONCURRENT") {
             match v.trim() {
-                "1" => CONCURRENT.store(true, Ordering::Relaxed),
-                "0" | "" => {}
-                _ => bad_setting("GOMALLOC_GCCONCURRENT", &v, "`0` or `1`", "0"),
+                "0" => CONCURRENT.store(false, Ordering::Relaxed),
+                "1" | "" => {}
+                _ => bad_setting("GOMALLOC_GCCONCURRENT", &v, "`0` or `1`", "1"),
             }
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -162,9 +162,10 @@ pub fn marking() -> bool {
     crate::cell::marking()
 }
 
-/// Turns the concurrent mark on or off (as `GOMALLOC_GCCONCURRENT=1` does at start-up) and
-/// returns the old setting: the world then stops twice per cycle, at mark start and mark
-/// termination, and the pacer's cycles run on a background thread (design §8).
+/// Turns the concurrent mark (the default) on or off (as `GOMALLOC_GCCONCURRENT` does at
+/// start-up) and returns the old setting. On, the world stops twice per cycle, at mark
+/// start and mark termination, and the pacer's cycles run on a background thread (design
+/// §8); off, it stops for the whole mark, on the thread that reached the goal.
 pub fn set_concurrent(on: bool) -> bool {
     collector::init();
     let old = collector::CONCURRENT.swap(on, Ordering::Relaxed);

@@ -1,4 +1,4 @@
-//! The concurrent mark (`gc::debug::set_concurrent`, `GOMALLOC_GCCONCURRENT=1`): mutators
+//! The concurrent mark (the default; `gc::debug::set_concurrent`): mutators
 //! allocate, replace and read shared graphs while the collector marks, with the checkmark
 //! on (a reachable object the mark missed ends the process with a report); a `RefLock`
 //! mutably borrowed while markers trace it; the pacer's cycles on the background worker.

@@ -163,8 +163,8 @@ fn parallel_marking_while_mutators_build_and_drop_shared_graphs() {
     const MARKERS: usize = 4;
     // Every cycle marks in parallel, with 4 markers whatever the machine.
     gc::debug::set_parallel_mark_min(0);
-    // The stopped mark's helpers are what this tests: the concurrent mark uses a quarter
-    // of the markers (`GOMALLOC_GCCONCURRENT=1` runs of the suite).
+    // The stopped mark's helpers are what this tests: the concurrent mark (the default)
+    // uses a quarter of the markers.
     gc::debug::set_concurrent(false);
     gc::debug::set_mark_workers(MARKERS);
     let mut m = gc::attach();
