@@ -62,10 +62,11 @@ GCTRACE = re.compile(r"^gc \d+ @\S+ \d+%: ([\d.]+)\+([\d.]+)\+([\d.]+) ms clock"
 
 def parse(impl, err):
     """(cycles, longest pause ms) from the collector's own trace output."""
-    if impl == "rust":  # stop-the-world: all three phases pause
+    if impl == "rust" and os.environ.get("GOMALLOC_GCCONCURRENT") == "0":
+        # the stopped mark: all three phases pause
         m = [sum(map(float, g)) for g in GCTRACE.findall(err)]
         return len(m), max(m, default=0.0)
-    if impl == "go":  # concurrent mark: sweep termination + mark termination pause
+    if impl in ("rust", "go"):  # concurrent mark: the first and the last field pause
         m = [float(a) + float(c) for a, _, c in GCTRACE.findall(err)]
         return len(m), max(m, default=0.0)
     # Boehm (GC_PRINT_STATS=1): "Complete collection took N ms M ns"

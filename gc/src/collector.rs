@@ -12,7 +12,7 @@ use crate::pacer;
 use crate::stats::{self, CycleReport, STACK_BYTES};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 static START: OnceLock<Instant> = OnceLock::new();
 static TRACE: AtomicBool = AtomicBool::new(false);
@@ -373,37 +373,54 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         // `gcBackgroundUtilization`: 25% of the cores mark while the program runs).
         let markers = WORKERS.load(Ordering::Relaxed).div_ceil(4);
         let (mut workers, mut helper_objects) = (1, 0);
-        let mut rounds = 0;
-        loop {
-            if markers > 1 {
-                let (w, h) = drain(&mut t, markers);
-                workers = workers.max(w);
-                helper_objects += h;
+        // World-stopped time of the stops that found work and restarted (below).
+        let mut aborted_stops = Duration::ZERO;
+        let mut restarts = 0;
+        let (threads, t_drained, t_stopped2) = loop {
+            let mut rounds = 0;
+            loop {
+                if markers > 1 {
+                    let (w, h) = drain(&mut t, markers);
+                    workers = workers.max(w);
+                    helper_objects += h;
+                }
+                drain_sharing_with_assists(&mut t);
+                let shaded = std::mem::take(&mut *SHADE.lock().unwrap_or_else(|e| e.into_inner()));
+                if !shaded.is_empty() {
+                    t.extend(shaded);
+                    continue;
+                }
+                if ASSISTS.load(Ordering::Acquire) != 0 || !ASSIST_WORK.is_empty() {
+                    // An assist holds grey objects it will hand back.
+                    std::thread::yield_now();
+                    continue;
+                }
+                // Nothing left here: ask the mutators for what their barrier buffers hold,
+                // and mark on if they held anything (Go's `gcMarkDone`), so that the stop
+                // below finds little or nothing.
+                if rounds == MAX_FLUSH_ROUNDS || !flush_round(me.map(|m| m.rec())) {
+                    break;
+                }
+                rounds += 1;
             }
-            drain_sharing_with_assists(&mut t);
+            let t_drained = Instant::now();
+            // Mark termination. Stopping flushes every mutator's barrier buffer. If that
+            // brought grey objects (shaded since the last round: each may lead to a whole
+            // unmarked subgraph), restart and mark them concurrently, as Go's `gcMarkDone`
+            // does, so that the stop stays short; a bounded number of times.
+            let threads = stop_the_world(me.map(|m| m.rec()));
+            let t_stopped2 = Instant::now();
             let shaded = std::mem::take(&mut *SHADE.lock().unwrap_or_else(|e| e.into_inner()));
-            if !shaded.is_empty() {
+            if (shaded.is_empty() && ASSIST_WORK.is_empty()) || restarts == MAX_TERMINATION_RESTARTS
+            {
                 t.extend(shaded);
-                continue;
+                break (threads, t_drained, t_stopped2);
             }
-            if ASSISTS.load(Ordering::Acquire) != 0 || !ASSIST_WORK.is_empty() {
-                // An assist holds grey objects it will hand back.
-                std::thread::yield_now();
-                continue;
-            }
-            // Nothing left here: ask the mutators for what their barrier buffers hold, and
-            // mark on if they held anything (Go's `gcMarkDone`), so that the stop below
-            // drains only what was shaded after the last round.
-            if rounds == MAX_FLUSH_ROUNDS || !flush_round(me.map(|m| m.rec())) {
-                break;
-            }
-            rounds += 1;
-        }
-        let t_drained = Instant::now();
-        // Mark termination. Stopping flushes every mutator's barrier buffer.
-        let threads = stop_the_world(me.map(|m| m.rec()));
+            t.extend(shaded);
+            restarts += 1;
+            aborted_stops += start_the_world() - t_drained;
+        };
         MARKING_CONCURRENTLY.store(false, Ordering::Relaxed);
-        let t_stopped2 = Instant::now();
         let resumed: Vec<u64> = threads
             .iter()
             .map(|t| t.resumed.load(Ordering::Relaxed))
@@ -425,7 +442,10 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
             t_concurrent: t_stop - start,
             t_sweep_term: t_stopped - t_stop,
             t_mark: t_restarted - t_stopped,
-            t_mark_concurrent: Some((t_drained - t_restarted, t_stopped2 - t_drained)),
+            t_mark_concurrent: Some((
+                (t_drained - t_restarted).saturating_sub(aborted_stops),
+                t_stopped2 - t_drained + aborted_stops,
+            )),
             t_mark_term: end - t_stopped2,
             workers,
             helper_objects,
@@ -505,6 +525,10 @@ pub(crate) fn assist(budget: usize) {
 /// Flush rounds a concurrent mark runs at most before it stops the world for termination
 /// (each that found work is followed by more marking).
 const MAX_FLUSH_ROUNDS: u32 = 8;
+
+/// Times mark termination may find grey objects and restart the world to mark them
+/// concurrently before it drains them with the world stopped.
+const MAX_TERMINATION_RESTARTS: u32 = 4;
 
 /// How long a flush round waits for the running mutators to reach a safepoint. One that
 /// does not (it neither allocates nor calls `safepoint`) is flushed by the stop instead.
