@@ -141,11 +141,14 @@ fn main() {
     populate(&m, long_lived_tree_depth, long_lived);
 
     println!(" Creating a long-lived array of {ARRAY_SIZE} doubles");
-    let mut a = vec![0.0f64; ARRAY_SIZE];
-    for (i, v) in a.iter_mut().enumerate().take(ARRAY_SIZE / 2) {
-        *v = 1.0 / i as f64;
-    }
-    let array = Gc::new(&m, a);
+    // In the GC heap, as Go's and Boehm's arrays are.
+    let array = Gc::from_fn(&m, ARRAY_SIZE, |i| {
+        if i < ARRAY_SIZE / 2 {
+            1.0 / i as f64
+        } else {
+            0.0
+        }
+    });
     print_diagnostics();
 
     let mut d = MIN_TREE_DEPTH;
