@@ -9,6 +9,8 @@
 //!
 //! Entries are published with release stores under the heap lock and never removed
 //! (arenas are never unmapped), so readers need no lock.
+//!
+//! Layer: the address map (the crate root's module map, `lib.rs`).
 
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;

@@ -11,6 +11,8 @@
 //!
 //! See `docs/BENCHMARKS.md` (section 5) for the measured cost of each level, and
 //! [`crate::harden`] for the hardening options (poisoning, guard pages).
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
 
 use crate::arena::{self, ARENA_SIZE, HeapArena, PAGES_PER_ARENA};
 use crate::mcache::{self, EMPTY_CACHE_PTR};

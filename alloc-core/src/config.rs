@@ -14,6 +14,8 @@
 //! An invalid value prints one warning naming the variable and the accepted values, and the
 //! default is used. Every setting lives in an atomic; a change through [`configure`] takes
 //! effect at the scavenger's next step (within 100 ms).
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
 
 use crate::report::{write_stderr, Line};
 use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Ordering};

@@ -8,6 +8,8 @@
 //! [`detect`] asks CPUID once at start-up and [`popcount`] then uses the instruction,
 //! behind a branch on a flag that never changes. Before detection, under Miri, and on
 //! other architectures, it is `count_ones`.
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
 
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 use crate::sync::{AtomicBool, Ordering};

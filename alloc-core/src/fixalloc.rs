@@ -3,6 +3,8 @@
 //! `Span` and `MCache` records are carved from 64 KiB chunks of OS memory and recycled
 //! through a free list; they are never returned to the OS. The allocator is not
 //! synchronised: its owner (the page heap, or the cache pool) guards it with its lock.
+//!
+//! Layer: primitives (the crate root's module map, `lib.rs`).
 
 use core::ptr;
 

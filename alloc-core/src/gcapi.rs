@@ -41,6 +41,8 @@
 //!    (`Span::load_window_from`) stay plain: they race with no write. The span's other
 //!    fields are published by the release store of `Span::gc` (`claim`) that
 //!    [`find_object`] reads with acquire.
+//!
+//! Layer: entry points (the crate root's module map, `lib.rs`).
 
 use crate::arena;
 use crate::mheap::HEAP;

@@ -15,6 +15,8 @@
 //! written into dead objects, so free lists need no encoding.
 //!
 //! Double-free and invalid-free detection is not an option: it is always on.
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
 
 /// The byte freed memory is filled with under the `poison` feature.
 pub const POISON: u8 = 0xDE;

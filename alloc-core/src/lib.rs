@@ -73,7 +73,7 @@
 //! | tables | `sizeclasses` (generated), `sizeclass` (classes, span classes, divisions) |
 //! | the address map | `arena` (64 MiB arenas, the two-level map, page -> span) |
 //! | spans | `span` (bitmaps, windows, invariants), `remote` (other threads' frees) |
-//! | pages | `mheap` (the page heap, and the mechanism that releases pages), `scavenge` (the release policy, which `runtime` installs in the heap, and its thread) and `wakeup` |
+//! | pages | `mheap` (the page heap), `mheap/pagebits` (its per-page bitmaps), `mheap/release` (the mechanism that releases pages), `scavenge` (the release policy, which `runtime` installs in the heap, and its thread) and `wakeup` |
 //! | central lists | `mcentral` (per size class) |
 //! | thread caches | `mcache` (caches, refill, flush), `mcache/retain` (retained spans: the budget and when they go back), `mcache/pool` (cache records, the orphan cache, fork), `tls` (the slot), `runtime` (set-up, fork) |
 //! | entry points | `malloc` (allocation, realloc, usable size), `malloc/free` (the free ladder), [`gcapi`] (the collector's view) |

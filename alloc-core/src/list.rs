@@ -17,6 +17,8 @@
 //!
 //! A list is not synchronised: its owner's lock (or its owner thread) serialises every
 //! use, which the `&mut self` of every mutating method carries.
+//!
+//! Layer: primitives (the crate root's module map, `lib.rs`).
 
 use core::cell::Cell;
 use core::marker::PhantomData;

@@ -8,6 +8,8 @@
 //!
 //! Lock order (a thread holding one may take only those after it):
 //! `mcache::POOL` -> `mcentral[class]` (in size-class order) -> `mheap`.
+//!
+//! Layer: primitives (the crate root's module map, `lib.rs`).
 
 use crate::sync::{AtomicBool, Ordering};
 use core::cell::UnsafeCell;

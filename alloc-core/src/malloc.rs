@@ -6,6 +6,8 @@
 //! coming back (`free`, `realloc`, usable size) is resolved through the arena map and
 //! validated: a pointer gomalloc never handed out, a pointer into the middle of an object,
 //! and a double free each end the process with one line on stderr.
+//!
+//! Layer: entry points (the crate root's module map, `lib.rs`).
 
 use crate::arena::span_of;
 use crate::mcache::{self, MCache};

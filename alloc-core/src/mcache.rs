@@ -23,6 +23,8 @@
 //!   through the shared, locked orphan cache; it never gets a cache again. Threads whose
 //!   cache is being set up, or that run before the global initialisation finished, use the
 //!   orphan cache too.
+//!
+//! Layer: thread caches (the crate root's module map, `lib.rs`).
 
 use crate::arena::ArenaHint;
 use crate::list::Links;

@@ -24,6 +24,8 @@
 //!
 //! While an unowned span sits in `partial` or is being handled, the holder of this lock is
 //! its owner: it alone may touch the span's bitmap.
+//!
+//! Layer: central lists (the crate root's module map, `lib.rs`).
 
 use crate::lock::SpinLock;
 use crate::mcache::MCache;

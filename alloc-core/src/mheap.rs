@@ -17,6 +17,8 @@
 //! `mheap/pagebits.rs` holds the per-page bitmaps, and `mheap/release.rs` the mechanism
 //! that gives free pages back to the OS (the dirty list and `MHeap::scavenge`), whose
 //! policy is `scavenge.rs`'s. Everything here runs under the one heap lock, [`HEAP`].
+//!
+//! Layer: pages (the crate root's module map, `lib.rs`).
 
 use crate::arena::{self, HeapArena, ARENA_SIZE, HEAP_ARENA_BYTES};
 use crate::config;

@@ -17,6 +17,8 @@
 //!
 //! Under Miri (which supports neither `PROT_NONE`, partial `munmap` nor `madvise`), the
 //! same functions are built on `std::alloc::System`.
+//!
+//! Layer: the OS (the crate root's module map, `lib.rs`).
 
 /// Reserves `size` bytes of address space aligned to `align` (a power of two, at least the
 /// OS page size). If `hint` is non-zero and that exact aligned range is free, it is used.

@@ -19,6 +19,8 @@
 //! touches the objects: the consumer reads two words for a span of 128 objects, a double
 //! free between two collections is caught exactly (the bit is already set), and a heap
 //! overflow into a dead object has no link to redirect.
+//!
+//! Layer: spans (the crate root's module map, `lib.rs`).
 
 use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use core::ptr;

@@ -3,6 +3,8 @@
 //! Misuse (a double free, a free of an interior or foreign pointer) is caught, never
 //! absorbed. The message is written with `write(2)` from a stack buffer: no formatting
 //! machinery, no allocation, no panic hook.
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
 
 /// Ends the process for a double free of `addr` (one message wherever it is caught: a
 /// local free, a remote push, the owner's collection of remote frees).

@@ -6,6 +6,8 @@
 //! Both calls may allocate (glibc's `pthread_atfork` grows a list with `malloc`). While
 //! set-up is in progress every allocation, including re-entrant ones from this thread,
 //! goes through the orphan cache, so nothing waits on it.
+//!
+//! Layer: thread caches (the crate root's module map, `lib.rs`).
 
 use crate::mcache::{self, MCache, ORPHAN, POOL};
 use crate::mcentral::CENTRAL;

@@ -74,6 +74,8 @@
 //! an allocator inside someone else's process must not change how it lives. gomalloc takes
 //! Go's pacing and jemalloc's reticence: a thread that exists only while it has work, and
 //! that glibc does not count.
+//!
+//! Layer: pages (the crate root's module map, `lib.rs`).
 
 use crate::config;
 use crate::mcentral::CENTRAL;

@@ -89,6 +89,8 @@
 //!      4096    12         28672
 //!      8192    13         32768
 //! ```
+//!
+//! Layer: tables (the crate root's module map, `lib.rs`).
 
 /// log2 of the page size: pages are 8 KiB.
 pub const PAGE_SHIFT: usize = 13;

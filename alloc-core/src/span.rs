@@ -19,6 +19,8 @@
 //! * the page heap (under its lock) changes `base`, `npages` and `state`, and links free
 //!   spans through `links` (its size bins) and `dirty` (free runs with pages not yet
 //!   released to the OS).
+//!
+//! Layer: spans (the crate root's module map, `lib.rs`).
 
 use crate::arena::{self, BITMAP_WORDS_PER_PAGE};
 use crate::list::{Link, Links, List};

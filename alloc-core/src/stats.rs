@@ -6,6 +6,8 @@
 //! (see [`crate::mcentral::MCentral`]), so the allocation fast paths count nothing and
 //! `heap_alloc` can exceed the bytes the program holds by at most one span per size class
 //! per thread.
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
 
 #[cfg(all(target_os = "linux", not(miri)))]
 use crate::config;

@@ -1,6 +1,8 @@
 //! Atomics facade: `core` atomics normally, loom's under `cfg(loom)` so the lock-free
 //! pieces ([`crate::lock`], [`crate::remote::RemoteFrees`],
 //! [`crate::remote::IntrusiveStack`]) can be model-checked.
+//!
+//! Layer: primitives (the crate root's module map, `lib.rs`).
 
 // Under loom only the lock-free structures are built; the spans that use the others are not.
 #[cfg(loom)]

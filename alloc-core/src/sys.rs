@@ -26,6 +26,8 @@
 //!
 //! Supported targets: Linux on x86-64 and AArch64 (the `asm!` below); Miri builds none of
 //! it (the scavenger does not run there).
+//!
+//! Layer: the OS (the crate root's module map, `lib.rs`).
 
 #![cfg_attr(loom, allow(dead_code))]
 

@@ -50,6 +50,8 @@
 //!   `ld.so` copies when it creates the thread (the main thread's after relocation), so the
 //!   first `malloc` of any thread reads
 //!   [`mcache::EMPTY_CACHE_PTR`](crate::mcache::EMPTY_CACHE_PTR) and state 0.
+//!
+//! Layer: thread caches (the crate root's module map, `lib.rs`).
 
 use crate::mcache::MCache;
 #[cfg(not(all(

@@ -11,6 +11,8 @@
 //! `state`; the thread stores `state`, then reads `wanted`; with `SeqCst` on both sides at
 //! least one sees the other's store, so a request is never lost between a thread that
 //! leaves and a waker that thinks it still runs.
+//!
+//! Layer: pages (the crate root's module map, `lib.rs`).
 
 use crate::sync::{AtomicBool, AtomicU8, Ordering};
 

@@ -12,6 +12,8 @@
 //!
 //! [`free`] is the rung-3-and-4 entry for a pointer of unknown layout, and the one that
 //! diagnoses a bad pointer; [`free_cold`] is it out of line, where a rung gives up.
+//!
+//! Layer: entry points (the crate root's module map, `lib.rs`).
 
 use super::{p_of, unguard};
 use crate::arena::{self, span_of};

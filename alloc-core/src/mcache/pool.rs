@@ -1,6 +1,8 @@
 //! The cache records: the pool every thread's cache comes from and goes back to, the
 //! orphan cache of threads that have none, and what a forked child does with the caches of
 //! the threads that did not survive the fork.
+//!
+//! Layer: thread caches (the crate root's module map, `lib.rs`).
 
 use super::{current, MCache, MCACHE_BYTES};
 use crate::fixalloc::FixAlloc;

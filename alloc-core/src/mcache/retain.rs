@@ -4,6 +4,8 @@
 //! takes one up again when frees emptied it a little ([`take_retained`]); a free into a
 //! span the thread gave up takes it back ([`adopt_for_free`]); a trim request, thread exit
 //! and [`crate::release_memory`] give them all back ([`release_retained`]).
+//!
+//! Layer: thread caches (the crate root's module map, `lib.rs`).
 
 use super::{current, enough_free, evict, MCache, ACTIVE, EMPTY_CACHE_PTR};
 use crate::mcentral::central;

@@ -2,6 +2,8 @@
 //! (its memory is back with the OS, or was never touched, so it reads as zero) and the
 //! *in-use* bit of each page that starts an in-use span, in each arena's record. All of
 //! it runs under the heap lock.
+//!
+//! Layer: pages (the crate root's module map, `lib.rs`).
 
 use crate::arena::{self, HeapArena, PAGES_PER_ARENA};
 use crate::sizeclass::PAGE_SHIFT;

@@ -3,6 +3,8 @@
 //! first; [`MHeap::scavenge`] walks it and releases their pages, skipping runs dirtied too
 //! recently and, if asked, 2 MiB chunks densely in use. The policy, how much to release
 //! and when, is the scavenger's (`scavenge.rs`). All of it runs under the heap lock.
+//!
+//! Layer: pages (the crate root's module map, `lib.rs`).
 
 use super::pagebits::{all_released, chunk_in_use, for_bit_words};
 use super::MHeap;

@@ -9,6 +9,8 @@
 //! recorded. Lock: [`TABLE`], taken after every other allocator lock (`HACKING.md`, "Locks
 //! and their order") and by the `pthread_atfork` prepare handler last; nothing allocates
 //! or takes another lock while holding it.
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
 
 use crate::lock::SpinLock;
 use core::ptr;

@@ -25,6 +25,8 @@
 //! gomalloc::profile::write("heap.pb.gz").unwrap();
 //! # drop(v);
 //! ```
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
 
 pub mod bucket;
 pub mod pprof;

@@ -6,6 +6,8 @@
 //! `alloc_objects/count`, `alloc_space/bytes`, `inuse_objects/count`, `inuse_space/bytes`,
 //! period `space/bytes` = the sampling rate, and the counts un-sampled as Go's
 //! `scaleHeapSample` does. Runs outside malloc only: it allocates.
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
 
 use super::bucket::Bucket;
 use std::collections::HashMap;

@@ -9,6 +9,8 @@
 //! every allocated byte has the same chance, `1/rate`, of being the one sampled. The
 //! countdown of a cache drawn under another rate is drawn again at its next slow path
 //! (`EPOCH`); with the rate 0 it is `isize::MAX`, which no program allocates.
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
 
 use crate::mcache::{EMPTY_CACHE_PTR, MCache};
 use core::cell::Cell;

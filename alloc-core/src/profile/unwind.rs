@@ -21,6 +21,8 @@
 //! handler on an alternate stack, a coroutine's stack) gets the innermost frame alone.
 //! Code that switches stacks within the bounds of another (a coroutine stack carved from
 //! a thread's own stack) is the one case the bounds do not cover.
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
 
 use super::bucket::MAX_STACK;
 
