@@ -55,37 +55,54 @@ pub(crate) fn running_destructors() -> bool {
 /// Tiny-allocator block size (Go's `maxTinySize`).
 pub(crate) const TINY_SIZE: usize = 16;
 
-/// List kind of [`ObjectKind::Scan`] objects without drop glue.
-pub(crate) const KIND_SCAN: u8 = ObjectKind::Scan as u8;
-/// List kind of [`ObjectKind::NoscanDrop`] objects.
-pub(crate) const KIND_NOSCAN_DROP: u8 = ObjectKind::NoscanDrop as u8;
-/// List kind of [`ObjectKind::Noscan`] objects (and tiny blocks).
-pub(crate) const KIND_NOSCAN: u8 = ObjectKind::Noscan as u8;
-
-/// The collector's own fourth object kind: objects that hold GC pointers *and* have drop
-/// glue. They live in [`ObjectKind::Scan`] spans (gomalloc knows three kinds) but on central lists
-/// and cache slots of their own, so that sweeping a plain `KIND_SCAN` span never reads a
-/// dead object's header to drop it: a dead object with nothing to drop is not touched at all
-/// (in release builds), as in Go's sweeper.
-pub(crate) const KIND_SCAN_DROP: u8 = 4;
-
-/// List kinds: `KIND_SCAN`, `KIND_NOSCAN_DROP`, `KIND_NOSCAN`, `KIND_SCAN_DROP` (index `kind - 1`).
-const NKINDS: usize = 4;
-
-/// The gomalloc object kind of a list kind.
-#[inline(always)]
-pub(crate) const fn span_kind(kind: u8) -> ObjectKind {
-    match kind {
-        KIND_SCAN | KIND_SCAN_DROP => ObjectKind::Scan,
-        KIND_NOSCAN_DROP => ObjectKind::NoscanDrop,
-        _ => ObjectKind::Noscan,
-    }
+/// The collector's kinds of objects: each has central lists and cache slots of its own.
+///
+/// Three are gomalloc's [`ObjectKind`]s (same discriminants); the fourth, `ScanDrop`, is
+/// the collector's own: objects that hold GC pointers *and* have drop glue. They live in
+/// [`ObjectKind::Scan`] spans but on lists of their own, so that sweeping a plain `Scan`
+/// span never reads a dead object's header to drop it: a dead object with nothing to drop
+/// is not touched at all (in release builds), as in Go's sweeper.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Objects holding GC pointers, without drop glue.
+    Scan = ObjectKind::Scan as u8,
+    /// Pointer-free objects with drop glue.
+    NoscanDrop = ObjectKind::NoscanDrop as u8,
+    /// Pointer-free objects without drop glue (and tiny blocks).
+    Noscan = ObjectKind::Noscan as u8,
+    /// Objects holding GC pointers, with drop glue.
+    ScanDrop = 4,
 }
 
-/// True if dead objects of a list kind have a destructor to run when swept.
-#[inline(always)]
-const fn kind_drops(kind: u8) -> bool {
-    kind == KIND_SCAN_DROP || kind == KIND_NOSCAN_DROP
+/// Number of [`Kind`]s.
+const NKINDS: usize = 4;
+
+impl Kind {
+    /// Every kind, in the order of [`Kind::index`].
+    const ALL: [Kind; NKINDS] = [Kind::Scan, Kind::NoscanDrop, Kind::Noscan, Kind::ScanDrop];
+
+    /// Row of the kind in the per-kind tables.
+    #[inline(always)]
+    const fn index(self) -> usize {
+        self as usize - 1
+    }
+
+    /// The gomalloc object kind of the kind's spans.
+    #[inline(always)]
+    pub(crate) const fn span_kind(self) -> ObjectKind {
+        match self {
+            Kind::Scan | Kind::ScanDrop => ObjectKind::Scan,
+            Kind::NoscanDrop => ObjectKind::NoscanDrop,
+            Kind::Noscan => ObjectKind::Noscan,
+        }
+    }
+
+    /// True if dead objects of the kind have a destructor to run when swept.
+    #[inline(always)]
+    const fn drops(self) -> bool {
+        matches!(self, Kind::ScanDrop | Kind::NoscanDrop)
+    }
 }
 
 /// Spans of one (kind, size class) that no mutator caches.
@@ -168,8 +185,8 @@ static LARGE: Large = Large(Mutex::new(LargeLists {
     unswept: Unswept::new(),
 }));
 
-fn central(kind: u8, class: SizeClass) -> &'static Mutex<Lists> {
-    &CENTRALS[kind as usize - 1][class.0 as usize].0
+fn central(kind: Kind, class: SizeClass) -> &'static Mutex<Lists> {
+    &CENTRALS[kind.index()][class.0 as usize].0
 }
 
 /// A mutator's span cache (Go's `mcache`), owned by its `Mutator`.
@@ -194,10 +211,10 @@ impl Cache {
 
     /// Takes a slot from the cached span of `(kind, class)`: null if the window is empty.
     #[inline(always)]
-    pub(crate) fn alloc_fast(&self, kind: u8, class: SizeClass) -> *mut u8 {
+    pub(crate) fn alloc_fast(&self, kind: Kind, class: SizeClass) -> *mut u8 {
         // SAFETY: entries are `OwnedSpan::EMPTY` or spans this cache owns (invariant), and
         // a cache is used only by its mutator's thread.
-        unsafe { self.spans[kind as usize - 1][class.0 as usize].take_slot() }
+        unsafe { self.spans[kind.index()][class.0 as usize].take_slot() }
     }
 
     /// Tiny fast path: room in the current block, else null.
@@ -220,9 +237,9 @@ impl Cache {
             return p;
         }
         let class = gcapi::size_to_class(TINY_SIZE);
-        let mut p = self.alloc_fast(KIND_NOSCAN, class);
+        let mut p = self.alloc_fast(Kind::Noscan, class);
         if p.is_null() {
-            p = self.refill(KIND_NOSCAN, class);
+            p = self.refill(Kind::Noscan, class);
             if p.is_null() {
                 return p;
             }
@@ -238,8 +255,8 @@ impl Cache {
     /// Small-object slow path: a new window or a new span for `(kind, class)`, then a slot.
     /// Null when out of memory.
     #[cold]
-    pub(crate) fn refill(&mut self, kind: u8, class: SizeClass) -> *mut u8 {
-        let slot = &mut self.spans[kind as usize - 1][class.0 as usize];
+    pub(crate) fn refill(&mut self, kind: Kind, class: SizeClass) -> *mut u8 {
+        let slot = &mut self.spans[kind.index()][class.0 as usize];
         let old = *slot;
         if !old.is_empty() {
             // SAFETY: the cache owns `old` (invariant), whose window is loaded (exhausted):
@@ -274,7 +291,7 @@ impl Cache {
                     // SAFETY: the cache owns the span (invariant), whose window is loaded.
                     unsafe {
                         commit(*slot);
-                        release_span(k as u8 + 1, SizeClass(c as u8), *slot);
+                        release_span(Kind::ALL[k], SizeClass(c as u8), *slot);
                     }
                     *slot = OwnedSpan::EMPTY;
                 }
@@ -286,8 +303,8 @@ impl Cache {
 
     /// The span cached for `(kind, class)` (for allocating black).
     #[inline]
-    pub(crate) fn span_of_class(&self, kind: u8, class: SizeClass) -> *mut Span {
-        self.spans[kind as usize - 1][class.0 as usize].as_ptr()
+    pub(crate) fn span_of_class(&self, kind: Kind, class: SizeClass) -> *mut Span {
+        self.spans[kind.index()][class.0 as usize].as_ptr()
     }
 }
 
@@ -325,7 +342,7 @@ unsafe fn commit(s: OwnedSpan) {
 ///
 /// # Safety
 /// The caller's cache owned `s`, committed its window, and forgets it.
-unsafe fn release_span(kind: u8, class: SizeClass, s: OwnedSpan) {
+unsafe fn release_span(kind: Kind, class: SizeClass, s: OwnedSpan) {
     let sr = s.span();
     // SAFETY: the window is committed; we own the span (# Safety).
     let n = unsafe { s.allocated() };
@@ -345,7 +362,7 @@ unsafe fn release_span(kind: u8, class: SizeClass, s: OwnedSpan) {
 /// A span of `(kind, class)` with a free slot loaded in its window: a swept partial span,
 /// an unswept span after sweeping it (lazy sweep), or a fresh span. Null when out of
 /// memory. Counts the span's free slots into `HEAP_LIVE`.
-fn cache_span(kind: u8, class: SizeClass) -> Option<OwnedSpan> {
+fn cache_span(kind: Kind, class: SizeClass) -> Option<OwnedSpan> {
     let lists = central(kind, class);
     let s = loop {
         let mut l = lists.lock().unwrap();
@@ -355,7 +372,7 @@ fn cache_span(kind: u8, class: SizeClass) -> Option<OwnedSpan> {
         let Some(s) = pop_unswept(&mut l.unswept) else {
             drop(l);
             let s =
-                gcapi::alloc_small_span(class, span_kind(kind), SWEEPGEN.load(Ordering::Relaxed));
+                gcapi::alloc_small_span(class, kind.span_kind(), SWEEPGEN.load(Ordering::Relaxed));
             if s.is_null() {
                 return None;
             }
@@ -375,7 +392,7 @@ fn cache_span(kind: u8, class: SizeClass) -> Option<OwnedSpan> {
         };
         drop(l);
         // SAFETY: popped from `unswept`: ours to sweep; not cached.
-        let live = unsafe { sweep_span(s, kind_drops(kind)) };
+        let live = unsafe { sweep_span(s, kind.drops()) };
         // SAFETY: as above.
         let nelems = unsafe { (*s).nelems() };
         // The sweep ends once the span is freed, listed, or ours (see `pop_unswept`).
@@ -415,12 +432,12 @@ fn free_gc_span(s: *mut Span) {
 
 /// Allocates a large object (over 32 KiB, or aligned beyond a page). Sweeps the large
 /// objects left unswept first (the lazy sweep of large spans).
-pub(crate) fn alloc_large(kind: u8, size: usize, align: usize) -> *mut u8 {
+pub(crate) fn alloc_large(kind: Kind, size: usize, align: usize) -> *mut u8 {
     sweep_large();
     let s = gcapi::alloc_large_span(
         size,
         align,
-        span_kind(kind),
+        kind.span_kind(),
         SWEEPGEN.load(Ordering::Relaxed),
     );
     if s.is_null() {
@@ -455,7 +472,7 @@ fn sweep_large() {
     }
 }
 
-/// Sweeps one span: destroys unmarked objects (when `drops`: the span's list kind has
+/// Sweeps one span: destroys unmarked objects (when `drops`: the span's kind has
 /// destructors, or it is a large span), poisons them in debug builds, turns the mark
 /// bitmap into the allocation bitmap. Returns the objects still allocated.
 ///
@@ -550,7 +567,7 @@ pub(crate) fn sweep_all_and_wait() {
 /// ones while this thread works through the list.
 pub(crate) fn finish_sweep() {
     for (k, row) in CENTRALS.iter().enumerate() {
-        let drops = kind_drops(k as u8 + 1);
+        let drops = Kind::ALL[k].drops();
         for lists in row {
             sweep_list(lists, drops);
         }
@@ -622,7 +639,7 @@ pub(crate) fn check_lists(cached: usize) {
             for (&s, want) in swept.chain(l.unswept.iter().map(|s| (s, sg - 2))) {
                 // SAFETY: listed spans are live records.
                 let sr = unsafe { &*s };
-                assert_eq!(sr.kind(), Some(span_kind(k as u8 + 1)));
+                assert_eq!(sr.kind(), Some(Kind::ALL[k].span_kind()));
                 assert_eq!(sr.size_class().0 as usize, c);
                 assert_eq!(sr.sweepgen().load(Ordering::Relaxed), want);
                 listed += 1;

@@ -15,7 +15,7 @@
 //! cycle mark while the thread runs (the bug behind `tests/back_to_back.rs`).
 
 use crate::handle::ShadowStack;
-use crate::heap::KIND_NOSCAN;
+use crate::heap::Kind;
 use crate::heap::{self, Cache, TINY_SIZE};
 use crate::mark::{thread_stack_bounds, with_registers_spilled};
 use gomalloc::gcapi;
@@ -435,7 +435,7 @@ impl Mutator {
     /// Allocates an object of `kind`, `size` bytes, aligned to `align`: the tiny
     /// allocator, the span cache, or a large span. A safepoint. Aborts when out of memory.
     #[inline(always)]
-    pub(crate) fn alloc_object(&self, kind: u8, size: usize, align: usize) -> *mut u8 {
+    pub(crate) fn alloc_object(&self, kind: Kind, size: usize, align: usize) -> *mut u8 {
         #[cfg(feature = "profile")]
         if gomalloc::profile::sample_due(size) {
             return self.alloc_sampled(kind, size, align);
@@ -445,7 +445,7 @@ impl Mutator {
         // path's safepoint.
         let flags = GC_FLAGS.load(Ordering::Relaxed);
         if flags & (STOP | FLUSH) == 0 && size <= MAX_SMALL_SIZE {
-            if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 {
+            if kind == Kind::Noscan && size < TINY_SIZE && align <= 8 {
                 let p = self.cache_mut().tiny_fast(size, align);
                 if !p.is_null() {
                     return p;
@@ -462,7 +462,7 @@ impl Mutator {
 
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, kind: u8, size: usize, align: usize) -> *mut u8 {
+    fn alloc_slow(&self, kind: Kind, size: usize, align: usize) -> *mut u8 {
         self.safepoint();
         if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
             crate::collector::collect_auto(self);
@@ -490,7 +490,7 @@ impl Mutator {
             None
         };
         let p = match small {
-            Some(_) if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 => {
+            Some(_) if kind == Kind::Noscan && size < TINY_SIZE && align <= 8 => {
                 c.alloc_tiny(size, align)
             }
             Some(class) => {
@@ -517,7 +517,7 @@ impl Mutator {
     #[cfg(feature = "profile")]
     #[cold]
     #[inline(never)]
-    fn alloc_sampled(&self, kind: u8, size: usize, align: usize) -> *mut u8 {
+    fn alloc_sampled(&self, kind: Kind, size: usize, align: usize) -> *mut u8 {
         self.safepoint();
         if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
             crate::collector::collect_auto(self);
@@ -538,9 +538,9 @@ impl Mutator {
     }
 
     /// Allocate-black: marks an object allocated while a cycle is marking.
-    fn mark_new(&self, p: usize, kind: u8, size: usize, align: usize) {
+    fn mark_new(&self, p: usize, kind: Kind, size: usize, align: usize) {
         let span = match gcapi::small_class(size, align) {
-            Some(_) if kind == KIND_NOSCAN && size < TINY_SIZE && align <= 8 => gcapi::span_of(p),
+            Some(_) if kind == Kind::Noscan && size < TINY_SIZE && align <= 8 => gcapi::span_of(p),
             Some(class) => self.cache_mut().span_of_class(kind, class),
             None => gcapi::span_of(p),
         };

@@ -2,7 +2,7 @@
 //! drop an object it knows only by address.
 
 use crate::Mutator;
-use crate::heap::{KIND_NOSCAN, KIND_NOSCAN_DROP, KIND_SCAN, KIND_SCAN_DROP};
+use crate::heap::Kind;
 use crate::mark::Tracer;
 use crate::trace::Trace;
 use std::fmt;
@@ -33,18 +33,18 @@ pub(crate) struct Layout<T>(PhantomData<T>);
 
 impl<T: Trace> Layout<T> {
     /// The object kind of `T`: a gomalloc span kind, or the collector's own
-    /// [`KIND_SCAN_DROP`] (in `KIND_SCAN` spans).
-    pub const KIND: u8 = if T::NEEDS_TRACE && std::mem::needs_drop::<T>() {
-        KIND_SCAN_DROP
+    /// [`Kind::ScanDrop`] (in `Kind::Scan` spans).
+    pub const KIND: Kind = if T::NEEDS_TRACE && std::mem::needs_drop::<T>() {
+        Kind::ScanDrop
     } else if T::NEEDS_TRACE {
-        KIND_SCAN
+        Kind::Scan
     } else if std::mem::needs_drop::<T>() {
-        KIND_NOSCAN_DROP
+        Kind::NoscanDrop
     } else {
-        KIND_NOSCAN
+        Kind::Noscan
     };
     /// Offset of the value in the object: a header word, padded to `T`'s alignment.
-    pub const OFFSET: usize = if Self::KIND == KIND_NOSCAN {
+    pub const OFFSET: usize = if matches!(Self::KIND, Kind::Noscan) {
         0
     } else if std::mem::align_of::<T>() > 8 {
         std::mem::align_of::<T>()
@@ -65,7 +65,8 @@ impl<T: Trace> Layout<T> {
         Self::OFFSET + value
     };
     /// Alignment of the object.
-    pub const ALIGN: usize = if Self::KIND == KIND_NOSCAN || std::mem::align_of::<T>() > 8 {
+    pub const ALIGN: usize = if matches!(Self::KIND, Kind::Noscan) || std::mem::align_of::<T>() > 8
+    {
         std::mem::align_of::<T>()
     } else {
         8
@@ -143,7 +144,7 @@ impl<T: Trace + Send + 'static> Gc<T> {
         // any) and the value fit at their offsets. Nothing can collect before we return: no
         // safepoint lies between the allocation and these writes.
         unsafe {
-            if Layout::<T>::KIND != KIND_NOSCAN {
+            if Layout::<T>::KIND != Kind::Noscan {
                 base.cast::<&'static VTable>()
                     .write(&const { Layout::<T>::VTABLE });
             }
@@ -205,8 +206,8 @@ impl<T: ?Sized> Gc<T> {
     /// Debug builds: panics if the object's header (`offset` bytes before the value) was
     /// poisoned by the sweep, i.e. the object was freed while this `Gc` was unrooted.
     #[inline(always)]
-    pub(crate) fn check_live(self, kind: u8, offset: usize) {
-        if cfg!(debug_assertions) && kind != KIND_NOSCAN {
+    pub(crate) fn check_live(self, kind: Kind, offset: usize) {
+        if cfg!(debug_assertions) && kind != Kind::Noscan {
             // SAFETY: a live object's header word precedes the value by `offset` bytes; a
             // freed one is still mapped (GC spans go back to the page heap, which keeps
             // its pages mapped) and poisoned.

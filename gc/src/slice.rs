@@ -22,7 +22,7 @@
 //! elements), so the conservative scan finds it from that one word, and interior pointers
 //! (a `&T` to any element) keep the whole object alive.
 
-use crate::heap::KIND_NOSCAN;
+use crate::heap::Kind;
 use crate::mark::Tracer;
 use crate::ptr::{Layout, VTable};
 use crate::{Gc, Mutator, Trace};
@@ -36,10 +36,10 @@ pub(crate) struct SliceLayout<T>(PhantomData<T>);
 
 impl<T: Trace> SliceLayout<T> {
     /// The object kind: that of a single `T`.
-    pub const KIND: u8 = Layout::<T>::KIND;
+    pub const KIND: Kind = Layout::<T>::KIND;
     /// Offset of the first element: the vtable and count words, padded to `T`'s alignment;
     /// 0 for a kind without a header.
-    pub const OFFSET: usize = if Self::KIND == KIND_NOSCAN {
+    pub const OFFSET: usize = if matches!(Self::KIND, Kind::Noscan) {
         0
     } else if std::mem::align_of::<T>() > 16 {
         std::mem::align_of::<T>()
@@ -145,7 +145,7 @@ impl<T: Trace + Send + 'static> Gc<[T]> {
         // SAFETY: `base` is a fresh object of `size(len)` bytes aligned to ALIGN: the
         // header words and `len` elements fit at their offsets.
         let value = unsafe { base.add(SliceLayout::<T>::OFFSET) };
-        let headed = SliceLayout::<T>::KIND != KIND_NOSCAN;
+        let headed = SliceLayout::<T>::KIND != Kind::Noscan;
         if headed {
             // SAFETY: as above; nothing can collect before the header is written (no
             // safepoint lies between the allocation and these writes), and the count says
