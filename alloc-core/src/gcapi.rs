@@ -227,7 +227,8 @@ impl OwnedSpan {
     /// The heap's record.
     #[inline(always)]
     fn heap(&self) -> &'static HeapSpan {
-        // SAFETY: as for `span`.
+        // SAFETY: a cursor names a live span record or the static empty span (its
+        // constructors), and span records are never unmapped.
         unsafe { &*self.0 }
     }
 
@@ -303,7 +304,8 @@ impl OwnedSpan {
     #[inline]
     pub unsafe fn unmark_free(self) {
         let s = self.heap();
-        // SAFETY: as in `mark_free`.
+        // SAFETY: a loaded window's first slot is below `nelems` (`Span` invariant 2), and
+        // the caller's cache owns the span (# Safety).
         unsafe { mark_word(s, s.window() as usize) }
             .fetch_and(!s.alloc_cache.get(), Ordering::Relaxed);
     }
@@ -500,10 +502,13 @@ impl SlotMap {
 /// the caller has just allocated it).
 ///
 /// # Safety
-/// As for [`SlotMap::of`] and [`SlotMap::object`].
+/// `span` is a live span record that stays in use while the result is used (as for
+/// [`SlotMap::of`]), and `addr` lies inside one of its allocated (or just allocated) slots
+/// (as for [`SlotMap::object`]): nothing is checked.
 #[inline]
 pub unsafe fn object_at(span: *mut Span, addr: usize) -> ObjectRef {
-    // SAFETY: caller contract (# Safety).
+    // SAFETY: `span` is a live, in-use span record and `addr` lies inside one of its
+    // allocated slots (# Safety), which is what `SlotMap::of` and `object` require.
     unsafe { SlotMap::of(span).object(addr) }
 }
 
@@ -597,7 +602,8 @@ pub unsafe fn mark(obj: ObjectRef) -> bool {
 #[inline(always)]
 pub unsafe fn is_marked(obj: ObjectRef) -> bool {
     let m = 1u64 << (obj.index & 63);
-    // SAFETY: as for `mark`: `obj` names a slot of a span not swept or freed since.
+    // SAFETY: `obj` names a slot of a span not swept or freed since (# Safety), so its
+    // mark word is live.
     unsafe { mark_word(obj.span().heap(), obj.index) }.load(Ordering::Relaxed) & m != 0
 }
 

@@ -144,7 +144,8 @@ fn alloc_refill(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut
             return crate::profile::alloc_sampled(size, align);
         }
         // The countdown, not the window, may have sent the fast path here.
-        // SAFETY: as in `alloc_in_class`.
+        // SAFETY: `c` is the calling thread's cache or the static empty one, both valid, and
+        // only this thread uses it; `class` comes from the size-class tables.
         let s = unsafe { (*c).span(class) };
         let p = s.next_free_fast();
         if !p.is_null() {

@@ -88,7 +88,9 @@ pub struct MCache {
 /// allocation attempt on them fails (`alloc_cache == 0`) and no span is owned by them.
 #[repr(transparent)]
 pub struct Static<T>(T);
-// SAFETY: the wrapped values are never mutated (see above).
+// SAFETY: the wrapped values are never written (every allocation on them fails, as
+// `alloc_cache == 0`, and no span is owned by them), so sharing them across threads only
+// shares reads.
 unsafe impl<T> Sync for Static<T> {}
 
 /// The span every empty cache slot points at.

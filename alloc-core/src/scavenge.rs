@@ -200,7 +200,8 @@ pub fn coarse_now() -> usize {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        // SAFETY: `ts` is a valid out-parameter; a program thread (see above).
+        // SAFETY: `ts` is a valid out-parameter; with the scavenger thread not running,
+        // the caller is a program thread, which may call libc (only that thread may not).
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         let t = ts.tv_sec as usize * 1_000_000_000 + ts.tv_nsec as usize;
         CLOCK.store(t, Ordering::Relaxed);

@@ -46,8 +46,8 @@ mod raw {
     #[inline]
     pub unsafe fn syscall(n: libc::c_long, a: [usize; 6]) -> isize {
         let ret: isize;
-        // SAFETY: the caller passes arguments valid for `n`; `syscall` clobbers rcx and
-        // r11 only.
+        // SAFETY: the arguments are valid for system call `n` (# Safety); `syscall` clobbers
+        // rcx and r11 only.
         unsafe {
             core::arch::asm!(
                 "syscall",
@@ -67,8 +67,8 @@ mod raw {
     #[inline]
     pub unsafe fn syscall(n: libc::c_long, a: [usize; 6]) -> isize {
         let ret: isize;
-        // SAFETY: the caller passes arguments valid for `n`; `svc 0` preserves every
-        // register but x0.
+        // SAFETY: the arguments are valid for system call `n` (# Safety); `svc 0` preserves
+        // every register but x0.
         unsafe {
             core::arch::asm!(
                 "svc 0",

@@ -143,7 +143,8 @@ impl<T: Copy + Trace> Lock<T> {
     pub fn replace(&self, m: &Mutator, value: T) -> T {
         let old = if Self::WORD {
             let old = self.word().swap(Self::to_word(value), Ordering::AcqRel);
-            // SAFETY: the word was stored from a valid `T` (as in `get`).
+            // SAFETY: the word was stored from a valid `T` (`new`, `set` or `replace`), and
+            // `ATOMIC_WORD` promises every byte of a `T` is initialised: the bits are a `T`.
             unsafe { Self::from_word(old) }
         } else {
             self.with_stripe(|v| std::mem::replace(v, value))
@@ -167,7 +168,8 @@ impl<T: Copy + Trace> Lock<T> {
     /// `w` came from [`Lock::to_word`] (of this `T`).
     #[inline(always)]
     unsafe fn from_word(w: *mut u8) -> T {
-        // SAFETY: caller contract: the bits of a valid `T`.
+        // SAFETY: `w` came from `to_word` of a `T` (# Safety), so its bits are those of a
+        // valid, fully initialised `T` of the same size (`WORD`).
         unsafe { std::mem::transmute_copy::<*mut u8, T>(&w) }
     }
 }
@@ -329,7 +331,8 @@ impl<T: Trace> Deref for RefMut<'_, T> {
 
 impl<T: Trace> DerefMut for RefMut<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as above.
+        // SAFETY: the flag holds the exclusive borrow for this guard, and `&mut self` makes
+        // this the guard's only live reference to the value.
         unsafe { &mut *self.cell.value.get() }
     }
 }

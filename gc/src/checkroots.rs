@@ -60,7 +60,8 @@ pub(crate) fn enabled() -> bool {
 unsafe fn for_each_word(lo: usize, hi: usize, mut f: impl FnMut(usize, usize)) {
     let mut p = lo.next_multiple_of(8);
     while p + 8 <= hi {
-        // SAFETY: caller contract: `p` is an aligned word inside the readable range.
+        // SAFETY: `p` is 8-aligned and `p + 8 <= hi`, so the word lies inside `[lo, hi)`,
+        // which the caller guarantees is mapped and readable (# Safety).
         f(p, unsafe { std::ptr::read_volatile(p as *const usize) });
         p += 8;
     }
@@ -118,7 +119,8 @@ pub(crate) fn check() {
             // SAFETY: an allocated object of an in-use span: mapped.
             unsafe { for_each_word(o, o + size, |_, w| note(w, &mut owned, &mut work)) };
         };
-        // SAFETY: the span's window is committed and its bitmap not changing (see above).
+        // SAFETY: a live collector span whose window is committed and whose bitmaps are
+        // not changing (world stopped, caches committed, nothing swept yet).
         unsafe { gcapi::for_each_object(sr, scan) };
     });
     for (lo, len) in collector_tables() {

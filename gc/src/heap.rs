@@ -393,7 +393,8 @@ fn cache_span(kind: Kind, class: SizeClass) -> Option<OwnedSpan> {
         drop(l);
         // SAFETY: popped from `unswept`: ours to sweep; not cached.
         let live = unsafe { sweep_span(s, kind.drops()) };
-        // SAFETY: as above.
+        // SAFETY: `s` was on a list, so it names a live span record (records are never
+        // freed), and it is ours: no other thread frees or reuses it meanwhile.
         let nelems = unsafe { (*s).nelems() };
         // The sweep ends once the span is freed, listed, or ours (see `pop_unswept`).
         if live == 0 {
@@ -409,7 +410,9 @@ fn cache_span(kind: Kind, class: SizeClass) -> Option<OwnedSpan> {
     // SAFETY: a swept, uncached span with a free slot (its window committed by the
     // sweep), ours now: the caller's cache takes it.
     let cur = unsafe { OwnedSpan::from_raw(s) };
-    // SAFETY: as above; no slot is taken between the load and the count.
+    // SAFETY: the span is swept, uncached and ours (the caller's cache takes it), its
+    // window committed by the sweep, as `reload_from` requires; no slot is taken between
+    // the load and the count, as `allocated` requires.
     let allocated = unsafe {
         let found = cur.reload_from(0);
         debug_assert!(found, "partial span without a free slot");
@@ -421,8 +424,14 @@ fn cache_span(kind: Kind, class: SizeClass) -> Option<OwnedSpan> {
     Some(cur)
 }
 
+/// Returns the collector's span `s` to the page heap and uncounts its bytes.
+///
+/// Contract (not checked; every caller, a sweep of `s`, meets it): `s` is an in-use span of
+/// the collector that the caller just swept empty (no live object) and that is on no list
+/// and in no cache.
 fn free_gc_span(s: *mut Span) {
-    // SAFETY: the caller passes an empty, unlisted, uncached span.
+    // SAFETY: `s` is a live, in-use collector span with no live object, on no list and in
+    // no cache (the contract above), as `gcapi::free_span` requires.
     unsafe {
         SPAN_BYTES.fetch_sub((*s).npages() << gcapi::PAGE_SHIFT, Ordering::Relaxed);
         SPAN_COUNT.fetch_sub(1, Ordering::Relaxed);
@@ -480,7 +489,8 @@ fn sweep_large() {
 /// The caller took `s` from an `unswept` list (so it alone sweeps it); no marker runs.
 /// `drops` is true for spans that may hold objects with destructors.
 pub(crate) unsafe fn sweep_span(s: *mut Span, drops: bool) -> u32 {
-    // SAFETY: caller contract.
+    // SAFETY: `s` came from an `unswept` list (# Safety), so it names a live span record
+    // (records are never freed).
     let sr = unsafe { &*s };
     let sg = SWEEPGEN.load(Ordering::Relaxed);
     let claimed =

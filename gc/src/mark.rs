@@ -86,7 +86,8 @@ fn prefetch(addr: usize) {
     unsafe {
         std::arch::asm!("prefetcht0 [{a}]", a = in(reg) addr, options(nostack, preserves_flags, readonly));
     }
-    // SAFETY: as above (`prfm` is a hint).
+    // SAFETY: `prfm` is a prefetch hint: it reads nothing architecturally and does not
+    // fault on any address; it touches no register but its input and no flags.
     #[cfg(all(target_arch = "aarch64", not(miri)))]
     unsafe {
         std::arch::asm!("prfm pldl1keep, [{a}]", a = in(reg) addr, options(nostack, preserves_flags, readonly));
@@ -257,7 +258,8 @@ impl Tracer {
         if cfg!(debug_assertions) && !marked && gcapi::find_object(addr) != Some(o) {
             dangling_gc(addr);
         }
-        // SAFETY: as above.
+        // SAFETY: `o` names the slot of a live object in a span that is not swept while
+        // markers run (the rooting rule above).
         if !marked && unsafe { gcapi::mark(o) } {
             self.marked_objects += 1;
             self.marked_bytes += c.slots.object_size();
@@ -300,7 +302,8 @@ impl Tracer {
         self.last = SpanInfo {
             page: s.base() >> PAGE_SHIFT,
             npages: s.npages(),
-            // SAFETY: as above: a live span, not swept while markers run.
+            // SAFETY: `span` is a live span record (records are never freed), and a span
+            // holding a `Gc` stays in use, not swept, while markers run (see `mark_gc`).
             slots: unsafe { SlotMap::of(span) },
             scan: s.kind() == Some(ObjectKind::Scan),
         };
@@ -549,7 +552,8 @@ fn dangling_gc(addr: usize) -> ! {
 /// `base` is an allocated, initialised object of kind `SCAN`.
 #[inline]
 pub(crate) unsafe fn scan_object(base: usize, t: &mut Tracer) {
-    // SAFETY: caller contract: the first word is the type's vtable.
+    // SAFETY: `base` is an allocated, initialised `SCAN` object (# Safety), so its first
+    // word is its type's `&'static VTable` and an initialised value lies at `vt.offset`.
     unsafe {
         let vt: &'static VTable = *(base as *const &'static VTable);
         (vt.trace)((base + vt.offset) as *const u8, t)
@@ -590,8 +594,9 @@ pub(crate) fn with_registers_spilled<R>(f: impl FnOnce(usize) -> R) -> R {
             options(nostack, preserves_flags)
         );
     }
-    // SAFETY: as above (x19-x29 and d8-d15 are callee-saved on aarch64; the stores end at
-    // byte 152 = 19 words).
+    // SAFETY: stores callee-saved registers (x19-x29, d8-d15 on aarch64) into `regs`, the
+    // stores ending at byte 152 = 19 words, its size, and reads the stack pointer; touches
+    // nothing else.
     #[cfg(target_arch = "aarch64")]
     unsafe {
         std::arch::asm!(

@@ -280,7 +280,8 @@ impl Mutator {
 
     /// Moves this thread's barrier buffer to the collector's shared grey list.
     pub(crate) fn flush_barrier(&self) {
-        // SAFETY: as in `buffer_grey`.
+        // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is `!Sync`),
+        // and neither this nor `buffer_grey` calls out while holding the reference.
         let buf = unsafe { &mut *self.st().barrier.get() };
         if !buf.is_empty() {
             crate::collector::SHADE
@@ -292,7 +293,9 @@ impl Mutator {
 
     /// Objects in this thread's barrier buffer (for tests of the flush).
     pub(crate) fn barrier_buffered(&self) -> usize {
-        // SAFETY: as in `buffer_grey`.
+        // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is `!Sync`),
+        // and no `&mut` to it is live here (`buffer_grey` and `flush_barrier` drop theirs
+        // before returning).
         unsafe { (*self.st().barrier.get()).len() }
     }
 

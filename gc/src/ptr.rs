@@ -81,16 +81,20 @@ impl<T: Trace> Layout<T> {
 }
 
 /// # Safety
-/// `p` points to a live, initialised `T`.
+/// `p` points to a live, initialised, aligned `T` (an object's value, at its vtable's
+/// `offset`).
 unsafe fn trace_erased<T: Trace>(p: *const u8, t: &mut Tracer) {
-    // SAFETY: caller contract.
+    // SAFETY: `p` is a live, initialised, aligned `T` (# Safety), so a shared reference to
+    // it is valid for the call.
     unsafe { (*p.cast::<T>()).trace(t) }
 }
 
 /// # Safety
-/// `p` points to a live, initialised `T` that is never used again.
+/// `p` points to a live, initialised, aligned `T` (an object's value, at its vtable's
+/// `offset`) that the caller owns and that is never used again.
 unsafe fn drop_erased<T>(p: *mut u8) {
-    // SAFETY: caller contract.
+    // SAFETY: `p` is a live, initialised, aligned `T`, owned by the caller and never used
+    // again (# Safety): what `drop_in_place` requires.
     unsafe { std::ptr::drop_in_place(p.cast::<T>()) }
 }
 
@@ -179,7 +183,8 @@ impl<T: ?Sized> Gc<T> {
     #[inline(always)]
     pub unsafe fn from_ptr(p: *const T) -> Gc<T> {
         Gc {
-            // SAFETY: caller contract: non-null.
+            // SAFETY: `p` came from `Gc::as_ptr` of a live `Gc<T>` (# Safety), whose pointer
+            // is a `NonNull`, so it is not null.
             ptr: unsafe { NonNull::new_unchecked(p as *mut T) },
             _owns: PhantomData,
         }

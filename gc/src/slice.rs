@@ -73,19 +73,22 @@ impl<T: Trace> SliceLayout<T> {
 /// The initialised-element count of the slice whose value is at `p`.
 ///
 /// # Safety
-/// `p` is the value of a slice object with a header.
+/// `p` is the value address of a live slice object with a header (kind not `NOSCAN`),
+/// and the returned reference is not used after the object is freed.
 #[inline(always)]
 unsafe fn count<'a>(p: *const u8) -> &'a AtomicUsize {
-    // SAFETY: caller contract: the count word precedes the value, 8-aligned (OFFSET is a
-    // multiple of 8 and the object at least 8-aligned).
+    // SAFETY: `p` is the value of a live headed slice object (# Safety), so the count word
+    // lies just before it, inside the object, 8-aligned (OFFSET is a multiple of 8 and the
+    // object at least 8-aligned), and is only ever accessed atomically once written.
     unsafe { &*p.cast::<AtomicUsize>().sub(1) }
 }
 
 /// # Safety
-/// `p` is the value of a live slice object of `T` with a header.
+/// `p` is the value address of a live slice object of `T` with a header.
 unsafe fn trace_slice<T: Trace>(p: *const u8, t: &mut Tracer) {
-    // SAFETY: caller contract; `Acquire` pairs with `from_fn`'s `Release`: the first `n`
-    // elements are written and never written again.
+    // SAFETY: `p` is the value of a live headed slice object of `T` (# Safety), so `count`
+    // may read its count word and `p` is aligned for `T`; `Acquire` pairs with `from_fn`'s
+    // `Release`: the first `n` elements are written and never written again.
     unsafe {
         let n = count(p).load(Ordering::Acquire);
         std::slice::from_raw_parts(p.cast::<T>(), n).trace(t)
@@ -93,10 +96,12 @@ unsafe fn trace_slice<T: Trace>(p: *const u8, t: &mut Tracer) {
 }
 
 /// # Safety
-/// `p` is the value of a live slice object of `T` with a header, never used again.
+/// `p` is the value address of a live slice object of `T` with a header, owned by the
+/// caller (the sweep) and never used again.
 unsafe fn drop_slice<T>(p: *mut u8) {
-    // SAFETY: caller contract: the first `count` elements are initialised; the sweep owns
-    // the dead object.
+    // SAFETY: `p` is the value of a headed slice object of `T` (# Safety), so `count` may
+    // read its count word and `p` is aligned for `T`; the first `count` elements are
+    // initialised, and the caller owns the object and never uses it again (# Safety).
     unsafe {
         let n = count(p).load(Ordering::Acquire);
         std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(p.cast::<T>(), n))
@@ -147,9 +152,11 @@ impl<T: Trace + Send + 'static> Gc<[T]> {
         let value = unsafe { base.add(SliceLayout::<T>::OFFSET) };
         let headed = SliceLayout::<T>::KIND != Kind::Noscan;
         if headed {
-            // SAFETY: as above; nothing can collect before the header is written (no
-            // safepoint lies between the allocation and these writes), and the count says
-            // no element is initialised yet.
+            // SAFETY: `base` is a fresh object of `size(len)` bytes aligned to ALIGN, so the
+            // vtable word at `base` and the count word just before `value` lie inside it,
+            // 8-aligned; nothing can collect before the header is written (no safepoint
+            // lies between the allocation and these writes), and the count says no element
+            // is initialised yet.
             unsafe {
                 base.cast::<&'static VTable>()
                     .write(&const { SliceLayout::<T>::VTABLE });

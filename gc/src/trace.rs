@@ -66,7 +66,8 @@ macro_rules! untraced {
             #[inline(always)]
             fn trace(&self, _: &mut Tracer) {}
         }
-        // SAFETY: as above.
+        // SAFETY: holds no `Gc`, `Weak`, `Lock` or `RefLock`, and its `Trace` impl just above
+        // has `NEEDS_TRACE == false`.
         unsafe impl Untraced for $t {}
     )*};
 }
@@ -112,7 +113,8 @@ unsafe impl<T: ?Sized> Trace for PhantomData<T> {
     const NEEDS_TRACE: bool = false;
     fn trace(&self, _: &mut Tracer) {}
 }
-// SAFETY: as above.
+// SAFETY: a `PhantomData` holds no value, so no GC pointer, and its `Trace` impl just above
+// has `NEEDS_TRACE == false`.
 unsafe impl<T: ?Sized> Untraced for PhantomData<T> {}
 
 /// Containers whose elements are traced in turn: `NEEDS_TRACE` iff the element's.
@@ -243,7 +245,8 @@ macro_rules! opaque {
             #[inline(always)]
             fn trace(&self, _: &mut Tracer) {}
         }
-        // SAFETY: as above.
+        // SAFETY: `$g: Untraced`, so the wrapper holds no GC pointer, directly or
+        // indirectly, and its `Trace` impl just above has `NEEDS_TRACE == false`.
         unsafe impl<$g: Untraced + ?Sized> Untraced for $t {}
     )*};
 }
@@ -260,7 +263,8 @@ unsafe impl<T: Untraced> Trace for OnceCell<T> {
     const NEEDS_TRACE: bool = false;
     fn trace(&self, _: &mut Tracer) {}
 }
-// SAFETY: as above.
+// SAFETY: `T: Untraced`, so the cell holds no GC pointer, directly or indirectly, and its
+// `Trace` impl just above has `NEEDS_TRACE == false`.
 unsafe impl<T: Untraced> Untraced for OnceCell<T> {}
 
 // SAFETY: traces the elements (rule 1).

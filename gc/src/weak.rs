@@ -50,7 +50,8 @@ impl<T> Clone for Weak<T> {
 impl<T> Copy for Weak<T> {}
 // SAFETY: like `Gc<T>`: `upgrade` hands out `Gc<T>`.
 unsafe impl<T: Send + Sync> Send for Weak<T> {}
-// SAFETY: as above.
+// SAFETY: like `Gc<T>`: each thread sharing a `Weak<T>` may `upgrade` it to a `Gc<T>`
+// and so get `&T` (needs `T: Sync`) or let the collector drop the target (needs `T: Send`).
 unsafe impl<T: Send + Sync> Sync for Weak<T> {}
 
 impl<T: Trace> Weak<T> {
@@ -169,13 +170,14 @@ pub(crate) fn table_ranges() -> ((usize, usize), (usize, usize)) {
 static FIN_THREAD: Once = Once::new();
 
 /// # Safety
-/// `obj` is the address of a live `T` (rooted by the `running` list for the call) and
-/// `f` a `fn(&Mutator, Gc<T>)` cast to `*const ()`.
+/// `obj` is `Gc::addr` of a `Gc<T>` whose object is alive (rooted by the `running` list
+/// for the call), and `f` a `fn(&Mutator, Gc<T>)` cast to `*const ()`.
 unsafe fn trampoline<T: Trace + 'static>(m: &Mutator, obj: usize, f: *const ()) {
-    // SAFETY: caller contract: `f` was cast from exactly this function pointer type.
+    // SAFETY: `f` was cast from a `fn(&Mutator, Gc<T>)`, exactly this type (# Safety).
     let f: fn(&Mutator, Gc<T>) =
         unsafe { std::mem::transmute::<*const (), fn(&Mutator, Gc<T>)>(f) };
-    // SAFETY: caller contract.
+    // SAFETY: `obj` is the value address of a `Gc<T>` whose object the `running` list keeps
+    // alive for the call (# Safety), which is what `Gc::from_ptr` requires.
     f(m, unsafe { Gc::from_ptr(obj as *const T) })
 }
 

@@ -42,13 +42,19 @@ fn word_mask(lo: usize, n: usize) -> u64 {
 }
 
 /// Calls `f(word, mask)` for each word of `words` covering bits `[first, first+n)`.
+///
+/// Contract (not checked; every caller meets it): `words` is one of a live arena's per-page
+/// bitmaps (`PAGES_PER_ARENA` bits), `first + n <= PAGES_PER_ARENA`, and the heap lock is
+/// held, so no other reference to those words exists meanwhile.
 pub(super) fn for_bit_words(words: *mut u64, first: usize, n: usize, mut f: impl FnMut(&mut u64, u64)) {
     let mut i = first;
     let end = first + n;
     while i < end {
         let lo = i % 64;
         let k = (64 - lo).min(end - i);
-        // SAFETY: callers pass ranges inside the arena's per-page bitmaps.
+        // SAFETY: `i / 64` indexes a word of a live arena's per-page bitmap, since
+        // `first + n <= PAGES_PER_ARENA`, and the heap lock makes this `&mut` unique (the
+        // contract above).
         f(unsafe { &mut *words.add(i / 64) }, word_mask(lo, k));
         i += k;
     }
