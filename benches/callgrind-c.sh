@@ -14,8 +14,8 @@
 # env:   N1, N2 (default 100000, 200000)
 #        ALLOCATORS (default "gomalloc glibc mimalloc jemalloc tcmalloc"; a missing peer is
 #        skipped with a note)
-#        GOMALLOC_SO (default target/release/libgomalloc.so, built with `cargo build
-#        --release -p gomalloc-shim` if missing; set it to measure another build)
+#        GOMALLOC_SO (default target/release/libgomalloc.so, brought up to date with
+#        `cargo build --release -p gomalloc-shim` first; set it to measure another build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset LD_PRELOAD
@@ -26,7 +26,7 @@ SIZES=("$@")
 [ ${#SIZES[@]} -eq 0 ] && SIZES=(8 64 512 4096)
 command -v valgrind >/dev/null || { echo "callgrind-c.sh: valgrind not found (apt-get install valgrind)" >&2; exit 1; }
 SO=${GOMALLOC_SO:-${CARGO_TARGET_DIR:-target}/release/libgomalloc.so}
-[ -n "${GOMALLOC_SO:-}" ] || [ -f "$SO" ] || cargo build --release -q -p gomalloc-shim
+[ -n "${GOMALLOC_SO:-}" ] || cargo build --release -q -p gomalloc-shim
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 cc -O2 -fno-builtin -o "$OUT/pairs" benches/c/pairs.c
