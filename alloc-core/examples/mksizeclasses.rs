@@ -281,6 +281,8 @@ fn print_comment(w: &mut String, classes: &[Class]) {
         writeln!(w, "//! {:9}  {bits:4}  {size:12}", 1usize << bits).unwrap();
     }
     writeln!(w, "//! ```").unwrap();
+    writeln!(w, "//!").unwrap();
+    writeln!(w, "//! Layer: tables (the crate root's module map, `lib.rs`).").unwrap();
 }
 
 /// Writes `pub static NAME: TY = [values];` laid out the way `rustfmt` does it.
