@@ -282,7 +282,11 @@ fn print_comment(w: &mut String, classes: &[Class]) {
     }
     writeln!(w, "//! ```").unwrap();
     writeln!(w, "//!").unwrap();
-    writeln!(w, "//! Layer: tables (the crate root's module map, `lib.rs`).").unwrap();
+    writeln!(
+        w,
+        "//! Layer: tables (the crate root's module map, `lib.rs`)."
+    )
+    .unwrap();
 }
 
 /// Writes `pub static NAME: TY = [values];` laid out the way `rustfmt` does it.
