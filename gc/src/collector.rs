@@ -274,9 +274,25 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
     }
     if CONCURRENT.load(Ordering::Relaxed) {
         run_concurrent_cycle(me, forced);
-        crate::weak::wake_finalizer_thread();
-        return;
+    } else {
+        run_stopped_cycle(me, forced);
     }
+    crate::weak::wake_finalizer_thread();
+}
+
+/// How a cycle began: its start, the live heap then, and its first stop.
+struct CycleStart {
+    start: Instant,
+    heap0: usize,
+    /// The request to stop the world: the pause starts here.
+    t_stop: Instant,
+    /// Every other attached thread stopped.
+    t_stopped: Instant,
+    threads: Vec<Arc<ThreadRec>>,
+}
+
+/// Sweep termination and the first stop of a cycle, by the thread holding `collecting`.
+fn sweep_termination_and_stop(me: Option<&Mutator>) -> CycleStart {
     let start = Instant::now();
     // Sweep termination: finish the previous cycle's sweep while mutators still run, and
     // wait for the spans other threads took to sweep (Go's `finishsweep_m` waits for
@@ -290,14 +306,36 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
         m.cache_mut().release_all();
         m.flush_barrier();
     }
-    // The pause starts here: from the request to stop until the world restarts.
     let t_stop = Instant::now();
     let threads = stop_the_world(me.map(|m| m.rec()));
-    let resumed: Vec<u64> = threads
+    CycleStart {
+        start,
+        heap0,
+        t_stop,
+        t_stopped: Instant::now(),
+        threads,
+    }
+}
+
+/// Each thread's count of resumptions, for [`debug_assert_world_stopped`].
+fn resumed_counts(threads: &[Arc<ThreadRec>]) -> Vec<u64> {
+    threads
         .iter()
         .map(|t| t.resumed.load(Ordering::Relaxed))
-        .collect();
-    let t_stopped = Instant::now();
+        .collect()
+}
+
+/// One cycle with the world stopped for the whole mark (`GOMALLOC_GCCONCURRENT=0`), on
+/// the calling thread, which holds `collecting`.
+fn run_stopped_cycle(me: Option<&Mutator>, forced: bool) {
+    let CycleStart {
+        start,
+        heap0,
+        t_stop,
+        t_stopped,
+        threads,
+    } = sweep_termination_and_stop(me);
+    let resumed = resumed_counts(&threads);
     with_registers_spilled(|my_sp| {
         let mut t = Tracer::new();
         let goal_of_cycle = pacer::HEAP_GOAL.load(Ordering::Relaxed);
@@ -334,7 +372,6 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
         report_cycle(&report, end);
     });
     end_cycle();
-    crate::weak::wake_finalizer_thread();
 }
 
 /// One cycle with a concurrent mark (design §8), on the calling thread, which holds
@@ -342,21 +379,18 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
 /// barrier and allocate-black turned on) and at mark termination (what the barrier
 /// buffers still hold, the checkmark, weak references, finalizers, the new sweep
 /// generation). Between the two the caller traces while the mutators run: their writes
-/// go through the hybrid barrier, their allocations are marked as they are made (the
-/// allocation fast path is off while `MARKING` is set), and stacks scanned at mark start
-/// are not scanned again (the barrier's deletion half keeps every object reachable at
-/// mark start marked, and new objects are black).
+/// go through the hybrid barrier, their allocations are black (windows loaded while
+/// marking have their free slots marked, `heap::mark_free_if_marking`), and stacks scanned
+/// at mark start are not scanned again (the barrier's deletion half keeps every object
+/// reachable at mark start marked, and new objects are black).
 fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
-    let start = Instant::now();
-    heap::sweep_all_and_wait();
-    let heap0 = heap::HEAP_LIVE.load(Ordering::Relaxed);
-    if let Some(m) = me {
-        m.cache_mut().release_all();
-        m.flush_barrier();
-    }
-    let t_stop = Instant::now();
-    let threads = stop_the_world(me.map(|m| m.rec()));
-    let t_stopped = Instant::now();
+    let CycleStart {
+        start,
+        heap0,
+        t_stop,
+        t_stopped,
+        threads,
+    } = sweep_termination_and_stop(me);
     with_registers_spilled(|my_sp| {
         let me_sp = me.map(|m| (m.rec(), my_sp));
         let mut t = Tracer::new();
@@ -421,10 +455,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
             aborted_stops += start_the_world() - t_drained;
         };
         MARKING_CONCURRENTLY.store(false, Ordering::Relaxed);
-        let resumed: Vec<u64> = threads
-            .iter()
-            .map(|t| t.resumed.load(Ordering::Relaxed))
-            .collect();
+        let resumed = resumed_counts(&threads);
         let (marked, objects, weak_cleared) = terminate(t, |c| {
             mark_roots(c, &threads, me_sp);
         });
@@ -532,7 +563,7 @@ const MAX_TERMINATION_RESTARTS: u32 = 4;
 
 /// How long a flush round waits for the running mutators to reach a safepoint. One that
 /// does not (it neither allocates nor calls `safepoint`) is flushed by the stop instead.
-const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+const FLUSH_WAIT: Duration = Duration::from_millis(2);
 
 /// One flush round: every running mutator but `me` moves its barrier buffer to [`SHADE`]
 /// at its next safepoint (threads parked or in blocking regions flushed on the way there). True

@@ -469,21 +469,18 @@ impl Mutator {
         self.safepoint();
         if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
             crate::collector::collect_auto(self);
-            if crate::collector::MARKING_CONCURRENTLY.load(Ordering::Relaxed)
-                && crate::pacer::should_assist()
-            {
-                crate::collector::assist(crate::pacer::ASSIST_BUDGET);
-            }
-            if crate::collector::MARKING_CONCURRENTLY.load(Ordering::Relaxed)
-                && crate::pacer::over_goal()
-                && !self.in_blocking_region()
-            {
-                // A concurrent mark that the allocation outran: wait for its end rather
-                // than let the heap pass the goal (Go makes the thread assist, and parks
-                // it when no work is left to assist with); the pacer starts the next
-                // cycle earlier.
-                crate::pacer::OUTRAN.store(true, Ordering::Relaxed);
-                self.wait_cycle_end();
+            if crate::collector::MARKING_CONCURRENTLY.load(Ordering::Relaxed) {
+                if crate::pacer::should_assist() {
+                    crate::collector::assist(crate::pacer::ASSIST_BUDGET);
+                }
+                if crate::pacer::over_goal() && !self.in_blocking_region() {
+                    // A concurrent mark that the allocation outran: wait for its end
+                    // rather than let the heap pass the goal (Go makes the thread assist,
+                    // and parks it when no work is left to assist with); the pacer starts
+                    // the next cycle earlier.
+                    crate::pacer::OUTRAN.store(true, Ordering::Relaxed);
+                    self.wait_cycle_end();
+                }
             }
         }
         let c = self.cache_mut();
