@@ -31,9 +31,8 @@ static RUNWAY: AtomicUsize = AtomicUsize::new(0);
 /// A mutator reached the goal while a concurrent mark ran (and waited for its end).
 pub(crate) static OUTRAN: AtomicBool = AtomicBool::new(false);
 /// Bounds of the trigger, in percent of the room between the marked heap and the goal: not
-/// so early that cycles run back to back, not so late that no room is left (Go 1.19 keeps
-/// its trigger between 70% and 95% of the runway and lowers the floor as the heap grows;
-/// the first cycle, with no runway measured, starts at 70%).
+/// so early that cycles run back to back, not so late that no room is left (the first
+/// cycle, with no runway measured, starts at 70%).
 const TRIGGER_MIN_PERCENT: usize = 30;
 const TRIGGER_FIRST_PERCENT: usize = 70;
 const TRIGGER_MAX_PERCENT: usize = 95;

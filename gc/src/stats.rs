@@ -246,9 +246,9 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
         let cycles = st.s.cycles;
         drop(st);
         // cpu: the first stop + assist/background/idle mark + mark termination. Every
-        // marker is a dedicated worker for the mark's whole length (there are no assists
-        // and no idle workers): assist and idle time are zero and "background" is the
-        // mark's clock time times the markers. The sweep finished before the stop
+        // marker is a dedicated worker for the mark's whole length, so "background" is the
+        // mark's clock time times the markers; there are no idle workers, and mark assists
+        // are not timed: both are printed as zero. The sweep finished before the stop
         // (`t_concurrent`) is in no field, as in Go (`gcStart` sweeps before its stop).
         let mark_cpu = mark * r.workers as u32;
         eprintln!(
