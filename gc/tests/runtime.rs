@@ -11,13 +11,12 @@ use common::{Link, list_sum};
 
 use gc::{Gc, Lock, Root};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+#[path = "common/serial.rs"]
+mod serial;
+use serial::{alone, serial};
 
 /// Runs test `name` of this binary alone in a child process with `env` set.
 fn child(name: &str, env: &[(&str, &str)]) -> Output {
@@ -341,18 +340,19 @@ fn tiny_block_while_one_lives(m: &gc::Mutator) -> [usize; 3] {
 /// The block lives while any of its objects does, and is freed when all are dead.
 #[test]
 fn tiny_block_is_freed_when_all_its_objects_are_dead() {
-    let _s = serial();
-    let m = gc::attach();
-    let hidden = tiny_block_while_one_lives(&m);
-    gc::debug::clear_stack(64 << 10);
-    gc::collect();
-    gc::collect();
-    for x in hidden {
-        assert!(
-            gomalloc::gcapi::find_object(!x).is_none(),
-            "a tiny block whose objects are all dead is still allocated"
-        );
-    }
+    alone(|| {
+        let m = gc::attach();
+        let hidden = tiny_block_while_one_lives(&m);
+        gc::debug::clear_stack(64 << 10);
+        gc::collect();
+        gc::collect();
+        for x in hidden {
+            assert!(
+                gomalloc::gcapi::find_object(!x).is_none(),
+                "a tiny block whose objects are all dead is still allocated"
+            );
+        }
+    })
 }
 
 /// A `Gc` kept where the collector cannot see it: its object is swept, the slot poisoned

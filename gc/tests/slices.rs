@@ -16,7 +16,7 @@ mod serial;
 use common::{Link, list_sum};
 use gc::debug::IncrementalCycle;
 use gc::{Gc, GcVec, Lock, Root, Trace};
-use serial::serial;
+use serial::{alone, serial};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn collect_clean() {
@@ -155,45 +155,46 @@ fn dead_slices_drop_each_element_once() {
 
 #[test]
 fn a_panicking_element_closure_leaves_the_made_elements_to_the_sweep() {
-    let _s = serial();
-    let m = gc::attach();
-    let c0 = COUNTED_DROPS.load(Ordering::SeqCst);
-    #[inline(never)]
-    fn make(m: &gc::Mutator) -> bool {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Gc::from_fn(m, 100, |i| {
-                assert!(i < 7, "element {i} fails");
-                Counted(i.to_string())
-            })
-        }))
-        .is_err()
-    }
-    assert!(make(&m));
-    collect_clean();
-    // Seven elements were made; the other 93 were never initialised and are not dropped.
-    assert_eq!(COUNTED_DROPS.load(Ordering::SeqCst) - c0, 7);
-    // An iterator shorter than it said panics the same way.
-    struct Liar(usize);
-    impl Iterator for Liar {
-        type Item = Counted;
-        fn next(&mut self) -> Option<Counted> {
-            self.0 += 1;
-            (self.0 <= 3).then(|| Counted(String::new()))
+    alone(|| {
+        let m = gc::attach();
+        let c0 = COUNTED_DROPS.load(Ordering::SeqCst);
+        #[inline(never)]
+        fn make(m: &gc::Mutator) -> bool {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Gc::from_fn(m, 100, |i| {
+                    assert!(i < 7, "element {i} fails");
+                    Counted(i.to_string())
+                })
+            }))
+            .is_err()
         }
-    }
-    impl ExactSizeIterator for Liar {
-        fn len(&self) -> usize {
-            10
+        assert!(make(&m));
+        collect_clean();
+        // Seven elements were made; the other 93 were never initialised and are not dropped.
+        assert_eq!(COUNTED_DROPS.load(Ordering::SeqCst) - c0, 7);
+        // An iterator shorter than it said panics the same way.
+        struct Liar(usize);
+        impl Iterator for Liar {
+            type Item = Counted;
+            fn next(&mut self) -> Option<Counted> {
+                self.0 += 1;
+                (self.0 <= 3).then(|| Counted(String::new()))
+            }
         }
-    }
-    let c1 = COUNTED_DROPS.load(Ordering::SeqCst);
-    #[inline(never)]
-    fn make_short(m: &gc::Mutator, it: Liar) -> bool {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Gc::from_iter(m, it))).is_err()
-    }
-    assert!(make_short(&m, Liar(0)));
-    collect_clean();
-    assert_eq!(COUNTED_DROPS.load(Ordering::SeqCst) - c1, 3);
+        impl ExactSizeIterator for Liar {
+            fn len(&self) -> usize {
+                10
+            }
+        }
+        let c1 = COUNTED_DROPS.load(Ordering::SeqCst);
+        #[inline(never)]
+        fn make_short(m: &gc::Mutator, it: Liar) -> bool {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Gc::from_iter(m, it))).is_err()
+        }
+        assert!(make_short(&m, Liar(0)));
+        collect_clean();
+        assert_eq!(COUNTED_DROPS.load(Ordering::SeqCst) - c1, 3);
+    })
 }
 
 #[test]
