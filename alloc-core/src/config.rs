@@ -7,7 +7,7 @@
 //! | `GOMALLOC_SCAVENGE_PERCENT` | CPU budget of the background scavenger, percent of one core, `1`..`100` | `1` |
 //! | `GOMALLOC_RELEASE` | `dontneed` (RSS drops at once) or `free` (`MADV_FREE`: lazily, under memory pressure) | `dontneed` |
 //! | `GOMALLOC_MEMLIMIT` | soft memory limit: bytes with an optional unit `B`, `KiB`, `MiB`, `GiB`, `TiB` (or `K`, `M`, `G`, `T`), or `off` | `off` |
-//! | `GOMALLOC_PROFILE_RATE` | mean bytes between heap-profile samples, with the units of `GOMALLOC_MEMLIMIT` (e.g. `512KiB`; `1`: every allocation), or `0`/`off` (needs the `profile` feature: `libgomalloc-prof.so`) | `off` |
+//! | `GOMALLOC_PROFILE_RATE` | mean bytes between heap-profile samples, with the units of `GOMALLOC_MEMLIMIT` (e.g. `512KiB`; `1`: every allocation), or `0`/`off` | `off` |
 //! | `GOMALLOC_PROFILE` | what to do with the heap profile at exit: a path (pprof, gzipped; `%p` becomes the process id), `leaks` (the sampled blocks still live, on stderr), or `leaks:PATH` (them, as a profile) | none |
 //! | `GOMALLOC_STATS` | `1` prints a statistics summary to stderr at exit (through a close-on-exec duplicate of it taken at start-up, so a program that closes its stderr still gets one); `0` does not | `0` |
 //!
@@ -220,27 +220,22 @@ static PROFILE_OUTPUT_LEN: AtomicUsize = AtomicUsize::new(0);
 /// The process id at start-up: a forked child has another (see `profile::at_exit`).
 static START_PID: crate::sync::AtomicU32 = crate::sync::AtomicU32::new(0);
 
-/// `GOMALLOC_PROFILE_RATE` and `GOMALLOC_PROFILE`: applied with the feature `profile`,
-/// warned about without it.
+/// `GOMALLOC_PROFILE_RATE` and `GOMALLOC_PROFILE`.
 fn read_profile_env() {
     let rate = getenv(c"GOMALLOC_PROFILE_RATE");
     let output = getenv(c"GOMALLOC_PROFILE");
-    if !cfg!(feature = "profile") {
-        // A rate of 0 (off) asks for nothing this build lacks.
-        let rate = rate.filter(|v| parse_rate(v) != Some(0));
-        for (name, v) in [("GOMALLOC_PROFILE_RATE", rate), ("GOMALLOC_PROFILE", output)] {
-            if let Some(v) = v {
-                warn(name, v, "a gomalloc built with the `profile` feature (libgomalloc-prof.so)", "no profile");
-            }
-        }
-        return;
-    }
     if let Some(v) = rate {
         match parse_rate(v) {
-            #[cfg(feature = "profile")]
+            // The stacks would be wrong: the walk follows frame pointers.
+            Some(r) if r != 0 && !crate::profile::unwind::frame_pointers() => warn(
+                "GOMALLOC_PROFILE_RATE",
+                v,
+                "a gomalloc built with frame pointers for the profile's stack walk \
+                 (libgomalloc-prof.so from shim-c/build-prof.sh, or a program built with \
+                 -C force-frame-pointers=yes)",
+                "off",
+            ),
             Some(r) => crate::profile::set_rate(r),
-            #[cfg(not(feature = "profile"))]
-            Some(_) => {}
             None => warn(
                 "GOMALLOC_PROFILE_RATE",
                 v,
@@ -265,7 +260,6 @@ fn read_profile_env() {
 }
 
 /// `GOMALLOC_PROFILE`, if it was set.
-#[cfg(feature = "profile")]
 pub(crate) fn profile_output() -> Option<&'static [u8]> {
     let p = PROFILE_OUTPUT.load(Ordering::Acquire);
     if p.is_null() {
@@ -277,7 +271,6 @@ pub(crate) fn profile_output() -> Option<&'static [u8]> {
 }
 
 /// The process id when the environment was read.
-#[cfg(feature = "profile")]
 pub(crate) fn start_pid() -> u32 {
     START_PID.load(Ordering::Relaxed)
 }

@@ -380,15 +380,20 @@ pub unsafe fn free_span(s: *mut Span) {
             "gcapi::free_span of a malloc span",
             s
         );
-        // A sampled object's span (feature `profile`): its free is counted, as Go's
-        // sweep calls `mProf_Free`.
-        #[cfg(feature = "profile")]
+        // A sampled object's span: its free is counted, as Go's sweep calls `mProf_Free`.
         if (*s).prof_bucket.get() != 0 {
             crate::profile::freed(&*s);
         }
         (*s).gc.store(KIND_MALLOC, Ordering::Release);
         HEAP.lock().free_span(s);
     }
+}
+
+/// Sets gomalloc up (its environment settings, the thread-exit and fork handlers) if no
+/// allocation did yet: a program whose global allocator is not `GoMalloc` may use the
+/// collector first. False while the set-up runs on this thread.
+pub fn ensure_init() -> bool {
+    crate::runtime::ensure_init()
 }
 
 /// An object of the collector's heap, found from an address.

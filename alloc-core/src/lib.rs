@@ -150,7 +150,7 @@ pub mod check;
 mod check;
 #[cfg(not(loom))]
 pub mod gcapi;
-#[cfg(all(not(loom), feature = "profile"))]
+#[cfg(not(loom))]
 pub mod profile;
 pub mod report;
 mod sync;

@@ -67,7 +67,7 @@ pub fn alloc_malloc_fast(size: usize) -> *mut u8 {
     };
     // SAFETY: `current()` is the thread's cache or the static empty one, both valid; only
     // this thread uses it; `class` comes from the size-class tables.
-    let s = unsafe { (*c).span(class) };
+    let s = unsafe { (*c).fast_span(class) };
     let p = s.next_free_fast();
     if !p.is_null() {
         // A slot was taken, so `c` is a real cache (the empty one's spans have none).
@@ -115,7 +115,7 @@ fn alloc_in_class(class: usize, size: usize, align: usize) -> *mut u8 {
     };
     // SAFETY: `current()` is the thread's cache or the static empty one, both valid; only
     // this thread uses it; `class` comes from the size-class tables.
-    let s = unsafe { (*c).span(class) };
+    let s = unsafe { (*c).fast_span(class) };
     let p = s.next_free_fast();
     if !p.is_null() {
         // A slot was taken, so `c` is a real cache (the empty one's spans have none).
@@ -153,14 +153,17 @@ fn alloc_refill(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut
             unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
             return p;
         }
+        if c == mcache::EMPTY_CACHE_PTR || class == 0 {
+            return alloc_slow_unsampled(size, align);
+        }
     }
-    if c == mcache::EMPTY_CACHE_PTR || class == 0 {
-        // New, initialising or dead thread, or the heap is not initialised yet; or size 0,
-        // which the tables give class 0 (never cached) and the general path serves as 1.
-        #[cfg(feature = "profile")]
-        return alloc_slow_unsampled(size, align);
-        #[cfg(not(feature = "profile"))]
-        return alloc_slow(size, align);
+    // One test covers a thread without a cache of its own (the empty cache never settles),
+    // a thread that samples for the heap profile, and the first refill after the sampling
+    // rate changed (`profile::sample`).
+    // SAFETY: `c` is the calling thread's cache or the static empty one, both valid.
+    #[cfg(not(feature = "profile"))]
+    if unsafe { (*c).prof.settled.get() } != crate::profile::sample::epoch() || class == 0 {
+        return alloc_unsettled(c, class, size, align);
     }
     // SAFETY: only an active thread's slot holds a real cache (`mcache::current_or_init`
     // stores it as the state becomes active; `thread_exit` puts the empty one back first),
@@ -170,23 +173,70 @@ fn alloc_refill(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut
     p
 }
 
+/// [`alloc_refill`] for a thread without a cache of its own, for size 0, and for a thread
+/// whose cache must take up the heap profile's rate or samples (default build).
+#[cfg(not(feature = "profile"))]
+#[cold]
+#[inline(never)]
+fn alloc_unsettled(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut u8 {
+    if c == mcache::EMPTY_CACHE_PTR || class == 0 {
+        // New, initialising or dead thread, or the heap is not initialised yet; or size 0,
+        // which the tables give class 0 (never cached) and the general path serves as 1.
+        return alloc_slow(size, align);
+    }
+    // SAFETY: a real cache in the thread's slot is the thread's own (as in `alloc_refill`).
+    let cr = unsafe { &*c };
+    if crate::profile::sample::settle(cr) {
+        // SAFETY: the calling thread's own cache.
+        if unsafe { crate::profile::sample::tick(c, size) } {
+            return crate::profile::alloc_sampled(size, align);
+        }
+        // The fast path skipped the window to come here: take its slot.
+        let s = cr.span(class);
+        let p = s.next_free_fast();
+        if !p.is_null() {
+            // SAFETY: `p` is the free slot just taken (poison feature only).
+            unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
+            return p;
+        }
+    }
+    // SAFETY: the thread's own cache; `class` comes from the size-class tables.
+    let p = unsafe { alloc_after_refill(cr, SizeClass(class as u8)) };
+    if cr.sampling.get() {
+        // The refill pointed the fast path at the new span (`MCache::put_alloc`).
+        cr.fast[class].set(mcache::EMPTY_SPAN_PTR);
+    }
+    crate::check::after_slow_op();
+    p
+}
+
 /// The general allocation path: thread set-up, refills, odd alignments, large objects.
 #[cold]
 #[inline(never)]
 pub fn alloc_slow(size: usize, align: usize) -> *mut u8 {
-    #[cfg(feature = "profile")]
-    // SAFETY: `current()` is the calling thread's cache or the static empty one.
-    if unsafe { crate::profile::sample::tick(mcache::current(), size) } {
+    let c = mcache::current();
+    // A thread that does not sample skips the countdown (default build).
+    #[cfg(not(feature = "profile"))]
+    // SAFETY: a real cache in the thread's slot is the thread's own.
+    if c == mcache::EMPTY_CACHE_PTR || !crate::profile::sample::settle(unsafe { &*c }) {
+        return alloc_slow_unsampled(size, align);
+    }
+    // SAFETY: `c` is the calling thread's cache or the static empty one.
+    if unsafe { crate::profile::sample::tick(c, size) } {
         return crate::profile::alloc_sampled(size, align);
     }
-    alloc_slow_unsampled(size, align)
+    let p = alloc_slow_unsampled(size, align);
+    // A small object's refill pointed the fast path at its new span (`MCache::put_alloc`).
+    #[cfg(not(feature = "profile"))]
+    // SAFETY: a real cache (the test above), the thread's own.
+    unsafe {
+        (*c).set_sampling(true)
+    };
+    p
 }
 
-/// [`alloc_slow`] once the heap profile's countdown was taken (feature `profile`): never
-/// a sample. Without the feature it is `alloc_slow`'s body, inlined there, and
-/// [`alloc_refill`] calls `alloc_slow`: the same code as a build that never had it.
-#[cfg_attr(not(feature = "profile"), inline(always))]
-#[cfg_attr(feature = "profile", inline(never))]
+/// [`alloc_slow`] once the heap profile's countdown was taken: never a sample.
+#[inline(never)]
 fn alloc_slow_unsampled(size: usize, align: usize) -> *mut u8 {
     if !align.is_power_of_two() {
         return ptr::null_mut();
@@ -289,7 +339,6 @@ fn large_pages(size: usize) -> usize {
 
 /// A span of its own for a block the heap profile samples (`profile::alloc_sampled`), as
 /// a large object: its free then takes the large-object path, which counts it.
-#[cfg(feature = "profile")]
 pub(crate) fn alloc_large_for_sample(size: usize, align: usize) -> *mut u8 {
     if !align.is_power_of_two() {
         return ptr::null_mut();
@@ -486,7 +535,6 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     }
     // A block the heap profile sampled has a span of its own, larger than asked for; it
     // stays there while it fits, as a small object would in its slot.
-    #[cfg(feature = "profile")]
     if !growing && sr.prof_bucket.get() != 0 {
         return p;
     }

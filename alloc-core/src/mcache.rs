@@ -38,7 +38,9 @@ use core::cell::{Cell, UnsafeCell};
 /// A thread's cache of spans.
 ///
 /// Invariants: `alloc[class]` is [`EMPTY_SPAN`] or an in-use span of `class` whose
-/// `owner` is this cache; entries of size class 0 are always [`EMPTY_SPAN`]. Every span of
+/// `owner` is this cache; entries of size class 0 are always [`EMPTY_SPAN`]. Between
+/// allocation calls, `fast[class]` is `alloc[class]`, or [`EMPTY_SPAN`] while `sampling`
+/// is set. Every span of
 /// `retained[class]` is an in-use span of `class` owned by this cache, in the retained
 /// state (`Span::retain`: a single-window span's one window loaded; a larger span with no
 /// window, or with one loaded for frees by `Span::load_window_for_frees`), in no other
@@ -47,17 +49,24 @@ use core::cell::{Cell, UnsafeCell};
 /// [`RETAIN_TOTAL_BYTES`] worth.
 #[repr(C, align(64))]
 pub struct MCache {
-    /// Bytes left before this thread's next heap-profile sample (feature `profile`,
-    /// `profile::sample`): the allocation fast path subtracts each size from it, so it
+    /// Bytes left before this thread's next heap-profile sample (`profile::sample`): with
+    /// the feature `profile` the allocation fast path subtracts each size from it, so it
     /// comes first, on the line the fast path reads. 0 in [`EMPTY_CACHE`].
-    #[cfg(feature = "profile")]
     pub next_sample: Cell<usize>,
     /// The arena C's `free` last found a span of this cache in (a hint for the arena map:
     /// [`crate::malloc::free_fast`]). First, on the line of the first size classes. Never
     /// set in [`EMPTY_CACHE`].
     pub arena_hint: ArenaHint,
-    /// The span each size class allocates from (hot).
+    /// The span each size class's allocation fast path takes slots from (hot): `alloc`'s,
+    /// or the empty span for every class while the thread samples for the heap profile
+    /// (`sampling`), so that each allocation reaches the slow path's countdown
+    /// (`profile::sample`) and the fast path has no test of its own.
+    pub fast: [Cell<*mut Span>; NUM_SIZE_CLASSES],
+    /// The span each size class allocates from.
     pub alloc: [Cell<*mut Span>; NUM_SIZE_CLASSES],
+    /// The thread samples its allocations for the heap profile through the slow path:
+    /// `fast` is all empty spans (without the feature `profile`, `profile::sample`).
+    pub sampling: Cell<bool>,
     /// Links in the pool's active or free list.
     links: Links<MCache>,
     /// Times this cache swapped a span with its mcentral.
@@ -79,8 +88,7 @@ pub struct MCache {
     retained_pages: Cell<usize>,
     /// The [`request_trim`] epoch this cache last answered.
     trim_epoch: Cell<usize>,
-    /// The rest of the thread's sampling state (feature `profile`).
-    #[cfg(feature = "profile")]
+    /// The rest of the thread's sampling state.
     pub prof: crate::profile::ThreadState,
 }
 
@@ -107,17 +115,17 @@ pub const EMPTY_CACHE_PTR: *mut MCache =
 impl MCache {
     const fn empty() -> MCache {
         MCache {
-            #[cfg(feature = "profile")]
             next_sample: Cell::new(0),
             arena_hint: ArenaHint::new(),
+            fast: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SIZE_CLASSES],
             alloc: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SIZE_CLASSES],
+            sampling: Cell::new(false),
             links: Links::new(),
             refills: Cell::new(0),
             free_hint: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SIZE_CLASSES],
             retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SIZE_CLASSES],
             retained_pages: Cell::new(0),
             trim_epoch: Cell::new(0),
-            #[cfg(feature = "profile")]
             prof: crate::profile::ThreadState::new(),
         }
     }
@@ -129,6 +137,35 @@ impl MCache {
         // SAFETY: `class < NUM_SIZE_CLASSES` (classes come from the size-class tables);
         // entries always point to a live span record.
         unsafe { &*self.alloc.get_unchecked(class).get() }
+    }
+
+    /// The span the allocation fast path of `class` takes slots from (`fast[class]`).
+    #[inline(always)]
+    pub fn fast_span(&self, class: usize) -> &Span {
+        crate::check!(class < NUM_SIZE_CLASSES, "size class out of range", class);
+        // SAFETY: `class < NUM_SIZE_CLASSES` (classes come from the size-class tables);
+        // entries always point to a live span record (`alloc`'s or the empty span).
+        unsafe { &*self.fast.get_unchecked(class).get() }
+    }
+
+    /// Sets `alloc[class]` and `fast[class]`. A thread that samples (`sampling`) points
+    /// `fast[class]` back at the empty span before the allocation that refilled returns
+    /// (`malloc::alloc_unsettled`, `malloc::alloc_slow`), so that a refill of a thread
+    /// that does not sample has no test of it.
+    #[inline(always)]
+    fn put_alloc(&self, class: usize, s: *mut Span) {
+        self.alloc[class].set(s);
+        self.fast[class].set(s);
+    }
+
+    /// Starts or stops sending every allocation of the thread to the slow path, where the
+    /// heap profile's countdown is (`profile::sample`; default build).
+    #[cfg(not(feature = "profile"))]
+    pub(crate) fn set_sampling(&self, on: bool) {
+        self.sampling.set(on);
+        for (f, a) in self.fast.iter().zip(&self.alloc) {
+            f.set(if on { EMPTY_SPAN_PTR } else { a.get() });
+        }
     }
 
     /// The span the frees of `class` went to last (`free_hint[class]`).
@@ -143,7 +180,7 @@ impl MCache {
     /// Makes `s`, a span of `class` this cache allocates from, the class's free hint.
     #[inline(always)]
     fn set_alloc(&self, class: SizeClass, s: *mut Span) {
-        self.alloc[class.index()].set(s);
+        self.put_alloc(class.index(), s);
         self.free_hint[class.index()].set(s);
     }
 }
@@ -265,7 +302,7 @@ pub unsafe fn refill(c: &MCache, class: SizeClass) -> *mut Span {
                 (*s).commit_exhausted_single();
                 list.push_back(s);
                 c.retained_pages.set(c.retained_pages.get() + np);
-                c.alloc[class.index()].set(EMPTY_SPAN_PTR);
+                c.put_alloc(class.index(), EMPTY_SPAN_PTR);
                 return refill_from_retained_or_central(c, class);
             }
         }
@@ -306,7 +343,7 @@ unsafe fn refill_general(c: &MCache, class: SizeClass) -> *mut Span {
             if free > 0 && free >= enough_free(nelems) && sr.load_window_from(0) {
                 return s;
             }
-            c.alloc[class.index()].set(EMPTY_SPAN_PTR);
+            c.put_alloc(class.index(), EMPTY_SPAN_PTR);
             retire(c, class, s);
         }
     }
@@ -421,7 +458,7 @@ pub unsafe fn flush(c: &MCache) {
         if s == EMPTY_SPAN_PTR {
             continue;
         }
-        c.alloc[class].set(EMPTY_SPAN_PTR);
+        c.put_alloc(class, EMPTY_SPAN_PTR);
         // SAFETY: the cache owned `s`; after `uncache_span` it does not touch it again.
         unsafe {
             let sr = &*s;

@@ -80,7 +80,6 @@ extern "C" fn fork_prepare() {
         c.partial.raw_lock();
     }
     HEAP.raw_lock();
-    #[cfg(feature = "profile")]
     crate::profile::bucket::TABLE.raw_lock();
 }
 
@@ -104,7 +103,6 @@ extern "C" fn fork_child() {
 unsafe fn unlock_all() {
     // SAFETY: this thread took every allocator lock in `fork_prepare` (# Safety).
     unsafe {
-        #[cfg(feature = "profile")]
         crate::profile::bucket::TABLE.raw_unlock();
         HEAP.raw_unlock();
         for c in CENTRAL.iter().rev() {

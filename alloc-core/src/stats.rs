@@ -263,13 +263,11 @@ extern "C" fn at_exit() {
     if config::stats_at_exit() {
         print_summary(EXIT_FD.load(core::sync::atomic::Ordering::Relaxed));
     }
-    #[cfg(feature = "profile")]
     crate::profile::at_exit();
 }
 
 /// The descriptor the exit reports go to: stderr, or the close-on-exec duplicate of it
 /// taken at start-up when one was asked for.
-#[cfg(feature = "profile")]
 pub(crate) fn exit_fd() -> i32 {
     EXIT_FD.load(core::sync::atomic::Ordering::Relaxed)
 }

@@ -1,9 +1,10 @@
-//! The heap profile's sampling and records (feature `profile`): known allocation sites of
-//! known sizes, counted as `pprof` would show them (scaled as Go's `scaleHeapSample`).
-//! Each case runs in a child process (this test binary re-executed with
-//! `GOMALLOC_PROFILE_CASE`), so that no other test's allocations are sampled with it.
-//! Run: `cargo test -p gomalloc --features profile --test profile`.
-#![cfg(feature = "profile")]
+//! The heap profile's sampling and records: known allocation sites of known sizes,
+//! counted as `pprof` would show them (scaled as Go's `scaleHeapSample`). Each case runs
+//! in a child process (this test binary re-executed with `GOMALLOC_PROFILE_CASE`), which
+//! sets the rate first, so that no other test's allocations are sampled with it. Records
+//! are told apart by size, so the stacks need no frame pointers here (`run-profile.sh`
+//! reads them). Run: `cargo test -p gomalloc --test profile` (the fast path without a
+//! countdown) and with `--features profile` (with it).
 
 use gomalloc::profile::{self, Record, pprof::scale};
 use std::process::Command;
@@ -66,6 +67,7 @@ fn site_b() -> Vec<Box<[u8]>> {
 }
 
 fn child(case: &str) {
+    profile::set_rate(RATE);
     match case {
         "sites" => {
             let mut a = site_a();
@@ -151,7 +153,6 @@ fn run(case: &str) {
             "--test-threads=1",
         ])
         .env("GOMALLOC_PROFILE_CASE", case)
-        .env("GOMALLOC_PROFILE_RATE", RATE.to_string())
         .output()
         .unwrap();
     assert!(

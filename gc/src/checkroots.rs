@@ -171,14 +171,8 @@ pub(crate) fn check() {
 }
 
 /// Where the malloc block at `b` was allocated, if gomalloc's heap profile sampled it.
-#[cfg(feature = "profile")]
 fn allocation_site(b: usize) -> Option<String> {
     gomalloc::profile::allocation_site(b)
-}
-
-#[cfg(not(feature = "profile"))]
-fn allocation_site(_: usize) -> Option<String> {
-    None
 }
 
 /// Ends the process: `where_` holds word `w`, which points into `o`, about to be freed;
@@ -188,8 +182,8 @@ fn report(o: gcapi::ObjectRef, w: usize, where_: &str, block: Option<usize>) -> 
     let site = match block.and_then(allocation_site) {
         Some(frames) => format!("The block was allocated at:\n{frames}"),
         None if block.is_some() => "Where the block was allocated: not known (run with \
-             gomalloc's heap profile, feature `profile`, and GOMALLOC_PROFILE_RATE=1 to \
-             record every block's allocation site)."
+             gomalloc's heap profile, GOMALLOC_PROFILE_RATE=1, to record every block's \
+             allocation site)."
             .to_string(),
         None => String::new(),
     };

@@ -86,6 +86,9 @@ impl Drop for FatalOnUnwind {
 /// `GOMALLOC_GCCONCURRENT`, `GOMALLOC_GCPROCS`, the pacer's).
 pub(crate) fn init() {
     START.get_or_init(|| {
+        // gomalloc's settings (its heap profile's rate among them), read at its set-up,
+        // which a program whose global allocator is not `GoMalloc` never ran.
+        gomalloc::gcapi::ensure_init();
         if let Ok(v) = std::env::var("GOMALLOC_GCTRACE") {
             match v.trim() {
                 "1" => TRACE.store(true, Ordering::Relaxed),

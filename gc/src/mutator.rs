@@ -34,6 +34,10 @@ pub(crate) const MARKING: u8 = 2;
 /// `GC_FLAGS` bit: a concurrent mark asks every running mutator to flush its barrier
 /// buffer at its next safepoint and acknowledge the round ([`ThreadRec::flushed`]).
 pub(crate) const FLUSH: u8 = 4;
+/// `GC_FLAGS` bit: gomalloc's heap profile samples (its rate is not 0), so every
+/// allocation takes the slow path, where the countdown is (`Mutator::alloc_slow`; without
+/// gomalloc's feature `profile`, whose countdown is on the fast path instead).
+pub(crate) const SAMPLE: u8 = 8;
 /// The flush round the collector asked for last ([`FLUSH`]).
 pub(crate) static FLUSH_ROUND: AtomicU64 = AtomicU64::new(0);
 /// Read on every allocation (one relaxed load on the fast path).
@@ -108,6 +112,22 @@ pub(crate) static WORLD_CV: Condvar = Condvar::new();
 /// threads' handle stacks and blocked-stack copies).
 pub(crate) fn world_range() -> (usize, usize) {
     (&WORLD as *const _ as usize, std::mem::size_of_val(&WORLD))
+}
+
+/// Whether gomalloc's heap profile samples, taken up in [`GC_FLAGS`]' `SAMPLE` bit: the
+/// rate is read on each allocation slow path, so a change reaches every thread at the
+/// first refill of any one.
+#[cfg(not(feature = "profile"))]
+fn sampling() -> bool {
+    let on = gomalloc::profile::rate() != 0;
+    if (GC_FLAGS.load(Ordering::Relaxed) & SAMPLE != 0) != on {
+        if on {
+            GC_FLAGS.fetch_or(SAMPLE, Ordering::Relaxed);
+        } else {
+            GC_FLAGS.fetch_and(!SAMPLE, Ordering::Relaxed);
+        }
+    }
+    on
 }
 
 pub(crate) fn world() -> MutexGuard<'static, World> {
@@ -445,9 +465,9 @@ impl Mutator {
         }
         // Allocation goes on on this path while a cycle marks (windows are loaded black,
         // `heap::mark_free_if_marking`); a stop or flush request sends it to the slow
-        // path's safepoint.
+        // path's safepoint, and sampling for the heap profile to its countdown.
         let flags = GC_FLAGS.load(Ordering::Relaxed);
-        if flags & (STOP | FLUSH) == 0 && size <= MAX_SMALL_SIZE {
+        if flags & (STOP | FLUSH | SAMPLE) == 0 && size <= MAX_SMALL_SIZE {
             if kind == Kind::Noscan && size < TINY_SIZE && align <= 8 {
                 let p = self.cache_mut().tiny_fast(size, align);
                 if !p.is_null() {
@@ -466,6 +486,10 @@ impl Mutator {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, kind: Kind, size: usize, align: usize) -> *mut u8 {
+        #[cfg(not(feature = "profile"))]
+        if sampling() && gomalloc::profile::sample_due(size) {
+            return self.alloc_sampled(kind, size, align);
+        }
         self.safepoint();
         if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
             crate::collector::collect_auto(self);
@@ -512,9 +536,8 @@ impl Mutator {
         p
     }
 
-    /// A sampled object (feature `profile`): as `alloc_slow`, but always the one object of
-    /// a large span, which the heap profile records and whose sweep counts its free.
-    #[cfg(feature = "profile")]
+    /// A sampled object: as `alloc_slow`, but always the one object of a large span, which
+    /// the heap profile records and whose sweep counts its free.
     #[cold]
     #[inline(never)]
     fn alloc_sampled(&self, kind: Kind, size: usize, align: usize) -> *mut u8 {

@@ -111,10 +111,10 @@ fn a_gc_kept_in_a_std_vec_is_reported_before_it_is_used() {
 
 /// With gomalloc's heap profile sampling every block, the report says where the block that
 /// holds the pointer was allocated.
-#[cfg(feature = "profile")]
 #[test]
 fn the_report_names_where_the_holding_block_was_allocated_when_profiled() {
     if is_child() {
+        gomalloc::profile::set_rate(1);
         let m = gc::attach();
         let v = vec_of_gcs(&m);
         collect_clean();
@@ -125,7 +125,7 @@ fn the_report_names_where_the_holding_block_was_allocated_when_profiled() {
     let o = child_with(
         "the_report_names_where_the_holding_block_was_allocated_when_profiled",
         "1",
-        &[("GOMALLOC_PROFILE_RATE", "1")],
+        &[],
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.signal(), Some(libc::SIGABRT), "{}", show(&o));

@@ -1,10 +1,11 @@
-//! The heap profile of the collected heap (feature `profile`): objects of two allocation
-//! sites of known sizes are sampled like malloc's, and after `gc::collect()` the records
-//! of the site whose objects died show them freed (the sweep counted them, as Go's
-//! `mProf_Free`), while the rooted site's stay in use. Runs in a child process with
-//! `GOMALLOC_PROFILE_RATE` set (this binary re-executed), so no other test's allocations
-//! are sampled with it. Run: `cargo test -p gomalloc-gc --features profile --test profile`.
-#![cfg(all(feature = "profile", not(feature = "precise")))]
+//! The heap profile of the collected heap: objects of two allocation sites of known sizes
+//! are sampled like malloc's, and after `gc::collect()` the records of the site whose
+//! objects died show them freed (the sweep counted them, as Go's `mProf_Free`), while the
+//! rooted site's stay in use. Runs in a child process (this binary re-executed) that sets
+//! the rate first, so no other test's allocations are sampled with it. Run:
+//! `cargo test -p gomalloc-gc --test profile`, and with `--features profile` (gomalloc's
+//! countdown on the fast paths).
+#![cfg(not(feature = "precise"))]
 
 use gc::{Gc, Root, Trace};
 use gomalloc::profile::{Record, pprof::scale};
@@ -129,6 +130,7 @@ fn child() {
 #[test]
 fn profile_child() {
     if std::env::var_os("GC_PROFILE_CHILD").is_some() {
+        gomalloc::profile::set_rate(RATE);
         child();
     }
 }
@@ -143,7 +145,6 @@ fn collected_objects_are_sampled_and_their_frees_counted() {
             "--test-threads=1",
         ])
         .env("GC_PROFILE_CHILD", "1")
-        .env("GOMALLOC_PROFILE_RATE", RATE.to_string())
         .output()
         .unwrap();
     assert!(

@@ -2,8 +2,11 @@
 # The heap profile end to end (README.md, "Heap profiles"): two allocation sites of known
 # sizes, in C under libgomalloc-prof.so and in Rust with GoMalloc, read back with
 # `go tool pprof` (package golang-go), which symbolizes from the binaries named in the
-# profile's mappings.
+# profile's mappings. The C library has the fast-path countdown (feature `profile`); the
+# Rust and GC programs are built without it (their sampling threads take the slow path),
+# both with frame pointers, which the stack walk follows.
 #
+#   C no FP       libgomalloc.so (no frame pointers) refuses GOMALLOC_PROFILE_RATE
 #   C sites       inuse_space: keep_big first (8 MB); alloc_space: churn_small first (20 MB)
 #   C leaks       GOMALLOC_PROFILE=leaks names keep_big, and not churn_small
 #   C threads     churn_small in 4 threads: alloc_space 80 MB
@@ -28,9 +31,10 @@ unset LD_PRELOAD
 
 so=$("$root/shim-c/build-prof.sh")
 RUSTFLAGS="${RUSTFLAGS:-} -C force-frame-pointers=yes" cargo build --release -q -p gomalloc \
-    --features profile --example profile_sites --target-dir "$root/target/prof"
+    --example profile_sites --target-dir "$root/target/prof"
 RUSTFLAGS="${RUSTFLAGS:-} -C force-frame-pointers=yes" cargo build --release -q -p gomalloc-gc \
-    --features profile --example profile_gc --target-dir "$root/target/prof"
+    --example profile_gc --target-dir "$root/target/prof"
+cargo build --release -q -p gomalloc-shim
 gcc -O1 -g -fno-omit-frame-pointer -fno-builtin -rdynamic -pthread \
     -o "$build/sites" "$here/profile/sites.c"
 
@@ -46,6 +50,13 @@ top() { # index profile -> listing file
 check() { python3 "$here/profile/check.py" "$@"; }
 big=$((2000 * 4096)); small=$((200000 * 100))
 sd_big=$(sd 2000 4096); sd_small=$(sd 200000 100)
+
+echo "== C under libgomalloc.so, built without frame pointers: the rate is refused"
+GOMALLOC_PROFILE="$build/nofp.pb.gz" LD_PRELOAD="$root/target/release/libgomalloc.so" \
+    "$build/sites" 2>"$build/nofp.txt"
+cat "$build/nofp.txt"
+grep -q "ignoring GOMALLOC_PROFILE_RATE=$rate: expected a gomalloc built with frame pointers" \
+    "$build/nofp.txt"
 
 echo "== C sites"
 GOMALLOC_PROFILE="$build/c.pb.gz" LD_PRELOAD="$so" "$build/sites"

@@ -319,7 +319,6 @@ unsafe fn free_remote_or_large(s: *mut Span, addr: usize) {
         if addr != sr.base.get() {
             fatal("free of a pointer into the middle of an object:", addr);
         }
-        #[cfg(feature = "profile")]
         if sr.prof_bucket.get() != 0 {
             crate::profile::freed(sr);
         }

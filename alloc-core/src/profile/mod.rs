@@ -56,27 +56,29 @@ pub fn alloc_sampled(size: usize, align: usize) -> *mut u8 {
 /// sampled. The caller then allocates it as the one object of a span of its own and calls
 /// [`record_sampled`]; [`crate::gcapi::free_span`] counts its free.
 pub fn sample_due(size: usize) -> bool {
-    let c = crate::mcache::current();
+    let mut c = crate::mcache::current();
+    // With the feature `profile`, the countdown of the allocation fast paths.
+    #[cfg(feature = "profile")]
     // SAFETY: `current()` is the calling thread's cache or the static empty one.
-    unsafe {
-        match sample::countdown(c, size) {
-            // A real cache (the empty one's countdown is 0, so it never gets here with a
-            // non-zero size; with size 0 nothing is written).
-            Some(left) if c != crate::mcache::EMPTY_CACHE_PTR => {
-                (*c).next_sample.set(left);
-                false
-            }
-            Some(_) => false,
-            // A thread that never used malloc (a collector-only thread of a program whose
-            // global allocator is not `GoMalloc`) gets a cache here, for its countdown; the
-            // process's settings are read then too.
-            None if c == crate::mcache::EMPTY_CACHE_PTR => match crate::mcache::current_or_init() {
-                Some(c) => sample::tick(c, size),
-                None => false,
-            },
-            None => sample::tick(c, size),
+    if let Some(left) = unsafe { sample::countdown(c, size) } {
+        if c != crate::mcache::EMPTY_CACHE_PTR {
+            // SAFETY: the calling thread's own cache.
+            unsafe { (*c).next_sample.set(left) };
+        }
+        // The empty cache's countdown is 0: it gets here only with size 0.
+        return false;
+    }
+    if c == crate::mcache::EMPTY_CACHE_PTR {
+        // A thread that never used malloc (a collector-only thread of a program whose
+        // global allocator is not `GoMalloc`) gets a cache here, for its countdown; the
+        // process's settings are read then too.
+        match crate::mcache::current_or_init() {
+            Some(cache) => c = cache,
+            None => return false,
         }
     }
+    // SAFETY: `c` is the calling thread's own cache.
+    unsafe { sample::tick(c, size) }
 }
 
 /// Records the sampled block `p` of `size` requested bytes under the calling stack (the

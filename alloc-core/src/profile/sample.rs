@@ -2,13 +2,23 @@
 //! thread allocates.
 //!
 //! Each thread cache keeps a countdown, `MCache::next_sample`, of the bytes left before
-//! its next sample. The allocation fast paths (`countdown`) subtract the requested size
-//! and leave for the slow path when it would go below zero; the slow paths subtract it in
-//! `tick`, which says whether this allocation is the sample and, if so, draws the next
-//! countdown from an exponential distribution of mean [`rate`] bytes (`draw`), so that
-//! every allocated byte has the same chance, `1/rate`, of being the one sampled. The
-//! countdown of a cache drawn under another rate is drawn again at its next slow path
-//! (`EPOCH`); with the rate 0 it is `isize::MAX`, which no program allocates.
+//! its next sample. `tick` subtracts each allocation's requested size from it, says
+//! whether this allocation is the sample and, if so, draws the next countdown from an
+//! exponential distribution of mean [`rate`] bytes (`draw`), so that every allocated byte
+//! has the same chance, `1/rate`, of being the one sampled. The countdown of a cache drawn
+//! under another rate is drawn again at its next slow path (`EPOCH`); with the rate 0 it
+//! is `isize::MAX`, which no program allocates.
+//!
+//! Where the countdown is taken depends on the build:
+//! * by default, the fast paths have no test of it: a thread that samples (the rate is not
+//!   0) points its cache's fast-path spans (`MCache::fast`) at the empty span, so that every
+//!   allocation takes the slow path, which ticks ([`settle`] switches the cache, at the
+//!   first refill after [`set_rate`]). The fast path of a thread that does not sample is
+//!   the same code as that of an allocator without profiles; one that does pays a call
+//!   and about twenty instructions per allocation;
+//! * with the feature `profile`, the fast paths subtract the size themselves
+//!   (`countdown`) and leave for the slow path when it would go below zero: a few
+//!   instructions per allocation whether sampling is on or off.
 //!
 //! Layer: support (the crate root's module map, `lib.rs`).
 
@@ -31,6 +41,12 @@ pub struct ThreadState {
     rng: Cell<u64>,
     /// The [`EPOCH`] the countdown was drawn in (0: never drawn).
     epoch: Cell<u32>,
+    /// The [`EPOCH`] the cache last settled its fast path in ([`settle`]) and found no
+    /// sampling to do; 0 while it samples (or never settled), so that the refill path's
+    /// one test, `settled != EPOCH`, sends each allocation of a sampling thread, and the
+    /// first refill after a rate change, to [`settle`] (default build).
+    #[cfg(not(feature = "profile"))]
+    pub(crate) settled: Cell<u32>,
     /// The thread is writing a profile: its own allocations are not sampled.
     pub(crate) busy: Cell<bool>,
 }
@@ -41,6 +57,8 @@ impl ThreadState {
         ThreadState {
             rng: Cell::new(0),
             epoch: Cell::new(0),
+            #[cfg(not(feature = "profile"))]
+            settled: Cell::new(0),
             busy: Cell::new(false),
         }
     }
@@ -60,18 +78,43 @@ pub fn set_rate(bytes: usize) {
     EPOCH.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The current [`EPOCH`].
+#[cfg(not(feature = "profile"))]
+#[inline(always)]
+pub(crate) fn epoch() -> u32 {
+    EPOCH.load(Ordering::Relaxed)
+}
+
+/// Takes up the current rate on the calling thread's cache `c` (default build): points its
+/// fast-path spans at the empty span while the rate is not 0, back at its own spans when
+/// it is. True if the thread samples.
+#[cfg(not(feature = "profile"))]
+pub(crate) fn settle(c: &MCache) -> bool {
+    let e = epoch();
+    if c.prof.settled.get() == e {
+        return false;
+    }
+    let on = rate() != 0;
+    if on != c.sampling.get() {
+        c.set_sampling(on);
+    }
+    c.prof.settled.set(if on { 0 } else { e });
+    on
+}
+
 /// The mean sampling interval in bytes (0: off).
 pub fn rate() -> usize {
     RATE.load(Ordering::Relaxed)
 }
 
-/// The fast path's countdown: the cache's countdown less `size`, or `None` if that would
-/// be below zero (the slow path then decides). `c` is the thread's cache or the static
+/// The fast path's countdown (feature `profile`): the cache's countdown less `size`, or
+/// `None` if that would be below zero (the slow path then decides). `c` is the thread's cache or the static
 /// empty one, whose countdown is 0, so that a thread without a cache takes the slow path
 /// for every non-empty allocation, as it does anyway.
 ///
 /// # Safety
 /// `c` is the calling thread's cache or `EMPTY_CACHE_PTR`.
+#[cfg(feature = "profile")]
 #[inline(always)]
 pub(crate) unsafe fn countdown(c: *mut MCache, size: usize) -> Option<usize> {
     // SAFETY: `c` is valid (# Safety); the countdown is only read here.

@@ -78,6 +78,44 @@ pub fn capture(out: &mut [usize; MAX_STACK]) -> usize {
     n
 }
 
+/// Whether the code of this build keeps frame pointers, which the walk needs: a probe
+/// function reads its own frame record, which holds a return address into its caller
+/// when it has one (built with `-C force-frame-pointers=yes`); without frame pointers the
+/// frame-pointer register holds whatever the code left in it, and the word read (in the
+/// stack, bounded as the walk's) is no address in the caller.
+#[inline(never)]
+pub fn frame_pointers() -> bool {
+    let ret = core::hint::black_box(probe as fn() -> usize)();
+    let caller = frame_pointers as fn() -> bool as usize;
+    // The call to `probe` lies in the first bytes of this short function.
+    ret > caller && ret - caller < 256
+}
+
+/// The return address in the calling frame's record, or 0 if the frame pointer is not a
+/// stack address above the stack pointer.
+#[inline(never)]
+fn probe() -> usize {
+    let (fp, sp): (usize, usize);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads two registers; no memory, no flags.
+    unsafe {
+        core::arch::asm!("mov {0}, rbp", "mov {1}, rsp", out(reg) fp, out(reg) sp,
+            options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads two registers; no memory, no flags.
+    unsafe {
+        core::arch::asm!("mov {0}, x29", "mov {1}, sp", out(reg) fp, out(reg) sp,
+            options(nomem, nostack, preserves_flags));
+    }
+    if fp < sp || fp % 8 != 0 || fp >= stack_top(sp).saturating_sub(16) {
+        return 0;
+    }
+    // SAFETY: `sp <= fp` and `fp + 16 <= top`: the word lies in the mapped part of the
+    // calling thread's stack (the module header).
+    unsafe { *((fp + 8) as *const usize) }
+}
+
 /// The top of the calling thread's stack, or `sp` (no walk) if it is not known.
 fn stack_top(sp: usize) -> usize {
     // SAFETY: `pthread_self` reads the thread pointer; no lock, no allocation.
