@@ -79,7 +79,8 @@ stage "cargo test: the GC's precise mode natively (precise.rs, barrier_halves.rs
 cargo test -p gomalloc-gc --features precise --test precise --test barrier_halves --quiet
 
 stage "cargo test: the GC's off-heap misuse checker (feature checkroots: checkroots.rs)"
-# With the heap profile too, whose samples give the report its allocation sites.
+# With the heap profile's fast-path countdown too (the default build's sampling runs in
+# the release stages): samples give the report its allocation sites.
 cargo test -p gomalloc-gc --features checkroots,profile --test checkroots --quiet
 
 stage "GC examples, debug build, GOMALLOC_GOGC=1 (self-checking; a missed root aborts)"
@@ -137,7 +138,7 @@ fi
 stage "shim-c: C suite, real programs and the Rust tests under LD_PRELOAD"
 GOMALLOC_REQUIRE_ALL=1 bash shim-c/tests/run-all.sh
 
-stage "heap profiles: sampling and records, then C and Rust sites read by go tool pprof"
+stage "heap profiles: records with the fast-path countdown, then C and Rust sites read by go tool pprof"
 cargo test -p gomalloc --release --quiet --features profile --test profile
 cargo test -p gomalloc-gc --release --quiet --features profile --test profile
 bash shim-c/tests/run-profile.sh

@@ -5,11 +5,10 @@
 //! allocates `SMALL_N` of `SMALL_SIZE` bytes, keeping at most `SMALL_KEEP` at a time, and
 //! frees them all. The profile is written on demand with `gomalloc::profile::write` (the
 //! first argument) while both are as described: `inuse_space` has keep_big first,
-//! `alloc_space` churn_small. Build with frame pointers:
+//! `alloc_space` churn_small:
 //!
 //! ```text
-//! RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release -p gomalloc \
-//!     --features profile --example profile_sites
+//! cargo build --release -p gomalloc --example profile_sites
 //! GOMALLOC_PROFILE_RATE=32KiB target/release/examples/profile_sites heap.pb.gz
 //! go tool pprof -top -sample_index=inuse_space heap.pb.gz
 //! ```

@@ -226,13 +226,12 @@ fn read_profile_env() {
     let output = getenv(c"GOMALLOC_PROFILE");
     if let Some(v) = rate {
         match parse_rate(v) {
-            // The stacks would be wrong: the walk follows frame pointers.
-            Some(r) if r != 0 && !crate::profile::unwind::frame_pointers() => warn(
+            // The stacks would be wrong (`profile::unwind`).
+            Some(r) if r != 0 && !crate::profile::unwind::stacks_walkable() => warn(
                 "GOMALLOC_PROFILE_RATE",
                 v,
-                "a gomalloc built with frame pointers for the profile's stack walk \
-                 (libgomalloc-prof.so from shim-c/build-prof.sh, or a program built with \
-                 -C force-frame-pointers=yes)",
+                "a gomalloc whose stacks the profile can walk (frame pointers, or \
+                 call-frame information on x86-64)",
                 "off",
             ),
             Some(r) => crate::profile::set_rate(r),

@@ -179,6 +179,30 @@ fn alloc_refill(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut
 #[cold]
 #[inline(never)]
 fn alloc_unsettled(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut u8 {
+    // SAFETY: `c` is the calling thread's cache or the static empty one, both valid, and
+    // only this thread uses it.
+    let cr = unsafe { &*c };
+    // The common case while sampling: the countdown, then the window (the empty cache
+    // never samples; class 0's span is the empty one).
+    if let Some(left) = crate::profile::sample::left_after(cr, size) {
+        let s = cr.span(class);
+        let p = s.next_free_fast();
+        if !p.is_null() {
+            cr.next_sample.set(left);
+            // SAFETY: `p` is the free slot just taken (poison feature only).
+            unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
+            return p;
+        }
+    }
+    alloc_unsettled_slow(c, class, size, align)
+}
+
+/// The rest of [`alloc_unsettled`], in a function of its own so that the common case
+/// there has no stack frame to set up.
+#[cfg(not(feature = "profile"))]
+#[cold]
+#[inline(never)]
+fn alloc_unsettled_slow(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut u8 {
     if c == mcache::EMPTY_CACHE_PTR || class == 0 {
         // New, initialising or dead thread, or the heap is not initialised yet; or size 0,
         // which the tables give class 0 (never cached) and the general path serves as 1.
@@ -225,14 +249,7 @@ pub fn alloc_slow(size: usize, align: usize) -> *mut u8 {
     if unsafe { crate::profile::sample::tick(c, size) } {
         return crate::profile::alloc_sampled(size, align);
     }
-    let p = alloc_slow_unsampled(size, align);
-    // A small object's refill pointed the fast path at its new span (`MCache::put_alloc`).
-    #[cfg(not(feature = "profile"))]
-    // SAFETY: a real cache (the test above), the thread's own.
-    unsafe {
-        (*c).set_sampling(true)
-    };
-    p
+    alloc_slow_unsampled(size, align)
 }
 
 /// [`alloc_slow`] once the heap profile's countdown was taken: never a sample.
@@ -290,7 +307,12 @@ unsafe fn alloc_small(c: &MCache, class: SizeClass) -> *mut u8 {
     let p = s.next_free_fast();
     if p.is_null() {
         // SAFETY: the caller owns `c` (# Safety), as `alloc_after_refill` requires.
-        return unsafe { alloc_after_refill(c, class) };
+        let p = unsafe { alloc_after_refill(c, class) };
+        if c.sampling.get() {
+            // The refill pointed the fast path at the new span (`MCache::put_alloc`).
+            c.fast[class.index()].set(mcache::EMPTY_SPAN_PTR);
+        }
+        return p;
     }
     // SAFETY: `p` is the free slot just taken from `s` (poison feature only).
     unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };

@@ -150,8 +150,9 @@ impl MCache {
 
     /// Sets `alloc[class]` and `fast[class]`. A thread that samples (`sampling`) points
     /// `fast[class]` back at the empty span before the allocation that refilled returns
-    /// (`malloc::alloc_unsettled`, `malloc::alloc_slow`), so that a refill of a thread
-    /// that does not sample has no test of it.
+    /// (the callers of `malloc::alloc_after_refill` that a sampling thread reaches:
+    /// `alloc_unsettled`, `alloc_small`), so that the refill of a thread that does not
+    /// sample has no test of it.
     #[inline(always)]
     fn put_alloc(&self, class: usize, s: *mut Span) {
         self.alloc[class].set(s);
@@ -230,6 +231,11 @@ pub fn current_or_init() -> Option<*mut MCache> {
             crate::runtime::register_thread(c);
             tls::set_cache(c);
             tls::set_state(ACTIVE);
+            // The heap profile's rate, taken up now rather than at the first refill, which a
+            // thread that frees what it allocates may never reach.
+            #[cfg(all(not(loom), not(feature = "profile")))]
+            // SAFETY: the thread's own cache, just installed.
+            crate::profile::sample::settle(unsafe { &*c });
             Some(c)
         }
         _ => None,

@@ -86,6 +86,17 @@ fn child(case: &str) {
             );
             close("B allocated", b_alloc, (B_N * B_SIZE) as f64, sb);
             close("B in use", b_inuse, (B_N * B_SIZE) as f64, sb);
+            // The stacks pass through the allocator's frames (walked by their call-frame
+            // information, this test being built without frame pointers) into the site:
+            // a return address within the first 4 KiB of `site_a`'s code.
+            let at = site_a as fn() -> Vec<Box<[u8]>> as usize;
+            for r in recs.iter().filter(|r| r.size == A_SIZE) {
+                assert!(
+                    r.stack.iter().any(|&f| (at..at + 4096).contains(&f)),
+                    "no frame of site_a ({at:#x}) in {:#x?}",
+                    r.stack
+                );
+            }
             drop((a, b));
             let recs = profile::records();
             assert_eq!(bytes_of(&recs, A_SIZE).1, 0.0, "A freed, still in use");

@@ -48,7 +48,7 @@ pub struct BenchArgs {
     pub only: Vec<String>,
     /// Run only these allocators (comma-separated: glibc, gomalloc, mimalloc, jemalloc,
     /// tcmalloc; and variants run only when named: gomalloc-noscav, gomalloc with
-    /// GOMALLOC_SCAVENGE=off).
+    /// GOMALLOC_SCAVENGE=off; gomalloc-prof, with GOMALLOC_PROFILE_RATE=512KiB).
     #[arg(long, value_delimiter = ',')]
     pub allocators: Vec<String>,
     /// Runs of each workload per allocator; the median is reported (default 3 with

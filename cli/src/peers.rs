@@ -25,8 +25,11 @@ pub const NAMES: [&str; 5] = ["gomalloc", "glibc", "mimalloc", "jemalloc", "tcma
 
 /// Variants run only when named in `--allocators`: gomalloc with settings of its own, to
 /// measure what a feature costs side by side (name, environment).
-pub const VARIANTS: [(&str, &[(&str, &str)]); 1] =
-    [("gomalloc-noscav", &[("GOMALLOC_SCAVENGE", "off")])];
+pub const VARIANTS: [(&str, &[(&str, &str)]); 2] = [
+    ("gomalloc-noscav", &[("GOMALLOC_SCAVENGE", "off")]),
+    // The heap profile's cost: Go's default rate, in the default library and `GoMalloc`.
+    ("gomalloc-prof", &[("GOMALLOC_PROFILE_RATE", "512KiB")]),
+];
 
 const LIBDIRS: [&str; 4] = [
     "/usr/lib/x86_64-linux-gnu",

@@ -2,12 +2,10 @@
 //! `dropped` objects that are garbage at once; after `gc::collect()` the profile written by
 //! `gomalloc::profile::write` (the first argument) shows the live objects by site
 //! (`inuse_space`: `kept` alone) and what each site allocated (`alloc_space`: `dropped`
-//! first, as it allocates more). Checked by `shim-c/tests/run-profile.sh`; build with
-//! frame pointers:
+//! first, as it allocates more). Checked by `shim-c/tests/run-profile.sh`:
 //!
 //! ```text
-//! RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release -p gomalloc-gc \
-//!     --features profile --example profile_gc
+//! cargo build --release -p gomalloc-gc --example profile_gc
 //! GOMALLOC_PROFILE_RATE=32KiB target/release/examples/profile_gc gc.pb.gz
 //! go tool pprof -top -sample_index=inuse_space gc.pb.gz
 //! ```

@@ -467,28 +467,45 @@ impl Mutator {
         // `heap::mark_free_if_marking`); a stop or flush request sends it to the slow
         // path's safepoint, and sampling for the heap profile to its countdown.
         let flags = GC_FLAGS.load(Ordering::Relaxed);
-        if flags & (STOP | FLUSH | SAMPLE) == 0 && size <= MAX_SMALL_SIZE {
-            if kind == Kind::Noscan && size < TINY_SIZE && align <= 8 {
-                let p = self.cache_mut().tiny_fast(size, align);
-                if !p.is_null() {
-                    return p;
-                }
-            } else if let Some(class) = gcapi::small_class(size, align) {
-                let p = self.cache_mut().alloc_fast(kind, class);
-                if !p.is_null() {
-                    return p;
-                }
+        if flags & (STOP | FLUSH | SAMPLE) == 0 {
+            let p = self.alloc_fast(kind, size, align);
+            if !p.is_null() {
+                return p;
             }
         }
         self.alloc_slow(kind, size, align)
+    }
+
+    /// A slot of the tiny block or of the cached span of the size's class, or null.
+    #[inline(always)]
+    fn alloc_fast(&self, kind: Kind, size: usize, align: usize) -> *mut u8 {
+        if size > MAX_SMALL_SIZE {
+            return std::ptr::null_mut();
+        }
+        if kind == Kind::Noscan && size < TINY_SIZE && align <= 8 {
+            self.cache_mut().tiny_fast(size, align)
+        } else if let Some(class) = gcapi::small_class(size, align) {
+            self.cache_mut().alloc_fast(kind, class)
+        } else {
+            std::ptr::null_mut()
+        }
     }
 
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, kind: Kind, size: usize, align: usize) -> *mut u8 {
         #[cfg(not(feature = "profile"))]
-        if sampling() && gomalloc::profile::sample_due(size) {
-            return self.alloc_sampled(kind, size, align);
+        if sampling() {
+            if gomalloc::profile::sample_due(size) {
+                return self.alloc_sampled(kind, size, align);
+            }
+            // The fast path, which the `SAMPLE` bit alone sent here.
+            if GC_FLAGS.load(Ordering::Relaxed) & (STOP | FLUSH) == 0 {
+                let p = self.alloc_fast(kind, size, align);
+                if !p.is_null() {
+                    return p;
+                }
+            }
         }
         self.safepoint();
         if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {

@@ -1,18 +1,20 @@
-//! Sampled heap profiles (feature `profile`): which stacks hold the memory, in pprof's
-//! format, as Go's heap profile (`runtime/mprof.go`, `runtime.MemProfileRate`).
+//! Sampled heap profiles: which stacks hold the memory, in pprof's format, as Go's heap
+//! profile (`runtime/mprof.go`, `runtime.MemProfileRate`).
 //!
 //! 1. **Sampling** ([`sample`]): a per-thread countdown of bytes, drawn from an
 //!    exponential distribution of mean [`rate`] (`GOMALLOC_PROFILE_RATE`, off by
-//!    default). The allocation fast path subtracts the size and leaves for the slow path
-//!    when the countdown runs out; nothing else changes on it.
+//!    default). A thread that samples sends its allocations to the slow path, where the
+//!    countdown is; the fast path of one that does not is the same as without profiles
+//!    (with the feature `profile`, the fast path carries the countdown instead).
 //! 2. **The sampled block** ([`alloc_sampled`]) is served from a span of its own (as
 //!    tcmalloc does), whose record names the block's bucket (`Span::prof_bucket`). Its
 //!    free therefore always takes the large-object path, where the bucket is found, and
 //!    the small-object free paths need no "is it sampled?" test. It costs a page per
 //!    sampled block (at the default-suggested rate of 512 KiB, under 2% of the sampled
 //!    bytes' worth of memory).
-//! 3. **The stack** ([`unwind`]): a frame-pointer walk bounded by the thread's stack; no
-//!    lock, no allocation.
+//! 3. **The stack** ([`unwind`]): this object's frames by their call-frame information,
+//!    then the program's by frame pointers, bounded by the thread's stack; no lock, no
+//!    allocation.
 //! 4. **The records** ([`bucket`]): objects allocated and freed per (stack, size), in a
 //!    fixed table mapped from the OS, under one lock, last in the lock order.
 //! 5. **Output** ([`pprof`]): [`write()`] (Rust), `GOMALLOC_PROFILE=path` at exit,
