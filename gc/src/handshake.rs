@@ -33,11 +33,11 @@
 #[cfg(loom)]
 use loom::sync::Mutex;
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use loom::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
 #[cfg(not(loom))]
 use std::sync::Mutex;
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
 
 /// Request flag: a collector wants every mutator to stop at its next safepoint.
 pub(crate) const STOP: u8 = 1;
@@ -57,8 +57,8 @@ pub(crate) const BLOCKING: u8 = 2;
 
 /// The requests a safepoint looks at: one relaxed load. A stale value costs a missed or
 /// an extra flush, never a lost object: a missed round is not acknowledged (the collector
-/// waits, then the stop flushes the thread), and an acknowledgement names the round the
-/// thread read after handing off ([`acknowledge`]).
+/// waits, then the stop flushes the thread), and an acknowledgement names a round the
+/// thread read before handing off ([`acknowledge`]).
 #[inline(always)]
 pub(crate) fn requests(flags: &AtomicU8) -> u8 {
     flags.load(Ordering::Relaxed)
@@ -94,6 +94,12 @@ pub(crate) fn acknowledge(
     buf: &mut Vec<usize>,
     shade: &Mutex<Vec<usize>>,
 ) {
+    // The caller saw `FLUSH` with a relaxed load ([`requests`]). The fence makes that load
+    // synchronize with the `fetch_or` that raised the bit ([`begin_flush_round`]), so the
+    // round read below is at least the round that raised it. Without it a weakly ordered
+    // processor may read the round before, and the collector would wait out its deadline
+    // for a thread that did flush.
+    fence(Ordering::Acquire);
     let r = round.load(Ordering::Acquire);
     hand_off(buf, shade);
     flushed.store(r, Ordering::Release);

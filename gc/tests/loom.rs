@@ -334,6 +334,34 @@ fn acked_round_finds_every_earlier_shade() {
     });
 }
 
+/// A mutator whose safepoint saw a round's `FLUSH` acknowledges that round (or a later
+/// one), so the collector does not wait out its deadline for a thread that flushed. The
+/// request flags are read relaxed: without the fence in `acknowledge` the round read
+/// could be the one before (collector: round 0 -> 1, raise `FLUSH`; mutator: sees
+/// `FLUSH`, reads round 0, acknowledges 0).
+#[test]
+fn ack_names_the_round_whose_flag_it_saw() {
+    check(|| {
+        let s = Shared::new();
+        let s2 = s.clone();
+        let m = thread::spawn(move || {
+            let mut m = Mutator::new(s2, 0);
+            m.shade(ptr(0, 0));
+            let saw_flush = requests(&m.s.flags) & FLUSH != 0;
+            m.safepoint();
+            if saw_flush {
+                let acked = m.rec().flushed.load(Ordering::Relaxed);
+                assert!(
+                    acked >= 1,
+                    "saw round 1's FLUSH, acknowledged round {acked}"
+                );
+            }
+        });
+        begin_flush_round(&s.round, &s.flags);
+        m.join().unwrap();
+    });
+}
+
 /// (b) An object shaded after its thread acknowledged a round (`b`, after the first
 /// safepoint) is found by the next round or by the stop: two rounds, then the stop, and
 /// nothing shaded before the stop is lost.
