@@ -166,8 +166,10 @@ bash scripts/sanitizers.sh tsan
 stage "AddressSanitizer sees user bugs with the asan-forward feature"
 bash scripts/sanitizers.sh asan
 
-stage "loom models of the lock-free structures"
+stage "loom models of the lock-free structures and the mark's handshake"
 RUSTFLAGS="--cfg loom" cargo test -p gomalloc --test loom --release --quiet \
+    --target-dir target/loom
+RUSTFLAGS="--cfg loom" cargo test -p gomalloc-gc --test loom --release --quiet \
     --target-dir target/loom
 
 stage "Miri over the heap's unit tests (cfg(miri) OS layer)"

@@ -2,11 +2,12 @@
 //! drain on every core, mark termination (weak references, finalizers, new sweep
 //! generation, next goal), restart the world.
 
+use crate::handshake;
 use crate::heap;
 use crate::mark::{Tracer, WorkList, with_registers_spilled};
 use crate::mutator::{
-    self, BLOCKING, FLUSH, FLUSH_ROUND, GC_FLAGS, MARKING, Mutator, PARKED, RUNNING, STOP,
-    ThreadRec, WORLD_CV, world,
+    self, BLOCKING, FLUSH_ROUND, GC_FLAGS, MARKING, Mutator, PARKED, RUNNING, STOP, ThreadRec,
+    WORLD_CV, world,
 };
 use crate::pacer;
 use crate::stats::{self, CycleReport, STACK_BYTES};
@@ -422,7 +423,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
                     helper_objects += h;
                 }
                 drain_sharing_with_assists(&mut t);
-                let shaded = std::mem::take(&mut *SHADE.lock().unwrap_or_else(|e| e.into_inner()));
+                let shaded = handshake::take_shaded(&SHADE);
                 if !shaded.is_empty() {
                     t.extend(shaded);
                     continue;
@@ -447,7 +448,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
             // does, so that the stop stays short; a bounded number of times.
             let threads = stop_the_world(me.map(|m| m.rec()));
             let t_stopped2 = Instant::now();
-            let shaded = std::mem::take(&mut *SHADE.lock().unwrap_or_else(|e| e.into_inner()));
+            let shaded = handshake::take_shaded(&SHADE);
             if (shaded.is_empty() && ASSIST_WORK.is_empty()) || restarts == MAX_TERMINATION_RESTARTS
             {
                 t.extend(shaded);
@@ -572,22 +573,19 @@ const FLUSH_WAIT: Duration = Duration::from_millis(2);
 /// at its next safepoint (threads parked or in blocking regions flushed on the way there). True
 /// if the round found grey objects (left in `SHADE` for the marker).
 fn flush_round(me: Option<&Arc<ThreadRec>>) -> bool {
-    let round = FLUSH_ROUND.fetch_add(1, Ordering::AcqRel) + 1;
-    GC_FLAGS.fetch_or(FLUSH, Ordering::SeqCst);
+    let round = handshake::begin_flush_round(&FLUSH_ROUND, &GC_FLAGS);
     let threads = world().threads.clone();
     let deadline = Instant::now() + FLUSH_WAIT;
     // The collecting thread (`me`, marking) flushed before the first stop and shades
     // nothing since.
     while threads.iter().any(|t| {
-        !me.is_some_and(|m| Arc::ptr_eq(m, t))
-            && t.state.load(Ordering::Acquire) == RUNNING
-            && t.flushed.load(Ordering::Acquire) < round
+        !me.is_some_and(|m| Arc::ptr_eq(m, t)) && !handshake::settled(&t.state, &t.flushed, round)
     }) && Instant::now() < deadline
     {
         std::thread::yield_now();
     }
-    GC_FLAGS.fetch_and(!FLUSH, Ordering::SeqCst);
-    !SHADE.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    handshake::end_flush_round(&GC_FLAGS);
+    !handshake::shade_empty(&SHADE)
 }
 
 /// Stops every attached thread but `me` at a safepoint or in a blocking region; returns
@@ -597,9 +595,10 @@ pub(crate) fn stop_the_world(me: Option<&Arc<ThreadRec>>) -> Vec<Arc<ThreadRec>>
     w.stw = true;
     GC_FLAGS.fetch_or(STOP, Ordering::SeqCst);
     loop {
-        let running = w.threads.iter().any(|t| {
-            !me.is_some_and(|m| Arc::ptr_eq(m, t)) && t.state.load(Ordering::Acquire) == RUNNING
-        });
+        let running = w
+            .threads
+            .iter()
+            .any(|t| !me.is_some_and(|m| Arc::ptr_eq(m, t)) && handshake::running(&t.state));
         if !running {
             break;
         }
@@ -741,7 +740,7 @@ pub(crate) fn terminate(
     remark_roots: impl FnOnce(&mut Tracer),
 ) -> (usize, usize, usize) {
     loop {
-        let shaded = std::mem::take(&mut *SHADE.lock().unwrap());
+        let shaded = handshake::take_shaded(&SHADE);
         let handed_back = t.take_chunk(&ASSIST_WORK);
         if shaded.is_empty() && !handed_back && t.pending() == 0 {
             break;

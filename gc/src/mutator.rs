@@ -15,6 +15,7 @@
 //! cycle mark while the thread runs (the bug behind `tests/back_to_back.rs`).
 
 use crate::handle::ShadowStack;
+use crate::handshake;
 use crate::heap::Kind;
 use crate::heap::{self, Cache, TINY_SIZE};
 use crate::mark::{thread_stack_bounds, with_registers_spilled};
@@ -27,25 +28,20 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// `GC_FLAGS` bit: a collector wants every mutator to stop at its next safepoint.
-pub(crate) const STOP: u8 = 1;
-/// `GC_FLAGS` bit: a cycle is marking while mutators run (barrier on, allocate black).
-pub(crate) const MARKING: u8 = 2;
-/// `GC_FLAGS` bit: a concurrent mark asks every running mutator to flush its barrier
-/// buffer at its next safepoint and acknowledge the round ([`ThreadRec::flushed`]).
-pub(crate) const FLUSH: u8 = 4;
-/// `GC_FLAGS` bit: gomalloc's heap profile samples (its rate is not 0), so every
-/// allocation takes the slow path, where the countdown is (`Mutator::alloc_slow`; without
-/// gomalloc's feature `profile`, whose countdown is on the fast path instead).
+// The request flags of `GC_FLAGS` and the thread states; the handshake's accesses to
+// them, with their orderings, are in `crate::handshake`.
+pub(crate) use crate::handshake::{BLOCKING, FLUSH, MARKING, PARKED, RUNNING, STOP};
+/// `GC_FLAGS` bit (beside the handshake's requests): gomalloc's heap profile samples (its
+/// rate is not 0), so every allocation takes the slow path, where the countdown is
+/// (`Mutator::alloc_slow`; without gomalloc's feature `profile`, whose countdown is on the
+/// fast path instead).
 pub(crate) const SAMPLE: u8 = 8;
+const _: () = assert!(SAMPLE & (STOP | MARKING | FLUSH) == 0);
 /// The flush round the collector asked for last ([`FLUSH`]).
 pub(crate) static FLUSH_ROUND: AtomicU64 = AtomicU64::new(0);
-/// Read on every allocation (one relaxed load on the fast path).
+/// The collector's requests ([`STOP`], [`MARKING`], [`FLUSH`]) and [`SAMPLE`]. Read on every allocation
+/// (one relaxed load on the fast path).
 pub(crate) static GC_FLAGS: AtomicU8 = AtomicU8::new(0);
-
-pub(crate) const RUNNING: u8 = 0;
-pub(crate) const PARKED: u8 = 1;
-pub(crate) const BLOCKING: u8 = 2;
 
 /// What the collector needs from an attached thread.
 pub(crate) struct ThreadRec {
@@ -253,7 +249,7 @@ impl Drop for Mutator {
                 .clear();
             let mut w = world();
             // A collector may be counting on us as stopped: leave only while the world runs.
-            rec.state.store(BLOCKING, Ordering::Release);
+            handshake::publish_stopped(&rec.state, BLOCKING);
             WORLD_CV.notify_all();
             while w.stw {
                 w = wait(w);
@@ -292,7 +288,8 @@ impl Mutator {
     /// returns how many the buffer holds.
     pub(crate) fn buffer_grey(&self, t: &mut crate::mark::Tracer) -> usize {
         // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is `!Sync`),
-        // and neither this nor `flush_barrier` calls out while holding the reference.
+        // and the functions that borrow it mutably (`buffer_grey`, `flush_barrier`,
+        // `safepoint_slow`) call nothing that borrows it again while they hold it.
         let buf = unsafe { &mut *self.st().barrier.get() };
         t.take_grey(buf);
         buf.len()
@@ -301,21 +298,17 @@ impl Mutator {
     /// Moves this thread's barrier buffer to the collector's shared grey list.
     pub(crate) fn flush_barrier(&self) {
         // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is `!Sync`),
-        // and neither this nor `buffer_grey` calls out while holding the reference.
+        // and the functions that borrow it mutably (`buffer_grey`, `flush_barrier`,
+        // `safepoint_slow`) call nothing that borrows it again while they hold it.
         let buf = unsafe { &mut *self.st().barrier.get() };
-        if !buf.is_empty() {
-            crate::collector::SHADE
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .append(buf);
-        }
+        handshake::hand_off(buf, &crate::collector::SHADE);
     }
 
     /// Objects in this thread's barrier buffer (for tests of the flush).
     pub(crate) fn barrier_buffered(&self) -> usize {
         // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is `!Sync`),
-        // and no `&mut` to it is live here (`buffer_grey` and `flush_barrier` drop theirs
-        // before returning).
+        // and no `&mut` to it is live here (`buffer_grey`, `flush_barrier` and
+        // `safepoint_slow` drop theirs before returning).
         unsafe { (*self.st().barrier.get()).len() }
     }
 
@@ -323,7 +316,7 @@ impl Mutator {
     /// `RefMut` of a traced type is alive on it: see [`RefLock::borrow_mut`](crate::RefLock::borrow_mut)).
     #[inline]
     pub fn safepoint(&self) {
-        let flags = GC_FLAGS.load(Ordering::Relaxed);
+        let flags = handshake::requests(&GC_FLAGS);
         if flags & (STOP | FLUSH) != 0 {
             self.safepoint_slow(flags);
         }
@@ -335,9 +328,17 @@ impl Mutator {
     #[inline(never)]
     fn safepoint_slow(&self, flags: u8) {
         if flags & FLUSH != 0 {
-            let round = FLUSH_ROUND.load(Ordering::Acquire);
-            self.flush_barrier();
-            self.rec().flushed.store(round, Ordering::Release);
+            // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is
+            // `!Sync`), and the functions that borrow it mutably (`buffer_grey`,
+            // `flush_barrier`, this one) call nothing that borrows it again while they
+            // hold it (`handshake::acknowledge` only locks the shared list).
+            let buf = unsafe { &mut *self.st().barrier.get() };
+            handshake::acknowledge(
+                &FLUSH_ROUND,
+                &self.rec().flushed,
+                buf,
+                &crate::collector::SHADE,
+            );
         }
         if flags & STOP != 0 && self.st().open_borrows.get() == 0 {
             self.park();
@@ -384,7 +385,7 @@ impl Mutator {
                 return;
             }
             let epoch = w.epoch;
-            self.rec().state.store(PARKED, Ordering::Release);
+            handshake::publish_stopped(&self.rec().state, PARKED);
             WORLD_CV.notify_all();
             // `start_the_world` bumps the epoch and sets us `RUNNING` in one critical
             // section; a later cycle may be stopping the world again by the time we wake,
@@ -409,7 +410,7 @@ impl Mutator {
             // park again for it (its collector waits for that).
             while w.collecting {
                 if self.rec().state.load(Ordering::Relaxed) != PARKED {
-                    self.rec().state.store(PARKED, Ordering::Release);
+                    handshake::publish_stopped(&self.rec().state, PARKED);
                     WORLD_CV.notify_all();
                 }
                 w = wait(w);
@@ -442,7 +443,7 @@ impl Mutator {
             rec.copy_stack(sp);
             {
                 let _w = world();
-                rec.state.store(BLOCKING, Ordering::Release);
+                handshake::publish_stopped(&rec.state, BLOCKING);
                 WORLD_CV.notify_all();
             }
             let r = f();

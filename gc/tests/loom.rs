@@ -1,0 +1,415 @@
+//! loom models of the concurrent mark's handshake with the mutators (design §8, step 7):
+//! the barrier buffer, the flush rounds and the termination check. Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p gomalloc-gc --test loom --release`.
+//!
+//! The protocol's accesses are the real code: `src/handshake.rs`, compiled here against
+//! loom's atomics and mutex (the rest of the crate is not built under `cfg(loom)`). What
+//! the models write themselves mirrors the real functions, with the same orderings:
+//! * [`Mutator::shade`]: `src/cell.rs` `shade` (`Mutator::buffer_grey`, then
+//!   `Mutator::flush_barrier` once the buffer holds `cell::BARRIER_BUF` addresses), with a
+//!   buffer of [`BUF`] entries;
+//! * [`Mutator::safepoint`]: `src/mutator.rs` `Mutator::safepoint` and
+//!   `Mutator::safepoint_slow`;
+//! * [`Mutator::park`]: `src/mutator.rs` `Mutator::park` (the world's mutex, condition
+//!   variable and epoch);
+//! * [`Mutator::detach`]: `src/mutator.rs` `impl Drop for Mutator` (a thread that reaches
+//!   no more safepoints, as one entering `Mutator::blocking` does);
+//! * [`flush_round`]: `src/collector.rs` `flush_round`, waiting without its 2 ms deadline
+//!   until every thread is settled (a real thread that misses the deadline is flushed by
+//!   the stop instead, which the models check as well);
+//! * [`stop_the_world`], [`start_the_world`]: the `src/collector.rs` functions of those
+//!   names (`ThreadRec::resume` for a parked thread);
+//! * [`mark`]: the loop of `src/collector.rs` `run_concurrent_cycle` between its two
+//!   stops (take `SHADE`, flush rounds, the termination stop and its restarts) and the
+//!   drain of `collector::terminate`, with smaller bounds on rounds and restarts.
+//!
+//! In the models of properties (a) to (c) each mutator runs the same program
+//! ([`Mutator::run`]): shade `a`, safepoint, shade `b`, safepoint, detach. So `b` is
+//! shaded after any acknowledgement the first safepoint made, and a full buffer (two
+//! entries) is handed off by `shade` itself. Faults they catch: (a) and the first
+//! model of (c) fail if `Mutator::park` skips its hand-off, (a) fails if `acknowledge`
+//! stores the acknowledgement before the hand-off, and (d) fails without the fence in
+//! `acknowledge`.
+#![cfg(loom)]
+
+#[allow(dead_code)]
+#[path = "../src/handshake.rs"]
+mod handshake;
+
+use handshake::{
+    BLOCKING, FLUSH, PARKED, RUNNING, STOP, acknowledge, begin_flush_round, end_flush_round,
+    hand_off, publish_stopped, requests, running, settled, shade_empty, take_shaded,
+};
+use loom::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+use loom::thread;
+
+/// The model's `cell::BARRIER_BUF`.
+const BUF: usize = 2;
+/// Mutator threads in every model (with the collector, the model's main thread).
+const MUTATORS: usize = 2;
+
+/// `mutator::World`: the fields the handshake uses, and whether the stop in progress or
+/// last released was the one that declared marking done.
+struct World {
+    stw: bool,
+    epoch: u64,
+    ended: bool,
+}
+
+/// `mutator::ThreadRec`: the thread's state and its last acknowledged round.
+struct Rec {
+    state: AtomicU8,
+    flushed: AtomicU64,
+}
+
+/// The collector's statics: `GC_FLAGS`, `FLUSH_ROUND`, `SHADE`, `WORLD`, `WORLD_CV`, and
+/// the thread list.
+struct Shared {
+    flags: AtomicU8,
+    round: AtomicU64,
+    shade: Mutex<Vec<usize>>,
+    recs: Vec<Rec>,
+    world: Mutex<World>,
+    world_cv: Condvar,
+}
+
+impl Shared {
+    fn new() -> Arc<Self> {
+        Arc::new(Shared {
+            flags: AtomicU8::new(0),
+            round: AtomicU64::new(0),
+            shade: Mutex::new(Vec::new()),
+            recs: (0..MUTATORS)
+                .map(|_| Rec {
+                    state: AtomicU8::new(RUNNING),
+                    flushed: AtomicU64::new(0),
+                })
+                .collect(),
+            world: Mutex::new(World {
+                stw: false,
+                epoch: 0,
+                ended: false,
+            }),
+            world_cv: Condvar::new(),
+        })
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap()
+    }
+}
+
+/// The address mutator `id` shades `k`-th.
+fn ptr(id: usize, k: usize) -> usize {
+    1 + 2 * id + k
+}
+
+/// One attached thread: its barrier buffer, and what it shaded (the models' ground truth,
+/// kept outside the protocol).
+struct Mutator {
+    s: Arc<Shared>,
+    id: usize,
+    buf: Vec<usize>,
+    shaded: Vec<usize>,
+    /// How many of `shaded` were shaded before the thread stopped for the stop that
+    /// declared marking done.
+    before_end: Option<usize>,
+}
+
+impl Mutator {
+    fn new(s: Arc<Shared>, id: usize) -> Self {
+        Mutator {
+            s,
+            id,
+            buf: Vec::with_capacity(BUF),
+            shaded: Vec::new(),
+            before_end: None,
+        }
+    }
+
+    fn rec(&self) -> &Rec {
+        &self.s.recs[self.id]
+    }
+
+    /// `cell::shade`: the object goes to the buffer, the buffer to `SHADE` when full.
+    fn shade(&mut self, p: usize) {
+        self.shaded.push(p);
+        self.buf.push(p);
+        if self.buf.len() >= BUF {
+            hand_off(&mut self.buf, &self.s.shade);
+        }
+    }
+
+    /// `Mutator::safepoint` and `safepoint_slow` (no open borrow).
+    fn safepoint(&mut self) {
+        let flags = requests(&self.s.flags);
+        if flags & (STOP | FLUSH) != 0 {
+            if flags & FLUSH != 0 {
+                let s = self.s.clone();
+                acknowledge(&s.round, &s.recs[self.id].flushed, &mut self.buf, &s.shade);
+            }
+            if flags & STOP != 0 {
+                self.park();
+            }
+        }
+    }
+
+    /// `Mutator::park`.
+    fn park(&mut self) {
+        hand_off(&mut self.buf, &self.s.shade);
+        let s = self.s.clone();
+        let mut w = s.world();
+        if !w.stw {
+            return;
+        }
+        let epoch = w.epoch;
+        publish_stopped(&self.rec().state, PARKED);
+        s.world_cv.notify_all();
+        while w.epoch == epoch {
+            w = s.world_cv.wait(w).unwrap();
+        }
+        if w.ended && self.before_end.is_none() {
+            self.before_end = Some(self.shaded.len());
+        }
+    }
+
+    /// The drop of a `Mutator`; returns what the thread shaded before marking was
+    /// declared done.
+    fn detach(mut self) -> Vec<usize> {
+        hand_off(&mut self.buf, &self.s.shade);
+        let s = self.s.clone();
+        let mut w = s.world();
+        publish_stopped(&self.rec().state, BLOCKING);
+        s.world_cv.notify_all();
+        if !w.ended {
+            // Stopped from now on (the state is published under the world's lock): a
+            // declaration that marking is done comes after this.
+            self.before_end = Some(self.shaded.len());
+        }
+        while w.stw {
+            w = s.world_cv.wait(w).unwrap();
+        }
+        let n = self
+            .before_end
+            .expect("marking was declared done while this thread was running");
+        self.shaded.truncate(n);
+        self.shaded
+    }
+
+    /// The program every model runs on each mutator.
+    fn run(mut self) -> Vec<usize> {
+        self.shade(ptr(self.id, 0));
+        self.safepoint();
+        self.shade(ptr(self.id, 1));
+        self.safepoint();
+        self.detach()
+    }
+}
+
+fn spawn_mutators(s: &Arc<Shared>) -> Vec<thread::JoinHandle<Vec<usize>>> {
+    (0..MUTATORS)
+        .map(|id| {
+            let s = s.clone();
+            thread::spawn(move || Mutator::new(s, id).run())
+        })
+        .collect()
+}
+
+/// `collector::flush_round` (no collecting mutator): true if `SHADE` holds objects.
+fn flush_round(s: &Shared) -> bool {
+    let round = begin_flush_round(&s.round, &s.flags);
+    while s.recs.iter().any(|t| !settled(&t.state, &t.flushed, round)) {
+        thread::yield_now();
+    }
+    end_flush_round(&s.flags);
+    !shade_empty(&s.shade)
+}
+
+/// `collector::stop_the_world`.
+fn stop_the_world(s: &Shared) {
+    let mut w = s.world();
+    w.stw = true;
+    s.flags.fetch_or(STOP, Ordering::SeqCst);
+    while s.recs.iter().any(|t| running(&t.state)) {
+        w = s.world_cv.wait(w).unwrap();
+    }
+}
+
+/// `collector::start_the_world`; `ended` says the stop declared marking done.
+fn start_the_world(s: &Shared, ended: bool) {
+    let mut w = s.world();
+    s.flags.fetch_and(!STOP, Ordering::SeqCst);
+    w.stw = false;
+    w.epoch += 1;
+    w.ended = ended;
+    for t in &s.recs {
+        if t.state.load(Ordering::Relaxed) == PARKED {
+            t.state.store(RUNNING, Ordering::Release);
+        }
+    }
+    drop(w);
+    s.world_cv.notify_all();
+}
+
+/// `collector::run_concurrent_cycle` from the restart after mark start to mark
+/// termination's drain, with at most `max_rounds` flush rounds per concurrent phase and
+/// `max_restarts` restarts of the termination stop. Returns with the world stopped and
+/// every object it took from `SHADE` (what the real marker traces).
+fn mark(s: &Shared, max_rounds: u32, max_restarts: u32) -> Vec<usize> {
+    let mut marked = Vec::new();
+    let mut restarts = 0;
+    loop {
+        let mut rounds = 0;
+        loop {
+            let shaded = take_shaded(&s.shade);
+            if !shaded.is_empty() {
+                marked.extend(shaded);
+                continue;
+            }
+            if rounds == max_rounds || !flush_round(s) {
+                break;
+            }
+            rounds += 1;
+        }
+        stop_the_world(s);
+        let shaded = take_shaded(&s.shade);
+        if shaded.is_empty() || restarts == max_restarts {
+            marked.extend(shaded);
+            break;
+        }
+        marked.extend(shaded);
+        restarts += 1;
+        start_the_world(s, false);
+    }
+    // `terminate`: with the world stopped, what `SHADE` still holds.
+    marked.extend(take_shaded(&s.shade));
+    marked
+}
+
+/// Ends a model: releases the world (marking declared done), joins the mutators, and
+/// checks that `marked` holds everything they shaded before the declaration.
+fn finish(s: &Shared, mutators: Vec<thread::JoinHandle<Vec<usize>>>, marked: &[usize]) {
+    start_the_world(s, true);
+    for m in mutators {
+        for p in m.join().unwrap() {
+            assert!(
+                marked.contains(&p),
+                "object {p} shaded before marking was declared done is lost \
+                 (marked: {marked:?})"
+            );
+        }
+    }
+}
+
+/// Runs `f` under loom with at most 2 preemptions per execution, or
+/// `LOOM_MAX_PREEMPTIONS` when set. 2 keeps each model to a few seconds; 3 passes too,
+/// in about 100 s for the five models on one thread.
+fn check(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        b.preemption_bound = Some(2);
+    }
+    b.check(f);
+}
+
+/// (a) Once the collector saw every thread settled for a round, `SHADE` holds every object
+/// a thread shaded before it acknowledged the round (or stopped): none is left in a
+/// buffer. Each mutator shaded `a` before its first safepoint, so `a` is there.
+#[test]
+fn acked_round_finds_every_earlier_shade() {
+    check(|| {
+        let s = Shared::new();
+        let mutators = spawn_mutators(&s);
+        flush_round(&s);
+        let taken = take_shaded(&s.shade);
+        for id in 0..MUTATORS {
+            assert!(
+                taken.contains(&ptr(id, 0)),
+                "mutator {id} acknowledged the round with object {} in its buffer \
+                 (taken: {taken:?})",
+                ptr(id, 0)
+            );
+        }
+        stop_the_world(&s);
+        let mut marked = taken;
+        marked.extend(take_shaded(&s.shade));
+        finish(&s, mutators, &marked);
+    });
+}
+
+/// A mutator whose safepoint saw a round's `FLUSH` acknowledges that round (or a later
+/// one), so the collector does not wait out its deadline for a thread that flushed. The
+/// request flags are read relaxed: without the fence in `acknowledge` the round read
+/// could be the one before (collector: round 0 -> 1, raise `FLUSH`; mutator: sees
+/// `FLUSH`, reads round 0, acknowledges 0).
+#[test]
+fn ack_names_the_round_whose_flag_it_saw() {
+    check(|| {
+        let s = Shared::new();
+        let s2 = s.clone();
+        let m = thread::spawn(move || {
+            let mut m = Mutator::new(s2, 0);
+            m.shade(ptr(0, 0));
+            let saw_flush = requests(&m.s.flags) & FLUSH != 0;
+            m.safepoint();
+            if saw_flush {
+                let acked = m.rec().flushed.load(Ordering::Relaxed);
+                assert!(
+                    acked >= 1,
+                    "saw round 1's FLUSH, acknowledged round {acked}"
+                );
+            }
+        });
+        begin_flush_round(&s.round, &s.flags);
+        m.join().unwrap();
+    });
+}
+
+/// (b) An object shaded after its thread acknowledged a round (`b`, after the first
+/// safepoint) is found by the next round or by the stop: two rounds, then the stop, and
+/// nothing shaded before the stop is lost.
+#[test]
+fn shade_after_ack_reaches_a_later_round_or_the_stop() {
+    check(|| {
+        let s = Shared::new();
+        let mutators = spawn_mutators(&s);
+        let mut marked = Vec::new();
+        for _ in 0..2 {
+            flush_round(&s);
+            marked.extend(take_shaded(&s.shade));
+        }
+        stop_the_world(&s);
+        marked.extend(take_shaded(&s.shade));
+        finish(&s, mutators, &marked);
+    });
+}
+
+/// (c) The marker's loop: termination is declared (world stopped, `SHADE` empty after the
+/// stop or the restarts spent) only when no shaded object is still buffered or being
+/// handed off: every thread is stopped, its buffer empty, and everything it shaded was
+/// taken. One round per phase and one restart, so both the round and the restart path run.
+#[test]
+fn termination_never_leaves_a_shade_in_flight() {
+    check(|| {
+        let s = Shared::new();
+        let mutators = spawn_mutators(&s);
+        let marked = mark(&s, 1, 1);
+        assert!(s.recs.iter().all(|t| !running(&t.state)));
+        assert!(shade_empty(&s.shade));
+        finish(&s, mutators, &marked);
+    });
+}
+
+/// (c) with the real code's shape of a phase that may run several rounds before the stop,
+/// and no restart: the stop alone must catch what the rounds missed.
+#[test]
+fn termination_after_rounds_without_restart() {
+    check(|| {
+        let s = Shared::new();
+        let mutators = spawn_mutators(&s);
+        let marked = mark(&s, 2, 0);
+        assert!(s.recs.iter().all(|t| !running(&t.state)));
+        finish(&s, mutators, &marked);
+    });
+}
