@@ -226,6 +226,25 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// [`write`] under Miri, which emulates libc's, not system calls.
+#[cfg(miri)]
+pub fn write(fd: i32, bytes: &[u8]) -> isize {
+    // SAFETY: `bytes` is readable for its length.
+    unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) }
+}
+
+/// [`clock_ns`] under Miri, through libc's `clock_gettime`, which Miri emulates.
+#[cfg(miri)]
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-parameter.
+    unsafe { libc::clock_gettime(clock, &raw mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Sleeps for `ns` nanoseconds (less if interrupted).
 #[cfg(not(miri))]
 pub fn sleep_ns(ns: u64) {
