@@ -11,7 +11,7 @@ use crate::mutator::{
 };
 use crate::pacer;
 use crate::stats::{self, CycleReport, STACK_BYTES};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -196,8 +196,8 @@ pub(crate) fn collect_auto(m: &Mutator) {
 }
 
 /// The thread that runs the pacer's cycles in the concurrent mode (Go's background mark
-/// worker, one at most): not attached, so no cycle waits for it to stop and it has no
-/// stack to scan.
+/// worker, one at most), and after each the cycle's sweep (Go's background sweeper): not
+/// attached, so no cycle waits for it to stop and it has no stack to scan.
 mod background {
     use std::sync::{Condvar, Mutex, Once};
 
@@ -235,6 +235,10 @@ mod background {
             }
             // Requests made during the cycle asked for the cycle that just ran.
             *REQUESTED.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            // Then the cycle's sweep, until the next cycle is wanted.
+            crate::heap::sweep_in_background(|| {
+                *REQUESTED.lock().unwrap_or_else(|e| e.into_inner())
+            });
         }
     }
 }
@@ -360,6 +364,7 @@ fn run_stopped_cycle(me: Option<&Mutator>, forced: bool) {
             t_mark: t_marked - t_stopped,
             t_mark_concurrent: None,
             t_mark_term: end - t_marked,
+            t_assist: Duration::ZERO,
             workers,
             helper_objects,
             heap0,
@@ -482,6 +487,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
                 t_stopped2 - t_drained + aborted_stops,
             )),
             t_mark_term: end - t_stopped2,
+            t_assist: Duration::from_nanos(ASSIST_NS.swap(0, Ordering::Relaxed)),
             workers,
             helper_objects,
             heap0,
@@ -514,6 +520,9 @@ fn report_cycle(report: &CycleReport, end: Instant) {
 pub(crate) static ASSIST_WORK: WorkList = WorkList::new();
 /// Mark assists running now.
 pub(crate) static ASSISTS: AtomicUsize = AtomicUsize::new(0);
+/// Nanoseconds mutators spent in mark assists since the last cycle's report (gctrace's
+/// assist CPU time).
+pub(crate) static ASSIST_NS: AtomicU64 = AtomicU64::new(0);
 /// An assist found no work: the marker shares half of its grey stack at its next slice.
 pub(crate) static ASSIST_WANTED: AtomicBool = AtomicBool::new(false);
 /// Grey objects the concurrent marker traces between two looks at [`ASSIST_WANTED`].
@@ -540,6 +549,7 @@ fn drain_sharing_with_assists(t: &mut Tracer) {
 /// that the marker handed out, and hands back what it has left. So a thread that allocates
 /// fast pays for it in marking, and the mark keeps ahead of the heap's growth.
 pub(crate) fn assist(budget: usize) {
+    let t0 = Instant::now();
     ASSISTS.fetch_add(1, Ordering::AcqRel);
     let mut t = Tracer::new();
     let mut left = budget;
@@ -555,6 +565,7 @@ pub(crate) fn assist(budget: usize) {
     ASSIST_WORK.push(grey);
     SHADE_BYTES.fetch_add(t.marked_bytes, Ordering::Relaxed);
     ASSISTS.fetch_sub(1, Ordering::AcqRel);
+    ASSIST_NS.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
 }
 
 /// Flush rounds a concurrent mark runs at most before it stops the world for termination

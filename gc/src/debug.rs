@@ -118,11 +118,13 @@ pub fn barrier_buffered(m: &Mutator) -> usize {
 }
 
 /// Checks the collector's span lists against the arena map (debug aid; panics on an
-/// inconsistency). Call from an attached thread; its cached spans are released first.
-/// Other threads must be detached (or never have allocated): a span in another thread's
-/// cache, or being swept by another thread, is counted as lost.
+/// inconsistency). Call from an attached thread; its cached spans are released first, and
+/// the last cycle's sweep is finished (the background worker's included). Other threads
+/// must be detached (or never have allocated): a span in another thread's cache, or being
+/// swept by another thread, is counted as lost.
 pub fn check_heap(m: &Mutator) {
     m.cache_mut().release_all();
+    heap::sweep_all_and_wait();
     heap::check_lists(0);
 }
 

@@ -576,20 +576,54 @@ pub(crate) fn sweep_all_and_wait() {
 /// keep finding unswept spans to sweep and reuse instead of growing the heap with fresh
 /// ones while this thread works through the list.
 pub(crate) fn finish_sweep() {
-    for (k, row) in CENTRALS.iter().enumerate() {
-        let drops = Kind::ALL[k].drops();
-        for lists in row {
-            sweep_list(lists, drops);
-        }
-    }
+    sweep_lists(&mut || true);
     sweep_large();
 }
 
-/// Sweeps every unswept span of one central list.
-fn sweep_list(lists: &Central, drops: bool) {
+/// Background sweeping (Go's `bgsweep`): sweeps the spans the last cycle left unswept,
+/// on the collector's background worker, which is not attached, while the mutators run
+/// (they sweep lazily too, taking spans off the same lists). Yields the processor every
+/// [`BACKGROUND_SWEEP_BATCH`] spans, and returns when none is left or when `wanted` says
+/// a cycle is wanted (whose sweep termination finishes the sweep); the large spans last.
+pub(crate) fn sweep_in_background(wanted: impl Fn() -> bool) {
+    let mut n = 0u32;
+    let done = sweep_lists(&mut || {
+        n += 1;
+        if n % BACKGROUND_SWEEP_BATCH != 0 {
+            return true;
+        }
+        std::thread::yield_now();
+        !wanted()
+    });
+    if done {
+        sweep_large();
+    }
+}
+
+/// Spans background sweeping sweeps between two yields of the processor (Go's `bgsweep`
+/// yields every 10).
+const BACKGROUND_SWEEP_BATCH: u32 = 16;
+
+/// Sweeps the unswept spans of every central list, asking `go_on` after each span
+/// whether to continue. False if it said no.
+fn sweep_lists(go_on: &mut dyn FnMut() -> bool) -> bool {
+    for (k, row) in CENTRALS.iter().enumerate() {
+        let drops = Kind::ALL[k].drops();
+        for lists in row {
+            if !sweep_list(lists, drops, go_on) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Sweeps the unswept spans of one central list, asking `go_on` after each span whether
+/// to continue. False if it said no.
+fn sweep_list(lists: &Central, drops: bool, go_on: &mut dyn FnMut() -> bool) -> bool {
     loop {
         let Some(s) = pop_unswept(&mut lists.0.lock().unwrap().unswept) else {
-            return;
+            return true;
         };
         // SAFETY: popped from `unswept`: ours to sweep; `drops` is the list's.
         let live = unsafe { sweep_span(s, drops) };
@@ -607,6 +641,9 @@ fn sweep_list(lists: &Central, drops: bool) {
         }
         // Only now (see `pop_unswept`).
         SWEEPS_ACTIVE.fetch_sub(1, Ordering::Release);
+        if !go_on() {
+            return false;
+        }
     }
 }
 

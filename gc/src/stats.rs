@@ -190,6 +190,8 @@ pub(crate) struct CycleReport {
     /// World stopped: barrier shades, the checkmark pass if enabled, weak references,
     /// finalizers, the new sweep generation, the next goal, restarting the world.
     pub t_mark_term: Duration,
+    /// Mutators' time in mark assists during the cycle (all threads together).
+    pub t_assist: Duration,
     pub workers: usize,
     /// Objects marked by the helper markers.
     pub helper_objects: usize,
@@ -237,7 +239,7 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
     s.mark_workers = r.workers;
     s.helper_marked_objects += r.helper_objects as u64;
     s.last_gc = Some(end);
-    let cpu = stop1 + mark * r.workers as u32 + term;
+    let cpu = stop1 + r.t_assist + mark * r.workers as u32 + term;
     st.gc_cpu += cpu;
     if trace {
         let procs = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -247,9 +249,10 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
         drop(st);
         // cpu: the first stop + assist/background/idle mark + mark termination. Every
         // marker is a dedicated worker for the mark's whole length, so "background" is the
-        // mark's clock time times the markers; there are no idle workers, and mark assists
-        // are not timed: both are printed as zero. The sweep finished before the stop
-        // (`t_concurrent`) is in no field, as in Go (`gcStart` sweeps before its stop).
+        // mark's clock time times the markers; there are no idle workers (printed as
+        // zero); assists are the mutators' time in them. The sweep finished before the
+        // stop (`t_concurrent`) is in no field, as in Go (`gcStart` sweeps before its
+        // stop), nor is the background sweep after the cycle.
         let mark_cpu = mark * r.workers as u32;
         eprintln!(
             "gc {} @{:.3}s {}%: {}+{}+{} ms clock, {}+{}/{}/{}+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
@@ -260,7 +263,7 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
             fmt_ms(mark),
             fmt_ms(term),
             fmt_ms(stop1),
-            fmt_ms(Duration::ZERO),
+            fmt_ms(r.t_assist),
             fmt_ms(mark_cpu),
             fmt_ms(Duration::ZERO),
             fmt_ms(term),

@@ -211,3 +211,59 @@ fn the_pacer_runs_concurrent_cycles_on_its_background_worker() {
     );
     assert_eq!(list_sum(Some(keep.get())).0, 50_000);
 }
+
+static SWEPT_DROPS: AtomicU64 = AtomicU64::new(0);
+
+/// A pointer-free object whose destructor counts itself.
+struct Dropper {
+    _words: [u64; 6],
+}
+
+impl Drop for Dropper {
+    fn drop(&mut self) {
+        SWEPT_DROPS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: holds no GC pointer; its destructor touches none.
+unsafe impl Trace for Dropper {
+    const NEEDS_TRACE: bool = false;
+    fn trace(&self, _: &mut gc::Tracer) {}
+}
+
+/// What a pacer's cycle found dead is swept by its background worker after the cycle
+/// (Go's background sweeper): the destructors run with no allocation (lazy sweep) and no
+/// collection (sweep termination) after it.
+#[test]
+fn the_background_worker_sweeps_after_its_cycles() {
+    serial::alone(|| {
+        gc::debug::set_concurrent(true);
+        let m = gc::attach();
+        let before = gc::stats().cycles;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        // Garbage with destructors until two of the pacer's cycles have ended.
+        while gc::stats().cycles < before + 2 && std::time::Instant::now() < deadline {
+            Gc::new(&m, Dropper { _words: [7; 6] });
+        }
+        assert!(
+            gc::stats().cycles >= before + 2,
+            "no cycle: {:?}",
+            gc::stats()
+        );
+        // From here nothing allocates: the last cycle's dead objects are dropped by the
+        // worker, or not at all.
+        let d0 = SWEPT_DROPS.load(Ordering::Relaxed);
+        while SWEPT_DROPS.load(Ordering::Relaxed) < d0 + 1000
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let swept = SWEPT_DROPS.load(Ordering::Relaxed) - d0;
+        assert!(
+            swept >= 1000,
+            "{swept} objects swept after the cycle: {:?}",
+            gc::stats()
+        );
+        drop(m);
+    })
+}
