@@ -142,6 +142,7 @@ pub fn stats() -> GcStats {
     s.mallocs = heap::MALLOCS.load(std::sync::atomic::Ordering::Relaxed);
     s.heap_live = heap::HEAP_LIVE.load(std::sync::atomic::Ordering::Relaxed);
     s.heap_goal = pacer::HEAP_GOAL.load(std::sync::atomic::Ordering::Relaxed);
+    s.limiter_last_enabled = pacer::LIMITER_LAST_ENABLED.load(std::sync::atomic::Ordering::Relaxed);
     s.heap_spans = heap::SPAN_BYTES.load(std::sync::atomic::Ordering::Relaxed);
     s.objects_freed = stats::COUNTERS
         .freed

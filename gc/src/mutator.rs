@@ -521,7 +521,10 @@ impl Mutator {
                     // and parks it when no work is left to assist with); the pacer starts
                     // the next cycle earlier.
                     crate::pacer::OUTRAN.store(true, Ordering::Relaxed);
+                    let t0 = std::time::Instant::now();
                     self.wait_cycle_end();
+                    crate::pacer::WAIT_NS
+                        .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 }
             }
         }

@@ -4,10 +4,18 @@
 //! limit (`limit - memory the collector does not own`, never below `heap_marked + 1 MiB`).
 //! A cycle starts when `HEAP_LIVE` reaches the trigger: the goal, or below it when marking
 //! is concurrent ([`HEAP_TRIGGER`]).
+//!
+//! The GC CPU limiter (Go's `mgclimit.go`): a leaky bucket of the collector's CPU time
+//! less the mutators', of capacity one CPU-second per core, filled at each cycle's end.
+//! While it is full the collector used more than half of the CPU for a sustained time
+//! (a live heap at or over the memory limit makes cycles run back to back): the memory
+//! limit stops lowering the goal, and mutators neither assist nor wait for the mark, so
+//! the heap outgrows the limit rather than the program stalling.
 
 use crate::heap::{HEAP_LIVE, SPAN_BYTES};
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
 
 /// Go's minimum heap goal at GOGC=100.
 pub const MIN_HEAP: usize = 4 << 20;
@@ -44,6 +52,51 @@ pub(crate) fn record_concurrent_mark(black: usize) {
     let runway = black + black / 4;
     RUNWAY.store(if outran { 2 * runway } else { runway }, Ordering::Relaxed);
 }
+/// The limiter's bucket, in nanoseconds of CPU time (see the module header).
+static LIMITER_FILL: Mutex<Limiter> = Mutex::new(Limiter {
+    fill: 0,
+    last: None,
+});
+/// The limiter's bucket is full.
+static LIMITING: AtomicBool = AtomicBool::new(false);
+/// The cycle at whose end the limiter was last on (0: never; Go's
+/// `/gc/limiter/last-enabled:gc-cycle`).
+pub(crate) static LIMITER_LAST_ENABLED: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds mutators spent waiting for a concurrent mark to end at the goal since the
+/// last cycle's end: CPU time the collector took from them.
+pub(crate) static WAIT_NS: AtomicU64 = AtomicU64::new(0);
+
+struct Limiter {
+    fill: i128,
+    /// The end of the last cycle accounted.
+    last: Option<Instant>,
+}
+
+/// Accounts the cycle `cycle` that ended at `end`, in which the collector used `gc` of CPU
+/// time (stops times the cores, markers, assists, mutators' waits), in the limiter.
+pub(crate) fn limiter_account(cycle: u64, gc: Duration, end: Instant) {
+    let procs = std::thread::available_parallelism().map_or(1, |n| n.get()) as i128;
+    let mut l = LIMITER_FILL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(last) = l.last.replace(end) else {
+        return;
+    };
+    let total = end.saturating_duration_since(last).as_nanos() as i128 * procs;
+    let gc = (gc.as_nanos() as i128).min(total);
+    let capacity = 1_000_000_000 * procs;
+    l.fill = (l.fill + gc - (total - gc)).clamp(0, capacity);
+    let on = l.fill == capacity;
+    LIMITING.store(on, Ordering::Relaxed);
+    if on {
+        LIMITER_LAST_ENABLED.store(cycle, Ordering::Relaxed);
+    }
+}
+
+/// True while the GC CPU limiter is on (see the module header).
+#[inline]
+pub(crate) fn limiting() -> bool {
+    LIMITING.load(Ordering::Relaxed)
+}
+
 static INIT: Once = Once::new();
 
 /// Reads `GOMALLOC_GOGC` and `GOMALLOC_GCMEMLIMIT` once.
@@ -141,7 +194,7 @@ pub(crate) fn update_goal() -> usize {
         marked.saturating_add(scaled(marked)).max(scaled(MIN_HEAP))
     };
     let limit = memory_limit();
-    if limit != u64::MAX {
+    if limit != u64::MAX && !limiting() {
         // Memory the collector does not control: everything gomalloc took from the OS
         // outside the collector's spans.
         let sys = gomalloc::stats().sys;
@@ -176,9 +229,13 @@ pub(crate) fn should_collect() -> bool {
 pub(crate) const ASSIST_BUDGET: usize = 256;
 
 /// True when a mutator allocating while a concurrent mark runs should assist it: the heap
-/// is past the middle of the runway between the trigger and the goal.
+/// is past the middle of the runway between the trigger and the goal, and the GC CPU
+/// limiter is off.
 #[inline]
 pub(crate) fn should_assist() -> bool {
+    if limiting() {
+        return false;
+    }
     let (trigger, goal) = (
         HEAP_TRIGGER.load(Ordering::Relaxed),
         HEAP_GOAL.load(Ordering::Relaxed),
@@ -187,10 +244,11 @@ pub(crate) fn should_assist() -> bool {
 }
 
 /// True when the heap reached its goal (while a concurrent mark runs: an allocating
-/// mutator then waits for the cycle to end, so that the heap does not outgrow the goal).
+/// mutator then waits for the cycle to end, so that the heap does not outgrow the goal),
+/// and the GC CPU limiter is off.
 #[inline]
 pub(crate) fn over_goal() -> bool {
-    HEAP_LIVE.load(Ordering::Relaxed) >= HEAP_GOAL.load(Ordering::Relaxed)
+    HEAP_LIVE.load(Ordering::Relaxed) >= HEAP_GOAL.load(Ordering::Relaxed) && !limiting()
 }
 
 #[cfg(test)]

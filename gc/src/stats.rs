@@ -93,6 +93,11 @@ pub struct GcStats {
     /// Share of the CPU time available since the collector started that it used (Go's
     /// `GCCPUFraction`): pause and mark time of every marker, over wall time times cores.
     pub gc_cpu_fraction: f64,
+    /// The cycle at whose end the GC CPU limiter was last on, 0 if never (Go's
+    /// `/gc/limiter/last-enabled:gc-cycle`): the collector had used over half the CPU for
+    /// about a second, so the memory limit stopped lowering the goal and mutators stopped
+    /// assisting (`pacer.rs`).
+    pub limiter_last_enabled: u64,
     /// When the last cycle ended (Go's `LastGC`); `None` before the first.
     pub last_gc: Option<std::time::SystemTime>,
 }
@@ -163,6 +168,7 @@ pub(crate) static STATS: Mutex<StatsState> = Mutex::new(StatsState {
         total_alloc: 0,
         mallocs: 0,
         gc_cpu_fraction: 0.0,
+        limiter_last_enabled: 0,
         last_gc: None,
     },
     gc_cpu: Duration::ZERO,
@@ -239,8 +245,19 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
     s.mark_workers = r.workers;
     s.helper_marked_objects += r.helper_objects as u64;
     s.last_gc = Some(end);
+    let cycle = s.cycles;
     let cpu = stop1 + r.t_assist + mark * r.workers as u32 + term;
     st.gc_cpu += cpu;
+    // The limiter counts the pause on every core, as Go does, the concurrent mark on each
+    // marker, the assists and the mutators' waits at the goal.
+    let procs = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let waits =
+        Duration::from_nanos(crate::pacer::WAIT_NS.swap(0, std::sync::atomic::Ordering::Relaxed));
+    crate::pacer::limiter_account(
+        cycle,
+        pause * procs + t_conc * r.workers as u32 + r.t_assist + waits,
+        crate::collector::start_time() + since_start,
+    );
     if trace {
         let procs = std::thread::available_parallelism().map_or(1, |n| n.get());
         let util = (st.gc_cpu.as_secs_f64() / (since_start.as_secs_f64().max(1e-9) * procs as f64)

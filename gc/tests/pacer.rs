@@ -63,6 +63,77 @@ fn gogc_and_memory_limit_drive_cycles() {
     gc::set_gc_percent(100);
 }
 
+/// A live heap over the memory limit makes cycles run back to back, until the GC CPU
+/// limiter turns on (Go's `mgclimit.go`): the memory limit then stops lowering the goal,
+/// and the program allocates on. In a child process: the limiter's state is process-wide.
+/// With the stopped mark, whose cycles take the whole CPU, so the collector's share does
+/// not depend on how the machine schedules the background worker.
+#[test]
+fn the_cpu_limiter_lets_a_heap_over_its_memory_limit_grow() {
+    if std::env::var_os("LIMITER_CHILD").is_some() {
+        gc::debug::set_concurrent(false);
+        let m = gc::attach();
+        const LIVE: usize = 32 << 20;
+        let mut head: Option<Gc<Blob>> = None;
+        for i in 0..LIVE / 64 {
+            head = Some(Gc::new(
+                &m,
+                Blob {
+                    next: head,
+                    pad: [i as u64; 6],
+                },
+            ));
+        }
+        let live = gc::Root::new(head.unwrap());
+        gc::collect();
+        assert_eq!(gc::stats().limiter_last_enabled, 0, "{:?}", gc::stats());
+        gc::set_memory_limit(1 << 20);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut max_goal = 0;
+        let mut on_since = None;
+        // Garbage until the limiter is on and four more cycles ran.
+        while on_since.is_none_or(|c| gc::stats().cycles < c + 4)
+            && std::time::Instant::now() < deadline
+        {
+            churn(&m, 1 << 20);
+            let s = gc::stats();
+            if s.limiter_last_enabled > 0 {
+                on_since.get_or_insert(s.cycles);
+                max_goal = max_goal.max(s.heap_goal);
+            }
+        }
+        let s = gc::stats();
+        assert!(
+            s.limiter_last_enabled > 0,
+            "the limiter never turned on: {s:?}"
+        );
+        // With the limiter on, the goal is GOGC's (twice the live heap), not the limit's
+        // floor (the marked heap and 1 MiB).
+        assert!(
+            max_goal >= s.heap_marked + LIVE / 2,
+            "goal {max_goal} with the limiter on: {s:?}"
+        );
+        assert_eq!(live.get().pad.len(), 6);
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "the_cpu_limiter_lets_a_heap_over_its_memory_limit_grow",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LIMITER_CHILD", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Re-runs this test binary with GOMALLOC_GCTRACE=1 and checks the child's trace lines
 /// against Go 1.19's gctrace format.
 #[test]
