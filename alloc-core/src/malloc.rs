@@ -210,26 +210,14 @@ fn alloc_unsettled_slow(c: *mut MCache, class: usize, size: usize, align: usize)
     }
     // SAFETY: a real cache in the thread's slot is the thread's own (as in `alloc_refill`).
     let cr = unsafe { &*c };
-    if crate::profile::sample::settle(cr) {
-        // SAFETY: the calling thread's own cache.
-        if unsafe { crate::profile::sample::tick(c, size) } {
-            return crate::profile::alloc_sampled(size, align);
-        }
-        // The fast path skipped the window to come here: take its slot.
-        let s = cr.span(class);
-        let p = s.next_free_fast();
-        if !p.is_null() {
-            // SAFETY: `p` is the free slot just taken (poison feature only).
-            unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
-            return p;
-        }
+    // SAFETY: the calling thread's own cache.
+    if crate::profile::sample::settle(cr) && unsafe { crate::profile::sample::tick(c, size) } {
+        return crate::profile::alloc_sampled(size, align);
     }
+    // The window's slot (a sampling thread's fast path skipped it to come here), or a
+    // refill, after which `alloc_small` keeps a sampling thread's fast path off the span.
     // SAFETY: the thread's own cache; `class` comes from the size-class tables.
-    let p = unsafe { alloc_after_refill(cr, SizeClass(class as u8)) };
-    if cr.sampling.get() {
-        // The refill pointed the fast path at the new span (`MCache::put_alloc`).
-        cr.fast[class].set(mcache::EMPTY_SPAN_PTR);
-    }
+    let p = unsafe { alloc_small(cr, SizeClass(class as u8)) };
     crate::check::after_slow_op();
     p
 }

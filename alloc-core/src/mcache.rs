@@ -150,9 +150,9 @@ impl MCache {
 
     /// Sets `alloc[class]` and `fast[class]`. A thread that samples (`sampling`) points
     /// `fast[class]` back at the empty span before the allocation that refilled returns
-    /// (the callers of `malloc::alloc_after_refill` that a sampling thread reaches:
-    /// `alloc_unsettled`, `alloc_small`), so that the refill of a thread that does not
-    /// sample has no test of it.
+    /// (`malloc::alloc_small`, the one caller of `malloc::alloc_after_refill` that a
+    /// sampling thread reaches), so that the refill of a thread that does not sample has
+    /// no test of it.
     #[inline(always)]
     fn put_alloc(&self, class: usize, s: *mut Span) {
         self.alloc[class].set(s);

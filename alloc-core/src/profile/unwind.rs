@@ -53,7 +53,47 @@ const MAX_STACK_SPAN: usize = 1 << 30;
 /// first are the allocator's own frames), and returns how many.
 #[inline(never)]
 pub fn capture(out: &mut [usize; MAX_STACK]) -> usize {
-    let (pc, sp, mut fp): (usize, usize, usize);
+    let (pc, sp, mut fp) = registers();
+    let top = stack_top(sp);
+    let mut n = 0;
+    // The tables are found anew at each walk (a few program headers): no state that a
+    // fork or a signal could leave half-written.
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if let Some(t) = cfi::Tables::own() {
+        match t.walk(pc, sp, fp, top, out) {
+            Some((k, caller_fp)) => {
+                n = k;
+                fp = caller_fp;
+            }
+            // A frame of this object the tables do not describe: no stack (the frames
+            // found so far are the allocator's, which name no caller).
+            None => return 0,
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = pc;
+    while n < MAX_STACK {
+        let Some((next, ret)) = frame_record(fp, sp, top) else {
+            break;
+        };
+        if ret == 0 {
+            break;
+        }
+        out[n] = ret;
+        n += 1;
+        if next <= fp {
+            break;
+        }
+        fp = next;
+    }
+    n
+}
+
+/// The calling function's instruction address, stack pointer and frame pointer (inlined
+/// into it).
+#[inline(always)]
+fn registers() -> (usize, usize, usize) {
+    let (pc, sp, fp): (usize, usize, usize);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: reads three registers; no memory, no flags.
     unsafe {
@@ -66,41 +106,18 @@ pub fn capture(out: &mut [usize; MAX_STACK]) -> usize {
         core::arch::asm!("adr {0}, .", "mov {1}, sp", "mov {2}, x29", out(reg) pc,
             out(reg) sp, out(reg) fp, options(nomem, nostack, preserves_flags));
     }
-    let top = stack_top(sp);
-    let mut n = 0;
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if let Some(t) = cfi::Tables::own() {
-        match t.walk(pc, sp, fp, top, out) {
-            Some((k, caller_fp)) => {
-                n = k;
-                fp = caller_fp;
-            }
-            // Frames the tables do not describe: what was found, and no more.
-            None => return 0,
-        }
+    (pc, sp, fp)
+}
+
+/// The frame record at `fp`: the caller's frame pointer, then the return address; None
+/// unless both words lie in `[sp, top)`.
+fn frame_record(fp: usize, sp: usize, top: usize) -> Option<(usize, usize)> {
+    if fp < sp || fp % 8 != 0 || fp >= top.saturating_sub(16) {
+        return None;
     }
-    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-    let _ = pc;
-    while n < MAX_STACK {
-        // A frame record is two words: the caller's frame pointer, then the return
-        // address. Both must lie in [sp, top).
-        if fp < sp || fp % 8 != 0 || fp >= top.saturating_sub(16) {
-            break;
-        }
-        // SAFETY: `sp <= fp` and `fp + 16 <= top`: both words lie in the mapped part of
-        // the calling thread's stack (see the module header for `top`).
-        let (next, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
-        if ret == 0 {
-            break;
-        }
-        out[n] = ret;
-        n += 1;
-        if next <= fp {
-            break;
-        }
-        fp = next;
-    }
-    n
+    // SAFETY: `sp <= fp` and `fp + 16 <= top`: both words lie in the mapped part of the
+    // calling thread's stack (see the module header for `top`).
+    Some(unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) })
 }
 
 /// Whether stacks can be walked in this build: this object's frames by its call-frame
@@ -436,25 +453,8 @@ pub fn frame_pointers() -> bool {
 /// stack address above the stack pointer.
 #[inline(never)]
 fn probe() -> usize {
-    let (fp, sp): (usize, usize);
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: reads two registers; no memory, no flags.
-    unsafe {
-        core::arch::asm!("mov {0}, rbp", "mov {1}, rsp", out(reg) fp, out(reg) sp,
-            options(nomem, nostack, preserves_flags));
-    }
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: reads two registers; no memory, no flags.
-    unsafe {
-        core::arch::asm!("mov {0}, x29", "mov {1}, sp", out(reg) fp, out(reg) sp,
-            options(nomem, nostack, preserves_flags));
-    }
-    if fp < sp || fp % 8 != 0 || fp >= stack_top(sp).saturating_sub(16) {
-        return 0;
-    }
-    // SAFETY: `sp <= fp` and `fp + 16 <= top`: the word lies in the mapped part of the
-    // calling thread's stack (the module header).
-    unsafe { *((fp + 8) as *const usize) }
+    let (_, sp, fp) = registers();
+    frame_record(fp, sp, stack_top(sp)).map_or(0, |(_, ret)| ret)
 }
 
 /// The top of the calling thread's stack, or `sp` (no walk) if it is not known.
