@@ -112,6 +112,7 @@ pub(crate) fn init() {
             }
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        CORES.store(cores, Ordering::Relaxed);
         let procs = match std::env::var("GOMALLOC_GCPROCS") {
             Err(_) => cores,
             Ok(v) => match v.trim().parse::<usize>() {
@@ -157,6 +158,14 @@ pub(crate) fn init() {
 
 pub(crate) fn start_time() -> Instant {
     *START.get_or_init(Instant::now)
+}
+
+/// The cores the process may run on, read once at [`init`] (the total of Go's
+/// `GCCPUFraction` and of the GC CPU limiter).
+static CORES: AtomicUsize = AtomicUsize::new(1);
+
+pub(crate) fn cores() -> usize {
+    CORES.load(Ordering::Relaxed)
 }
 
 /// Runs a full collection and waits for it to finish, like Go's `runtime.GC()`: when it

@@ -130,8 +130,7 @@ pub fn stats() -> GcStats {
     let st = stats::STATS.lock().unwrap();
     let mut s = st.s.clone();
     st.fill_recent(&mut s);
-    let procs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let wall = collector::start_time().elapsed().as_secs_f64() * procs as f64;
+    let wall = collector::start_time().elapsed().as_secs_f64() * collector::cores() as f64;
     s.gc_cpu_fraction = if wall > 0.0 {
         (st.gc_cpu.as_secs_f64() / wall).min(1.0)
     } else {

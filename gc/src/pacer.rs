@@ -75,7 +75,7 @@ struct Limiter {
 /// Accounts the cycle `cycle` that ended at `end`, in which the collector used `gc` of CPU
 /// time (stops times the cores, markers, assists, mutators' waits), in the limiter.
 pub(crate) fn limiter_account(cycle: u64, gc: Duration, end: Instant) {
-    let procs = std::thread::available_parallelism().map_or(1, |n| n.get()) as i128;
+    let procs = crate::collector::cores() as i128;
     let mut l = LIMITER_FILL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(last) = l.last.replace(end) else {
         return;

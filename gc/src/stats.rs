@@ -250,16 +250,15 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
     st.gc_cpu += cpu;
     // The limiter counts the pause on every core, as Go does, the concurrent mark on each
     // marker, the assists and the mutators' waits at the goal.
-    let procs = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let procs = crate::collector::cores();
     let waits =
         Duration::from_nanos(crate::pacer::WAIT_NS.swap(0, std::sync::atomic::Ordering::Relaxed));
     crate::pacer::limiter_account(
         cycle,
-        pause * procs + t_conc * r.workers as u32 + r.t_assist + waits,
+        pause * procs as u32 + t_conc * r.workers as u32 + r.t_assist + waits,
         crate::collector::start_time() + since_start,
     );
     if trace {
-        let procs = std::thread::available_parallelism().map_or(1, |n| n.get());
         let util = (st.gc_cpu.as_secs_f64() / (since_start.as_secs_f64().max(1e-9) * procs as f64)
             * 100.0) as u64;
         let cycles = st.s.cycles;

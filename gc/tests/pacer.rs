@@ -2,6 +2,10 @@
 // These tests keep `Gc`s in locals: they need the conservative stack scan.
 #![cfg(not(feature = "precise"))]
 
+#[path = "common/child.rs"]
+mod child;
+
+use child::child;
 use gc::{Gc, Trace};
 
 #[derive(Trace)]
@@ -116,16 +120,10 @@ fn the_cpu_limiter_lets_a_heap_over_its_memory_limit_grow() {
         assert_eq!(live.get().pad.len(), 6);
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "the_cpu_limiter_lets_a_heap_over_its_memory_limit_grow",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("LIMITER_CHILD", "1")
-        .output()
-        .unwrap();
+    let out = child(
+        "the_cpu_limiter_lets_a_heap_over_its_memory_limit_grow",
+        &[("LIMITER_CHILD", "1")],
+    );
     assert!(
         out.status.success(),
         "{}\n{}",
@@ -144,17 +142,10 @@ fn gctrace_prints_go_format() {
         gc::collect();
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "gctrace_prints_go_format",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("GCTRACE_CHILD", "1")
-        .env("GOMALLOC_GCTRACE", "1")
-        .output()
-        .unwrap();
+    let out = child(
+        "gctrace_prints_go_format",
+        &[("GCTRACE_CHILD", "1"), ("GOMALLOC_GCTRACE", "1")],
+    );
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("gc ")).collect();

@@ -9,7 +9,9 @@
 
 use gc::{Gc, Root, Trace};
 use gomalloc::profile::{Record, pprof::scale};
-use std::process::Command;
+
+#[path = "common/child.rs"]
+mod child;
 
 /// Mean bytes between samples.
 const RATE: usize = 8 << 10;
@@ -137,16 +139,7 @@ fn profile_child() {
 
 #[test]
 fn collected_objects_are_sampled_and_their_frees_counted() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "profile_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("GC_PROFILE_CHILD", "1")
-        .output()
-        .unwrap();
+    let out = child::child("profile_child", &[("GC_PROFILE_CHILD", "1")]);
     assert!(
         out.status.success(),
         "{}\n{}",

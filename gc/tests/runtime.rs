@@ -10,23 +10,15 @@ mod common;
 use common::{Link, list_sum};
 
 use gc::{Gc, Lock, Root};
-use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+#[path = "common/child.rs"]
+mod child;
 #[path = "common/serial.rs"]
 mod serial;
+use child::child;
 use serial::{alone, serial};
-
-/// Runs test `name` of this binary alone in a child process with `env` set.
-fn child(name: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
 
 fn list(m: &gc::Mutator, n: u64) -> Root<Link> {
     let mut head = Gc::new(
