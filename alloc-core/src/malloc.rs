@@ -173,36 +173,13 @@ fn alloc_refill(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut
     p
 }
 
-/// [`alloc_refill`] for a thread without a cache of its own, for size 0, and for a thread
-/// whose cache must take up the heap profile's rate or samples (default build).
+/// [`alloc_refill`] for a thread without a cache of its own, for size 0, for the first
+/// refill after the heap profile's rate changed, and for a thread that samples, whose
+/// fast path found its loan of `class` spent (default build; `profile::lend`).
 #[cfg(not(feature = "profile"))]
 #[cold]
 #[inline(never)]
 fn alloc_unsettled(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut u8 {
-    // SAFETY: `c` is the calling thread's cache or the static empty one, both valid, and
-    // only this thread uses it.
-    let cr = unsafe { &*c };
-    // The common case while sampling: the countdown, then the window (the empty cache
-    // never samples; class 0's span is the empty one).
-    if let Some(left) = crate::profile::sample::left_after(cr, size) {
-        let s = cr.span(class);
-        let p = s.next_free_fast();
-        if !p.is_null() {
-            cr.next_sample.set(left);
-            // SAFETY: `p` is the free slot just taken (poison feature only).
-            unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
-            return p;
-        }
-    }
-    alloc_unsettled_slow(c, class, size, align)
-}
-
-/// The rest of [`alloc_unsettled`], in a function of its own so that the common case
-/// there has no stack frame to set up.
-#[cfg(not(feature = "profile"))]
-#[cold]
-#[inline(never)]
-fn alloc_unsettled_slow(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut u8 {
     if c == mcache::EMPTY_CACHE_PTR || class == 0 {
         // New, initialising or dead thread, or the heap is not initialised yet; or size 0,
         // which the tables give class 0 (never cached) and the general path serves as 1.
@@ -210,14 +187,40 @@ fn alloc_unsettled_slow(c: *mut MCache, class: usize, size: usize, align: usize)
     }
     // SAFETY: a real cache in the thread's slot is the thread's own (as in `alloc_refill`).
     let cr = unsafe { &*c };
-    // SAFETY: the calling thread's own cache.
-    if crate::profile::sample::settle(cr) && unsafe { crate::profile::sample::tick(c, size) } {
+    if cr.sampling.get() {
+        // SAFETY: the thread's own cache, which samples, and whose fast path found the
+        // proxy of `class` empty.
+        let p = unsafe { crate::profile::lend::relend(cr, class) };
+        if !p.is_null() {
+            return p;
+        }
+    }
+    alloc_unsettled_slow(cr, SizeClass(class as u8), size, align)
+}
+
+/// The rest of [`alloc_unsettled`]: a rate change, a refill, a thread that samples near
+/// its next sample.
+#[cfg(not(feature = "profile"))]
+#[cold]
+#[inline(never)]
+fn alloc_unsettled_slow(cr: &MCache, class: SizeClass, size: usize, align: usize) -> *mut u8 {
+    // SAFETY: the thread's own cache (as in `alloc_unsettled`).
+    let sampling = unsafe { crate::profile::sample::settle(cr) };
+    crate::check!(
+        !sampling || class.size() == crate::profile::charge_of(size, align),
+        "fast-path class differs from the sampled block's",
+        size
+    );
+    // SAFETY: the thread's own cache, which samples.
+    if sampling && unsafe { crate::profile::lend::due(cr, class) } {
         return crate::profile::alloc_sampled(size, align);
     }
-    // The window's slot (a sampling thread's fast path skipped it to come here), or a
-    // refill, after which `alloc_small` keeps a sampling thread's fast path off the span.
     // SAFETY: the thread's own cache; `class` comes from the size-class tables.
-    let p = unsafe { alloc_small(cr, SizeClass(class as u8)) };
+    let p = unsafe { alloc_small(cr, class) };
+    if sampling && !p.is_null() {
+        // SAFETY: the thread's own cache, which samples; `due` repaid the class's loan.
+        unsafe { crate::profile::lend::lend(cr, class) };
+    }
     crate::check::after_slow_op();
     p
 }
@@ -230,11 +233,11 @@ pub fn alloc_slow(size: usize, align: usize) -> *mut u8 {
     // A thread that does not sample skips the countdown (default build).
     #[cfg(not(feature = "profile"))]
     // SAFETY: a real cache in the thread's slot is the thread's own.
-    if c == mcache::EMPTY_CACHE_PTR || !crate::profile::sample::settle(unsafe { &*c }) {
+    if c == mcache::EMPTY_CACHE_PTR || !unsafe { crate::profile::sample::settle(&*c) } {
         return alloc_slow_unsampled(size, align);
     }
     // SAFETY: `c` is the calling thread's cache or the static empty one.
-    if unsafe { crate::profile::sample::tick(c, size) } {
+    if unsafe { crate::profile::sample::tick(c, crate::profile::charge_of(size, align)) } {
         return crate::profile::alloc_sampled(size, align);
     }
     alloc_slow_unsampled(size, align)
@@ -294,11 +297,18 @@ unsafe fn alloc_small(c: &MCache, class: SizeClass) -> *mut u8 {
     let s = c.span(class.index());
     let p = s.next_free_fast();
     if p.is_null() {
+        #[cfg(not(feature = "profile"))]
+        if c.sampling.get() {
+            // The refill may give the span up: its loan to the fast path goes back first.
+            // SAFETY: the caller owns `c` (# Safety).
+            unsafe { crate::profile::lend::repay(c, class.index()) };
+        }
         // SAFETY: the caller owns `c` (# Safety), as `alloc_after_refill` requires.
         let p = unsafe { alloc_after_refill(c, class) };
+        #[cfg(not(feature = "profile"))]
         if c.sampling.get() {
             // The refill pointed the fast path at the new span (`MCache::put_alloc`).
-            c.fast[class.index()].set(mcache::EMPTY_SPAN_PTR);
+            c.fast[class.index()].set(crate::profile::lend::proxy(c, class.index()));
         }
         return p;
     }

@@ -39,8 +39,9 @@ use core::cell::{Cell, UnsafeCell};
 ///
 /// Invariants: `alloc[class]` is [`EMPTY_SPAN`] or an in-use span of `class` whose
 /// `owner` is this cache; entries of size class 0 are always [`EMPTY_SPAN`]. Between
-/// allocation calls, `fast[class]` is `alloc[class]`, or [`EMPTY_SPAN`] while `sampling`
-/// is set. Every span of
+/// allocation calls, `fast[class]` is `alloc[class]`, or, while `sampling` is set, the
+/// class's proxy span (`profile::lend`; [`EMPTY_SPAN`] for class 0 and after a flush).
+/// Every span of
 /// `retained[class]` is an in-use span of `class` owned by this cache, in the retained
 /// state (`Span::retain`: a single-window span's one window loaded; a larger span with no
 /// window, or with one loaded for frees by `Span::load_window_for_frees`), in no other
@@ -58,14 +59,14 @@ pub struct MCache {
     /// set in [`EMPTY_CACHE`].
     pub arena_hint: ArenaHint,
     /// The span each size class's allocation fast path takes slots from (hot): `alloc`'s,
-    /// or the empty span for every class while the thread samples for the heap profile
-    /// (`sampling`), so that each allocation reaches the slow path's countdown
-    /// (`profile::sample`) and the fast path has no test of its own.
+    /// or, while the thread samples for the heap profile (`sampling`), a proxy holding as
+    /// many of that span's free slots as the countdown has room for (`profile::lend`), so
+    /// that the fast path has no test of its own.
     pub fast: [Cell<*mut Span>; NUM_SIZE_CLASSES],
     /// The span each size class allocates from.
     pub alloc: [Cell<*mut Span>; NUM_SIZE_CLASSES],
-    /// The thread samples its allocations for the heap profile through the slow path:
-    /// `fast` is all empty spans (without the feature `profile`, `profile::sample`).
+    /// The thread samples its allocations for the heap profile: `fast` is its proxy spans
+    /// (without the feature `profile`, `profile::lend`).
     pub sampling: Cell<bool>,
     /// Links in the pool's active or free list.
     links: Links<MCache>,
@@ -149,7 +150,7 @@ impl MCache {
     }
 
     /// Sets `alloc[class]` and `fast[class]`. A thread that samples (`sampling`) points
-    /// `fast[class]` back at the empty span before the allocation that refilled returns
+    /// `fast[class]` back at its proxy before the allocation that refilled returns
     /// (`malloc::alloc_small`, the one caller of `malloc::alloc_after_refill` that a
     /// sampling thread reaches), so that the refill of a thread that does not sample has
     /// no test of it.
@@ -159,14 +160,31 @@ impl MCache {
         self.fast[class].set(s);
     }
 
-    /// Starts or stops sending every allocation of the thread to the slow path, where the
-    /// heap profile's countdown is (`profile::sample`; default build).
+    /// Points the thread's fast path at its proxy spans, where the heap profile's
+    /// countdown is carried (`profile::lend`), or back at its own spans, the loans repaid
+    /// (default build). Returns whether the thread now samples: not if the OS refused the
+    /// proxies' memory.
+    ///
+    /// # Safety
+    /// The caller owns the cache.
     #[cfg(not(feature = "profile"))]
-    pub(crate) fn set_sampling(&self, on: bool) {
-        self.sampling.set(on);
-        for (f, a) in self.fast.iter().zip(&self.alloc) {
-            f.set(if on { EMPTY_SPAN_PTR } else { a.get() });
+    pub(crate) unsafe fn set_sampling(&self, on: bool) -> bool {
+        if on {
+            if crate::profile::lend::loans(self).is_null() {
+                return false;
+            }
+            for class in 1..NUM_SIZE_CLASSES {
+                self.fast[class].set(crate::profile::lend::proxy(self, class));
+            }
+        } else {
+            // SAFETY: the caller owns the cache (# Safety).
+            unsafe { crate::profile::lend::repay_all(self) };
+            for (f, a) in self.fast.iter().zip(&self.alloc) {
+                f.set(a.get());
+            }
         }
+        self.sampling.set(on);
+        on
     }
 
     /// The span the frees of `class` went to last (`free_hint[class]`).
@@ -235,7 +253,7 @@ pub fn current_or_init() -> Option<*mut MCache> {
             // thread that frees what it allocates may never reach.
             #[cfg(all(not(loom), not(feature = "profile")))]
             // SAFETY: the thread's own cache, just installed.
-            crate::profile::sample::settle(unsafe { &*c });
+            unsafe { crate::profile::sample::settle(&*c) };
             Some(c)
         }
         _ => None,
@@ -457,6 +475,12 @@ unsafe fn uncache(c: &MCache, class: SizeClass, s: *mut Span) {
 /// The caller owns `c`, and nobody allocates from it concurrently.
 pub unsafe fn flush(c: &MCache) {
     FLUSHES.fetch_add(1, Ordering::Relaxed);
+    // The spans leave the cache: the loans of a thread that samples go back first.
+    #[cfg(not(feature = "profile"))]
+    if c.sampling.get() {
+        // SAFETY: the caller owns `c` (# Safety).
+        unsafe { crate::profile::lend::repay_all(c) };
+    }
     // SAFETY: the caller owns `c` and nobody allocates from it (# Safety).
     unsafe { release_retained(c) };
     for class in 1..NUM_SIZE_CLASSES {

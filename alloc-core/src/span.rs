@@ -597,6 +597,111 @@ impl Span {
         }
     }
 
+    /// Lends up to `max` of the loaded window's free slots, the lowest first, to `proxy`,
+    /// the record a sampling thread's fast path takes slots from instead of this span
+    /// (`profile::lend`). The slots leave `alloc_cache` for the proxy's, and the proxy
+    /// gets the window's address and slot size, which is all the fast path reads. Until
+    /// [`Span::repay`], the lent slots count as allocated here; a free of one that the
+    /// fast path handed out sets its bit here, as any free does, and never in the proxy,
+    /// so every slot the proxy hands out was counted when it was lent. Returns the number
+    /// of slots lent.
+    ///
+    /// # Safety
+    /// The caller owns the span, which has a window loaded, and `proxy`, which holds no
+    /// loan (repaid, or never lent to).
+    #[cfg(not(feature = "profile"))]
+    pub(crate) unsafe fn lend(&self, proxy: &Span, max: u32) -> u32 {
+        debug_assert!(self.window() != NO_WINDOW && proxy.alloc_cache.get() == 0);
+        let free = self.alloc_cache.get();
+        let mut lent = free;
+        if crate::cpu::popcount(free) > max {
+            lent = 0;
+            let mut rest = free;
+            for _ in 0..max {
+                let low = rest & rest.wrapping_neg();
+                lent |= low;
+                rest ^= low;
+            }
+        }
+        self.alloc_cache.set(free & !lent);
+        self.lend_window(proxy, lent);
+        crate::cpu::popcount(lent)
+    }
+
+    /// Gives `proxy` the free slots `lent` of the loaded window, with what the fast path
+    /// reads to take them (`window_base`, `elemsize`) and what [`Span::repay`] reads to
+    /// give them back (`base`, `window`).
+    #[cfg(not(feature = "profile"))]
+    #[inline(always)]
+    fn lend_window(&self, proxy: &Span, lent: u64) {
+        proxy.alloc_cache.set(lent);
+        proxy.window_base.set(self.window_base.get());
+        proxy.elemsize.set(self.elemsize.get());
+        proxy.base.set(self.base.get());
+        proxy.window.set(self.window.get());
+    }
+
+    /// Takes the lowest free slot of the loaded window and lends the rest of it to
+    /// `proxy`, as [`Span::lend`] with no limit: `profile::lend::relend`, a sampling
+    /// thread's way back to its fast path. Returns the slot.
+    ///
+    /// # Safety
+    /// As for [`Span::lend`], and the window has a free slot.
+    #[cfg(not(feature = "profile"))]
+    #[inline(always)]
+    pub(crate) unsafe fn take_and_lend_rest(&self, proxy: &Span) -> *mut u8 {
+        let free = self.alloc_cache.get();
+        debug_assert!(free != 0 && proxy.alloc_cache.get() == 0);
+        let rest = free & (free - 1);
+        let slot = self.window_base.get() + free.trailing_zeros() as usize * self.elemsize.get() as usize;
+        self.alloc_cache.set(0);
+        self.lend_window(proxy, rest);
+        slot as *mut u8
+    }
+
+    /// Takes back what the fast path left of a loan ([`Span::lend`]) to `proxy`. If the
+    /// window lent from is still loaded, the slots go back into it. Otherwise a run of
+    /// frees moved the window (`Span::load_window_for_frees`), which committed the lent
+    /// slots as allocated, so they are freed in the bitmap. A lent slot that is already
+    /// free here was freed twice, and ends the process.
+    ///
+    /// # Safety
+    /// The caller owns the span and `proxy`, whose loan came from this span.
+    #[cfg(not(feature = "profile"))]
+    pub(crate) unsafe fn repay(&self, proxy: &Span) {
+        let left = proxy.alloc_cache.replace(0);
+        if left == 0 {
+            return;
+        }
+        crate::check!(
+            proxy.base.get() == self.base.get(),
+            "loan repaid to another span",
+            proxy.base.get()
+        );
+        let w = proxy.window();
+        let slot = |bits: u64| {
+            proxy.window_base.get() + bits.trailing_zeros() as usize * proxy.elemsize.get() as usize
+        };
+        if w == self.window() {
+            let free = self.alloc_cache.get();
+            if free & left != 0 {
+                double_free(slot(free & left));
+            }
+            self.alloc_cache.set(free | left);
+        } else {
+            // SAFETY: `w < nelems` (it was a window of this span), so the word lies in the
+            // bitmap, which the caller owns (# Safety).
+            let word = unsafe { &mut *self.alloc_bits.get().add(w as usize >> 6) };
+            if *word & left != left {
+                double_free(slot(left & !*word));
+            }
+            *word &= !left;
+            // The lent slots were committed as allocated, so counted (invariant 3).
+            self.alloc_count
+                .set(self.alloc_count.get() - crate::cpu::popcount(left));
+        }
+    }
+
     /// Frees `addr` if it is a slot of the loaded window (the layout-aware fast path of
     /// [`crate::malloc::free_sized`]); false if it is not in the window at all. A pointer
     /// into the middle of a window slot, or a slot already free, ends the process.

@@ -6,7 +6,7 @@
 //! reads them). Run: `cargo test -p gomalloc --test profile` (the fast path without a
 //! countdown) and with `--features profile` (with it).
 
-use gomalloc::profile::{self, Record, pprof::scale};
+use gomalloc::profile::{self, Record, pprof::scale_sampled};
 use std::process::Command;
 
 #[global_allocator]
@@ -35,8 +35,8 @@ fn bytes_of(recs: &[Record], size: usize) -> (f64, f64) {
         .filter(|r| r.size == size)
         .fold((0.0, 0.0), |(a, u), r| {
             (
-                a + scale(r.allocs, r.size, RATE).1,
-                u + scale(r.allocs - r.frees, r.size, RATE).1,
+                a + scale_sampled(r.allocs, r.size, r.charged, RATE).1,
+                u + scale_sampled(r.allocs - r.frees, r.size, r.charged, RATE).1,
             )
         })
 }
@@ -143,8 +143,181 @@ fn child(case: &str) {
             // The child's samples stay the child's.
             assert_eq!(bytes_of(&profile::records(), A_SIZE).0, 0.0);
         }
+        "pairs" => {
+            // Each object is freed before the next is allocated, so the fast path's slot
+            // goes back to the span, not to the loan it came from: every loan still runs
+            // out, and every allocation is counted.
+            site_pairs();
+            let (alloc, inuse) = bytes_of(&profile::records(), PAIR_SIZE);
+            close(
+                "pairs allocated",
+                alloc,
+                (PAIR_N * PAIR_SIZE) as f64,
+                rel_sd(PAIR_N, PAIR_SIZE),
+            );
+            assert_eq!(inuse, 0.0);
+        }
+        #[cfg(not(feature = "profile"))]
+        "loans" => {
+            // Loans go back exactly: when sampling stops, and when a thread exits. Slots
+            // lent and never used, or freed into a window a run of frees moved, would stay
+            // counted as allocated.
+            // A thread spawned and joined first, so that this thread's cache holds spans
+            // of what spawning takes (cached spans count as allocated).
+            std::thread::spawn(|| {}).join().unwrap();
+            // Frees into spans no cache holds wait to be collected: collected first.
+            gomalloc::release_memory();
+            let before = gomalloc::stats().by_size;
+            std::thread::spawn(|| {
+                // A rate whose samples are far apart, so that loans are whole windows
+                // (near a sample, every loan is repaid anyway).
+                profile::set_rate(1 << 30);
+                churn_classes();
+                assert_lent();
+                profile::set_rate(0);
+                churn_classes();
+                profile::set_rate(1 << 30);
+                churn_classes();
+                assert_lent();
+            })
+            .join()
+            .unwrap();
+            gomalloc::release_memory();
+            let after = gomalloc::stats().by_size;
+            for size in LOAN_SIZES {
+                let class = after.iter().position(|c| c.size >= size).unwrap();
+                assert_eq!(
+                    after[class].objects, before[class].objects,
+                    "objects of {size} bytes left allocated"
+                );
+            }
+        }
+        #[cfg(not(feature = "profile"))]
+        "lent_double_free" => lent_double_free(),
         _ => panic!("unknown case {case}"),
     }
+}
+
+/// Objects of the pairs case: a size no other allocation of the child has.
+const PAIR_SIZE: usize = 200;
+const PAIR_N: usize = 200_000;
+
+#[inline(never)]
+fn site_pairs() {
+    for i in 0..PAIR_N {
+        std::hint::black_box(vec![i as u8; PAIR_SIZE]);
+    }
+}
+
+/// Sizes of the loans case: a class whose spans hold two windows (112 bytes, 73 slots),
+/// one of a window (176), and classes of few slots (1536, 3072, 5376). Classes that
+/// nothing else in the child allocates, so that other threads' caches, whose spans
+/// count as allocated, leave their counts alone.
+#[cfg(not(feature = "profile"))]
+const LOAN_SIZES: [usize; 5] = [100, 170, 1500, 3000, 5000];
+
+/// Allocates in each of [`LOAN_SIZES`], keeping a third of the blocks a while and
+/// freeing the rest at once, then frees everything in allocation order (runs of frees
+/// that move the windows of the spans the loans came from).
+#[cfg(not(feature = "profile"))]
+fn churn_classes() {
+    for size in LOAN_SIZES {
+        let mut kept = Vec::with_capacity(20_000);
+        for i in 0..60_000 {
+            let b = std::hint::black_box(vec![1u8; size]);
+            if i % 3 == 0 {
+                kept.push(b);
+            }
+            if kept.len() == 20_000 {
+                kept.drain(..10_000);
+            }
+        }
+        drop(kept);
+    }
+}
+
+/// Asserts that the fast path of each class of [`LOAN_SIZES`] holds a loan, after up to
+/// two more allocations of each (the first may take the last slot lent, the second then
+/// takes a new loan).
+#[cfg(not(feature = "profile"))]
+fn assert_lent() {
+    let c = gomalloc::mcache::current();
+    for size in LOAN_SIZES {
+        let class = gomalloc::stats()
+            .by_size
+            .iter()
+            .position(|c| c.size >= size)
+            .unwrap();
+        let lent = || {
+            // SAFETY: `c` is this thread's cache; its spans are live records.
+            let (fast, own) = unsafe { ((*c).fast_span(class), (*c).span(class)) };
+            !std::ptr::eq(fast, own) && fast.alloc_cache.get() != 0
+        };
+        let mut kept = Vec::new();
+        while !lent() && kept.len() < 2 {
+            kept.push(std::hint::black_box(vec![1u8; size]));
+        }
+        assert!(lent(), "no loan of {size}-byte slots");
+    }
+}
+
+/// A slot that was freed, lent to the fast path, and then freed again: the free cannot
+/// see the loan, but giving the loan back finds the slot free twice and ends the
+/// process.
+#[cfg(not(feature = "profile"))]
+fn lent_double_free() {
+    use gomalloc::mcache;
+    const SIZE: usize = 48;
+    // A rate whose sample never comes: loans of whole windows.
+    profile::set_rate(1 << 40);
+    let layout = std::alloc::Layout::from_size_align(SIZE, 8).unwrap();
+    let c = mcache::current();
+    let class = gomalloc::stats()
+        .by_size
+        .iter()
+        .position(|c| c.size >= SIZE)
+        .unwrap();
+    // Free slots in the span's windows: 64 blocks allocated, then freed.
+    let mut freed: Vec<usize> = (0..64)
+        // SAFETY: a valid layout.
+        .map(|_| unsafe { std::alloc::alloc(layout) } as usize)
+        .collect();
+    for &q in &freed {
+        // SAFETY: each block was allocated just above and is freed once here.
+        unsafe { std::alloc::dealloc(q as *mut u8, layout) };
+    }
+    let mut kept = Vec::with_capacity(1000);
+    // Allocate until the fast path's loan holds one of those slots (a victim), taking
+    // those that are handed out again off the list.
+    let victim = loop {
+        // SAFETY: `c` is this thread's cache; its fast span is a live record.
+        let proxy = unsafe { (*c).fast_span(class) };
+        let (base, e) = (proxy.window_base.get(), proxy.elemsize.get() as usize);
+        let in_loan = |q: usize| {
+            let off = q.wrapping_sub(base);
+            e != 0 && off < 64 * e && proxy.alloc_cache.get() >> (off / e) & 1 != 0
+        };
+        if let Some(&v) = freed.iter().find(|&&q| in_loan(q)) {
+            break Some(v);
+        }
+        if kept.len() == kept.capacity() {
+            break None;
+        }
+        // SAFETY: a valid layout.
+        let q = unsafe { std::alloc::alloc(layout) };
+        freed.retain(|&f| f != q as usize);
+        kept.push(q);
+    };
+    let p = victim.expect("no freed slot was lent") as *mut u8;
+    // SAFETY: not safe: the double free under test.
+    unsafe { std::alloc::dealloc(p, layout) };
+    // Sampling stops at the next slow path, which repays every loan: the first
+    // allocation of a class this thread has not used, before the loan of `SIZE`'s
+    // class hands the slot out (after that, the double free would go unnoticed, as one
+    // of a slot allocated again does).
+    profile::set_rate(0);
+    std::hint::black_box(vec![0u8; 27_000]);
+    eprintln!("the double free was not found");
 }
 
 /// The child's entry point; in the parent it does nothing.
@@ -189,15 +362,44 @@ fn sampling_across_fork() {
     run("fork");
 }
 
+#[test]
+fn pairs_are_counted() {
+    run("pairs");
+}
+
+/// Loans exist only in the default build (`profile::lend`).
+#[cfg(not(feature = "profile"))]
+#[test]
+fn loans_go_back_when_sampling_stops_and_at_thread_exit() {
+    run("loans");
+}
+
+/// Runs `profile_child` with `var` set to `value`: whether it succeeded, and its stderr.
+fn child_with(var: &str, value: &str) -> (bool, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "profile_child", "--nocapture"])
+        .env(var, value)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The child must die reporting the double free.
+#[cfg(not(feature = "profile"))]
+#[test]
+fn a_double_free_of_a_lent_slot_is_reported() {
+    let (ok, err) = child_with("GOMALLOC_PROFILE_CASE", "lent_double_free");
+    assert!(!ok, "{err}");
+    assert!(err.contains("gomalloc: double free of 0x"), "{err}");
+}
+
 /// A bad rate gets the warning every `GOMALLOC_*` variable gets, and sampling stays off.
 #[test]
 fn bad_rate_is_refused() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "profile_child", "--nocapture"])
-        .env("GOMALLOC_PROFILE_RATE", "fast")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (_, err) = child_with("GOMALLOC_PROFILE_RATE", "fast");
     assert!(
         err.contains("gomalloc: ignoring GOMALLOC_PROFILE_RATE=fast: expected a byte count"),
         "{err}"

@@ -8,7 +8,7 @@
 #![cfg(not(feature = "precise"))]
 
 use gc::{Gc, Root, Trace};
-use gomalloc::profile::{Record, pprof::scale};
+use gomalloc::profile::{Record, pprof::scale_sampled};
 
 #[path = "common/child.rs"]
 mod child;
@@ -44,8 +44,8 @@ fn bytes_of(recs: &[Record], size: usize) -> (f64, f64) {
         .filter(|r| r.size == size)
         .fold((0.0, 0.0), |(a, u), r| {
             (
-                a + scale(r.allocs, r.size, RATE).1,
-                u + scale(r.allocs - r.frees, r.size, RATE).1,
+                a + scale_sampled(r.allocs, r.size, r.charged, RATE).1,
+                u + scale_sampled(r.allocs - r.frees, r.size, r.charged, RATE).1,
             )
         })
 }

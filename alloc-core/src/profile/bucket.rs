@@ -31,6 +31,10 @@ pub struct Bucket {
     pub hash: u64,
     /// Requested bytes of each object sampled here.
     pub size: usize,
+    /// Bytes the countdown charged for each: its size class's size for a small block,
+    /// as Go charges (`profile::charge_of`), else `size`. The chance that an object was
+    /// sampled is `1 - exp(-charged / rate)`, which scaling must use.
+    pub charged: usize,
     /// Frames in `stk` (return addresses, innermost first).
     pub nstk: usize,
     /// The stack.
@@ -113,9 +117,10 @@ impl Table {
         true
     }
 
-    /// Counts one sampled object of `size` bytes allocated at `stk`; returns its bucket's
-    /// number plus one, or 0 if it could not be recorded.
-    pub fn record_alloc(&mut self, stk: &[usize], size: usize) -> u32 {
+    /// Counts one sampled object of `size` bytes, charged `charged` bytes by the
+    /// countdown, allocated at `stk`; returns its bucket's number plus one, or 0 if it
+    /// could not be recorded.
+    pub fn record_alloc(&mut self, stk: &[usize], size: usize, charged: usize) -> u32 {
         if !self.ensure_mapped() {
             self.dropped += 1;
             return 0;
@@ -134,6 +139,7 @@ impl Table {
                 let mut b = Bucket {
                     hash: h,
                     size,
+                    charged,
                     nstk: stk.len(),
                     stk: [0; MAX_STACK],
                     allocs: 1,
@@ -148,7 +154,7 @@ impl Table {
             }
             // SAFETY: index entries name buckets below `n`.
             let b = unsafe { &mut *self.buckets.add(*e as usize - 1) };
-            if b.hash == h && b.size == size && b.stack() == stk {
+            if b.hash == h && b.size == size && b.charged == charged && b.stack() == stk {
                 b.allocs += 1;
                 return *e;
             }

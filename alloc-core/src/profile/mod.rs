@@ -3,9 +3,10 @@
 //!
 //! 1. **Sampling** ([`sample`]): a per-thread countdown of bytes, drawn from an
 //!    exponential distribution of mean [`rate`] (`GOMALLOC_PROFILE_RATE`, off by
-//!    default). A thread that samples sends its allocations to the slow path, where the
-//!    countdown is; the fast path of one that does not is the same as without profiles
-//!    (with the feature `profile`, the fast path carries the countdown instead).
+//!    default). The fast path is the same as without profiles: a thread that samples
+//!    runs it on proxy spans that hold as many slots as its countdown has room for, and
+//!    the slow path counts them when they run out (`lend`; with the feature `profile`,
+//!    the fast path carries the countdown instead).
 //! 2. **The sampled block** ([`alloc_sampled`]) is served from a span of its own (as
 //!    tcmalloc does), whose record names the block's bucket (`Span::prof_bucket`). Its
 //!    free therefore always takes the large-object path, where the bucket is found, and
@@ -31,6 +32,8 @@
 //! Layer: support (the crate root's module map, `lib.rs`).
 
 pub mod bucket;
+#[cfg(not(feature = "profile"))]
+pub(crate) mod lend;
 pub mod pprof;
 pub mod sample;
 pub mod unwind;
@@ -48,9 +51,24 @@ pub fn alloc_sampled(size: usize, align: usize) -> *mut u8 {
     let p = crate::malloc::alloc_large_for_sample(size, align);
     if !p.is_null() {
         // SAFETY: `p` was just allocated as the one block of its span.
-        unsafe { record_sampled(p, size) };
+        unsafe { record_charged(p, size, charge_of(size, align)) };
     }
     p
+}
+
+/// The bytes the countdown charges for an allocation of `size` at `align`: the size
+/// class's size for a small block in the default build, where the fast path's slots are
+/// counted by their class (`lend`), as Go's `mallocgc` counts the rounded size; `size`
+/// for a large block, and with the feature `profile`, whose fast path counts the size
+/// asked for.
+#[inline]
+pub(crate) fn charge_of(size: usize, align: usize) -> usize {
+    #[cfg(not(feature = "profile"))]
+    if let Some(class) = crate::malloc::small_class(size, align) {
+        return class.size();
+    }
+    let _ = align;
+    size
 }
 
 /// For an allocator built on this heap (the collector, `gomalloc-gc`): counts `size`
@@ -91,9 +109,19 @@ pub fn sample_due(size: usize) -> bool {
 /// collector's, that no other thread knows of yet.
 #[inline(never)]
 pub unsafe fn record_sampled(p: *mut u8, size: usize) {
+    // SAFETY: as for this function (# Safety).
+    unsafe { record_charged(p, size, size) }
+}
+
+/// [`record_sampled`] for a block whose countdown charged `charged` bytes.
+///
+/// # Safety
+/// As for [`record_sampled`].
+#[inline(never)]
+unsafe fn record_charged(p: *mut u8, size: usize, charged: usize) {
     let mut stk = [0usize; MAX_STACK];
     let n = unwind::capture(&mut stk);
-    let id = TABLE.lock().record_alloc(&stk[..n], size);
+    let id = TABLE.lock().record_alloc(&stk[..n], size, charged);
     let s = crate::arena::span_of(p as usize);
     // SAFETY: `p` was just allocated as the one block of `s` (# Safety), so `s` is its live
     // span record and no other thread writes it.
@@ -117,6 +145,10 @@ pub struct Record {
     pub stack: Vec<usize>,
     /// Requested bytes of each sampled object.
     pub size: usize,
+    /// Bytes the sampling countdown charged for each (its size class's size for a small
+    /// block): what the chance of sampling depends on, for
+    /// [`pprof::scale_sampled`].
+    pub charged: usize,
     /// Sampled objects allocated here.
     pub allocs: u64,
     /// Sampled objects freed.
@@ -146,6 +178,7 @@ pub fn records() -> Vec<Record> {
         .map(|b| Record {
             stack: b.stack().to_vec(),
             size: b.size,
+            charged: b.charged,
             allocs: b.allocs,
             frees: b.frees,
         })
@@ -190,7 +223,7 @@ pub fn report_leaks(fd: i32) {
             .iter()
             .filter(|b| b.allocs > b.frees)
             .map(|b| {
-                let (o, by) = pprof::scale(b.allocs - b.frees, b.size, rate);
+                let (o, by) = pprof::scale_sampled(b.allocs - b.frees, b.size, b.charged, rate);
                 (by, o, b)
             })
             .collect();

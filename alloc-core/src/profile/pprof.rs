@@ -93,7 +93,9 @@ pub const DROP_FRAMES: &str = concat!(
     "alloc::vec::.*|alloc::boxed::.*|alloc::string::.*|",
     // The names `go tool pprof` gives functions of a Rust program (DWARF's short names):
     // the allocator's slow path, where it did not tail-call.
-    "alloc_refill|alloc_slow|alloc_slow_unsampled|alloc_malloc_slow|alloc_sampled|record_sampled"
+    "alloc_refill|alloc_unsettled|alloc_unsettled_slow|alloc_slow|alloc_slow_unsampled|",
+    "alloc_malloc_slow|alloc_sampled|",
+    "record_sampled|record_charged"
 );
 
 /// The executable segment of an object loaded in the process.
@@ -184,11 +186,17 @@ fn allocator_frames_dropped<'a>(stk: &'a [usize], maps: &[Map]) -> &'a [usize] {
 /// sampled objects of `size` bytes stand for, when each byte is sampled with
 /// probability `1/rate`.
 pub fn scale(count: u64, size: usize, rate: usize) -> (f64, f64) {
+    scale_sampled(count, size, size, rate)
+}
+
+/// [`scale`] for objects of `size` bytes that the countdown charged `charged` bytes each
+/// (a record's [`super::Record::charged`]): the chance of sampling is that of `charged`.
+pub fn scale_sampled(count: u64, size: usize, charged: usize, rate: usize) -> (f64, f64) {
     let (c, b) = (count as f64, count as f64 * size as f64);
-    if count == 0 || size == 0 || rate <= 1 {
+    if count == 0 || charged == 0 || rate <= 1 {
         return (c, b);
     }
-    let s = 1.0 / (1.0 - (-(size as f64) / rate as f64).exp());
+    let s = 1.0 / (1.0 - (-(charged as f64) / rate as f64).exp());
     (c * s, b * s)
 }
 
@@ -256,8 +264,8 @@ pub fn encode(buckets: &[Bucket], rate: usize, leaks: bool) -> std::io::Result<V
         if leaks && live == 0 {
             continue;
         }
-        let (ao, ab) = scale(b.allocs, b.size, rate);
-        let (io, ib) = scale(live, b.size, rate);
+        let (ao, ab) = scale_sampled(b.allocs, b.size, b.charged, rate);
+        let (io, ib) = scale_sampled(live, b.size, b.charged, rate);
         let mut ids = Vec::with_capacity(b.nstk);
         for &ret in allocator_frames_dropped(b.stack(), &maps) {
             // A return address points after its call: the call is the byte before.

@@ -10,13 +10,16 @@
 //! is `isize::MAX`, which no program allocates.
 //!
 //! Where the countdown is taken depends on the build:
-//! * by default, the fast paths have no test of it: a thread that samples (the rate is not
-//!   0) points its cache's fast-path spans (`MCache::fast`) at the empty span, so that every
-//!   allocation takes the slow path, which ticks (`settle` switches the cache when it is
-//!   created and at its first refill after [`set_rate`]). The fast path of a thread that
-//!   does not sample is the same code as that of an allocator without profiles; one that
-//!   does pays the slow path's calls and the countdown, about 23 instructions more per
-//!   Rust allocation and 41 per C `malloc` (README, "Heap profiles");
+//! * by default, the fast paths have no test of it. A thread that samples (the rate is not
+//!   0) points its cache's fast-path spans (`MCache::fast`) at proxy records that hold
+//!   some of each window's free slots, as many as a countdown of the size class's own
+//!   has room for (`super::lend`, where one countdown per class is shown to sample as
+//!   Go's one does): the fast path runs unchanged, and the slow path counts the slots
+//!   when a proxy runs out. `settle` switches the cache when it is created and at its
+//!   first refill after [`set_rate`]. The allocations that take no loan (large and
+//!   over-aligned blocks, the collector's objects) count down `next_sample` here. The
+//!   fast path of a thread that does not sample is the same code as that of an
+//!   allocator without profiles;
 //! * with the feature `profile`, the fast paths subtract the size themselves
 //!   (`countdown`) and leave for the slow path when it would go below zero: a few
 //!   instructions per allocation whether sampling is on or off.
@@ -50,6 +53,10 @@ pub struct ThreadState {
     pub(crate) settled: Cell<u32>,
     /// The thread is writing a profile: its own allocations are not sampled.
     pub(crate) busy: Cell<bool>,
+    /// The proxy spans of a thread that samples, null until it first does
+    /// (`super::lend::Loans`).
+    #[cfg(not(feature = "profile"))]
+    pub(crate) loans: Cell<*mut super::lend::Loans>,
 }
 
 impl ThreadState {
@@ -61,6 +68,8 @@ impl ThreadState {
             #[cfg(not(feature = "profile"))]
             settled: Cell::new(0),
             busy: Cell::new(false),
+            #[cfg(not(feature = "profile"))]
+            loans: Cell::new(core::ptr::null_mut()),
         }
     }
 }
@@ -87,33 +96,26 @@ pub(crate) fn epoch() -> u32 {
 }
 
 /// Takes up the current rate on the calling thread's cache `c` (default build): points its
-/// fast-path spans at the empty span while the rate is not 0, back at its own spans when
-/// it is. True if the thread samples.
+/// fast-path spans at its proxies while the rate is not 0, back at its own spans when it
+/// is. True if the thread samples (false too if the OS refused the proxies' memory).
+///
+/// # Safety
+/// `c` is the calling thread's own cache.
 #[cfg(not(feature = "profile"))]
-pub(crate) fn settle(c: &MCache) -> bool {
+pub(crate) unsafe fn settle(c: &MCache) -> bool {
     let e = epoch();
     if c.prof.settled.get() == e {
         return false;
     }
-    let on = rate() != 0;
-    if on != c.sampling.get() {
-        c.set_sampling(on);
-    }
+    let want = rate() != 0;
+    let on = if want != c.sampling.get() {
+        // SAFETY: the calling thread's own cache (# Safety).
+        unsafe { c.set_sampling(want) }
+    } else {
+        want
+    };
     c.prof.settled.set(if on { 0 } else { e });
     on
-}
-
-/// The countdown of `c` less `size`, if its thread samples under the rate its countdown
-/// was drawn for and this allocation is not the sample (default build): what [`tick`]
-/// would leave, for the caller to store once it allocated.
-#[cfg(not(feature = "profile"))]
-#[inline(always)]
-pub(crate) fn left_after(c: &MCache, size: usize) -> Option<usize> {
-    if c.sampling.get() && c.prof.epoch.get() == epoch() {
-        c.next_sample.get().checked_sub(size)
-    } else {
-        None
-    }
 }
 
 /// The mean sampling interval in bytes (0: off).
@@ -144,7 +146,8 @@ pub(crate) unsafe fn countdown(c: *mut MCache, size: usize) -> Option<usize> {
 /// The slow path's countdown: subtracts `size` from the calling thread's countdown and
 /// returns true if this allocation is to be sampled (the countdown is then drawn anew).
 /// A thread without a cache of its own (new, dead, or inside the allocator's set-up) is
-/// never sampled.
+/// never sampled. (The loans of the default build count down on their own:
+/// `super::lend`.)
 ///
 /// # Safety
 /// `c` is the calling thread's cache or `EMPTY_CACHE_PTR`.
@@ -171,7 +174,7 @@ pub(crate) unsafe fn tick(c: *mut MCache, size: usize) -> bool {
 
 /// The next countdown: exponential with mean [`rate`] (Go's `fastexprand`), 0 at rate 1
 /// (every allocation), `NEVER` when sampling is off or the thread writes a profile.
-fn draw(c: &MCache) -> usize {
+pub(super) fn draw(c: &MCache) -> usize {
     let rate = rate();
     if rate == 0 || c.prof.busy.get() {
         return NEVER;
@@ -210,5 +213,7 @@ pub(crate) fn suspended<R>(f: impl FnOnce() -> R) -> R {
     let r = f();
     c.prof.busy.set(was);
     c.prof.epoch.set(0); // draw again at the next slow path
+    #[cfg(not(feature = "profile"))]
+    super::lend::draw_again(c);
     r
 }

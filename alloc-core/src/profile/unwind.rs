@@ -334,11 +334,14 @@ mod cfi {
 
     /// Rules already worked out, by instruction (the tables' binary search and call-frame
     /// programs cost thousands of instructions a frame; a profile's stacks pass through the
-    /// same few allocator frames): a direct-mapped cache, each entry one word (the
+    /// same few allocator frames): a 4-way set-associative cache of 64 sets, so that the
+    /// half-dozen instructions of one walk never evict one another (as two of them did,
+    /// at every sample, in a direct-mapped table). Each entry is one word (the
     /// instruction's offset in the text, 32 bits, and the rule, packed), so that racing
     /// writers and readers never see half an entry. No lock: a fork or a signal leaves
     /// nothing held.
-    static CACHE: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+    static CACHE: [[AtomicU64; WAYS]; 64] = [const { [const { AtomicU64::new(0) }; WAYS] }; 64];
+    const WAYS: usize = 4;
 
     impl Rule {
         /// `key | 1 << 32 (valid) | from_fp << 33 | (cfa / 8) as 15 bits << 34 |
@@ -371,18 +374,31 @@ mod cfi {
             }
         }
 
-        fn slot(key: u64) -> &'static AtomicU64 {
-            &CACHE[((key ^ key >> 8) & 255) as usize]
+        /// The set of `key` (Fibonacci hashing: the top bits of the product), and the way
+        /// a new entry replaces when the set is full (the next two bits).
+        fn set(key: u64) -> (&'static [AtomicU64; WAYS], usize) {
+            let h = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            (&CACHE[(h >> 58) as usize], (h >> 56) as usize & (WAYS - 1))
         }
 
         fn cached(key: u64) -> Option<Rule> {
-            let w = Rule::slot(key).load(Ordering::Relaxed);
-            (w & ((1 << 33) - 1) == key | 1 << 32).then(|| Rule::unpack(w))
+            let tag = key | 1 << 32;
+            Rule::set(key)
+                .0
+                .iter()
+                .map(|e| e.load(Ordering::Relaxed))
+                .find(|w| w & ((1 << 33) - 1) == tag)
+                .map(Rule::unpack)
         }
 
         fn cache(&self, key: u64) {
             if let Some(w) = self.pack(key) {
-                Rule::slot(key).store(w, Ordering::Relaxed);
+                let (set, victim) = Rule::set(key);
+                let way = set
+                    .iter()
+                    .position(|e| e.load(Ordering::Relaxed) & 1 << 32 == 0)
+                    .unwrap_or(victim);
+                set[way].store(w, Ordering::Relaxed);
             }
         }
     }

@@ -1,0 +1,299 @@
+//! The countdown carried by the window: how a thread that samples keeps the allocation
+//! fast path unchanged (default build).
+//!
+//! The fast path has no countdown in it, so that a thread that does not sample runs the
+//! code of an allocator without profiles. A thread that samples points its fast path
+//! (`MCache::fast`) at *proxy* span records of its own instead, one per size class
+//! ([`Loans`]). Each proxy holds a *loan*: free slots of the window of `alloc[class]`, at
+//! most as many as the class's countdown has room for. The fast path runs unchanged on
+//! the proxy. When it finds the proxy empty, every slot lent was allocated, and the slow
+//! path decides whether this allocation is the sample, takes a slot (refilling the span
+//! if its window is spent), and lends again: [`relend`] in the common case, [`due`] and
+//! [`lend`] at a sample or after a rate change. So a sampling thread pays the slow path
+//! once per loan (up to 64 allocations; fewer in a class whose spans hold a few slots, or
+//! whose window frees refill a few slots at a time), not once per allocation.
+//!
+//! **One countdown per size class.** Go counts down one countdown per thread, over all
+//! its allocations; that is a Poisson process of rate `1/rate` over the bytes the thread
+//! allocates, and so is one countdown per class over each class's bytes: Poisson
+//! processes of the same rate over disjoint sets of bytes make one over their union.
+//! Every byte is sampled with the same chance as in Go, and a class's loans are bounded
+//! by its own countdown alone, so classes never wait on one another's loans. (The
+//! allocations that take no loan, large or over-aligned blocks and the collector's
+//! objects, keep the thread's countdown, `MCache::next_sample`: one more disjoint set.)
+//! A class's countdown is charged for a whole loan when it is lent and refunded the
+//! slots the fast path did not take when it is repaid, so the sample falls on the
+//! allocation where the class's bytes run out, as in Go; each slot is charged its
+//! class's size, as Go charges the rounded size.
+//!
+//! Frees never reach a proxy: they find the span of their slot as always, and a lent slot
+//! counts as allocated there until it is repaid (`Span::lend`). So each slot a proxy
+//! hands out is counted once, and a thread that frees what it allocates still empties its
+//! loans and reaches its samples. The cost: a double free of a slot that was lent is not
+//! seen by the free; it is reported when the loan is repaid with the slot still in it,
+//! and goes unnoticed if the fast path hands the slot out first, as a double free of a
+//! slot already allocated again does.
+//!
+//! A loan goes back before its span can change hands: before every refill of its class,
+//! when the cache is flushed, and when sampling stops. A free that moves the window of
+//! `alloc[class]` (a run of frees) leaves the loan valid: `Span::repay` frees what is
+//! left of it in the bitmap.
+//!
+//! Layer: support (the crate root's module map, `lib.rs`).
+
+use crate::mcache::MCache;
+use crate::sizeclass::SizeClass;
+use crate::sizeclasses::NUM_SIZE_CLASSES;
+use crate::span::Span;
+use core::cell::Cell;
+
+/// A cache's proxy spans, their loans and the classes' countdowns, mapped from the OS
+/// when the thread first samples and kept with the cache record for its life (records
+/// are reused, never freed).
+///
+/// Invariants (the cache's owner is the only user): `proxy[class]` is a span record in
+/// no list, with no owner; its `alloc_cache` holds slots of the window of
+/// `alloc[class]` (or of one that span had loaded when it lent them) that the span
+/// counts as allocated; `lent[class]` is the number lent at the last loan, of which the
+/// fast path took `lent[class] - popcount(proxy[class].alloc_cache)`; bit `class` of
+/// `on_loan` is set iff `lent[class] != 0`; `countdown[class]` is the class's bytes
+/// before its next sample, less the whole of its loan.
+#[repr(C)]
+pub struct Loans {
+    /// The fast path's span of each class while the thread samples.
+    proxy: [Span; NUM_SIZE_CLASSES],
+    /// Slots lent to `proxy[class]` at its last loan.
+    lent: [Cell<u32>; NUM_SIZE_CLASSES],
+    /// Bytes of the class left before its next sample, its loan already charged.
+    countdown: [Cell<usize>; NUM_SIZE_CLASSES],
+    /// The `sample::EPOCH` the countdowns were drawn in (0: never).
+    epoch: Cell<u32>,
+    /// The classes with a loan: the ones [`repay_all`] visits.
+    on_loan: Cell<u128>,
+}
+
+const _: () = assert!(NUM_SIZE_CLASSES <= 128);
+
+impl Loans {
+    /// Records a loan of `n` slots of `elem` bytes to `proxy[class]`, whose last loan
+    /// was repaid, and charges it to the class's countdown, which has room for it.
+    #[inline(always)]
+    fn note(&self, class: usize, n: u32, elem: usize) {
+        self.lent[class].set(n);
+        self.countdown[class].set(self.countdown[class].get() - n as usize * elem);
+        if n != 0 {
+            self.on_loan.set(self.on_loan.get() | 1 << class);
+        }
+    }
+
+    /// Forgets the loan of `class`, all of which the fast path took (its proxy is empty).
+    #[inline(always)]
+    fn spent(&self, class: usize) {
+        self.lent[class].set(0);
+        self.on_loan.set(self.on_loan.get() & !(1 << class));
+    }
+}
+
+/// Bytes mapped for a cache's [`Loans`]: whole pages.
+const LOANS_BYTES: usize = core::mem::size_of::<Loans>().next_multiple_of(4096);
+
+/// The cache's loans, mapped at its first call (null if the OS refused memory: the thread
+/// then does not sample).
+pub(crate) fn loans(c: &MCache) -> *mut Loans {
+    let l = c.prof.loans.get();
+    if !l.is_null() {
+        return l;
+    }
+    // SAFETY: `LOANS_BYTES` is a multiple of the page size.
+    let l = unsafe { crate::os::sys_alloc(LOANS_BYTES) }.cast::<Loans>();
+    if !l.is_null() {
+        // SAFETY: fresh, page-aligned storage of at least `size_of::<Loans>()` bytes, which
+        // satisfies `Span`'s 64-byte alignment.
+        unsafe {
+            l.write(Loans {
+                proxy: [const { Span::empty() }; NUM_SIZE_CLASSES],
+                lent: [const { Cell::new(0) }; NUM_SIZE_CLASSES],
+                countdown: [const { Cell::new(0) }; NUM_SIZE_CLASSES],
+                epoch: Cell::new(0),
+                on_loan: Cell::new(0),
+            })
+        };
+        c.prof.loans.set(l);
+    }
+    l
+}
+
+/// The proxy span of `class` in `c`'s loans, which exist (the cache samples).
+pub(crate) fn proxy(c: &MCache, class: usize) -> *mut Span {
+    let l = c.prof.loans.get();
+    crate::check!(!l.is_null(), "proxy of a cache that never sampled", class);
+    // SAFETY: a cache that samples has its loans mapped (`MCache::set_sampling`), and
+    // records are never freed.
+    unsafe { &raw mut (*l).proxy[class] }
+}
+
+/// Gives back to the span of `class` the slots of its loan that the fast path did not
+/// take, and refunds them to the class's countdown.
+///
+/// # Safety
+/// The caller owns `c`, which samples or did.
+pub(crate) unsafe fn repay(c: &MCache, class: usize) {
+    let l = c.prof.loans.get();
+    if l.is_null() {
+        return;
+    }
+    // SAFETY: mapped loans live as long as the record; the caller owns `c` (# Safety).
+    let l = unsafe { &*l };
+    if l.lent[class].get() == 0 {
+        return;
+    }
+    l.spent(class);
+    let p = &l.proxy[class];
+    let unused = crate::cpu::popcount(p.alloc_cache.get()) as usize;
+    let cd = &l.countdown[class];
+    cd.set(cd.get() + unused * p.elemsize.get() as usize);
+    // SAFETY: the loan came from `alloc[class]`, which the cache still owns: a span leaves
+    // the cache only after its class's loan is repaid (module doc).
+    unsafe { c.span(class).repay(p) };
+}
+
+/// [`repay`] for every class with a loan.
+///
+/// # Safety
+/// As for [`repay`].
+pub(crate) unsafe fn repay_all(c: &MCache) {
+    let l = c.prof.loans.get();
+    if l.is_null() {
+        return;
+    }
+    // SAFETY: mapped loans live as long as the record; the caller owns `c` (# Safety).
+    let mut classes = unsafe { (*l).on_loan.get() };
+    while classes != 0 {
+        let class = classes.trailing_zeros() as usize;
+        classes &= classes - 1;
+        // SAFETY: as for this function (# Safety).
+        unsafe { repay(c, class) };
+    }
+}
+
+/// The common case of a sampling thread's slow path: the fast path spent the loan of
+/// `class`, the rate has not changed, and the class's countdown has room for this
+/// allocation. Refills the span if its window is spent, takes a slot and lends what the
+/// window and the countdown allow. Null, with the spent loan forgotten, if the countdown
+/// has no room (the exact path then samples) or the refill fails.
+///
+/// # Safety
+/// The caller owns `c`, which samples; `class` is a size class other than 0.
+#[inline(always)]
+pub(crate) unsafe fn relend(c: &MCache, class: usize) -> *mut u8 {
+    // SAFETY: a cache that samples has its loans mapped (`MCache::set_sampling`).
+    let l = unsafe { &*c.prof.loans.get() };
+    let p = &l.proxy[class];
+    if p.alloc_cache.get() != 0 || l.epoch.get() != super::sample::epoch() {
+        return core::ptr::null_mut();
+    }
+    // The fast path took every slot lent, and the countdown was charged for them.
+    l.spent(class);
+    let sc = SizeClass(class as u8);
+    let elem = sc.size();
+    let cd = l.countdown[class].get();
+    if cd < elem {
+        return core::ptr::null_mut();
+    }
+    let mut s = c.span(class);
+    let mut free = s.alloc_cache.get();
+    if free == 0 {
+        // SAFETY: the caller owns `c` (# Safety); the class's loan is repaid, so its
+        // span may change hands.
+        let r = unsafe { crate::mcache::refill(c, sc) };
+        // The refill pointed the fast path at the span (`MCache::put_alloc`).
+        c.fast[class].set(p as *const Span as *mut Span);
+        crate::check::after_slow_op();
+        if r.is_null() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: `refill` returns a live span of the cache with a free slot loaded.
+        s = unsafe { &*r };
+        free = s.alloc_cache.get();
+    }
+    // This allocation, then the loan: the rest of the window, as far as the countdown
+    // goes.
+    let left = cd - elem;
+    let rest = crate::cpu::popcount(free) - 1;
+    let (slot, n) = if left >= 63 * elem {
+        // SAFETY: the caller owns `c`, so `s` and the proxy; `free != 0`, so the span
+        // has a window loaded; the proxy holds no loan.
+        (unsafe { s.take_and_lend_rest(p) }, rest)
+    } else {
+        let slot = s.next_free_fast();
+        // SAFETY: as above.
+        (slot, unsafe { s.lend(p, (left / elem) as u32) })
+    };
+    l.countdown[class].set(left);
+    l.note(class, n, elem);
+    // SAFETY: `slot` is the free slot just taken (poison feature only).
+    unsafe { crate::harden::verify_poison(slot, elem) };
+    slot
+}
+
+/// The exact path of a sampling thread's allocation in `class`: repays its loan,
+/// draws every class's countdown again if the rate changed, and counts the allocation
+/// down. True if it is the sample (the class's countdown is then drawn anew).
+///
+/// # Safety
+/// The caller owns `c`, which samples.
+pub(crate) unsafe fn due(c: &MCache, class: SizeClass) -> bool {
+    // SAFETY: a cache that samples has its loans mapped (`MCache::set_sampling`).
+    let l = unsafe { &*c.prof.loans.get() };
+    let e = super::sample::epoch();
+    // SAFETY: the caller owns `c` (# Safety).
+    unsafe {
+        if l.epoch.get() != e {
+            repay_all(c);
+            for cd in &l.countdown {
+                cd.set(super::sample::draw(c));
+            }
+            l.epoch.set(e);
+        } else {
+            repay(c, class.index());
+        }
+    }
+    let cd = &l.countdown[class.index()];
+    let elem = class.size();
+    if cd.get() >= elem {
+        cd.set(cd.get() - elem);
+        return false;
+    }
+    cd.set(super::sample::draw(c));
+    !c.prof.busy.get() && super::sample::rate() != 0
+}
+
+/// Has the classes' countdowns drawn again at their next exact path (after a profile
+/// was written: countdowns drawn meanwhile never run out).
+pub(crate) fn draw_again(c: &MCache) {
+    let l = c.prof.loans.get();
+    if !l.is_null() {
+        // SAFETY: mapped loans live as long as the record; only the owner calls this.
+        unsafe { (*l).epoch.set(0) };
+    }
+}
+
+/// Lends the fast path of `class` what its span's window and the class's countdown
+/// allow, after the exact path took its slot.
+///
+/// # Safety
+/// The caller owns `c`, which samples, and `class`'s loan is repaid.
+pub(crate) unsafe fn lend(c: &MCache, class: SizeClass) {
+    let s = c.span(class.index());
+    if s.alloc_cache.get() == 0 {
+        return;
+    }
+    // SAFETY: a cache that samples has its loans mapped (`MCache::set_sampling`).
+    let l = unsafe { &*c.prof.loans.get() };
+    let elem = class.size();
+    let max = (l.countdown[class.index()].get() / elem).min(64) as u32;
+    // SAFETY: the caller owns `c`, so the span of `class` and the proxy, whose loan is
+    // repaid (# Safety); the span has a window loaded, as it has free slots in it.
+    let n = unsafe { s.lend(&l.proxy[class.index()], max) };
+    l.note(class.index(), n, elem);
+}
