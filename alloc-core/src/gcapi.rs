@@ -310,6 +310,55 @@ impl OwnedSpan {
             .fetch_and(!s.alloc_cache.get(), Ordering::Relaxed);
     }
 
+    /// Free slots in the loaded window (0 for [`OwnedSpan::EMPTY`]).
+    #[inline]
+    pub fn window_free(self) -> u32 {
+        crate::cpu::popcount(self.heap().alloc_cache.get())
+    }
+
+    /// Keeps the lowest `max` free slots of the loaded window for
+    /// [`OwnedSpan::take_slot`] and returns the others, taken out of the window: a
+    /// collector whose thread samples for the heap profile holds them back so that its
+    /// fast path stops where the countdown runs out. They must go back
+    /// ([`OwnedSpan::give_back`]) before the window is committed or unmarked.
+    ///
+    /// # Safety
+    /// As for [`OwnedSpan::take_slot`].
+    #[inline]
+    pub unsafe fn hold_back(self, max: u32) -> u64 {
+        let s = self.heap();
+        let free = s.alloc_cache.get();
+        if crate::cpu::popcount(free) <= max {
+            return 0;
+        }
+        // Fewer than the window's free slots: the lowest `max` of them, one at a time.
+        let mut keep = 0u64;
+        let mut rest = free;
+        for _ in 0..max {
+            let low = rest & rest.wrapping_neg();
+            keep |= low;
+            rest ^= low;
+        }
+        s.alloc_cache.set(keep);
+        rest
+    }
+
+    /// Puts back into the loaded window the free slots [`OwnedSpan::hold_back`] returned.
+    ///
+    /// # Safety
+    /// As for [`OwnedSpan::take_slot`]; `held` came from `hold_back` on this window, which
+    /// is still loaded.
+    #[inline]
+    pub unsafe fn give_back(self, held: u64) {
+        let s = self.heap();
+        crate::check!(
+            s.alloc_cache.get() & held == 0,
+            "held-back slots already in the window",
+            held
+        );
+        s.alloc_cache.set(s.alloc_cache.get() | held);
+    }
+
     /// Allocated slots: `alloc_count` (`Span` invariant 3), exact while the window is
     /// committed or freshly loaded.
     ///

@@ -198,6 +198,51 @@ pub(crate) struct Cache {
     spans: [[OwnedSpan; NUM_SIZE_CLASSES]; NKINDS],
     tiny: usize,
     tiny_off: usize,
+    /// While the thread samples for gomalloc's heap profile (default build): each class's
+    /// countdown and the slots held back from its window ([`Sampling`]).
+    #[cfg(not(feature = "profile"))]
+    sampling: Option<Box<Sampling>>,
+}
+
+/// How the collector's allocations count down for the heap profile (default build),
+/// keeping the allocation fast path as it is: each `(kind, class)` counts down on its
+/// own (as gomalloc's loans do: Poisson processes of one rate over disjoint sets of bytes
+/// make one over their union), and its window holds no more free slots than its
+/// countdown has room for; the others are held back (`OwnedSpan::hold_back`). A cached
+/// window receives no frees, so when the fast path finds it empty every slot left in it
+/// was taken, and the slow path counts them, decides the sample, and limits the window
+/// again. Held-back slots go back into the window before it is committed.
+///
+/// Tiny objects and the tiny blocks' class (16-byte pointer-free slots) count down one
+/// object at a time on the thread's countdown, as before: the tiny block is hidden from
+/// the fast path and that class's window holds nothing back for it, so each of those
+/// allocations takes the slow path.
+#[cfg(not(feature = "profile"))]
+pub(crate) struct Sampling {
+    classes: [[ClassSampling; NUM_SIZE_CLASSES]; NKINDS],
+    /// `gomalloc::profile::rate_epoch` the countdowns were drawn in.
+    epoch: u32,
+    /// The tiny block and offset, hidden from the fast path (`tiny` is 0 meanwhile).
+    tiny: (usize, usize),
+}
+
+/// One class's part of [`Sampling`].
+#[cfg(not(feature = "profile"))]
+#[derive(Clone, Copy, Default)]
+struct ClassSampling {
+    /// Free slots of the window held back from the fast path.
+    held: u64,
+    /// Bytes before the class's next sample, less the slots the window was left with.
+    countdown: usize,
+}
+
+/// What the allocation slow path does for a sampling thread ([`Cache::sample_before`]).
+#[cfg(not(feature = "profile"))]
+pub(crate) enum SampleStep {
+    /// Allocate this object as a sample, charged this many bytes.
+    Sample(usize),
+    /// Allocate as usual, then call [`Cache::sample_after`] with this.
+    Then(Option<(Kind, SizeClass)>),
 }
 
 impl Cache {
@@ -206,6 +251,166 @@ impl Cache {
             spans: [[OwnedSpan::EMPTY; NUM_SIZE_CLASSES]; NKINDS],
             tiny: 0,
             tiny_off: 0,
+            #[cfg(not(feature = "profile"))]
+            sampling: None,
+        }
+    }
+
+    /// Puts back the slots held back from the window of `(kind, class)` (before it is
+    /// committed), and refunds its countdown the slots the fast path left in it; the
+    /// class's count is then exact.
+    #[cfg(not(feature = "profile"))]
+    fn give_back(&mut self, k: usize, c: usize) {
+        let Some(smp) = self.sampling.as_mut() else {
+            return;
+        };
+        let span = self.spans[k][c];
+        let st = &mut smp.classes[k][c];
+        if span.is_empty() {
+            st.held = 0;
+            return;
+        }
+        st.countdown = st
+            .countdown
+            .saturating_add(span.window_free() as usize * span.span().object_size());
+        // SAFETY: the cache owns the span (invariant), whose window is the one the slots
+        // were held back from (they go back before any commit or reload).
+        unsafe { span.give_back(std::mem::take(&mut st.held)) };
+    }
+
+    /// Limits the window of `(kind, class)` to what its countdown has room for.
+    #[cfg(not(feature = "profile"))]
+    fn limit(&mut self, k: usize, c: usize) {
+        let Some(smp) = self.sampling.as_mut() else {
+            return;
+        };
+        let span = self.spans[k][c];
+        let st = &mut smp.classes[k][c];
+        if span.is_empty() {
+            return;
+        }
+        let elem = span.span().object_size();
+        let tiny_class =
+            k == Kind::Noscan.index() && c == gcapi::size_to_class(TINY_SIZE).0 as usize;
+        let max = if tiny_class {
+            0
+        } else {
+            (st.countdown / elem).min(64) as u32
+        };
+        // SAFETY: the cache owns the span (invariant); its window holds nothing back.
+        st.held = unsafe { span.hold_back(max) };
+        st.countdown -= span.window_free() as usize * elem;
+    }
+
+    /// The slow path of a sampling thread, before it allocates `size` bytes at `align` of
+    /// `kind`: takes up the rate, counts the allocation down, and says whether it is the
+    /// sample.
+    #[cfg(not(feature = "profile"))]
+    pub(crate) fn sample_before(&mut self, kind: Kind, size: usize, align: usize) -> SampleStep {
+        let (e, epoch) = (
+            gomalloc::profile::rate_epoch(),
+            self.sampling.as_ref().map(|s| s.epoch),
+        );
+        if epoch != Some(e) {
+            self.stop_sampling();
+            let mut smp = Box::new(Sampling {
+                classes: [[ClassSampling::default(); NUM_SIZE_CLASSES]; NKINDS],
+                epoch: e,
+                tiny: (0, 0),
+            });
+            for st in smp.classes.iter_mut().flatten() {
+                st.countdown = gomalloc::profile::draw_countdown().0;
+            }
+            smp.tiny = (
+                std::mem::take(&mut self.tiny),
+                std::mem::take(&mut self.tiny_off),
+            );
+            self.sampling = Some(smp);
+            for k in 0..NKINDS {
+                for c in 1..NUM_SIZE_CLASSES {
+                    self.limit(k, c);
+                }
+            }
+        }
+        let class = if size <= gcapi::MAX_SMALL_SIZE {
+            gcapi::small_class(size, align)
+        } else {
+            None
+        };
+        let tiny = kind == Kind::Noscan && size < TINY_SIZE && align <= 8;
+        let per_object = match class {
+            None => true,
+            Some(c) => tiny || (kind == Kind::Noscan && c == gcapi::size_to_class(TINY_SIZE)),
+        };
+        if per_object {
+            if gomalloc::profile::sample_due(size) {
+                return SampleStep::Sample(size);
+            }
+            let Some(c) = class else {
+                return SampleStep::Then(None);
+            };
+            // The tiny blocks' class: its window, all held back, opened for this one
+            // allocation (and the tiny block shown, for a tiny object).
+            let blocks = gcapi::size_to_class(TINY_SIZE);
+            self.give_back(Kind::Noscan.index(), blocks.0 as usize);
+            if tiny {
+                let smp = self.sampling.as_mut().expect("sampling");
+                (self.tiny, self.tiny_off) = std::mem::take(&mut smp.tiny);
+                return SampleStep::Then(Some((Kind::Noscan, blocks)));
+            }
+            return SampleStep::Then(Some((kind, c)));
+        }
+        let c = class.expect("small");
+        let (k, ci) = (kind.index(), c.0 as usize);
+        self.give_back(k, ci);
+        let st = &mut self.sampling.as_mut().expect("sampling").classes[k][ci];
+        let elem = c.size();
+        if st.countdown < elem {
+            st.countdown = gomalloc::profile::draw_countdown().0;
+            self.limit(k, ci);
+            return SampleStep::Sample(elem);
+        }
+        st.countdown -= elem;
+        SampleStep::Then(Some((kind, c)))
+    }
+
+    /// The slow path of a sampling thread, after it allocated what
+    /// [`Cache::sample_before`] let through: limits the class's window again and hides
+    /// the tiny block.
+    #[cfg(not(feature = "profile"))]
+    pub(crate) fn sample_after(&mut self, class: Option<(Kind, SizeClass)>) {
+        if let Some((kind, c)) = class {
+            self.limit(kind.index(), c.0 as usize);
+        }
+        self.hide_tiny();
+    }
+
+    /// Moves the tiny block out of the fast path's sight while the thread samples.
+    #[cfg(not(feature = "profile"))]
+    fn hide_tiny(&mut self) {
+        if let Some(smp) = self.sampling.as_mut() {
+            smp.tiny = (
+                std::mem::take(&mut self.tiny),
+                std::mem::take(&mut self.tiny_off),
+            );
+        }
+    }
+
+    /// Ends sampling on this thread: every held-back slot goes back into its window and
+    /// the tiny block back to the fast path.
+    #[cfg(not(feature = "profile"))]
+    pub(crate) fn stop_sampling(&mut self) {
+        if self.sampling.is_none() {
+            return;
+        }
+        for k in 0..NKINDS {
+            for c in 1..NUM_SIZE_CLASSES {
+                self.give_back(k, c);
+            }
+        }
+        let smp = self.sampling.take().expect("sampling");
+        if self.tiny == 0 {
+            (self.tiny, self.tiny_off) = smp.tiny;
         }
     }
 
@@ -256,6 +461,8 @@ impl Cache {
     /// Null when out of memory.
     #[cold]
     pub(crate) fn refill(&mut self, kind: Kind, class: SizeClass) -> *mut u8 {
+        #[cfg(not(feature = "profile"))]
+        self.give_back(kind.index(), class.0 as usize);
         let slot = &mut self.spans[kind.index()][class.0 as usize];
         let old = *slot;
         if !old.is_empty() {
@@ -285,6 +492,15 @@ impl Cache {
     /// Gives every cached span back to the central lists and forgets the tiny block (at a
     /// safepoint that stops for a collection, and when the mutator detaches).
     pub(crate) fn release_all(&mut self) {
+        #[cfg(not(feature = "profile"))]
+        if let Some(smp) = self.sampling.as_mut() {
+            smp.tiny = (0, 0);
+            for k in 0..NKINDS {
+                for c in 1..NUM_SIZE_CLASSES {
+                    self.give_back(k, c);
+                }
+            }
+        }
         for (k, row) in self.spans.iter_mut().enumerate() {
             for (c, slot) in row.iter_mut().enumerate() {
                 if !slot.is_empty() {

@@ -31,15 +31,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 // The request flags of `GC_FLAGS` and the thread states; the handshake's accesses to
 // them, with their orderings, are in `crate::handshake`.
 pub(crate) use crate::handshake::{BLOCKING, FLUSH, MARKING, PARKED, RUNNING, STOP};
-/// `GC_FLAGS` bit (beside the handshake's requests): gomalloc's heap profile samples (its
-/// rate is not 0), so every allocation takes the slow path, where the countdown is
-/// (`Mutator::alloc_slow`; without gomalloc's feature `profile`, whose countdown is on the
-/// fast path instead).
-pub(crate) const SAMPLE: u8 = 8;
-const _: () = assert!(SAMPLE & (STOP | MARKING | FLUSH) == 0);
 /// The flush round the collector asked for last ([`FLUSH`]).
 pub(crate) static FLUSH_ROUND: AtomicU64 = AtomicU64::new(0);
-/// The collector's requests ([`STOP`], [`MARKING`], [`FLUSH`]) and [`SAMPLE`]. Read on every allocation
+/// The collector's requests ([`STOP`], [`MARKING`], [`FLUSH`]). Read on every allocation
 /// (one relaxed load on the fast path).
 pub(crate) static GC_FLAGS: AtomicU8 = AtomicU8::new(0);
 
@@ -108,22 +102,6 @@ pub(crate) static WORLD_CV: Condvar = Condvar::new();
 /// threads' handle stacks and blocked-stack copies).
 pub(crate) fn world_range() -> (usize, usize) {
     (&WORLD as *const _ as usize, std::mem::size_of_val(&WORLD))
-}
-
-/// Whether gomalloc's heap profile samples, taken up in [`GC_FLAGS`]' `SAMPLE` bit: the
-/// rate is read on each allocation slow path, so a change reaches every thread at the
-/// first refill of any one.
-#[cfg(not(feature = "profile"))]
-fn sampling() -> bool {
-    let on = gomalloc::profile::rate() != 0;
-    if (GC_FLAGS.load(Ordering::Relaxed) & SAMPLE != 0) != on {
-        if on {
-            GC_FLAGS.fetch_or(SAMPLE, Ordering::Relaxed);
-        } else {
-            GC_FLAGS.fetch_and(!SAMPLE, Ordering::Relaxed);
-        }
-    }
-    on
 }
 
 pub(crate) fn world() -> MutexGuard<'static, World> {
@@ -462,13 +440,14 @@ impl Mutator {
     pub(crate) fn alloc_object(&self, kind: Kind, size: usize, align: usize) -> *mut u8 {
         #[cfg(feature = "profile")]
         if gomalloc::profile::sample_due(size) {
-            return self.alloc_sampled(kind, size, align);
+            return self.alloc_sampled(kind, size, align, size);
         }
         // Allocation goes on on this path while a cycle marks (windows are loaded black,
-        // `heap::mark_free_if_marking`); a stop or flush request sends it to the slow
-        // path's safepoint, and sampling for the heap profile to its countdown.
+        // `heap::mark_free_if_marking`) and while the thread samples for the heap profile
+        // (windows hold no more than the countdown allows, `heap::Sampling`); a stop or
+        // flush request sends it to the slow path's safepoint.
         let flags = GC_FLAGS.load(Ordering::Relaxed);
-        if flags & (STOP | FLUSH | SAMPLE) == 0 {
+        if flags & (STOP | FLUSH) == 0 {
             let p = self.alloc_fast(kind, size, align);
             if !p.is_null() {
                 return p;
@@ -496,18 +475,28 @@ impl Mutator {
     #[inline(never)]
     fn alloc_slow(&self, kind: Kind, size: usize, align: usize) -> *mut u8 {
         #[cfg(not(feature = "profile"))]
-        if sampling() {
-            if gomalloc::profile::sample_due(size) {
-                return self.alloc_sampled(kind, size, align);
-            }
-            // The fast path, which the `SAMPLE` bit alone sent here.
-            if GC_FLAGS.load(Ordering::Relaxed) & (STOP | FLUSH) == 0 {
-                let p = self.alloc_fast(kind, size, align);
-                if !p.is_null() {
-                    return p;
+        let sampled_class = if gomalloc::profile::rate() != 0 {
+            match self.cache_mut().sample_before(kind, size, align) {
+                heap::SampleStep::Sample(charged) => {
+                    return self.alloc_sampled(kind, size, align, charged);
                 }
+                heap::SampleStep::Then(class) => Some(class),
             }
+        } else {
+            self.cache_mut().stop_sampling();
+            None
+        };
+        let p = self.alloc_slow_unsampled(kind, size, align);
+        #[cfg(not(feature = "profile"))]
+        if let Some(class) = sampled_class {
+            self.cache_mut().sample_after(class);
         }
+        p
+    }
+
+    /// [`Mutator::alloc_slow`] once the heap profile's countdown is taken: the safepoint,
+    /// the pacer, then a slot, a refill or a large span.
+    fn alloc_slow_unsampled(&self, kind: Kind, size: usize, align: usize) -> *mut u8 {
         self.safepoint();
         if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
             crate::collector::collect_auto(self);
@@ -561,7 +550,7 @@ impl Mutator {
     /// the heap profile records and whose sweep counts its free.
     #[cold]
     #[inline(never)]
-    fn alloc_sampled(&self, kind: Kind, size: usize, align: usize) -> *mut u8 {
+    fn alloc_sampled(&self, kind: Kind, size: usize, align: usize, charged: usize) -> *mut u8 {
         self.safepoint();
         if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
             crate::collector::collect_auto(self);
@@ -571,7 +560,7 @@ impl Mutator {
             gomalloc::report::fatal("gc: out of memory allocating", size);
         }
         // SAFETY: `p` is the one object of a fresh span nobody else knows of yet.
-        unsafe { gomalloc::profile::record_sampled(p, size) };
+        unsafe { gomalloc::profile::record_sampled_charged(p, size, charged) };
         if GC_FLAGS.load(Ordering::Relaxed) & crate::mutator::MARKING != 0 {
             let span = gcapi::span_of(p as usize);
             let base = p as usize;

@@ -128,13 +128,89 @@ fn child() {
     drop(kept);
 }
 
+/// A pointer-free object of the tiny blocks' class (16 bytes), which counts down one
+/// object at a time while sampling.
+#[derive(Trace)]
+struct Pair {
+    a: u64,
+    b: u64,
+}
+
+/// An object with a pointer (scanned), of a class whose window is limited near a sample.
+#[derive(Trace)]
+struct Linked {
+    next: Option<Gc<Linked>>,
+    tag: [u64; 5],
+}
+
+/// Sampling with the collector's windows limited (`heap::Sampling`) hands out every slot
+/// once: objects of every path (tiny, the tiny blocks' class, scanned, large) keep what
+/// was written into them through allocation, collections, and the rate going off and on,
+/// and the heap check finds the spans' counts right.
+fn held_back() {
+    let m = gc::attach();
+    let mut tiny: Vec<Root<u32>> = Vec::new();
+    let mut pairs: Vec<Root<Pair>> = Vec::new();
+    let mut linked: Vec<Root<Linked>> = Vec::new();
+    let mut big: Vec<Root<[u64; 128]>> = Vec::new();
+    for round in 0..3u64 {
+        // A small rate: samples every few hundred objects, windows often limited.
+        gomalloc::profile::set_rate(if round == 1 { 0 } else { 1 << 10 });
+        for i in 0..20_000u64 {
+            let t = Gc::new(&m, (i ^ round) as u32);
+            let p = Gc::new(&m, Pair { a: i, b: round });
+            let l = Gc::new(
+                &m,
+                Linked {
+                    next: None,
+                    tag: [i; 5],
+                },
+            );
+            if i % 7 == 0 {
+                tiny.push(Root::new(t));
+                pairs.push(Root::new(p));
+                linked.push(Root::new(l));
+            }
+            if i % 50 == 0 {
+                big.push(Root::new(Gc::new(&m, [i * 3; 128])));
+            }
+        }
+        gc::collect();
+        for (n, ((t, p), l)) in tiny.iter().zip(&pairs).zip(&linked).enumerate() {
+            let (r, i) = (n as u64 / 2858, n as u64 % 2858 * 7);
+            assert_eq!(**t, (i ^ r) as u32, "tiny object {n}");
+            assert_eq!((p.a, p.b), (i, r), "pair {n}");
+            assert_eq!(l.tag, [i; 5], "linked object {n}");
+        }
+        for (n, b) in big.iter().enumerate() {
+            assert_eq!(b[127], (n as u64 % 400) * 50 * 3, "large object {n}");
+        }
+    }
+    gc::debug::check_heap(&m);
+}
+
 /// The child's entry point; in the parent it does nothing.
 #[test]
 fn profile_child() {
-    if std::env::var_os("GC_PROFILE_CHILD").is_some() {
-        gomalloc::profile::set_rate(RATE);
-        child();
+    match std::env::var("GC_PROFILE_CHILD").as_deref() {
+        Ok("held") => held_back(),
+        Ok(_) => {
+            gomalloc::profile::set_rate(RATE);
+            child();
+        }
+        Err(_) => {}
     }
+}
+
+#[test]
+fn sampling_hands_out_every_slot_once() {
+    let out = child::child("profile_child", &[("GC_PROFILE_CHILD", "held")]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -101,6 +101,40 @@ pub fn sample_due(size: usize) -> bool {
     unsafe { sample::tick(c, size) }
 }
 
+/// For an allocator built on this heap that counts down on its own (the collector's
+/// windows): a countdown drawn for the calling thread, exponential of mean [`rate`]
+/// bytes, and the [`rate_epoch`] it was drawn in. Poisson processes of one rate over
+/// disjoint sets of bytes make one over their union, so a countdown per size class
+/// samples as one per thread does (`lend`).
+pub fn draw_countdown() -> (usize, u32) {
+    let mut c = crate::mcache::current();
+    if c == crate::mcache::EMPTY_CACHE_PTR {
+        match crate::mcache::current_or_init() {
+            Some(cache) => c = cache,
+            None => return (usize::MAX, rate_epoch()),
+        }
+    }
+    let e = rate_epoch();
+    // SAFETY: `c` is the calling thread's own cache.
+    (sample::draw(unsafe { &*c }), e)
+}
+
+/// Changes each time [`set_rate`] is called: a countdown drawn in another epoch was drawn
+/// for another rate.
+pub fn rate_epoch() -> u32 {
+    sample::epoch()
+}
+
+/// [`record_sampled`] for a block whose countdown charged `charged` bytes, not `size`
+/// (the size class's size, for an allocator that counts whole slots).
+///
+/// # Safety
+/// As for [`record_sampled`].
+pub unsafe fn record_sampled_charged(p: *mut u8, size: usize, charged: usize) {
+    // SAFETY: as for this function (# Safety).
+    unsafe { record_charged(p, size, charged) }
+}
+
 /// Records the sampled block `p` of `size` requested bytes under the calling stack (the
 /// caller's caller's frames first: the walk's own frame is dropped by the writers).
 ///

@@ -89,7 +89,6 @@ pub fn set_rate(bytes: usize) {
 }
 
 /// The current [`EPOCH`].
-#[cfg(not(feature = "profile"))]
 #[inline(always)]
 pub(crate) fn epoch() -> u32 {
     EPOCH.load(Ordering::Relaxed)
