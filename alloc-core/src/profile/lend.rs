@@ -56,7 +56,7 @@ use core::cell::Cell;
 /// `alloc[class]` (or of one that span had loaded when it lent them) that the span
 /// counts as allocated; `lent[class]` is the number lent at the last loan, of which the
 /// fast path took `lent[class] - popcount(proxy[class].alloc_cache)`; bit `class` of
-/// `on_loan` is set iff `lent[class] != 0`; `countdown[class]` is the class's bytes
+/// `countdown[class]` is the class's bytes
 /// before its next sample, less the whole of its loan.
 #[repr(C)]
 pub struct Loans {
@@ -68,11 +68,7 @@ pub struct Loans {
     countdown: [Cell<usize>; NUM_SIZE_CLASSES],
     /// The `sample::EPOCH` the countdowns were drawn in (0: never).
     epoch: Cell<u32>,
-    /// The classes with a loan: the ones [`repay_all`] visits.
-    on_loan: Cell<u128>,
 }
-
-const _: () = assert!(NUM_SIZE_CLASSES <= 128);
 
 impl Loans {
     /// Records a loan of `n` slots of `elem` bytes to `proxy[class]`, whose last loan
@@ -81,16 +77,12 @@ impl Loans {
     fn note(&self, class: usize, n: u32, elem: usize) {
         self.lent[class].set(n);
         self.countdown[class].set(self.countdown[class].get() - n as usize * elem);
-        if n != 0 {
-            self.on_loan.set(self.on_loan.get() | 1 << class);
-        }
     }
 
     /// Forgets the loan of `class`, all of which the fast path took (its proxy is empty).
     #[inline(always)]
     fn spent(&self, class: usize) {
         self.lent[class].set(0);
-        self.on_loan.set(self.on_loan.get() & !(1 << class));
     }
 }
 
@@ -115,7 +107,6 @@ pub(crate) fn loans(c: &MCache) -> *mut Loans {
                 lent: [const { Cell::new(0) }; NUM_SIZE_CLASSES],
                 countdown: [const { Cell::new(0) }; NUM_SIZE_CLASSES],
                 epoch: Cell::new(0),
-                on_loan: Cell::new(0),
             })
         };
         c.prof.loans.set(l);
@@ -157,20 +148,12 @@ pub(crate) unsafe fn repay(c: &MCache, class: usize) {
     unsafe { c.span(class).repay(p) };
 }
 
-/// [`repay`] for every class with a loan.
+/// [`repay`] for every class (at a flush, when sampling stops or the rate changes).
 ///
 /// # Safety
 /// As for [`repay`].
 pub(crate) unsafe fn repay_all(c: &MCache) {
-    let l = c.prof.loans.get();
-    if l.is_null() {
-        return;
-    }
-    // SAFETY: mapped loans live as long as the record; the caller owns `c` (# Safety).
-    let mut classes = unsafe { (*l).on_loan.get() };
-    while classes != 0 {
-        let class = classes.trailing_zeros() as usize;
-        classes &= classes - 1;
+    for class in 1..NUM_SIZE_CLASSES {
         // SAFETY: as for this function (# Safety).
         unsafe { repay(c, class) };
     }
@@ -200,35 +183,76 @@ pub(crate) unsafe fn relend(c: &MCache, class: usize) -> *mut u8 {
     if cd < elem {
         return core::ptr::null_mut();
     }
-    let mut s = c.span(class);
-    let mut free = s.alloc_cache.get();
-    if free == 0 {
-        // SAFETY: the caller owns `c` (# Safety); the class's loan is repaid, so its
-        // span may change hands.
-        let r = unsafe { crate::mcache::refill(c, sc) };
-        // The refill pointed the fast path at the span (`MCache::put_alloc`).
-        c.fast[class].set(p as *const Span as *mut Span);
-        crate::check::after_slow_op();
-        if r.is_null() {
-            return core::ptr::null_mut();
-        }
-        // SAFETY: `refill` returns a live span of the cache with a free slot loaded.
-        s = unsafe { &*r };
-        free = s.alloc_cache.get();
+    let s = c.span(class);
+    if s.alloc_cache.get() == 0 {
+        // SAFETY: as for this function (# Safety); the class's loan is spent.
+        return unsafe { relend_refilled(c, l, class, cd) };
     }
-    // This allocation, then the loan: the rest of the window, as far as the countdown
-    // goes.
+    // SAFETY: the caller owns `c`, so `s` and the proxy, which holds no loan; `s` has a
+    // free slot in its window; the countdown has room for this allocation.
+    unsafe { take_and_lend(l, s, class, cd) }
+}
+
+/// [`relend`] when the window is spent: a refill first (out of line, so that the common
+/// case saves no registers for the call).
+///
+/// # Safety
+/// As for [`relend`], with the loan of `class` spent and `cd` its countdown, at least
+/// the class's size.
+#[cold]
+#[inline(never)]
+unsafe fn relend_refilled(c: &MCache, l: &Loans, class: usize, cd: usize) -> *mut u8 {
+    // SAFETY: the caller owns `c` (# Safety); the class's loan is repaid, so its span
+    // may change hands.
+    let r = unsafe { crate::mcache::refill(c, SizeClass(class as u8)) };
+    // The refill pointed the fast path at the span (`MCache::put_alloc`).
+    c.fast[class].set(&l.proxy[class] as *const Span as *mut Span);
+    crate::check::after_slow_op();
+    if r.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `refill` returns a live span of the cache with a free slot loaded; the
+    // rest as for this function.
+    unsafe { take_and_lend(l, &*r, class, cd) }
+}
+
+/// Takes a slot of `s`'s window for this allocation and lends the rest of the window, as
+/// far as the class's countdown `cd` goes, to the proxy of `class`.
+///
+/// # Safety
+/// The caller owns the cache of `l`, `s` (its span of `class`, with a free slot in its
+/// window) and the proxy, which holds no loan; `cd` is at least the class's size.
+#[inline(always)]
+unsafe fn take_and_lend(l: &Loans, s: &Span, class: usize, cd: usize) -> *mut u8 {
+    let p = &l.proxy[class];
+    let elem = SizeClass(class as u8).size();
     let left = cd - elem;
-    let rest = crate::cpu::popcount(free) - 1;
-    let (slot, n) = if left >= 63 * elem {
-        // SAFETY: the caller owns `c`, so `s` and the proxy; `free != 0`, so the span
-        // has a window loaded; the proxy holds no loan.
-        (unsafe { s.take_and_lend_rest(p) }, rest)
-    } else {
-        let slot = s.next_free_fast();
-        // SAFETY: as above.
-        (slot, unsafe { s.lend(p, (left / elem) as u32) })
-    };
+    if left < 63 * elem {
+        // SAFETY: as for this function (# Safety).
+        return unsafe { take_and_lend_part(l, s, class, left) };
+    }
+    let n = crate::cpu::popcount(s.alloc_cache.get()) - 1;
+    // SAFETY: as for this function (# Safety).
+    let slot = unsafe { s.take_and_lend_rest(p) };
+    l.countdown[class].set(left);
+    l.note(class, n, elem);
+    // SAFETY: `slot` is the free slot just taken (poison feature only).
+    unsafe { crate::harden::verify_poison(slot, elem) };
+    slot
+}
+
+/// [`take_and_lend`] near the class's sample, `left` bytes after this allocation: the
+/// loan is the part of the window the countdown has room for.
+///
+/// # Safety
+/// As for [`take_and_lend`].
+#[cold]
+#[inline(never)]
+unsafe fn take_and_lend_part(l: &Loans, s: &Span, class: usize, left: usize) -> *mut u8 {
+    let elem = SizeClass(class as u8).size();
+    let slot = s.next_free_fast();
+    // SAFETY: as for this function (# Safety): the proxy holds no loan.
+    let n = unsafe { s.lend(&l.proxy[class], (left / elem) as u32) };
     l.countdown[class].set(left);
     l.note(class, n, elem);
     // SAFETY: `slot` is the free slot just taken (poison feature only).
