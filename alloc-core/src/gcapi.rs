@@ -328,19 +328,9 @@ impl OwnedSpan {
     pub unsafe fn hold_back(self, max: u32) -> u64 {
         let s = self.heap();
         let free = s.alloc_cache.get();
-        if crate::cpu::popcount(free) <= max {
-            return 0;
-        }
-        // Fewer than the window's free slots: the lowest `max` of them, one at a time.
-        let mut keep = 0u64;
-        let mut rest = free;
-        for _ in 0..max {
-            let low = rest & rest.wrapping_neg();
-            keep |= low;
-            rest ^= low;
-        }
+        let keep = crate::span::lowest_bits(free, max);
         s.alloc_cache.set(keep);
-        rest
+        free & !keep
     }
 
     /// Puts back into the loaded window the free slots [`OwnedSpan::hold_back`] returned.

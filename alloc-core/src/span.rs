@@ -228,6 +228,23 @@ pub const MAX_OBJS_PER_SPAN: u32 = {
 };
 const _: () = assert!(MAX_OBJS_PER_SPAN <= NO_WINDOW);
 
+/// The lowest `n` set bits of `bits` (all of them if it has no more than `n`): the free
+/// slots of a window that a loan (`Span::lend`) or a limited collector window
+/// (`gcapi::OwnedSpan::hold_back`) keeps, the lowest first as the fast path takes them.
+pub(crate) fn lowest_bits(bits: u64, n: u32) -> u64 {
+    if crate::cpu::popcount(bits) <= n {
+        return bits;
+    }
+    let mut keep = 0u64;
+    let mut rest = bits;
+    for _ in 0..n {
+        let low = rest & rest.wrapping_neg();
+        keep |= low;
+        rest ^= low;
+    }
+    keep
+}
+
 /// Mask of valid slots in the window starting at `window` of a span of `nelems` slots.
 #[inline(always)]
 pub const fn window_mask(window: u32, nelems: u32) -> u64 {
@@ -613,16 +630,7 @@ impl Span {
     pub(crate) unsafe fn lend(&self, proxy: &Span, max: u32) -> u32 {
         debug_assert!(self.window() != NO_WINDOW && proxy.alloc_cache.get() == 0);
         let free = self.alloc_cache.get();
-        let mut lent = free;
-        if crate::cpu::popcount(free) > max {
-            lent = 0;
-            let mut rest = free;
-            for _ in 0..max {
-                let low = rest & rest.wrapping_neg();
-                lent |= low;
-                rest ^= low;
-            }
-        }
+        let lent = lowest_bits(free, max);
         self.alloc_cache.set(free & !lent);
         self.lend_window(proxy, lent);
         crate::cpu::popcount(lent)

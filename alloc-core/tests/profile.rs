@@ -328,7 +328,9 @@ fn profile_child() {
     }
 }
 
-fn run(case: &str) {
+/// Runs `profile_child` with `var` set to `value`: whether it succeeded, its stdout and
+/// its stderr.
+fn child_with(var: &str, value: &str) -> (bool, String, String) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -336,15 +338,20 @@ fn run(case: &str) {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("GOMALLOC_PROFILE_CASE", case)
+        .env(var, value)
         .output()
         .unwrap();
-    assert!(
+    (
         out.status.success(),
-        "case {case}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs case `case` in a child, which must pass.
+fn run(case: &str) {
+    let (ok, out, err) = child_with("GOMALLOC_PROFILE_CASE", case);
+    assert!(ok, "case {case}: {out}\n{err}");
 }
 
 #[test]
@@ -374,24 +381,11 @@ fn loans_go_back_when_sampling_stops_and_at_thread_exit() {
     run("loans");
 }
 
-/// Runs `profile_child` with `var` set to `value`: whether it succeeded, and its stderr.
-fn child_with(var: &str, value: &str) -> (bool, String) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "profile_child", "--nocapture"])
-        .env(var, value)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The child must die reporting the double free.
 #[cfg(not(feature = "profile"))]
 #[test]
 fn a_double_free_of_a_lent_slot_is_reported() {
-    let (ok, err) = child_with("GOMALLOC_PROFILE_CASE", "lent_double_free");
+    let (ok, _, err) = child_with("GOMALLOC_PROFILE_CASE", "lent_double_free");
     assert!(!ok, "{err}");
     assert!(err.contains("gomalloc: double free of 0x"), "{err}");
 }
@@ -399,7 +393,7 @@ fn a_double_free_of_a_lent_slot_is_reported() {
 /// A bad rate gets the warning every `GOMALLOC_*` variable gets, and sampling stays off.
 #[test]
 fn bad_rate_is_refused() {
-    let (_, err) = child_with("GOMALLOC_PROFILE_RATE", "fast");
+    let (_, _, err) = child_with("GOMALLOC_PROFILE_RATE", "fast");
     assert!(
         err.contains("gomalloc: ignoring GOMALLOC_PROFILE_RATE=fast: expected a byte count"),
         "{err}"

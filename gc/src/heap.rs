@@ -54,6 +54,8 @@ pub(crate) fn running_destructors() -> bool {
 
 /// Tiny-allocator block size (Go's `maxTinySize`).
 pub(crate) const TINY_SIZE: usize = 16;
+/// The size class of the tiny blocks.
+const TINY_CLASS: SizeClass = gcapi::size_to_class(TINY_SIZE);
 
 /// The collector's kinds of objects: each has central lists and cache slots of its own.
 ///
@@ -261,11 +263,9 @@ impl Cache {
     /// class's count is then exact.
     #[cfg(not(feature = "profile"))]
     fn give_back(&mut self, k: usize, c: usize) {
-        let Some(smp) = self.sampling.as_mut() else {
+        let Some((span, st)) = self.class_sampling(k, c) else {
             return;
         };
-        let span = self.spans[k][c];
-        let st = &mut smp.classes[k][c];
         if span.is_empty() {
             st.held = 0;
             return;
@@ -278,21 +278,26 @@ impl Cache {
         unsafe { span.give_back(std::mem::take(&mut st.held)) };
     }
 
+    /// The cached span of `(kind, class)` and the class's sampling state, while the
+    /// thread samples.
+    #[cfg(not(feature = "profile"))]
+    fn class_sampling(&mut self, k: usize, c: usize) -> Option<(OwnedSpan, &mut ClassSampling)> {
+        let span = self.spans[k][c];
+        let smp = self.sampling.as_mut()?;
+        Some((span, &mut smp.classes[k][c]))
+    }
+
     /// Limits the window of `(kind, class)` to what its countdown has room for.
     #[cfg(not(feature = "profile"))]
     fn limit(&mut self, k: usize, c: usize) {
-        let Some(smp) = self.sampling.as_mut() else {
+        let Some((span, st)) = self.class_sampling(k, c) else {
             return;
         };
-        let span = self.spans[k][c];
-        let st = &mut smp.classes[k][c];
         if span.is_empty() {
             return;
         }
         let elem = span.span().object_size();
-        let tiny_class =
-            k == Kind::Noscan.index() && c == gcapi::size_to_class(TINY_SIZE).0 as usize;
-        let max = if tiny_class {
+        let max = if k == Kind::Noscan.index() && c == TINY_CLASS.0 as usize {
             0
         } else {
             (st.countdown / elem).min(64) as u32
@@ -319,7 +324,7 @@ impl Cache {
                 tiny: (0, 0),
             });
             for st in smp.classes.iter_mut().flatten() {
-                st.countdown = gomalloc::profile::draw_countdown().0;
+                st.countdown = gomalloc::profile::draw_countdown();
             }
             smp.tiny = (
                 std::mem::take(&mut self.tiny),
@@ -340,7 +345,7 @@ impl Cache {
         let tiny = kind == Kind::Noscan && size < TINY_SIZE && align <= 8;
         let per_object = match class {
             None => true,
-            Some(c) => tiny || (kind == Kind::Noscan && c == gcapi::size_to_class(TINY_SIZE)),
+            Some(c) => tiny || (kind == Kind::Noscan && c == TINY_CLASS),
         };
         if per_object {
             if gomalloc::profile::sample_due(size) {
@@ -351,7 +356,7 @@ impl Cache {
             };
             // The tiny blocks' class: its window, all held back, opened for this one
             // allocation (and the tiny block shown, for a tiny object).
-            let blocks = gcapi::size_to_class(TINY_SIZE);
+            let blocks = TINY_CLASS;
             self.give_back(Kind::Noscan.index(), blocks.0 as usize);
             if tiny {
                 let smp = self.sampling.as_mut().expect("sampling");
@@ -366,7 +371,7 @@ impl Cache {
         let st = &mut self.sampling.as_mut().expect("sampling").classes[k][ci];
         let elem = c.size();
         if st.countdown < elem {
-            st.countdown = gomalloc::profile::draw_countdown().0;
+            st.countdown = gomalloc::profile::draw_countdown();
             self.limit(k, ci);
             return SampleStep::Sample(elem);
         }
@@ -441,7 +446,7 @@ impl Cache {
         if !p.is_null() {
             return p;
         }
-        let class = gcapi::size_to_class(TINY_SIZE);
+        let class = TINY_CLASS;
         let mut p = self.alloc_fast(Kind::Noscan, class);
         if p.is_null() {
             p = self.refill(Kind::Noscan, class);

@@ -51,7 +51,7 @@ pub fn alloc_sampled(size: usize, align: usize) -> *mut u8 {
     let p = crate::malloc::alloc_large_for_sample(size, align);
     if !p.is_null() {
         // SAFETY: `p` was just allocated as the one block of its span.
-        unsafe { record_charged(p, size, charge_of(size, align)) };
+        unsafe { record_sampled_charged(p, size, charge_of(size, align)) };
     }
     p
 }
@@ -103,36 +103,25 @@ pub fn sample_due(size: usize) -> bool {
 
 /// For an allocator built on this heap that counts down on its own (the collector's
 /// windows): a countdown drawn for the calling thread, exponential of mean [`rate`]
-/// bytes, and the [`rate_epoch`] it was drawn in. Poisson processes of one rate over
+/// bytes (under the current [`rate_epoch`]). Poisson processes of one rate over
 /// disjoint sets of bytes make one over their union, so a countdown per size class
 /// samples as one per thread does (`lend`).
-pub fn draw_countdown() -> (usize, u32) {
+pub fn draw_countdown() -> usize {
     let mut c = crate::mcache::current();
     if c == crate::mcache::EMPTY_CACHE_PTR {
         match crate::mcache::current_or_init() {
             Some(cache) => c = cache,
-            None => return (usize::MAX, rate_epoch()),
+            None => return usize::MAX,
         }
     }
-    let e = rate_epoch();
     // SAFETY: `c` is the calling thread's own cache.
-    (sample::draw(unsafe { &*c }), e)
+    sample::draw(unsafe { &*c })
 }
 
 /// Changes each time [`set_rate`] is called: a countdown drawn in another epoch was drawn
 /// for another rate.
 pub fn rate_epoch() -> u32 {
     sample::epoch()
-}
-
-/// [`record_sampled`] for a block whose countdown charged `charged` bytes, not `size`
-/// (the size class's size, for an allocator that counts whole slots).
-///
-/// # Safety
-/// As for [`record_sampled`].
-pub unsafe fn record_sampled_charged(p: *mut u8, size: usize, charged: usize) {
-    // SAFETY: as for this function (# Safety).
-    unsafe { record_charged(p, size, charged) }
 }
 
 /// Records the sampled block `p` of `size` requested bytes under the calling stack (the
@@ -144,15 +133,16 @@ pub unsafe fn record_sampled_charged(p: *mut u8, size: usize, charged: usize) {
 #[inline(never)]
 pub unsafe fn record_sampled(p: *mut u8, size: usize) {
     // SAFETY: as for this function (# Safety).
-    unsafe { record_charged(p, size, size) }
+    unsafe { record_sampled_charged(p, size, size) }
 }
 
-/// [`record_sampled`] for a block whose countdown charged `charged` bytes.
+/// [`record_sampled`] for a block whose countdown charged `charged` bytes, not `size`
+/// (the size class's size, for an allocator that counts whole slots).
 ///
 /// # Safety
 /// As for [`record_sampled`].
 #[inline(never)]
-unsafe fn record_charged(p: *mut u8, size: usize, charged: usize) {
+pub unsafe fn record_sampled_charged(p: *mut u8, size: usize, charged: usize) {
     let mut stk = [0usize; MAX_STACK];
     let n = unwind::capture(&mut stk);
     let id = TABLE.lock().record_alloc(&stk[..n], size, charged);

@@ -95,7 +95,7 @@ pub const DROP_FRAMES: &str = concat!(
     // the allocator's slow path, where it did not tail-call.
     "alloc_refill|alloc_unsettled|alloc_unsettled_slow|alloc_slow|alloc_slow_unsampled|",
     "alloc_malloc_slow|alloc_sampled|",
-    "record_sampled|record_charged"
+    "record_sampled|record_sampled_charged"
 );
 
 /// The executable segment of an object loaded in the process.

@@ -12,3 +12,15 @@ pub fn child(name: &str, env: &[(&str, &str)]) -> Output {
     }
     cmd.output().unwrap()
 }
+
+/// [`child`], asserting that the child passed (its output in the message if not).
+#[allow(dead_code)] // not every test file that shares this module uses it
+pub fn child_passes(name: &str, env: &[(&str, &str)]) {
+    let out = child(name, env);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
