@@ -335,8 +335,8 @@ mod cfi {
     /// Rules already worked out, by instruction (the tables' binary search and call-frame
     /// programs cost thousands of instructions a frame; a profile's stacks pass through the
     /// same few allocator frames): a 4-way set-associative cache of 64 sets, so that the
-    /// half-dozen instructions of one walk never evict one another (as two of them did,
-    /// at every sample, in a direct-mapped table). Each entry is one word (the
+    /// half-dozen instructions of one walk do not evict one another, as two that collide
+    /// in a direct-mapped table would at every sample. Each entry is one word (the
     /// instruction's offset in the text, 32 bits, and the rule, packed), so that racing
     /// writers and readers never see half an entry. No lock: a fork or a signal leaves
     /// nothing held.
