@@ -20,6 +20,13 @@ done
 START=$SECONDS
 stage() { printf '\n== %s  (%ds)\n' "$1" "$((SECONDS - START))"; }
 
+# A full run builds about a dozen configurations of the workspace; the debug builds' incremental
+# state is the largest part and nothing here rebuilds after an edit, so it is off. A run that
+# fills the disk fails in the linker ("Bus error", "No space left on device"): the free space
+# is printed first.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . | tail -1 | awk '{ print "disk: " $4 " free of " $2 }'
+
 # --- set-up ------------------------------------------------------------------------------
 # Debian packages the tests use; installed only when missing (needs root, as on CI).
 # C suite and real programs under LD_PRELOAD (shim-c/tests/run-all.sh):
