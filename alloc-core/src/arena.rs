@@ -5,7 +5,10 @@
 //! (scavenged, start of an in-use span) and the storage for the spans' allocation, mark and
 //! remote-free bitmaps. The arena map `ARENAS[L1][L2]` covers the 48-bit address space and
 //! answers "which span owns this address?" with three loads and no lock: `free`, usable
-//! size, pointer validation and the garbage collector all go through [`span_of`].
+//! size, pointer validation and the garbage collector all go through [`span_of`]. It
+//! answers for every page of a small span or a collector object, and for the first and
+//! last pages of a free run or a `malloc` large block (invariant 1); [`span_containing`]
+//! finds those from their other pages too, for diagnostics.
 //!
 //! Entries are published with release stores under the heap lock and never removed
 //! (arenas are never unmapped), so readers need no lock.
@@ -47,15 +50,19 @@ const PAGE_WORDS: usize = PAGES_PER_ARENA / 64;
 /// Metadata of one 64 MiB arena.
 ///
 /// Invariants (heap lock held for writes unless stated):
-/// 1. `spans[i]` for every page of an in-use span points to that span; for a free span
-///    only its first and last pages point to it; other entries are null.
+/// 1. `spans[i]` for every page of an in-use span points to that span; for a free span,
+///    and for an in-use span with `ends_only` set (`malloc`'s large blocks), only its
+///    first and last pages point to it; other entries are null.
 /// 2. bit `i` of `scavenged` is set iff page `i` is free and its memory was returned to
 ///    the OS (or never touched): it reads as zero.
 /// 3. bit `i` of `page_in_use` is set iff an in-use span starts at page `i`.
 /// 4. `alloc_bits[BITMAP_WORDS_PER_PAGE * i ..]` is the allocation bitmap of the span
-///    starting at page `i` (written only by the span's owner); `mark_bits` likewise for
-///    the collector; `xfree_bits` likewise for remote frees (set by any thread, taken by
-///    the owner: [`crate::remote::RemoteFrees`]), all zero while the span is free.
+///    starting at page `i` (written only by the span's owner), zero while the span is
+///    free; `xfree_bits` likewise for remote frees (set by any thread, taken by the owner:
+///    [`crate::remote::RemoteFrees`]), zero while the span is free. `mark_bits` likewise
+///    for the collector's spans, cleared when the collector takes a span
+///    ([`crate::gcapi::alloc_small_span`], [`crate::gcapi::alloc_large_span`]): nothing
+///    reads a `malloc` span's, so a program without the collector never touches them.
 #[repr(C)]
 pub struct HeapArena {
     /// Page -> span map.
@@ -184,6 +191,62 @@ pub fn span_of(addr: usize) -> *mut Span {
 pub unsafe fn span_in(ha: *const HeapArena, addr: usize) -> *mut Span {
     // SAFETY: `ha` is a live arena record and `addr` lies in its arena (# Safety).
     unsafe { (*ha).spans[page_index(addr)].load(Ordering::Acquire) }
+}
+
+/// [`span_of`], and for an address whose page has no entry, the in-use span that holds it
+/// if there is one (the interior of a `malloc` large block, which maps its end pages only:
+/// invariant 1): the nearest in-use span starting below `addr`, found through the
+/// `page_in_use` bits (64 pages a word, arena by arena downwards), if it reaches `addr`.
+/// Null otherwise (the interior of a free run, an address outside the heap). For
+/// diagnostics and debugging tools, not hot paths. Lock-free; as for [`span_of`], the
+/// caller validates the result (state, bounds).
+#[cfg(not(loom))]
+pub fn span_containing(addr: usize) -> *mut Span {
+    let s = span_of(addr);
+    if !s.is_null() {
+        return s;
+    }
+    let mut a = addr;
+    loop {
+        let ha = heap_arena_of(a);
+        if ha.is_null() {
+            return ptr::null_mut();
+        }
+        let page = page_index(a);
+        let mut w = page / 64;
+        // The bits of pages `page` and below in the first word, every bit in the others.
+        let mut mask = usize::MAX >> (63 - page % 64);
+        loop {
+            // SAFETY: `ha` is a live arena record (never freed) and `w < PAGE_WORDS`.
+            let bits = unsafe { (*ha).page_in_use[w].load(Ordering::Relaxed) } & mask;
+            if bits != 0 {
+                let start = w * 64 + 63 - bits.leading_zeros() as usize;
+                // SAFETY: as above; `start < PAGES_PER_ARENA`.
+                let s = unsafe { (*ha).spans[start].load(Ordering::Acquire) };
+                if s.is_null() {
+                    return s;
+                }
+                // SAFETY: arena-map entries point to live span records (never freed).
+                let (base, limit) = unsafe { ((*s).base.get(), (*s).limit()) };
+                return if base <= addr && addr < limit {
+                    s
+                } else {
+                    ptr::null_mut()
+                };
+            }
+            if w == 0 {
+                break;
+            }
+            w -= 1;
+            mask = usize::MAX;
+        }
+        // On into the arena below: a span may run on from it into this one.
+        let arena_base = a & !(ARENA_SIZE - 1);
+        if arena_base == 0 {
+            return ptr::null_mut();
+        }
+        a = arena_base - 1;
+    }
 }
 
 /// Sets the page -> span entry for the page holding `addr`.

@@ -372,8 +372,13 @@ pub fn alloc_small_span(class: SizeClass, kind: ObjectKind, sweepgen: u32) -> *m
     let spc = SpanClass::new(class, kind != ObjectKind::Scan);
     let s = HEAP.lock().alloc_span(class.npages(), 0, spc);
     if !s.is_null() {
-        // SAFETY: a fresh in-use span record, ours alone.
-        unsafe { claim(&*s, kind, sweepgen) };
+        // SAFETY: a fresh in-use span record, ours alone, not yet published to
+        // `find_object` (`claim` does that); its mark bitmap slot has `bitmap_words()`
+        // words, which `Span::init_in_use` leaves as the last span there left them.
+        unsafe {
+            core::ptr::write_bytes((*s).mark_bits.get(), 0, (*s).bitmap_words());
+            claim(&*s, kind, sweepgen);
+        }
     }
     s.cast()
 }
@@ -802,9 +807,9 @@ unsafe fn malloc_alloc_word(s: &HeapSpan, w: usize) -> u64 {
 }
 
 /// The malloc span holding `addr` if it is an in-use malloc span, with `addr` inside its
-/// pages.
+/// pages (a large block's interior too, through [`arena::span_containing`]).
 fn malloc_span_of(addr: usize) -> Option<&'static HeapSpan> {
-    let s = arena::span_of(addr);
+    let s = arena::span_containing(addr);
     if s.is_null() {
         return None;
     }
@@ -902,6 +907,11 @@ mod tests {
             assert_eq!(seen.get(&b), Some(&size));
             assert!(size >= if p == large { 100_000 } else { 48 });
         }
+        // The interior pages of a large block have no arena-map entry (`Span::ends_only`):
+        // found all the same.
+        let mid = large as usize + 50_000;
+        assert!(crate::arena::span_of(mid).is_null());
+        assert_eq!(find_malloc_block(mid).map(|(b, _)| b), Some(large as usize));
         for &p in small.iter().step_by(2).chain([&large]) {
             // SAFETY: allocated above, freed once.
             unsafe { crate::malloc::free(p) };

@@ -179,6 +179,37 @@ impl<L: Link> List<L> {
         n
     }
 
+    /// Takes the first node out and adds `n` at the back, in one step: what
+    /// [`List::pop_front`] then [`List::push_back`] do, without their length updates and
+    /// empty-list tests. Returns the node taken out.
+    ///
+    /// # Safety
+    /// The list is not empty; `n` is a valid record in no list of this [`Link`], and stays
+    /// valid while listed.
+    #[inline]
+    pub unsafe fn swap_front_to_back(&mut self, n: *mut L::Node) -> *mut L::Node {
+        let old = self.head;
+        debug_assert!(!old.is_null());
+        // SAFETY: the list is not empty (# Safety), so `old` and `tail` are listed nodes
+        // (invariant 3), and so is `old`'s successor if any; `n` is valid (# Safety).
+        unsafe {
+            let second = L::links(&*old).next.get();
+            let l = L::links(&*n);
+            l.next.set(ptr::null_mut());
+            if second.is_null() {
+                l.prev.set(ptr::null_mut());
+                self.head = n;
+            } else {
+                L::links(&*second).prev.set(ptr::null_mut());
+                self.head = second;
+                l.prev.set(self.tail);
+                L::links(&*self.tail).next.set(n);
+            }
+        }
+        self.tail = n;
+        old
+    }
+
     /// Moves the nodes from the front through `last` to the back, in order: what popping
     /// each and pushing it back would do, with four link writes whatever their number.
     ///
@@ -294,6 +325,17 @@ mod tests {
             while !lb.pop_front().is_null() {}
             assert!(lb.is_empty() && lb.front().is_null());
             assert_eq!(ids(&la), [4, 0, 1]);
+            // The front goes, `n` comes in at the back, the length stays: with several
+            // nodes, then with one (for_each checks the back links).
+            assert_eq!(la.swap_front_to_back(p[3]), p[4]);
+            assert_eq!(ids(&la), [0, 1, 3]);
+            assert_eq!(la.len(), 3);
+            lb.push_back(p[2]);
+            assert_eq!(lb.swap_front_to_back(p[0]), p[2]);
+            assert_eq!(ids(&lb), [0]);
+            assert_eq!((lb.len(), lb.front()), (1, p[0]));
+            lb.push_front(p[1]);
+            assert_eq!(ids(&lb), [1, 0]);
         }
     }
 }

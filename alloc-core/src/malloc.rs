@@ -376,7 +376,7 @@ fn alloc_large(size: usize, align: usize) -> *mut u8 {
     crate::scavenge::before_grow();
     let s = HEAP
         .lock()
-        .alloc_span(npages, align, SpanClass::malloc(SizeClass::LARGE));
+        .alloc_span_ends_only(npages, align, SpanClass::malloc(SizeClass::LARGE));
     if s.is_null() {
         return ptr::null_mut();
     }
@@ -436,6 +436,19 @@ unsafe fn unguard(p: *mut u8, page: usize) -> bool {
     unsafe { crate::os::sys_protect(p.add(page << PAGE_SHIFT), PAGE_SIZE, true) }
 }
 
+/// Ends the process for `addr`, whose page has no arena-map entry: with message
+/// `interior` if it lies inside a large block (whose interior pages are not in the map:
+/// `Span::ends_only`), with `foreign` otherwise.
+#[cold]
+pub(crate) fn unmapped(foreign: &str, interior: &str, addr: usize) -> ! {
+    let s = crate::arena::span_containing(addr);
+    // SAFETY: arena-map entries point to live span records (never freed).
+    if !s.is_null() && unsafe { (*s).state() } == SpanState::InUse {
+        fatal(interior, addr);
+    }
+    fatal(foreign, addr)
+}
+
 #[inline(always)]
 fn p_of(addr: usize) -> *mut u8 {
     addr as *mut u8
@@ -448,7 +461,11 @@ fn object_span(p: *const u8) -> &'static Span {
     let addr = p as usize;
     let s = span_of(addr);
     if s.is_null() {
-        fatal("pointer not allocated by gomalloc:", addr);
+        unmapped(
+            "pointer not allocated by gomalloc:",
+            "pointer into the middle of an object:",
+            addr,
+        );
     }
     // SAFETY: arena-map entries point to live span records.
     let sr = unsafe { &*s };

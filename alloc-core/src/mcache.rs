@@ -87,6 +87,11 @@ pub struct MCache {
     retained: [UnsafeCell<SpanList>; NUM_SIZE_CLASSES],
     /// Pages of all retained spans (at most [`RETAIN_TOTAL_BYTES`]).
     retained_pages: Cell<usize>,
+    /// Per size class, the free slots refills found in the oldest retained span, a moving
+    /// average in sixteenths of a slot (`retain::note_slack`): whether the class's retained
+    /// spans have room to spare, which decides what a refill does when the spans it
+    /// probes have too few free slots.
+    slack: [Cell<u16>; NUM_SIZE_CLASSES],
     /// The [`request_trim`] epoch this cache last answered.
     trim_epoch: Cell<usize>,
     /// The rest of the thread's sampling state.
@@ -126,6 +131,7 @@ impl MCache {
             free_hint: [const { Cell::new(EMPTY_SPAN_PTR) }; NUM_SIZE_CLASSES],
             retained: [const { UnsafeCell::new(SpanList::new()) }; NUM_SIZE_CLASSES],
             retained_pages: Cell::new(0),
+            slack: [const { Cell::new(0) }; NUM_SIZE_CLASSES],
             trim_epoch: Cell::new(0),
             prof: crate::profile::ThreadState::new(),
         }
@@ -308,16 +314,22 @@ pub unsafe fn refill(c: &MCache, class: SizeClass) -> *mut Span {
             let list = retained(c, class);
             let oldest = list.front();
             let enough = ENOUGH_BY_CLASS[class.index()] as u32;
-            if !oldest.is_null() && (*oldest).retained_free() >= enough {
-                // A retained single-window span keeps its window loaded with exactly its
-                // free slots (`Span::retain`): ready as it is. Remote frees waiting on it
-                // are collected at its next refill. The two spans swap places, so the
-                // retained bytes do not change.
+            // A retained span of this class has one window, which it keeps loaded with
+            // exactly its free slots (`Span::retain`): their count is its cache's.
+            if !oldest.is_null()
+                && note_slack(c, class, crate::cpu::popcount((*oldest).alloc_cache.get()))
+                    >= enough
+            {
+                // Ready as it is. Remote frees waiting on it are collected at its next
+                // refill. The two spans swap places, so the retained bytes do not change.
                 crate::check!((*oldest).window() == 0, "retained window", oldest as usize);
+                debug_assert_eq!(
+                    crate::cpu::popcount((*oldest).alloc_cache.get()),
+                    (*oldest).retained_free()
+                );
                 (*oldest).check_invariants();
                 (*s).commit_exhausted_single();
-                list.pop_front();
-                list.push_back(s);
+                list.swap_front_to_back(s);
                 c.set_alloc(class, oldest);
                 return oldest;
             }
@@ -327,7 +339,9 @@ pub unsafe fn refill(c: &MCache, class: SizeClass) -> *mut Span {
                 list.push_back(s);
                 c.retained_pages.set(c.retained_pages.get() + np);
                 c.put_alloc(class.index(), EMPTY_SPAN_PTR);
-                return refill_from_retained_or_central(c, class);
+                // The oldest span's free slots were noted above; with no oldest span, the
+                // front is now `s`, whose none say nothing of the class's room.
+                return refill_from_retained_or_central(c, class, true);
             }
         }
         refill_general(c, class)
@@ -372,19 +386,24 @@ unsafe fn refill_general(c: &MCache, class: SizeClass) -> *mut Span {
         }
     }
     // SAFETY: the caller owns `c`.
-    unsafe { refill_from_retained_or_central(c, class) }
+    unsafe { refill_from_retained_or_central(c, class, false) }
 }
 
 /// The end of a refill, once `alloc[class]` is empty: a retained span, else one from the
 /// mcentral.
 ///
 /// # Safety
-/// As for [`refill`]; `alloc[class]` is the empty span.
+/// As for [`refill`]; `alloc[class]` is the empty span; `front_noted`: the oldest retained
+/// span's free slots were noted already ([`take_retained`]).
 #[cold]
 #[inline(never)]
-unsafe fn refill_from_retained_or_central(c: &MCache, class: SizeClass) -> *mut Span {
+unsafe fn refill_from_retained_or_central(
+    c: &MCache,
+    class: SizeClass,
+    front_noted: bool,
+) -> *mut Span {
     // SAFETY: the caller owns `c`.
-    let s = unsafe { take_retained(c, class) };
+    let s = unsafe { take_retained(c, class, front_noted) };
     if !s.is_null() {
         c.set_alloc(class, s);
         return s;
@@ -424,7 +443,7 @@ const fn enough_free(nelems: u32) -> u32 {
 const ENOUGH_MIN: u32 = 4;
 
 /// [`enough_free`] of each size class's span, for [`refill`]'s fast path.
-static ENOUGH_BY_CLASS: [u8; NUM_SIZE_CLASSES] = {
+pub(super) static ENOUGH_BY_CLASS: [u8; NUM_SIZE_CLASSES] = {
     let mut t = [0u8; NUM_SIZE_CLASSES];
     let mut c = 1;
     while c < NUM_SIZE_CLASSES {
@@ -521,5 +540,5 @@ pub use retain::{
     adopt_for_free, release_own_retained, release_retained, request_trim, ADOPTED,
     RETAIN_TOTAL_BYTES,
 };
-use retain::{retained, retire, take_retained, TRIM_EPOCH};
+use retain::{note_slack, retained, retire, take_retained, TRIM_EPOCH};
 

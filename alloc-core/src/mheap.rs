@@ -5,7 +5,12 @@
 //! A bitmap of non-empty bins finds a fitting run in O(1): the request is rounded up to
 //! the next bin boundary so that any run in a higher bin fits. Freed runs coalesce with
 //! their free neighbours at once, found through the arena map's page -> span entries
-//! (a free run keeps entries on its first and last page).
+//! (a free run keeps entries on its first and last page). In-use spans map every page,
+//! except `malloc`'s large blocks, which map their ends only, like a free run
+//! ([`MHeap::alloc_span_ends_only`]): a block of n pages then costs two entries, not 2n
+//! stores spread over n/8 cache lines of the map, and nothing needs the others, since
+//! `free` takes a block's first address and the collector never looks into `malloc`'s
+//! blocks by address.
 //!
 //! Each arena keeps a *scavenged* bit per page: set when the page's memory went back to
 //! the OS (or was never touched), so it reads as zero. Allocating a run clears the bits
@@ -176,8 +181,9 @@ impl MHeap {
         let p = self.spanalloc.alloc().cast::<Span>();
         self.c.metadata_sys += self.spanalloc.sys - before;
         if !p.is_null() {
-            // SAFETY: fresh storage of the right size and alignment (64-byte multiples).
-            unsafe { p.write(Span::empty()) };
+            // SAFETY: storage of the right size and alignment (64-byte multiples), fresh or
+            // a freed record nothing references.
+            unsafe { init_record(p) };
         }
         p
     }
@@ -266,7 +272,8 @@ impl MHeap {
         ptr::null_mut()
     }
 
-    /// Sets the arena-map entries of a free run's first and last pages.
+    /// Sets the arena-map entries of a span's first and last pages: all a free run or an
+    /// `ends_only` span maps.
     ///
     /// # Safety
     /// `s` is a valid record of pages in registered arenas.
@@ -280,11 +287,46 @@ impl MHeap {
         }
     }
 
+    /// Maps the pages of the in-use span `s`: every page, or its first and last only if it
+    /// is `ends_only` (whose other entries must be null already: arena invariant 1).
+    ///
+    /// # Safety
+    /// As for [`MHeap::set_bounds`].
+    unsafe fn map_in_use(s: *mut Span) {
+        // SAFETY: `s` is a valid record of pages in registered arenas (# Safety).
+        unsafe {
+            if (*s).ends_only.get() {
+                Self::set_bounds(s);
+            } else {
+                arena::set_spans((*s).base.get(), (*s).npages.get(), s);
+            }
+        }
+    }
+
     // ---- allocation ----
 
     /// Allocates `npages` pages aligned to `align` bytes (a power of two; at most page
-    /// alignment is free) as an in-use span of class `spc`. Null when out of memory.
+    /// alignment is free) as an in-use span of class `spc`, every page in the arena map.
+    /// Null when out of memory.
     pub fn alloc_span(&mut self, npages: usize, align: usize, spc: SpanClass) -> *mut Span {
+        self.alloc_span_mapping(npages, align, spc, false)
+    }
+
+    /// [`MHeap::alloc_span`] for one of `malloc`'s large blocks: only the span's first and
+    /// last pages go into the arena map (`Span::ends_only`), so the block costs two map
+    /// entries to allocate and none to free, not two per page. Nothing looks such a block
+    /// up by an interior address but diagnostics ([`arena::span_containing`]).
+    pub fn alloc_span_ends_only(&mut self, npages: usize, align: usize, spc: SpanClass) -> *mut Span {
+        self.alloc_span_mapping(npages, align, spc, true)
+    }
+
+    fn alloc_span_mapping(
+        &mut self,
+        npages: usize,
+        align: usize,
+        spc: SpanClass,
+        ends_only: bool,
+    ) -> *mut Span {
         let align = align.max(PAGE_SIZE);
         let extra = (align >> PAGE_SHIFT) - 1;
         let Some(need) = npages.checked_add(extra) else {
@@ -352,7 +394,11 @@ impl MHeap {
             self.c.pages_inuse += npages;
             self.inuse_high = self.inuse_high.max(self.c.pages_inuse);
             fr.set_state(SpanState::InUse);
-            arena::set_spans(start, npages, f);
+            // Ends only: the run's interior entries are null (invariant 1), and its own end
+            // entries now belong to the span or to a remainder, whose `set_bounds` rewrote
+            // them above.
+            fr.ends_only.set(ends_only);
+            Self::map_in_use(f);
             set_page_in_use(start, true);
             fr.init_in_use(spc, scav < npages || !config::released_pages_are_zero());
             if fr.is_large() {
@@ -389,7 +435,7 @@ impl MHeap {
             sr.owner
                 .store(ptr::null_mut(), core::sync::atomic::Ordering::Relaxed);
             sr.set_state(SpanState::Free);
-            if n > 2 {
+            if n > 2 && !sr.ends_only.get() {
                 arena::set_spans(base + PAGE_SIZE, n - 2, ptr::null_mut());
             }
             self.coalesce_insert(s, true);
@@ -483,7 +529,12 @@ impl MHeap {
             (*t).base.set(tbase);
             (*t).npages.set(tail);
             (*t).set_state(SpanState::InUse);
-            arena::set_spans(tbase, tail, t);
+            (*t).ends_only.set(sr.ends_only.get());
+            if sr.ends_only.get() {
+                // The span's new last page was interior (null) unless it is its first.
+                arena::set_span(tbase - PAGE_SIZE, s);
+            }
+            Self::map_in_use(t);
             set_page_in_use(tbase, true);
             (*t).init_in_use(sr.spanclass.get(), true);
             self.c.large_objects += 1;
@@ -510,7 +561,13 @@ impl MHeap {
             (*t).base.set(tbase);
             (*t).npages.set(tail);
             (*t).set_state(SpanState::Free);
-            arena::set_spans(tbase, tail, ptr::null_mut());
+            if sr.ends_only.get() {
+                // The tail's interior is null already; its last entry, which names `s`,
+                // `coalesce_insert` rewrites. The span's new last page was interior.
+                arena::set_span(tbase - PAGE_SIZE, s);
+            } else {
+                arena::set_spans(tbase, tail, ptr::null_mut());
+            }
             self.c.pages_inuse -= tail;
             self.c.pages_free += tail;
             self.c.large_pages -= tail;
@@ -558,7 +615,19 @@ impl MHeap {
             self.c.pages_inuse += more;
             self.inuse_high = self.inuse_high.max(self.c.pages_inuse);
             self.c.large_pages += more;
-            arena::set_spans(start, more, s);
+            if sr.ends_only.get() {
+                // The old last page and the run's first become interior (null); the new
+                // last page names the span. (Of a one-page span, the old last page is its
+                // first, which stays.)
+                let old_last = start - PAGE_SIZE;
+                if old_last != sr.base.get() {
+                    arena::set_span(old_last, ptr::null_mut());
+                }
+                arena::set_span(start, ptr::null_mut());
+                arena::set_span(start + ((more - 1) << PAGE_SHIFT), s);
+            } else {
+                arena::set_spans(start, more, s);
+            }
             sr.npages.set(npages);
             if scav < more || !config::released_pages_are_zero() {
                 sr.needzero.set(true);
@@ -878,6 +947,61 @@ mod tests {
         h.check_invariants();
     }
 
+    /// The arena-map entries of an in-use span that maps only its ends: its first and last
+    /// pages name it, the pages between are null, and [`arena::span_containing`] finds it
+    /// from every page.
+    fn assert_ends_mapped(s: *mut Span) {
+        // SAFETY: a live record of the heap under test.
+        let n = unsafe { (*s).npages.get() };
+        for i in 0..n {
+            let a = base(s) + i * PAGE_SIZE;
+            let want = if i == 0 || i == n - 1 { s } else { ptr::null_mut() };
+            assert_eq!(arena::span_of(a), want, "page {i} of {n}");
+            assert_eq!(arena::span_containing(a + 8), s, "page {i} of {n}");
+        }
+    }
+
+    #[test]
+    fn end_mapped_spans_keep_two_entries_through_shrink_extend_split_and_free() {
+        let mut h = private_heap(5);
+        let spc = SpanClass::malloc(SizeClass::LARGE);
+        let a = h.alloc_span_ends_only(10, 0, spc);
+        let b = h.alloc_span_ends_only(1, 0, spc);
+        let c = h.alloc_span_ends_only(300, 1 << 20, spc);
+        for s in [a, b, c] {
+            assert_ends_mapped(s);
+        }
+        h.check_invariants();
+        // SAFETY: live in-use large spans of this heap, each freed once.
+        unsafe {
+            h.shrink_span(a, 4);
+            assert_ends_mapped(a);
+            h.check_invariants();
+            h.free_span(b);
+            assert!(h.try_extend_span(a, 5), "into the rest of its old pages");
+            assert_ends_mapped(a);
+            assert!(h.try_extend_span(a, 11), "over the freed one-page block");
+            assert_ends_mapped(a);
+            h.check_invariants();
+            let d = h.alloc_span_ends_only(1, 0, spc);
+            assert!(h.try_extend_span(d, 2), "a one-page span grows");
+            assert_ends_mapped(d);
+            assert!(h.split_off_tail(c, 100));
+            assert_ends_mapped(c);
+            let t = arena::span_of(base(c) + 200 * PAGE_SIZE);
+            assert_eq!(base(t), base(c) + 200 * PAGE_SIZE);
+            assert_ends_mapped(t);
+            h.check_invariants();
+            for s in [a, c, d, t] {
+                h.free_span(s);
+            }
+        }
+        h.check_invariants();
+        assert_eq!(h.c.pages_inuse, 0);
+        // Inside a free run, which maps its ends only, no in-use span is found.
+        assert!(arena::span_containing(base(a) + PAGE_SIZE).is_null());
+    }
+
     #[test]
     fn heap_grows_across_arenas() {
         let mut h = private_heap(4);
@@ -917,5 +1041,33 @@ mod tests {
             }
         }
         assert!(bin_of((1 << 35) - 1) < NBINS);
+    }
+}
+
+/// Writes an empty span into the record storage at `p` without a plain write to its
+/// `xfree` word, which it resets atomically instead. A remote free may still touch that
+/// word of a freed record whose span it freed into (`RemoteFrees`: it reads the flag after
+/// its bit, by when the owner may have taken the bit and freed the span), so a plain write
+/// there would race with it; every other word of a freed record is the heap's alone.
+///
+/// # Safety
+/// `p` is valid for writes of a `Span`, aligned, and referenced by no list or arena entry.
+unsafe fn init_record(p: *mut Span) {
+    const XFREE: usize = core::mem::offset_of!(Span, xfree);
+    const XFREE_END: usize = XFREE + core::mem::size_of::<crate::remote::RemoteFrees>();
+    let empty = core::mem::ManuallyDrop::new(Span::empty());
+    let src = (&*empty as *const Span).cast::<u8>();
+    let dst = p.cast::<u8>();
+    // SAFETY: both ranges lie inside a `Span` (`XFREE_END <= size_of::<Span>()`), `src` a
+    // local one and `dst` the storage at `p` (# Safety); they do not overlap.
+    unsafe {
+        ptr::copy_nonoverlapping(src, dst, XFREE);
+        ptr::copy_nonoverlapping(
+            src.add(XFREE_END),
+            dst.add(XFREE_END),
+            core::mem::size_of::<Span>() - XFREE_END,
+        );
+        // The `xfree` word: atomically, as the stray remote free accesses it.
+        (*p).xfree.reset();
     }
 }

@@ -116,6 +116,12 @@ macro_rules! span_struct {
             /// yet released to the OS (the scavenger's work list). A free record receives no
             /// remote frees, so sharing `xfree`'s line costs nothing.
             $vis in_dirty: Cell<bool>,
+            /// In-use spans: only the first and last pages are in the arena map, the other
+            /// entries are null (arena invariant 1), as for a free run. Set for `malloc`'s
+            /// large blocks, which nothing looks up by an interior address on a hot path
+            /// ([`crate::arena::span_containing`] finds them for diagnostics), so that
+            /// allocating and freeing one writes two entries, not one per page.
+            $vis ends_only: Cell<bool>,
             /// `SpanState` as a byte. (Read by every remote free before its push onto
             /// `xfree`, and never written while the span is in use.)
             $vis state: AtomicU8,
@@ -276,6 +282,7 @@ impl Span {
             alloc_count: Cell::new(0),
             xfree: RemoteFrees::new(),
             in_dirty: Cell::new(false),
+            ends_only: Cell::new(false),
             state: AtomicU8::new(SpanState::Dead as u8),
             spanclass: Cell::new(SpanClass(0)),
             dirty: Links::new(),
@@ -394,11 +401,11 @@ impl Span {
             );
             // SAFETY: the bitmap slot of the span's first page has room for `words` words
             // (at most 16 per page of the span, and the arena has slack for spans that
-            // run into the next arena).
-            unsafe {
-                ptr::write_bytes(ab, 0, words);
-                ptr::write_bytes(mb, 0, words);
-            }
+            // run into the next arena). The mark bitmap is left alone: only the collector
+            // reads it, and it clears a span's when it takes the span
+            // (`gcapi::alloc_small_span`), so that a `malloc`-only program never touches
+            // the mark bitmap's pages (arena invariant 4).
+            unsafe { ptr::write_bytes(ab, 0, words) };
             self.alloc_cache.set(window_mask(0, nelems));
             if crate::harden::POISONING {
                 // Every free slot holds the poison pattern, so reuse can verify it.

@@ -37,7 +37,11 @@ pub unsafe fn free(p: *mut u8) {
     let s = span_of(addr);
     if s.is_null() {
         if !p.is_null() {
-            fatal("free of a pointer not allocated by gomalloc:", addr);
+            super::unmapped(
+                "free of a pointer not allocated by gomalloc:",
+                "free of a pointer into the middle of an object:",
+                addr,
+            );
         }
         return;
     }

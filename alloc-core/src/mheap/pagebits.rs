@@ -6,7 +6,7 @@
 //! Layer: pages (the crate root's module map, `lib.rs`).
 
 use crate::arena::{self, HeapArena, PAGES_PER_ARENA};
-use crate::sizeclass::PAGE_SHIFT;
+use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::SpanState;
 use core::ptr;
 
@@ -94,16 +94,36 @@ pub(super) fn all_released(start: usize, npages: usize) -> bool {
     all
 }
 
-/// Pages of the 2 MiB chunk at `chunk` that belong to in-use spans (free runs have only
-/// their boundary pages in the arena map, and those point at free records).
+/// Pages of the 2 MiB chunk at `chunk` that belong to in-use spans. Walks the chunk span
+/// by span: the first page's in-use span through [`arena::span_containing`] (it may start
+/// before the chunk, or map only its ends), then each next span through the entry of its
+/// first page, which every span, free or in use, has in the map (arena invariant 1); a
+/// page with no entry (inside a free run) is passed one at a time. Heap lock held.
 pub(super) fn chunk_in_use(chunk: usize) -> usize {
-    (0..CHUNK_PAGES)
-        .filter(|i| {
-            let s = arena::span_of(chunk + (i << PAGE_SHIFT));
-            // SAFETY: arena-map entries point to valid records; heap lock held.
-            !s.is_null() && unsafe { (*s).state() } == SpanState::InUse
-        })
-        .count()
+    let end = chunk + (CHUNK_PAGES << PAGE_SHIFT);
+    let (mut addr, mut n) = (chunk, 0);
+    let mut s = arena::span_containing(addr);
+    while addr < end {
+        if s.is_null() {
+            // Inside a free run, or not in the heap's spans (reserved, not committed).
+            addr += PAGE_SIZE;
+        } else {
+            // SAFETY: arena-map entries point to valid records; heap lock held, so the
+            // spans do not change, and `s` holds `addr` (span_containing, or the entry
+            // of its first page).
+            let sr = unsafe { &*s };
+            let limit = sr.limit().min(end);
+            if sr.state() == SpanState::InUse {
+                n += (limit - addr) >> PAGE_SHIFT;
+            }
+            // (At least a page on: a record that broke the invariant cannot stall the walk.)
+            addr = limit.max(addr + PAGE_SIZE);
+        }
+        if addr < end {
+            s = arena::span_of(addr);
+        }
+    }
+    n
 }
 
 pub(super) fn set_page_in_use(base: usize, on: bool) {

@@ -296,7 +296,7 @@ fn frames(stack: &[usize]) -> String {
 /// meanwhile (the collector's off-heap checker calls it with the world stopped, on a
 /// block it found allocated). Allocates, so not from inside `malloc`.
 pub fn allocation_site(addr: usize) -> Option<String> {
-    let s = crate::arena::span_of(addr);
+    let s = crate::arena::span_containing(addr);
     if s.is_null() {
         return None;
     }

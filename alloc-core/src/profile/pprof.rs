@@ -196,7 +196,7 @@ pub fn scale_sampled(count: u64, size: usize, charged: usize, rate: usize) -> (f
     if count == 0 || charged == 0 || rate <= 1 {
         return (c, b);
     }
-    let s = 1.0 / (1.0 - (-(charged as f64) / rate as f64).exp());
+    let s = 1.0 / (1.0 - libm::exp(-(charged as f64) / rate as f64));
     (c * s, b * s)
 }
 

@@ -194,7 +194,7 @@ pub(super) fn draw(c: &MCache) -> usize {
     let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
     // u in (0, 1]: never 0, whose log is -infinity.
     let u = (r + 1) as f64 / (1u64 << 53) as f64;
-    let d = -u.ln() * rate as f64;
+    let d = -libm::log(u) * rate as f64;
     (d as usize).min(NEVER)
 }
 
