@@ -177,10 +177,9 @@ fn fields_pattern(
     let mut calls = Vec::new();
     for (i, f) in fields.iter().enumerate() {
         let skip = gc_flags(&f.attrs)?.iter().any(|i| i == "unsafe_skip");
-        let bind = match &f.ident {
-            Some(id) => format_ident!("__f_{}", id),
-            None => format_ident!("__f{}", i),
-        };
+        // Bound by position, named fields too: a name made from the field's (`__f__pad`
+        // for `_pad`) would trip `non_snake_case` in the user's crate.
+        let bind = format_ident!("__f{}", i);
         binds.push((f.ident.clone(), bind.clone(), skip));
         if skip {
             continue;

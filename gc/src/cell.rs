@@ -12,7 +12,7 @@ use crate::mutator::{GC_FLAGS, MARKING, Mutator};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, Ordering};
 
 /// Addresses a thread's barrier buffer holds before it is flushed to the collector's
 /// shared grey list (`collector::SHADE`).
@@ -35,10 +35,39 @@ pub(crate) fn shade<T: Trace + ?Sized>(m: &Mutator, v: &T) {
     }
 }
 
+/// Queues the scan object at `base`, marked already, for one more scan (`RefLock`'s
+/// insertion half): into the mutator's barrier buffer, flushed as [`shade`]'s is.
+#[cold]
+fn rescan(m: &Mutator, base: usize) {
+    if crate::debug::BARRIER_BROKEN.load(Ordering::Relaxed) {
+        return;
+    }
+    if m.buffer_rescan(base) >= BARRIER_BUF {
+        m.flush_barrier();
+    }
+}
+
 /// The write barrier's check: one relaxed load when no cycle is marking.
 #[inline(always)]
 pub(crate) fn marking() -> bool {
     GC_FLAGS.load(Ordering::Relaxed) & MARKING != 0
+}
+
+/// Marks begun so far: the number of the one running while [`marking`] is true. It changes
+/// only with the world stopped, just before the marking flag is set
+/// ([`begin_marking`]), so a mutator that sees the flag reads the current number.
+static MARK_CYCLE: AtomicU64 = AtomicU64::new(0);
+
+/// Numbers the new mark and turns the barrier on. Called with the world stopped.
+pub(crate) fn begin_marking() {
+    MARK_CYCLE.fetch_add(1, Ordering::Relaxed);
+    GC_FLAGS.fetch_or(MARKING, Ordering::SeqCst);
+}
+
+/// The number of the running mark (see [`MARK_CYCLE`]; at least 1 while [`marking`]).
+#[inline]
+fn mark_cycle() -> u64 {
+    MARK_CYCLE.load(Ordering::Relaxed)
 }
 
 /// A barriered cell for `Copy` values (typically `Gc<T>` or `Option<Gc<T>>`), in the spirit
@@ -202,14 +231,28 @@ impl<T: Copy + Default> Default for Lock<T> {
 /// borrow needs `&Mutator`. The borrow flag is atomic, so it is `Sync` when `T` is;
 /// conflicting borrows panic, on any thread, like `RefCell`'s.
 ///
-/// Barrier: [`RefLock::borrow_mut`] shades everything the value references before handing
-/// out `&mut T`, and the [`RefMut`] shades everything it references when dropped.
+/// Barrier, while a cycle marks (design §4), at a cost that does not grow with the number
+/// of borrows:
+/// - deletion half: the first [`RefLock::borrow_mut`] of the mark shades everything the
+///   value references; the later ones of the same mark need not, since the value's
+///   references as of the mark's start are all shaded then;
+/// - insertion half: dropping the [`RefMut`] queues the GC object holding the cell for one
+///   more scan (a backward barrier, as gc-arena's), unless a scan queued by an earlier
+///   drop is still to come. A cell outside the GC heap has no object to queue: its drop
+///   shades everything the value references.
 pub struct RefLock<T> {
     /// -1: borrowed mutably; 0: free; otherwise `users + markers * MARKER_BORROW`, the
     /// shared borrows of the program and of the collector's markers (which trace the value
     /// while mutators run: a `borrow_mut` waits for those, and panics only on the
     /// program's own borrows).
     flag: AtomicIsize,
+    /// The mark ([`MARK_CYCLE`]) whose first `borrow_mut` shaded the value's references,
+    /// 0 for none. Read and written only under the exclusive borrow.
+    shaded_in: AtomicU64,
+    /// The mark in which a `RefMut`'s drop queued the holding object for a scan that has
+    /// not read the value yet; 0 when none is due. A tracer clears it before it reads the
+    /// value ([`RefLock::trace`]), so a drop after that queues another scan.
+    rescan_in: AtomicU64,
     value: UnsafeCell<T>,
 }
 
@@ -226,6 +269,8 @@ impl<T> RefLock<T> {
     pub const fn new(value: T) -> RefLock<T> {
         RefLock {
             flag: AtomicIsize::new(0),
+            shaded_in: AtomicU64::new(0),
+            rescan_in: AtomicU64::new(0),
             value: UnsafeCell::new(value),
         }
     }
@@ -287,8 +332,17 @@ impl<T: Trace> RefLock<T> {
         if T::NEEDS_TRACE {
             m.open_borrow();
             if marking() {
-                // SAFETY: we hold the exclusive borrow.
-                shade(m, unsafe { &*self.value.get() });
+                // The deletion half, once per mark: until this mark's first `borrow_mut`
+                // the value is what it was when the mark began (no `RefMut` is open across
+                // a mark's start: §3), so shading it then shades every reference of the
+                // snapshot, and what later borrows delete was either shaded then or
+                // stored since, which the snapshot does not need.
+                let cycle = mark_cycle();
+                if self.shaded_in.load(Ordering::Relaxed) != cycle {
+                    // SAFETY: we hold the exclusive borrow.
+                    shade(m, unsafe { &*self.value.get() });
+                    self.shaded_in.store(cycle, Ordering::Relaxed);
+                }
             }
         }
         RefMut { cell: self, m }
@@ -314,8 +368,8 @@ impl<T> Drop for Ref<'_, T> {
     }
 }
 
-/// A mutable borrow of a [`RefLock`]; shades the new contents when dropped (while a cycle
-/// marks).
+/// A mutable borrow of a [`RefLock`]; when dropped while a cycle marks, queues the object
+/// holding the cell for another scan (the insertion half of the cell's barrier).
 pub struct RefMut<'a, T: Trace> {
     cell: &'a RefLock<T>,
     m: &'a Mutator,
@@ -339,13 +393,33 @@ impl<T: Trace> DerefMut for RefMut<'_, T> {
 
 impl<T: Trace> Drop for RefMut<'_, T> {
     fn drop(&mut self) {
-        if T::NEEDS_TRACE {
-            if marking() {
+        // The insertion half, while a cycle marks: the object holding the cell is scanned
+        // again, after this borrow ends. Outside the GC heap (a cell in a `Box`, on the
+        // stack) there is no such object, and the new contents are shaded now instead.
+        let holder = if T::NEEDS_TRACE && marking() {
+            let o = gomalloc::gcapi::find_object(self.cell as *const RefLock<T> as usize);
+            if o.is_none() {
                 shade(self.m, &**self);
             }
+            o
+        } else {
+            None
+        };
+        if T::NEEDS_TRACE {
             self.m.close_borrow();
         }
+        // Release the borrow first, then queue (both orders matter): a tracer clears
+        // `rescan_in` before it borrows the value (`RefLock::trace`). Either that clear
+        // comes after this swap, which it then synchronises with, so the tracer's borrow
+        // sees this release and reads the new contents; or the swap reads the clear and
+        // queues a scan that will.
         self.cell.flag.store(0, Ordering::Release);
+        if let Some(o) = holder {
+            let cycle = mark_cycle();
+            if self.cell.rescan_in.swap(cycle, Ordering::AcqRel) != cycle {
+                rescan(self.m, o.base());
+            }
+        }
     }
 }
 
@@ -353,11 +427,18 @@ impl<T: Trace> Drop for RefMut<'_, T> {
 // that is mutably borrowed. Skipping a mutably borrowed cell is sound (design §8): no cycle
 // starts or ends while a `RefMut` of a traced type is alive (its thread does not stop, and
 // `collect` and the incremental mode refuse to run on it), so such a borrow was opened
-// while marking, when `borrow_mut` shaded the old contents, and its drop shades the new.
+// while marking: the mark's first `borrow_mut` shaded the contents the mark began with,
+// and the borrow's drop queues another scan of the holding object (or, outside the GC
+// heap, shades the new contents).
 unsafe impl<T: Trace> Trace for RefLock<T> {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
     fn trace(&self, t: &mut Tracer) {
         if T::NEEDS_TRACE {
+            // The scan a `RefMut`'s drop queued, if any, is this one: a drop from now on
+            // queues another (the ordering argument is at `RefMut::drop`).
+            if self.rescan_in.load(Ordering::Relaxed) != 0 {
+                self.rescan_in.swap(0, Ordering::AcqRel);
+            }
             if self.try_add_shared(MARKER_BORROW) {
                 // SAFETY: the flag counts this marker's shared borrow: no mutable borrow
                 // exists until it is taken back below.

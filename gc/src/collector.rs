@@ -4,13 +4,14 @@
 
 use crate::handshake;
 use crate::heap;
-use crate::mark::{Tracer, WorkList, with_registers_spilled};
+use crate::mark::{Tracer, with_registers_spilled};
 use crate::mutator::{
     self, BLOCKING, FLUSH_ROUND, GC_FLAGS, MARKING, Mutator, PARKED, RUNNING, STOP, ThreadRec,
     WORLD_CV, world,
 };
 use crate::pacer;
 use crate::stats::{self, CycleReport, STACK_BYTES};
+use crate::workshare::WorkList;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -196,12 +197,21 @@ pub(crate) fn collect_auto(m: &Mutator) {
     if world().collecting {
         return;
     }
-    if CONCURRENT.load(Ordering::Relaxed) {
+    if CONCURRENT.load(Ordering::Relaxed) && !crate::pacer::over_goal() {
         // The background worker runs the cycle; `m` goes on allocating (black).
         background::request();
         return;
     }
+    // The heap reached its goal and no cycle runs: the worker has not started the one it
+    // was asked for (not yet scheduled, on a loaded machine). `m` runs the cycle itself, as
+    // Go's allocating goroutine runs `gcStart`, so that no thread allocates past the goal
+    // without bound however late the worker is.
     run_cycle(Some(m), false);
+    if CONCURRENT.load(Ordering::Relaxed) {
+        // The cycle's sweep is still the worker's (Go's `gcSweep` readies `bgsweep` whoever
+        // ran the cycle): `m` sweeps only the spans it allocates from.
+        background::request_sweep();
+    }
 }
 
 /// The thread that runs the pacer's cycles in the concurrent mode (Go's background mark
@@ -210,44 +220,74 @@ pub(crate) fn collect_auto(m: &Mutator) {
 mod background {
     use std::sync::{Condvar, Mutex, Once};
 
-    static REQUESTED: Mutex<bool> = Mutex::new(false);
+    /// What the worker was asked for since it last looked.
+    struct Wanted {
+        /// A cycle (the pacer's trigger).
+        cycle: bool,
+        /// The sweep of a cycle another thread ran.
+        sweep: bool,
+    }
+
+    static WANTED: Mutex<Wanted> = Mutex::new(Wanted {
+        cycle: false,
+        sweep: false,
+    });
     static WAKE: Condvar = Condvar::new();
     static START: Once = Once::new();
 
-    /// Asks for a cycle (the first request starts the worker).
-    pub(super) fn request() {
+    fn wanted() -> std::sync::MutexGuard<'static, Wanted> {
+        WANTED.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the worker with `set` applied to what it is asked for (the first request
+    /// starts the worker).
+    fn ask(set: impl FnOnce(&mut Wanted)) {
         START.call_once(|| {
             std::thread::Builder::new()
                 .name("gc-worker".into())
                 .spawn(worker)
                 .expect("spawn the collector's background worker");
         });
-        let mut r = REQUESTED.lock().unwrap_or_else(|e| e.into_inner());
-        if !*r {
-            *r = true;
+        let mut w = wanted();
+        let idle = !w.cycle && !w.sweep;
+        set(&mut w);
+        if idle {
             WAKE.notify_one();
         }
     }
 
+    /// Asks for a cycle.
+    pub(super) fn request() {
+        ask(|w| w.cycle = true);
+    }
+
+    /// Asks for the sweep of the cycle that just ended on another thread.
+    pub(super) fn request_sweep() {
+        ask(|w| w.sweep = true);
+    }
+
     fn worker() {
         loop {
-            {
-                let mut r = REQUESTED.lock().unwrap_or_else(|e| e.into_inner());
-                while !*r {
-                    r = WAKE.wait(r).unwrap_or_else(|e| e.into_inner());
+            let cycle = {
+                let mut w = wanted();
+                while !w.cycle && !w.sweep {
+                    w = WAKE.wait(w).unwrap_or_else(|e| e.into_inner());
                 }
-            }
+                w.cycle
+            };
             // A request is stale if a cycle ran since it was made (a forced one, or the
             // settings changed): the heap must still be over the trigger.
-            if crate::pacer::should_collect() {
+            if cycle && crate::pacer::should_collect() {
                 super::run_cycle(None, false);
             }
-            // Requests made during the cycle asked for the cycle that just ran.
-            *REQUESTED.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            // Requests made during the cycle asked for the cycle that just ran, and the
+            // sweep below is the one asked for.
+            *wanted() = Wanted {
+                cycle: false,
+                sweep: false,
+            };
             // Then the cycle's sweep, until the next cycle is wanted.
-            crate::heap::sweep_in_background(|| {
-                *REQUESTED.lock().unwrap_or_else(|e| e.into_inner())
-            });
+            crate::heap::sweep_in_background(|| wanted().cycle);
         }
     }
 }
@@ -359,13 +399,15 @@ fn run_stopped_cycle(me: Option<&Mutator>, forced: bool) {
         let (stack_bytes, root_bytes) = mark_roots(&mut t, &threads, me.map(|m| (m.rec(), my_sp)));
         let (workers, helper_objects) = drain(&mut t, WORKERS.load(Ordering::Relaxed));
         let t_marked = Instant::now();
-        let (marked, objects, weak_cleared) = terminate(t, |c| {
+        let (marked, objects) = terminate(t, |c| {
             mark_roots(c, &threads, me.map(|m| (m.rec(), my_sp)));
         });
         let heap1 = heap::HEAP_LIVE.load(Ordering::Relaxed);
         let next_goal = finish_cycle(marked);
         debug_assert_world_stopped(&threads, &resumed, me.map(|m| m.rec()));
         let end = start_the_world();
+        // Weak references and finalizers, with the world running.
+        let weak_cleared = crate::weak::settle_and_count();
         let report = CycleReport {
             start,
             t_concurrent: t_stop - start,
@@ -417,7 +459,8 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         // Every cache was released at the stop: what the heap holds now is what marking
         // found or will find; what caches take from now on is allocated black.
         let live_at_start = heap::HEAP_LIVE.load(Ordering::Relaxed);
-        GC_FLAGS.fetch_or(MARKING, Ordering::SeqCst);
+        crate::cell::begin_marking();
+        pacer::begin_concurrent_mark(live_at_start, t.marked_bytes);
         MARKING_CONCURRENTLY.store(true, Ordering::Relaxed);
         ASSIST_WANTED.store(false, Ordering::Relaxed);
         let t_restarted = start_the_world();
@@ -432,7 +475,9 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
             let mut rounds = 0;
             loop {
                 if markers > 1 {
+                    let before = t.marked_bytes;
                     let (w, h) = drain(&mut t, markers);
+                    pacer::SCAN_DONE.fetch_add(t.marked_bytes - before, Ordering::Relaxed);
                     workers = workers.max(w);
                     helper_objects += h;
                 }
@@ -474,7 +519,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         };
         MARKING_CONCURRENTLY.store(false, Ordering::Relaxed);
         let resumed = resumed_counts(&threads);
-        let (marked, objects, weak_cleared) = terminate(t, |c| {
+        let (marked, objects) = terminate(t, |c| {
             mark_roots(c, &threads, me_sp);
         });
         // Objects allocated while marking are black and were not traced: count them live.
@@ -482,10 +527,12 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
             .load(Ordering::Relaxed)
             .saturating_sub(live_at_start);
         let heap1 = heap::HEAP_LIVE.load(Ordering::Relaxed);
-        pacer::record_concurrent_mark(black);
+        pacer::record_concurrent_mark(black, marked);
         let next_goal = finish_cycle(marked + black);
         debug_assert_world_stopped(&threads, &resumed, me.map(|m| m.rec()));
         let end = start_the_world();
+        // Weak references and finalizers, with the world running.
+        let weak_cleared = crate::weak::settle_and_count();
         let report = CycleReport {
             start,
             t_concurrent: t_stop - start,
@@ -538,10 +585,14 @@ pub(crate) static ASSIST_WANTED: AtomicBool = AtomicBool::new(false);
 const SLICE: usize = 256;
 
 /// Drains `t` and what assists hand back, giving half of its work to [`ASSIST_WORK`]
-/// whenever an assist asks for some.
+/// whenever an assist asks for some, and publishing its progress for the assists' pacing
+/// (`pacer::SCAN_DONE`) every [`SLICE`] objects.
 fn drain_sharing_with_assists(t: &mut Tracer) {
     loop {
-        if !t.drain_some(SLICE) {
+        let before = t.marked_bytes;
+        let drained = t.drain_some(SLICE);
+        pacer::SCAN_DONE.fetch_add(t.marked_bytes - before, Ordering::Relaxed);
+        if !drained {
             if ASSIST_WANTED.swap(false, Ordering::Relaxed) {
                 t.share_half(&ASSIST_WORK);
             }
@@ -554,10 +605,11 @@ fn drain_sharing_with_assists(t: &mut Tracer) {
 }
 
 /// A mark assist (Go's `gcAssistAlloc`): the calling mutator, which allocates while a
-/// concurrent mark runs in the last part of the runway, traces up to `budget` grey objects
-/// that the marker handed out, and hands back what it has left. So a thread that allocates
-/// fast pays for it in marking, and the mark keeps ahead of the heap's growth.
-pub(crate) fn assist(budget: usize) {
+/// concurrent mark runs behind the heap's growth (`pacer::should_assist`), traces up to
+/// `budget` grey objects that the marker handed out, and hands back what it has left. So a
+/// thread that allocates fast pays for it in marking, and the mark keeps ahead of the
+/// heap's growth. Returns false when it found nothing to trace.
+pub(crate) fn assist(budget: usize) -> bool {
     let t0 = Instant::now();
     ASSISTS.fetch_add(1, Ordering::AcqRel);
     let mut t = Tracer::new();
@@ -573,8 +625,10 @@ pub(crate) fn assist(budget: usize) {
     t.take_grey(&mut grey);
     ASSIST_WORK.push(grey);
     SHADE_BYTES.fetch_add(t.marked_bytes, Ordering::Relaxed);
+    pacer::SCAN_DONE.fetch_add(t.marked_bytes, Ordering::Relaxed);
     ASSISTS.fetch_sub(1, Ordering::AcqRel);
     ASSIST_NS.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    left != budget
 }
 
 /// Flush rounds a concurrent mark runs at most before it stops the world for termination
@@ -753,12 +807,9 @@ fn drain(t: &mut Tracer, n: usize) -> (usize, usize) {
 }
 
 /// Mark termination: barrier shades, the checkmark re-mark when enabled (from the roots
-/// `remark_roots` greys, the same as the mark's), weak references, finalizers. Returns
-/// (marked bytes, marked objects, weak references cleared).
-pub(crate) fn terminate(
-    mut t: Tracer,
-    remark_roots: impl FnOnce(&mut Tracer),
-) -> (usize, usize, usize) {
+/// `remark_roots` greys, the same as the mark's); weak references and finalizers are left
+/// to `weak::settle` after the restart. Returns (marked bytes, marked objects).
+pub(crate) fn terminate(mut t: Tracer, remark_roots: impl FnOnce(&mut Tracer)) -> (usize, usize) {
     loop {
         let shaded = handshake::take_shaded(&SHADE);
         let handed_back = t.take_chunk(&ASSIST_WORK);
@@ -771,16 +822,18 @@ pub(crate) fn terminate(
     if crate::checkmark::enabled() {
         crate::checkmark::verify(remark_roots);
     }
-    let cleared = crate::weak::clear_dead_weaks();
-    crate::weak::queue_dead_finalizers(&mut t);
-    t.drain_some(usize::MAX);
+    // Weak references and finalizers: after the restart (`weak::settle`).
+    crate::weak::defer_settle();
     let bytes = t.marked_bytes + SHADE_BYTES.swap(0, Ordering::Relaxed);
-    (bytes, t.marked_objects, cleared)
+    (bytes, t.marked_objects)
 }
 
 /// Starts the new sweep generation and sets the next goal.
 pub(crate) fn finish_cycle(marked: usize) -> usize {
     if crate::checkroots::enabled() {
+        // The checker reads the cycle's final marks, finalizer objects revived: in this
+        // diagnostic mode weak references and finalizers are processed inside the stop.
+        crate::weak::settle();
         crate::checkroots::check();
     }
     heap::begin_sweep_cycle();

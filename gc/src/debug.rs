@@ -4,7 +4,7 @@
 use crate::collector::{self, SHADE};
 use crate::heap;
 use crate::mark::{Tracer, with_registers_spilled};
-use crate::mutator::{BLOCKING, GC_FLAGS, MARKING, Mutator, world};
+use crate::mutator::{BLOCKING, Mutator, world};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -59,7 +59,7 @@ impl<'m> IncrementalCycle<'m> {
             let threads = world().threads.clone();
             collector::mark_roots(&mut t, &threads, Some((m.rec(), sp)));
         });
-        GC_FLAGS.fetch_or(MARKING, Ordering::SeqCst);
+        crate::cell::begin_marking();
         IncrementalCycle { m, t, start }
     }
 
@@ -80,7 +80,7 @@ impl<'m> IncrementalCycle<'m> {
         m.assert_no_open_borrow("IncrementalCycle::finish");
         m.cache_mut().release_all();
         m.flush_barrier();
-        let (marked, _objects, _cleared) = with_registers_spilled(|sp| {
+        let (marked, _objects) = with_registers_spilled(|sp| {
             collector::terminate(t, |c| {
                 let threads = world().threads.clone();
                 collector::mark_roots(c, &threads, Some((m.rec(), sp)));
@@ -95,6 +95,7 @@ impl<'m> IncrementalCycle<'m> {
         }
         crate::mutator::WORLD_CV.notify_all();
         let _ = start;
+        crate::weak::settle();
         crate::weak::wake_finalizer_thread();
     }
 }
@@ -186,9 +187,10 @@ pub fn set_checkmark(on: bool) -> bool {
     crate::checkmark::CHECKMARK.swap(on, Ordering::Relaxed)
 }
 
-/// Makes the write barrier shade nothing while `on` (returns the old setting): for tests of
-/// the checkmark mode only, which must catch the objects an incremental cycle
-/// ([`IncrementalCycle`]) then loses. Never turn it on elsewhere: it frees live objects.
+/// Makes the write barrier do nothing (shade nothing, queue no rescan) while `on` (returns
+/// the old setting): for tests of the checkmark mode only, which must catch the objects an
+/// incremental cycle ([`IncrementalCycle`]) then loses. Never turn it on elsewhere: it
+/// frees live objects.
 #[doc(hidden)]
 pub fn break_write_barrier_for_checkmark_test(on: bool) -> bool {
     BARRIER_BROKEN.swap(on, Ordering::Relaxed)

@@ -710,6 +710,9 @@ fn sweep_large() {
 /// The caller took `s` from an `unswept` list (so it alone sweeps it); no marker runs.
 /// `drops` is true for spans that may hold objects with destructors.
 pub(crate) unsafe fn sweep_span(s: *mut Span, drops: bool) -> u32 {
+    // The last mark termination's weak references and finalizers read the mark bits this
+    // sweep turns into allocation bits.
+    crate::weak::settle();
     // SAFETY: `s` came from an `unswept` list (# Safety), so it names a live span record
     // (records are never freed).
     let sr = unsafe { &*s };

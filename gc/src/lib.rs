@@ -82,11 +82,13 @@
 //! `slice` (`Gc<[T]>`, `Gc<str>`) -> `cell` (barriers) -> `vec` (`GcVec`) -> `heap` (span caches, central lists, tiny allocator, sweeping) ->
 //! `mark` (grey work, stack scanning) -> `collector` (the cycle) -> `pacer`, `weak`,
 //! `root`, `stats`, [`debug`]. `handshake` (the mark's flush rounds and barrier-buffer
-//! hand-off, model-checked by `tests/loom.rs`) depends on nothing else.
+//! hand-off) and `workshare` (the markers' shared grey work and their termination)
+//! depend on nothing else, and `tests/loom.rs` model-checks both.
 
 #![warn(missing_docs)]
 // Under `cfg(loom)` the crate is empty: gomalloc builds only its lock-free structures
-// there, and `tests/loom.rs` compiles the one module it checks, `handshake`, by itself.
+// there, and `tests/loom.rs` compiles the modules it checks, `handshake` and `workshare`,
+// by themselves.
 #![cfg(not(loom))]
 
 extern crate self as gc;
@@ -109,6 +111,7 @@ mod stats;
 pub mod trace;
 mod vec;
 mod weak;
+mod workshare;
 
 pub use cell::{Lock, Ref, RefLock, RefMut};
 pub use collector::collect;

@@ -7,8 +7,8 @@
 //! several markers.
 
 use crate::ptr::VTable;
+use crate::workshare::{self, WorkList};
 use gomalloc::gcapi::{self, ObjectKind, ObjectRef, PAGE_SHIFT, SlotMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Grey objects a tracer's stack must hold for it to give half of them to an idle marker.
@@ -108,44 +108,6 @@ pub(crate) static HEAP_MAX: AtomicUsize = AtomicUsize::new(0);
 pub(crate) fn note_span_range(base: usize, limit: usize) {
     HEAP_BELOW.fetch_min(base - 1, Ordering::Relaxed);
     HEAP_MAX.fetch_max(limit, Ordering::Relaxed);
-}
-
-/// Grey work shared between markers: chunks of object addresses.
-pub(crate) struct WorkList {
-    chunks: Mutex<Vec<Vec<usize>>>,
-    len: AtomicUsize,
-}
-
-impl WorkList {
-    pub(crate) const fn new() -> Self {
-        WorkList {
-            chunks: Mutex::new(Vec::new()),
-            len: AtomicUsize::new(0),
-        }
-    }
-
-    pub(crate) fn push(&self, chunk: Vec<usize>) {
-        if chunk.is_empty() {
-            return;
-        }
-        let mut c = self.chunks.lock().unwrap();
-        c.push(chunk);
-        self.len.store(c.len(), Ordering::Release);
-    }
-
-    pub(crate) fn pop(&self) -> Option<Vec<usize>> {
-        if self.is_empty() {
-            return None;
-        }
-        let mut c = self.chunks.lock().unwrap();
-        let r = c.pop();
-        self.len.store(c.len(), Ordering::Release);
-        r
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len.load(Ordering::Acquire) == 0
-    }
 }
 
 /// A marker's view of the heap: given to [`Trace::trace`](crate::Trace::trace), it greys the
@@ -426,9 +388,14 @@ impl Tracer {
     }
 
     /// Traces grey objects until none is left anywhere (this tracer, the shared work list,
-    /// the other markers). `idle` counts markers out of work; `n` is how many there are.
+    /// the other markers): one of `n` markers of [`workshare::run_marker`], which counts
+    /// the markers out of work in `idle`. While some marker is idle, this one gives it the
+    /// bottom half of its stack whenever the stack holds [`SHARE_AT`] objects.
     pub(crate) fn drain_shared(&mut self, work: &WorkList, idle: &AtomicUsize, n: usize) {
-        loop {
+        workshare::run_marker(work, idle, n, |chunk| {
+            if let Some(c) = chunk {
+                self.stack = c;
+            }
             while let Some(base) = self.next_grey() {
                 // SAFETY: only allocated scan objects are pushed.
                 unsafe { scan_object(base, self) };
@@ -438,22 +405,7 @@ impl Tracer {
                     work.push(bottom);
                 }
             }
-            if let Some(c) = work.pop() {
-                self.stack = c;
-                continue;
-            }
-            idle.fetch_add(1, Ordering::AcqRel);
-            loop {
-                if !work.is_empty() {
-                    idle.fetch_sub(1, Ordering::AcqRel);
-                    break;
-                }
-                if idle.load(Ordering::Acquire) == n {
-                    return;
-                }
-                std::thread::yield_now();
-            }
-        }
+        });
     }
 
     /// Hands the bottom half of this tracer's grey stack to `work` (for a mark assist) if

@@ -266,18 +266,33 @@ impl Mutator {
     /// returns how many the buffer holds.
     pub(crate) fn buffer_grey(&self, t: &mut crate::mark::Tracer) -> usize {
         // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is `!Sync`),
-        // and the functions that borrow it mutably (`buffer_grey`, `flush_barrier`,
-        // `safepoint_slow`) call nothing that borrows it again while they hold it.
+        // and the functions that borrow it mutably (`buffer_grey`, `buffer_rescan`,
+        // `flush_barrier`, `safepoint_slow`) call nothing that borrows it again while they
+        // hold it.
         let buf = unsafe { &mut *self.st().barrier.get() };
         t.take_grey(buf);
+        buf.len()
+    }
+
+    /// Queues the already marked scan object at `base` for one more scan, in this thread's
+    /// barrier buffer (`RefLock`'s insertion half): a marker that takes it scans it again.
+    /// Returns how many the buffer holds.
+    pub(crate) fn buffer_rescan(&self, base: usize) -> usize {
+        // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is `!Sync`),
+        // and the functions that borrow it mutably (`buffer_grey`, `buffer_rescan`,
+        // `flush_barrier`, `safepoint_slow`) call nothing that borrows it again while they
+        // hold it.
+        let buf = unsafe { &mut *self.st().barrier.get() };
+        buf.push(base);
         buf.len()
     }
 
     /// Moves this thread's barrier buffer to the collector's shared grey list.
     pub(crate) fn flush_barrier(&self) {
         // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is `!Sync`),
-        // and the functions that borrow it mutably (`buffer_grey`, `flush_barrier`,
-        // `safepoint_slow`) call nothing that borrows it again while they hold it.
+        // and the functions that borrow it mutably (`buffer_grey`, `buffer_rescan`,
+        // `flush_barrier`, `safepoint_slow`) call nothing that borrows it again while they
+        // hold it.
         let buf = unsafe { &mut *self.st().barrier.get() };
         handshake::hand_off(buf, &crate::collector::SHADE);
     }
@@ -285,8 +300,8 @@ impl Mutator {
     /// Objects in this thread's barrier buffer (for tests of the flush).
     pub(crate) fn barrier_buffered(&self) -> usize {
         // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is `!Sync`),
-        // and no `&mut` to it is live here (`buffer_grey`, `flush_barrier` and
-        // `safepoint_slow` drop theirs before returning).
+        // and no `&mut` to it is live here (`buffer_grey`, `buffer_rescan`, `flush_barrier`
+        // and `safepoint_slow` drop theirs before returning).
         unsafe { (*self.st().barrier.get()).len() }
     }
 
@@ -308,8 +323,8 @@ impl Mutator {
         if flags & FLUSH != 0 {
             // SAFETY: the buffer is used only by this mutator's thread (`Mutator` is
             // `!Sync`), and the functions that borrow it mutably (`buffer_grey`,
-            // `flush_barrier`, this one) call nothing that borrows it again while they
-            // hold it (`handshake::acknowledge` only locks the shared list).
+            // `buffer_rescan`, `flush_barrier`, this one) call nothing that borrows it again
+            // while they hold it (`handshake::acknowledge` only locks the shared list).
             let buf = unsafe { &mut *self.st().barrier.get() };
             handshake::acknowledge(
                 &FLUSH_ROUND,
@@ -501,8 +516,12 @@ impl Mutator {
         if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
             crate::collector::collect_auto(self);
             if crate::collector::MARKING_CONCURRENTLY.load(Ordering::Relaxed) {
-                if crate::pacer::should_assist() {
-                    crate::collector::assist(crate::pacer::ASSIST_BUDGET);
+                let mut rounds = 0;
+                while rounds < crate::pacer::MAX_ASSIST_ROUNDS
+                    && crate::pacer::should_assist()
+                    && crate::collector::assist(crate::pacer::ASSIST_BUDGET)
+                {
+                    rounds += 1;
                 }
                 if crate::pacer::over_goal() && !self.in_blocking_region() {
                     // A concurrent mark that the allocation outran: wait for its end

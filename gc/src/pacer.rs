@@ -1,14 +1,17 @@
-//! The pacer (Go's `mgcpacer.go`, stop-the-world edition): when the next cycle starts.
+//! The pacer (Go's `mgcpacer.go`): when the next cycle starts, and how much mutators assist.
 //!
 //! `goal = max(heap_marked * (1 + GOGC/100), 4 MiB * GOGC/100)`, capped by the soft memory
 //! limit (`limit - memory the collector does not own`, never below `heap_marked + 1 MiB`).
 //! A cycle starts when `HEAP_LIVE` reaches the trigger: the goal, or below it when marking
 //! is concurrent ([`HEAP_TRIGGER`]).
 //!
+//! While a concurrent mark runs, mutators assist it when it falls behind their allocation
+//! ([`should_assist`], Go's assist ratio), and wait at the goal ([`over_goal`]).
+//!
 //! The GC CPU limiter (Go's `mgclimit.go`): a leaky bucket of the collector's CPU time
 //! less the mutators', of capacity one CPU-second per core, filled at each cycle's end.
-//! While it is full the collector used more than half of the CPU for a sustained time
-//! (a live heap at or over the memory limit makes cycles run back to back): the memory
+//! While it is full under a memory limit, the collector used more than half of the CPU for
+//! a sustained time (a live heap at or over the limit makes cycles run back to back): the
 //! limit stops lowering the goal, and mutators neither assist nor wait for the mark, so
 //! the heap outgrows the limit rather than the program stalling.
 
@@ -38,16 +41,20 @@ pub(crate) static HEAP_TRIGGER: AtomicUsize = AtomicUsize::new(MIN_HEAP);
 static RUNWAY: AtomicUsize = AtomicUsize::new(0);
 /// A mutator reached the goal while a concurrent mark ran (and waited for its end).
 pub(crate) static OUTRAN: AtomicBool = AtomicBool::new(false);
-/// Bounds of the trigger, in percent of the room between the marked heap and the goal: not
-/// so early that cycles run back to back, not so late that no room is left (the first
-/// cycle, with no runway measured, starts at 70%).
-const TRIGGER_MIN_PERCENT: usize = 30;
+/// Bounds of the trigger, in percent of the room between the marked heap and the goal (Go
+/// 1.19's `minTriggerRatioNum` and `maxTriggerRatioNum`, about 0.7 and 0.95): not so late
+/// that no room is left, and not so early that what the mutators allocate during the mark
+/// (black, counted in the next goal's marked heap) takes more than 30% of the room, which
+/// would compound from cycle to cycle (the first cycle, with no runway measured, starts at
+/// 70%).
+const TRIGGER_MIN_PERCENT: usize = 70;
 const TRIGGER_FIRST_PERCENT: usize = 70;
 const TRIGGER_MAX_PERCENT: usize = 95;
 
 /// Records what the mutators allocated during a concurrent mark (`black` bytes), for the
-/// next trigger.
-pub(crate) fn record_concurrent_mark(black: usize) {
+/// next trigger, and what its trace marked (`traced` bytes), for the next mark's assists.
+pub(crate) fn record_concurrent_mark(black: usize, traced: usize) {
+    SCAN_EXPECTED.store(traced, Ordering::Relaxed);
     let outran = OUTRAN.swap(false, Ordering::Relaxed);
     let runway = black + black / 4;
     RUNWAY.store(if outran { 2 * runway } else { runway }, Ordering::Relaxed);
@@ -84,7 +91,12 @@ pub(crate) fn limiter_account(cycle: u64, gc: Duration, end: Instant) {
     let gc = (gc.as_nanos() as i128).min(total);
     let capacity = 1_000_000_000 * procs;
     l.fill = (l.fill + gc - (total - gc)).clamp(0, capacity);
-    let on = l.fill == capacity;
+    // The limiter acts only under a memory limit: without one the goal is GOGC's, twice
+    // the marked heap, so cycles cannot run back to back, and a limiter that stopped
+    // assists and the wait at the goal would let mutators that outrun the mark grow the
+    // heap without bound (a mark of a large heap on 2 cores with two mutators uses about
+    // half of the CPU by itself).
+    let on = l.fill == capacity && memory_limit() != u64::MAX;
     LIMITING.store(on, Ordering::Relaxed);
     if on {
         LIMITER_LAST_ENABLED.store(cycle, Ordering::Relaxed);
@@ -224,23 +236,57 @@ pub(crate) fn should_collect() -> bool {
     HEAP_LIVE.load(Ordering::Relaxed) >= HEAP_TRIGGER.load(Ordering::Relaxed)
 }
 
-/// Grey objects a mark assist traces per allocation slow path (about one window of
-/// allocated objects: an assist ratio of a few objects scanned per object allocated).
+/// Grey objects a mark assist traces per round; a mutator behind on its assists runs up to
+/// [`MAX_ASSIST_ROUNDS`] rounds per allocation slow path.
 pub(crate) const ASSIST_BUDGET: usize = 256;
+/// Rounds of [`ASSIST_BUDGET`] objects one allocation slow path assists at most: a bound on
+/// the latency of one allocation; the next slow path goes on paying.
+pub(crate) const MAX_ASSIST_ROUNDS: usize = 16;
 
-/// True when a mutator allocating while a concurrent mark runs should assist it: the heap
-/// is past the middle of the runway between the trigger and the goal, and the GC CPU
-/// limiter is off.
+/// Bytes the running concurrent mark is expected to mark by tracing: what the last cycle's
+/// trace marked (Go 1.19's `heapScanWork` estimate, in bytes marked rather than scanned).
+static SCAN_EXPECTED: AtomicUsize = AtomicUsize::new(0);
+/// Bytes the running concurrent mark has marked by tracing so far, as its marker and the
+/// assists publish them (every [`crate::collector`] slice and at each assist's end).
+pub(crate) static SCAN_DONE: AtomicUsize = AtomicUsize::new(0);
+/// `HEAP_LIVE` when the running concurrent mark began.
+static MARK_START_LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// A concurrent mark begins (world stopped) with `live` bytes in the heap, `greyed` of
+/// them already marked from the roots.
+pub(crate) fn begin_concurrent_mark(live: usize, greyed: usize) {
+    MARK_START_LIVE.store(live, Ordering::Relaxed);
+    SCAN_DONE.store(greyed, Ordering::Relaxed);
+}
+
+/// True when a mutator allocating while a concurrent mark runs should assist it: Go's
+/// assist ratio (`assistWorkPerByte`, the scan work left over the heap distance left),
+/// taken over all mutators together. The mark is behind when the share of the expected
+/// work done is less than the share of the runway from the mark's start to the goal that
+/// the heap has used; the mutators then trace until it catches up, so that the mark ends by
+/// the time the heap reaches the goal, and what they allocate during the mark (black, and
+/// counted in the next goal's marked heap) stays within the runway. Never while the GC CPU
+/// limiter is on.
 #[inline]
 pub(crate) fn should_assist() -> bool {
     if limiting() {
         return false;
     }
-    let (trigger, goal) = (
-        HEAP_TRIGGER.load(Ordering::Relaxed),
-        HEAP_GOAL.load(Ordering::Relaxed),
-    );
-    HEAP_LIVE.load(Ordering::Relaxed) >= trigger + goal.saturating_sub(trigger) / 2
+    let expected = SCAN_EXPECTED.load(Ordering::Relaxed);
+    let done = SCAN_DONE.load(Ordering::Relaxed);
+    if done >= expected {
+        // More to mark than expected: the wait at the goal bounds the heap from here.
+        return false;
+    }
+    let start = MARK_START_LIVE.load(Ordering::Relaxed);
+    let goal = HEAP_GOAL.load(Ordering::Relaxed);
+    let live = HEAP_LIVE.load(Ordering::Relaxed);
+    if live >= goal || goal <= start {
+        return true;
+    }
+    // done / expected < (live - start) / (goal - start), without dividing.
+    (done as u128) * ((goal - start) as u128)
+        < (expected as u128) * (live.saturating_sub(start) as u128)
 }
 
 /// True when the heap reached its goal (while a concurrent mark runs: an allocating

@@ -94,9 +94,10 @@ pub struct GcStats {
     /// `GCCPUFraction`): pause and mark time of every marker, over wall time times cores.
     pub gc_cpu_fraction: f64,
     /// The cycle at whose end the GC CPU limiter was last on, 0 if never (Go's
-    /// `/gc/limiter/last-enabled:gc-cycle`): the collector had used over half the CPU for
-    /// about a second, so the memory limit stopped lowering the goal and mutators stopped
-    /// assisting (`pacer.rs`).
+    /// `/gc/limiter/last-enabled:gc-cycle`): under a memory limit, the collector had used
+    /// over half the CPU for about a second, so the limit stopped lowering the goal and
+    /// mutators stopped assisting and waiting at the goal (`pacer.rs`). Without a memory
+    /// limit the limiter never acts.
     pub limiter_last_enabled: u64,
     /// When the last cycle ended (Go's `LastGC`); `None` before the first.
     pub last_gc: Option<std::time::SystemTime>,

@@ -1,14 +1,24 @@
 //! Weak references and finalizers (design §7; Go's `mfinal.go` and `mgcmark.go`
 //! `markrootSpans`).
 //!
-//! Order at mark termination: (1) objects reachable *from* objects with finalizers were
-//! marked with the roots; (2) weak references whose target is unmarked are cleared;
-//! (3) each unmarked object with a finalizer is marked (revived for this cycle) and its
-//! finalizer queued; (4) after the world restarts the finalizer thread runs the queue, each
-//! finalizer once. Queued objects are roots until their finalizer has returned: taking an
-//! entry off the queue moves its object to the `running` list in the same critical
-//! section, and the roots include that list (in both modes: the precise mode does not scan
-//! the stack of the thread running the finalizer).
+//! Order: (1) objects reachable *from* objects with finalizers were marked with the roots;
+//! then, once the mark has terminated, (2) weak references whose target is unmarked are
+//! cleared; (3) each unmarked object with a finalizer is marked (revived for this cycle) and
+//! its finalizer queued; (4) the finalizer thread runs the queue, each finalizer once.
+//!
+//! Steps 2 and 3 walk the weak and finalizer tables, so they run after the world restarts,
+//! not inside mark termination's stop ([`settle`]): the stop only records how far the
+//! tables reached ([`defer_settle`]). Until they have run, the cycle's mark bits must
+//! stay as the mark left them, and no `Weak` may hand out a target the mark did not reach:
+//! so the sweep of any span ([`crate::heap::sweep_span`]) and every `Weak` read settle
+//! first, whichever thread gets there first doing the work while the others wait for it.
+//! Weak cells and finalizers registered after the stop belong to objects the mark never
+//! saw (unmarked, though alive): they are left for the next cycle.
+//!
+//! Queued objects are roots until their finalizer has returned: taking an entry off the
+//! queue moves its object to the `running` list in the same critical section, and the
+//! roots include that list (in both modes: the precise mode does not scan the stack of the
+//! thread running the finalizer).
 
 use crate::collector::FatalOnUnwind;
 use crate::mark::Tracer;
@@ -18,7 +28,7 @@ use crate::{Gc, Trace};
 use gomalloc::gcapi;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, Once};
 
 /// The cell a `Weak` points to: the target's address, 0 once cleared.
@@ -74,12 +84,13 @@ impl<T: Trace> Weak<T> {
     /// pointer: while a cycle marks concurrently the target is shaded (a read barrier on
     /// weak references).
     pub fn upgrade(&self, m: &Mutator) -> Option<Gc<T>> {
+        settle();
         let p = self.cell.target.load(Ordering::Acquire);
         if p == 0 {
             return None;
         }
-        // SAFETY: a non-zero target is alive: it is cleared in the stop-the-world pause that
-        // finds it unreachable, before anything is swept.
+        // SAFETY: a non-zero target is alive: the cycle that finds it unreachable clears it
+        // before any span is swept and before any `Weak` is read (`settle` above).
         let g = unsafe { Gc::from_ptr(p as *const T) };
         if GC_FLAGS.load(Ordering::Relaxed) & MARKING != 0 {
             crate::cell::shade(m, &g);
@@ -89,6 +100,7 @@ impl<T: Trace> Weak<T> {
 
     /// True once the target was collected.
     pub fn is_cleared(&self) -> bool {
+        settle();
         self.cell.target.load(Ordering::Acquire) == 0
     }
 }
@@ -100,14 +112,22 @@ unsafe impl<T> Trace for Weak<T> {
     }
 }
 
-/// Clears weak references to unmarked objects and forgets dead weak cells. World stopped,
-/// marking done. Returns how many were cleared.
-pub(crate) fn clear_dead_weaks() -> usize {
+/// Clears weak references to unmarked objects and forgets dead weak cells, among the
+/// first `n` cells of [`WEAKS`] (those registered before mark termination). Marking done,
+/// no span swept since (see [`settle`]). Returns how many were cleared.
+fn clear_dead_weaks(n: usize) -> usize {
     let mut cleared = 0;
     let mut w = WEAKS.lock().unwrap();
+    let mut i = 0;
     w.retain(|&cell| {
+        i += 1;
+        if i > n {
+            // Registered after the stop: its cell and target were not marked by this cycle.
+            return true;
+        }
         let alive = |a: usize| {
-            // SAFETY: marking is done and nothing is swept during the pause.
+            // SAFETY: marking is done and no span was swept since (`settle`): the mark
+            // bits are the cycle's.
             gcapi::find_object(a).is_some_and(|o| unsafe { gcapi::is_marked(o) })
         };
         if !alive(cell) {
@@ -125,6 +145,70 @@ pub(crate) fn clear_dead_weaks() -> usize {
     cleared
 }
 
+// ---- after mark termination ----
+
+/// Set by mark termination (world stopped) when the cycle's weak references and
+/// finalizers are left for [`settle`]; cleared (release) once they are processed.
+static UNSETTLED: AtomicBool = AtomicBool::new(false);
+/// What [`settle`] has to process: the number of weak cells registered before mark
+/// termination; `None` once processed.
+static TO_SETTLE: Mutex<Option<usize>> = Mutex::new(None);
+/// Mark terminations so far. A finalizer records the count when armed: one armed since
+/// the last termination is for an object that termination's mark did not see.
+static FIN_EPOCH: AtomicU64 = AtomicU64::new(0);
+/// Weak references the last [`settle`] cleared (for the cycle's report).
+static LAST_CLEARED: AtomicUsize = AtomicUsize::new(0);
+
+/// Leaves the cycle's weak references and finalizers to [`settle`]: O(1), for mark
+/// termination's stop (world stopped, marking done, before the new sweep generation).
+pub(crate) fn defer_settle() {
+    let n = WEAKS.lock().unwrap().len();
+    *TO_SETTLE.lock().unwrap() = Some(n);
+    FIN_EPOCH.fetch_add(1, Ordering::Relaxed);
+    UNSETTLED.store(true, Ordering::Release);
+}
+
+/// Processes what the last mark termination left (weak references to unmarked objects
+/// cleared, unmarked objects with finalizers revived and queued), if that is not done yet.
+/// Called by the collector as soon as the world restarts, and before every sweep of a span
+/// and every read of a `Weak`, which must not see the cycle's results half done. Threads
+/// arriving meanwhile wait for the one doing it.
+#[inline]
+pub(crate) fn settle() {
+    if UNSETTLED.load(Ordering::Acquire) {
+        settle_slow();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn settle_slow() {
+    let mut to_settle = TO_SETTLE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(weaks) = to_settle.take() else {
+        // Another thread settled while this one waited for the lock.
+        return;
+    };
+    let cleared = clear_dead_weaks(weaks);
+    let mut t = Tracer::new();
+    queue_dead_finalizers(&mut t, FIN_EPOCH.load(Ordering::Relaxed));
+    // The revived objects' children were marked with the roots: this traces their fields.
+    t.drain_some(usize::MAX);
+    if t.marked_bytes != 0 {
+        // Revived for one more cycle: live, and marked by this one.
+        crate::heap::HEAP_LIVE.fetch_add(t.marked_bytes, Ordering::Relaxed);
+        crate::pacer::HEAP_MARKED.fetch_add(t.marked_bytes, Ordering::Relaxed);
+        crate::pacer::update_goal();
+    }
+    LAST_CLEARED.store(cleared, Ordering::Relaxed);
+    UNSETTLED.store(false, Ordering::Release);
+}
+
+/// [`settle`], then the number of weak references the last settling cleared.
+pub(crate) fn settle_and_count() -> usize {
+    settle();
+    LAST_CLEARED.load(Ordering::Relaxed)
+}
+
 // ---- finalizers ----
 
 /// A registered finalizer: the object's address, and a trampoline calling the user's `fn`.
@@ -136,6 +220,8 @@ struct Finalizer {
     f: *const (),
     /// The object's type name (for the fatal error of a panicking finalizer).
     type_name: fn() -> &'static str,
+    /// [`FIN_EPOCH`] when armed: the mark terminations before it saw the object.
+    epoch: u64,
 }
 
 struct FinState {
@@ -206,6 +292,7 @@ pub fn set_finalizer<T: Trace + Send + Sync + 'static>(
             run: trampoline::<T>,
             f: f as *const (),
             type_name: std::any::type_name::<T>,
+            epoch: FIN_EPOCH.load(Ordering::Relaxed),
         },
     );
     FIN_THREAD.call_once(|| {
@@ -231,18 +318,23 @@ pub(crate) fn mark_finalizer_roots(t: &mut Tracer) {
     }
 }
 
-/// Revives unmarked objects with finalizers and queues their finalizers.
-pub(crate) fn queue_dead_finalizers(t: &mut Tracer) {
+/// Revives unmarked objects with finalizers and queues their finalizers, except those
+/// armed since mark termination `epoch` (their objects were not seen by its mark).
+fn queue_dead_finalizers(t: &mut Tracer, epoch: u64) {
     let mut guard = FIN.lock().unwrap();
     let f = &mut *guard;
     let FinState { table, ready, .. } = f;
     table.retain(|&obj, e| {
+        if e.epoch == epoch {
+            return true;
+        }
         let Some(o) = gcapi::find_object(obj) else {
             // Not an object any more: cannot happen for an armed object (it is kept until
             // its finalizer is queued); drop the entry defensively.
             return false;
         };
-        // SAFETY: marking is done; the world is stopped.
+        // SAFETY: marking is done and no span was swept since (`settle`): the mark bits
+        // are the cycle's.
         if unsafe { gcapi::is_marked(o) } {
             return true;
         }
@@ -331,5 +423,6 @@ pub fn clear_finalizer<T: Trace + 'static>(m: &Mutator, obj: Gc<T>) -> bool {
 
 /// Finalizers armed and not yet queued (for tests).
 pub fn armed_finalizers() -> usize {
+    settle();
     FIN.lock().unwrap().table.len()
 }

@@ -1,8 +1,9 @@
 //! Each half of Go's hybrid write barrier, alone: one scenario that only the deletion half
 //! (shade the old value) survives, one that only the insertion half (shade the new value)
 //! survives. Either test fails when its half is taken out of `Lock::replace`. A third
-//! scenario does the insertion half's work through `RefLock` (its `RefMut`'s drop shades
-//! the new contents) and fails when that shade is taken out.
+//! scenario does the insertion half's work through `RefLock` (its `RefMut`'s drop queues
+//! the holding object for another scan) and fails when that is taken out; a fourth counts
+//! what `RefLock`'s barrier traces over many borrows of a large value in one mark.
 //!
 //! Roots are `Root`s, so the tests run in both modes: CI runs them in the conservative mode
 //! with the other tests, and in the precise mode with `precise.rs` (natively).
@@ -198,4 +199,64 @@ fn reflock_mutate(m: &gc::Mutator, bag: &Root<Bag>, hidden: Hidden) {
     // cycle finishes: the object is alive.
     let w = unsafe { Gc::from_ptr(!*hidden.0 as *const Obj) };
     bag.items.borrow_mut(m).push(w);
+}
+
+/// How many times a [`Counted`] was traced.
+static TRACED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A GC pointer that counts its traces.
+struct Counted(Gc<Obj>);
+
+// SAFETY: reports its one GC pointer, as `Gc`'s own impl does.
+unsafe impl Trace for Counted {
+    fn trace(&self, t: &mut gc::Tracer) {
+        TRACED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.trace(t);
+    }
+}
+
+#[derive(Trace)]
+struct BigBag {
+    items: gc::RefLock<Vec<Counted>>,
+}
+
+/// A large vector in a `RefLock`, borrowed mutably 100 times during one mark, each borrow
+/// moving its last element to the front (a deletion and an insertion): the barrier traces
+/// the vector once (the first borrow's deletion half), not twice per borrow, and the
+/// marker's scans of the bag that the drops queued keep every element.
+#[test]
+fn reflock_barrier_traces_a_large_value_once_per_mark() {
+    let _s = serial();
+    let m = gc::attach();
+    const N: usize = 1000;
+    let bag = Root::new(Gc::new(
+        &m,
+        BigBag {
+            items: gc::RefLock::new((0..N as u32).map(|i| Counted(obj(&m, i, None))).collect()),
+        },
+    ));
+    let mut cycle = IncrementalCycle::start(&m);
+    let before = TRACED.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..100 {
+        let mut v = bag.items.borrow_mut(&m);
+        let last = v.pop().unwrap();
+        v.insert(0, last);
+    }
+    let by_barrier = TRACED.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert_eq!(
+        by_barrier, N,
+        "the barrier traced {by_barrier} elements over 100 borrows"
+    );
+    while !cycle.mark_some(64) {}
+    let by_marker = TRACED.load(std::sync::atomic::Ordering::Relaxed) - before - by_barrier;
+    assert!(
+        by_marker >= N,
+        "the marker traced {by_marker} elements: the bag was not scanned"
+    );
+    cycle.finish();
+    gc::collect();
+    let ids: Vec<u32> = bag.items.borrow().iter().map(|c| c.0.id).collect();
+    let mut want: Vec<u32> = (0..N as u32).collect();
+    want.rotate_right(100);
+    assert_eq!(ids, want);
 }

@@ -1,5 +1,6 @@
 //! loom models of the concurrent mark's handshake with the mutators (design §8, step 7):
-//! the barrier buffer, the flush rounds and the termination check. Run with
+//! the barrier buffer, the flush rounds and the termination check; and of the parallel
+//! markers' termination (`src/workshare.rs`, at the end of this file). Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p gomalloc-gc --test loom --release`.
 //!
 //! The protocol's accesses are the real code: `src/handshake.rs`, compiled here against
@@ -35,12 +36,14 @@
 #[allow(dead_code)]
 #[path = "../src/handshake.rs"]
 mod handshake;
+#[path = "../src/workshare.rs"]
+mod workshare;
 
 use handshake::{
     BLOCKING, FLUSH, PARKED, RUNNING, STOP, acknowledge, begin_flush_round, end_flush_round,
     hand_off, publish_stopped, requests, running, settled, shade_empty, take_shaded,
 };
-use loom::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 use loom::thread;
 
@@ -412,4 +415,111 @@ fn termination_after_rounds_without_restart() {
         assert!(s.recs.iter().all(|t| !running(&t.state)));
         finish(&s, mutators, &marked);
     });
+}
+
+// ---- the markers' termination (`src/workshare.rs`) ----
+//
+// `n` markers trace a small object graph with the real `workshare::run_marker` and
+// `WorkList`; each marker's drain mirrors `src/mark.rs` `Tracer::drain_shared` (grey an
+// object with a swap of its mark, as `gcapi::mark`'s `fetch_or`; give the bottom half of
+// the stack to the list while a marker is idle), with a sharing threshold of 2. The
+// property: a marker returns only when every object reachable from the roots has been
+// traced, by whichever marker. Faults they catch: counting a marker idle before its
+// failed pop (it may then take a chunk while counted) makes the first model fail its
+// assertion; leaving a marker counted when it sees work makes both fail (the count then
+// passes `n` and the markers spin forever, which loom reports as a model too long).
+
+/// Objects of the graph: 0 and 1 are roots (one per marker's starting stack); 0 points at
+/// 2 and 3, 2 at 4 and 5, 1 at 3 (shared with 0's subtree) and 6.
+const OBJECTS: usize = 7;
+
+fn children(p: usize) -> &'static [usize] {
+    match p {
+        0 => &[2, 3],
+        1 => &[3, 6],
+        2 => &[4, 5],
+        _ => &[],
+    }
+}
+
+/// The mark bits and the count of objects traced (the ground truth).
+struct Graph {
+    marks: Vec<AtomicBool>,
+    traced: AtomicUsize,
+}
+
+/// One marker: `roots` on its stack at the start, as the collector's tracer has the roots
+/// and a helper has nothing.
+fn run_model_marker(
+    g: &Graph,
+    work: &workshare::WorkList,
+    idle: &AtomicUsize,
+    n: usize,
+    roots: Vec<usize>,
+) {
+    let mut stack = roots;
+    workshare::run_marker(work, idle, n, |chunk| {
+        if let Some(c) = chunk {
+            stack = c;
+        }
+        while let Some(p) = stack.pop() {
+            g.traced.fetch_add(1, Ordering::Relaxed);
+            for &c in children(p) {
+                if !g.marks[c].swap(true, Ordering::Relaxed) {
+                    stack.push(c);
+                }
+            }
+            if n > 1 && stack.len() >= 2 && idle.load(Ordering::Relaxed) > 0 {
+                let top = stack.split_off(stack.len() / 2);
+                work.push(std::mem::replace(&mut stack, top));
+            }
+        }
+    });
+    // Every marker's tracing happens before the increments that brought `idle` to `n`,
+    // and this marker read `n` with acquire: it sees every trace.
+    assert_eq!(
+        g.traced.load(Ordering::Relaxed),
+        OBJECTS,
+        "a marker returned with objects left to trace"
+    );
+}
+
+/// `n` markers, the first starting with `roots[0]` greyed, the others with `roots[i]`.
+fn markers(roots: &'static [&'static [usize]]) {
+    let n = roots.len();
+    let g = Arc::new(Graph {
+        marks: (0..OBJECTS).map(|_| AtomicBool::new(false)).collect(),
+        traced: AtomicUsize::new(0),
+    });
+    for r in roots.iter().flat_map(|r| r.iter()) {
+        g.marks[*r].store(true, Ordering::Relaxed);
+    }
+    let work = Arc::new(workshare::WorkList::new());
+    let idle = Arc::new(AtomicUsize::new(0));
+    let helpers: Vec<_> = roots[1..]
+        .iter()
+        .map(|r| {
+            let (g, work, idle) = (g.clone(), work.clone(), idle.clone());
+            thread::spawn(move || run_model_marker(&g, &work, &idle, n, r.to_vec()))
+        })
+        .collect();
+    run_model_marker(&g, &work, &idle, n, roots[0].to_vec());
+    for h in helpers {
+        h.join().unwrap();
+    }
+    assert!(work.is_empty());
+    assert!(g.marks.iter().all(|m| m.load(Ordering::Relaxed)));
+}
+
+/// The real shape: the collector's tracer holds the roots, a helper starts with nothing
+/// and lives on what is shared with it.
+#[test]
+fn markers_return_only_when_every_object_is_traced() {
+    check(|| markers(&[&[0, 1], &[]]));
+}
+
+/// Both markers start with work, and their subtrees share an object.
+#[test]
+fn markers_with_roots_each_terminate_once() {
+    check(|| markers(&[&[0], &[1]]));
 }

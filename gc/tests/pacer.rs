@@ -28,6 +28,24 @@ fn churn(m: &gc::Mutator, bytes: usize) {
     }
 }
 
+/// The live heap of the limiter tests.
+const LIVE: usize = 32 << 20;
+
+/// A rooted list of `bytes` of 64-byte blobs: a live heap of that size.
+fn live_list(m: &gc::Mutator, bytes: usize) -> gc::Root<Blob> {
+    let mut head: Option<Gc<Blob>> = None;
+    for i in 0..bytes / 64 {
+        head = Some(Gc::new(
+            m,
+            Blob {
+                next: head,
+                pad: [i as u64; 6],
+            },
+        ));
+    }
+    gc::Root::new(head.expect("a list of at least one blob"))
+}
+
 /// One test: the settings are process-wide.
 #[test]
 fn gogc_and_memory_limit_drive_cycles() {
@@ -36,9 +54,11 @@ fn gogc_and_memory_limit_drive_cycles() {
     let c0 = gc::stats().cycles;
     churn(&m, 64 << 20);
     let s = gc::stats();
+    // (The whole `stats()` in the message: the limiter and the goal tell a starved
+    // background worker from a pacer that did not trigger.)
     assert!(
         s.cycles >= c0 + 3,
-        "64 MiB of garbage at GOGC=100 ran {} cycles",
+        "64 MiB of garbage at GOGC=100 ran {} cycles: {s:?}",
         s.cycles - c0
     );
     assert!(
@@ -77,18 +97,7 @@ fn the_cpu_limiter_lets_a_heap_over_its_memory_limit_grow() {
     if std::env::var_os("LIMITER_CHILD").is_some() {
         gc::debug::set_concurrent(false);
         let m = gc::attach();
-        const LIVE: usize = 32 << 20;
-        let mut head: Option<Gc<Blob>> = None;
-        for i in 0..LIVE / 64 {
-            head = Some(Gc::new(
-                &m,
-                Blob {
-                    next: head,
-                    pad: [i as u64; 6],
-                },
-            ));
-        }
-        let live = gc::Root::new(head.unwrap());
+        let live = live_list(&m, LIVE);
         gc::collect();
         assert_eq!(gc::stats().limiter_last_enabled, 0, "{:?}", gc::stats());
         gc::set_memory_limit(1 << 20);
@@ -126,6 +135,36 @@ fn the_cpu_limiter_lets_a_heap_over_its_memory_limit_grow() {
     );
 }
 
+/// Without a memory limit the GC CPU limiter never acts, however much of the CPU the
+/// collector takes: the goal is GOGC's, so cycles cannot spiral, and a limiter that turned
+/// off assists and the wait at the goal would let the heap outgrow it without bound. At
+/// GOGC=1 with 32 MiB live and the stopped mark, the collector takes nearly all the CPU for
+/// three seconds (the limiter's bucket fills in about one).
+#[test]
+fn without_a_memory_limit_the_cpu_limiter_never_acts() {
+    if std::env::var_os("NO_LIMIT_CHILD").is_some() {
+        gc::debug::set_concurrent(false);
+        let m = gc::attach();
+        let live = live_list(&m, LIVE);
+        gc::set_gc_percent(1);
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < end {
+            churn(&m, 1 << 20);
+        }
+        let s = gc::stats();
+        assert!(s.gc_cpu_fraction > 0.5, "{s:?}");
+        assert_eq!(s.limiter_last_enabled, 0, "{s:?}");
+        // The goal stayed GOGC's: 1% over the marked heap, not relaxed.
+        assert!(s.heap_goal < s.heap_marked + LIVE / 8, "{s:?}");
+        assert_eq!(live.get().pad.len(), 6);
+        return;
+    }
+    child::child_passes(
+        "without_a_memory_limit_the_cpu_limiter_never_acts",
+        &[("NO_LIMIT_CHILD", "1")],
+    );
+}
+
 /// Re-runs this test binary with GOMALLOC_GCTRACE=1 and checks the child's trace lines
 /// against Go 1.19's gctrace format.
 #[test]
@@ -133,6 +172,9 @@ fn gctrace_prints_go_format() {
     if std::env::var_os("GCTRACE_CHILD").is_some() {
         let m = gc::attach();
         churn(&m, 16 << 20);
+        // 16 MiB against a 4 MiB goal: a cycle ran before the forced one, whether or not
+        // the background worker was scheduled in time (a mutator at the goal runs it).
+        assert!(gc::stats().cycles >= 1, "{:?}", gc::stats());
         gc::collect();
         return;
     }
