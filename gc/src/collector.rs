@@ -435,27 +435,29 @@ fn run_stopped_cycle(me: Option<&Mutator>, forced: bool) {
 }
 
 /// One cycle with a concurrent mark (design §8), on the calling thread, which holds
-/// `collecting`: the world stops at mark start (every stack and precise root greyed, the
-/// barrier and allocate-black turned on) and at mark termination (what the barrier
-/// buffers still hold, the checkmark, weak references, finalizers, the new sweep
-/// generation). Between the two the caller traces while the mutators run: their writes
-/// go through the hybrid barrier, their allocations are black (windows loaded while
-/// marking have their free slots marked, `heap::mark_free_if_marking`), and stacks scanned
-/// at mark start are not scanned again (the barrier's deletion half keeps every object
-/// reachable at mark start marked, and new objects are black).
+/// `collecting`: the world stops at mark start (the precise roots and the caller's stack
+/// greyed, every other stack owed a scan, the barrier and allocate-black turned on) and at
+/// mark termination (what the barrier buffers still hold, the checkmark, the new sweep
+/// generation). Between the two the caller traces while the mutators run: each scans its
+/// own stack before it runs the program again (`Mutator::scan_own_stack`), the caller
+/// scans those of threads that stay stopped ([`scan_stopped_stacks`]); their writes go
+/// through the hybrid barrier, their allocations are black (windows loaded while marking
+/// have their free slots marked, `heap::mark_free_if_marking`), and no stack is scanned
+/// twice (the barrier's deletion half keeps every object reachable at mark start marked,
+/// and new objects are black).
 fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
     let CycleStart {
         start,
         heap0,
         t_stop,
         t_stopped,
-        threads,
+        threads: started,
     } = sweep_termination_and_stop(me);
     with_registers_spilled(|my_sp| {
         let me_sp = me.map(|m| (m.rec(), my_sp));
         let mut t = Tracer::new();
         let goal_of_cycle = pacer::HEAP_GOAL.load(Ordering::Relaxed);
-        let (stack_bytes, root_bytes) = mark_roots(&mut t, &threads, me_sp);
+        let (mut stack_bytes, root_bytes) = mark_roots_at_start(&mut t, &started, me_sp);
         // Every cache was released at the stop: what the heap holds now is what marking
         // found or will find; what caches take from now on is allocated black.
         let live_at_start = heap::HEAP_LIVE.load(Ordering::Relaxed);
@@ -464,6 +466,9 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         MARKING_CONCURRENTLY.store(true, Ordering::Relaxed);
         ASSIST_WANTED.store(false, Ordering::Relaxed);
         let t_restarted = start_the_world();
+        // The stacks of the threads that stay stopped (in blocking regions, waiting for a
+        // cycle's end); the others scan their own as they run again.
+        stack_bytes += scan_stopped_stacks(&mut t, &started).0;
         // A quarter of the markers a stopped mark uses, at least one (Go's
         // `gcBackgroundUtilization`: 25% of the cores mark while the program runs).
         let markers = WORKERS.load(Ordering::Relaxed).div_ceil(4);
@@ -492,6 +497,18 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
                     std::thread::yield_now();
                     continue;
                 }
+                // Every stack scanned: by its thread as it ran again, or here if it
+                // stopped since. One not yet scanned belongs to a thread that has not run
+                // since the first stop; it scans itself first thing when it does.
+                let (bytes, owed) = scan_stopped_stacks(&mut t, &started);
+                stack_bytes += bytes;
+                if t.pending() > 0 {
+                    continue;
+                }
+                if owed {
+                    std::thread::yield_now();
+                    continue;
+                }
                 // Nothing left here: ask the mutators for what their barrier buffers hold,
                 // and mark on if they held anything (Go's `gcMarkDone`), so that the stop
                 // below finds little or nothing.
@@ -507,8 +524,12 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
             // does, so that the stop stays short; a bounded number of times.
             let threads = stop_the_world(me.map(|m| m.rec()));
             let t_stopped2 = Instant::now();
+            // Every thread is stopped: any stack still owed is scanned here (none is when
+            // the loop above saw every thread run since the first stop).
+            stack_bytes += scan_stopped_stacks(&mut t, &started).0;
             let shaded = handshake::take_shaded(&SHADE);
-            if (shaded.is_empty() && ASSIST_WORK.is_empty()) || restarts == MAX_TERMINATION_RESTARTS
+            if (shaded.is_empty() && ASSIST_WORK.is_empty() && t.pending() == 0)
+                || restarts == MAX_TERMINATION_RESTARTS
             {
                 t.extend(shaded);
                 break (threads, t_drained, t_stopped2);
@@ -552,7 +573,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
             objects,
             goal_of_cycle,
             next_goal,
-            stack_bytes,
+            stack_bytes: stack_bytes + SELF_SCANNED_BYTES.swap(0, Ordering::Relaxed),
             root_bytes,
             forced,
             weak_cleared,
@@ -732,43 +753,123 @@ fn end_cycle() {
 }
 
 /// Greys the roots: precise roots, finalizer roots, every stopped thread's handle scopes
-/// and (unless `feature = "precise"`) stack, the collector's own from `me.1`. Returns (stack bytes, precise-root bytes) scanned.
+/// and (unless `feature = "precise"`) stack, the collector's own from `me.1`. Returns
+/// (stack bytes, precise-root bytes) scanned.
 pub(crate) fn mark_roots(
     t: &mut Tracer,
     threads: &[Arc<ThreadRec>],
     me: Option<(&Arc<ThreadRec>, usize)>,
 ) -> (usize, usize) {
+    let root_bytes = mark_global_roots(t);
+    let mut stack_bytes = 0;
+    for rec in threads {
+        let at = match me {
+            Some((m, sp)) if Arc::ptr_eq(m, rec) => StackAt::From(sp),
+            _ => StackAt::stopped(rec, rec.state.load(Ordering::Acquire)),
+        };
+        stack_bytes += scan_thread(t, rec, at);
+    }
+    (stack_bytes, root_bytes)
+}
+
+/// Greys the roots that belong to no thread: precise roots and finalizer roots. Returns
+/// the precise-root bytes scanned.
+fn mark_global_roots(t: &mut Tracer) -> usize {
     t.check_root("a gc::Root", false);
     let root_bytes = crate::root::mark_roots(t);
     t.check_root("the finalizer queue or an armed finalizer's object", false);
     crate::weak::mark_finalizer_roots(t);
+    root_bytes
+}
+
+/// Where the words of a thread's stack are read.
+pub(crate) enum StackAt {
+    /// The live stack from this stack pointer up.
+    From(usize),
+    /// The copy the thread made on entering its blocking region: the live stack may be
+    /// written by the region's closure (`Mutator::blocking`).
+    Copy,
+}
+
+impl StackAt {
+    /// The stack of a thread seen in `state`, stopped: its copy in a blocking region, else
+    /// the live stack from the stack pointer it published.
+    fn stopped(rec: &ThreadRec, state: u8) -> StackAt {
+        if state == BLOCKING {
+            StackAt::Copy
+        } else {
+            StackAt::From(rec.sp.load(Ordering::Acquire))
+        }
+    }
+}
+
+/// Greys one attached thread's handle scopes and (unless `feature = "precise"`) its stack,
+/// read `at`. The thread must not run meanwhile (it is the caller, stopped, or waiting for
+/// the scan to end: `handshake::claim_scan`). Returns the stack bytes scanned.
+pub(crate) fn scan_thread(t: &mut Tracer, rec: &ThreadRec, at: StackAt) -> usize {
+    t.check_root("a handle scope of an attached thread", false);
+    let bytes = rec.handles.mark(t);
+    if cfg!(feature = "precise") {
+        return bytes;
+    }
+    t.check_root("the stack of an attached thread", true);
+    match at {
+        StackAt::Copy => {
+            let copy = rec.blocked_stack.lock().unwrap_or_else(|e| e.into_inner());
+            t.mark_candidates(&copy);
+            bytes + rec.stack_hi.saturating_sub(rec.sp.load(Ordering::Acquire))
+        }
+        StackAt::From(lo) if lo != 0 && lo < rec.stack_hi => {
+            t.scan_conservative(lo, rec.stack_hi);
+            bytes + rec.stack_hi - lo
+        }
+        StackAt::From(_) => bytes,
+    }
+}
+
+/// A concurrent mark's first stop: greys the roots that belong to no thread and the
+/// collector's own stack (`me`), and makes every other thread owe the mark a scan of its
+/// stack, which it does itself when it runs again or the collector does while it stays
+/// stopped ([`scan_stopped_stacks`]): no other stack is read inside the stop. Returns
+/// (stack bytes, precise-root bytes) scanned.
+fn mark_roots_at_start(
+    t: &mut Tracer,
+    threads: &[Arc<ThreadRec>],
+    me: Option<(&Arc<ThreadRec>, usize)>,
+) -> (usize, usize) {
+    let root_bytes = mark_global_roots(t);
     let mut stack_bytes = 0;
     for rec in threads {
-        t.check_root("a handle scope of an attached thread", false);
-        stack_bytes += rec.handles.mark(t);
-        if cfg!(feature = "precise") {
-            continue;
-        }
-        t.check_root("the stack of an attached thread", true);
-        let lo = match me {
-            Some((m, sp)) if Arc::ptr_eq(m, rec) => sp,
-            _ if rec.state.load(Ordering::Acquire) == BLOCKING => {
-                // The copy the thread made on entering its region: the live stack may be
-                // written by the region's closure (`Mutator::blocking`).
-                let copy = rec.blocked_stack.lock().unwrap_or_else(|e| e.into_inner());
-                t.mark_candidates(&copy);
-                stack_bytes += rec.stack_hi.saturating_sub(rec.sp.load(Ordering::Acquire));
-                continue;
+        match me {
+            Some((m, sp)) if Arc::ptr_eq(m, rec) => {
+                stack_bytes += scan_thread(t, rec, StackAt::From(sp));
             }
-            _ => rec.sp.load(Ordering::Acquire),
-        };
-        if lo != 0 && lo < rec.stack_hi {
-            t.scan_conservative(lo, rec.stack_hi);
-            stack_bytes += rec.stack_hi - lo;
+            _ => handshake::owe_scan(&rec.scan),
         }
     }
     (stack_bytes, root_bytes)
 }
+
+/// Scans the stacks that `threads` still owe the mark of those that are stopped (parked
+/// in a wait, in a blocking region, detaching); a running thread scans its own
+/// (`Mutator::scan_own_stack`). Returns the stack bytes scanned and whether a scan is
+/// still owed (by a thread that has not run since the first stop).
+fn scan_stopped_stacks(t: &mut Tracer, threads: &[Arc<ThreadRec>]) -> (usize, bool) {
+    let (mut bytes, mut owed) = (0, false);
+    for rec in threads {
+        if let Some(seen) = handshake::claim_scan(&rec.state, &rec.scan) {
+            bytes += scan_thread(t, rec, StackAt::stopped(rec, seen));
+            handshake::end_scan(&rec.scan);
+        } else if handshake::scan_pending(&rec.scan) {
+            owed = true;
+        }
+    }
+    (bytes, owed)
+}
+
+/// Stack bytes threads scanned themselves for the cycle in progress
+/// (`Mutator::scan_own_stack`).
+pub(crate) static SELF_SCANNED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Drains all grey work, on `n` markers when the heap is big enough. Returns the number of
 /// markers used and the objects the helpers (not `t`) marked.

@@ -23,6 +23,14 @@
 //!   shared list, and a collector that stops every thread finds every buffered object
 //!   there (mark termination's check, with the world stopped).
 //!
+//! * a thread's stack scan for a concurrent mark ([`STACK_OWED`], set with the world stopped
+//!   at mark start) is claimed once: by the thread itself when it runs again
+//!   ([`resume_scan`]), or by the collector while the thread is stopped ([`claim_scan`]),
+//!   never by both; a thread whose scan the collector claimed does not run on (change its
+//!   stack or handle scopes) until the collector releases it ([`end_scan`], release,
+//!   read by the thread with acquire), and the collector reads a stack only after it saw
+//!   the thread stopped (acquire, after the thread published its stack pointer and copy).
+//!
 //! The shared list's mutex alone already makes a hand-off visible to a collector that read
 //! the acknowledgement or the state after it (the collector's lock cannot come before the
 //! mutator's in the mutex's order without the read seeing a store that happens after it);
@@ -54,6 +62,79 @@ pub(crate) const PARKED: u8 = 1;
 /// Thread state: in a blocking region or detaching, its buffer handed off (it shades
 /// nothing until it is `RUNNING` again).
 pub(crate) const BLOCKING: u8 = 2;
+
+/// Stack-scan state: no scan owed (the current mark scanned this thread's stack, or no
+/// concurrent mark runs).
+pub(crate) const STACK_SCANNED: u8 = 0;
+/// Stack-scan state: the concurrent mark has not scanned this thread's stack and handle
+/// scopes yet (set at mark start, with the world stopped).
+pub(crate) const STACK_OWED: u8 = 1;
+/// Stack-scan state: the collector is scanning the stopped thread's stack; the thread must
+/// not run on until it is [`STACK_SCANNED`].
+pub(crate) const STACK_BUSY: u8 = 2;
+
+/// Collector, with the world stopped at a concurrent mark's start: the thread with `scan`
+/// owes the mark a stack scan. (The stop orders the store with every later access: the
+/// thread reads it after the restart, under the world lock's happens-before.)
+pub(crate) fn owe_scan(scan: &AtomicU8) {
+    scan.store(STACK_OWED, Ordering::Relaxed);
+}
+
+/// Collector: claims the stack scan of a thread it sees stopped (`state` not `RUNNING`,
+/// acquire: the stack pointer and stack copy the thread published before are visible).
+/// `Some(state seen)` if the caller must scan the thread's stack and handle scopes now (the
+/// copy if the state seen is `BLOCKING`), then call [`end_scan`]; meanwhile the thread, if
+/// it resumes, waits in [`resume_scan`]. `None` if the thread runs, or its scan is done or
+/// claimed.
+pub(crate) fn claim_scan(state: &AtomicU8, scan: &AtomicU8) -> Option<u8> {
+    let seen = state.load(Ordering::Acquire);
+    if seen == RUNNING {
+        return None;
+    }
+    scan.compare_exchange(STACK_OWED, STACK_BUSY, Ordering::Acquire, Ordering::Relaxed)
+        .ok()
+        .map(|_| seen)
+}
+
+/// Collector: the scan it claimed is done (release: its reads of the thread's stack happen
+/// before the thread runs on, which it does after reading this store with acquire).
+pub(crate) fn end_scan(scan: &AtomicU8) {
+    scan.store(STACK_SCANNED, Ordering::Release);
+}
+
+/// Mutator, going back to running the program (after a stop, a wait or a blocking region)
+/// and before it changes its stack above the stack pointer it published: true if it
+/// claimed its own stack scan (it must scan itself now, before it runs on); false if there
+/// is none, or once the collector's scan of it has ended (waiting for it meanwhile).
+pub(crate) fn resume_scan(scan: &AtomicU8) -> bool {
+    loop {
+        match scan.compare_exchange(
+            STACK_OWED,
+            STACK_SCANNED,
+            Ordering::Acquire,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return true,
+            Err(STACK_BUSY) => yield_now(),
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Collector: true while the thread's stack scan is owed or in progress.
+pub(crate) fn scan_pending(scan: &AtomicU8) -> bool {
+    scan.load(Ordering::Acquire) != STACK_SCANNED
+}
+
+#[cfg(loom)]
+fn yield_now() {
+    loom::thread::yield_now();
+}
+
+#[cfg(not(loom))]
+fn yield_now() {
+    std::thread::yield_now();
+}
 
 /// The requests a safepoint looks at: one relaxed load. A stale value costs a missed or
 /// an extra flush, never a lost object: a missed round is not acknowledged (the collector

@@ -53,12 +53,18 @@ pub(crate) struct ThreadRec {
     pub flushed: AtomicU64,
     /// The thread's handle scopes (precise roots).
     pub handles: ShadowStack,
+    /// Whether the concurrent mark in progress still owes this thread's stack and handle
+    /// scopes a scan (`handshake::STACK_OWED`, set at mark start), and who does it: the
+    /// thread itself when it runs again ([`Mutator::scan_own_stack`]), or the collector
+    /// while the thread stays stopped (`collector::scan_stopped_stacks`).
+    pub scan: AtomicU8,
     /// While `BLOCKING`: the words of `[sp, stack_hi)` that may be GC pointers, as the
     /// thread left them on entering the region (empty while it detaches). The collector
     /// scans this copy, never the live stack of a blocking thread: the closure may write
     /// the caller's locals (above `sp`) at any time. Written by the thread before it
-    /// publishes `BLOCKING`, read by a collector while the world is stopped (the lock
-    /// orders the two).
+    /// publishes `BLOCKING`, read by a collector that saw it `BLOCKING`: with the world
+    /// stopped, or holding its stack scan (`handshake::claim_scan`), which the thread
+    /// waits for before it enters another region (the lock orders the two).
     pub blocked_stack: Mutex<Vec<usize>>,
 }
 
@@ -185,6 +191,9 @@ pub fn attach() -> Box<Mutator> {
         resumed: AtomicU64::new(0),
         flushed: AtomicU64::new(0),
         handles: ShadowStack::new(),
+        // Nothing to scan: a new thread holds no GC pointer that a scanned stack or a
+        // root does not hold too (the mark sees every object reachable at its start).
+        scan: AtomicU8::new(handshake::STACK_SCANNED),
         blocked_stack: Mutex::new(Vec::new()),
     });
     {
@@ -387,6 +396,36 @@ impl Mutator {
                 w = wait(w);
             }
             debug_assert_ne!(self.rec().state.load(Ordering::Relaxed), PARKED);
+            drop(w);
+            // Still inside the frame whose stack pointer we published: the stack above it
+            // stays as the collector may be reading it.
+            self.scan_own_stack();
+        });
+    }
+
+    /// A concurrent mark's stack handshake, on the way back to running the program (from
+    /// a stop, a wait for a cycle's end, a blocking region), before the thread changes its
+    /// handle scopes or its stack above the stack pointer it published: if the mark still
+    /// owes this thread's stack a scan, the thread scans it now (Go scans a goroutine's
+    /// stack when it stops it; here the thread stops itself, at mark start); if the
+    /// collector is scanning it, the thread waits for the end. So no thread runs the
+    /// program with its stack unscanned while a mark runs, and what it stores into objects
+    /// that are already black (new objects, scanned ones) was marked or will be.
+    fn scan_own_stack(&self) {
+        if !handshake::resume_scan(&self.rec().scan) {
+            return;
+        }
+        with_registers_spilled(|sp| {
+            let mut t = crate::mark::Tracer::new();
+            let bytes = crate::collector::scan_thread(
+                &mut t,
+                self.rec(),
+                crate::collector::StackAt::From(sp),
+            );
+            crate::collector::SELF_SCANNED_BYTES.fetch_add(bytes, Ordering::Relaxed);
+            crate::collector::SHADE_BYTES.fetch_add(t.marked_bytes, Ordering::Relaxed);
+            self.buffer_grey(&mut t);
+            self.flush_barrier();
         });
     }
 
@@ -411,6 +450,10 @@ impl Mutator {
             if self.rec().state.load(Ordering::Relaxed) == PARKED {
                 self.rec().resume();
             }
+            drop(w);
+            // A mark that began and ended while we waited scanned this stack (we were
+            // parked): nothing is owed, but a scan the collector holds must end first.
+            self.scan_own_stack();
         });
     }
 
@@ -431,7 +474,7 @@ impl Mutator {
         self.cache_mut().release_all();
         self.flush_barrier();
         let rec = self.rec().clone();
-        with_registers_spilled(move |sp| {
+        let r = with_registers_spilled(move |sp| {
             rec.sp.store(sp, Ordering::Release);
             rec.copy_stack(sp);
             {
@@ -446,7 +489,10 @@ impl Mutator {
             }
             rec.resume();
             r
-        })
+        });
+        // Before anything changes the handle scopes the collector may be reading.
+        self.scan_own_stack();
+        r
     }
 
     /// Allocates an object of `kind`, `size` bytes, aligned to `align`: the tiny

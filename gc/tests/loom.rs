@@ -523,3 +523,78 @@ fn markers_return_only_when_every_object_is_traced() {
 fn markers_with_roots_each_terminate_once() {
     check(|| markers(&[&[0], &[1]]));
 }
+
+// --- The stack handshake ---------------------------------------------------------------
+//
+// A concurrent mark owes every thread that its first stop stopped a scan of its stack
+// (`handshake::owe_scan`). The thread scans itself when it runs again
+// (`src/mutator.rs` `Mutator::scan_own_stack`, through `handshake::resume_scan`), or the
+// collector scans it while it stays stopped (`src/collector.rs` `scan_stopped_stacks`,
+// through `handshake::claim_scan` and `handshake::end_scan`). The model's thread has
+// one word of stack, a loom `UnsafeCell`, so that loom reports any read of it by the
+// collector that is not ordered with the thread's writes. The property: exactly one scan
+// happens, it reads the stack as the thread left it when it stopped, and no scan races
+// with the thread's writes once it runs on. Faults it catches: a relaxed `end_scan`, or a
+// relaxed success ordering in `resume_scan`, is a data race on the stack word; a
+// `resume_scan` that does not wait while the collector scans is one too; a `claim_scan`
+// that does not look at the thread's state reads the stack while the thread writes it.
+
+/// One thread, stopped as `stopped` (`PARKED` or `BLOCKING`) and then running on, and the
+/// collector, scanning the stacks still owed until none is.
+fn stack_handshake(stopped: u8) {
+    let state = Arc::new(AtomicU8::new(RUNNING));
+    let scan = Arc::new(AtomicU8::new(handshake::STACK_OWED));
+    let stack = Arc::new(loom::cell::UnsafeCell::new(0usize));
+    let scans = Arc::new(AtomicUsize::new(0));
+    let thread = {
+        let (state, scan, stack, scans) =
+            (state.clone(), scan.clone(), stack.clone(), scans.clone());
+        thread::spawn(move || {
+            // The program ran until the stop; its stack holds 1.
+            stack.with_mut(|w| unsafe { *w = 1 });
+            publish_stopped(&state, stopped);
+            // Running again (`ThreadRec::resume`, under the world lock in the real code).
+            state.store(RUNNING, Ordering::Release);
+            if handshake::resume_scan(&scan) {
+                assert_eq!(stack.with(|w| unsafe { *w }), 1);
+                scans.fetch_add(1, Ordering::Relaxed);
+            }
+            // The program runs on and changes its stack.
+            stack.with_mut(|w| unsafe { *w = 2 });
+        })
+    };
+    loop {
+        if handshake::claim_scan(&state, &scan).is_some() {
+            assert_eq!(
+                stack.with(|w| unsafe { *w }),
+                1,
+                "the collector read a changed stack"
+            );
+            scans.fetch_add(1, Ordering::Relaxed);
+            handshake::end_scan(&scan);
+        } else if !handshake::scan_pending(&scan) {
+            break;
+        } else {
+            thread::yield_now();
+        }
+    }
+    thread.join().unwrap();
+    assert_eq!(
+        scans.load(Ordering::Relaxed),
+        1,
+        "the stack was not scanned exactly once"
+    );
+}
+
+/// A thread parked at a safepoint or waiting for a cycle's end.
+#[test]
+fn a_parked_thread_is_scanned_once_by_itself_or_the_collector() {
+    check(|| stack_handshake(PARKED));
+}
+
+/// A thread in a blocking region (the collector reads its copy in the real code; the
+/// model reads the stack itself, the stricter case).
+#[test]
+fn a_blocking_thread_is_scanned_once_by_itself_or_the_collector() {
+    check(|| stack_handshake(BLOCKING));
+}
