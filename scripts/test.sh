@@ -120,6 +120,9 @@ GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quie
 GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example binary_trees 12 | tail -1
 GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example gcbench 10 | tail -1
 GOMALLOC_GCCHECKMARK=1 cargo run -p gomalloc-gc --release --quiet --example pause 8 1 3 | tail -1
+# Every frame of an 8 MiB stack holds the only pointer to its object: the thread's own scan
+# of its stack, outside the stop, must find them all.
+GOMALLOC_GCCHECKMARK=1 cargo run -p gomalloc-gc --release --quiet --example stack_pause 256 1 | tail -1
 
 stage "GC tests and examples with the stopped mark (GOMALLOC_GCCONCURRENT=0), checkmark on"
 # Every test of the collector, and the examples, with the world stopped for the whole mark

@@ -435,12 +435,13 @@ fn run_stopped_cycle(me: Option<&Mutator>, forced: bool) {
 }
 
 /// One cycle with a concurrent mark (design §8), on the calling thread, which holds
-/// `collecting`: the world stops at mark start (the precise roots and the caller's stack
-/// greyed, every other stack owed a scan, the barrier and allocate-black turned on) and at
-/// mark termination (what the barrier buffers still hold, the checkmark, the new sweep
-/// generation). Between the two the caller traces while the mutators run: each scans its
-/// own stack before it runs the program again (`Mutator::scan_own_stack`), the caller
-/// scans those of threads that stay stopped ([`scan_stopped_stacks`]); their writes go
+/// `collecting`: the world stops at mark start (the precise roots greyed, every other
+/// thread's stack owed a scan, the barrier and allocate-black turned on) and at mark
+/// termination (what the barrier buffers still hold, the checkmark, the new sweep
+/// generation). Between the two the caller scans its own stack and traces while the
+/// mutators run: each scans its own stack before it runs the program again
+/// (`Mutator::scan_own_stack`), the caller scans those of threads that stay stopped
+/// ([`scan_stopped_stacks`]); their writes go
 /// through the hybrid barrier, their allocations are black (windows loaded while marking
 /// have their free slots marked, `heap::mark_free_if_marking`), and no stack is scanned
 /// twice (the barrier's deletion half keeps every object reachable at mark start marked,
@@ -457,7 +458,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         let me_sp = me.map(|m| (m.rec(), my_sp));
         let mut t = Tracer::new();
         let goal_of_cycle = pacer::HEAP_GOAL.load(Ordering::Relaxed);
-        let (mut stack_bytes, root_bytes) = mark_roots_at_start(&mut t, &started, me_sp);
+        let root_bytes = mark_roots_at_start(&mut t, &started, me.map(|m| m.rec()));
         // Every cache was released at the stop: what the heap holds now is what marking
         // found or will find; what caches take from now on is allocated black.
         let live_at_start = heap::HEAP_LIVE.load(Ordering::Relaxed);
@@ -466,9 +467,16 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         MARKING_CONCURRENTLY.store(true, Ordering::Relaxed);
         ASSIST_WANTED.store(false, Ordering::Relaxed);
         let t_restarted = start_the_world();
-        // The stacks of the threads that stay stopped (in blocking regions, waiting for a
-        // cycle's end); the others scan their own as they run again.
+        // The collecting thread's stack, then those of the threads that stay stopped (in
+        // blocking regions, waiting for a cycle's end); the others scan their own as they
+        // run again.
+        let greyed = t.marked_bytes;
+        let mut stack_bytes = match me_sp {
+            Some((m, sp)) => scan_thread(&mut t, m, StackAt::From(sp)),
+            None => 0,
+        };
         stack_bytes += scan_stopped_stacks(&mut t, &started).0;
+        pacer::SCAN_DONE.fetch_add(t.marked_bytes - greyed, Ordering::Relaxed);
         // A quarter of the markers a stopped mark uses, at least one (Go's
         // `gcBackgroundUtilization`: 25% of the cores mark while the program runs).
         let markers = WORKERS.load(Ordering::Relaxed).div_ceil(4);
@@ -827,27 +835,24 @@ pub(crate) fn scan_thread(t: &mut Tracer, rec: &ThreadRec, at: StackAt) -> usize
     }
 }
 
-/// A concurrent mark's first stop: greys the roots that belong to no thread and the
-/// collector's own stack (`me`), and makes every other thread owe the mark a scan of its
-/// stack, which it does itself when it runs again or the collector does while it stays
-/// stopped ([`scan_stopped_stacks`]): no other stack is read inside the stop. Returns
-/// (stack bytes, precise-root bytes) scanned.
+/// A concurrent mark's first stop: greys the roots that belong to no thread and makes
+/// every attached thread but the collecting one (`me`) owe the mark a scan of its stack,
+/// which it does itself when it runs again or the collector does while it stays stopped
+/// ([`scan_stopped_stacks`]). No stack is read inside the stop: the collecting thread's
+/// own is scanned after the restart (it does not change while the thread collects).
+/// Returns the precise-root bytes scanned.
 fn mark_roots_at_start(
     t: &mut Tracer,
     threads: &[Arc<ThreadRec>],
-    me: Option<(&Arc<ThreadRec>, usize)>,
-) -> (usize, usize) {
+    me: Option<&Arc<ThreadRec>>,
+) -> usize {
     let root_bytes = mark_global_roots(t);
-    let mut stack_bytes = 0;
     for rec in threads {
-        match me {
-            Some((m, sp)) if Arc::ptr_eq(m, rec) => {
-                stack_bytes += scan_thread(t, rec, StackAt::From(sp));
-            }
-            _ => handshake::owe_scan(&rec.scan),
+        if !me.is_some_and(|m| Arc::ptr_eq(m, rec)) {
+            handshake::owe_scan(&rec.scan);
         }
     }
-    (stack_bytes, root_bytes)
+    root_bytes
 }
 
 /// Scans the stacks that `threads` still owe the mark of those that are stopped (parked

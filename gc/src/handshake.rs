@@ -72,6 +72,10 @@ pub(crate) const STACK_OWED: u8 = 1;
 /// Stack-scan state: the collector is scanning the stopped thread's stack; the thread must
 /// not run on until it is [`STACK_SCANNED`].
 pub(crate) const STACK_BUSY: u8 = 2;
+/// Stack-scan state: the thread is scanning its own stack ([`resume_scan`]); the collector
+/// waits for [`STACK_SCANNED`] before it ends the mark, so that the scan runs while the
+/// world does, not inside mark termination's stop.
+pub(crate) const STACK_SELF: u8 = 3;
 
 /// Collector, with the world stopped at a concurrent mark's start: the thread with `scan`
 /// owes the mark a stack scan. (The stop orders the store with every later access: the
@@ -96,24 +100,22 @@ pub(crate) fn claim_scan(state: &AtomicU8, scan: &AtomicU8) -> Option<u8> {
         .map(|_| seen)
 }
 
-/// Collector: the scan it claimed is done (release: its reads of the thread's stack happen
-/// before the thread runs on, which it does after reading this store with acquire).
+/// Collector or thread: the scan it claimed is done (release: the collector's reads of the
+/// thread's stack happen before the thread runs on, which it does after reading this store
+/// with acquire; a thread's grey objects were handed off before a collector that reads it
+/// with acquire ([`scan_pending`]) goes on).
 pub(crate) fn end_scan(scan: &AtomicU8) {
     scan.store(STACK_SCANNED, Ordering::Release);
 }
 
 /// Mutator, going back to running the program (after a stop, a wait or a blocking region)
 /// and before it changes its stack above the stack pointer it published: true if it
-/// claimed its own stack scan (it must scan itself now, before it runs on); false if there
-/// is none, or once the collector's scan of it has ended (waiting for it meanwhile).
+/// claimed its own stack scan (it must scan itself now, before it runs on, then call
+/// [`end_scan`]); false if there is none, or once the collector's scan of it has ended
+/// (waiting for it meanwhile).
 pub(crate) fn resume_scan(scan: &AtomicU8) -> bool {
     loop {
-        match scan.compare_exchange(
-            STACK_OWED,
-            STACK_SCANNED,
-            Ordering::Acquire,
-            Ordering::Acquire,
-        ) {
+        match scan.compare_exchange(STACK_OWED, STACK_SELF, Ordering::Acquire, Ordering::Acquire) {
             Ok(_) => return true,
             Err(STACK_BUSY) => yield_now(),
             Err(_) => return false,

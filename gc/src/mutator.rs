@@ -424,9 +424,11 @@ impl Mutator {
             );
             crate::collector::SELF_SCANNED_BYTES.fetch_add(bytes, Ordering::Relaxed);
             crate::collector::SHADE_BYTES.fetch_add(t.marked_bytes, Ordering::Relaxed);
+            crate::pacer::SCAN_DONE.fetch_add(t.marked_bytes, Ordering::Relaxed);
             self.buffer_grey(&mut t);
             self.flush_barrier();
         });
+        handshake::end_scan(&self.rec().scan);
     }
 
     /// Waits, stopped as at a safepoint, until the cycle in progress has ended.

@@ -537,7 +537,9 @@ fn markers_with_roots_each_terminate_once() {
 // with the thread's writes once it runs on. Faults it catches: a relaxed `end_scan`, or a
 // relaxed success ordering in `resume_scan`, is a data race on the stack word; a
 // `resume_scan` that does not wait while the collector scans is one too; a `claim_scan`
-// that does not look at the thread's state reads the stack while the thread writes it.
+// that does not look at the thread's state reads the stack while the thread writes it;
+// a `resume_scan` that marks the scan done when it claims it, not at its end, lets the
+// collector end the mark while the thread still scans.
 
 /// One thread, stopped as `stopped` (`PARKED` or `BLOCKING`) and then running on, and the
 /// collector, scanning the stacks still owed until none is.
@@ -558,6 +560,7 @@ fn stack_handshake(stopped: u8) {
             if handshake::resume_scan(&scan) {
                 assert_eq!(stack.with(|w| unsafe { *w }), 1);
                 scans.fetch_add(1, Ordering::Relaxed);
+                handshake::end_scan(&scan);
             }
             // The program runs on and changes its stack.
             stack.with_mut(|w| unsafe { *w = 2 });
@@ -573,6 +576,13 @@ fn stack_handshake(stopped: u8) {
             scans.fetch_add(1, Ordering::Relaxed);
             handshake::end_scan(&scan);
         } else if !handshake::scan_pending(&scan) {
+            // Pending until the scan ended, whoever made it: the collector ends the mark
+            // only after it.
+            assert_eq!(
+                scans.load(Ordering::Relaxed),
+                1,
+                "the mark went on before the scan ended"
+            );
             break;
         } else {
             thread::yield_now();
