@@ -467,6 +467,11 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         MARKING_CONCURRENTLY.store(true, Ordering::Relaxed);
         ASSIST_WANTED.store(false, Ordering::Relaxed);
         let t_restarted = start_the_world();
+        let cpu_at_restart = thread_cpu();
+        let assist_at_restart = ASSIST_NS.load(Ordering::Relaxed);
+        // Helpers' marking time in the concurrent mark (each helper of a `drain` counted
+        // busy for the whole drain).
+        let mut helper_cpu = Duration::ZERO;
         // The collecting thread's stack, then those of the threads that stay stopped (in
         // blocking regions, waiting for a cycle's end); the others scan their own as they
         // run again.
@@ -484,12 +489,14 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         // World-stopped time of the stops that found work and restarted (below).
         let mut aborted_stops = Duration::ZERO;
         let mut restarts = 0;
-        let (threads, t_drained, t_stopped2) = loop {
+        let (threads, t_drained, t_stopped2, marker_cpu, assist_ns) = loop {
             let mut rounds = 0;
             loop {
                 if markers > 1 {
                     let before = t.marked_bytes;
+                    let t0 = Instant::now();
                     let (w, h) = drain(&mut t, markers);
+                    helper_cpu += t0.elapsed() * (w - 1) as u32;
                     pacer::SCAN_DONE.fetch_add(t.marked_bytes - before, Ordering::Relaxed);
                     workers = workers.max(w);
                     helper_objects += h;
@@ -526,6 +533,10 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
                 rounds += 1;
             }
             let t_drained = Instant::now();
+            let marker_cpu = thread_cpu().saturating_sub(cpu_at_restart) + helper_cpu;
+            let assist_ns = ASSIST_NS
+                .load(Ordering::Relaxed)
+                .saturating_sub(assist_at_restart);
             // Mark termination. Stopping flushes every mutator's barrier buffer. If that
             // brought grey objects (shaded since the last round: each may lead to a whole
             // unmarked subgraph), restart and mark them concurrently, as Go's `gcMarkDone`
@@ -540,7 +551,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
                 || restarts == MAX_TERMINATION_RESTARTS
             {
                 t.extend(shaded);
-                break (threads, t_drained, t_stopped2);
+                break (threads, t_drained, t_stopped2, marker_cpu, assist_ns);
             }
             t.extend(shaded);
             restarts += 1;
@@ -556,7 +567,14 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
             .load(Ordering::Relaxed)
             .saturating_sub(live_at_start);
         let heap1 = heap::HEAP_LIVE.load(Ordering::Relaxed);
-        pacer::record_concurrent_mark(black, marked);
+        pacer::record_concurrent_mark(&pacer::MarkMeasure {
+            black,
+            traced: marked,
+            scan_work: marked + stack_bytes + root_bytes,
+            window: t_drained - t_restarted,
+            marker_cpu,
+            assist: Duration::from_nanos(assist_ns),
+        });
         let next_goal = finish_cycle(marked + black);
         debug_assert_world_stopped(&threads, &resumed, me.map(|m| m.rec()));
         let end = start_the_world();
@@ -658,6 +676,19 @@ pub(crate) fn assist(budget: usize) -> bool {
     ASSISTS.fetch_sub(1, Ordering::AcqRel);
     ASSIST_NS.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
     left != budget
+}
+
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec`; the clock id is a constant Linux has.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Flush rounds a concurrent mark runs at most before it stops the world for termination

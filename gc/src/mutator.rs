@@ -579,13 +579,17 @@ impl Mutator {
         if crate::pacer::should_collect() && self.st().open_borrows.get() == 0 {
             crate::collector::collect_auto(self);
             if crate::collector::MARKING_CONCURRENTLY.load(Ordering::Relaxed) {
+                // Between rounds the thread looks for a stop: a collector waiting for it
+                // (mark termination) waits for one round at most, not for all of them.
                 let mut rounds = 0;
                 while rounds < crate::pacer::MAX_ASSIST_ROUNDS
+                    && handshake::requests(&GC_FLAGS) & STOP == 0
                     && crate::pacer::should_assist()
                     && crate::collector::assist(crate::pacer::ASSIST_BUDGET)
                 {
                     rounds += 1;
                 }
+                self.safepoint();
                 if crate::pacer::over_goal() && !self.in_blocking_region() {
                     // A concurrent mark that the allocation outran: wait for its end
                     // rather than let the heap pass the goal (Go makes the thread assist,

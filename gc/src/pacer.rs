@@ -3,7 +3,8 @@
 //! `goal = max(heap_marked * (1 + GOGC/100), 4 MiB * GOGC/100)`, capped by the soft memory
 //! limit (`limit - memory the collector does not own`, never below `heap_marked + 1 MiB`).
 //! A cycle starts when `HEAP_LIVE` reaches the trigger: the goal, or below it when marking
-//! is concurrent ([`HEAP_TRIGGER`]).
+//! is concurrent ([`HEAP_TRIGGER`]), by a runway derived from the last marks' cons/mark
+//! ratio and scan work ([`ConsMark`], Go 1.19's `endCycle` and `commit`).
 //!
 //! While a concurrent mark runs, mutators assist it when it falls behind their allocation
 //! ([`should_assist`], Go's assist ratio), and wait at the goal ([`over_goal`]).
@@ -34,10 +35,9 @@ pub(crate) static HEAP_GOAL: AtomicUsize = AtomicUsize::new(MIN_HEAP);
 /// allocate while the next mark runs (Go 1.19's `runway`), so that the mark ends as the
 /// heap reaches the goal.
 pub(crate) static HEAP_TRIGGER: AtomicUsize = AtomicUsize::new(MIN_HEAP);
-/// The runway: what the mutators allocated during the last concurrent mark, with a margin,
-/// doubled when the allocation reached the goal before the mark ended (the mutators then
-/// waited, so what they allocated understates what they would have). 0 before the first
-/// concurrent cycle.
+/// The runway: the bytes the mutators are expected to allocate while the next mark runs
+/// (Go 1.19's `runway`), from the last cycles' cons/mark ratio and scan work
+/// ([`ConsMark::runway`]). 0 before the first concurrent cycle.
 static RUNWAY: AtomicUsize = AtomicUsize::new(0);
 /// A mutator reached the goal while a concurrent mark ran (and waited for its end).
 pub(crate) static OUTRAN: AtomicBool = AtomicBool::new(false);
@@ -51,13 +51,132 @@ const TRIGGER_MIN_PERCENT: usize = 70;
 const TRIGGER_FIRST_PERCENT: usize = 70;
 const TRIGGER_MAX_PERCENT: usize = 95;
 
-/// Records what the mutators allocated during a concurrent mark (`black` bytes), for the
-/// next trigger, and what its trace marked (`traced` bytes), for the next mark's assists.
-pub(crate) fn record_concurrent_mark(black: usize, traced: usize) {
-    SCAN_EXPECTED.store(traced, Ordering::Relaxed);
+/// What one concurrent mark measured (the inputs of Go 1.19's `endCycle`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MarkMeasure {
+    /// Bytes the mutators allocated while the mark ran (black; Go's `heapLive - triggered`).
+    pub black: usize,
+    /// Bytes the mark's trace marked: the work the next mark's assists expect.
+    pub traced: usize,
+    /// The mark's scan work: the bytes traced plus the stack and root bytes scanned (Go's
+    /// `heapScanWork + stackScanWork + globalsScanWork`, in bytes marked rather than
+    /// bytes scanned).
+    pub scan_work: usize,
+    /// The concurrent mark's length, from the restart after mark start to mark
+    /// termination's stop (Go's `assistDuration`).
+    pub window: Duration,
+    /// CPU time the markers used in it.
+    pub marker_cpu: Duration,
+    /// Time the mutators spent in mark assists in it.
+    pub assist: Duration,
+}
+
+/// The cons/mark estimate (Go's `gcControllerState.consMark`): bytes the mutators allocate
+/// per byte of scan work the collector does, each per unit of the CPU time it had. The
+/// estimate is the largest of this cycle's and the last four cycles' ratios (Go 1.21's
+/// `lastConsMark`; Go 1.19 smooths with a PI controller instead): a noisy measure errs
+/// toward an earlier trigger rather than toward assists.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ConsMark {
+    last: [f64; 4],
+}
+
+/// One cycle's pacing figures, for `GOMALLOC_GCPACERTRACE` and the tests.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PacerStep {
+    /// The markers' share of the CPU during the mark.
+    pub background: f64,
+    /// The collector's whole share (markers and assists).
+    pub utilization: f64,
+    /// This cycle's cons/mark ratio.
+    pub current: f64,
+    /// The estimate the runway uses.
+    pub cons_mark: f64,
+    /// The runway for the next cycle, in bytes.
+    pub runway: usize,
+}
+
+impl ConsMark {
+    pub(crate) const fn new() -> ConsMark {
+        ConsMark { last: [0.0; 4] }
+    }
+
+    /// Folds in the mark `m`, run on `procs` cores; `outran`: a mutator reached the goal
+    /// during it and waited, so `m.black` understates what the mutators would have
+    /// allocated (counted twice). Returns the runway for the next cycle (Go 1.19's
+    /// `commit`): the bytes the mutators allocate while the markers, at the share of the CPU
+    /// they had in this mark, do as much scan work as this mark did:
+    /// `cons_mark * (1 - u_bg) / u_bg * scan_work`. When no assist ran (the collector's
+    /// share is the markers'), that is this mark's black bytes in the steady state, scaled
+    /// by the change in scan work; assists raise it, so the next mark starts earlier and
+    /// needs fewer. None (the runway stays) when the mark measured nothing usable (no scan
+    /// work, no time).
+    pub(crate) fn step(
+        &mut self,
+        m: &MarkMeasure,
+        outran: bool,
+        procs: usize,
+    ) -> Option<PacerStep> {
+        let cpu = m.window.as_secs_f64() * procs.max(1) as f64;
+        if cpu <= 0.0 || m.scan_work == 0 {
+            return None;
+        }
+        // Shares of the CPU, bounded away from 0 and 1 so that the ratios stay finite (a
+        // marker the OS descheduled for the whole window, assists that took every core).
+        let background = (m.marker_cpu.as_secs_f64() / cpu).clamp(0.01, 0.95);
+        let utilization = (background + m.assist.as_secs_f64() / cpu).min(0.95);
+        let scan = m.scan_work as f64;
+        let mut current = m.black as f64 * utilization / (scan * (1.0 - utilization));
+        if outran {
+            current *= 2.0;
+        }
+        let cons_mark = self.last.iter().copied().fold(current, f64::max);
+        self.last.rotate_left(1);
+        self.last[self.last.len() - 1] = current;
+        let runway = cons_mark * (1.0 - background) / background * scan;
+        Some(PacerStep {
+            background,
+            utilization,
+            current,
+            cons_mark,
+            runway: runway.min(usize::MAX as f64) as usize,
+        })
+    }
+}
+
+/// The collector's cons/mark estimate (only the collecting thread updates it).
+static CONS_MARK: Mutex<ConsMark> = Mutex::new(ConsMark::new());
+/// `GOMALLOC_GCPACERTRACE=1`: a `pacer:` line per concurrent cycle (Go's `gcpacertrace`).
+static PACER_TRACE: AtomicBool = AtomicBool::new(false);
+
+/// Records what a concurrent mark measured, for the next mark's trigger (the runway) and
+/// assists (the expected work).
+pub(crate) fn record_concurrent_mark(m: &MarkMeasure) {
+    SCAN_EXPECTED.store(m.traced, Ordering::Relaxed);
     let outran = OUTRAN.swap(false, Ordering::Relaxed);
-    let runway = black + black / 4;
-    RUNWAY.store(if outran { 2 * runway } else { runway }, Ordering::Relaxed);
+    let procs = crate::collector::cores();
+    let step = CONS_MARK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .step(m, outran, procs);
+    let Some(step) = step else {
+        return;
+    };
+    RUNWAY.store(step.runway.max(1), Ordering::Relaxed);
+    if PACER_TRACE.load(Ordering::Relaxed) {
+        eprintln!(
+            "pacer: {:.1}% CPU ({:.1}% background) for {} B work in {} ms, {} B allocated{}; cons/mark {:.4} (this cycle {:.4}), runway {} B",
+            step.utilization * 100.0,
+            step.background * 100.0,
+            m.scan_work,
+            m.window.as_millis(),
+            m.black,
+            if outran { " (outran)" } else { "" },
+            step.cons_mark,
+            step.current,
+            step.runway,
+        );
+    }
 }
 /// The limiter's bucket, in nanoseconds of CPU time (see the module header).
 static LIMITER_FILL: Mutex<Limiter> = Mutex::new(Limiter {
@@ -123,6 +242,13 @@ pub(crate) fn init() {
                     "a percentage or `off`",
                     "100",
                 ),
+            }
+        }
+        if let Ok(v) = std::env::var("GOMALLOC_GCPACERTRACE") {
+            match v.trim() {
+                "1" => PACER_TRACE.store(true, Ordering::Relaxed),
+                "0" | "" => {}
+                _ => crate::collector::bad_setting("GOMALLOC_GCPACERTRACE", &v, "`0` or `1`", "0"),
             }
         }
         if let Ok(v) = std::env::var("GOMALLOC_GCMEMLIMIT") {
@@ -215,19 +341,29 @@ pub(crate) fn update_goal() -> usize {
         goal = goal.min(room.max(marked + (1 << 20)));
     }
     HEAP_GOAL.store(goal, Ordering::Relaxed);
-    let trigger = if crate::collector::CONCURRENT.load(Ordering::Relaxed) && goal > marked {
-        let at = |pct: usize| marked + ((goal - marked) as u128 * pct as u128 / 100) as usize;
-        match RUNWAY.load(Ordering::Relaxed) {
-            0 => at(TRIGGER_FIRST_PERCENT),
-            r => goal
-                .saturating_sub(r)
-                .clamp(at(TRIGGER_MIN_PERCENT), at(TRIGGER_MAX_PERCENT)),
-        }
+    let trigger = if crate::collector::CONCURRENT.load(Ordering::Relaxed) {
+        trigger(marked, goal, RUNWAY.load(Ordering::Relaxed))
     } else {
         goal
     };
     HEAP_TRIGGER.store(trigger, Ordering::Relaxed);
     goal
+}
+
+/// Where a concurrent cycle starts (Go 1.19's `trigger`): `runway` bytes before `goal`
+/// (70% of the way from `marked` to `goal` before any runway was measured), within
+/// [70%, 95%] of that way.
+fn trigger(marked: usize, goal: usize, runway: usize) -> usize {
+    if goal <= marked {
+        return goal;
+    }
+    let at = |pct: usize| marked + ((goal - marked) as u128 * pct as u128 / 100) as usize;
+    match runway {
+        0 => at(TRIGGER_FIRST_PERCENT),
+        r => goal
+            .saturating_sub(r)
+            .clamp(at(TRIGGER_MIN_PERCENT), at(TRIGGER_MAX_PERCENT)),
+    }
 }
 
 /// True when the heap reached the point where the next cycle starts.
@@ -312,5 +448,105 @@ mod tests {
         assert_eq!(parse_limit("64KiB"), Some(64 << 10));
         assert_eq!(parse_limit("off"), Some(u64::MAX));
         assert_eq!(parse_limit("lots"), None);
+    }
+
+    const MIB: usize = 1 << 20;
+
+    fn mark(black: usize, scan_work: usize, marker_ms: u64, assist_ms: u64) -> MarkMeasure {
+        MarkMeasure {
+            black,
+            traced: scan_work,
+            scan_work,
+            window: Duration::from_millis(100),
+            marker_cpu: Duration::from_millis(marker_ms),
+            assist: Duration::from_millis(assist_ms),
+        }
+    }
+
+    /// Within 0.1% (the ratios go through floating point).
+    fn close(a: usize, b: usize) -> bool {
+        a.abs_diff(b) <= b / 1000 + 1
+    }
+
+    #[test]
+    fn without_assists_the_runway_is_what_the_mark_let_the_mutators_allocate() {
+        let mut c = ConsMark::new();
+        // One marker on 2 cores for the whole mark: 50% background, no assists.
+        let s = c.step(&mark(20 * MIB, 60 * MIB, 100, 0), false, 2).unwrap();
+        assert!((s.background - 0.5).abs() < 1e-9 && (s.utilization - 0.5).abs() < 1e-9);
+        assert!(close(s.runway, 20 * MIB), "{s:?}");
+        // Markers at a third of the CPU take longer over the same work, and the mutators
+        // allocate twice as much meanwhile: the runway is again what they allocated.
+        let s = c.step(&mark(40 * MIB, 60 * MIB, 67, 0), false, 2).unwrap();
+        assert!(close(s.runway, 40 * MIB), "{s:?}");
+    }
+
+    #[test]
+    fn the_runway_follows_the_scan_work() {
+        // Same allocation rate per byte of scan work, three times the live heap to mark:
+        // three times the runway.
+        let small = ConsMark::new()
+            .step(&mark(10 * MIB, 30 * MIB, 100, 0), false, 2)
+            .unwrap();
+        let big = ConsMark::new()
+            .step(&mark(30 * MIB, 90 * MIB, 100, 0), false, 2)
+            .unwrap();
+        assert!(close(big.runway, 3 * small.runway), "{small:?} {big:?}");
+    }
+
+    #[test]
+    fn assists_and_outrunning_lengthen_the_runway() {
+        let plain = ConsMark::new()
+            .step(&mark(20 * MIB, 60 * MIB, 100, 0), false, 2)
+            .unwrap();
+        // Assists took a quarter of the CPU: with the markers alone the mutators would
+        // have allocated more per byte marked.
+        let assisted = ConsMark::new()
+            .step(&mark(20 * MIB, 60 * MIB, 100, 50), false, 2)
+            .unwrap();
+        assert!(assisted.runway > plain.runway * 2, "{plain:?} {assisted:?}");
+        let outran = ConsMark::new()
+            .step(&mark(20 * MIB, 60 * MIB, 100, 0), true, 2)
+            .unwrap();
+        assert!(
+            close(outran.runway, 2 * plain.runway),
+            "{plain:?} {outran:?}"
+        );
+    }
+
+    #[test]
+    fn the_estimate_is_the_largest_of_the_last_five_cycles() {
+        let mut c = ConsMark::new();
+        let high = c.step(&mark(40 * MIB, 60 * MIB, 100, 0), false, 2).unwrap();
+        for _ in 0..4 {
+            let s = c.step(&mark(10 * MIB, 60 * MIB, 100, 0), false, 2).unwrap();
+            assert_eq!(s.cons_mark, high.current, "{s:?}");
+            assert!(close(s.runway, 40 * MIB), "{s:?}");
+        }
+        let s = c.step(&mark(10 * MIB, 60 * MIB, 100, 0), false, 2).unwrap();
+        assert!(close(s.runway, 10 * MIB), "{s:?}");
+    }
+
+    #[test]
+    fn a_mark_that_measured_nothing_keeps_the_runway() {
+        let mut c = ConsMark::new();
+        let mut m = mark(10 * MIB, 0, 100, 0);
+        assert!(c.step(&m, false, 2).is_none());
+        m.scan_work = MIB;
+        m.window = Duration::ZERO;
+        assert!(c.step(&m, false, 2).is_none());
+        // A marker that never ran and assists that took every core stay finite.
+        let s = c.step(&mark(10 * MIB, MIB, 0, 1000), false, 2).unwrap();
+        assert!(s.runway < usize::MAX && s.cons_mark.is_finite(), "{s:?}");
+    }
+
+    #[test]
+    fn the_trigger_stays_between_70_and_95_percent_of_the_room() {
+        let (marked, goal) = (100 * MIB, 200 * MIB);
+        assert_eq!(trigger(marked, goal, 0), 170 * MIB);
+        assert_eq!(trigger(marked, goal, 20 * MIB), 180 * MIB);
+        assert_eq!(trigger(marked, goal, MIB), 195 * MIB);
+        assert_eq!(trigger(marked, goal, 500 * MIB), 170 * MIB);
+        assert_eq!(trigger(marked, marked, 20 * MIB), marked);
     }
 }

@@ -1,4 +1,4 @@
-//! The pacer (GOGC, memory limit) and GOMALLOC_GCTRACE output.
+//! The pacer (GOGC, memory limit) and the GOMALLOC_GCTRACE and GOMALLOC_GCPACERTRACE output.
 // These tests keep `Gc`s in locals: they need the conservative stack scan.
 #![cfg(not(feature = "precise"))]
 
@@ -197,6 +197,76 @@ fn gctrace_prints_go_format() {
         lines.iter().any(|l| l.ends_with(" P (forced)")),
         "{lines:?}"
     );
+}
+
+/// Re-runs this test binary with GOMALLOC_GCPACERTRACE=1 and a concurrent mark, and checks
+/// that each `pacer:` line's runway is the one Go 1.19's pacer derives from the figures the
+/// line prints: `cons/mark * (1 - background) / background * scan work`, the estimate
+/// being at least this cycle's ratio.
+#[test]
+fn the_pacer_trace_shows_the_runway_from_scan_work() {
+    if std::env::var_os("PACERTRACE_CHILD").is_some() {
+        let m = gc::attach();
+        let _live = live_list(&m, 8 << 20);
+        churn(&m, 96 << 20);
+        assert!(gc::stats().cycles >= 2, "{:?}", gc::stats());
+        return;
+    }
+    let out = child(
+        "the_pacer_trace_shows_the_runway_from_scan_work",
+        &[
+            ("PACERTRACE_CHILD", "1"),
+            ("GOMALLOC_GCPACERTRACE", "1"),
+            ("GOMALLOC_GCCONCURRENT", "1"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("pacer: ")).collect();
+    assert!(!lines.is_empty(), "no pacer lines in: {err}");
+    for l in &lines {
+        let p = parse_pacer(l).unwrap_or_else(|| panic!("not a pacer line: {l}"));
+        assert!(p.cons_mark >= p.current, "{l}");
+        assert!(p.background > 0.0 && p.utilization >= p.background, "{l}");
+        if p.background >= 0.05 {
+            let expected = p.cons_mark * (1.0 - p.background) / p.background * p.work;
+            let err = (p.runway - expected).abs() / expected.max(1.0);
+            assert!(err < 0.1, "runway {} against {expected}: {l}", p.runway);
+        }
+    }
+}
+
+/// The figures of one `pacer:` line.
+struct PacerLine {
+    utilization: f64,
+    background: f64,
+    work: f64,
+    cons_mark: f64,
+    current: f64,
+    runway: f64,
+}
+
+/// Parses `pacer: U% CPU (B% background) for W B work in T ms, A B allocated[ (outran)];
+/// cons/mark C (this cycle D), runway R B`.
+fn parse_pacer(l: &str) -> Option<PacerLine> {
+    let rest = l.strip_prefix("pacer: ")?;
+    let (u, rest) = rest.split_once("% CPU (")?;
+    let (b, rest) = rest.split_once("% background) for ")?;
+    let (w, rest) = rest.split_once(" B work in ")?;
+    let (_ms, rest) = rest.split_once(" ms, ")?;
+    let (_alloc, rest) = rest.split_once(" B allocated")?;
+    let (_, rest) = rest.split_once("; cons/mark ")?;
+    let (c, rest) = rest.split_once(" (this cycle ")?;
+    let (d, rest) = rest.split_once("), runway ")?;
+    let r = rest.strip_suffix(" B")?;
+    Some(PacerLine {
+        utilization: u.parse::<f64>().ok()? / 100.0,
+        background: b.parse::<f64>().ok()? / 100.0,
+        work: w.parse().ok()?,
+        cons_mark: c.parse().ok()?,
+        current: d.parse().ok()?,
+        runway: r.parse().ok()?,
+    })
 }
 
 /// Checks one line against Go 1.19's gctrace format: the fixed separators in order, and
