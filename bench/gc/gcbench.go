@@ -3,6 +3,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -39,17 +40,41 @@ func makeTree(d int) *Node {
 	return &Node{left: makeTree(d - 1), right: makeTree(d - 1)}
 }
 
+// count returns the nodes of the tree under n.
+func count(n *Node) int {
+	if n == nil {
+		return 0
+	}
+	return 1 + count(n.left) + count(n.right)
+}
+
+// check exits with status 1 when a tree has the wrong number of nodes (the checks of
+// gc/examples/gcbench.rs, which also keep the long-lived tree live to the end).
+func check(what string, n *Node, d int) {
+	if c := count(n); c != treeSize(d) {
+		fmt.Printf("Failed: %s of depth %d has %d nodes\n", what, d, c)
+		os.Exit(1)
+	}
+}
+
 func timeConstruction(d int) {
 	n := numIters(d)
 	fmt.Printf("Creating %d trees of depth %d\n", n, d)
 	t := time.Now()
 	for i := 0; i < n; i++ {
-		populate(d, &Node{})
+		temp := &Node{}
+		populate(d, temp)
+		if i == n-1 {
+			check("a top-down tree", temp, d)
+		}
 	}
 	fmt.Printf("\tTop down construction took %d msec\n", time.Since(t).Milliseconds())
 	t = time.Now()
 	for i := 0; i < n; i++ {
-		makeTree(d)
+		temp := makeTree(d)
+		if i == n-1 {
+			check("a bottom-up tree", temp, d)
+		}
 	}
 	fmt.Printf("\tBottom up construction took %d msec\n", time.Since(t).Milliseconds())
 }
@@ -58,7 +83,7 @@ func main() {
 	start := time.Now()
 	fmt.Println("Garbage Collector Test")
 	fmt.Printf(" Stretching memory with a binary tree of depth %d\n", stretchTreeDepth)
-	makeTree(stretchTreeDepth)
+	check("the stretch tree", makeTree(stretchTreeDepth), stretchTreeDepth)
 	fmt.Printf(" Creating a long-lived binary tree of depth %d\n", longLivedTreeDepth)
 	long := &Node{}
 	populate(longLivedTreeDepth, long)
@@ -70,8 +95,10 @@ func main() {
 	for d := minTreeDepth; d <= maxTreeDepth; d += 2 {
 		timeConstruction(d)
 	}
-	if long == nil || a[1000] != 1.0/1000 {
-		fmt.Println("Failed")
+	if a[1000] != 1.0/1000 {
+		fmt.Println("Failed: the long-lived array changed")
+		os.Exit(1)
 	}
+	check("the long-lived tree", long, longLivedTreeDepth)
 	fmt.Printf("Completed in %d msec\n", time.Since(start).Milliseconds())
 }
