@@ -189,9 +189,19 @@ pub(crate) fn acknowledge(
 }
 
 /// Mutator: moves every object of its barrier buffer `buf` to the shared grey list.
+///
+/// In the off-heap misuse checker's build (`feature = "checkroots"`) it also zeroes the
+/// buffer's spare capacity: the checker reads whole `malloc` blocks and does not know this
+/// one (it sits in the thread's state), so the addresses left in it, of objects shaded or
+/// found on the stack by an earlier mark that have died since, would read as pointers held
+/// outside the collector's view. Nothing more in other builds.
 pub(crate) fn hand_off(buf: &mut Vec<usize>, shade: &Mutex<Vec<usize>>) {
     if !buf.is_empty() {
         shade.lock().unwrap_or_else(|e| e.into_inner()).append(buf);
+    }
+    if cfg!(feature = "checkroots") {
+        buf.resize(buf.capacity(), 0);
+        buf.clear();
     }
 }
 

@@ -155,19 +155,6 @@ pub(crate) struct MState {
     barrier: UnsafeCell<Vec<usize>>,
 }
 
-/// In the off-heap misuse checker's build (`feature = "checkroots"`), zeroes the spare
-/// capacity of a barrier buffer just handed off. The checker reads whole `malloc` blocks
-/// and does not know this one (it sits in the thread's `MState`), so the addresses left in
-/// it, of objects shaded or found on the stack by an earlier mark that have died since,
-/// would read as pointers held outside the collector's view. Nothing in other builds.
-#[inline(always)]
-fn scrub_spare(buf: &mut Vec<usize>) {
-    if cfg!(feature = "checkroots") {
-        buf.resize(buf.capacity(), 0);
-        buf.clear();
-    }
-}
-
 /// A thread's membership in the collector's world: the guard returned by [`attach`].
 ///
 /// Allocation ([`Gc::new`](crate::Gc::new)), barriered writes
@@ -317,7 +304,6 @@ impl Mutator {
         // hold it.
         let buf = unsafe { &mut *self.st().barrier.get() };
         handshake::hand_off(buf, &crate::collector::SHADE);
-        scrub_spare(buf);
     }
 
     /// Objects in this thread's barrier buffer (for tests of the flush).
@@ -355,7 +341,6 @@ impl Mutator {
                 buf,
                 &crate::collector::SHADE,
             );
-            scrub_spare(buf);
         }
         if flags & STOP != 0 && self.st().open_borrows.get() == 0 {
             self.park();
