@@ -580,17 +580,32 @@ unsafe fn release_span(kind: Kind, class: SizeClass, s: OwnedSpan) {
     }
 }
 
+/// Unswept spans one refill sweeps at most without finding a free slot before it takes a
+/// fresh span instead (Go's `spanBudget` in `mcentral.cacheSpan`). A live heap leaves long
+/// runs of full spans on the unswept lists (binary-trees' long-lived tree: thousands), and
+/// a refill that swept them all would run for milliseconds without a safepoint, holding up
+/// a collector that waits for the thread to stop. The spans left are swept by later
+/// refills and by `gc-worker`'s background sweep.
+const SWEEP_BUDGET: usize = 100;
+
 /// A span of `(kind, class)` with a free slot loaded in its window: a swept partial span,
-/// an unswept span after sweeping it (lazy sweep), or a fresh span. Null when out of
-/// memory. Counts the span's free slots into `HEAP_LIVE`.
+/// an unswept span after sweeping it (lazy sweep, [`SWEEP_BUDGET`] spans at most), or a
+/// fresh span. Null when out of memory. Counts the span's free slots into `HEAP_LIVE`.
 fn cache_span(kind: Kind, class: SizeClass) -> Option<OwnedSpan> {
     let lists = central(kind, class);
+    let mut budget = SWEEP_BUDGET;
     let s = loop {
         let mut l = lists.lock().unwrap();
         if let Some(s) = l.partial.pop() {
             break s;
         }
-        let Some(s) = pop_unswept(&mut l.unswept) else {
+        let unswept = if budget == 0 {
+            None
+        } else {
+            budget -= 1;
+            pop_unswept(&mut l.unswept)
+        };
+        let Some(s) = unswept else {
             drop(l);
             let s =
                 gcapi::alloc_small_span(class, kind.span_kind(), SWEEPGEN.load(Ordering::Relaxed));
