@@ -227,11 +227,13 @@ unsafe fn take_and_lend(l: &Loans, s: &Span, class: usize, cd: usize) -> *mut u8
     let p = &l.proxy[class];
     let elem = SizeClass(class as u8).size();
     let left = cd - elem;
-    if left < 63 * elem {
+    // The slots lent: the rest of the window, when the countdown has room for them all
+    // (in a class whose spans hold a few slots, nearly always).
+    let n = crate::cpu::popcount(s.alloc_cache.get()) - 1;
+    if left < n as usize * elem {
         // SAFETY: as for this function (# Safety).
         return unsafe { take_and_lend_part(l, s, class, left) };
     }
-    let n = crate::cpu::popcount(s.alloc_cache.get()) - 1;
     // SAFETY: as for this function (# Safety).
     let slot = unsafe { s.take_and_lend_rest(p) };
     l.countdown[class].set(left);
