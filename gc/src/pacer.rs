@@ -463,6 +463,11 @@ mod tests {
         }
     }
 
+    /// The step of a fresh estimate (no earlier cycle) on 2 cores.
+    fn first(m: MarkMeasure, outran: bool) -> PacerStep {
+        ConsMark::new().step(&m, outran, 2).unwrap()
+    }
+
     /// Within 0.1% (the ratios go through floating point).
     fn close(a: usize, b: usize) -> bool {
         a.abs_diff(b) <= b / 1000 + 1
@@ -485,29 +490,19 @@ mod tests {
     fn the_runway_follows_the_scan_work() {
         // Same allocation rate per byte of scan work, three times the live heap to mark:
         // three times the runway.
-        let small = ConsMark::new()
-            .step(&mark(10 * MIB, 30 * MIB, 100, 0), false, 2)
-            .unwrap();
-        let big = ConsMark::new()
-            .step(&mark(30 * MIB, 90 * MIB, 100, 0), false, 2)
-            .unwrap();
+        let small = first(mark(10 * MIB, 30 * MIB, 100, 0), false);
+        let big = first(mark(30 * MIB, 90 * MIB, 100, 0), false);
         assert!(close(big.runway, 3 * small.runway), "{small:?} {big:?}");
     }
 
     #[test]
     fn assists_and_outrunning_lengthen_the_runway() {
-        let plain = ConsMark::new()
-            .step(&mark(20 * MIB, 60 * MIB, 100, 0), false, 2)
-            .unwrap();
+        let plain = first(mark(20 * MIB, 60 * MIB, 100, 0), false);
         // Assists took a quarter of the CPU: with the markers alone the mutators would
         // have allocated more per byte marked.
-        let assisted = ConsMark::new()
-            .step(&mark(20 * MIB, 60 * MIB, 100, 50), false, 2)
-            .unwrap();
+        let assisted = first(mark(20 * MIB, 60 * MIB, 100, 50), false);
         assert!(assisted.runway > plain.runway * 2, "{plain:?} {assisted:?}");
-        let outran = ConsMark::new()
-            .step(&mark(20 * MIB, 60 * MIB, 100, 0), true, 2)
-            .unwrap();
+        let outran = first(mark(20 * MIB, 60 * MIB, 100, 0), true);
         assert!(
             close(outran.runway, 2 * plain.runway),
             "{plain:?} {outran:?}"
