@@ -55,6 +55,23 @@ pub(crate) fn bad_setting(var: &str, value: &str, expected: &str, default: &str)
     eprintln!("gomalloc-gc: {var}={value:?} is not {expected}; using {default}");
 }
 
+/// A `0`/`1` setting from the environment variable `var`: `default` when it is unset or
+/// empty, and, with a warning ([`bad_setting`]), when it is anything else.
+pub(crate) fn env_flag(var: &str, default: bool) -> bool {
+    let Ok(v) = std::env::var(var) else {
+        return default;
+    };
+    match v.trim() {
+        "1" => true,
+        "0" => false,
+        "" => default,
+        _ => {
+            bad_setting(var, &v, "`0` or `1`", if default { "1" } else { "0" });
+            default
+        }
+    }
+}
+
 /// Ends the process with `gc: fatal error: {msg}` on stderr, like the `fatal error:` of
 /// Go's runtime: for misuse the collector cannot recover from (crate docs, "Fatal
 /// errors").
@@ -91,26 +108,14 @@ pub(crate) fn init() {
         // gomalloc's settings (its heap profile's rate among them), read at its set-up,
         // which a program whose global allocator is not `GoMalloc` never ran.
         gomalloc::gcapi::ensure_init();
-        if let Ok(v) = std::env::var("GOMALLOC_GCTRACE") {
-            match v.trim() {
-                "1" => TRACE.store(true, Ordering::Relaxed),
-                "0" | "" => {}
-                _ => bad_setting("GOMALLOC_GCTRACE", &v, "`0` or `1`", "0"),
-            }
+        if env_flag("GOMALLOC_GCTRACE", false) {
+            TRACE.store(true, Ordering::Relaxed);
         }
-        if let Ok(v) = std::env::var("GOMALLOC_GCCHECKMARK") {
-            match v.trim() {
-                "1" => crate::checkmark::CHECKMARK.store(true, Ordering::Relaxed),
-                "0" | "" => {}
-                _ => bad_setting("GOMALLOC_GCCHECKMARK", &v, "`0` or `1`", "0"),
-            }
+        if env_flag("GOMALLOC_GCCHECKMARK", false) {
+            crate::checkmark::CHECKMARK.store(true, Ordering::Relaxed);
         }
-        if let Ok(v) = std::env::var("GOMALLOC_GCCONCURRENT") {
-            match v.trim() {
-                "0" => CONCURRENT.store(false, Ordering::Relaxed),
-                "1" | "" => {}
-                _ => bad_setting("GOMALLOC_GCCONCURRENT", &v, "`0` or `1`", "1"),
-            }
+        if !env_flag("GOMALLOC_GCCONCURRENT", true) {
+            CONCURRENT.store(false, Ordering::Relaxed);
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         CORES.store(cores, Ordering::Relaxed);
@@ -130,20 +135,7 @@ pub(crate) fn init() {
             },
         };
         WORKERS.store(procs, Ordering::Relaxed);
-        let check_default = cfg!(feature = "checkroots");
-        let check = match std::env::var("GOMALLOC_GCCHECKROOTS") {
-            Err(_) => check_default,
-            Ok(v) => match v.trim() {
-                "1" => true,
-                "0" => false,
-                "" => check_default,
-                _ => {
-                    let default = if check_default { "1" } else { "0" };
-                    bad_setting("GOMALLOC_GCCHECKROOTS", &v, "`0` or `1`", default);
-                    check_default
-                }
-            },
-        };
+        let check = env_flag("GOMALLOC_GCCHECKROOTS", cfg!(feature = "checkroots"));
         if check && !gomalloc::gcapi::POISONING {
             eprintln!(
                 "gomalloc-gc: GOMALLOC_GCCHECKROOTS=1 without gomalloc's `poison` feature: a \

@@ -40,11 +40,12 @@
 //!   up to a point (Go's `runtime.KeepAlive`).
 //! * **Collection**: [`collect`] and the pacer ([`set_gc_percent`], [`set_memory_limit`],
 //!   `GOMALLOC_GOGC`, `GOMALLOC_GCMEMLIMIT`); `GOMALLOC_GCTRACE=1` prints Go's gctrace
-//!   lines, `GOMALLOC_GCPACERTRACE=1` the pacer's; [`stats`]. The mark runs while the program runs, with two short stops per
-//!   cycle; `GOMALLOC_GCCONCURRENT=0` (or [`debug::set_concurrent`]) stops the world for
-//!   the whole mark instead. `GOMALLOC_GCCHECKROOTS=1` (or the `checkroots` feature) checks the
-//!   rooting rule at every cycle: a `Gc` in `malloc` memory or a static that names an
-//!   object about to be freed ends the process with a report (`docs/gc-design.md` §9).
+//!   lines, `GOMALLOC_GCPACERTRACE=1` the pacer's; [`stats`]. The mark runs while the
+//!   program runs, with two short stops per cycle; `GOMALLOC_GCCONCURRENT=0` (or
+//!   [`debug::set_concurrent`]) stops the world for the whole mark instead.
+//!   `GOMALLOC_GCCHECKROOTS=1` (or the `checkroots` feature) checks the rooting rule at
+//!   every cycle: a `Gc` in `malloc` memory or a static that names an object about to be
+//!   freed ends the process with a report (`docs/gc-design.md` §9).
 //! * **Weak references and finalizers**: [`Weak<T>`], [`set_finalizer`],
 //!   [`clear_finalizer`].
 //!

@@ -37,7 +37,7 @@ pub(crate) static HEAP_GOAL: AtomicUsize = AtomicUsize::new(MIN_HEAP);
 pub(crate) static HEAP_TRIGGER: AtomicUsize = AtomicUsize::new(MIN_HEAP);
 /// The runway: the bytes the mutators are expected to allocate while the next mark runs
 /// (Go 1.19's `runway`), from the last cycles' cons/mark ratio and scan work
-/// ([`ConsMark::runway`]). 0 before the first concurrent cycle.
+/// ([`ConsMark::step`]). 0 before the first concurrent cycle.
 static RUNWAY: AtomicUsize = AtomicUsize::new(0);
 /// A mutator reached the goal while a concurrent mark ran (and waited for its end).
 pub(crate) static OUTRAN: AtomicBool = AtomicBool::new(false);
@@ -162,6 +162,7 @@ pub(crate) fn record_concurrent_mark(m: &MarkMeasure) {
     let Some(step) = step else {
         return;
     };
+    // At least 1: 0 means no runway measured yet (`trigger`).
     RUNWAY.store(step.runway.max(1), Ordering::Relaxed);
     if PACER_TRACE.load(Ordering::Relaxed) {
         eprintln!(
@@ -244,12 +245,8 @@ pub(crate) fn init() {
                 ),
             }
         }
-        if let Ok(v) = std::env::var("GOMALLOC_GCPACERTRACE") {
-            match v.trim() {
-                "1" => PACER_TRACE.store(true, Ordering::Relaxed),
-                "0" | "" => {}
-                _ => crate::collector::bad_setting("GOMALLOC_GCPACERTRACE", &v, "`0` or `1`", "0"),
-            }
+        if crate::collector::env_flag("GOMALLOC_GCPACERTRACE", false) {
+            PACER_TRACE.store(true, Ordering::Relaxed);
         }
         if let Ok(v) = std::env::var("GOMALLOC_GCMEMLIMIT") {
             match parse_limit(&v) {
