@@ -188,11 +188,17 @@ fn alloc_unsettled(c: *mut MCache, class: usize, size: usize, align: usize) -> *
     // SAFETY: a real cache in the thread's slot is the thread's own (as in `alloc_refill`).
     let cr = unsafe { &*c };
     if cr.sampling.get() {
+        use crate::profile::lend::{self, Relend};
+        // Every arm but the first is a tail call, so the common case saves no registers.
         // SAFETY: the thread's own cache, which samples, and whose fast path found the
         // proxy of `class` empty.
-        let p = unsafe { crate::profile::lend::relend(cr, class) };
-        if !p.is_null() {
-            return p;
+        match unsafe { lend::relend(cr, class) } {
+            Relend::Slot(p) => return p,
+            // SAFETY: as for `relend`, which found the span's window spent.
+            Relend::Refill(cd) => return unsafe { lend::relend_refilled(cr, class, cd) },
+            // SAFETY: as for `relend`, which found room for part of the window.
+            Relend::Part(left) => return unsafe { lend::take_and_lend_part(cr, class, left) },
+            Relend::Exact => {}
         }
     }
     alloc_unsettled_slow(cr, SizeClass(class as u8), size, align)

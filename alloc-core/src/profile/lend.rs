@@ -52,18 +52,15 @@ use core::cell::Cell;
 /// are reused, never freed).
 ///
 /// Invariants (the cache's owner is the only user): `proxy[class]` is a span record in
-/// no list, with no owner; its `alloc_cache` holds slots of the window of
-/// `alloc[class]` (or of one that span had loaded when it lent them) that the span
-/// counts as allocated; `lent[class]` is the number lent at the last loan, of which the
-/// fast path took `lent[class] - popcount(proxy[class].alloc_cache)`; bit `class` of
-/// `countdown[class]` is the class's bytes
-/// before its next sample, less the whole of its loan.
+/// no list, with no owner; its `alloc_cache` holds the slots of its loan that the fast
+/// path has not taken: slots of the window of `alloc[class]` (or of one that span had
+/// loaded when it lent them) that the span counts as allocated; `countdown[class]` is
+/// the class's bytes before its next sample, less the whole of the loan, so repaying the
+/// slots left refunds `popcount(proxy[class].alloc_cache)` slots.
 #[repr(C)]
 pub struct Loans {
     /// The fast path's span of each class while the thread samples.
     proxy: [Span; NUM_SIZE_CLASSES],
-    /// Slots lent to `proxy[class]` at its last loan.
-    lent: [Cell<u32>; NUM_SIZE_CLASSES],
     /// Bytes of the class left before its next sample, its loan already charged.
     countdown: [Cell<usize>; NUM_SIZE_CLASSES],
     /// The `sample::EPOCH` the countdowns were drawn in (0: never).
@@ -71,18 +68,20 @@ pub struct Loans {
 }
 
 impl Loans {
-    /// Records a loan of `n` slots of `elem` bytes to `proxy[class]`, whose last loan
-    /// was repaid, and charges it to the class's countdown, which has room for it.
+    /// The proxy of `class`.
     #[inline(always)]
-    fn note(&self, class: usize, n: u32, elem: usize) {
-        self.lent[class].set(n);
-        self.countdown[class].set(self.countdown[class].get() - n as usize * elem);
+    fn proxy(&self, class: usize) -> &Span {
+        crate::check!(class < NUM_SIZE_CLASSES, "size class out of range", class);
+        // SAFETY: `class < NUM_SIZE_CLASSES`: classes come from the size-class tables.
+        unsafe { self.proxy.get_unchecked(class) }
     }
 
-    /// Forgets the loan of `class`, all of which the fast path took (its proxy is empty).
+    /// The countdown of `class`.
     #[inline(always)]
-    fn spent(&self, class: usize) {
-        self.lent[class].set(0);
+    fn countdown(&self, class: usize) -> &Cell<usize> {
+        crate::check!(class < NUM_SIZE_CLASSES, "size class out of range", class);
+        // SAFETY: `class < NUM_SIZE_CLASSES`: classes come from the size-class tables.
+        unsafe { self.countdown.get_unchecked(class) }
     }
 }
 
@@ -104,7 +103,6 @@ pub(crate) fn loans(c: &MCache) -> *mut Loans {
         unsafe {
             l.write(Loans {
                 proxy: [const { Span::empty() }; NUM_SIZE_CLASSES],
-                lent: [const { Cell::new(0) }; NUM_SIZE_CLASSES],
                 countdown: [const { Cell::new(0) }; NUM_SIZE_CLASSES],
                 epoch: Cell::new(0),
             })
@@ -135,13 +133,12 @@ pub(crate) unsafe fn repay(c: &MCache, class: usize) {
     }
     // SAFETY: mapped loans live as long as the record; the caller owns `c` (# Safety).
     let l = unsafe { &*l };
-    if l.lent[class].get() == 0 {
+    let p = l.proxy(class);
+    let unused = crate::cpu::popcount(p.alloc_cache.get()) as usize;
+    if unused == 0 {
         return;
     }
-    l.spent(class);
-    let p = &l.proxy[class];
-    let unused = crate::cpu::popcount(p.alloc_cache.get()) as usize;
-    let cd = &l.countdown[class];
+    let cd = l.countdown(class);
     cd.set(cd.get() + unused * p.elemsize.get() as usize);
     // SAFETY: the loan came from `alloc[class]`, which the cache still owns: a span leaves
     // the cache only after its class's loan is repaid (module doc).
@@ -159,104 +156,141 @@ pub(crate) unsafe fn repay_all(c: &MCache) {
     }
 }
 
+/// What [`relend`] did, or left to do.
+pub(crate) enum Relend {
+    /// It took this slot for the allocation and lent the rest of the window.
+    Slot(*mut u8),
+    /// The span's window is spent: [`relend_refilled`], with the class's countdown.
+    Refill(usize),
+    /// The countdown has room for part of the window only: [`take_and_lend_part`], with
+    /// the countdown after this allocation.
+    Part(usize),
+    /// The exact path decides: the countdown has no room for this allocation (the sample
+    /// is due), the rate changed, or the fast path did not spend the loan.
+    Exact,
+}
+
 /// The common case of a sampling thread's slow path: the fast path spent the loan of
 /// `class`, the rate has not changed, and the class's countdown has room for this
-/// allocation. Refills the span if its window is spent, takes a slot and lends what the
-/// window and the countdown allow. Null, with the spent loan forgotten, if the countdown
-/// has no room (the exact path then samples) or the refill fails.
+/// allocation and the rest of the span's window. Takes a slot and lends the rest of the
+/// window; otherwise says which path does the work. Every other path is out of line, and
+/// its caller tail-calls it, so that this one saves no registers.
 ///
 /// # Safety
 /// The caller owns `c`, which samples; `class` is a size class other than 0.
 #[inline(always)]
-pub(crate) unsafe fn relend(c: &MCache, class: usize) -> *mut u8 {
+pub(crate) unsafe fn relend(c: &MCache, class: usize) -> Relend {
     // SAFETY: a cache that samples has its loans mapped (`MCache::set_sampling`).
     let l = unsafe { &*c.prof.loans.get() };
-    let p = &l.proxy[class];
+    let p = l.proxy(class);
     if p.alloc_cache.get() != 0 || l.epoch.get() != super::sample::epoch() {
-        return core::ptr::null_mut();
+        return Relend::Exact;
     }
     // The fast path took every slot lent, and the countdown was charged for them.
-    l.spent(class);
-    let sc = SizeClass(class as u8);
-    let elem = sc.size();
-    let cd = l.countdown[class].get();
+    let elem = SizeClass(class as u8).size();
+    let cd = l.countdown(class).get();
     if cd < elem {
-        return core::ptr::null_mut();
+        return Relend::Exact;
     }
     let s = c.span(class);
-    if s.alloc_cache.get() == 0 {
-        // SAFETY: as for this function (# Safety); the class's loan is spent.
-        return unsafe { relend_refilled(c, l, class, cd) };
+    let free = s.alloc_cache.get();
+    if free == 0 {
+        return Relend::Refill(cd);
     }
-    // SAFETY: the caller owns `c`, so `s` and the proxy, which holds no loan; `s` has a
-    // free slot in its window; the countdown has room for this allocation.
-    unsafe { take_and_lend(l, s, class, cd) }
+    let left = cd - elem;
+    // The slots lent: the rest of the window, when the countdown has room for them all
+    // (in a class whose spans hold a few slots, nearly always).
+    let n = crate::cpu::popcount(free) as usize - 1;
+    if left < n * elem {
+        return Relend::Part(left);
+    }
+    // SAFETY: the caller owns `c`, so `s` and the proxy, whose loan is spent; `s` has
+    // `n + 1` free slots in its window, and the countdown room for `n` after this one.
+    Relend::Slot(unsafe { take_and_lend_rest(l, s, class, left, n) })
 }
 
-/// [`relend`] when the window is spent: a refill first (out of line, so that the common
-/// case saves no registers for the call).
+/// [`relend`]'s [`Relend::Refill`]: refills the span of `class`, whose window is spent,
+/// takes a slot and lends what the new window and the countdown `cd` allow. Null if the
+/// refill fails (out of memory).
 ///
 /// # Safety
-/// As for [`relend`], with the loan of `class` spent and `cd` its countdown, at least
-/// the class's size.
+/// As for [`relend`], which returned `Refill(cd)`: the loan of `class` is spent, and `cd`
+/// is its countdown, at least the class's size.
 #[cold]
 #[inline(never)]
-unsafe fn relend_refilled(c: &MCache, l: &Loans, class: usize, cd: usize) -> *mut u8 {
-    // SAFETY: the caller owns `c` (# Safety); the class's loan is repaid, so its span
+pub(crate) unsafe fn relend_refilled(c: &MCache, class: usize, cd: usize) -> *mut u8 {
+    // SAFETY: the caller owns `c` (# Safety); the class's loan is spent, so its span
     // may change hands.
     let r = unsafe { crate::mcache::refill(c, SizeClass(class as u8)) };
+    // SAFETY: a cache that samples has its loans mapped (`MCache::set_sampling`).
+    let l = unsafe { &*c.prof.loans.get() };
     // The refill pointed the fast path at the span (`MCache::put_alloc`).
-    c.fast[class].set(&l.proxy[class] as *const Span as *mut Span);
+    c.fast[class].set(l.proxy(class) as *const Span as *mut Span);
     crate::check::after_slow_op();
     if r.is_null() {
         return core::ptr::null_mut();
     }
     // SAFETY: `refill` returns a live span of the cache with a free slot loaded; the
     // rest as for this function.
-    unsafe { take_and_lend(l, &*r, class, cd) }
+    let s = unsafe { &*r };
+    let left = cd - SizeClass(class as u8).size();
+    let n = crate::cpu::popcount(s.alloc_cache.get()) as usize - 1;
+    if left >= n * SizeClass(class as u8).size() {
+        // SAFETY: as above; the countdown has room for the whole window.
+        unsafe { take_and_lend_rest(l, s, class, left, n) }
+    } else {
+        // SAFETY: as above.
+        unsafe { take_and_lend(l, s, class, left) }
+    }
 }
 
-/// Takes a slot of `s`'s window for this allocation and lends the rest of the window, as
-/// far as the class's countdown `cd` goes, to the proxy of `class`.
+/// [`relend`]'s [`Relend::Part`]: takes a slot of the window of `class` and lends the
+/// part of the rest that the countdown, `left` bytes after this allocation, has room
+/// for.
 ///
 /// # Safety
-/// The caller owns the cache of `l`, `s` (its span of `class`, with a free slot in its
-/// window) and the proxy, which holds no loan; `cd` is at least the class's size.
-#[inline(always)]
-unsafe fn take_and_lend(l: &Loans, s: &Span, class: usize, cd: usize) -> *mut u8 {
-    let p = &l.proxy[class];
-    let elem = SizeClass(class as u8).size();
-    let left = cd - elem;
-    // The slots lent: the rest of the window, when the countdown has room for them all
-    // (in a class whose spans hold a few slots, nearly always).
-    let n = crate::cpu::popcount(s.alloc_cache.get()) - 1;
-    if left < n as usize * elem {
-        // SAFETY: as for this function (# Safety).
-        return unsafe { take_and_lend_part(l, s, class, left) };
-    }
+/// As for [`relend`], which returned `Part(left)`: the loan of `class` is spent, and the
+/// span's window has a free slot.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn take_and_lend_part(c: &MCache, class: usize, left: usize) -> *mut u8 {
+    // SAFETY: a cache that samples has its loans mapped (`MCache::set_sampling`).
+    let l = unsafe { &*c.prof.loans.get() };
     // SAFETY: as for this function (# Safety).
-    let slot = unsafe { s.take_and_lend_rest(p) };
-    l.countdown[class].set(left);
-    l.note(class, n, elem);
+    unsafe { take_and_lend(l, c.span(class), class, left) }
+}
+
+/// Takes a slot of `s`'s window for this allocation and lends the `n` slots left in the
+/// window to the proxy of `class`, whose countdown has room for them, `left` bytes after
+/// this allocation.
+///
+/// # Safety
+/// The caller owns the cache of `l`, `s` (its span of `class`, with `n + 1` free slots
+/// in its window) and the proxy, which holds no loan; `left` is at least `n` slots.
+#[inline(always)]
+unsafe fn take_and_lend_rest(l: &Loans, s: &Span, class: usize, left: usize, n: usize) -> *mut u8 {
+    let elem = SizeClass(class as u8).size();
+    // SAFETY: as for this function (# Safety).
+    let slot = unsafe { s.take_and_lend_rest(l.proxy(class)) };
+    l.countdown(class).set(left - n * elem);
     // SAFETY: `slot` is the free slot just taken (poison feature only).
     unsafe { crate::harden::verify_poison(slot, elem) };
     slot
 }
 
-/// [`take_and_lend`] near the class's sample, `left` bytes after this allocation: the
-/// loan is the part of the window the countdown has room for.
+/// Takes a slot of `s`'s window for this allocation and lends the rest of the window, as
+/// far as the class's countdown, `left` bytes after this allocation, goes, to the proxy
+/// of `class`.
 ///
 /// # Safety
-/// As for [`take_and_lend`].
-#[cold]
-#[inline(never)]
-unsafe fn take_and_lend_part(l: &Loans, s: &Span, class: usize, left: usize) -> *mut u8 {
+/// The caller owns the cache of `l`, `s` (its span of `class`, with a free slot in its
+/// window) and the proxy, which holds no loan.
+unsafe fn take_and_lend(l: &Loans, s: &Span, class: usize, left: usize) -> *mut u8 {
     let elem = SizeClass(class as u8).size();
     let slot = s.next_free_fast();
     // SAFETY: as for this function (# Safety): the proxy holds no loan.
-    let n = unsafe { s.lend(&l.proxy[class], (left / elem) as u32) };
-    l.countdown[class].set(left);
-    l.note(class, n, elem);
+    let n = unsafe { s.lend(l.proxy(class), (left / elem).min(64) as u32) };
+    l.countdown(class).set(left - n as usize * elem);
     // SAFETY: `slot` is the free slot just taken (poison feature only).
     unsafe { crate::harden::verify_poison(slot, elem) };
     slot
@@ -284,7 +318,7 @@ pub(crate) unsafe fn due(c: &MCache, class: SizeClass) -> bool {
             repay(c, class.index());
         }
     }
-    let cd = &l.countdown[class.index()];
+    let cd = l.countdown(class.index());
     let elem = class.size();
     if cd.get() >= elem {
         cd.set(cd.get() - elem);
@@ -317,9 +351,10 @@ pub(crate) unsafe fn lend(c: &MCache, class: SizeClass) {
     // SAFETY: a cache that samples has its loans mapped (`MCache::set_sampling`).
     let l = unsafe { &*c.prof.loans.get() };
     let elem = class.size();
-    let max = (l.countdown[class.index()].get() / elem).min(64) as u32;
+    let cd = l.countdown(class.index());
+    let max = (cd.get() / elem).min(64) as u32;
     // SAFETY: the caller owns `c`, so the span of `class` and the proxy, whose loan is
     // repaid (# Safety); the span has a window loaded, as it has free slots in it.
-    let n = unsafe { s.lend(&l.proxy[class.index()], max) };
-    l.note(class.index(), n, elem);
+    let n = unsafe { s.lend(l.proxy(class.index()), max) };
+    cd.set(cd.get() - n as usize * elem);
 }
