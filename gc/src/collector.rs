@@ -714,20 +714,34 @@ fn flush_round(me: Option<&Arc<ThreadRec>>) -> bool {
     !handshake::shade_empty(&SHADE)
 }
 
+/// How long [`stop_the_world`] yields its core to the threads it waits for before it
+/// sleeps until the last one parks: a thread the stop preempted runs at once, and the
+/// stop ends without a wake-up of the stopping thread.
+const STOP_SPIN: Duration = Duration::from_micros(200);
+
 /// Stops every attached thread but `me` at a safepoint or in a blocking region; returns
 /// the thread list. The caller holds `collecting`.
 pub(crate) fn stop_the_world(me: Option<&Arc<ThreadRec>>) -> Vec<Arc<ThreadRec>> {
+    let others_running = |threads: &[Arc<ThreadRec>]| {
+        threads
+            .iter()
+            .any(|t| !me.is_some_and(|m| Arc::ptr_eq(m, t)) && handshake::running(&t.state))
+    };
     let mut w = world();
     w.stw = true;
     GC_FLAGS.fetch_or(STOP, Ordering::SeqCst);
-    loop {
-        let running = w
-            .threads
-            .iter()
-            .any(|t| !me.is_some_and(|m| Arc::ptr_eq(m, t)) && handshake::running(&t.state));
-        if !running {
-            break;
+    if others_running(&w.threads) {
+        // Yield first, without the world lock (a thread parks under it). The threads'
+        // states are read again under the lock below, which alone decides.
+        let threads = w.threads.clone();
+        drop(w);
+        let deadline = Instant::now() + STOP_SPIN;
+        while others_running(&threads) && Instant::now() < deadline {
+            std::thread::yield_now();
         }
+        w = world();
+    }
+    while others_running(&w.threads) {
         w = WORLD_CV.wait(w).unwrap_or_else(|e| e.into_inner());
     }
     w.threads.clone()

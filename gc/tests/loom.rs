@@ -229,15 +229,30 @@ fn flush_round(s: &Shared) -> bool {
     !shade_empty(&s.shade)
 }
 
-/// `collector::stop_the_world`.
+/// `collector::stop_the_world`, whose yields without the world lock are bounded here by
+/// a count ([`STOP_YIELDS`]) where the real ones are bounded by `collector::STOP_SPIN`.
 fn stop_the_world(s: &Shared) {
+    let others_running = || s.recs.iter().any(|t| running(&t.state));
     let mut w = s.world();
     w.stw = true;
     s.flags.fetch_or(STOP, Ordering::SeqCst);
-    while s.recs.iter().any(|t| running(&t.state)) {
+    if others_running() {
+        drop(w);
+        for _ in 0..STOP_YIELDS {
+            if !others_running() {
+                break;
+            }
+            thread::yield_now();
+        }
+        w = s.world();
+    }
+    while others_running() {
         w = s.world_cv.wait(w).unwrap();
     }
 }
+
+/// Yields of [`stop_the_world`] before it waits on the condition variable.
+const STOP_YIELDS: usize = 1;
 
 /// `collector::start_the_world`; `ended` says the stop declared marking done.
 fn start_the_world(s: &Shared, ended: bool) {
