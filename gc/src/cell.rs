@@ -27,7 +27,7 @@ pub(crate) fn shade<T: Trace + ?Sized>(m: &Mutator, v: &T) {
     if crate::debug::BARRIER_BROKEN.load(Ordering::Relaxed) {
         return;
     }
-    let mut t = Tracer::new();
+    let mut t = Tracer::for_barrier();
     v.trace(&mut t);
     SHADE_BYTES.fetch_add(t.marked_bytes, Ordering::Relaxed);
     if m.buffer_grey(&mut t) >= BARRIER_BUF {

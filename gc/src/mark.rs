@@ -160,9 +160,21 @@ impl SpanInfo {
 }
 
 impl Tracer {
+    /// A marker's tracer, its grey stack allocated for 256 objects.
     pub(crate) fn new() -> Tracer {
+        Tracer::with_stack(Vec::with_capacity(256))
+    }
+
+    /// The write barrier's tracer ([`crate::cell::shade`]): its grey stack is allocated at
+    /// the first object it greys. What a store shades is usually marked already (objects
+    /// allocated while marking are black), so a store pays no allocation and no free.
+    pub(crate) fn for_barrier() -> Tracer {
+        Tracer::with_stack(Vec::new())
+    }
+
+    fn with_stack(stack: Vec<usize>) -> Tracer {
         Tracer {
-            stack: Vec::with_capacity(256),
+            stack,
             pf: Prefetch {
                 ring: [0; PREFETCH],
                 head: 0,
@@ -439,7 +451,22 @@ impl Tracer {
     }
 
     /// Moves this tracer's grey objects to `out`.
+    #[inline]
     pub(crate) fn take_grey(&mut self, out: &mut Vec<usize>) {
+        if self.pf.len == 0 {
+            // Nothing prefetched (always so for the write barrier's tracer, which usually
+            // greys nothing): the stack is all there is, moved in one copy.
+            if !self.stack.is_empty() {
+                out.append(&mut self.stack);
+            }
+            return;
+        }
+        self.take_grey_queued(out);
+    }
+
+    /// [`Tracer::take_grey`] with objects in the prefetch queue.
+    #[inline(never)]
+    fn take_grey_queued(&mut self, out: &mut Vec<usize>) {
         while let Some(b) = self.next_grey() {
             out.push(b);
         }
