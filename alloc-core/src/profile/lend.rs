@@ -198,15 +198,21 @@ pub(crate) unsafe fn relend(c: &MCache, class: usize) -> Relend {
         return Relend::Refill(cd);
     }
     let left = cd - elem;
-    // The slots lent: the rest of the window, when the countdown has room for them all
-    // (in a class whose spans hold a few slots, nearly always).
-    let n = crate::cpu::popcount(free) as usize - 1;
-    if left < n * elem {
-        return Relend::Part(left);
+    match rest_fits(free, elem, left) {
+        // SAFETY: the caller owns `c`, so `s` and the proxy, whose loan is spent; `s` has
+        // `n + 1` free slots in its window, and the countdown room for `n` after this one.
+        Some(n) => Relend::Slot(unsafe { take_and_lend_rest(l, s, class, left, n) }),
+        None => Relend::Part(left),
     }
-    // SAFETY: the caller owns `c`, so `s` and the proxy, whose loan is spent; `s` has
-    // `n + 1` free slots in its window, and the countdown room for `n` after this one.
-    Relend::Slot(unsafe { take_and_lend_rest(l, s, class, left, n) })
+}
+
+/// The slots a relend lends from a window whose free slots are `free`: the rest of the
+/// window after this allocation's slot, if the countdown, `left` bytes after it, has
+/// room for them all (in a class whose spans hold a few slots, nearly always).
+#[inline(always)]
+fn rest_fits(free: u64, elem: usize, left: usize) -> Option<usize> {
+    let n = crate::cpu::popcount(free) as usize - 1;
+    (left >= n * elem).then_some(n)
 }
 
 /// [`relend`]'s [`Relend::Refill`]: refills the span of `class`, whose window is spent,
@@ -233,14 +239,13 @@ pub(crate) unsafe fn relend_refilled(c: &MCache, class: usize, cd: usize) -> *mu
     // SAFETY: `refill` returns a live span of the cache with a free slot loaded; the
     // rest as for this function.
     let s = unsafe { &*r };
-    let left = cd - SizeClass(class as u8).size();
-    let n = crate::cpu::popcount(s.alloc_cache.get()) as usize - 1;
-    if left >= n * SizeClass(class as u8).size() {
+    let elem = SizeClass(class as u8).size();
+    let left = cd - elem;
+    match rest_fits(s.alloc_cache.get(), elem, left) {
         // SAFETY: as above; the countdown has room for the whole window.
-        unsafe { take_and_lend_rest(l, s, class, left, n) }
-    } else {
+        Some(n) => unsafe { take_and_lend_rest(l, s, class, left, n) },
         // SAFETY: as above.
-        unsafe { take_and_lend(l, s, class, left) }
+        None => unsafe { take_and_lend(l, s, class, left) },
     }
 }
 
@@ -288,12 +293,26 @@ unsafe fn take_and_lend_rest(l: &Loans, s: &Span, class: usize, left: usize, n: 
 unsafe fn take_and_lend(l: &Loans, s: &Span, class: usize, left: usize) -> *mut u8 {
     let elem = SizeClass(class as u8).size();
     let slot = s.next_free_fast();
+    l.countdown(class).set(left);
     // SAFETY: as for this function (# Safety): the proxy holds no loan.
-    let n = unsafe { s.lend(l.proxy(class), (left / elem).min(64) as u32) };
-    l.countdown(class).set(left - n as usize * elem);
+    unsafe { lend_window(l, s, class, elem) };
     // SAFETY: `slot` is the free slot just taken (poison feature only).
     unsafe { crate::harden::verify_poison(slot, elem) };
     slot
+}
+
+/// Lends the free slots of `s`'s loaded window, as many as the countdown of `class`
+/// (`elem` bytes a slot) has room for, to the class's proxy, and charges them.
+///
+/// # Safety
+/// The caller owns the cache of `l`, `s` (its span of `class`, with a window loaded) and
+/// the proxy, which holds no loan.
+#[inline(always)]
+unsafe fn lend_window(l: &Loans, s: &Span, class: usize, elem: usize) {
+    let cd = l.countdown(class);
+    // SAFETY: as for this function (# Safety).
+    let n = unsafe { s.lend(l.proxy(class), (cd.get() / elem).min(64) as u32) };
+    cd.set(cd.get() - n as usize * elem);
 }
 
 /// The exact path of a sampling thread's allocation in `class`: repays its loan,
@@ -350,11 +369,7 @@ pub(crate) unsafe fn lend(c: &MCache, class: SizeClass) {
     }
     // SAFETY: a cache that samples has its loans mapped (`MCache::set_sampling`).
     let l = unsafe { &*c.prof.loans.get() };
-    let elem = class.size();
-    let cd = l.countdown(class.index());
-    let max = (cd.get() / elem).min(64) as u32;
     // SAFETY: the caller owns `c`, so the span of `class` and the proxy, whose loan is
     // repaid (# Safety); the span has a window loaded, as it has free slots in it.
-    let n = unsafe { s.lend(l.proxy(class.index()), max) };
-    cd.set(cd.get() - n as usize * elem);
+    unsafe { lend_window(l, s, class.index(), class.size()) };
 }
