@@ -24,15 +24,52 @@ pub(crate) const BARRIER_BUF: usize = 256;
 /// (`Mutator::flush_barrier`).
 #[cold]
 pub(crate) fn shade<T: Trace + ?Sized>(m: &Mutator, v: &T) {
+    shade_values(m, Some(v), None);
+}
+
+/// [`shade`] of `a` and `b`, those that are present, with one tracer: a pointer write's
+/// old and new values.
+#[cold]
+fn shade_values<T: Trace + ?Sized>(m: &Mutator, a: Option<&T>, b: Option<&T>) {
     if crate::debug::BARRIER_BROKEN.load(Ordering::Relaxed) {
         return;
     }
     let mut t = Tracer::for_barrier();
-    v.trace(&mut t);
-    SHADE_BYTES.fetch_add(t.marked_bytes, Ordering::Relaxed);
+    for v in [a, b].into_iter().flatten() {
+        v.trace(&mut t);
+    }
+    // What a store shades is usually marked already (objects allocated while marking
+    // are black): then the shared counter is not touched.
+    if t.marked_bytes != 0 {
+        SHADE_BYTES.fetch_add(t.marked_bytes, Ordering::Relaxed);
+    }
     if m.buffer_grey(&mut t) >= BARRIER_BUF {
         m.flush_barrier();
     }
+}
+
+/// True when shading a word cell's value `w` would do nothing: `w` is null, or it points
+/// into an object marked already. A word value is a `Gc` in disguise (`ATOMIC_WORD`'s
+/// rule): null holds no GC pointer, and tracing any other word greys exactly the object it
+/// points into. What a store shades is usually marked (objects allocated while marking
+/// are black), and this test is a walk of the arena map and a bit test, where a trace
+/// sets up a tracer and a span cache.
+///
+/// Called only while a cycle marks, from a mutator that is not at a safepoint, so no span
+/// is swept meanwhile (sweeping waits for the mark's end, which stops every mutator).
+#[inline(always)]
+fn shaded_already(w: *mut u8) -> bool {
+    if w.is_null() {
+        return true;
+    }
+    let addr = w as usize;
+    let span = gomalloc::gcapi::span_of(addr);
+    debug_assert!(!span.is_null(), "Gc {addr:#x} outside the heap");
+    // SAFETY: a non-null word of a word cell is a `Gc` (`ATOMIC_WORD`), which points into
+    // an allocated object of an in-use GC span (the rooting rule: the old value was
+    // reachable from the cell, the new one is held by this thread), and no span is swept
+    // while the cycle marks (above): what `object_at` and `is_marked` require.
+    unsafe { gomalloc::gcapi::is_marked(gomalloc::gcapi::object_at(span, addr)) }
 }
 
 /// Queues the scan object at `base`, marked already, for one more scan (`RefLock`'s
@@ -163,26 +200,51 @@ impl<T: Copy + Trace> Lock<T> {
             let _ = m;
             self.word().store(Self::to_word(value), Ordering::Release);
         } else {
-            self.replace(m, value);
+            self.set_barriered(m, value);
         }
+    }
+
+    /// [`Lock::set`] with its barrier, out of line: nothing is live across the call, so
+    /// the caller of `set` keeps no register for it.
+    #[inline(never)]
+    fn set_barriered(&self, m: &Mutator, value: T) {
+        self.replace(m, value);
     }
 
     /// Stores `value` and returns the old one (with the same barrier as [`Lock::set`]).
     #[inline]
     pub fn replace(&self, m: &Mutator, value: T) -> T {
-        let old = if Self::WORD {
-            let old = self.word().swap(Self::to_word(value), Ordering::AcqRel);
+        if Self::WORD {
+            let new = Self::to_word(value);
+            let old = self.word().swap(new, Ordering::AcqRel);
+            if marking() {
+                Self::shade_words(m, old, new);
+            }
             // SAFETY: the word was stored from a valid `T` (`new`, `set` or `replace`), and
             // `ATOMIC_WORD` promises every byte of a `T` is initialised: the bits are a `T`.
             unsafe { Self::from_word(old) }
         } else {
-            self.with_stripe(|v| std::mem::replace(v, value))
-        };
-        if marking() {
-            shade(m, &old);
-            shade(m, &value);
+            let old = self.with_stripe(|v| std::mem::replace(v, value));
+            if marking() {
+                shade_values(m, Some(&old), Some(&value));
+            }
+            old
         }
-        old
+    }
+
+    /// The barrier of a word cell's store of `new` over `old`, while a cycle marks: shades
+    /// the values whose objects are not marked already. Out of line, so that a store made
+    /// while no cycle marks stays a few instructions wherever it is inlined.
+    #[inline(never)]
+    fn shade_words(m: &Mutator, old: *mut u8, new: *mut u8) {
+        let (old_done, new_done) = (shaded_already(old), shaded_already(new));
+        if old_done && new_done {
+            return;
+        }
+        // SAFETY: both words were stored from valid `T`s (`new`, `set` or `replace`), and
+        // `ATOMIC_WORD` promises every byte of a `T` is initialised: the bits are `T`s.
+        let (old, new) = unsafe { (Self::from_word(old), Self::from_word(new)) };
+        shade_values(m, (!old_done).then_some(&old), (!new_done).then_some(&new));
     }
 
     /// A word cell's value as the word stored.

@@ -35,8 +35,12 @@ use std::sync::{Arc, Mutex, RwLock};
 ///    pointer-sized word (no padding, no uninitialised bytes, no `union`), so that
 ///    [`Lock`](crate::Lock) may store it in an `AtomicPtr` and copy its bits back out; and
 ///    its only niche, if it has one, is the null word (as for `NonNull`), so that
-///    `Option<Self>`, when it is one word, is one initialised word too. Leave it `false`
-///    (the default) unless the type is a `Gc` in disguise.
+///    `Option<Self>`, when it is one word, is one initialised word too; and the type is a
+///    `Gc` in disguise: a value whose word is null, if there is one, holds no GC pointer,
+///    and tracing any other value greys exactly the object its word points into, as
+///    `Gc::trace` does (the write barrier of [`Lock`](crate::Lock) tests that object's mark
+///    bit instead of tracing the value). Leave it `false` (the default) unless the type is
+///    a `Gc` in disguise.
 pub unsafe trait Trace {
     /// False if values of this type never hold GC pointers (see rule 2).
     const NEEDS_TRACE: bool = true;
