@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # The test command: everything CI runs (`.ci/run` calls this), from a fresh machine.
 #
-#   bash scripts/test.sh           all stages
+#   bash scripts/test.sh           all stages: the run CI makes
 #   bash scripts/test.sh --quick   skip the slow ones (Miri, loom, sanitizers, fuzzing, soak,
 #                                  real programs under LD_PRELOAD)
+#   bash scripts/test.sh --full    all stages, with the long versions of three: a 30 s soak
+#                                  (10 s in CI), 45 s of each fuzz target (20 s), and the
+#                                  Miri tests CI leaves out for time
 #
 # Each stage prints its name and the time; the first failure stops the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0
+FULL=0
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        *) echo "usage: bash scripts/test.sh [--quick]" >&2; exit 2 ;;
+        --full) FULL=1 ;;
+        *) echo "usage: bash scripts/test.sh [--quick | --full]" >&2; exit 2 ;;
     esac
 done
+# The long versions (--full) and CI's short ones.
+SOAK_SECS=$((FULL ? 30 : 10))
+FUZZ_SECS=$((FULL ? 45 : 20))
 
 START=$SECONDS
 stage() { printf '\n== %s  (%ds)\n' "$1" "$((SECONDS - START))"; }
@@ -157,15 +165,15 @@ stage "CPython's test_threading/os/subprocess/signal/concurrent_futures, preload
 # Issue 16: the preloaded run may fail only where the plain run fails; a hang is a failure.
 bash scripts/cpython-tests.sh target/release/libgomalloc.so
 
-stage "soak: 30 s, 3 threads (examples/soak.rs; docs/SOAK.md)"
-cargo run -p gomalloc --release --quiet --example soak -- --secs 30 --threads 3 | tail -1
+stage "soak: $SOAK_SECS s, 3 threads (examples/soak.rs; docs/SOAK.md)"
+cargo run -p gomalloc --release --quiet --example soak -- --secs "$SOAK_SECS" --threads 3 | tail -1
 
-stage "fuzz: heap_actions and c_api, 45 s each (docs/FUZZING.md)"
+stage "fuzz: heap_actions and c_api, $FUZZ_SECS s each (docs/FUZZING.md)"
 (
     cd fuzz
     for t in heap_actions c_api; do
         mkdir -p "corpus/$t"
-        cargo +nightly fuzz run -s none -O "$t" -- -max_total_time=45 -len_control=0 \
+        cargo +nightly fuzz run -s none -O "$t" -- -max_total_time="$FUZZ_SECS" -len_control=0 \
             -max_len=8192 -print_final_stats=1 2>&1 | grep -E "actions in total|stat::number_of_executed_units"
     done
 )
@@ -191,17 +199,18 @@ MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance -Zmiri-ignore-l
 
 stage "Miri over the heap's integration tests"
 # global_alloc (cross-thread and remote frees, retained spans, short-lived threads),
-# free_fast, free_runs (windows loaded for runs of frees) and model (random action
-# sequences), with sizes reduced under cfg(miri).
+# free_fast and model (random action sequences), with sizes reduced under cfg(miri); with
+# --full also free_runs (windows loaded for runs of frees, single-threaded).
 # Left out for time, though they pass under Miri by hand: large_and_huge_blocks and
 # big_alignments_waste_nothing_beyond_the_alignment (they add arenas, and each arena makes
 # every later check_heap of the process slower), scavenge.rs (40 s) and sizeclasses.rs (no
 # unsafe code; 9 minutes). misuse, config, oom and hardening run their cases in child
 # processes, which Miri cannot spawn: those tests are ignored under Miri (hardening's two
 # in-process tests need the checked features; with them they pass under Miri, in 150 s).
+miri_tests=(--test global_alloc --test free_fast --test model)
+((FULL)) && miri_tests+=(--test free_runs)
 MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance -Zmiri-ignore-leaks" \
-    cargo +nightly miri test -p gomalloc --quiet \
-    --test global_alloc --test free_fast --test free_runs --test model \
+    cargo +nightly miri test -p gomalloc --quiet "${miri_tests[@]}" \
     --target-dir target/miri \
     -- --skip large_and_huge_blocks --skip big_alignments_waste_nothing_beyond_the_alignment
 
