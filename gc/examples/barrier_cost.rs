@@ -1,6 +1,9 @@
-//! The write barrier's cost per store while a cycle marks, for callgrind, which counts
-//! instructions exactly: `bash scripts/barrier-cost.sh` runs each mode with two store
-//! counts, so that the difference divided by the difference in stores is one store.
+//! The write barrier's cost while a cycle marks, for callgrind, which counts instructions
+//! exactly: `bash scripts/barrier-cost.sh` runs each mode with two store counts, so that
+//! the difference divided by the difference in stores is one loop iteration, start-up
+//! cancelled out. An iteration includes its allocations (and for `grey` the allocation
+//! and the `Root` of its white node, made before the cycle): the barrier's share is the
+//! difference from `off`, whose loop is `fill`'s.
 //!
 //! `cargo run --release --example barrier_cost MODE STORES`, with the barrier on (an
 //! [`gc::debug::IncrementalCycle`] is marking), `STORES` stores of one of:
