@@ -230,7 +230,9 @@ fn the_pacer_trace_shows_the_runway_from_scan_work() {
         assert!(p.background > 0.0 && p.utilization >= p.background, "{l}");
         if p.background >= 0.05 {
             let expected = p.cons_mark * (1.0 - p.background) / p.background * p.work;
-            let err = (p.runway - expected).abs() / expected.max(1.0);
+            // The runway is whole bytes, truncated: up to 1 B below the figure whatever
+            // its size (a cycle with 8 B of scan work has a runway of 1.6 B, printed 1).
+            let err = ((p.runway - expected).abs() - 1.0).max(0.0) / expected.max(1.0);
             assert!(err < 0.1, "runway {} against {expected}: {l}", p.runway);
         }
     }
