@@ -4,9 +4,11 @@
 Issue 16: a preloaded malloc must not change how a program's processes and threads live
 and die. CPython's test_threading, test_os, test_subprocess, test_signal and
 test_concurrent_futures exercise exactly that (pthread_exit of the last thread, fork from
-threads, subprocesses, signals, process pools). Each runs twice with `python -m test`
-(regrtest, its `-jN` worker processes): once without a preload and once with
-LD_PRELOAD=LIB. Fails when the preloaded run has
+threads, subprocesses, signals, process pools). They run with `python -m test` (regrtest,
+its `-jN` worker processes) under LD_PRELOAD=LIB, and then without the preload as far as
+needed to judge what went wrong: the failed test cases alone, or every module when a module
+went wrong as a whole or processes were left behind (--plain-always: every module always).
+Fails when the preloaded run has
 
   - a test case that failed or errored there but not in the plain run (read from each
     run's --junit-xml), unless it passes when run again alone under the preload (then it
@@ -95,8 +97,14 @@ def describe(pid):
 
 def sweep(token):
     """Kills what is left of one run; returns descriptions of the processes it found."""
-    time.sleep(1)  # let processes that are exiting finish
+    # Let processes that are ending finish: test_subprocess's
+    # test_run_with_shell_timeout_and_capture_output kills a shell whose `sleep 3` lives on
+    # for 3 s, which is not a process left behind.
+    deadline = time.monotonic() + 5
     left = marked_pids(token)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.25)
+        left = marked_pids(token)
     desc = [describe(p) for p in sorted(left)]
     for p in left:
         try:
@@ -122,7 +130,7 @@ def run_regrtest(args, mode, modules, xml_path, match=None):
     log(f"--- [{mode}] {' '.join(cmd)}" + (f"  (LD_PRELOAD={args.lib})" if mode == "preload" else ""))
     start = time.monotonic()
     results = {}
-    logf = open(os.path.join(args.logdir, f"{mode}{'-rerun' if match else ''}.log"), "w")
+    logf = open(os.path.splitext(xml_path)[0] + ".log", "w")
     proc = subprocess.Popen(cmd, env=env, cwd=args.workdir, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True, text=True,
                             errors="replace")
@@ -192,6 +200,8 @@ def main():
     ap.add_argument("--logdir", default="target/cpython-tests", help="logs and XML (default: %(default)s)")
     ap.add_argument("--preload-only", action="store_true",
                     help="skip the plain run (for showing a hang quickly; compares with nothing)")
+    ap.add_argument("--plain-always", action="store_true",
+                    help="run every module without the preload too, not only what failed under it")
     ap.add_argument("modules", nargs="*", default=DEFAULT_MODULES)
     args = ap.parse_args()
 
@@ -233,21 +243,40 @@ def main():
     args.logdir = os.path.abspath(args.logdir)
     total_start = time.monotonic()
 
+    bad = ("failure", "error")
     with tempfile.TemporaryDirectory(prefix="gomalloc-cpython-") as workdir:
         args.workdir = workdir
-        runs = {}
-        for mode in (["preload"] if args.preload_only else ["plain", "preload"]):
-            xml_path = os.path.join(args.logdir, f"{mode}.xml")
+
+        def run(mode, modules, match=None):
+            name = f"{mode}{'-matched' if match else ''}.xml"
+            xml_path = os.path.join(args.logdir, name)
             if os.path.exists(xml_path):
                 os.unlink(xml_path)
-            results, timed_out, leftovers, secs = run_regrtest(args, mode, args.modules, xml_path)
-            runs[mode] = dict(modules=results, timed_out=timed_out, leftovers=leftovers,
-                              secs=secs, cases=case_outcomes(xml_path))
+            results, timed_out, leftovers, secs = run_regrtest(args, mode, modules, xml_path,
+                                                               match)
+            return dict(modules=results, timed_out=timed_out, leftovers=leftovers, secs=secs,
+                        cases=case_outcomes(xml_path))
 
-        plain = runs.get("plain", dict(modules={}, timed_out=False, leftovers=[], secs=0, cases={}))
-        pre = runs["preload"]
+        pre = run("preload", args.modules)
+        # The plain run answers one question: does what went wrong under the preload go
+        # wrong without it too? With nothing wrong there is nothing to ask; with only test
+        # cases failing, those cases alone are run plain; a module that went wrong as a
+        # whole, a hard timeout or processes left behind need the whole plain run.
+        bad_cases = sorted(t for t, o in pre["cases"].items() if o in bad)
+        odd = [m for m in args.modules
+               if not MODULE_NORMAL.match(pre["modules"].get(m, "no result"))]
+        plain_how = "not run: nothing went wrong under the preload"
+        plain = dict(modules={}, timed_out=False, leftovers=[], secs=0, cases={})
+        if args.preload_only:
+            plain_how = "not run (--preload-only)"
+        elif args.plain_always or odd or pre["timed_out"] or pre["leftovers"]:
+            plain = run("plain", args.modules)
+            plain_how = "the whole run"
+        elif bad_cases:
+            plain = run("plain", sorted({t.split(".")[1] for t in bad_cases}), match=bad_cases)
+            plain_how = f"the {len(bad_cases)} cases that failed under the preload"
+        log(f"--- plain run: {plain_how}")
         problems = []
-        bad = ("failure", "error")
 
         # Modules that went wrong as a whole (hang, crash, env changed) only under the preload.
         for mod in args.modules:
@@ -287,7 +316,8 @@ def main():
     failed = len(problems)
     passed = max(n_pre - len(new), 0)
     log(f"cpython-tests ({args.python}, {' '.join(args.modules)}): "
-        f"plain {len(plain['cases'])} cases, {n_fail_plain} failed, {plain['secs']:.0f} s; "
+        f"plain ({plain_how}) {len(plain['cases'])} cases, {n_fail_plain} failed, "
+        f"{plain['secs']:.0f} s; "
         f"preload {n_pre} cases, {n_fail_pre} failed, {pre['secs']:.0f} s; "
         f"{len(new)} new failures, {len(flaky)} flaky, {failed - len(new)} module/run problems; "
         f"total {time.monotonic() - total_start:.0f} s")
