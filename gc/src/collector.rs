@@ -742,8 +742,10 @@ pub(crate) fn stop_the_world(me: Option<&Arc<ThreadRec>>) -> Vec<Arc<ThreadRec>>
         w = world();
     }
     while others_running(&w.threads) {
+        w.stopper_sleeping = true;
         w = WORLD_CV.wait(w).unwrap_or_else(|e| e.into_inner());
     }
+    w.stopper_sleeping = false;
     w.threads.clone()
 }
 
