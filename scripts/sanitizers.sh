@@ -44,7 +44,7 @@ tsan() {
         -p gomalloc --lib --test global_alloc --test hardening --test free_fast --test misuse \
         --test config --test scavenge \
         -p gomalloc-gc --test threads --test back_to_back --test barrier --test barrier_halves \
-        --test pacer --test stats --test slices --test concurrent \
+        --test pacer --test stats --test slices --test concurrent --test greentea \
         -- --test-threads=2 --skip most_of_a_gib_of_small_objects
     # The collector's tests again with the stopped mark (the same build).
     GOMALLOC_GCCONCURRENT=0 tsan_test \

@@ -132,6 +132,11 @@ GOMALLOC_GCCHECKMARK=1 cargo run -p gomalloc-gc --release --quiet --example paus
 # Every frame of an 8 MiB stack holds the only pointer to its object: the thread's own scan
 # of its stack, outside the stop, must find them all.
 GOMALLOC_GCCHECKMARK=1 cargo run -p gomalloc-gc --release --quiet --example stack_pause 256 1 | tail -1
+# The span-queued mark (docs/gc-design.md section 8) over the same multi-threaded tests.
+GOMALLOC_GCGREENTEA=1 GOMALLOC_GCCHECKMARK=1 cargo test -p gomalloc-gc --release --quiet \
+    --test threads --test back_to_back --test barrier --test barrier_halves --test concurrent
+GOMALLOC_GCGREENTEA=1 GOMALLOC_GCCHECKMARK=1 GOMALLOC_GOGC=1 cargo run -p gomalloc-gc --release --quiet --example binary_trees 12 | tail -1
+GOMALLOC_GCGREENTEA=1 GOMALLOC_GCCHECKMARK=1 cargo run -p gomalloc-gc --release --quiet --example pause 8 1 3 | tail -1
 
 stage "GC tests and examples with the stopped mark (GOMALLOC_GCCONCURRENT=0), checkmark on"
 # Every test of the collector, and the examples, with the world stopped for the whole mark

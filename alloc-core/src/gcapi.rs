@@ -530,6 +530,12 @@ impl SlotMap {
         self.size
     }
 
+    /// The address of slot `index` (no check that the span has that many).
+    #[inline(always)]
+    pub fn slot(&self, index: usize) -> usize {
+        self.base + index * self.size
+    }
+
     /// The object whose slot holds `addr`.
     ///
     /// # Safety
@@ -559,6 +565,84 @@ pub unsafe fn object_at(span: *mut Span, addr: usize) -> ObjectRef {
     // SAFETY: `span` is a live, in-use span record and `addr` lies inside one of its
     // allocated slots (# Safety), which is what `SlotMap::of` and `object` require.
     unsafe { SlotMap::of(span).object(addr) }
+}
+
+/// A small scan span's grey bitmap and queued word, for the collector's span-queued mark
+/// (`GOMALLOC_GCGREENTEA=1`, after Go 1.26's "Green Tea" collector): a marker that greys
+/// an object of the span sets the object's bit instead of queueing the object, and queues
+/// the span when its queued word was zero; the marker that scans the span clears the word,
+/// then takes the bits. The protocol is the collector's (`gc/src/greentea.rs`); this is
+/// only the storage.
+///
+/// The bitmap is the span's remote-free bitmap, which no collector span uses otherwise
+/// (remote frees never reach one: this module's doc). The queued word is the last word of
+/// the bitmap region the span's pages reserve (`arena::BITMAP_WORDS_PER_PAGE` per page),
+/// past the slots' words whenever the span holds fewer than 64 slots per bitmap word it
+/// reserves: every span whose objects are 16 bytes or more, which every scan object is
+/// (its header word and at least one traced word). Both are zero when a mark ends (each
+/// set bit is taken by a scan and each queued span scanned), as a span's remote-free bitmap
+/// must be when the span is freed (`Span::init_in_use` checks it).
+#[derive(Clone, Copy, Debug)]
+pub struct GreyMap {
+    bits: *const AtomicU64,
+    words: usize,
+}
+
+// SAFETY: the pointer names bitmap words of the arena records, which live for the whole
+// process and are only accessed atomically through the map.
+unsafe impl Send for GreyMap {}
+
+impl GreyMap {
+    /// The map of no span: no bits, and [`GreyMap::queued`] must not be called.
+    pub const NONE: GreyMap = GreyMap {
+        bits: core::ptr::null(),
+        words: 0,
+    };
+
+    /// The grey map of the collector's small span `span`, or `None` if the span is large or
+    /// its slots fill its bitmap region to the last word (slots under 16 bytes).
+    ///
+    /// # Safety
+    /// `span` is a live span record of the collector that stays in use while the map is
+    /// used (as for [`SlotMap::of`]).
+    #[inline]
+    pub unsafe fn of(span: *mut Span) -> Option<GreyMap> {
+        // SAFETY: a live span record (# Safety).
+        let s = unsafe { &*span.cast::<HeapSpan>() };
+        let reserved = s.npages.get() * arena::BITMAP_WORDS_PER_PAGE;
+        if s.is_large() || s.bitmap_words() >= reserved {
+            return None;
+        }
+        Some(GreyMap {
+            bits: s.xfree_bits.get(),
+            words: reserved,
+        })
+    }
+
+    /// Word `w` of the grey bitmap: the bits of slots `64 * w ..`.
+    ///
+    /// # Safety
+    /// The map is of a live span (# Safety of [`GreyMap::of`]) and `w` is below its
+    /// number of bitmap words.
+    #[inline(always)]
+    pub unsafe fn word(&self, w: usize) -> &AtomicU64 {
+        debug_assert!(w + 1 < self.words);
+        // SAFETY: `w` lies inside the span's reserved bitmap region (# Safety), words of
+        // an arena record that are only ever accessed atomically.
+        unsafe { &*self.bits.add(w) }
+    }
+
+    /// The span's queued word.
+    ///
+    /// # Safety
+    /// The map is of a live span (# Safety of [`GreyMap::of`]).
+    #[inline(always)]
+    pub unsafe fn queued(&self) -> &AtomicU64 {
+        debug_assert!(self.words > 0);
+        // SAFETY: the last word of the span's reserved bitmap region, past its slots'
+        // words (`GreyMap::of`), only ever accessed atomically.
+        unsafe { &*self.bits.add(self.words - 1) }
+    }
 }
 
 /// Resolves `addr` (possibly pointing inside an object) to an allocated object of the
@@ -688,6 +772,18 @@ pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 
             on_free(base);
         }
         return live as u32;
+    }
+    if crate::check::ENABLED {
+        // The span-queued mark leaves no grey bit and no queued word behind (`GreyMap`):
+        // the words are the span's remote-free bitmap, which must be clear when it is
+        // freed, whatever class takes its pages next.
+        let reserved = span.npages.get() * arena::BITMAP_WORDS_PER_PAGE;
+        for i in 0..reserved {
+            // SAFETY: `i` is inside the bitmap region the span's pages reserve, words of
+            // an arena record only ever accessed atomically.
+            let w = unsafe { (*span.xfree_bits.get().add(i)).load(Ordering::Relaxed) };
+            crate::check!(w == 0, "grey bit or queued word left after a mark", base);
+        }
     }
     let size = span.elemsize.get() as usize;
     let words = span.bitmap_words();

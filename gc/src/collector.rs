@@ -102,7 +102,7 @@ impl Drop for FatalOnUnwind {
 }
 
 /// Reads the environment once (`GOMALLOC_GCTRACE`, `GOMALLOC_GCCHECKMARK`,
-/// `GOMALLOC_GCCONCURRENT`, `GOMALLOC_GCPROCS`, the pacer's).
+/// `GOMALLOC_GCCONCURRENT`, `GOMALLOC_GCGREENTEA`, `GOMALLOC_GCPROCS`, the pacer's).
 pub(crate) fn init() {
     START.get_or_init(|| {
         // gomalloc's settings (its heap profile's rate among them), read at its set-up,
@@ -116,6 +116,9 @@ pub(crate) fn init() {
         }
         if !env_flag("GOMALLOC_GCCONCURRENT", true) {
             CONCURRENT.store(false, Ordering::Relaxed);
+        }
+        if env_flag("GOMALLOC_GCGREENTEA", false) {
+            crate::mark::GREEN_TEA.store(true, Ordering::Relaxed);
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         CORES.store(cores, Ordering::Relaxed);

@@ -176,6 +176,22 @@ pub fn set_concurrent(on: bool) -> bool {
     old
 }
 
+/// Turns the span-queued mark on or off (as `GOMALLOC_GCGREENTEA=1` does at start-up) and
+/// returns the old setting: on, a marker queues the small scan objects it greys by span
+/// and scans a span's grey objects together (after Go 1.26's "Green Tea" collector); off
+/// (the default), it queues each object. Either mark handles the other's queued work, so
+/// the setting may change at any time; a cycle's tracers read it as they meet each span.
+pub fn set_green_tea(on: bool) -> bool {
+    collector::init();
+    crate::mark::GREEN_TEA.swap(on, Ordering::Relaxed)
+}
+
+/// Span entries the span-queued mark has scanned since the process began (each scans
+/// the grey objects its span holds then).
+pub fn span_scans() -> usize {
+    crate::mark::SPAN_SCANS.load(Ordering::Relaxed)
+}
+
 /// Turns the checkmark mode on or off (as `GOMALLOC_GCCHECKMARK=1` does at start-up) and
 /// returns the old setting: after each mark, with the world stopped, the collector marks
 /// again from the roots into a separate table and ends the process with a report naming

@@ -83,13 +83,14 @@
 //! `slice` (`Gc<[T]>`, `Gc<str>`) -> `cell` (barriers) -> `vec` (`GcVec`) -> `heap` (span caches, central lists, tiny allocator, sweeping) ->
 //! `mark` (grey work, stack scanning) -> `collector` (the cycle) -> `pacer`, `weak`,
 //! `root`, `stats`, [`debug`]. `handshake` (the mark's flush rounds and barrier-buffer
-//! hand-off) and `workshare` (the markers' shared grey work and their termination)
-//! depend on nothing else, and `tests/loom.rs` model-checks both.
+//! hand-off), `workshare` (the markers' shared grey work and their termination) and
+//! `greentea` (the span-queued mark's grey bits) depend on nothing else, and
+//! `tests/loom.rs` model-checks all three.
 
 #![warn(missing_docs)]
 // Under `cfg(loom)` the crate is empty: gomalloc builds only its lock-free structures
-// there, and `tests/loom.rs` compiles the modules it checks, `handshake` and `workshare`,
-// by themselves.
+// there, and `tests/loom.rs` compiles the modules it checks, `handshake`, `workshare` and
+// `greentea`, by themselves.
 #![cfg(not(loom))]
 
 extern crate self as gc;
@@ -99,6 +100,7 @@ mod checkmark;
 mod checkroots;
 mod collector;
 pub mod debug;
+mod greentea;
 mod handle;
 mod handshake;
 mod heap;

@@ -2,14 +2,31 @@
 //! conservative scan of thread stacks.
 //!
 //! An object is *grey* when its mark bit is set and it sits on some [`Tracer`]'s stack (or
-//! the global work list), *black* when its mark bit is set and it has been traced. Mark bits
-//! are set with `fetch_or` ([`gcapi::mark`]), so each object is greyed exactly once even with
-//! several markers.
+//! the global work list), or, in the span-queued mark (`GOMALLOC_GCGREENTEA=1`), its bit is
+//! set in its span's grey bitmap (`crate::greentea`); *black* when its mark bit is set and
+//! it has been traced. Mark bits are set with `fetch_or` ([`gcapi::mark`]), so each object
+//! is greyed exactly once even with several markers.
 
+use crate::greentea;
 use crate::ptr::VTable;
 use crate::workshare::{self, WorkList};
-use gomalloc::gcapi::{self, ObjectKind, ObjectRef, PAGE_SHIFT, SlotMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use gomalloc::gcapi::{self, GreyMap, ObjectKind, ObjectRef, PAGE_SHIFT, SlotMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// The span-queued mark (`GOMALLOC_GCGREENTEA=1`, read at start-up): a precise pointer to
+/// a white object of a small scan span greys it in its span's grey bitmap and queues the
+/// span (once, until a marker takes it), not the object; the marker that takes the span
+/// scans all its grey objects together (Go 1.26's "Green Tea" collector). Off by default:
+/// `docs/GC-BENCHMARKS.md` has what it measured.
+pub(crate) static GREEN_TEA: AtomicBool = AtomicBool::new(false);
+
+/// Marks a grey-work entry as a span, not an object: `SPAN_ENTRY | page number`. Object
+/// addresses and page numbers never have the top bit set, and an entry kept as a page
+/// number names no object's address (see [`SpanInfo`]).
+const SPAN_ENTRY: usize = 1 << 63;
+
+/// Span entries scanned since the process began ([`crate::debug::span_scans`]).
+pub(crate) static SPAN_SCANS: AtomicUsize = AtomicUsize::new(0);
 
 /// Grey objects a tracer's stack must hold for it to give half of them to an idle marker.
 ///
@@ -148,6 +165,9 @@ struct SpanInfo {
     npages: usize,
     slots: SlotMap,
     scan: bool,
+    /// Greys go to the span's grey bitmap `grey` ([`GREEN_TEA`]; a small scan span).
+    queue: bool,
+    grey: GreyMap,
 }
 
 impl SpanInfo {
@@ -156,6 +176,8 @@ impl SpanInfo {
         npages: 0,
         slots: SlotMap::NONE,
         scan: false,
+        queue: false,
+        grey: GreyMap::NONE,
     };
 }
 
@@ -238,7 +260,74 @@ impl Tracer {
             self.marked_objects += 1;
             self.marked_bytes += c.slots.object_size();
             if c.scan {
-                self.stack.push(o.base());
+                if c.queue {
+                    self.grey_in_span(o, c);
+                } else {
+                    self.stack.push(o.base());
+                }
+            }
+        }
+    }
+
+    /// [`Tracer::mark_gc`] in the span-queued mark: greys the object `o`, which this
+    /// tracer just marked, in the grey bitmap of its span `c`, and queues the span if no
+    /// queue holds it.
+    #[inline(always)]
+    fn grey_in_span(&mut self, o: ObjectRef, c: SpanInfo) {
+        let i = o.index();
+        // SAFETY: `c.grey` is the map of `o`'s span, live and in use while markers run,
+        // and `i < nelems`, so word `i / 64` is one of its slots' words.
+        let (word, queued) = unsafe { (c.grey.word(i / 64), c.grey.queued()) };
+        if greentea::grey(word, i / 64, (i % 64) as u32, queued) {
+            self.stack.push(SPAN_ENTRY | c.page);
+        }
+    }
+
+    /// Scans a grey-work entry: an object, or a span of the span-queued mark.
+    ///
+    /// # Safety
+    /// `e` came off a grey stack: an allocated, initialised scan object's address, or
+    /// `SPAN_ENTRY` and the page number of a queued small scan span.
+    #[inline(always)]
+    unsafe fn scan_entry(&mut self, e: usize) {
+        if e & SPAN_ENTRY != 0 {
+            self.scan_span(e & !SPAN_ENTRY);
+        } else {
+            // SAFETY: an allocated, initialised scan object (# Safety).
+            unsafe { scan_object(e, self) }
+        }
+    }
+
+    /// Scans the grey objects of the queued span starting at page `page`
+    /// ([`greentea::dequeue`], then [`greentea::take`] for each word its summary names).
+    #[inline(never)]
+    fn scan_span(&mut self, page: usize) {
+        let span = gcapi::span_of(page << PAGE_SHIFT);
+        // SAFETY: a queued span holds marked objects, so it is a live, in-use span that is
+        // not swept while markers run; it is a small scan span (only those are queued).
+        let (slots, grey) = unsafe { (SlotMap::of(span), GreyMap::of(span)) };
+        let Some(grey) = grey else {
+            unreachable!("a queued span has a grey map");
+        };
+        // SAFETY: `span` is in use (above); `nelems` is its slots' count.
+        let words = (unsafe { (*span).nelems() } as usize).div_ceil(64);
+        SPAN_SCANS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the map of a live span (above).
+        let mut summary = greentea::dequeue(unsafe { grey.queued() });
+        while summary != 0 {
+            let mut w = summary.trailing_zeros() as usize;
+            summary &= summary - 1;
+            while w < words {
+                // SAFETY: `w` is one of the span's slots' words.
+                let mut bits = greentea::take(unsafe { grey.word(w) });
+                while bits != 0 {
+                    let b = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    // SAFETY: a grey bit is set only for an object a marker marked:
+                    // allocated and initialised, of this scan span.
+                    unsafe { scan_object(slots.slot(w * 64 + b), self) };
+                }
+                w += 64;
             }
         }
     }
@@ -273,13 +362,22 @@ impl Tracer {
         // SAFETY: a `Gc`'s span is a live span record (see `mark_gc`; records are never
         // freed).
         let s = unsafe { &*span };
+        let scan = s.kind() == Some(ObjectKind::Scan);
+        let grey = if scan && GREEN_TEA.load(Ordering::Relaxed) {
+            // SAFETY: as for `SlotMap::of` below.
+            unsafe { GreyMap::of(span) }
+        } else {
+            None
+        };
         self.last = SpanInfo {
             page: s.base() >> PAGE_SHIFT,
             npages: s.npages(),
             // SAFETY: `span` is a live span record (records are never freed), and a span
             // holding a `Gc` stays in use, not swept, while markers run (see `mark_gc`).
             slots: unsafe { SlotMap::of(span) },
-            scan: s.kind() == Some(ObjectKind::Scan),
+            scan,
+            queue: grey.is_some(),
+            grey: grey.unwrap_or(GreyMap::NONE),
         };
         false
     }
@@ -363,7 +461,9 @@ impl Tracer {
         let b = {
             while pf.len < pf.depth {
                 let Some(b) = self.stack.pop() else { break };
-                prefetch(b);
+                if b & SPAN_ENTRY == 0 {
+                    prefetch(b);
+                }
                 pf.ring[(pf.head + pf.len) % PREFETCH] = b;
                 pf.len += 1;
             }
@@ -389,11 +489,12 @@ impl Tracer {
     pub(crate) fn drain_counted(&mut self, budget: usize) -> usize {
         let mut n = 0;
         while n < budget {
-            let Some(base) = self.next_grey() else {
+            let Some(e) = self.next_grey() else {
                 break;
             };
-            // SAFETY: only allocated scan objects are pushed; they start with a vtable.
-            unsafe { scan_object(base, self) };
+            // SAFETY: only allocated scan objects (which start with a vtable) and queued
+            // spans are pushed.
+            unsafe { self.scan_entry(e) };
             n += 1;
         }
         n
@@ -408,9 +509,9 @@ impl Tracer {
             if let Some(c) = chunk {
                 self.stack = c;
             }
-            while let Some(base) = self.next_grey() {
-                // SAFETY: only allocated scan objects are pushed.
-                unsafe { scan_object(base, self) };
+            while let Some(e) = self.next_grey() {
+                // SAFETY: only allocated scan objects and queued spans are pushed.
+                unsafe { self.scan_entry(e) };
                 if n > 1 && self.stack.len() >= SHARE_AT && idle.load(Ordering::Relaxed) > 0 {
                     let top = self.stack.split_off(self.stack.len() / 2);
                     let bottom = std::mem::replace(&mut self.stack, top);

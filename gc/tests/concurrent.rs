@@ -10,7 +10,7 @@ mod common;
 #[path = "common/serial.rs"]
 mod serial;
 
-use common::{Link, list_sum};
+use common::{Link, list_sum, xorshift};
 use gc::{Gc, Lock, RefLock, Root, Trace};
 use serial::serial;
 use std::sync::Arc;
@@ -59,10 +59,7 @@ fn replace_slots(
         let m = gc::attach();
         let mut x = seed | 1;
         while !stop.load(Ordering::Relaxed) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let slot = &table.get().slots[x as usize % SLOTS];
+            let slot = &table.get().slots[xorshift(&mut x) as usize % SLOTS];
             if let Some(h) = slot.get() {
                 assert_eq!(list_sum(Some(h)), (LEN, LEN * (LEN - 1) / 2));
             }

@@ -1,6 +1,7 @@
 //! loom models of the concurrent mark's handshake with the mutators (design §8, step 7):
-//! the barrier buffer, the flush rounds and the termination check; and of the parallel
-//! markers' termination (`src/workshare.rs`, at the end of this file). Run with
+//! the barrier buffer, the flush rounds and the termination check; of the parallel
+//! markers' termination (`src/workshare.rs`); and of the span-queued mark's grey bits
+//! (`src/greentea.rs`, at the end of this file). Run with
 //! `RUSTFLAGS="--cfg loom" cargo test -p gomalloc-gc --test loom --release`.
 //!
 //! The protocol's accesses are the real code: `src/handshake.rs`, compiled here against
@@ -33,6 +34,8 @@
 //! `acknowledge`.
 #![cfg(loom)]
 
+#[path = "../src/greentea.rs"]
+mod greentea;
 #[allow(dead_code)]
 #[path = "../src/handshake.rs"]
 mod handshake;
@@ -622,4 +625,104 @@ fn a_parked_thread_is_scanned_once_by_itself_or_the_collector() {
 #[test]
 fn a_blocking_thread_is_scanned_once_by_itself_or_the_collector() {
     check(|| stack_handshake(BLOCKING));
+}
+
+/// A scan of the span-queued mark (`Tracer::scan_span`): the summary, then each word it
+/// names.
+fn scan_span(words: &[AtomicU64], queued: &AtomicU64) -> Vec<u64> {
+    let summary = greentea::dequeue(queued);
+    words
+        .iter()
+        .enumerate()
+        .map(|(w, word)| {
+            if summary & (1 << (w % 64)) != 0 {
+                greentea::take(word)
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+/// The span-queued mark's grey bits (`src/greentea.rs`): one marker greys an object of a
+/// span (bit 0 of its second grey word) while another scans the span, which it took from
+/// a queue where the grey of an object of the first word put it. Every grey object is
+/// scanned exactly once: by the scan in progress, or by the scan of the entry that the
+/// second grey queued again. With either of the protocol's acquire-release orderings
+/// relaxed (the grey's `fetch_or` of its bit, the scan's swap of a word), the next model
+/// finds an object never scanned.
+#[test]
+fn a_span_queued_grey_is_scanned_exactly_once() {
+    check(|| {
+        let words = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let queued = Arc::new(AtomicU64::new(0));
+        assert!(
+            greentea::grey(&words[0], 0, 0, &queued),
+            "the first grey queues the span"
+        );
+        let scanner = {
+            let (words, queued) = (words.clone(), queued.clone());
+            thread::spawn(move || scan_span(&words[..], &queued))
+        };
+        let requeued = greentea::grey(&words[1], 1, 0, &queued);
+        let scanned = scanner.join().unwrap();
+        // The entry the second grey queued, if it queued one, is scanned after.
+        let later = if requeued {
+            scan_span(&words[..], &queued)
+        } else {
+            vec![0, 0]
+        };
+        for w in 0..2 {
+            assert_eq!(scanned[w] & later[w], 0, "an object scanned twice");
+            assert_eq!(scanned[w] | later[w], 1, "a grey object never scanned");
+            assert_eq!(words[w].load(Ordering::Relaxed), 0);
+        }
+        assert_eq!(queued.load(Ordering::Relaxed), 0, "a span left queued");
+    });
+}
+
+/// Two markers grey objects of one span (in its two words) while a third thread scans it
+/// after the first grey queued it; whoever queues the span again scans it. No grey is
+/// lost and none is scanned twice.
+#[test]
+fn two_markers_and_a_scanner_lose_no_grey() {
+    check(|| {
+        let words = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let queued = Arc::new(AtomicU64::new(0));
+        assert!(greentea::grey(&words[0], 0, 0, &queued));
+        let scanner = {
+            let (words, queued) = (words.clone(), queued.clone());
+            thread::spawn(move || scan_span(&words[..], &queued))
+        };
+        let marker = {
+            let (words, queued) = (words.clone(), queued.clone());
+            thread::spawn(move || {
+                if greentea::grey(&words[1], 1, 0, &queued) {
+                    scan_span(&words[..], &queued)
+                } else {
+                    vec![0, 0]
+                }
+            })
+        };
+        let mine = if greentea::grey(&words[0], 0, 1, &queued) {
+            scan_span(&words[..], &queued)
+        } else {
+            vec![0, 0]
+        };
+        let (a, b) = (scanner.join().unwrap(), marker.join().unwrap());
+        // A span queued after the scans above ran is still owed its scan.
+        let rest = if queued.load(Ordering::Relaxed) != 0 {
+            scan_span(&words[..], &queued)
+        } else {
+            vec![0, 0]
+        };
+        let mut all = [0u64; 2];
+        for s in [&a, &b, &mine, &rest] {
+            for w in 0..2 {
+                assert_eq!(all[w] & s[w], 0, "an object scanned twice");
+                all[w] |= s[w];
+            }
+        }
+        assert_eq!(all, [0b11, 0b1], "a grey object never scanned");
+    });
 }

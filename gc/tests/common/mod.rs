@@ -1,4 +1,7 @@
-//! The singly linked list the multi-threaded collector tests build and check.
+//! The singly linked list the multi-threaded collector tests build and check, and their
+//! random slot picks.
+// Each test file that includes this module uses part of it.
+#![allow(dead_code)]
 
 use gc::{Gc, Lock, Trace};
 
@@ -18,4 +21,13 @@ pub fn list_sum(mut c: Option<Gc<Link>>) -> (u64, u64) {
         c = x.next.get();
     }
     (n, s)
+}
+
+/// Steps the xorshift generator at `x` (non-zero) and returns its new state: the tests'
+/// random slot picks.
+pub fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
 }
