@@ -238,36 +238,43 @@ unsafe impl Trace for Dropper {
 
 /// What a pacer's cycle found dead is swept by its background worker (Go's background
 /// sweeper): destructors run on a thread other than the allocating one, whose lazy sweeps
-/// are not counted. (The count starts with
-/// the test: counting from the end of the allocation would race with a worker that swept
-/// everything before this thread looked.)
+/// are not counted. (The count starts with the test: counting from the end of the
+/// allocation would race with a worker that swept everything before this thread looked.)
+///
+/// A cycle that the allocating thread ran itself is swept by that thread: it reached the
+/// goal before the worker, delayed on a loaded machine, began the cycle it was asked for,
+/// as Go's allocating goroutine runs `gcStart`. So the test allocates until a cycle ends,
+/// waits a second for the worker's sweep, and goes on with another cycle if that one left
+/// the worker nothing, until a minute has passed (on a loaded machine one run in three or
+/// five had both cycles of a single try run by the allocating thread).
 #[test]
 fn the_background_worker_sweeps_after_its_cycles() {
     serial::alone(|| {
         gc::debug::set_concurrent(true);
         let m = gc::attach();
         ALLOCATING.with(|a| a.set(true));
-        let before = gc::stats().cycles;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        // Garbage with destructors until two of the pacer's cycles have ended.
-        while gc::stats().cycles < before + 2 && std::time::Instant::now() < deadline {
-            Gc::new(&m, Dropper { _words: [7; 6] });
-        }
-        assert!(
-            gc::stats().cycles >= before + 2,
-            "no cycle: {:?}",
-            gc::stats()
-        );
-        // From here nothing allocates: the dead objects this thread's lazy sweeps did not
-        // reach are dropped by the worker, or not at all. (Counting from here would race
-        // with a worker that swept them all before this thread looked.)
+        let mut cycles = 0;
         while SWEPT_DROPS.load(Ordering::Relaxed) < 1000 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            // Garbage with destructors until one of the pacer's cycles has ended.
+            let before = gc::stats().cycles;
+            while gc::stats().cycles == before && std::time::Instant::now() < deadline {
+                Gc::new(&m, Dropper { _words: [7; 6] });
+            }
+            cycles += gc::stats().cycles - before;
+            // From here nothing allocates: the dead objects this thread's lazy sweeps did
+            // not reach are dropped by the worker, or not at all.
+            let wait = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            while SWEPT_DROPS.load(Ordering::Relaxed) < 1000
+                && std::time::Instant::now() < wait.min(deadline)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
         let swept = SWEPT_DROPS.load(Ordering::Relaxed);
         assert!(
             swept >= 1000,
-            "{swept} objects swept by other threads: {:?}",
+            "{swept} objects swept by other threads after {cycles} cycles: {:?}",
             gc::stats()
         );
         drop(m);
