@@ -165,7 +165,7 @@ pub(crate) fn record_concurrent_mark(m: &MarkMeasure) {
     // At least 1: 0 means no runway measured yet (`trigger`).
     RUNWAY.store(step.runway.max(1), Ordering::Relaxed);
     if PACER_TRACE.load(Ordering::Relaxed) {
-        eprintln!(
+        crate::stats::trace_line(format_args!(
             "pacer: {:.1}% CPU ({:.1}% background) for {} B work in {} ms, {} B allocated{}; cons/mark {:.4} (this cycle {:.4}), runway {} B",
             step.utilization * 100.0,
             step.background * 100.0,
@@ -176,7 +176,7 @@ pub(crate) fn record_concurrent_mark(m: &MarkMeasure) {
             step.cons_mark,
             step.current,
             step.runway,
-        );
+        ));
     }
 }
 /// The limiter's bucket, in nanoseconds of CPU time (see the module header).

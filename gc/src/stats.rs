@@ -271,7 +271,7 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
         // stop (`t_concurrent`) is in no field, as in Go (`gcStart` sweeps before its
         // stop), nor is the background sweep after the cycle.
         let mark_cpu = mark * r.workers as u32;
-        eprintln!(
+        trace_line(format_args!(
             "gc {} @{:.3}s {}%: {}+{}+{} ms clock, {}+{}/{}/{}+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P{}",
             cycles,
             (r.start.duration_since(crate::collector::start_time())).as_secs_f64(),
@@ -292,8 +292,29 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
             r.root_bytes >> 20,
             r.workers,
             if r.forced { " (forced)" } else { "" },
-        );
+        ));
     }
+}
+
+/// Writes one trace line (`gc ...`, `pacer: ...`) to stderr with a single `write(2)`.
+///
+/// `eprintln!` writes each formatted piece with its own `write(2)`, so a line written by a
+/// collector thread while the process exits could end half-written (`pacer: ` alone, seen
+/// in CI), and one written beside another process sharing the pipe could be interleaved
+/// with it. One write of at most `PIPE_BUF` (4,096) bytes to a pipe is atomic. The line is
+/// formatted into a stack buffer, so tracing allocates nothing; a line longer than the
+/// buffer (none is) would be cut at 511 bytes.
+pub(crate) fn trace_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut buf = [0u8; 512];
+    let room = buf.len() - 1;
+    let mut cursor = &mut buf[..room];
+    // An error is only the buffer running out; what fitted is written.
+    let _ = cursor.write_fmt(args);
+    let len = room - cursor.len();
+    buf[len] = b'\n';
+    // Nothing useful is left to do if stderr is closed.
+    let _ = std::io::stderr().write_all(&buf[..=len]);
 }
 
 /// Go's `fmtNSAsMS`: whole milliseconds from 10 ms up, else two significant digits with at
