@@ -585,7 +585,10 @@ pub unsafe fn object_at(span: *mut Span, addr: usize) -> ObjectRef {
 #[derive(Clone, Copy, Debug)]
 pub struct GreyMap {
     bits: *const AtomicU64,
-    words: usize,
+    /// Words of the bitmap region the span's pages reserve; the last is the queued word.
+    words: u32,
+    /// Words of the slots' bits (`ceil(nelems / 64)`), below `words - 1`.
+    slot_words: u32,
 }
 
 // SAFETY: the pointer names bitmap words of the arena records, which live for the whole
@@ -597,6 +600,7 @@ impl GreyMap {
     pub const NONE: GreyMap = GreyMap {
         bits: core::ptr::null(),
         words: 0,
+        slot_words: 0,
     };
 
     /// The grey map of the collector's small span `span`, or `None` if the span is large or
@@ -610,13 +614,24 @@ impl GreyMap {
         // SAFETY: a live span record (# Safety).
         let s = unsafe { &*span.cast::<HeapSpan>() };
         let reserved = s.npages.get() * arena::BITMAP_WORDS_PER_PAGE;
-        if s.is_large() || s.bitmap_words() >= reserved {
+        let slot_words = s.bitmap_words();
+        if s.is_large() || slot_words >= reserved {
             return None;
         }
+        // Both fit in 32 bits: a small span has at most `MAX_OBJS_PER_SPAN` slots and
+        // reserves `BITMAP_WORDS_PER_PAGE` words for each of its few pages.
         Some(GreyMap {
             bits: s.xfree_bits.get(),
-            words: reserved,
+            words: reserved as u32,
+            slot_words: slot_words as u32,
         })
+    }
+
+    /// Words of the grey bitmap that hold slots' bits: word `w` of [`GreyMap::word`] is
+    /// one for every `w` below this.
+    #[inline(always)]
+    pub fn slot_words(&self) -> usize {
+        self.slot_words as usize
     }
 
     /// Word `w` of the grey bitmap: the bits of slots `64 * w ..`.
@@ -626,7 +641,7 @@ impl GreyMap {
     /// number of bitmap words.
     #[inline(always)]
     pub unsafe fn word(&self, w: usize) -> &AtomicU64 {
-        debug_assert!(w + 1 < self.words);
+        debug_assert!(w < self.slot_words as usize && self.slot_words < self.words);
         // SAFETY: `w` lies inside the span's reserved bitmap region (# Safety), words of
         // an arena record that are only ever accessed atomically.
         unsafe { &*self.bits.add(w) }
@@ -641,7 +656,7 @@ impl GreyMap {
         debug_assert!(self.words > 0);
         // SAFETY: the last word of the span's reserved bitmap region, past its slots'
         // words (`GreyMap::of`), only ever accessed atomically.
-        unsafe { &*self.bits.add(self.words - 1) }
+        unsafe { &*self.bits.add(self.words as usize - 1) }
     }
 }
 

@@ -187,7 +187,8 @@ pub fn set_green_tea(on: bool) -> bool {
 }
 
 /// Span entries the span-queued mark has scanned since the process began (each scans
-/// the grey objects its span holds then).
+/// the grey objects its span holds then), complete up to the last cycle that ended: a
+/// marker adds its count when it finishes.
 pub fn span_scans() -> usize {
     crate::mark::SPAN_SCANS.load(Ordering::Relaxed)
 }

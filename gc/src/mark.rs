@@ -25,7 +25,8 @@ pub(crate) static GREEN_TEA: AtomicBool = AtomicBool::new(false);
 /// number names no object's address (see [`SpanInfo`]).
 const SPAN_ENTRY: usize = 1 << 63;
 
-/// Span entries scanned since the process began ([`crate::debug::span_scans`]).
+/// Span entries scanned since the process began by the tracers dropped since
+/// ([`crate::debug::span_scans`]; a cycle's markers are dropped by its end).
 pub(crate) static SPAN_SCANS: AtomicUsize = AtomicUsize::new(0);
 
 /// Grey objects a tracer's stack must hold for it to give half of them to an idle marker.
@@ -141,12 +142,23 @@ pub struct Tracer {
     pub(crate) marked_bytes: usize,
     /// Objects this tracer marked.
     pub(crate) marked_objects: usize,
+    /// Span entries this tracer scanned, added to [`SPAN_SCANS`] when it is dropped (one
+    /// atomic add per tracer, not one per span scan on the mark's path).
+    span_scans: usize,
     /// The span of the last precise pointer (children are often in their parent's span).
     last: SpanInfo,
     /// Set for the checkmark re-mark (`crate::checkmark`): objects are recorded there
     /// instead of marked. `last` then stays [`SpanInfo::NONE`], so every [`Tracer::mark_gc`]
     /// takes the cache-miss path, which alone tests for the mode.
     pub(crate) check: Option<Box<crate::checkmark::Checkmark>>,
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if self.span_scans != 0 {
+            SPAN_SCANS.fetch_add(self.span_scans, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What [`Tracer::mark_gc`] needs from a span, copied out of its record.
@@ -210,6 +222,7 @@ impl Tracer {
             },
             marked_bytes: 0,
             marked_objects: 0,
+            span_scans: 0,
             last: SpanInfo::NONE,
             check: None,
         }
@@ -309,9 +322,8 @@ impl Tracer {
         let Some(grey) = grey else {
             unreachable!("a queued span has a grey map");
         };
-        // SAFETY: `span` is in use (above); `nelems` is its slots' count.
-        let words = (unsafe { (*span).nelems() } as usize).div_ceil(64);
-        SPAN_SCANS.fetch_add(1, Ordering::Relaxed);
+        let words = grey.slot_words();
+        self.span_scans += 1;
         // SAFETY: the map of a live span (above).
         let mut summary = greentea::dequeue(unsafe { grey.queued() });
         while summary != 0 {
