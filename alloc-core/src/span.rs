@@ -171,6 +171,10 @@ macro_rules! span_struct {
             /// record goes back to the page heap, so no span is ever initialised with it set
             /// (and `init_in_use` does not touch it).
             $vis prof_bucket: Cell<u32>,
+            /// With `prof_bucket` set: the sampled block's requested bytes, which its free
+            /// subtracts from the bucket's live bytes (`profile::freed`). Meaningless
+            /// otherwise.
+            $vis prof_size: Cell<usize>,
         }
     };
 }
@@ -300,6 +304,7 @@ impl Span {
             gc: AtomicU8::new(0),
             sweepgen: AtomicU32::new(0),
             prof_bucket: Cell::new(0),
+            prof_size: Cell::new(0),
         }
     }
 

@@ -74,6 +74,9 @@ fn site_b() -> Vec<Box<[u8]>> {
 }
 
 fn child(case: &str) {
+    if case == "sizes" {
+        return sizes();
+    }
     profile::set_rate(RATE);
     match case {
         "sites" => {
@@ -327,6 +330,99 @@ fn lent_double_free() {
     eprintln!("the double free was not found");
 }
 
+/// One object of `size` bytes allocated by the site of the sizes case.
+#[inline(never)]
+fn one_sized(size: usize) -> Box<[u8]> {
+    vec![3u8; size].into_boxed_slice()
+}
+
+/// Small sizes of the sizes case: 2,001 sizes in a few size classes.
+const SMALL_SIZES: std::ops::RangeInclusive<usize> = 1000..=3000;
+/// Large sizes of the sizes case: 1,025 sizes in a few page counts.
+const LARGE_SIZES: std::ops::RangeInclusive<usize> = 40_000..=56_384;
+
+/// One site allocating blocks of thousands of sizes, every block sampled (rate 1): it
+/// has one record per charged size (a size class, or a page count), not one per size,
+/// and the records sum the requested bytes exactly, as allocated and as freed. (With the
+/// feature `profile`, whose fast path counts the bytes asked for, a small block is
+/// charged its own size, so it has a record per size.)
+///
+/// The blocks are allocated by a thread whose cache is created after the rate is set, so
+/// that it takes the rate up from its start and samples every allocation (a running
+/// thread takes a new rate up at its next refill). It waits, allocating nothing, until the
+/// rate is set, then creates its cache with an allocation (a thread's first, which is not
+/// sampled), then allocates the blocks into a vector made before it started. Nothing else
+/// allocates while the rate is 1.
+fn sizes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sizes: Vec<usize> = SMALL_SIZES.chain(LARGE_SIZES.step_by(16)).collect();
+    let mut blocks: Vec<Box<[u8]>> = Vec::with_capacity(sizes.len());
+    let classes = gomalloc::stats().by_size;
+    let go = AtomicBool::new(false);
+    let mut blocks = std::thread::scope(|t| {
+        let h = t.spawn(|| {
+            while !go.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            std::hint::black_box(Box::new(0u64));
+            for &n in &sizes {
+                blocks.push(one_sized(n));
+            }
+            blocks
+        });
+        profile::set_rate(1);
+        go.store(true, Ordering::Release);
+        let blocks = h.join().unwrap();
+        profile::set_rate(0);
+        blocks
+    });
+    let at = one_sized as fn(usize) -> Box<[u8]> as usize;
+    let ours = || -> Vec<Record> {
+        profile::records()
+            .into_iter()
+            .filter(|r| r.stack.iter().any(|&f| (at..at + 4096).contains(&f)))
+            .collect()
+    };
+    let charged = |n: usize| match classes.iter().find(|c| c.size >= n) {
+        Some(_) if n <= 32 << 10 && cfg!(feature = "profile") => n,
+        Some(c) if n <= 32 << 10 => c.size,
+        _ => n.next_multiple_of(8192),
+    };
+    let mut want: Vec<usize> = sizes.iter().map(|&n| charged(n)).collect();
+    want.sort();
+    want.dedup();
+    let recs = ours();
+    let mut got: Vec<usize> = recs.iter().map(|r| r.charged).collect();
+    got.sort();
+    assert_eq!(got, want, "one record per charged size");
+    if !cfg!(feature = "profile") {
+        assert!(
+            recs.len() < 20,
+            "{} records for {} sizes",
+            recs.len(),
+            sizes.len()
+        );
+    }
+    let total: u64 = sizes.iter().map(|&n| n as u64).sum();
+    let sum = |f: fn(&Record) -> u64| recs.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|r| r.allocs), sizes.len() as u64);
+    assert_eq!(sum(|r| r.alloc_bytes), total);
+    assert_eq!(sum(|r| r.free_bytes), 0);
+    // Every other block freed: the records count their requested bytes out.
+    let mut freed = 0u64;
+    for (i, b) in blocks.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            freed += b.len() as u64;
+            *b = Box::new([]);
+        }
+    }
+    let recs = ours();
+    let sum = |f: fn(&Record) -> u64| recs.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|r| r.free_bytes), freed);
+    assert_eq!(sum(|r| r.frees), sizes.len().div_ceil(2) as u64);
+    drop(blocks);
+}
+
 /// The child's entry point; in the parent it does nothing.
 #[test]
 fn profile_child() {
@@ -379,6 +475,11 @@ fn sampling_across_fork() {
 #[test]
 fn pairs_are_counted() {
     run("pairs");
+}
+
+#[test]
+fn a_site_of_many_sizes_has_a_record_per_charged_size() {
+    run("sizes");
 }
 
 /// Loans exist only in the default build (`profile::lend`).

@@ -1,7 +1,12 @@
-//! The records: one [`Bucket`] per (stack, size), as Go's `mprof.go` `bucket` with its
-//! `memRecord`: objects and bytes allocated and freed. A sampled block's span names its
-//! bucket (`Span::prof_bucket`), so that its free is counted (Go's `mProf_Free`, found
-//! there through the span's `specialprofile`).
+//! The records: one [`Bucket`] per (stack, charged size), as Go's `mprof.go` `bucket`
+//! with its `memRecord`: objects and bytes allocated and freed. The size in the key is the
+//! one the countdown charged, a size class's size for a small block and whole pages for a
+//! large one, as Go's key is the rounded size: so a site that allocates blocks of many
+//! sizes (strings, buffers sized by their input) has a record per size class it uses, not
+//! one per size, and the table does not fill up with them. The requested bytes are
+//! summed in the record. A sampled block's span names its bucket and its requested size
+//! (`Span::prof_bucket`, `Span::prof_size`), so that its free is counted (Go's
+//! `mProf_Free`, found there through the span's `specialprofile`).
 //!
 //! Memory: a fixed table of [`MAX_BUCKETS`] records and an open-addressing index over
 //! them, mapped from the OS on the first sample (never from `malloc`; pages are touched as
@@ -17,23 +22,22 @@ use core::ptr;
 
 /// Frames kept per stack (Go's `maxStack`).
 pub const MAX_STACK: usize = 32;
-/// Records in the table: distinct (stack, size) pairs.
+/// Records in the table: distinct (stack, charged size) pairs.
 pub const MAX_BUCKETS: usize = 1 << 16;
 /// Slots of the index (a power of two, twice [`MAX_BUCKETS`]: probes stay short).
 const INDEX_SLOTS: usize = MAX_BUCKETS * 2;
 
-/// One allocation site: a stack and an object size, with its counts. Only [`TABLE`]'s
-/// holder writes it.
+/// One allocation site: a stack and the size the countdown charged for each object, with
+/// its counts. Only [`TABLE`]'s holder writes it.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Bucket {
-    /// Hash of `stk[..nstk]` and `size`.
+    /// Hash of `stk[..nstk]` and `charged`.
     pub hash: u64,
-    /// Requested bytes of each object sampled here.
-    pub size: usize,
-    /// Bytes the countdown charged for each: its size class's size for a small block,
-    /// as Go charges (`profile::charge_of`), else `size`. The chance that an object was
-    /// sampled is `1 - exp(-charged / rate)`, which scaling must use.
+    /// Bytes the countdown charged for each object sampled here: its size class's size for
+    /// a small block, whole pages for a large one, as Go charges (`profile::charge_of`).
+    /// The chance that an object was sampled is `1 - exp(-charged / rate)`, which scaling
+    /// must use.
     pub charged: usize,
     /// Frames in `stk` (return addresses, innermost first).
     pub nstk: usize,
@@ -43,12 +47,26 @@ pub struct Bucket {
     pub allocs: u64,
     /// Sampled objects freed.
     pub frees: u64,
+    /// Requested bytes of the sampled objects allocated, summed.
+    pub alloc_bytes: u64,
+    /// Requested bytes of the sampled objects freed, summed.
+    pub free_bytes: u64,
 }
 
 impl Bucket {
     /// The stack, innermost frame first.
     pub fn stack(&self) -> &[usize] {
         &self.stk[..self.nstk]
+    }
+
+    /// Requested bytes of the sampled objects still live.
+    pub fn live_bytes(&self) -> u64 {
+        self.alloc_bytes.saturating_sub(self.free_bytes)
+    }
+
+    /// Sampled objects still live.
+    pub fn live(&self) -> u64 {
+        self.allocs.saturating_sub(self.frees)
     }
 }
 
@@ -75,11 +93,11 @@ pub static TABLE: SpinLock<Table> = SpinLock::new(Table {
 const BUCKET_BYTES: usize = MAX_BUCKETS * core::mem::size_of::<Bucket>();
 const INDEX_BYTES: usize = INDEX_SLOTS * 4;
 
-fn hash(stk: &[usize], size: usize) -> u64 {
+fn hash(stk: &[usize], charged: usize) -> u64 {
     // FNV-1a over the words, then a final mix (Go's `stkbucket` hashes the same way, by
     // word, and mixes the size in).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &w in stk.iter().chain(core::iter::once(&size)) {
+    for &w in stk.iter().chain(core::iter::once(&charged)) {
         h = (h ^ w as u64).wrapping_mul(0x0000_0100_0000_01b3);
     }
     h ^= h >> 33;
@@ -126,7 +144,7 @@ impl Table {
             return 0;
         }
         let stk = &stk[..stk.len().min(MAX_STACK)];
-        let h = hash(stk, size);
+        let h = hash(stk, charged);
         let mut slot = h as usize & (INDEX_SLOTS - 1);
         loop {
             // SAFETY: `slot < INDEX_SLOTS`, inside the mapped index.
@@ -138,12 +156,13 @@ impl Table {
                 }
                 let mut b = Bucket {
                     hash: h,
-                    size,
                     charged,
                     nstk: stk.len(),
                     stk: [0; MAX_STACK],
                     allocs: 1,
                     frees: 0,
+                    alloc_bytes: size as u64,
+                    free_bytes: 0,
                 };
                 b.stk[..stk.len()].copy_from_slice(stk);
                 // SAFETY: `n < MAX_BUCKETS`, inside the mapped records, unused so far.
@@ -154,22 +173,25 @@ impl Table {
             }
             // SAFETY: index entries name buckets below `n`.
             let b = unsafe { &mut *self.buckets.add(*e as usize - 1) };
-            if b.hash == h && b.size == size && b.charged == charged && b.stack() == stk {
+            if b.hash == h && b.charged == charged && b.stack() == stk {
                 b.allocs += 1;
+                b.alloc_bytes += size as u64;
                 return *e;
             }
             slot = (slot + 1) & (INDEX_SLOTS - 1);
         }
     }
 
-    /// Counts the free of a sampled object of bucket `id` (a number [`Table::record_alloc`]
-    /// returned).
-    pub fn record_free(&mut self, id: u32) {
+    /// Counts the free of a sampled object of `size` requested bytes, of bucket `id` (a
+    /// number [`Table::record_alloc`] returned).
+    pub fn record_free(&mut self, id: u32, size: usize) {
         if id == 0 || id as usize > self.n {
             return;
         }
         // SAFETY: `id - 1 < n`: a bucket in use.
-        unsafe { (*self.buckets.add(id as usize - 1)).frees += 1 };
+        let b = unsafe { &mut *self.buckets.add(id as usize - 1) };
+        b.frees += 1;
+        b.free_bytes += size as u64;
     }
 
     /// The stack of bucket `id` (a number [`Table::record_alloc`] returned), copied into

@@ -16,8 +16,9 @@
 //! 3. **The stack** ([`unwind`]): this object's frames by their call-frame information,
 //!    then the program's by frame pointers, bounded by the thread's stack; no lock, no
 //!    allocation.
-//! 4. **The records** ([`bucket`]): objects allocated and freed per (stack, size), in a
-//!    fixed table mapped from the OS, under one lock, last in the lock order.
+//! 4. **The records** ([`bucket`]): objects and bytes allocated and freed per (stack,
+//!    charged size: a size class or a page count), in a fixed table mapped from the OS,
+//!    under one lock, last in the lock order.
 //! 5. **Output** ([`pprof`]): [`write()`] (Rust), `GOMALLOC_PROFILE=path` at exit,
 //!    `GOMALLOC_PROFILE=leaks` (the blocks still live at exit, on stderr), `gomalloc run
 //!    --heap-profile FILE -- PROGRAM`.
@@ -56,19 +57,25 @@ pub fn alloc_sampled(size: usize, align: usize) -> *mut u8 {
     p
 }
 
-/// The bytes the countdown charges for an allocation of `size` at `align`: the size
-/// class's size for a small block in the default build, where the fast path's slots are
-/// counted by their class (`lend`), as Go's `mallocgc` counts the rounded size; `size`
-/// for a large block, and with the feature `profile`, whose fast path counts the size
-/// asked for.
+/// The bytes the countdown charges for an allocation of `size` at `align`, as Go's
+/// `mallocgc` charges the rounded size: the size class's size for a small block in the
+/// default build, where the fast path's slots are counted by their class (`lend`); whole
+/// pages for a large block (Go: the span's `elemsize`); and `size` for a small block
+/// with the feature `profile`, whose fast path counts the size asked for. It is also the
+/// size the records are kept by ([`bucket`]).
 #[inline]
 pub(crate) fn charge_of(size: usize, align: usize) -> usize {
-    #[cfg(not(feature = "profile"))]
     if let Some(class) = crate::malloc::small_class(size, align) {
+        #[cfg(not(feature = "profile"))]
         return class.size();
+        #[cfg(feature = "profile")]
+        {
+            let _ = class;
+            return size;
+        }
     }
-    let _ = align;
-    size
+    size.checked_next_multiple_of(crate::sizeclass::PAGE_SIZE)
+        .unwrap_or(size)
 }
 
 /// For an allocator built on this heap (the collector, `gomalloc-gc`): counts `size`
@@ -149,7 +156,10 @@ pub unsafe fn record_sampled_charged(p: *mut u8, size: usize, charged: usize) {
     let s = crate::arena::span_of(p as usize);
     // SAFETY: `p` was just allocated as the one block of `s` (# Safety), so `s` is its live
     // span record and no other thread writes it.
-    unsafe { (*s).prof_bucket.set(id) };
+    unsafe {
+        (*s).prof_size.set(size);
+        (*s).prof_bucket.set(id);
+    }
 }
 
 /// Counts the free of the sampled block of span `s` (Go's `mProf_Free`). Called by the
@@ -159,7 +169,7 @@ pub unsafe fn record_sampled_charged(p: *mut u8, size: usize, charged: usize) {
 #[inline(never)]
 pub(crate) fn freed(s: &Span) {
     let id = s.prof_bucket.replace(0);
-    TABLE.lock().record_free(id);
+    TABLE.lock().record_free(id, s.prof_size.get());
 }
 
 /// One allocation site of the profile: what [`records`] returns.
@@ -167,16 +177,22 @@ pub(crate) fn freed(s: &Span) {
 pub struct Record {
     /// Return addresses, innermost first (the allocator's own frames included).
     pub stack: Vec<usize>,
-    /// Requested bytes of each sampled object.
+    /// Requested bytes of each sampled object: their mean, `alloc_bytes / allocs` (a
+    /// record holds the objects of one site and one charged size, whatever sizes they
+    /// asked for, as Go's records are by rounded size).
     pub size: usize,
     /// Bytes the sampling countdown charged for each (its size class's size for a small
-    /// block): what the chance of sampling depends on, for
+    /// block, whole pages for a large one): what the chance of sampling depends on, for
     /// [`pprof::scale_sampled`].
     pub charged: usize,
     /// Sampled objects allocated here.
     pub allocs: u64,
     /// Sampled objects freed.
     pub frees: u64,
+    /// Requested bytes of the sampled objects allocated here.
+    pub alloc_bytes: u64,
+    /// Requested bytes of the sampled objects freed.
+    pub free_bytes: u64,
 }
 
 /// The buckets, copied out: the lock is taken with room reserved beforehand, so nothing
@@ -201,10 +217,12 @@ pub fn records() -> Vec<Record> {
         .iter()
         .map(|b| Record {
             stack: b.stack().to_vec(),
-            size: b.size,
+            size: (b.alloc_bytes / b.allocs.max(1)) as usize,
             charged: b.charged,
             allocs: b.allocs,
             frees: b.frees,
+            alloc_bytes: b.alloc_bytes,
+            free_bytes: b.free_bytes,
         })
         .collect()
 }
@@ -245,9 +263,9 @@ pub fn report_leaks(fd: i32) {
         let rate = rate();
         let mut live: Vec<(f64, f64, &Bucket)> = buckets
             .iter()
-            .filter(|b| b.allocs > b.frees)
+            .filter(|b| b.live() > 0)
             .map(|b| {
-                let (o, by) = pprof::scale_sampled(b.allocs - b.frees, b.size, b.charged, rate);
+                let (o, by) = pprof::scale_bytes(b.live(), b.live_bytes(), b.charged, rate);
                 (by, o, b)
             })
             .collect();
@@ -263,7 +281,9 @@ pub fn report_leaks(fd: i32) {
         for (bytes, objs, b) in &live {
             out += &format!(
                 "gomalloc: leak: about {:.0} bytes in {:.0} objects of {} bytes, allocated at:\n",
-                bytes, objs, b.size
+                bytes,
+                objs,
+                b.live_bytes() / b.live()
             );
             out += &frames(b.stack());
         }

@@ -192,7 +192,13 @@ pub fn scale(count: u64, size: usize, rate: usize) -> (f64, f64) {
 /// [`scale`] for objects of `size` bytes that the countdown charged `charged` bytes each
 /// (a record's [`super::Record::charged`]): the chance of sampling is that of `charged`.
 pub fn scale_sampled(count: u64, size: usize, charged: usize, rate: usize) -> (f64, f64) {
-    let (c, b) = (count as f64, count as f64 * size as f64);
+    scale_bytes(count, count * size as u64, charged, rate)
+}
+
+/// [`scale_sampled`] for `count` objects of `bytes` requested bytes in all (a record's
+/// objects, whose sizes may differ within their charged size).
+pub fn scale_bytes(count: u64, bytes: u64, charged: usize, rate: usize) -> (f64, f64) {
+    let (c, b) = (count as f64, bytes as f64);
     if count == 0 || charged == 0 || rate <= 1 {
         return (c, b);
     }
@@ -260,12 +266,12 @@ pub fn encode(buckets: &[Bucket], rate: usize, leaks: bool) -> std::io::Result<V
     }
     let mut locs: HashMap<u64, u64> = HashMap::new();
     for b in buckets {
-        let live = b.allocs.saturating_sub(b.frees);
+        let live = b.live();
         if leaks && live == 0 {
             continue;
         }
-        let (ao, ab) = scale_sampled(b.allocs, b.size, b.charged, rate);
-        let (io, ib) = scale_sampled(live, b.size, b.charged, rate);
+        let (ao, ab) = scale_bytes(b.allocs, b.alloc_bytes, b.charged, rate);
+        let (io, ib) = scale_bytes(live, b.live_bytes(), b.charged, rate);
         let mut ids = Vec::with_capacity(b.nstk);
         for &ret in allocator_frames_dropped(b.stack(), &maps) {
             // A return address points after its call: the call is the byte before.
