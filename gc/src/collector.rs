@@ -657,7 +657,7 @@ pub(crate) fn assist(budget: usize) -> bool {
     let mut t = Tracer::new();
     let mut left = budget;
     while left > 0 && (t.pending() > 0 || t.take_chunk(&ASSIST_WORK)) {
-        left -= t.drain_counted(left);
+        left = left.saturating_sub(t.drain_counted(left));
     }
     if left == budget {
         // Nothing to trace: ask the marker to share.

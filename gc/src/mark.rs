@@ -301,20 +301,23 @@ impl Tracer {
     /// # Safety
     /// `e` came off a grey stack: an allocated, initialised scan object's address, or
     /// `SPAN_ENTRY` and the page number of a queued small scan span.
+    /// Returns the objects it scanned: 1 for an object, the span's grey objects for a span.
     #[inline(always)]
-    unsafe fn scan_entry(&mut self, e: usize) {
+    unsafe fn scan_entry(&mut self, e: usize) -> usize {
         if e & SPAN_ENTRY != 0 {
-            self.scan_span(e & !SPAN_ENTRY);
+            self.scan_span(e & !SPAN_ENTRY)
         } else {
             // SAFETY: an allocated, initialised scan object (# Safety).
-            unsafe { scan_object(e, self) }
+            unsafe { scan_object(e, self) };
+            1
         }
     }
 
     /// Scans the grey objects of the queued span starting at page `page`
-    /// ([`greentea::dequeue`], then [`greentea::take`] for each word its summary names).
+    /// ([`greentea::dequeue`], then [`greentea::take`] for each word its summary names);
+    /// returns how many it scanned.
     #[inline(never)]
-    fn scan_span(&mut self, page: usize) {
+    fn scan_span(&mut self, page: usize) -> usize {
         let span = gcapi::span_of(page << PAGE_SHIFT);
         // SAFETY: a queued span holds marked objects, so it is a live, in-use span that is
         // not swept while markers run; it is a small scan span (only those are queued).
@@ -324,6 +327,7 @@ impl Tracer {
         };
         let words = grey.slot_words();
         self.span_scans += 1;
+        let mut scanned = 0;
         // SAFETY: the map of a live span (above).
         let mut summary = greentea::dequeue(unsafe { grey.queued() });
         while summary != 0 {
@@ -332,6 +336,7 @@ impl Tracer {
             while w < words {
                 // SAFETY: `w` is one of the span's slots' words.
                 let mut bits = greentea::take(unsafe { grey.word(w) });
+                scanned += bits.count_ones() as usize;
                 while bits != 0 {
                     let b = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
@@ -342,6 +347,7 @@ impl Tracer {
                 w += 64;
             }
         }
+        scanned
     }
 
     /// Fills the span cache for the `Gc` address `addr` from the arena map. In the
@@ -491,13 +497,16 @@ impl Tracer {
         Some(b)
     }
 
-    /// Traces up to `budget` grey objects; true if the tracer holds no grey object.
+    /// Traces grey objects until `budget` are traced or none is left
+    /// ([`Tracer::drain_counted`]); true if the tracer holds no grey object.
     pub(crate) fn drain_some(&mut self, budget: usize) -> bool {
         self.drain_counted(budget);
         self.pending() == 0
     }
 
-    /// Traces up to `budget` grey objects; returns how many it traced.
+    /// Traces grey objects until `budget` are traced or none is left; returns how many it
+    /// traced. A queued span counts its grey objects, all scanned at once, so the count
+    /// may pass `budget` by a span's objects less one (the span-queued mark).
     pub(crate) fn drain_counted(&mut self, budget: usize) -> usize {
         let mut n = 0;
         while n < budget {
@@ -506,8 +515,7 @@ impl Tracer {
             };
             // SAFETY: only allocated scan objects (which start with a vtable) and queued
             // spans are pushed.
-            unsafe { self.scan_entry(e) };
-            n += 1;
+            n += unsafe { self.scan_entry(e) };
         }
         n
     }
