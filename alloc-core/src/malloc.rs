@@ -153,7 +153,12 @@ fn alloc_refill(c: *mut MCache, class: usize, size: usize, align: usize) -> *mut
             unsafe { crate::harden::verify_poison(p, s.elemsize.get() as usize) };
             return p;
         }
-        if c == mcache::EMPTY_CACHE_PTR || class == 0 {
+        if c == mcache::EMPTY_CACHE_PTR {
+            // `alloc_slow` makes a new thread's cache first, so that its first allocation
+            // is counted down too (the empty cache's `tick` above counted nothing).
+            return alloc_slow(size, align);
+        }
+        if class == 0 {
             return alloc_slow_unsampled(size, align);
         }
     }
@@ -235,7 +240,15 @@ fn alloc_unsettled_slow(cr: &MCache, class: SizeClass, size: usize, align: usize
 #[cold]
 #[inline(never)]
 pub fn alloc_slow(size: usize, align: usize) -> *mut u8 {
-    let c = mcache::current();
+    let mut c = mcache::current();
+    if c == mcache::EMPTY_CACHE_PTR {
+        // A new thread's first allocation makes the thread's cache here, before the
+        // countdown, so that it is counted and may be sampled like any other (a thread
+        // that may have no cache, dying or inside the allocator's set-up, is not sampled).
+        if let Some(own) = mcache::current_or_init() {
+            c = own;
+        }
+    }
     // A thread that does not sample skips the countdown (default build).
     #[cfg(not(feature = "profile"))]
     // SAFETY: a real cache in the thread's slot is the thread's own.

@@ -77,6 +77,9 @@ fn child(case: &str) {
     if case == "sizes" {
         return sizes();
     }
+    if case == "first" {
+        return first_allocation_of_a_thread();
+    }
     profile::set_rate(RATE);
     match case {
         "sites" => {
@@ -347,31 +350,36 @@ const LARGE_SIZES: std::ops::RangeInclusive<usize> = 40_000..=56_384;
 /// feature `profile`, whose fast path counts the bytes asked for, a small block is
 /// charged its own size, so it has a record per size.)
 ///
-/// The blocks are allocated by a thread whose cache is created after the rate is set, so
-/// that it takes the rate up from its start and samples every allocation (a running
-/// thread takes a new rate up at its next refill). It waits, allocating nothing, until the
-/// rate is set, then creates its cache with an allocation (a thread's first, which is not
-/// sampled), then allocates the blocks into a vector made before it started. Nothing else
-/// allocates while the rate is 1.
+/// The blocks are allocated by a thread of their own, so that every one is sampled: it
+/// makes its cache (an allocation) while the rate is still 0, so that what it allocates
+/// on the way is not sampled, and waits; the rate is then set to 1, which the thread takes
+/// up at the first allocation of each size class (a refill, as its cache holds no span of
+/// these classes). It then allocates the blocks into a vector made before it started.
+/// Nothing else allocates while the rate is 1.
 fn sizes() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicU8, Ordering};
     let sizes: Vec<usize> = SMALL_SIZES.chain(LARGE_SIZES.step_by(16)).collect();
     let mut blocks: Vec<Box<[u8]>> = Vec::with_capacity(sizes.len());
     let classes = gomalloc::stats().by_size;
-    let go = AtomicBool::new(false);
+    // 0: starting, 1: the thread has its cache, 2: the rate is 1.
+    let phase = AtomicU8::new(0);
     let mut blocks = std::thread::scope(|t| {
         let h = t.spawn(|| {
-            while !go.load(Ordering::Acquire) {
+            std::hint::black_box(Box::new(0u64));
+            phase.store(1, Ordering::Release);
+            while phase.load(Ordering::Acquire) != 2 {
                 std::hint::spin_loop();
             }
-            std::hint::black_box(Box::new(0u64));
             for &n in &sizes {
                 blocks.push(one_sized(n));
             }
             blocks
         });
+        while phase.load(Ordering::Acquire) != 1 {
+            std::hint::spin_loop();
+        }
         profile::set_rate(1);
-        go.store(true, Ordering::Release);
+        phase.store(2, Ordering::Release);
         let blocks = h.join().unwrap();
         profile::set_rate(0);
         blocks
@@ -421,6 +429,28 @@ fn sizes() {
     assert_eq!(sum(|r| r.free_bytes), freed);
     assert_eq!(sum(|r| r.frees), sizes.len().div_ceil(2) as u64);
     drop(blocks);
+}
+
+/// A size no other allocation of the child has: the first case's block.
+const FIRST_SIZE: usize = 1_000_003;
+
+/// A thread's first allocation, which also makes the thread's cache, is sampled like any
+/// other: at rate 1, the record of a block of [`FIRST_SIZE`] bytes that a new thread
+/// allocates first.
+fn first_allocation_of_a_thread() {
+    profile::set_rate(1);
+    let b = std::thread::spawn(|| vec![7u8; FIRST_SIZE].into_boxed_slice())
+        .join()
+        .unwrap();
+    profile::set_rate(0);
+    let recs = profile::records();
+    let n: u64 = recs
+        .iter()
+        .filter(|r| r.charged == FIRST_SIZE.next_multiple_of(8192))
+        .map(|r| r.alloc_bytes / FIRST_SIZE as u64)
+        .sum();
+    assert_eq!(n, 1, "the thread's first block was not sampled");
+    drop(b);
 }
 
 /// The child's entry point; in the parent it does nothing.
@@ -480,6 +510,11 @@ fn pairs_are_counted() {
 #[test]
 fn a_site_of_many_sizes_has_a_record_per_charged_size() {
     run("sizes");
+}
+
+#[test]
+fn the_first_allocation_of_a_thread_is_sampled() {
+    run("first");
 }
 
 /// Loans exist only in the default build (`profile::lend`).

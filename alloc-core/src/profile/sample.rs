@@ -144,8 +144,9 @@ pub(crate) unsafe fn countdown(c: *mut MCache, size: usize) -> Option<usize> {
 
 /// The slow path's countdown: subtracts `size` from the calling thread's countdown and
 /// returns true if this allocation is to be sampled (the countdown is then drawn anew).
-/// A thread without a cache of its own (new, dead, or inside the allocator's set-up) is
-/// never sampled. (The loans of the default build count down on their own:
+/// A thread without a cache of its own (dead, or inside the allocator's set-up) is never
+/// sampled; a new thread's first allocation makes its cache before counting
+/// (`malloc::alloc_slow`). (The loans of the default build count down on their own:
 /// `super::lend`.)
 ///
 /// # Safety
