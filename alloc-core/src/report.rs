@@ -168,6 +168,15 @@ impl Line {
     }
 }
 
+/// Formatted text (`write!`) appended as [`Line::str`] appends it: what passes the
+/// buffer's end is dropped, and writing never fails.
+impl core::fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.str(s);
+        Ok(())
+    }
+}
+
 fn abort() -> ! {
     // The scavenger thread has no glibc thread descriptor, which `abort()` uses.
     #[cfg(not(any(miri, loom)))]

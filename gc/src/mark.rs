@@ -296,12 +296,12 @@ impl Tracer {
         }
     }
 
-    /// Scans a grey-work entry: an object, or a span of the span-queued mark.
+    /// Scans a grey-work entry, an object or a span of the span-queued mark, and returns
+    /// the objects it scanned: 1 for an object, the span's grey objects for a span.
     ///
     /// # Safety
     /// `e` came off a grey stack: an allocated, initialised scan object's address, or
     /// `SPAN_ENTRY` and the page number of a queued small scan span.
-    /// Returns the objects it scanned: 1 for an object, the span's grey objects for a span.
     #[inline(always)]
     unsafe fn scan_entry(&mut self, e: usize) -> usize {
         if e & SPAN_ENTRY != 0 {

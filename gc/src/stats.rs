@@ -299,22 +299,17 @@ pub(crate) fn record(r: &CycleReport, since_start: Duration, trace: bool) {
 /// Writes one trace line (`gc ...`, `pacer: ...`) to stderr with a single `write(2)`.
 ///
 /// `eprintln!` writes each formatted piece with its own `write(2)`, so a line written by a
-/// collector thread while the process exits could end half-written (`pacer: ` alone, seen
-/// in CI), and one written beside another process sharing the pipe could be interleaved
-/// with it. One write of at most `PIPE_BUF` (4,096) bytes to a pipe is atomic. The line is
-/// formatted into a stack buffer, so tracing allocates nothing; a line longer than the
-/// buffer (none is) would be cut at 511 bytes.
+/// collector thread while the process exits could end half-written, and one written
+/// beside another process sharing the pipe could be interleaved with it. One write of at
+/// most `PIPE_BUF` (4,096) bytes to a pipe is atomic. The line is built in gomalloc's
+/// stack buffer for diagnostics ([`gomalloc::report::Line`], 512 bytes), so tracing
+/// allocates nothing; a line longer than that (none is) would lose its end.
 pub(crate) fn trace_line(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let mut buf = [0u8; 512];
-    let room = buf.len() - 1;
-    let mut cursor = &mut buf[..room];
-    // An error is only the buffer running out; what fitted is written.
-    let _ = cursor.write_fmt(args);
-    let len = room - cursor.len();
-    buf[len] = b'\n';
-    // Nothing useful is left to do if stderr is closed.
-    let _ = std::io::stderr().write_all(&buf[..=len]);
+    use std::fmt::Write;
+    let mut line = gomalloc::report::Line::new();
+    // `Line` drops what does not fit and never fails.
+    let _ = line.write_fmt(args);
+    line.str("\n").flush_to(2);
 }
 
 /// Go's `fmtNSAsMS`: whole milliseconds from 10 ms up, else two significant digits with at
