@@ -189,7 +189,8 @@ pub fn collect() {
 /// A collection triggered by the pacer on `m`'s allocation slow path. If another thread is
 /// already collecting, `m` simply stops at its next safepoint.
 pub(crate) fn collect_auto(m: &Mutator) {
-    if world().collecting {
+    // A hint (the lock is not taken: see `COLLECTING`); `run_cycle` decides under it.
+    if crate::mutator::COLLECTING.load(Ordering::Relaxed) {
         return;
     }
     if CONCURRENT.load(Ordering::Relaxed) && !crate::pacer::over_goal() {
@@ -298,8 +299,8 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
     // Become the collector, or wait for the one collecting now.
     loop {
         let mut w = world();
-        if !w.collecting {
-            w.collecting = true;
+        if !w.collecting() {
+            w.set_collecting(true);
             break;
         }
         assert!(
@@ -315,7 +316,7 @@ fn run_cycle(me: Option<&Mutator>, forced: bool) {
                 m.wait_cycle_end();
             }
             _ => {
-                while w.collecting {
+                while w.collecting() {
                     w = WORLD_CV.wait(w).unwrap_or_else(|e| e.into_inner());
                 }
             }
@@ -358,8 +359,7 @@ fn sweep_termination_and_stop(me: Option<&Mutator>) -> CycleStart {
         m.cache_mut().release_all();
         m.flush_barrier();
     }
-    let t_stop = Instant::now();
-    let threads = stop_the_world(me.map(|m| m.rec()));
+    let (threads, t_stop) = stop_the_world(me.map(|m| m.rec()));
     CycleStart {
         start,
         heap0,
@@ -484,7 +484,9 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
         // World-stopped time of the stops that found work and restarted (below).
         let mut aborted_stops = Duration::ZERO;
         let mut restarts = 0;
-        let (threads, t_drained, t_stopped2, marker_cpu, assist_ns) = loop {
+        // `t_stop2`: the request to stop of mark termination; the concurrent mark runs until
+        // then.
+        let (threads, t_stop2, t_stopped2, marker_cpu, assist_ns) = loop {
             let mut rounds = 0;
             loop {
                 if markers > 1 {
@@ -527,7 +529,6 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
                 }
                 rounds += 1;
             }
-            let t_drained = Instant::now();
             let marker_cpu = thread_cpu().saturating_sub(cpu_at_restart) + helper_cpu;
             let assist_ns = ASSIST_NS
                 .load(Ordering::Relaxed)
@@ -536,7 +537,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
             // brought grey objects (shaded since the last round: each may lead to a whole
             // unmarked subgraph), restart and mark them concurrently, as Go's `gcMarkDone`
             // does, so that the stop stays short; a bounded number of times.
-            let threads = stop_the_world(me.map(|m| m.rec()));
+            let (threads, t_stop2) = stop_the_world(me.map(|m| m.rec()));
             let t_stopped2 = Instant::now();
             // Every thread is stopped: any stack still owed is scanned here (none is when
             // the loop above saw every thread run since the first stop).
@@ -546,11 +547,11 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
                 || restarts == MAX_TERMINATION_RESTARTS
             {
                 t.extend(shaded);
-                break (threads, t_drained, t_stopped2, marker_cpu, assist_ns);
+                break (threads, t_stop2, t_stopped2, marker_cpu, assist_ns);
             }
             t.extend(shaded);
             restarts += 1;
-            aborted_stops += start_the_world() - t_drained;
+            aborted_stops += start_the_world() - t_stop2;
         };
         MARKING_CONCURRENTLY.store(false, Ordering::Relaxed);
         let resumed = resumed_counts(&threads);
@@ -566,7 +567,7 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
             black,
             traced: marked,
             scan_work: marked + stack_bytes + root_bytes,
-            window: t_drained - t_restarted,
+            window: t_stop2 - t_restarted,
             marker_cpu,
             assist: Duration::from_nanos(assist_ns),
         });
@@ -581,8 +582,8 @@ fn run_concurrent_cycle(me: Option<&Mutator>, forced: bool) {
             t_sweep_term: t_stopped - t_stop,
             t_mark: t_restarted - t_stopped,
             t_mark_concurrent: Some((
-                (t_drained - t_restarted).saturating_sub(aborted_stops),
-                t_stopped2 - t_drained + aborted_stops,
+                (t_stop2 - t_restarted).saturating_sub(aborted_stops),
+                t_stopped2 - t_stop2 + aborted_stops,
             )),
             t_mark_term: end - t_stopped2,
             t_assist: Duration::from_nanos(ASSIST_NS.swap(0, Ordering::Relaxed)),
@@ -723,8 +724,12 @@ fn flush_round(me: Option<&Arc<ThreadRec>>) -> bool {
 const STOP_SPIN: Duration = Duration::from_micros(200);
 
 /// Stops every attached thread but `me` at a safepoint or in a blocking region; returns
-/// the thread list. The caller holds `collecting`.
-pub(crate) fn stop_the_world(me: Option<&Arc<ThreadRec>>) -> Vec<Arc<ThreadRec>> {
+/// the thread list and when the stop was requested: the world-stopped time (the pause)
+/// starts there. Before it the collector waits for the world lock, with every mutator
+/// running and asked for nothing; a collector that the scheduler preempts meanwhile (on
+/// 2 cores, with two busy mutators, a few times a run, for up to a few milliseconds)
+/// stops no one. The caller holds `collecting`.
+pub(crate) fn stop_the_world(me: Option<&Arc<ThreadRec>>) -> (Vec<Arc<ThreadRec>>, Instant) {
     let others_running = |threads: &[Arc<ThreadRec>]| {
         threads
             .iter()
@@ -732,6 +737,7 @@ pub(crate) fn stop_the_world(me: Option<&Arc<ThreadRec>>) -> Vec<Arc<ThreadRec>>
     };
     let mut w = world();
     w.stw = true;
+    let requested = Instant::now();
     GC_FLAGS.fetch_or(STOP, Ordering::SeqCst);
     if others_running(&w.threads) {
         // Yield first, without the world lock (a thread parks under it). The threads'
@@ -749,7 +755,7 @@ pub(crate) fn stop_the_world(me: Option<&Arc<ThreadRec>>) -> Vec<Arc<ThreadRec>>
         w = WORLD_CV.wait(w).unwrap_or_else(|e| e.into_inner());
     }
     w.stopper_sleeping = false;
-    w.threads.clone()
+    (w.threads.clone(), requested)
 }
 
 /// Debug check at the end of a stopped cycle: no thread but the collector ran meanwhile.
@@ -798,7 +804,7 @@ pub(crate) fn start_the_world() -> Instant {
 /// Ends the cycle, once its figures are recorded (a `collect()` caller that sees the cycle
 /// end sees them too): another may start, and the threads waiting for this one go on.
 fn end_cycle() {
-    world().collecting = false;
+    world().set_collecting(false);
     WORLD_CV.notify_all();
 }
 

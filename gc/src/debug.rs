@@ -39,7 +39,7 @@ impl<'m> IncrementalCycle<'m> {
         m.assert_no_open_borrow("IncrementalCycle::start");
         {
             let mut w = world();
-            assert!(!w.collecting, "a collection is running");
+            assert!(!w.collecting(), "a collection is running");
             assert!(
                 w.threads
                     .iter()
@@ -48,7 +48,7 @@ impl<'m> IncrementalCycle<'m> {
             );
             // Threads in blocking regions (the finalizer thread) stay there until `finish`.
             w.stw = true;
-            w.collecting = true;
+            w.set_collecting(true);
             w.incremental = true;
         }
         let start = Instant::now();
@@ -90,7 +90,7 @@ impl<'m> IncrementalCycle<'m> {
         {
             let mut w = world();
             w.stw = false;
-            w.collecting = false;
+            w.set_collecting(false);
             w.incremental = false;
         }
         crate::mutator::WORLD_CV.notify_all();

@@ -28,7 +28,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 // The request flags of `GC_FLAGS` and the thread states; the handshake's accesses to
@@ -92,8 +92,9 @@ pub(crate) struct World {
     pub threads: Vec<Arc<ThreadRec>>,
     pub stw: bool,
     pub epoch: u64,
-    /// A cycle is in progress (sweep termination, stopped, or incremental marking).
-    pub collecting: bool,
+    /// A cycle is in progress (sweep termination, stopped, or incremental marking). Set and
+    /// cleared through [`World::set_collecting`], which mirrors it in [`COLLECTING`].
+    collecting: bool,
     /// The cycle in progress is the incremental test mode's.
     pub incremental: bool,
     /// A collector sleeps on [`WORLD_CV`] until the threads it stops have stopped
@@ -110,6 +111,26 @@ pub(crate) static WORLD: Mutex<World> = Mutex::new(World {
     stopper_sleeping: false,
 });
 pub(crate) static WORLD_CV: Condvar = Condvar::new();
+
+/// [`World`]'s `collecting`, readable without the world lock: written with it, under the
+/// lock. The pacer's test on every allocation slow path while the heap is over its trigger
+/// (a whole concurrent mark) reads this, not the lock: taken there, the lock was held
+/// by a mutator at the moment the scheduler preempted it often enough that a stop, which
+/// needs the lock, waited a scheduler slice (1-3 ms) for the holder to run again.
+pub(crate) static COLLECTING: AtomicBool = AtomicBool::new(false);
+
+impl World {
+    /// Whether a cycle is in progress.
+    pub(crate) fn collecting(&self) -> bool {
+        self.collecting
+    }
+
+    /// Starts or ends a cycle; [`COLLECTING`] follows.
+    pub(crate) fn set_collecting(&mut self, on: bool) {
+        self.collecting = on;
+        COLLECTING.store(on, Ordering::Relaxed);
+    }
+}
 
 /// Address and size of the thread list's static (for the misuse checker: through it, the
 /// threads' handle stacks and blocked-stack copies).
@@ -463,7 +484,7 @@ impl Mutator {
             let mut w = world();
             // Restarting the world resumes us; if the next cycle has begun before we woke,
             // park again for it (its collector waits for that).
-            while w.collecting {
+            while w.collecting() {
                 if self.rec().state.load(Ordering::Relaxed) != PARKED {
                     stopped_under_lock(&w, &self.rec().state, PARKED);
                 }
