@@ -42,6 +42,13 @@ pub fn has_popcnt() -> bool {
     }
 }
 
+/// Marks the branch that calls it as rarely taken, so that the compiler lays it out off
+/// the common path: `core::hint::cold_path`, which is stable only from Rust 1.95 (the
+/// crate's minimum is 1.85). A call to an empty `#[cold]` function does the same.
+#[cold]
+#[inline]
+pub fn cold_path() {}
+
 /// Set bits of `x`: `x.count_ones()`, with the `popcnt` instruction where the CPU has it.
 #[inline(always)]
 pub fn popcount(x: u64) -> u32 {

@@ -97,6 +97,8 @@ unsafe fn free_fast_via_arena_map(c: *mut MCache, addr: usize) -> bool {
     let ha = match unsafe { (*c).arena_hint.get(addr) } {
         Some(ha) => ha,
         None => {
+            // Laid out off the hit's straight line, which then needs no jump.
+            crate::cpu::cold_path();
             let ha = arena::heap_arena_of(addr);
             if ha.is_null() {
                 return false;
