@@ -726,9 +726,8 @@ const STOP_SPIN: Duration = Duration::from_micros(200);
 /// Stops every attached thread but `me` at a safepoint or in a blocking region; returns
 /// the thread list and when the stop was requested: the world-stopped time (the pause)
 /// starts there. Before it the collector waits for the world lock, with every mutator
-/// running and asked for nothing; a collector that the scheduler preempts meanwhile (on
-/// 2 cores, with two busy mutators, a few times a run, for up to a few milliseconds)
-/// stops no one. The caller holds `collecting`.
+/// running and asked for nothing, so a collector the scheduler preempts meanwhile stops
+/// no one. The caller holds `collecting`.
 pub(crate) fn stop_the_world(me: Option<&Arc<ThreadRec>>) -> (Vec<Arc<ThreadRec>>, Instant) {
     let others_running = |threads: &[Arc<ThreadRec>]| {
         threads

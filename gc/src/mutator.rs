@@ -114,9 +114,8 @@ pub(crate) static WORLD_CV: Condvar = Condvar::new();
 
 /// [`World`]'s `collecting`, readable without the world lock: written with it, under the
 /// lock. The pacer's test on every allocation slow path while the heap is over its trigger
-/// (a whole concurrent mark) reads this, not the lock: taken there, the lock was held
-/// by a mutator at the moment the scheduler preempted it often enough that a stop, which
-/// needs the lock, waited a scheduler slice (1-3 ms) for the holder to run again.
+/// (a whole concurrent mark) reads this rather than take the lock, so that the mutators'
+/// refills do not contend for the lock the collector's stops take.
 pub(crate) static COLLECTING: AtomicBool = AtomicBool::new(false);
 
 impl World {
