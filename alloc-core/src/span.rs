@@ -68,6 +68,13 @@ macro_rules! span_struct {
         /// 6. `needzero == false` implies every free slot reads as zero.
         /// 7. `window_base == base + window * elemsize`,
         ///    `win_bytes == min(64, nelems - window) * elemsize`, `objs_bytes == nelems * elemsize`.
+        ///
+        /// Layout: three cache lines by who touches them. The hot line holds what the owner's
+        /// malloc and free fast paths read and write; the warm line, what a refill reads
+        /// besides (`nelems`, the remote-free word) and what moving a span between the lists of
+        /// a cache, an mcentral or the page heap writes (`links`, `in_partial`), so that a
+        /// refill touches two lines of each record it looks at; the cold line, what only the
+        /// page heap, the collector and the profiler use.
         #[repr(C, align(64))]
         pub struct Span {
             // --- hot: the owner's malloc/free fast paths (first cache line) ---
@@ -108,7 +115,7 @@ macro_rules! span_struct {
             /// Allocated slots, exact when the window is committed. (On the hot line: every local
             /// free writes it, see [`Span::free_local`].)
             $vis alloc_count: Cell<u32>,
-            // --- written by other threads: its own cache line ---
+            // --- warm: refills, list moves and remote frees ---
             /// Objects freed by threads that do not own the span: the flags of their bits in
             /// `xfree_bits` (`RemoteFrees`).
             $vis xfree: RemoteFrees,
@@ -129,12 +136,11 @@ macro_rules! span_struct {
             /// either variant for the collector's. Immutable while the span is in use; the
             /// remote free reads it beside `state`.
             $vis spanclass: Cell<SpanClass>,
-            /// Links in the page heap's dirty list (free records only).
-            $vis dirty: Links<Span>,
-            /// Free records only: when the run last became dirty, on the scavenger's coarse clock
-            /// (`crate::scavenge::coarse_now`); runs younger than `crate::scavenge::MIN_AGE_NS`
-            /// are left alone by the background scavenger.
-            $vis dirty_since: Cell<usize>,
+            /// Number of slots (1 for a large span).
+            $vis nelems: Cell<u32>,
+            /// Links in a page heap bin (free records), an mcentral's partial list or a cache's
+            /// retained list (in-use records).
+            $vis links: Links<Span>,
             /// In-use small spans: the cache that last gave the span up to its mcentral (null if
             /// none has yet). A free by that cache's thread into the span, parked, takes it back
             /// (`crate::mcache::adopt_for_free`) instead of making a remote free. Read by the
@@ -143,26 +149,26 @@ macro_rules! span_struct {
             /// The span's remote-free bitmap (in its arena's `xfree_bits`), set with the other
             /// bitmaps when the span is carved; read by every remote free beside `state`.
             $vis xfree_bits: Cell<*const AtomicU64>,
-            _pad_remote: [u8; 8],
-            // --- cold ---
+            /// Free records only: when the run last became dirty, on the scavenger's coarse clock
+            /// (`crate::scavenge::coarse_now`); runs younger than `crate::scavenge::MIN_AGE_NS`
+            /// are left alone by the background scavenger.
+            $vis dirty_since: Cell<usize>,
+            /// In its mcentral's partial list (guarded by that list's lock).
+            $vis in_partial: Cell<bool>,
+            _pad_remote: [u8; 7],
+            // --- cold: the page heap's, the collector's and the profiler's ---
             /// Pages in the span.
             $vis npages: Cell<usize>,
             /// Mark bitmap for the collector.
             $vis mark_bits: Cell<*mut u64>,
-            /// Links in a page heap bin (free records), an mcentral's partial list or a cache's
-            /// retained list (in-use records).
-            $vis links: Links<Span>,
+            /// Links in the page heap's dirty list (free records only).
+            $vis dirty: Links<Span>,
             /// Link in an mcentral's pending stack.
             $vis pending_next: AtomicPtr<Span>,
-            /// Number of slots (1 for a large span).
-            $vis nelems: Cell<u32>,
-            /// Heap bins index while free.
-            $vis bin: Cell<u16>,
-            /// In its mcentral's partial list (guarded by that list's lock).
-            $vis in_partial: Cell<bool>,
-            /// 0 for a malloc span; otherwise the garbage collector's object kind (see
-            /// [`crate::gcapi`]). Written only by `gcapi` while the span is the collector's.
-            $vis gc: AtomicU8,
+            /// With `prof_bucket` set: the sampled block's requested bytes, which its free
+            /// subtracts from the bucket's live bytes (`profile::freed`). Meaningless
+            /// otherwise.
+            $vis prof_size: Cell<usize>,
             /// The collector's sweep generation of this span (Go's `mspan.sweepgen`).
             $vis sweepgen: AtomicU32,
             /// A large span holding one sampled block (feature `profile`): its bucket's number
@@ -171,10 +177,12 @@ macro_rules! span_struct {
             /// record goes back to the page heap, so no span is ever initialised with it set
             /// (and `init_in_use` does not touch it).
             $vis prof_bucket: Cell<u32>,
-            /// With `prof_bucket` set: the sampled block's requested bytes, which its free
-            /// subtracts from the bucket's live bytes (`profile::freed`). Meaningless
-            /// otherwise.
-            $vis prof_size: Cell<usize>,
+            /// Heap bins index while free.
+            $vis bin: Cell<u16>,
+            /// 0 for a malloc span; otherwise the garbage collector's object kind (see
+            /// [`crate::gcapi`]). Written only by `gcapi` while the span is the collector's.
+            $vis gc: AtomicU8,
+            _pad_cold: [u8; 5],
         }
     };
 }
@@ -293,7 +301,8 @@ impl Span {
             dirty_since: Cell::new(0),
             last_owner: AtomicPtr::new(ptr::null_mut()),
             xfree_bits: Cell::new(ptr::null()),
-            _pad_remote: [0; 8],
+            _pad_remote: [0; 7],
+            _pad_cold: [0; 5],
             npages: Cell::new(0),
             mark_bits: Cell::new(ptr::null_mut()),
             links: Links::new(),
