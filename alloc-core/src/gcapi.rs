@@ -244,7 +244,7 @@ impl OwnedSpan {
     }
 
     /// Writes the loaded window back into the allocation bitmap (`Span::commit_window`),
-    /// so that `alloc_count` and [`find_object`] see its slots as allocated.
+    /// so that `Span::allocated` and [`find_object`] see its slots as allocated.
     ///
     /// # Safety
     /// As for [`OwnedSpan::take_slot`]; not [`OwnedSpan::EMPTY`]; a window is loaded.
@@ -349,7 +349,7 @@ impl OwnedSpan {
         s.alloc_cache.set(s.alloc_cache.get() | held);
     }
 
-    /// Allocated slots: `alloc_count` (`Span` invariant 3), exact while the window is
+    /// Allocated slots: the bitmap's count (`Span::allocated`), exact while the window is
     /// committed or freshly loaded.
     ///
     /// # Safety
@@ -757,7 +757,7 @@ pub unsafe fn is_marked(obj: ObjectRef) -> bool {
 
 /// Sweeps the bitmaps of one of the collector's spans (Go's `mspan.sweep`): calls
 /// `on_free(object_address)` for every object allocated but not marked, then makes the
-/// mark bitmap the allocation bitmap, clears the mark bitmap and recounts `alloc_count`.
+/// mark bitmap the allocation bitmap and clears the mark bitmap.
 /// Returns the number of objects still allocated. For a large span: 1 if its object is
 /// marked, else 0 after `on_free(base)`; the caller frees the span.
 ///
@@ -826,7 +826,6 @@ pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 
         mw.store(0, Ordering::Relaxed);
         live += m.count_ones();
     }
-    span.alloc_count.set(live);
     span.set_window(0);
     if freed_any {
         span.needzero.set(true);

@@ -42,7 +42,7 @@ use crossbeam_utils::CachePadded;
 ///
 /// Statistics, as Go counts them (`heapStats`): a span's slots count as allocated while a
 /// cache owns it, so the fast paths count nothing:
-/// `objects == sum(alloc_count of unowned in-use spans) + sum(nelems of owned spans)`.
+/// `objects == sum(allocated() of unowned in-use spans) + sum(nelems of owned spans)`.
 pub struct MCentral {
     /// Unowned spans with free slots.
     pub partial: SpinLock<SpanList>,
@@ -123,17 +123,11 @@ impl MCentral {
             s
         } else {
             // SAFETY: the span was unowned and unparked by `take_partial`: ours alone; its
-            // window is committed and `alloc_count` exact.
+            // window is committed.
             unsafe {
                 let sr = &*s;
-                let before = sr.alloc_count.get();
                 sr.collect_remote();
                 let n = sr.allocated();
-                crate::check!(
-                    n <= before,
-                    "remote frees added objects to a span",
-                    s as usize
-                );
                 self.objects
                     .fetch_add((sr.nelems.get() - n) as usize, Ordering::Relaxed);
                 let found = sr.load_window_from(0);
@@ -155,7 +149,7 @@ impl MCentral {
             unsafe {
                 if (*s).xfree.try_unpark() {
                     (*s).in_partial.set(false);
-                    if (*s).alloc_count.get() == 0 {
+                    if (*s).allocated() == 0 {
                         self.unkeep(s);
                     }
                     return s;
@@ -208,9 +202,9 @@ impl MCentral {
         unsafe {
             let sr = &*s;
             loop {
-                let before = sr.alloc_count.get();
-                sr.collect_remote();
+                let freed = sr.collect_remote();
                 let n = sr.allocated();
+                let before = n + freed;
                 self.count_collected(before, n);
                 if n == 0 && !sr.in_partial.get() && self.keep(s) {
                     // Kept for reuse: listed and parked below like any partial span (it
@@ -242,7 +236,7 @@ impl MCentral {
 
     /// Hands `cache` the parked span `s` (a free by the thread of the cache that last gave
     /// it up found it so): out of `partial` if listed there, unparked, owned by `cache`,
-    /// its window committed and `alloc_count` exact, as [`Self::uncache_span`] left it.
+    /// its window committed, as [`Self::uncache_span`] left it.
     /// False, and nothing changed, if `s` is not parked: a cache owns it, a remote free
     /// has notified it, or it is on its way into or out of this mcentral.
     ///
@@ -266,7 +260,7 @@ impl MCentral {
             drop(partial);
             // Its free slots count as allocated while a cache owns it.
             self.objects.fetch_add(
-                (sr.nelems.get() - sr.alloc_count.get()) as usize,
+                (sr.nelems.get() - sr.allocated()) as usize,
                 Ordering::Relaxed,
             );
             sr.owner.store(cache, Ordering::Relaxed);
@@ -275,7 +269,7 @@ impl MCentral {
     }
 
     /// Takes back a span its cache no longer allocates from. The window must be
-    /// committed and `alloc_count` exact.
+    /// committed.
     ///
     /// # Safety
     /// `s` is an in-use small span owned by the caller's cache, which forgets it.
@@ -286,7 +280,7 @@ impl MCentral {
             let sr = &*s;
             sr.owner.store(ptr::null_mut(), Ordering::Relaxed);
             // Its slots counted as allocated while cached; from now on only the real ones.
-            self.count_collected(sr.nelems.get(), sr.alloc_count.get());
+            self.count_collected(sr.nelems.get(), sr.allocated());
             let mut partial = self.partial.lock();
             self.settle(&mut partial, s);
         }
@@ -346,7 +340,7 @@ impl MCentral {
             // an empty one holds no object, so no remote free can notify it meanwhile.
             unsafe {
                 let sr = &*s;
-                if sr.alloc_count.get() == 0 && sr.xfree.try_unpark() {
+                if sr.allocated() == 0 && sr.xfree.try_unpark() {
                     sr.in_partial.set(false);
                     self.unkeep(s);
                     self.count_freed_span();

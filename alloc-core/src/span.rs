@@ -12,7 +12,7 @@
 //! Who may touch what:
 //! * the *owner* (the mcache that allocates from the span, or the holder of the span's
 //!   mcentral lock while the span is unowned) reads and writes the window, the bitmap,
-//!   `alloc_count` and `needzero`, without atomics;
+//!   and `needzero`, without atomics;
 //! * any thread sets bits of the remote-free bitmap through `xfree` (remote frees) and
 //!   reads the immutable fields (`base`, `elemsize`, `div_magic`, `nelems`, `spanclass`,
 //!   `xfree_bits`) of an in-use span;
@@ -59,9 +59,11 @@ macro_rules! span_struct {
         ///    `window == NO_WINDOW`, `alloc_cache == 0` and `win_bytes == 0` (no window: every
         ///    free goes to the bitmap). A retained single-window span keeps window 0, its free
         ///    slots in `alloc_cache` (`Span::retain`).
-        /// 3. `alloc_count == popcount(alloc_bits)`, the loaded window's word counted as last
-        ///    committed: [`Span::commit_window`], [`Span::free_local`] and
-        ///    [`Span::collect_remote`] keep the count in step with the words they write.
+        /// 3. A slot outside the loaded window is allocated iff its bitmap bit is set; a slot
+        ///    of the window is free iff its `alloc_cache` bit is set, and its bitmap bit is as
+        ///    the window was loaded, until [`Span::commit_window`] writes the word back. The
+        ///    count of allocated slots is the bitmap's ([`Span::allocated`]), not stored, so
+        ///    that a free writes one word and no count.
         /// 4. No bit at or above `nelems` is set in the bitmap.
         /// 5. `owner` is non-null iff an mcache holds the span in `alloc[class]` or in its
         ///    retained list of that class (`class`: the size class of `spanclass`).
@@ -112,9 +114,7 @@ macro_rules! span_struct {
             /// `nelems * elemsize` for small spans, 0 for large ones: an address `p` is a slot
             /// candidate iff `p - base < objs_bytes` (one unsigned compare).
             $vis objs_bytes: Cell<u32>,
-            /// Allocated slots, exact when the window is committed. (On the hot line: every local
-            /// free writes it, see [`Span::free_local`].)
-            $vis alloc_count: Cell<u32>,
+            _pad_count: u32,
             // --- warm: refills, list moves and remote frees ---
             /// Objects freed by threads that do not own the span: the flags of their bits in
             /// `xfree_bits` (`RemoteFrees`).
@@ -194,7 +194,7 @@ span_struct!(pub(crate));
 /// Bytes of one span record.
 pub const SPAN_RECORD_BYTES: usize = core::mem::size_of::<Span>();
 const _: () = assert!(SPAN_RECORD_BYTES == 192);
-const _: () = assert!(core::mem::offset_of!(Span, alloc_count) == 60);
+const _: () = assert!(core::mem::offset_of!(Span, objs_bytes) == 56);
 const _: () = assert!(core::mem::offset_of!(Span, xfree) == 64);
 const _: () = assert!(core::mem::offset_of!(Span, npages) == 128);
 
@@ -291,7 +291,7 @@ impl Span {
             div_magic: Cell::new(0),
             win_bytes: Cell::new(0),
             objs_bytes: Cell::new(0),
-            alloc_count: Cell::new(0),
+            _pad_count: 0,
             xfree: RemoteFrees::new(),
             in_dirty: Cell::new(false),
             ends_only: Cell::new(false),
@@ -372,7 +372,6 @@ impl Span {
         self.spanclass.set(spc);
         self.needzero.set(needzero);
         self.owner.store(ptr::null_mut(), Ordering::Relaxed);
-        self.alloc_count.set(0);
         self.in_partial.set(false);
         let ha = arena::heap_arena_of(self.base.get());
         crate::check!(!ha.is_null(), "span outside the heap", self.base.get());
@@ -399,7 +398,6 @@ impl Span {
             self.objs_bytes.set(0);
             self.set_window(0);
             self.alloc_cache.set(0);
-            self.alloc_count.set(1);
         } else {
             let nelems = ((self.npages.get() << PAGE_SHIFT) / class.size()) as u32;
             self.elemsize.set(class.size() as u32);
@@ -491,11 +489,10 @@ impl Span {
     }
 
     /// Leaves the span with no window (committed first by the caller), so that every
-    /// free clears its bitmap bit and keeps `alloc_count` exact.
+    /// free clears its bitmap bit and the bitmap stays exact.
     ///
     /// # Safety
-    /// The caller owns the span; its window is committed (`alloc_cache == 0`) and
-    /// `alloc_count` exact.
+    /// The caller owns the span; its window is committed (`alloc_cache == 0`).
     pub(crate) unsafe fn unload_window(&self) {
         debug_assert_eq!(self.alloc_cache.get(), 0);
         self.window.set(NO_WINDOW as u16);
@@ -524,13 +521,13 @@ impl Span {
     /// cache line, like frees into the span it allocates from. (A free into the bitmap
     /// reads one more cache line, the bitmap word, which random frees often miss.) Other
     /// spans unload theirs ([`Span::unload_window`]),
-    /// so that every free clears its bitmap bit and keeps `alloc_count` exact, until a run
+    /// so that every free clears its bitmap bit and the bitmap stays exact, until a run
     /// of frees loads one for itself ([`Span::load_window_for_frees`]). Either way
     /// [`Span::retained_free`] counts the free slots and [`Span::settle_retained`] makes the
     /// bitmap exact again.
     ///
     /// # Safety
-    /// The caller owns the span; its window is committed and `alloc_count` exact.
+    /// The caller owns the span; its window is committed.
     pub(crate) unsafe fn retain(&self) {
         debug_assert_eq!(self.alloc_cache.get(), 0);
         if self.single_window() {
@@ -547,9 +544,8 @@ impl Span {
 
     /// Commits the exhausted window of a span of at most 64 slots, with no remote free
     /// announced: every slot is then allocated. What [`Span::commit_window`] followed by
-    /// [`Span::retain`] leave, without counting bits: the bitmap word is all slots,
-    /// `alloc_count` is `nelems` (invariant 3), and window 0 stays loaded and empty, the
-    /// retained state.
+    /// [`Span::retain`] leave: the bitmap word is all slots, and window 0 stays loaded and
+    /// empty, the retained state.
     ///
     /// # Safety
     /// The caller owns the span.
@@ -563,7 +559,6 @@ impl Span {
         );
         // SAFETY: a small span's bitmap has at least one word; the caller owns it.
         unsafe { *self.alloc_bits.get() = window_mask(0, nelems) };
-        self.alloc_count.set(nelems);
     }
 
     /// Free slots of a retained span (see [`Span::retain`]), remote frees not counted.
@@ -574,17 +569,19 @@ impl Span {
     pub(crate) unsafe fn retained_free(&self) -> u32 {
         let w = self.window();
         if w == NO_WINDOW {
-            self.nelems.get() - self.alloc_count.get()
+            // SAFETY: the caller owns the span (# Safety).
+            self.nelems.get() - unsafe { self.allocated() }
         } else if self.single_window() {
             crate::cpu::popcount(self.alloc_cache.get())
         } else {
-            // A window loaded for frees: `alloc_count` is that of the bitmap as committed,
-            // whose word for the window still shows the slots that were free when it was
-            // loaded; the window holds those and the owner's frees since.
+            // A window loaded for frees: the bitmap's count is as committed, its word for
+            // the window still showing the slots that were free when it was loaded; the
+            // window holds those and the owner's frees since.
             // SAFETY: a loaded window's word lies in the bitmap; the caller owns the span.
             let word = unsafe { *self.alloc_bits.get().add(w as usize >> 6) };
             let free_then = crate::cpu::popcount(!word & window_mask(w, self.nelems.get()));
-            self.nelems.get() - self.alloc_count.get() - free_then
+            // SAFETY: the caller owns the span (# Safety).
+            self.nelems.get() - unsafe { self.allocated() } - free_then
                 + crate::cpu::popcount(self.alloc_cache.get())
         }
     }
@@ -621,7 +618,7 @@ impl Span {
     }
 
     /// Takes a retained span out of the retained state: its window, if it kept one, is
-    /// committed, so the bitmap and `alloc_count` are exact and no window is loaded
+    /// committed, so the bitmap is exact and no window is loaded
     /// (`alloc_cache == 0`), as [`Span::retain`] and the mcentral expect.
     ///
     /// # Safety
@@ -725,9 +722,6 @@ impl Span {
                 double_free(slot(left & !*word));
             }
             *word &= !left;
-            // The lent slots were committed as allocated, so counted (invariant 3).
-            self.alloc_count
-                .set(self.alloc_count.get() - crate::cpu::popcount(left));
         }
     }
 
@@ -805,9 +799,6 @@ impl Span {
         }
         // SAFETY: `word` is the span's cache word or one of its bitmap words, the owner's alone.
         unsafe { *word = w ^ (1u64 << bit) };
-        // A bitmap bit that was set was counted (invariant 3): no underflow.
-        self.alloc_count
-            .set(self.alloc_count.get() - (!in_window) as u32);
         // SAFETY: the slot is dead and ours (poison feature only).
         unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
         self.needzero.set(true);
@@ -856,8 +847,6 @@ impl Span {
             return false;
         }
         *word &= !m;
-        // The bit was set, so counted (invariant 3): no underflow.
-        self.alloc_count.set(self.alloc_count.get() - 1);
         // SAFETY: the slot is dead and ours (poison feature only).
         unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
         self.needzero.set(true);
@@ -897,20 +886,7 @@ impl Span {
         let word = unsafe {
             core::sync::atomic::AtomicU64::from_ptr(self.alloc_bits.get().add(w as usize >> 6))
         };
-        let cache = self.alloc_cache.get();
-        let new = !cache & mask;
-        // A refill commits an exhausted window, whose slots are then all allocated: no
-        // second bit count (a dozen instructions each on baseline x86-64, without popcnt).
-        let new_ones = if cache == 0 {
-            (self.nelems.get() - w).min(64)
-        } else {
-            crate::cpu::popcount(new)
-        };
-        // The word's bits are part of the count (invariant 3), so this cannot underflow.
-        let old = word.load(core::sync::atomic::Ordering::Relaxed);
-        self.alloc_count
-            .set(self.alloc_count.get() - crate::cpu::popcount(old) + new_ones);
-        word.store(new, core::sync::atomic::Ordering::Relaxed);
+        word.store(!self.alloc_cache.get() & mask, core::sync::atomic::Ordering::Relaxed);
         self.alloc_cache.set(0);
     }
 
@@ -949,7 +925,7 @@ impl Span {
         unsafe { self.xfree.push(self.xfree_bits.get(), idx) }
     }
 
-    /// Applies every announced remote free to the bitmap (and `alloc_count`); returns how
+    /// Applies every announced remote free to the bitmap; returns how
     /// many objects were freed. The window must be committed. A slot freed remotely while
     /// already free (a double free whose first free was collected, or a local one) ends
     /// the process. The objects themselves are not read: see `RemoteFrees`.
@@ -978,28 +954,26 @@ impl Span {
                 });
         }
         if n != 0 {
-            // Each bit cleared was set, so counted (invariant 3): no underflow. Counted
-            // once here rather than per word.
-            self.alloc_count.set(self.alloc_count.get() - n);
             self.needzero.set(true);
         }
         n
     }
 
-    /// Allocated slots: `alloc_count`, which is exact once the window is committed
-    /// (invariant 3). Checked builds recount the bitmap and abort if they differ.
+    /// Allocated slots: the bitmap's set bits (invariant 3), exact once the window is
+    /// committed, and as last committed while one is loaded; 1 for a large span, whose
+    /// bitmap is not used.
     ///
     /// # Safety
-    /// The caller owns the span; its window is committed.
+    /// The caller owns the span.
     pub unsafe fn allocated(&self) -> u32 {
-        let n = self.alloc_count.get();
-        if crate::check::ENABLED {
-            let mut bits = 0;
-            for i in 0..self.bitmap_words() {
-                // SAFETY: inside the bitmap.
-                bits += unsafe { *self.alloc_bits.get().add(i) }.count_ones();
-            }
-            crate::check!(bits == n, "alloc_count out of step with bitmap", bits);
+        if self.is_large() {
+            return 1;
+        }
+        let bits = self.alloc_bits.get();
+        let mut n = 0;
+        for i in 0..self.bitmap_words() {
+            // SAFETY: `i < bitmap_words()`, inside the span's bitmap, which the caller owns.
+            n += crate::cpu::popcount(unsafe { *bits.add(i) });
         }
         n
     }
@@ -1014,14 +988,7 @@ impl Span {
             return;
         }
         // SAFETY: the caller owns the span (# Safety), as `small_span` requires.
-        let n = unsafe { crate::check::small_span(self) };
-        if self.alloc_cache.get() == 0 {
-            crate::check!(
-                n == self.alloc_count.get(),
-                "alloc_count out of step with bitmap",
-                self as *const Span as usize
-            );
-        }
+        unsafe { crate::check::small_span(self) };
     }
 }
 

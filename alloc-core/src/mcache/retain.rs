@@ -256,7 +256,7 @@ unsafe fn free_with_remote(s: &Span, enough: u32) -> u32 {
         }
         s.settle_retained();
         s.collect_remote();
-        let free = s.nelems.get() - s.alloc_count.get();
+        let free = s.nelems.get() - s.allocated();
         s.retain();
         free
     }
