@@ -323,12 +323,24 @@ pub unsafe fn small_span(sr: &Span) -> u32 {
             "span without a window has window bits",
             s
         );
+        check!(
+            (0..nelems).step_by(64).all(|i| !sr.in_window(i as usize)),
+            "span without a window has a window word",
+            s
+        );
     } else {
         check!(w % 64 == 0 && w < nelems, "span window out of range", s);
         check!(
             sr.window_base.get() == sr.base.get() + w as usize * e
                 && sr.win_bytes.get() as usize == (nelems - w).min(64) as usize * e,
             "span window_base/win_bytes stale",
+            s
+        );
+        check!(
+            (0..nelems)
+                .step_by(64)
+                .all(|i| sr.in_window(i as usize) == (i == w)),
+            "span window_word stale",
             s
         );
         check!(

@@ -69,7 +69,8 @@ macro_rules! span_struct {
         ///    retained list of that class (`class`: the size class of `spanclass`).
         /// 6. `needzero == false` implies every free slot reads as zero.
         /// 7. `window_base == base + window * elemsize`,
-        ///    `win_bytes == min(64, nelems - window) * elemsize`, `objs_bytes == nelems * elemsize`.
+        ///    `win_bytes == min(64, nelems - window) * elemsize`, `objs_bytes == nelems * elemsize`,
+        ///    `window_word == window / 64` (`NO_WINDOW_WORD` with no window).
         ///
         /// Layout: three cache lines by who touches them. The hot line holds what the owner's
         /// malloc and free fast paths read and write; the warm line, what a refill reads
@@ -102,7 +103,11 @@ macro_rules! span_struct {
             window: Cell<u16>,
             /// Free slots may hold old data: `alloc_zeroed` must clear them.
             $vis needzero: Cell<bool>,
-            _pad_hot: u8,
+            /// `window / 64`, the window's bitmap word, or [`NO_WINDOW_WORD`]: a free computes
+            /// its slot's word for the bitmap anyway, so its window test is one compare of a
+            /// byte ([`Span::in_window`]). Set with `window` by [`Span::set_window`] and
+            /// [`Span::unload_window`].
+            window_word: Cell<u8>,
             /// Bytes per slot (small spans); 0 for large spans.
             $vis elemsize: Cell<u32>,
             /// `obj_index` multiplier of the size class.
@@ -230,6 +235,9 @@ impl Linked for Span {
 /// [`Span::window`] of a span with no window loaded (a retained span): a multiple of 64
 /// that no slot index reaches, so [`Span::free_local`] clears bitmap bits for every slot.
 pub const NO_WINDOW: u32 = u16::MAX as u32 & !63;
+/// `Span::window_word` of a span with no window loaded: a byte no slot's bitmap word
+/// reaches (a span's slots fill at most 16 words).
+pub const NO_WINDOW_WORD: u8 = u8::MAX;
 /// The most slots a span of any size class holds (1024: one page of 8-byte slots).
 pub const MAX_OBJS_PER_SPAN: u32 = {
     use crate::sizeclasses::{CLASS_TO_ALLOCNPAGES, CLASS_TO_SIZE, NUM_SIZE_CLASSES};
@@ -245,6 +253,8 @@ pub const MAX_OBJS_PER_SPAN: u32 = {
     most as u32
 };
 const _: () = assert!(MAX_OBJS_PER_SPAN <= NO_WINDOW);
+// Every slot's bitmap word is below `NO_WINDOW_WORD`, and fits the byte `in_window` compares.
+const _: () = assert!(MAX_OBJS_PER_SPAN.div_ceil(64) <= NO_WINDOW_WORD as u32);
 
 /// The lowest `n` set bits of `bits` (all of them if it has no more than `n`): the free
 /// slots of a window that a loan (`Span::lend`) or a limited collector window
@@ -286,7 +296,7 @@ impl Span {
             alloc_bits: Cell::new(ptr::null_mut()),
             window: Cell::new(0),
             needzero: Cell::new(false),
-            _pad_hot: 0,
+            window_word: Cell::new(0),
             elemsize: Cell::new(0),
             div_magic: Cell::new(0),
             win_bytes: Cell::new(0),
@@ -331,6 +341,14 @@ impl Span {
     #[inline(always)]
     pub fn window(&self) -> u32 {
         self.window.get() as u32
+    }
+
+    /// Slot `idx` (less than `nelems`) is in the loaded window: its bitmap word is the
+    /// window's. (Compared as a byte, as the window's word is kept: exact, as no span has
+    /// more than [`MAX_OBJS_PER_SPAN`] slots, 16 words.)
+    #[inline(always)]
+    pub fn in_window(&self, idx: usize) -> bool {
+        (idx >> 6) as u8 == self.window_word.get()
     }
 
     /// Sets the record's state.
@@ -482,6 +500,7 @@ impl Span {
         let e = self.elemsize.get();
         debug_assert!(w <= NO_WINDOW && w % 64 == 0);
         self.window.set(w as u16);
+        self.window_word.set((w >> 6) as u8);
         self.window_base
             .set(self.base.get() + w as usize * e as usize);
         self.win_bytes
@@ -496,6 +515,7 @@ impl Span {
     pub(crate) unsafe fn unload_window(&self) {
         debug_assert_eq!(self.alloc_cache.get(), 0);
         self.window.set(NO_WINDOW as u16);
+        self.window_word.set(NO_WINDOW_WORD);
         self.window_base.set(0);
         self.win_bytes.set(0);
     }
@@ -665,6 +685,7 @@ impl Span {
         proxy.elemsize.set(self.elemsize.get());
         proxy.base.set(self.base.get());
         proxy.window.set(self.window.get());
+        proxy.window_word.set(self.window_word.get());
     }
 
     /// Takes the lowest free slot of the loaded window and lends the rest of it to
@@ -783,7 +804,7 @@ impl Span {
     #[inline(always)]
     pub unsafe fn try_free_local(&self, idx: usize, addr: usize) -> bool {
         let bit = idx & 63;
-        let in_window = idx & !63 == self.window() as usize;
+        let in_window = self.in_window(idx);
         // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.
         let bitmap_word = unsafe { self.alloc_bits.get().add(idx >> 6) };
         let word = if in_window {
@@ -814,7 +835,7 @@ impl Span {
     /// The caller owns the span; `idx < nelems`.
     #[inline(always)]
     pub unsafe fn try_free_local_branchy(&self, idx: usize, addr: usize) -> bool {
-        if idx & !63 != self.window() as usize {
+        if !self.in_window(idx) {
             // SAFETY: the caller owns the span and `idx < nelems` (# Safety); the slot is
             // outside the window (tested just above).
             return unsafe { self.try_free_outside_window(idx, addr) };
@@ -839,7 +860,7 @@ impl Span {
     /// The caller owns the span; `idx < nelems`, and slot `idx` is not in the window.
     #[inline(always)]
     pub unsafe fn try_free_outside_window(&self, idx: usize, addr: usize) -> bool {
-        debug_assert_ne!(idx & !63, self.window() as usize);
+        debug_assert!(!self.in_window(idx));
         let m = 1u64 << (idx & 63);
         // SAFETY: `idx < nelems`, so the word lies in the span's bitmap, the owner's.
         let word = unsafe { &mut *self.alloc_bits.get().add(idx >> 6) };
@@ -863,7 +884,7 @@ impl Span {
     #[inline]
     pub unsafe fn slot_is_free_local(&self, idx: usize) -> bool {
         let m = 1u64 << (idx & 63);
-        if idx & !63 == self.window() as usize {
+        if self.in_window(idx) {
             self.alloc_cache.get() & m != 0
         } else {
             // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.

@@ -230,7 +230,7 @@ unsafe fn free_via_hint(c: *mut MCache, span: &Span, class: usize, p: *mut u8) {
 /// there (2 in 64), so they keep to the bitmap rather than paying a commit and a load each.
 #[inline(always)]
 fn starts_a_run(s: &Span, idx: usize) -> bool {
-    at_window_edge(idx) && !s.single_window() && idx & !63 != s.window() as usize
+    at_window_edge(idx) && !s.single_window() && !s.in_window(idx)
 }
 
 /// Slot `idx` is the first or the last of a 64-slot window (see [`starts_a_run`]). (The
