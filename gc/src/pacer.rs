@@ -165,8 +165,11 @@ pub(crate) fn record_concurrent_mark(m: &MarkMeasure) {
     // At least 1: 0 means no runway measured yet (`trigger`).
     RUNWAY.store(step.runway.max(1), Ordering::Relaxed);
     if PACER_TRACE.load(Ordering::Relaxed) {
+        // The ratios in scientific notation, to four significant digits at any size (a
+        // cycle that allocates little has one of 0.0003), so that the runway can be
+        // recomputed from the line (`gc/tests/pacer.rs`).
         crate::stats::trace_line(format_args!(
-            "pacer: {:.1}% CPU ({:.1}% background) for {} B work in {} ms, {} B allocated{}; cons/mark {:.4} (this cycle {:.4}), runway {} B",
+            "pacer: {:.1}% CPU ({:.1}% background) for {} B work in {} ms, {} B allocated{}; cons/mark {:.4e} (this cycle {:.4e}), runway {} B",
             step.utilization * 100.0,
             step.background * 100.0,
             m.scan_work,
