@@ -124,7 +124,7 @@ pub fn check_whole_heap() {
                 s
             );
             check!(
-                sr.alloc_cache.get() == 0,
+                sr.window_free() == 0,
                 "unowned span with a loaded window",
                 s
             );
@@ -258,7 +258,7 @@ fn check_own_cache() {
             check!(
                 w == NO_WINDOW || {
                     let word = *sr.alloc_bits.get().add(w as usize >> 6);
-                    !word & window_mask(w, sr.nelems.get()) & !sr.alloc_cache.get() == 0
+                    !word & window_mask(w, sr.nelems.get()) & !sr.window_free() == 0
                 },
                 "retained window lost a free slot",
                 s
@@ -319,7 +319,7 @@ pub unsafe fn small_span(sr: &Span) -> u32 {
     );
     if w == NO_WINDOW {
         check!(
-            sr.alloc_cache.get() == 0 && sr.win_bytes.get() == 0,
+            sr.window_free() == 0 && sr.win_bytes.get() == 0,
             "span without a window has window bits",
             s
         );
@@ -344,7 +344,7 @@ pub unsafe fn small_span(sr: &Span) -> u32 {
             s
         );
         check!(
-            sr.alloc_cache.get() & !window_mask(w, nelems) == 0,
+            sr.window_free() & !window_mask(w, nelems) == 0,
             "window bits past nelems",
             s
         );
@@ -358,7 +358,7 @@ pub unsafe fn small_span(sr: &Span) -> u32 {
             "bitmap bits past nelems",
             s
         );
-        if sr.alloc_cache.get() == 0 || i * 64 != w {
+        if sr.window_free() == 0 || i * 64 != w {
             n += b.count_ones();
         }
     }

@@ -291,8 +291,7 @@ impl OwnedSpan {
     pub unsafe fn mark_free(self) {
         let s = self.heap();
         // SAFETY: a loaded window's first slot is below `nelems` (`Span` invariant 2).
-        unsafe { mark_word(s, s.window() as usize) }
-            .fetch_or(s.alloc_cache.get(), Ordering::Relaxed);
+        unsafe { mark_word(s, s.window() as usize) }.fetch_or(s.window_free(), Ordering::Relaxed);
     }
 
     /// Clears the mark bits of the loaded window's slots that are still free: undoes
@@ -306,14 +305,13 @@ impl OwnedSpan {
         let s = self.heap();
         // SAFETY: a loaded window's first slot is below `nelems` (`Span` invariant 2), and
         // the caller's cache owns the span (# Safety).
-        unsafe { mark_word(s, s.window() as usize) }
-            .fetch_and(!s.alloc_cache.get(), Ordering::Relaxed);
+        unsafe { mark_word(s, s.window() as usize) }.fetch_and(!s.window_free(), Ordering::Relaxed);
     }
 
     /// Free slots in the loaded window (0 for [`OwnedSpan::EMPTY`]).
     #[inline]
     pub fn window_free(self) -> u32 {
-        crate::cpu::popcount(self.heap().alloc_cache.get())
+        crate::cpu::popcount(self.heap().window_free())
     }
 
     /// Keeps the lowest `max` free slots of the loaded window for
@@ -327,9 +325,9 @@ impl OwnedSpan {
     #[inline]
     pub unsafe fn hold_back(self, max: u32) -> u64 {
         let s = self.heap();
-        let free = s.alloc_cache.get();
+        let free = s.window_free();
         let keep = crate::span::lowest_bits(free, max);
-        s.alloc_cache.set(keep);
+        s.set_window_free(keep);
         free & !keep
     }
 
@@ -342,11 +340,11 @@ impl OwnedSpan {
     pub unsafe fn give_back(self, held: u64) {
         let s = self.heap();
         crate::check!(
-            s.alloc_cache.get() & held == 0,
+            s.window_free() & held == 0,
             "held-back slots already in the window",
             held
         );
-        s.alloc_cache.set(s.alloc_cache.get() | held);
+        s.set_window_free(s.window_free() | held);
     }
 
     /// Allocated slots: the bitmap's count (`Span::allocated`), exact while the window is
@@ -772,7 +770,7 @@ pub unsafe fn sweep_bitmaps(span: &Span, mut on_free: impl FnMut(usize)) -> u32 
         span as *const HeapSpan as usize
     );
     crate::check!(
-        span.alloc_cache.get() == 0,
+        span.window_free() == 0,
         "sweeping a cached span",
         span.base.get()
     );
@@ -893,19 +891,19 @@ pub fn for_each_gc_span(mut f: impl FnMut(*mut Span)) {
 }
 
 /// The slots of word `w` of malloc span `s` that hold allocated blocks: the loaded
-/// window's from `alloc_cache` (its free slots), the others' from the allocation bitmap,
+/// window's from `window_bits` (`Span::window_free`), the others' from the allocation bitmap,
 /// less the slots freed remotely and not yet collected (the remote-free bitmap).
 ///
 /// # Safety
 /// `s` is an in-use small malloc span and `w < s.bitmap_words()`. The span's owner (the
-/// thread whose cache holds it, or its mcentral) writes `alloc_cache`, the window and the
+/// thread whose cache holds it, or its mcentral) writes `window_bits`, the window and the
 /// bitmap without synchronisation: the answer is exact only while that owner is stopped
 /// (see [`for_each_malloc_block`]).
 unsafe fn malloc_alloc_word(s: &HeapSpan, w: usize) -> u64 {
     let nelems = s.nelems.get();
     let mask = crate::span::window_mask(w as u32 * 64, nelems);
     let bits = if s.window() != crate::span::NO_WINDOW && s.window() as usize / 64 == w {
-        mask & !s.alloc_cache.get()
+        mask & !s.window_free()
     } else {
         // SAFETY: `w < bitmap_words` (# Safety): inside the allocation bitmap.
         unsafe { core::ptr::read_volatile(s.alloc_bits.get().add(w)) & mask }

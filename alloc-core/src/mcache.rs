@@ -99,12 +99,13 @@ pub struct MCache {
 }
 
 /// A `Sync` wrapper for the static empty span and cache. They are never written: every
-/// allocation attempt on them fails (`alloc_cache == 0`) and no span is owned by them.
+/// allocation attempt on them fails (the span's window has no free slot) and no span is
+/// owned by them.
 #[repr(transparent)]
 pub struct Static<T>(T);
-// SAFETY: the wrapped values are never written (every allocation on them fails, as
-// `alloc_cache == 0`, and no span is owned by them), so sharing them across threads only
-// shares reads.
+// SAFETY: the wrapped values are never written (every allocation on them fails, as the
+// span's window has no free slot, and no span is owned by them), so sharing them across
+// threads only shares reads.
 unsafe impl<T> Sync for Static<T> {}
 
 /// The span every empty cache slot points at.
@@ -307,7 +308,7 @@ pub unsafe fn refill(c: &MCache, class: SizeClass) -> *mut Span {
         // oldest retained span is taken up if its frees gave it enough free slots.
         if s != EMPTY_SPAN_PTR
             && (*s).single_window()
-            && (*s).alloc_cache.get() == 0
+            && (*s).window_free() == 0
             && (*s).xfree.is_empty()
             && TRIM_EPOCH.load(Ordering::Relaxed) == c.trim_epoch.get()
         {
@@ -317,14 +318,14 @@ pub unsafe fn refill(c: &MCache, class: SizeClass) -> *mut Span {
             // A retained span of this class has one window, which it keeps loaded with
             // exactly its free slots (`Span::retain`): their count is its cache's.
             if !oldest.is_null()
-                && note_slack(c, class, crate::cpu::popcount((*oldest).alloc_cache.get()))
+                && note_slack(c, class, crate::cpu::popcount((*oldest).window_free()))
                     >= enough
             {
                 // Ready as it is. Remote frees waiting on it are collected at its next
                 // refill. The two spans swap places, so the retained bytes do not change.
                 crate::check!((*oldest).window() == 0, "retained window", oldest as usize);
                 debug_assert_eq!(
-                    crate::cpu::popcount((*oldest).alloc_cache.get()),
+                    crate::cpu::popcount((*oldest).window_free()),
                     (*oldest).retained_free()
                 );
                 (*oldest).check_invariants();

@@ -3,11 +3,11 @@
 //!
 //! A small-object span is cut into `nelems` slots of `elemsize` bytes. Bit `i` of its
 //! allocation bitmap is set when slot `i` is allocated. The owner allocates through a
-//! 64-slot *window*: `alloc_cache` holds the free slots of the window starting at slot
-//! `window`, found with count-trailing-zeros ([`Span::next_free_fast`]). While a window is
-//! loaded its bitmap word is stale; [`Span::commit_window`] writes it back as
-//! `!alloc_cache`, which is exact because every slot of the window that is not in the
-//! cache is allocated.
+//! 64-slot *window*: `window_bits` holds the window starting at slot `window` as the
+//! bitmap would (Go's `allocCache` complemented), and a free slot is found with
+//! count-trailing-zeros ([`Span::next_free_fast`]). While a window is loaded its bitmap
+//! word is stale; [`Span::commit_window`] writes it back from `window_bits`, which is
+//! exact because every slot of the window that is not free there is allocated.
 //!
 //! Who may touch what:
 //! * the *owner* (the mcache that allocates from the span, or the holder of the span's
@@ -54,13 +54,14 @@ macro_rules! span_struct {
         ///
         /// Invariants of an in-use small span (checked by [`Span::check_invariants`]):
         /// 1. `nelems * elemsize <= npages * PAGE_SIZE`, `div_magic == class.div_magic()`.
-        /// 2. `window % 64 == 0`, `window < nelems`, and `alloc_cache` has no bit at or above
+        /// 2. `window % 64 == 0`, `window < nelems`, and the window's free slots
+        ///    (`window_free()`, the complement of `window_bits`) have no bit at or above
         ///    `nelems - window`; or, in a span of more than 64 slots its cache retains,
-        ///    `window == NO_WINDOW`, `alloc_cache == 0` and `win_bytes == 0` (no window: every
-        ///    free goes to the bitmap). A retained single-window span keeps window 0, its free
-        ///    slots in `alloc_cache` (`Span::retain`).
+        ///    `window == NO_WINDOW`, `window_free() == 0` and `win_bytes == 0` (no window:
+        ///    every free goes to the bitmap). A retained single-window span keeps window 0, its
+        ///    free slots in its window (`Span::retain`).
         /// 3. A slot outside the loaded window is allocated iff its bitmap bit is set; a slot
-        ///    of the window is free iff its `alloc_cache` bit is set, and its bitmap bit is as
+        ///    of the window is allocated iff its `window_bits` bit is set, and its bitmap bit is as
         ///    the window was loaded, until [`Span::commit_window`] writes the word back. The
         ///    count of allocated slots is the bitmap's ([`Span::allocated`]), not stored, so
         ///    that a free writes one word and no count.
@@ -81,9 +82,14 @@ macro_rules! span_struct {
         #[repr(C, align(64))]
         pub struct Span {
             // --- hot: the owner's malloc/free fast paths (first cache line) ---
-            /// Free slots of the current window (bit i: slot `window + i` is free): Go's
-            /// `allocCache`, searched with count-trailing-zeros.
-            $vis alloc_cache: Cell<u64>,
+            /// The current window's slots as the allocation bitmap has them: bit i set iff slot
+            /// `window + i` is taken (allocated, lent to the heap profile's proxy, or past the
+            /// span's end). Go's `allocCache` complemented, so that a free tests and flips the
+            /// same polarity here as in the bitmap; a slot is taken by setting its lowest
+            /// clear bit (`c | (c + 1)`, found with count-trailing-zeros of `c + 1`). Read and
+            /// written as the window's *free* slots through [`Span::window_free`] and
+            /// [`Span::set_window_free`], except on the fast paths.
+            window_bits: Cell<u64>,
             /// Address of slot `window`: `base + window * elemsize`, so that taking a slot is one
             /// multiply-add.
             $vis window_base: Cell<usize>,
@@ -289,7 +295,7 @@ impl Span {
     /// mcache points at, so the fast path needs no null check.
     pub const fn empty() -> Span {
         Span {
-            alloc_cache: Cell::new(0),
+            window_bits: Cell::new(u64::MAX),
             window_base: Cell::new(0),
             base: Cell::new(0),
             owner: AtomicPtr::new(ptr::null_mut()),
@@ -415,7 +421,7 @@ impl Span {
             self.nelems.set(1);
             self.objs_bytes.set(0);
             self.set_window(0);
-            self.alloc_cache.set(0);
+            self.set_window_free(0);
         } else {
             let nelems = ((self.npages.get() << PAGE_SHIFT) / class.size()) as u32;
             self.elemsize.set(class.size() as u32);
@@ -436,7 +442,7 @@ impl Span {
             // (`gcapi::alloc_small_span`), so that a `malloc`-only program never touches
             // the mark bitmap's pages (arena invariant 4).
             unsafe { ptr::write_bytes(ab, 0, words) };
-            self.alloc_cache.set(window_mask(0, nelems));
+            self.set_window_free(window_mask(0, nelems));
             if crate::harden::POISONING {
                 // Every free slot holds the poison pattern, so reuse can verify it.
                 // SAFETY: the span's pages are ours (in use, not yet published).
@@ -459,18 +465,34 @@ impl Span {
         }
     }
 
+    /// The window's free slots (bit i: slot `window + i` is free), as Go's `allocCache`
+    /// has them.
+    #[inline(always)]
+    pub fn window_free(&self) -> u64 {
+        !self.window_bits.get()
+    }
+
+    /// Makes `free` (bit i: slot `window + i`) the window's free slots; it has no bit at or
+    /// above `nelems - window`.
+    #[inline(always)]
+    pub fn set_window_free(&self, free: u64) {
+        self.window_bits.set(!free);
+    }
+
     /// Takes a free slot from the window: Go's `nextFreeFast`. Null when the window is
     /// empty.
     #[inline(always)]
     pub fn next_free_fast(&self) -> *mut u8 {
-        let c = self.alloc_cache.get();
-        if c == 0 {
+        let c = self.window_bits.get();
+        // The lowest clear bit of `c`, the lowest free slot, is the lowest set bit of `t`.
+        let t = c.wrapping_add(1);
+        if t == 0 {
             return ptr::null_mut();
         }
-        self.alloc_cache.set(c & (c - 1));
-        let p = self.window_base.get() + c.trailing_zeros() as usize * self.elemsize.get() as usize;
+        self.window_bits.set(c | t);
+        let p = self.window_base.get() + t.trailing_zeros() as usize * self.elemsize.get() as usize;
         // SAFETY: only an in-use span has free slots in its window (the static empty span's
-        // `alloc_cache` is 0), and its slots lie in an arena mapped by the OS, never at
+        // window has none), and its slots lie in an arena mapped by the OS, never at
         // address 0. Telling the compiler lets it drop the callers' null tests.
         unsafe { core::hint::assert_unchecked(p != 0) };
         p as *mut u8
@@ -511,9 +533,9 @@ impl Span {
     /// free clears its bitmap bit and the bitmap stays exact.
     ///
     /// # Safety
-    /// The caller owns the span; its window is committed (`alloc_cache == 0`).
+    /// The caller owns the span; its window is committed (`window_free() == 0`).
     pub(crate) unsafe fn unload_window(&self) {
-        debug_assert_eq!(self.alloc_cache.get(), 0);
+        debug_assert_eq!(self.window_free(), 0);
         self.window.set(NO_WINDOW as u16);
         self.window_word.set(NO_WINDOW_WORD);
         self.window_base.set(0);
@@ -537,7 +559,7 @@ impl Span {
     /// Puts a span whose window was just committed into the state of a span its cache
     /// *retains* (allocates no more from, but still owns, so that the thread's frees into
     /// it stay local). A single-window span keeps its one window loaded, holding its free
-    /// slots: the owner's frees then flip a bit of `alloc_cache`, on the record's first
+    /// slots: the owner's frees then flip a bit of `window_bits`, on the record's first
     /// cache line, like frees into the span it allocates from. (A free into the bitmap
     /// reads one more cache line, the bitmap word, which random frees often miss.) Other
     /// spans unload theirs ([`Span::unload_window`]),
@@ -549,13 +571,12 @@ impl Span {
     /// # Safety
     /// The caller owns the span; its window is committed.
     pub(crate) unsafe fn retain(&self) {
-        debug_assert_eq!(self.alloc_cache.get(), 0);
+        debug_assert_eq!(self.window_free(), 0);
         if self.single_window() {
             self.set_window(0);
             // SAFETY: a small span's bitmap has at least one word; the caller owns it.
             let word = unsafe { *self.alloc_bits.get() };
-            self.alloc_cache
-                .set(!word & window_mask(0, self.nelems.get()));
+            self.set_window_free(!word & window_mask(0, self.nelems.get()));
         } else {
             // SAFETY: the caller owns the span and its window is committed (# Safety).
             unsafe { self.unload_window() };
@@ -573,7 +594,7 @@ impl Span {
     pub(crate) unsafe fn commit_exhausted_single(&self) {
         let nelems = self.nelems.get();
         crate::check!(
-            self.single_window() && self.window() == 0 && self.alloc_cache.get() == 0,
+            self.single_window() && self.window() == 0 && self.window_free() == 0,
             "commit of a span that is not an exhausted single window",
             self as *const Span as usize
         );
@@ -592,7 +613,7 @@ impl Span {
             // SAFETY: the caller owns the span (# Safety).
             self.nelems.get() - unsafe { self.allocated() }
         } else if self.single_window() {
-            crate::cpu::popcount(self.alloc_cache.get())
+            crate::cpu::popcount(self.window_free())
         } else {
             // A window loaded for frees: the bitmap's count is as committed, its word for
             // the window still showing the slots that were free when it was loaded; the
@@ -602,14 +623,14 @@ impl Span {
             let free_then = crate::cpu::popcount(!word & window_mask(w, self.nelems.get()));
             // SAFETY: the caller owns the span (# Safety).
             self.nelems.get() - unsafe { self.allocated() } - free_then
-                + crate::cpu::popcount(self.alloc_cache.get())
+                + crate::cpu::popcount(self.window_free())
         }
     }
 
     /// Loads, into a span of more than 64 slots that a cache owns (one it retains, or the
     /// one it allocates from), the window holding slot `idx`, for the owner's frees (the
     /// window it had, if any, committed first), so that a run of frees into the span is
-    /// each a bit set in `alloc_cache`: the first tier of [`crate::malloc::free_sized`]
+    /// each a bit flipped in `window_bits`: the first tier of [`crate::malloc::free_sized`]
     /// finds them there. The window holds exactly the window's free slots, as a
     /// single-window retained span's does ([`Span::retain`]); the allocating span's next
     /// `malloc` takes them, and its next refill goes on from this window.
@@ -633,13 +654,12 @@ impl Span {
         // SAFETY: `idx < nelems`, so its word lies in the bitmap.
         let word = unsafe { *self.alloc_bits.get().add(idx >> 6) };
         self.set_window(w);
-        self.alloc_cache
-            .set(!word & window_mask(w, self.nelems.get()));
+        self.set_window_free(!word & window_mask(w, self.nelems.get()));
     }
 
     /// Takes a retained span out of the retained state: its window, if it kept one, is
     /// committed, so the bitmap is exact and no window is loaded
-    /// (`alloc_cache == 0`), as [`Span::retain`] and the mcentral expect.
+    /// (`window_free() == 0`), as [`Span::retain`] and the mcentral expect.
     ///
     /// # Safety
     /// The caller owns the span, which is in the retained state.
@@ -654,7 +674,7 @@ impl Span {
 
     /// Lends up to `max` of the loaded window's free slots, the lowest first, to `proxy`,
     /// the record a sampling thread's fast path takes slots from instead of this span
-    /// (`profile::lend`). The slots leave `alloc_cache` for the proxy's, and the proxy
+    /// (`profile::lend`). The slots leave the window for the proxy's, and the proxy
     /// gets the window's address and slot size, which is all the fast path reads. Until
     /// [`Span::repay`], the lent slots count as allocated here; a free of one that the
     /// fast path handed out sets its bit here, as any free does, and never in the proxy,
@@ -666,10 +686,10 @@ impl Span {
     /// loan (repaid, or never lent to).
     #[cfg(not(feature = "profile"))]
     pub(crate) unsafe fn lend(&self, proxy: &Span, max: u32) -> u32 {
-        debug_assert!(self.window() != NO_WINDOW && proxy.alloc_cache.get() == 0);
-        let free = self.alloc_cache.get();
+        debug_assert!(self.window() != NO_WINDOW && proxy.window_free() == 0);
+        let free = self.window_free();
         let lent = lowest_bits(free, max);
-        self.alloc_cache.set(free & !lent);
+        self.set_window_free(free & !lent);
         self.lend_window(proxy, lent);
         crate::cpu::popcount(lent)
     }
@@ -680,7 +700,7 @@ impl Span {
     #[cfg(not(feature = "profile"))]
     #[inline(always)]
     fn lend_window(&self, proxy: &Span, lent: u64) {
-        proxy.alloc_cache.set(lent);
+        proxy.set_window_free(lent);
         proxy.window_base.set(self.window_base.get());
         proxy.elemsize.set(self.elemsize.get());
         proxy.base.set(self.base.get());
@@ -697,11 +717,11 @@ impl Span {
     #[cfg(not(feature = "profile"))]
     #[inline(always)]
     pub(crate) unsafe fn take_and_lend_rest(&self, proxy: &Span) -> *mut u8 {
-        let free = self.alloc_cache.get();
-        debug_assert!(free != 0 && proxy.alloc_cache.get() == 0);
+        let free = self.window_free();
+        debug_assert!(free != 0 && proxy.window_free() == 0);
         let rest = free & (free - 1);
         let slot = self.window_base.get() + free.trailing_zeros() as usize * self.elemsize.get() as usize;
-        self.alloc_cache.set(0);
+        self.set_window_free(0);
         self.lend_window(proxy, rest);
         slot as *mut u8
     }
@@ -716,7 +736,8 @@ impl Span {
     /// The caller owns the span and `proxy`, whose loan came from this span.
     #[cfg(not(feature = "profile"))]
     pub(crate) unsafe fn repay(&self, proxy: &Span) {
-        let left = proxy.alloc_cache.replace(0);
+        let left = proxy.window_free();
+        proxy.set_window_free(0);
         if left == 0 {
             return;
         }
@@ -730,11 +751,11 @@ impl Span {
             proxy.window_base.get() + bits.trailing_zeros() as usize * proxy.elemsize.get() as usize
         };
         if w == self.window() {
-            let free = self.alloc_cache.get();
+            let free = self.window_free();
             if free & left != 0 {
                 double_free(slot(free & left));
             }
-            self.alloc_cache.set(free | left);
+            self.set_window_free(free | left);
         } else {
             // SAFETY: `w < nelems` (it was a window of this span), so the word lies in the
             // bitmap, which the caller owns (# Safety).
@@ -766,11 +787,11 @@ impl Span {
             fatal("free of a pointer into the middle of an object:", addr);
         }
         let bit = (prod >> 32) as u32;
-        let c = self.alloc_cache.get();
-        if (c >> bit) & 1 != 0 {
+        let c = self.window_bits.get();
+        if (c >> bit) & 1 == 0 {
             double_free(addr);
         }
-        self.alloc_cache.set(c | (1u64 << bit));
+        self.window_bits.set(c ^ (1u64 << bit));
         // SAFETY: the slot is dead and ours (poison feature only).
         unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
         self.needzero.set(true);
@@ -794,10 +815,10 @@ impl Span {
     /// returned, so that C's `free` fast path has no call in it (and so no stack frame to
     /// set up): it hands the pointer to the general path, which reports the double free.
     ///
-    /// Both cases flip one bit after checking it (set in the window's free-slot cache,
-    /// where it must be clear; cleared in the bitmap, where it must be set), so the word is
-    /// selected without a branch: frees that land in and out of the window at random
-    /// would mispredict that branch every other time.
+    /// Both cases clear one bit that must be set, in the window's bits or in the bitmap
+    /// (which have the same polarity for this), so the word is selected without a branch:
+    /// frees that land in and out of the window at random would mispredict that branch
+    /// every other time.
     ///
     /// # Safety
     /// The caller owns the span; `idx < nelems`.
@@ -808,17 +829,18 @@ impl Span {
         // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.
         let bitmap_word = unsafe { self.alloc_bits.get().add(idx >> 6) };
         let word = if in_window {
-            self.alloc_cache.as_ptr()
+            self.window_bits.as_ptr()
         } else {
             bitmap_word
         };
-        // SAFETY: `word` is the span's cache word or one of its bitmap words, both the
+        // SAFETY: `word` is the span's window word or one of its bitmap words, both the
         // owner's alone.
         let w = unsafe { *word };
-        if ((w >> bit) & 1 != 0) == in_window {
+        if (w >> bit) & 1 == 0 {
             return false;
         }
-        // SAFETY: `word` is the span's cache word or one of its bitmap words, the owner's alone.
+        // SAFETY: `word` is the span's window word or one of its bitmap words, the owner's
+        // alone.
         unsafe { *word = w ^ (1u64 << bit) };
         // SAFETY: the slot is dead and ours (poison feature only).
         unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
@@ -841,11 +863,11 @@ impl Span {
             return unsafe { self.try_free_outside_window(idx, addr) };
         }
         let m = 1u64 << (idx & 63);
-        let c = self.alloc_cache.get();
-        if c & m != 0 {
+        let c = self.window_bits.get();
+        if c & m == 0 {
             return false;
         }
-        self.alloc_cache.set(c | m);
+        self.window_bits.set(c ^ m);
         // SAFETY: the slot is dead and ours (poison feature only).
         unsafe { crate::harden::poison(addr as *mut u8, self.elemsize.get() as usize) };
         self.needzero.set(true);
@@ -885,7 +907,7 @@ impl Span {
     pub unsafe fn slot_is_free_local(&self, idx: usize) -> bool {
         let m = 1u64 << (idx & 63);
         if self.in_window(idx) {
-            self.alloc_cache.get() & m != 0
+            self.window_free() & m != 0
         } else {
             // SAFETY: `idx < nelems`, so the word lies in the span's bitmap.
             unsafe { *self.alloc_bits.get().add(idx >> 6) & m == 0 }
@@ -907,8 +929,8 @@ impl Span {
         let word = unsafe {
             core::sync::atomic::AtomicU64::from_ptr(self.alloc_bits.get().add(w as usize >> 6))
         };
-        word.store(!self.alloc_cache.get() & mask, core::sync::atomic::Ordering::Relaxed);
-        self.alloc_cache.set(0);
+        word.store(!self.window_free() & mask, core::sync::atomic::Ordering::Relaxed);
+        self.set_window_free(0);
     }
 
     /// Loads the first window at or after slot `from` (wrapping to 0 if `wrap`) that has a
@@ -926,7 +948,7 @@ impl Span {
             let free = !bits & window_mask(w * 64, nelems);
             if free != 0 {
                 self.set_window(w * 64);
-                self.alloc_cache.set(free);
+                self.set_window_free(free);
                 return true;
             }
             w += 1;
@@ -1081,7 +1103,7 @@ mod tests {
         // SAFETY: the test owns the span; each object is freed once.
         unsafe {
             s.free_local(s.slot_of(objs[70]).unwrap(), objs[70]);
-            assert_ne!(s.alloc_cache.get() & (1 << 6), 0);
+            assert_ne!(s.window_free() & (1 << 6), 0);
             s.free_local(s.slot_of(objs[3]).unwrap(), objs[3]);
             assert_eq!(s.free_remote(s.slot_of(objs[10]).unwrap()), Push::Done);
             assert_eq!(s.free_remote(s.slot_of(objs[11]).unwrap()), Push::Done);
@@ -1093,7 +1115,7 @@ mod tests {
             s.check_invariants();
             assert!(s.load_window_from(0));
             assert_eq!(s.window(), 0);
-            let c = s.alloc_cache.get();
+            let c = s.window_free();
             assert_eq!(c, (1 << 3) | (1 << 10) | (1 << 11));
         }
     }

@@ -264,7 +264,7 @@ fn assert_lent() {
         let lent = || {
             // SAFETY: `c` is this thread's cache; its spans are live records.
             let (fast, own) = unsafe { ((*c).fast_span(class), (*c).span(class)) };
-            !std::ptr::eq(fast, own) && fast.alloc_cache.get() != 0
+            !std::ptr::eq(fast, own) && fast.window_free() != 0
         };
         let mut kept = Vec::new();
         while !lent() && kept.len() < 2 {
@@ -308,7 +308,7 @@ fn lent_double_free() {
         let (base, e) = (proxy.window_base.get(), proxy.elemsize.get() as usize);
         let in_loan = |q: usize| {
             let off = q.wrapping_sub(base);
-            e != 0 && off < 64 * e && proxy.alloc_cache.get() >> (off / e) & 1 != 0
+            e != 0 && off < 64 * e && proxy.window_free() >> (off / e) & 1 != 0
         };
         if let Some(&v) = freed.iter().find(|&&q| in_loan(q)) {
             break Some(v);

@@ -272,7 +272,7 @@ unsafe fn free_with_remote(s: &Span, enough: u32) -> u32 {
 unsafe fn load_for_refill(s: &Span) -> bool {
     // SAFETY: the caller owns `s`, a retained span (# Safety).
     unsafe {
-        if s.window() != NO_WINDOW && s.alloc_cache.get() != 0 {
+        if s.window() != NO_WINDOW && s.window_free() != 0 {
             s.check_invariants();
             return true;
         }

@@ -52,11 +52,11 @@ use core::cell::Cell;
 /// are reused, never freed).
 ///
 /// Invariants (the cache's owner is the only user): `proxy[class]` is a span record in
-/// no list, with no owner; its `alloc_cache` holds the slots of its loan that the fast
-/// path has not taken: slots of the window of `alloc[class]` (or of one that span had
-/// loaded when it lent them) that the span counts as allocated; `countdown[class]` is
-/// the class's bytes before its next sample, less the whole of the loan, so repaying the
-/// slots left refunds `popcount(proxy[class].alloc_cache)` slots.
+/// no list, with no owner; its window's free slots (`Span::window_free`) are the slots of
+/// its loan that the fast path has not taken: slots of the window of `alloc[class]` (or of
+/// one that span had loaded when it lent them) that the span counts as allocated;
+/// `countdown[class]` is the class's bytes before its next sample, less the whole of the
+/// loan, so repaying the slots left refunds `popcount(proxy[class].window_free())` slots.
 #[repr(C)]
 pub struct Loans {
     /// The fast path's span of each class while the thread samples.
@@ -134,7 +134,7 @@ pub(crate) unsafe fn repay(c: &MCache, class: usize) {
     // SAFETY: mapped loans live as long as the record; the caller owns `c` (# Safety).
     let l = unsafe { &*l };
     let p = l.proxy(class);
-    let unused = crate::cpu::popcount(p.alloc_cache.get()) as usize;
+    let unused = crate::cpu::popcount(p.window_free()) as usize;
     if unused == 0 {
         return;
     }
@@ -183,7 +183,7 @@ pub(crate) unsafe fn relend(c: &MCache, class: usize) -> Relend {
     // SAFETY: a cache that samples has its loans mapped (`MCache::set_sampling`).
     let l = unsafe { &*c.prof.loans.get() };
     let p = l.proxy(class);
-    if p.alloc_cache.get() != 0 || l.epoch.get() != super::sample::epoch() {
+    if p.window_free() != 0 || l.epoch.get() != super::sample::epoch() {
         return Relend::Exact;
     }
     // The fast path took every slot lent, and the countdown was charged for them.
@@ -193,7 +193,7 @@ pub(crate) unsafe fn relend(c: &MCache, class: usize) -> Relend {
         return Relend::Exact;
     }
     let s = c.span(class);
-    let free = s.alloc_cache.get();
+    let free = s.window_free();
     if free == 0 {
         return Relend::Refill(cd);
     }
@@ -241,7 +241,7 @@ pub(crate) unsafe fn relend_refilled(c: &MCache, class: usize, cd: usize) -> *mu
     let s = unsafe { &*r };
     let elem = SizeClass(class as u8).size();
     let left = cd - elem;
-    match rest_fits(s.alloc_cache.get(), elem, left) {
+    match rest_fits(s.window_free(), elem, left) {
         // SAFETY: as above; the countdown has room for the whole window.
         Some(n) => unsafe { take_and_lend_rest(l, s, class, left, n) },
         // SAFETY: as above.
@@ -364,7 +364,7 @@ pub(crate) fn draw_again(c: &MCache) {
 /// The caller owns `c`, which samples, and `class`'s loan is repaid.
 pub(crate) unsafe fn lend(c: &MCache, class: SizeClass) {
     let s = c.span(class.index());
-    if s.alloc_cache.get() == 0 {
+    if s.window_free() == 0 {
         return;
     }
     // SAFETY: a cache that samples has its loans mapped (`MCache::set_sampling`).
