@@ -472,6 +472,16 @@ impl Span {
         !self.window_bits.get()
     }
 
+    /// The window's slots as the bitmap has them (bit i set: slot `window + i` is taken),
+    /// the complement of [`Span::window_free`]: what the slow paths that take slots read,
+    /// as [`Span::next_free_fast`] does, with no complement to compute (the heap profile's
+    /// loans, `profile::lend`).
+    #[cfg(not(feature = "profile"))]
+    #[inline(always)]
+    pub(crate) fn window_bits(&self) -> u64 {
+        self.window_bits.get()
+    }
+
     /// Makes `free` (bit i: slot `window + i`) the window's free slots; it has no bit at or
     /// above `nelems - window`.
     #[inline(always)]
@@ -700,7 +710,15 @@ impl Span {
     #[cfg(not(feature = "profile"))]
     #[inline(always)]
     fn lend_window(&self, proxy: &Span, lent: u64) {
-        proxy.set_window_free(lent);
+        self.lend_window_bits(proxy, !lent);
+    }
+
+    /// [`Span::lend_window`], the slots lent given as the proxy's `window_bits` (bit clear:
+    /// lent).
+    #[cfg(not(feature = "profile"))]
+    #[inline(always)]
+    fn lend_window_bits(&self, proxy: &Span, bits: u64) {
+        proxy.window_bits.set(bits);
         proxy.window_base.set(self.window_base.get());
         proxy.elemsize.set(self.elemsize.get());
         proxy.base.set(self.base.get());
@@ -713,16 +731,19 @@ impl Span {
     /// thread's way back to its fast path. Returns the slot.
     ///
     /// # Safety
-    /// As for [`Span::lend`], and the window has a free slot.
+    /// As for [`Span::lend`]; `bits` is the window's [`Span::window_bits`], which the caller
+    /// has read, with a free slot.
     #[cfg(not(feature = "profile"))]
     #[inline(always)]
-    pub(crate) unsafe fn take_and_lend_rest(&self, proxy: &Span) -> *mut u8 {
-        let free = self.window_free();
-        debug_assert!(free != 0 && proxy.window_free() == 0);
-        let rest = free & (free - 1);
-        let slot = self.window_base.get() + free.trailing_zeros() as usize * self.elemsize.get() as usize;
+    pub(crate) unsafe fn take_and_lend_rest(&self, proxy: &Span, bits: u64) -> *mut u8 {
+        debug_assert!(bits == self.window_bits() && proxy.window_free() == 0);
+        // The lowest free slot, as in `next_free_fast`.
+        let t = bits.wrapping_add(1);
+        debug_assert!(t != 0);
+        let slot = self.window_base.get() + t.trailing_zeros() as usize * self.elemsize.get() as usize;
         self.set_window_free(0);
-        self.lend_window(proxy, rest);
+        // The proxy's window: this one's, that slot taken.
+        self.lend_window_bits(proxy, bits | t);
         slot as *mut u8
     }
 

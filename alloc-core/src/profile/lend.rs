@@ -193,25 +193,26 @@ pub(crate) unsafe fn relend(c: &MCache, class: usize) -> Relend {
         return Relend::Exact;
     }
     let s = c.span(class);
-    let free = s.window_free();
-    if free == 0 {
+    let bits = s.window_bits();
+    if bits == u64::MAX {
         return Relend::Refill(cd);
     }
     let left = cd - elem;
-    match rest_fits(free, elem, left) {
+    match rest_fits(bits, elem, left) {
         // SAFETY: the caller owns `c`, so `s` and the proxy, whose loan is spent; `s` has
         // `n + 1` free slots in its window, and the countdown room for `n` after this one.
-        Some(n) => Relend::Slot(unsafe { take_and_lend_rest(l, s, class, left, n) }),
+        Some(n) => Relend::Slot(unsafe { take_and_lend_rest(l, s, bits, class, left, n) }),
         None => Relend::Part(left),
     }
 }
 
-/// The slots a relend lends from a window whose free slots are `free`: the rest of the
-/// window after this allocation's slot, if the countdown, `left` bytes after it, has
-/// room for them all (in a class whose spans hold a few slots, nearly always).
+/// The slots a relend lends from a window whose `Span::window_bits` are `bits` (a free
+/// slot among them): the rest of the window after this allocation's slot, if the
+/// countdown, `left` bytes after it, has room for them all (in a class whose spans hold a
+/// few slots, nearly always).
 #[inline(always)]
-fn rest_fits(free: u64, elem: usize, left: usize) -> Option<usize> {
-    let n = crate::cpu::popcount(free) as usize - 1;
+fn rest_fits(bits: u64, elem: usize, left: usize) -> Option<usize> {
+    let n = 63 - crate::cpu::popcount(bits) as usize;
     (left >= n * elem).then_some(n)
 }
 
@@ -241,9 +242,10 @@ pub(crate) unsafe fn relend_refilled(c: &MCache, class: usize, cd: usize) -> *mu
     let s = unsafe { &*r };
     let elem = SizeClass(class as u8).size();
     let left = cd - elem;
-    match rest_fits(s.window_free(), elem, left) {
+    let bits = s.window_bits();
+    match rest_fits(bits, elem, left) {
         // SAFETY: as above; the countdown has room for the whole window.
-        Some(n) => unsafe { take_and_lend_rest(l, s, class, left, n) },
+        Some(n) => unsafe { take_and_lend_rest(l, s, bits, class, left, n) },
         // SAFETY: as above.
         None => unsafe { take_and_lend(l, s, class, left) },
     }
@@ -270,13 +272,21 @@ pub(crate) unsafe fn take_and_lend_part(c: &MCache, class: usize, left: usize) -
 /// this allocation.
 ///
 /// # Safety
-/// The caller owns the cache of `l`, `s` (its span of `class`, with `n + 1` free slots
-/// in its window) and the proxy, which holds no loan; `left` is at least `n` slots.
+/// The caller owns the cache of `l`, `s` (its span of `class`, whose window's
+/// `Span::window_bits` are `bits`, with `n + 1` free slots) and the proxy, which holds no
+/// loan; `left` is at least `n` slots.
 #[inline(always)]
-unsafe fn take_and_lend_rest(l: &Loans, s: &Span, class: usize, left: usize, n: usize) -> *mut u8 {
+unsafe fn take_and_lend_rest(
+    l: &Loans,
+    s: &Span,
+    bits: u64,
+    class: usize,
+    left: usize,
+    n: usize,
+) -> *mut u8 {
     let elem = SizeClass(class as u8).size();
     // SAFETY: as for this function (# Safety).
-    let slot = unsafe { s.take_and_lend_rest(l.proxy(class)) };
+    let slot = unsafe { s.take_and_lend_rest(l.proxy(class), bits) };
     l.countdown(class).set(left - n * elem);
     // SAFETY: `slot` is the free slot just taken (poison feature only).
     unsafe { crate::harden::verify_poison(slot, elem) };
