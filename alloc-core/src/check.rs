@@ -317,15 +317,19 @@ pub unsafe fn small_span(sr: &Span) -> u32 {
         "span objs_bytes stale",
         s
     );
+    // `window_word` names the window's bitmap word, and none with no window (`NO_WINDOW`
+    // is above every slot).
+    check!(
+        (0..nelems)
+            .step_by(64)
+            .all(|i| sr.in_window(i as usize) == (i == w)),
+        "span window_word stale",
+        s
+    );
     if w == NO_WINDOW {
         check!(
             sr.window_free() == 0 && sr.win_bytes.get() == 0,
             "span without a window has window bits",
-            s
-        );
-        check!(
-            (0..nelems).step_by(64).all(|i| !sr.in_window(i as usize)),
-            "span without a window has a window word",
             s
         );
     } else {
@@ -334,13 +338,6 @@ pub unsafe fn small_span(sr: &Span) -> u32 {
             sr.window_base.get() == sr.base.get() + w as usize * e
                 && sr.win_bytes.get() as usize == (nelems - w).min(64) as usize * e,
             "span window_base/win_bytes stale",
-            s
-        );
-        check!(
-            (0..nelems)
-                .step_by(64)
-                .all(|i| sr.in_window(i as usize) == (i == w)),
-            "span window_word stale",
             s
         );
         check!(

@@ -902,7 +902,7 @@ pub fn for_each_gc_span(mut f: impl FnMut(*mut Span)) {
 unsafe fn malloc_alloc_word(s: &HeapSpan, w: usize) -> u64 {
     let nelems = s.nelems.get();
     let mask = crate::span::window_mask(w as u32 * 64, nelems);
-    let bits = if s.window() != crate::span::NO_WINDOW && s.window() as usize / 64 == w {
+    let bits = if s.in_window(w * 64) {
         mask & !s.window_free()
     } else {
         // SAFETY: `w < bitmap_words` (# Safety): inside the allocation bitmap.

@@ -687,7 +687,7 @@ impl Span {
     /// (`profile::lend`). The slots leave the window for the proxy's, and the proxy
     /// gets the window's address and slot size, which is all the fast path reads. Until
     /// [`Span::repay`], the lent slots count as allocated here; a free of one that the
-    /// fast path handed out sets its bit here, as any free does, and never in the proxy,
+    /// fast path handed out comes back here, as any free does, and never to the proxy,
     /// so every slot the proxy hands out was counted when it was lent. Returns the number
     /// of slots lent.
     ///
@@ -700,24 +700,17 @@ impl Span {
         let free = self.window_free();
         let lent = lowest_bits(free, max);
         self.set_window_free(free & !lent);
-        self.lend_window(proxy, lent);
+        self.lend_window(proxy, !lent);
         crate::cpu::popcount(lent)
     }
 
-    /// Gives `proxy` the free slots `lent` of the loaded window, with what the fast path
-    /// reads to take them (`window_base`, `elemsize`) and what [`Span::repay`] reads to
-    /// give them back (`base`, `window`).
+    /// Gives `proxy` slots of the loaded window, those clear in `bits` (the proxy's
+    /// `window_bits`: bit clear, lent), with what the fast path reads to take them
+    /// (`window_base`, `elemsize`) and what [`Span::repay`] reads to give them back (`base`,
+    /// `window`, `window_word`).
     #[cfg(not(feature = "profile"))]
     #[inline(always)]
-    fn lend_window(&self, proxy: &Span, lent: u64) {
-        self.lend_window_bits(proxy, !lent);
-    }
-
-    /// [`Span::lend_window`], the slots lent given as the proxy's `window_bits` (bit clear:
-    /// lent).
-    #[cfg(not(feature = "profile"))]
-    #[inline(always)]
-    fn lend_window_bits(&self, proxy: &Span, bits: u64) {
+    fn lend_window(&self, proxy: &Span, bits: u64) {
         proxy.window_bits.set(bits);
         proxy.window_base.set(self.window_base.get());
         proxy.elemsize.set(self.elemsize.get());
@@ -743,7 +736,7 @@ impl Span {
         let slot = self.window_base.get() + t.trailing_zeros() as usize * self.elemsize.get() as usize;
         self.set_window_free(0);
         // The proxy's window: this one's, that slot taken.
-        self.lend_window_bits(proxy, bits | t);
+        self.lend_window(proxy, bits | t);
         slot as *mut u8
     }
 
@@ -950,7 +943,7 @@ impl Span {
         let word = unsafe {
             core::sync::atomic::AtomicU64::from_ptr(self.alloc_bits.get().add(w as usize >> 6))
         };
-        word.store(!self.window_free() & mask, core::sync::atomic::Ordering::Relaxed);
+        word.store(self.window_bits.get() & mask, core::sync::atomic::Ordering::Relaxed);
         self.set_window_free(0);
     }
 
