@@ -4,6 +4,15 @@
 //! `examples/mksizeclasses.rs` (a port of Go's `mksizeclasses.go`). This file holds the
 //! newtypes and the O(1) size -> class lookup built on Go's two tables.
 //!
+//! Classes, sizes and `div_magic` are Go's. Span sizes are too, but for one range: the
+//! classes of 512-1280 B that Go gives a one-page span (6-16 slots) take
+//! [`WIDE_SPAN_PAGES`] pages ([`SizeClass::npages`]; Go's own figure is
+//! [`SizeClass::go_npages`]). Go's spans of those sizes are small because a goroutine's
+//! cache is refilled from the central lists cheaply and a swept span goes back there; here a
+//! thread keeps its spans (`mcache::retain`), and a few-slot span under random frees has a
+//! free slot or two at a time, so the thread refills often and its frees read many span
+//! records. The tail waste per span stays below Go's 12.5% bound.
+//!
 //! Layer: tables (the crate root's module map, `lib.rs`).
 
 use crate::sizeclasses::{
@@ -15,6 +24,33 @@ use crate::sizeclasses::{
 pub const PAGE_SHIFT: usize = crate::sizeclasses::PAGE_SHIFT;
 /// The heap's page: 8 KiB, as in Go.
 pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+
+/// Smallest object size whose one-page Go span is widened to [`WIDE_SPAN_PAGES`].
+pub const WIDE_MIN_SIZE: usize = 512;
+/// Largest object size whose one-page Go span is widened to [`WIDE_SPAN_PAGES`].
+pub const WIDE_MAX_SIZE: usize = 1280;
+/// Pages of a span of the classes of [`WIDE_MIN_SIZE`] to [`WIDE_MAX_SIZE`] bytes that Go
+/// gives one page (6-16 slots there): 32 KiB. A thread whose blocks of those sizes are
+/// replaced at random frees into a few large spans rather than into many of a few slots each, so its refills find more free slots each (`parked`: a refill every
+/// sixth `malloc` with one-page spans) and its frees read fewer span records. Every slot of
+/// such a span has Go's `div_magic` exactness (`tests/sizeclasses.rs`).
+pub const WIDE_SPAN_PAGES: u8 = 4;
+
+/// Pages in one span of each class ([`SizeClass::npages`]).
+static CLASS_TO_SPANPAGES: [u8; NUM_SIZE_CLASSES] = {
+    let mut t = [0u8; NUM_SIZE_CLASSES];
+    let mut c = 0;
+    while c < NUM_SIZE_CLASSES {
+        let (go, size) = (CLASS_TO_ALLOCNPAGES[c], CLASS_TO_SIZE[c] as usize);
+        t[c] = if go == 1 && size >= WIDE_MIN_SIZE && size <= WIDE_MAX_SIZE {
+            WIDE_SPAN_PAGES
+        } else {
+            go
+        };
+        c += 1;
+    }
+    t
+};
 
 /// A size class: 0 means "large object", 1..=67 index Go's table.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
@@ -30,9 +66,17 @@ impl SizeClass {
         CLASS_TO_SIZE[self.0 as usize] as usize
     }
 
-    /// Pages in one span of this class.
+    /// Pages in one span of this class: Go's ([`SizeClass::go_npages`]), except for the
+    /// classes of `WIDE_MIN_SIZE` to `WIDE_MAX_SIZE` bytes that Go gives one page, whose
+    /// spans take `WIDE_SPAN_PAGES` (this module's constants, which say why).
     #[inline(always)]
     pub const fn npages(self) -> usize {
+        CLASS_TO_SPANPAGES[self.0 as usize] as usize
+    }
+
+    /// Pages in one span of this class in Go 1.19's table (`CLASS_TO_ALLOCNPAGES`).
+    #[inline(always)]
+    pub const fn go_npages(self) -> usize {
         CLASS_TO_ALLOCNPAGES[self.0 as usize] as usize
     }
 

@@ -246,11 +246,10 @@ pub const NO_WINDOW: u32 = u16::MAX as u32 & !63;
 pub const NO_WINDOW_WORD: u8 = u8::MAX;
 /// The most slots a span of any size class holds (1024: one page of 8-byte slots).
 pub const MAX_OBJS_PER_SPAN: u32 = {
-    use crate::sizeclasses::{CLASS_TO_ALLOCNPAGES, CLASS_TO_SIZE, NUM_SIZE_CLASSES};
+    use crate::sizeclasses::NUM_SIZE_CLASSES;
     let (mut most, mut c) = (0, 1);
     while c < NUM_SIZE_CLASSES {
-        let n = CLASS_TO_ALLOCNPAGES[c] as usize * crate::sizeclass::PAGE_SIZE
-            / CLASS_TO_SIZE[c] as usize;
+        let n = crate::sizeclass::SizeClass(c as u8).nelems();
         if n > most {
             most = n;
         }

@@ -562,7 +562,8 @@ fn a_threads_retained_spans_stay_under_the_bound() {
                 }
             })
             .sum();
-        // The cache's own span per class (at most 4 pages each here) plus the retained ones.
+        // The cache's own span per class (at most 4 pages each here: Go's spans and the
+        // widened ones of `sizeclass::WIDE_SPAN_PAGES`) plus the retained ones.
         let bound = gomalloc::mcache::RETAIN_TOTAL_BYTES + sizes.len() * (4 << 13);
         assert!(
             owned_bytes <= bound,

@@ -77,8 +77,12 @@ fn table_matches_go_1_19() {
         };
         assert_eq!(usize::from(class.0), index);
         assert_eq!(class.size(), size, "{class:?}: bytes/obj");
-        assert_eq!(class.npages() * PAGE_SIZE, span, "{class:?}: bytes/span");
-        assert_eq!(class.nelems(), objects, "{class:?}: objects");
+        assert_eq!(class.go_npages() * PAGE_SIZE, span, "{class:?}: bytes/span");
+        assert_eq!(
+            class.go_npages() * PAGE_SIZE / size,
+            objects,
+            "{class:?}: objects"
+        );
         assert_eq!(span - objects * size, tail, "{class:?}: tail waste");
         let min_align = 1 << class.size().trailing_zeros().min(PAGE_SHIFT as u32);
         assert_eq!(min_align, align, "{class:?}: min align");
@@ -88,6 +92,37 @@ fn table_matches_go_1_19() {
             "{class:?}: magic"
         );
     }
+}
+
+/// The heap's spans are Go's, but for the one-page classes of `WIDE_MIN_SIZE` to
+/// `WIDE_MAX_SIZE` bytes, which take `WIDE_SPAN_PAGES`; `nelems` follows the pages.
+#[test]
+fn spans_are_gos_but_the_widened_classes() {
+    use gomalloc::sizeclass::{WIDE_MAX_SIZE, WIDE_MIN_SIZE, WIDE_SPAN_PAGES};
+    let mut widened = 0;
+    for class in classes() {
+        let wide =
+            class.go_npages() == 1 && (WIDE_MIN_SIZE..=WIDE_MAX_SIZE).contains(&class.size());
+        let expect = if wide {
+            usize::from(WIDE_SPAN_PAGES)
+        } else {
+            class.go_npages()
+        };
+        widened += usize::from(wide);
+        assert_eq!(class.npages(), expect, "{class:?}");
+        assert_eq!(
+            class.nelems(),
+            class.npages() * PAGE_SIZE / class.size(),
+            "{class:?}"
+        );
+        // Go's bound on a span's tail waste (`mksizeclasses.go`): an eighth of the span.
+        let span = class.npages() * PAGE_SIZE;
+        assert!(
+            span - class.nelems() * class.size() <= span / 8,
+            "{class:?}"
+        );
+    }
+    assert_eq!(widened, 9);
 }
 
 #[test]
