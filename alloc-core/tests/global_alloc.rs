@@ -644,7 +644,7 @@ fn spent_budget_round() -> bool {
 
 #[test]
 fn one_class_may_retain_the_whole_budget() {
-    // glibc's bench-malloc-simple shape: a batch of 4 KiB blocks (two to a one-page span)
+    // glibc's bench-malloc-simple shape: a batch of 4 KiB blocks (eight to a 32 KiB span)
     // larger than any per-class share would be, then freed by the same thread.
     thread::spawn(|| {
         let trims = gomalloc::mcache::trim_requests();

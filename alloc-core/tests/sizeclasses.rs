@@ -122,7 +122,7 @@ fn spans_are_gos_but_the_widened_classes() {
             "{class:?}"
         );
     }
-    assert_eq!(widened, 9);
+    assert_eq!(widened, 13);
 }
 
 #[test]
