@@ -4,7 +4,8 @@ C with the Boehm collector. Prints a Markdown table: median wall and CPU (user+s
 over the runs, peak RSS, GC cycles, and the longest pause as each collector's own trace
 reports it.
 
-Needs: cargo, golang-go (Go 1.19), gcc and libgc-dev. Usage:
+Needs cargo; the peers need golang-go (Go 1.19) and gcc with libgc-dev, and a peer whose
+toolchain is missing is skipped with a note on stderr. Usage:
     python3 bench/gc/run.py [--depth N] [--runs R] > table.md
 
 With --pause, runs the pause benchmark instead (gc/examples/pause.rs and bench/gc/pause.go:
@@ -14,7 +15,7 @@ and prints its table: cycles, world-stopped pause max / p99 / p50, share of the 
 time stopped, mutator throughput, peak RSS:
     python3 bench/gc/run.py --pause [--live-mib 1024] [--seconds 20]
 """
-import argparse, os, re, statistics, subprocess, sys, tempfile, time
+import argparse, os, re, shutil, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -25,21 +26,37 @@ def sh(cmd, **kw):
     subprocess.run(cmd, check=True, **kw)
 
 
+def skip(peer, why):
+    sys.stderr.write(f"run.py: skipping {peer}: {why}\n")
+
+
 def build(pause=False):
+    """Builds the Rust programs and every peer it can; returns the implementations built."""
     os.makedirs(OUT, exist_ok=True)
     examples = ["pause"] if pause else ["binary_trees", "gcbench"]
     sh(["cargo", "build", "--release", "-p", "gomalloc-gc"]
        + [x for e in examples for x in ["--example", e]], cwd=ROOT, stdout=sys.stderr)
+    built = {"rust"}
     env = dict(os.environ, GOCACHE=os.path.join(OUT, "gocache"), GO111MODULE="off")
+    if shutil.which("go"):
+        for p in examples:
+            sh(["go", "build", "-o", os.path.join(OUT, p + "_go"), os.path.join(HERE, p + ".go")],
+               env=env)
+        built.add("go")
+    else:
+        skip("Go 1.19", "no `go` on PATH (apt-get install golang-go)")
     if pause:
-        sh(["go", "build", "-o", os.path.join(OUT, "pause_go"), os.path.join(HERE, "pause.go")],
-           env=env)
-        return
+        return built
     for p in examples:
-        sh(["go", "build", "-o", os.path.join(OUT, p + "_go"), os.path.join(HERE, p + ".go")],
-           env=env)
-        sh(["gcc", "-O2", "-o", os.path.join(OUT, p + "_boehm"), os.path.join(HERE, p + ".c"),
-            "-lgc"])
+        r = subprocess.run(["gcc", "-O2", "-o", os.path.join(OUT, p + "_boehm"),
+                            os.path.join(HERE, p + ".c"), "-lgc"],
+                           stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or ["gcc failed"])[-1]
+            skip("Boehm GC", f"gcc cannot build against it (apt-get install libgc-dev): {last}")
+            return built
+    built.add("boehm")
+    return built
 
 
 def run(cmd, env):
@@ -78,11 +95,12 @@ def parse(impl, err):
 
 def pause(live_mib, seconds):
     """The pause benchmark, Rust then Go, one run each; prints a Markdown table."""
-    build(pause=True)
+    built = build(pause=True)
     rust = "target/release/examples/pause"
     progs = [("Rust gomalloc-gc, stopped mark", rust, {"GOMALLOC_GCCONCURRENT": "0"}),
-             ("Rust gomalloc-gc, concurrent mark", rust, {"GOMALLOC_GCCONCURRENT": "1"}),
-             ("Go 1.19", os.path.join(OUT, "pause_go"), {})]
+             ("Rust gomalloc-gc, concurrent mark", rust, {"GOMALLOC_GCCONCURRENT": "1"})]
+    if "go" in built:
+        progs.append(("Go 1.19", os.path.join(OUT, "pause_go"), {}))
     print(f"| implementation ({live_mib} MiB live, {seconds:g} s) | cycles | max pause ms "
           "| p99 ms | p50 ms | stopped % | M nodes/s | peak RSS MiB | wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -107,7 +125,7 @@ def main():
     a = ap.parse_args()
     if a.pause:
         return pause(a.live_mib, a.seconds)
-    build()
+    built = build()
     progs = {
         "rust": ("target/release/examples/{p}", {"GOMALLOC_GCTRACE": "1"}),
         "go": (os.path.join(OUT, "{p}_go"), {"GODEBUG": "gctrace=1"}),
@@ -120,6 +138,8 @@ def main():
     for prog, args in [("binary_trees", [str(a.depth)]), ("gcbench", [])]:
         outputs = {}
         for impl, (path, extra) in progs.items():
+            if impl not in built:
+                continue
             cmd = [os.path.join(ROOT, path.format(p=prog))] + args
             env = dict(os.environ, **extra)
             runs = []
@@ -134,7 +154,7 @@ def main():
                   f"{max(r[2] for r in runs) / 1024:.0f} | {runs[-1][3]} | "
                   f"{max(r[4] for r in runs):.1f} |", flush=True)
         if prog == "binary_trees":
-            assert outputs["rust"] == outputs["go"] == outputs["boehm"], "outputs differ"
+            assert len(set(outputs.values())) == 1, "outputs differ"
 
 
 if __name__ == "__main__":
