@@ -599,18 +599,38 @@ fn a_spent_budget_swaps_in_the_oldest_retained_span() {
 fn spent_budget_round() -> bool {
     thread::spawn(|| {
         let trims = gomalloc::mcache::trim_requests();
-        // 512-byte objects, 16 to a one-page span: more spans than the budget holds, so
-        // the batch ends with the budget spent and its last span full.
+        // 512-byte objects, a span's worth at a time (`per`: 64 to a 32 KiB span): more
+        // spans than the budget holds, so the batch ends with the budget spent and its
+        // last span full.
         let l = Layout::from_size_align(512, 8).unwrap();
-        let spans = (gomalloc::mcache::RETAIN_TOTAL_BYTES >> 13) + 64;
-        let all = alloc_batch(l, spans * 16);
-        let mut again = Vec::with_capacity(16);
+        let class = gomalloc::sizeclass::size_to_class(l.size());
+        let per = class.nelems();
+        let span_bytes = class.npages() << gomalloc::sizeclass::PAGE_SHIFT;
+        let spans = gomalloc::mcache::RETAIN_TOTAL_BYTES / span_bytes + 64;
+        let all = alloc_batch(l, spans * per);
+        // Twice the room needed, so that the buffer (`2 * per` words) is of another size
+        // class than `l`'s and takes none of the slots counted here.
+        let mut again = Vec::with_capacity(2 * per);
         let retained = gomalloc::mcache::own_retained_bytes();
-        // Every retained span comes free; the span allocated from stays full.
-        let (rest, last) = all.split_at(all.len() - 16);
+        // Every retained span comes free; the span allocated from stays full. Its slots
+        // are the batch's last `per` objects only if the batch began on a span of its
+        // own; one that began on a span from the mcentral with slots taken is no test.
+        // (Checked without allocating: an allocation of `l`'s class here would refill.)
+        let last_span = gomalloc::arena::span_of(*all.last().unwrap());
+        let (rest, last) = all.split_at(all.len() - per);
+        if last
+            .iter()
+            .any(|&p| gomalloc::arena::span_of(p) != last_span)
+            || rest
+                .iter()
+                .any(|&p| gomalloc::arena::span_of(p) == last_span)
+        {
+            check_and_free(l, &all);
+            return false;
+        }
         check_and_free(l, rest);
         let refills = central_refills();
-        alloc_into(l, 16, &mut again);
+        alloc_into(l, per, &mut again);
         let central = central_refills() - refills;
         let retained_after = gomalloc::mcache::own_retained_bytes();
         let one_span = spans_of(&again).len() == 1;
@@ -630,7 +650,7 @@ fn spent_budget_round() -> bool {
         assert_eq!(central, 0, "the refill went to the mcentral");
         assert!(
             one_span,
-            "16 objects of a free 16-slot span took more than one span"
+            "a span's worth of objects took more than one free span"
         );
         assert_eq!(
             retained_after, retained,
@@ -681,8 +701,9 @@ fn one_class_may_retain_the_whole_budget() {
 fn random_replacement_keeps_retained_spans_mostly_full() {
     thread::spawn(|| {
         let trims = gomalloc::mcache::trim_requests();
-        // 1024-byte objects, eight to a one-page span: the spans where a dip is most
-        // likely. 2 MiB live, far under the retain budget, so no span leaves the cache.
+        // 1024-byte objects, 32 to a span (Go's spans of that class hold eight, where a
+        // dip is likelier). 2 MiB live, far under the retain budget, so no span leaves
+        // the cache.
         let l = Layout::from_size_align(1024, 8).unwrap();
         let n = 2048;
         let mut live = alloc_batch(l, n);
