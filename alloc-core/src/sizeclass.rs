@@ -5,13 +5,14 @@
 //! newtypes and the O(1) size -> class lookup built on Go's two tables.
 //!
 //! Classes, sizes and `div_magic` are Go's. Span sizes are too, but for one range: the
-//! classes of 512-4096 B that Go gives a one-page span (2-16 slots) take
-//! [`WIDE_SPAN_PAGES`] pages ([`SizeClass::npages`]; Go's own figure is
-//! [`SizeClass::go_npages`]). Go's spans of those sizes are small because a goroutine's
-//! cache is refilled from the central lists cheaply and a swept span goes back there; here a
-//! thread keeps its spans (`mcache::retain`), and a few-slot span under random frees has a
-//! free slot or two at a time, so the thread refills often and its frees read many span
-//! records. The tail waste per span stays below Go's 12.5% bound.
+//! classes of 256-4096 B that Go gives a one-page span (2-32 slots) take up to
+//! [`WIDE_SPAN_PAGES`] pages, as many as keep the span within one 64-slot window
+//! ([`SizeClass::npages`]; Go's own figure is [`SizeClass::go_npages`]). Go's spans of
+//! those sizes are small because a goroutine's cache is refilled from the central lists
+//! cheaply and a swept span goes back there; here a thread keeps its spans
+//! (`mcache::retain`), and a few-slot span under random frees has a free slot or two at a
+//! time, so the thread refills often and its frees read many span records. The tail waste
+//! per span stays below Go's 12.5% bound.
 //!
 //! Layer: tables (the crate root's module map, `lib.rs`).
 
@@ -25,20 +26,38 @@ pub const PAGE_SHIFT: usize = crate::sizeclasses::PAGE_SHIFT;
 /// The heap's page: 8 KiB, as in Go.
 pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 
-/// Smallest object size whose one-page Go span is widened to [`WIDE_SPAN_PAGES`].
-pub const WIDE_MIN_SIZE: usize = 512;
-/// Largest object size whose one-page Go span is widened to [`WIDE_SPAN_PAGES`].
+/// Smallest object size whose one-page Go span is widened (to [`WIDE_SPAN_PAGES`] at
+/// most): the smallest whose two-page span still fits one window of [`WINDOW_SLOTS`].
+pub const WIDE_MIN_SIZE: usize = 2 * PAGE_SIZE / WINDOW_SLOTS;
+/// Largest object size whose one-page Go span is widened.
 pub const WIDE_MAX_SIZE: usize = 4096;
-/// Pages of a span of the classes of [`WIDE_MIN_SIZE`] to [`WIDE_MAX_SIZE`] bytes that Go
-/// gives one page: 32 KiB, 8-64 slots where Go's hold 2-16. A thread whose blocks of those
+/// Slots in a span's window (`span::Span`): one bitmap word. A span of at most this many
+/// slots keeps all of them in its window, so its frees and refills never touch the bitmap
+/// (`Span::single_window`); a widened span is never wider than that.
+pub const WINDOW_SLOTS: usize = 64;
+/// The most pages of a widened span: 32 KiB, 8-64 slots for the classes of 512-4096 B,
+/// where Go's hold 2-16; the classes of 256-480 B take two or three pages, 34-64 slots
+/// where Go's hold 17-32 ([`WINDOW_SLOTS`] bounds them). A thread whose blocks of those
 /// sizes are replaced at random frees into a few large spans rather than many of a few
 /// slots each, so its refills find more free slots each (`parked`: a refill every sixth
 /// `malloc` with one-page spans, every 14th with these) and its frees read fewer span
-/// records; a batch of 4 KiB blocks refills every eighth block rather than every second,
-/// and so does a profiling thread's loan (`profile::lend`). Every slot of such a span has
-/// Go's `div_magic` exactness and its tail waste is within Go's bound of an eighth
-/// (`tests/sizeclasses.rs`); the most is 768 B of 32 KiB, in the 1280 B class.
+/// records (`churn`, 8-512 B at random, holds 48 spans of 256-480 B rather than 152); a batch of 4 KiB blocks
+/// refills every eighth block rather than every second, and so does a profiling thread's
+/// loan (`profile::lend`). Every slot of such a span has Go's `div_magic` exactness and its
+/// tail waste is within Go's bound of an eighth (`tests/sizeclasses.rs`); the most is 768 B
+/// of 32 KiB, in the 1280 B class.
 pub const WIDE_SPAN_PAGES: u8 = 4;
+
+/// Pages of a widened span of `size`-byte objects: the most that hold at most
+/// [`WINDOW_SLOTS`] of them, and at most [`WIDE_SPAN_PAGES`].
+pub const fn wide_npages(size: usize) -> usize {
+    let p = WINDOW_SLOTS * size / PAGE_SIZE;
+    if p < WIDE_SPAN_PAGES as usize {
+        p
+    } else {
+        WIDE_SPAN_PAGES as usize
+    }
+}
 
 /// Pages in one span of each class ([`SizeClass::npages`]).
 static CLASS_TO_SPANPAGES: [u8; NUM_SIZE_CLASSES] = {
@@ -47,7 +66,7 @@ static CLASS_TO_SPANPAGES: [u8; NUM_SIZE_CLASSES] = {
     while c < NUM_SIZE_CLASSES {
         let (go, size) = (CLASS_TO_ALLOCNPAGES[c], CLASS_TO_SIZE[c] as usize);
         t[c] = if go == 1 && size >= WIDE_MIN_SIZE && size <= WIDE_MAX_SIZE {
-            WIDE_SPAN_PAGES
+            wide_npages(size) as u8
         } else {
             go
         };
@@ -72,7 +91,7 @@ impl SizeClass {
 
     /// Pages in one span of this class: Go's ([`SizeClass::go_npages`]), except for the
     /// classes of `WIDE_MIN_SIZE` to `WIDE_MAX_SIZE` bytes that Go gives one page, whose
-    /// spans take `WIDE_SPAN_PAGES` (this module's constants, which say why).
+    /// spans take `wide_npages` (this module's constants say why).
     #[inline(always)]
     pub const fn npages(self) -> usize {
         CLASS_TO_SPANPAGES[self.0 as usize] as usize

@@ -503,7 +503,10 @@ fn a_thread_keeps_its_single_window_spans_and_reuses_them() {
 #[test]
 fn retained_spans_go_back_to_the_mcentral_when_the_thread_exits() {
     let l = Layout::from_size_align(256, 8).unwrap();
-    let live = thread::spawn(move || alloc_batch(l, 500)).join().unwrap();
+    // Sixteen spans' worth: at least ten are filled whole even when a few slots go to
+    // spans other threads left partly full.
+    let n = 16 * gomalloc::sizeclass::size_to_class(l.size()).nelems();
+    let live = thread::spawn(move || alloc_batch(l, n)).join().unwrap();
     // Only spans the batch filled completely are checked: a span it filled in part went back
     // to the mcentral with free slots, and another test's thread may rightly have taken it.
     let mut filled = 0;
